@@ -1,0 +1,218 @@
+// The symbolic side of a step: leaves, element-wise operations and assignments.
+//
+// Nothing here touches memory. An optimizer writes its update as assignments over
+// these nodes; engine/kernel.hpp turns the list into one SIMD loop. Every node is a
+// small value type: scalars are held by value, so an expression can never dangle.
+#ifndef XOPTIM_ENGINE_EXPRESSION_HPP
+#define XOPTIM_ENGINE_EXPRESSION_HPP
+
+#include <cstddef>
+#include <cstdint>
+#include <tuple>
+#include <type_traits>
+#include <utility>
+
+namespace xoptim
+{
+    /************
+     * Symbols  *
+     ************/
+
+    // Slot layout of every step: 0 the parameter, 1 the gradient, 2.. the optimizer's
+    // states (one tensor each), and from `first_local` on, registers that live for one
+    // SIMD batch only (temporaries with a name, never loaded or stored).
+    inline constexpr std::size_t param_slot = 0;
+    inline constexpr std::size_t grad_slot = 1;
+    inline constexpr std::size_t first_state = 2;
+    inline constexpr std::size_t max_states = 6;
+    inline constexpr std::size_t first_local = first_state + max_states;
+    inline constexpr std::size_t max_locals = 4;
+    inline constexpr std::size_t max_slots = first_local + max_locals;
+
+    // A hyperparameter or derived scalar, captured by value. Stored in double and
+    // rounded once to the tensor's element type when the kernel is prepared.
+    struct constant
+    {
+        double value;
+    };
+
+    template <std::size_t I, class E>
+    struct assignment;
+
+    template <std::size_t I>
+    struct symbol
+    {
+        static_assert(I < max_slots, "xoptim: symbol index out of range (too many states or locals)");
+        static constexpr std::size_t index = I;
+
+        constexpr symbol() = default;
+        constexpr symbol(const symbol&) = default;
+
+        // `m = expr` builds an assignment; it changes nothing until a kernel runs it.
+        template <class E>
+        constexpr assignment<I, std::decay_t<E>> operator=(E&& e) const;
+        template <class E, std::enable_if_t<std::is_arithmetic_v<std::decay_t<E>>, int> = 0>
+        constexpr assignment<I, constant> operator=(E e) const;
+        constexpr assignment<I, symbol> operator=(const symbol& e) const;
+    };
+
+    // An n-ary element-wise operation. `Op` is a stateless functor from engine/ops.
+    template <class Op, class... E>
+    struct node
+    {
+        std::tuple<E...> args;
+    };
+
+    /**********
+     * Traits *
+     **********/
+
+    template <class T>
+    struct is_expression : std::false_type
+    {
+    };
+
+    template <std::size_t I>
+    struct is_expression<symbol<I>> : std::true_type
+    {
+    };
+
+    template <>
+    struct is_expression<constant> : std::true_type
+    {
+    };
+
+    template <class Op, class... E>
+    struct is_expression<node<Op, E...>> : std::true_type
+    {
+    };
+
+    template <class T>
+    inline constexpr bool is_expression_v = is_expression<std::decay_t<T>>::value;
+
+    // Operators accept expressions mixed with plain numbers, but need at least one
+    // expression, so `2.0 * 3.0` stays ordinary arithmetic.
+    template <class... T>
+    inline constexpr bool any_expression_v = (is_expression_v<T> || ...);
+
+    template <class T>
+    inline constexpr bool is_operand_v = is_expression_v<T> || std::is_arithmetic_v<std::decay_t<T>>;
+
+    namespace detail
+    {
+        template <class T>
+        constexpr auto as_expression(T&& t)
+        {
+            if constexpr (is_expression_v<T>)
+            {
+                return std::decay_t<T>(std::forward<T>(t));
+            }
+            else
+            {
+                static_assert(std::is_arithmetic_v<std::decay_t<T>>,
+                              "xoptim: an operand must be an xoptim expression or a number");
+                return constant{static_cast<double>(t)};
+            }
+        }
+
+        template <class Op, class... A>
+        constexpr auto make_node(A&&... a)
+        {
+            return node<Op, decltype(as_expression(std::forward<A>(a)))...>{
+                std::make_tuple(as_expression(std::forward<A>(a))...)};
+        }
+
+        // Bit I is set when symbol<I> appears in the expression.
+        template <class E>
+        struct symbols_of
+        {
+            static constexpr std::uint64_t mask = 0;
+        };
+
+        template <std::size_t I>
+        struct symbols_of<symbol<I>>
+        {
+            static constexpr std::uint64_t mask = std::uint64_t(1) << I;
+        };
+
+        template <class Op, class... E>
+        struct symbols_of<node<Op, E...>>
+        {
+            static constexpr std::uint64_t mask = (std::uint64_t(0) | ... | symbols_of<E>::mask);
+        };
+    }
+
+    /***************
+     * Assignments *
+     ***************/
+
+    template <std::size_t I, class E>
+    struct assignment
+    {
+        static constexpr std::size_t target = I;
+        E rhs;
+    };
+
+    namespace detail
+    {
+        template <std::size_t I>
+        constexpr void check_assignable()
+        {
+            static_assert(I != grad_slot, "xoptim: the gradient is read-only; assign the modified "
+                                          "gradient to a local (sym::local<K>) instead");
+        }
+    }
+
+    template <std::size_t I>
+    template <class E>
+    constexpr assignment<I, std::decay_t<E>> symbol<I>::operator=(E&& e) const
+    {
+        static_assert(is_expression_v<E>, "xoptim: the right-hand side of an assignment must be an "
+                                          "xoptim expression or a number");
+        detail::check_assignable<I>();
+        return {std::forward<E>(e)};
+    }
+
+    template <std::size_t I>
+    template <class E, std::enable_if_t<std::is_arithmetic_v<std::decay_t<E>>, int>>
+    constexpr assignment<I, constant> symbol<I>::operator=(E e) const
+    {
+        detail::check_assignable<I>();
+        return {constant{static_cast<double>(e)}};
+    }
+
+    template <std::size_t I>
+    constexpr assignment<I, symbol<I>> symbol<I>::operator=(const symbol& e) const
+    {
+        detail::check_assignable<I>();
+        return {e};
+    }
+
+    template <class T>
+    struct is_assignment : std::false_type
+    {
+    };
+
+    template <std::size_t I, class E>
+    struct is_assignment<assignment<I, E>> : std::true_type
+    {
+    };
+
+    /***********
+     * Leaves  *
+     ***********/
+
+    namespace sym
+    {
+        inline constexpr symbol<param_slot> p{};
+        inline constexpr symbol<grad_slot> g{};
+
+        template <std::size_t K>
+        inline constexpr symbol<first_state + K> state{};
+
+        template <std::size_t K>
+        inline constexpr symbol<first_local + K> local{};
+    }
+}
+
+#endif

@@ -1,0 +1,322 @@
+// The fused loop: a list of assignments evaluated per SIMD batch, in order, in
+// registers. Every slot a program reads is loaded once, every slot it writes is
+// stored once, whatever the number of assignments that touch it.
+#ifndef XOPTIM_ENGINE_KERNEL_HPP
+#define XOPTIM_ENGINE_KERNEL_HPP
+
+#include <algorithm>
+#include <array>
+#include <cstring>
+
+#include "ops.hpp"
+
+namespace xoptim
+{
+    // The tensors one step touches for one parameter: the parameter, its gradient
+    // and the optimizer's states, all of `size` elements.
+    template <class T>
+    struct tensor_slots
+    {
+        T* param = nullptr;
+        const T* grad = nullptr;
+        std::array<T*, max_states> states{};
+        std::size_t size = 0;
+    };
+
+    // A step's assignments, in order. Built by fuse(); run by run_program().
+    template <class... A>
+    struct program
+    {
+        static_assert(sizeof...(A) > 0, "xoptim: a program needs at least one assignment");
+        static_assert((is_assignment<A>::value && ...),
+                      "xoptim: fuse() takes assignments such as `m = b1 * m + (1 - b1) * g`");
+        std::tuple<A...> steps;
+    };
+
+    template <class... A>
+    constexpr program<std::decay_t<A>...> fuse(A&&... a)
+    {
+        return {std::make_tuple(std::forward<A>(a)...)};
+    }
+
+    namespace detail
+    {
+        /*********************
+         * Program analysis  *
+         *********************/
+
+        template <class A>
+        struct assignment_traits;
+
+        template <std::size_t I, class E>
+        struct assignment_traits<assignment<I, E>>
+        {
+            static constexpr std::uint64_t reads = symbols_of<E>::mask;
+            static constexpr std::uint64_t writes = std::uint64_t(1) << I;
+        };
+
+        // Slots read before the program writes them must come from memory; slots
+        // written must go back to memory, except locals, which live in registers.
+        template <class P>
+        struct program_traits;
+
+        template <class... A>
+        struct program_traits<program<A...>>
+        {
+            static constexpr std::uint64_t local_mask = ((std::uint64_t(1) << max_locals) - 1)
+                                                        << first_local;
+
+            static constexpr std::uint64_t compute_loads()
+            {
+                std::uint64_t written = 0;
+                std::uint64_t loads = 0;
+                ((loads |= assignment_traits<A>::reads & ~written,
+                  written |= assignment_traits<A>::writes),
+                 ...);
+                return loads;
+            }
+
+            static constexpr std::uint64_t writes = (std::uint64_t(0) | ... | assignment_traits<A>::writes);
+            static constexpr std::uint64_t loads = compute_loads();
+            static constexpr std::uint64_t stores = writes & ~local_mask;
+            static_assert((loads & local_mask) == 0,
+                          "xoptim: a local is read before it is assigned in this program");
+        };
+
+        /******************************
+         * Preparation and evaluation *
+         ******************************/
+
+        // Scalars become broadcast batches once per call, outside the element loop.
+        template <class B>
+        struct prepared_constant
+        {
+            B value;
+        };
+
+        template <class B, std::size_t I>
+        constexpr symbol<I> prepare(const symbol<I>& s)
+        {
+            return s;
+        }
+
+        template <class B>
+        prepared_constant<B> prepare(const constant& c)
+        {
+            using value_type = typename B::value_type;
+            return {B(static_cast<value_type>(c.value))};
+        }
+
+        template <class B, class Op, class... E>
+        auto prepare(const node<Op, E...>& n);
+
+        template <class B, class Op, class... E, std::size_t... K>
+        auto prepare_node(const node<Op, E...>& n, std::index_sequence<K...>)
+        {
+            using result = node<Op, decltype(prepare<B>(std::get<K>(n.args)))...>;
+            return result{std::make_tuple(prepare<B>(std::get<K>(n.args))...)};
+        }
+
+        template <class B, class Op, class... E>
+        auto prepare(const node<Op, E...>& n)
+        {
+            return prepare_node<B>(n, std::index_sequence_for<E...>{});
+        }
+
+        template <class B, std::size_t I, class E>
+        auto prepare(const assignment<I, E>& a)
+        {
+            using rhs_type = decltype(prepare<B>(a.rhs));
+            return std::pair<std::integral_constant<std::size_t, I>, rhs_type>{{}, prepare<B>(a.rhs)};
+        }
+
+        template <class B, class... A, std::size_t... K>
+        auto prepare_program(const program<A...>& p, std::index_sequence<K...>)
+        {
+            return std::make_tuple(prepare<B>(std::get<K>(p.steps))...);
+        }
+
+        template <class B>
+        using registers = std::array<B, max_slots>;
+
+        template <class B, std::size_t I>
+        inline const B& eval(const symbol<I>&, const registers<B>& r)
+        {
+            return r[I];
+        }
+
+        template <class B>
+        inline const B& eval(const prepared_constant<B>& c, const registers<B>&)
+        {
+            return c.value;
+        }
+
+        template <class B, class Op, class... E>
+        inline auto eval(const node<Op, E...>& n, const registers<B>& r);
+
+        template <class B, class Op, class... E, std::size_t... K>
+        inline auto eval_node(const node<Op, E...>& n, const registers<B>& r, std::index_sequence<K...>)
+        {
+            return Op::apply(eval(std::get<K>(n.args), r)...);
+        }
+
+        template <class B, class Op, class... E>
+        inline auto eval(const node<Op, E...>& n, const registers<B>& r)
+        {
+            return eval_node(n, r, std::index_sequence_for<E...>{});
+        }
+
+        /**********
+         * Memory *
+         **********/
+
+        template <std::size_t I, class T>
+        inline const T* slot_pointer(const tensor_slots<T>& s)
+        {
+            if constexpr (I == param_slot)
+            {
+                return s.param;
+            }
+            else if constexpr (I == grad_slot)
+            {
+                return s.grad;
+            }
+            else
+            {
+                return s.states[I - first_state];
+            }
+        }
+
+        template <std::size_t I, class T>
+        inline T* writable_slot_pointer(const tensor_slots<T>& s)
+        {
+            if constexpr (I == param_slot)
+            {
+                return s.param;
+            }
+            else
+            {
+                static_assert(I >= first_state && I < first_local, "xoptim: only the parameter and states are stored");
+                return s.states[I - first_state];
+            }
+        }
+
+        template <std::uint64_t Mask, std::size_t I>
+        inline constexpr bool has_slot = (Mask >> I & 1) != 0;
+
+        template <std::uint64_t Mask, std::size_t I, class B, class T>
+        inline void load_slot(registers<B>& r, const tensor_slots<T>& s, std::size_t i)
+        {
+            if constexpr (has_slot<Mask, I>)
+            {
+                r[I] = B::load_unaligned(slot_pointer<I>(s) + i);
+            }
+        }
+
+        template <std::uint64_t Mask, std::size_t I, class B, class T>
+        inline void store_slot(const registers<B>& r, const tensor_slots<T>& s, std::size_t i)
+        {
+            if constexpr (has_slot<Mask, I>)
+            {
+                r[I].store_unaligned(writable_slot_pointer<I>(s) + i);
+            }
+        }
+
+        template <class Traits, class B, class T, std::size_t... I>
+        inline void load_slots(registers<B>& r, const tensor_slots<T>& s, std::size_t i, std::index_sequence<I...>)
+        {
+            (load_slot<Traits::loads, I>(r, s, i), ...);
+        }
+
+        template <class Traits, class B, class T, std::size_t... I>
+        inline void store_slots(const registers<B>& r, const tensor_slots<T>& s, std::size_t i, std::index_sequence<I...>)
+        {
+            (store_slot<Traits::stores, I>(r, s, i), ...);
+        }
+
+        template <class Traits, class Prepared, class B, class T, std::size_t... K>
+        inline void run_batch(const Prepared& prog, const tensor_slots<T>& s, std::size_t i, std::index_sequence<K...>)
+        {
+            registers<B> r;
+            load_slots<Traits>(r, s, i, std::make_index_sequence<first_local>{});
+            ((r[std::tuple_element_t<K, Prepared>::first_type::value] = eval(std::get<K>(prog).second, r)), ...);
+            store_slots<Traits>(r, s, i, std::make_index_sequence<first_local>{});
+        }
+
+        // Tail helpers: move `count` elements of every slot in Mask between the tensors
+        // and a buffer laid out slot after slot, `stride` elements apart.
+        template <std::uint64_t Mask, std::size_t I, class T>
+        inline void copy_slot(T* dst, std::size_t stride, const tensor_slots<T>& s, std::size_t begin, std::size_t count)
+        {
+            if constexpr (has_slot<Mask, I>)
+            {
+                std::memcpy(dst + I * stride, slot_pointer<I>(s) + begin, count * sizeof(T));
+            }
+        }
+
+        template <std::uint64_t Mask, std::size_t I, class T>
+        inline void copy_back_slot(const T* src, std::size_t stride, const tensor_slots<T>& s, std::size_t begin,
+                                   std::size_t count)
+        {
+            if constexpr (has_slot<Mask, I>)
+            {
+                std::memcpy(writable_slot_pointer<I>(s) + begin, src + I * stride, count * sizeof(T));
+            }
+        }
+
+        template <std::uint64_t Mask, class T, std::size_t... I>
+        inline void copy_slots(T* dst, std::size_t stride, const tensor_slots<T>& s, std::size_t begin,
+                               std::size_t count, std::index_sequence<I...>)
+        {
+            (copy_slot<Mask, I>(dst, stride, s, begin, count), ...);
+        }
+
+        template <std::uint64_t Mask, class T, std::size_t... I>
+        inline void copy_back_slots(const T* src, std::size_t stride, const tensor_slots<T>& s, std::size_t begin,
+                                    std::size_t count, std::index_sequence<I...>)
+        {
+            (copy_back_slot<Mask, I>(src, stride, s, begin, count), ...);
+        }
+    }
+
+    // Runs the program over elements [begin, end) of one parameter's tensors. The tail
+    // shorter than a batch goes through a zero-padded copy and the very same batch code,
+    // so every element gets bit-identical arithmetic wherever a range boundary falls.
+    template <class Arch, class T, class Prepared, class Traits>
+    void run_prepared(const Prepared& prog, const tensor_slots<T>& s, std::size_t begin, std::size_t end)
+    {
+        using batch = xsimd::batch<T, Arch>;
+        constexpr std::size_t width = batch::size;
+        using steps = std::make_index_sequence<std::tuple_size_v<Prepared>>;
+        using slot_indices = std::make_index_sequence<first_local>;
+        std::size_t i = begin;
+        for (; i + width <= end; i += width)
+        {
+            detail::run_batch<Traits, Prepared, batch>(prog, s, i, steps{});
+        }
+        if (i < end)
+        {
+            const std::size_t rest = end - i;
+            alignas(64) T buffer[first_local * width] = {};
+            tensor_slots<T> tail;
+            tail.param = buffer + param_slot * width;
+            tail.grad = buffer + grad_slot * width;
+            for (std::size_t k = 0; k < max_states; ++k)
+            {
+                tail.states[k] = buffer + (first_state + k) * width;
+            }
+            detail::copy_slots<Traits::loads>(buffer, width, s, i, rest, slot_indices{});
+            detail::run_batch<Traits, Prepared, batch>(prog, tail, 0, steps{});
+            detail::copy_back_slots<Traits::stores>(buffer, width, s, i, rest, slot_indices{});
+        }
+    }
+
+    // Broadcasts the program's scalars for element type T on architecture Arch.
+    template <class Arch, class T, class... A>
+    auto prepare_program(const program<A...>& p)
+    {
+        return detail::prepare_program<xsimd::batch<T, Arch>>(p, std::index_sequence_for<A...>{});
+    }
+}
+
+#endif

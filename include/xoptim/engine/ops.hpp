@@ -1,0 +1,153 @@
+// Element-wise operations on expressions: the vocabulary an optimizer's update is
+// written in. Each operation is a stateless functor applied to xsimd batches.
+#ifndef XOPTIM_ENGINE_OPS_HPP
+#define XOPTIM_ENGINE_OPS_HPP
+
+#include <xsimd/xsimd.hpp>
+
+#include "expression.hpp"
+
+namespace xoptim
+{
+    namespace ops
+    {
+#define XOPTIM_BINARY_FUNCTOR(NAME, EXPR)                                                          \
+    struct NAME                                                                                    \
+    {                                                                                              \
+        template <class A, class B>                                                                \
+        static auto apply(const A& a, const B& b)                                                  \
+        {                                                                                          \
+            return EXPR;                                                                           \
+        }                                                                                          \
+    };
+
+        XOPTIM_BINARY_FUNCTOR(plus, a + b)
+        XOPTIM_BINARY_FUNCTOR(minus, a - b)
+        XOPTIM_BINARY_FUNCTOR(multiplies, a * b)
+        XOPTIM_BINARY_FUNCTOR(divides, a / b)
+        XOPTIM_BINARY_FUNCTOR(less, a < b)
+        XOPTIM_BINARY_FUNCTOR(less_equal, a <= b)
+        XOPTIM_BINARY_FUNCTOR(greater, a > b)
+        XOPTIM_BINARY_FUNCTOR(greater_equal, a >= b)
+        XOPTIM_BINARY_FUNCTOR(equal_to, a == b)
+        XOPTIM_BINARY_FUNCTOR(not_equal_to, a != b)
+        XOPTIM_BINARY_FUNCTOR(logical_and, a && b)
+        XOPTIM_BINARY_FUNCTOR(logical_or, a || b)
+        XOPTIM_BINARY_FUNCTOR(minimum, xsimd::min(a, b))
+        XOPTIM_BINARY_FUNCTOR(maximum, xsimd::max(a, b))
+#undef XOPTIM_BINARY_FUNCTOR
+
+        struct negate
+        {
+            template <class A>
+            static A apply(const A& a)
+            {
+                return -a;
+            }
+        };
+
+        struct square_root
+        {
+            template <class A>
+            static A apply(const A& a)
+            {
+                return xsimd::sqrt(a);
+            }
+        };
+
+        struct absolute
+        {
+            template <class A>
+            static A apply(const A& a)
+            {
+                return xsimd::abs(a);
+            }
+        };
+
+        // sign(0) = 0 as in PyTorch; unlike torch.sign, a NaN stays NaN so a bad
+        // gradient cannot vanish silently into a zero update.
+        struct signum
+        {
+            template <class A>
+            static A apply(const A& a)
+            {
+                const A one(typename A::value_type(1));
+                const A zero(typename A::value_type(0));
+                const A s = xsimd::select(a > zero, one, zero) - xsimd::select(a < zero, one, zero);
+                return xsimd::select(a != a, a, s);
+            }
+        };
+
+        struct fused_multiply_add
+        {
+            template <class A>
+            static A apply(const A& a, const A& b, const A& c)
+            {
+                return xsimd::fma(a, b, c);
+            }
+        };
+
+        struct where
+        {
+            template <class C, class A>
+            static A apply(const C& c, const A& a, const A& b)
+            {
+                return xsimd::select(c, a, b);
+            }
+        };
+    }
+
+    /*************
+     * Operators *
+     *************/
+
+#define XOPTIM_BINARY_OPERATOR(OP, FUNCTOR)                                                        \
+    template <class A, class B, std::enable_if_t<any_expression_v<A, B> && is_operand_v<A> && is_operand_v<B>, int> = 0> \
+    constexpr auto operator OP(A&& a, B&& b)                                                       \
+    {                                                                                              \
+        return detail::make_node<ops::FUNCTOR>(std::forward<A>(a), std::forward<B>(b));            \
+    }
+
+    XOPTIM_BINARY_OPERATOR(+, plus)
+    XOPTIM_BINARY_OPERATOR(-, minus)
+    XOPTIM_BINARY_OPERATOR(*, multiplies)
+    XOPTIM_BINARY_OPERATOR(/, divides)
+    XOPTIM_BINARY_OPERATOR(<, less)
+    XOPTIM_BINARY_OPERATOR(<=, less_equal)
+    XOPTIM_BINARY_OPERATOR(>, greater)
+    XOPTIM_BINARY_OPERATOR(>=, greater_equal)
+    XOPTIM_BINARY_OPERATOR(==, equal_to)
+    XOPTIM_BINARY_OPERATOR(!=, not_equal_to)
+    XOPTIM_BINARY_OPERATOR(&&, logical_and)
+    XOPTIM_BINARY_OPERATOR(||, logical_or)
+#undef XOPTIM_BINARY_OPERATOR
+
+    template <class A, std::enable_if_t<is_expression_v<A>, int> = 0>
+    constexpr auto operator-(A&& a)
+    {
+        return detail::make_node<ops::negate>(std::forward<A>(a));
+    }
+
+    /*************
+     * Functions *
+     *************/
+
+#define XOPTIM_FUNCTION(NAME, FUNCTOR, ...)                                                        \
+    template <class... A, std::enable_if_t<any_expression_v<A...> && (is_operand_v<A> && ...), int> = 0> \
+    constexpr auto NAME(A&&... a)                                                                  \
+    {                                                                                              \
+        static_assert(sizeof...(A) == (__VA_ARGS__), "xoptim::" #NAME ": wrong number of arguments"); \
+        return detail::make_node<ops::FUNCTOR>(std::forward<A>(a)...);                             \
+    }
+
+    XOPTIM_FUNCTION(sqrt, square_root, 1)
+    XOPTIM_FUNCTION(abs, absolute, 1)
+    XOPTIM_FUNCTION(sign, signum, 1)
+    XOPTIM_FUNCTION(min, minimum, 2)
+    XOPTIM_FUNCTION(max, maximum, 2)
+    XOPTIM_FUNCTION(fma, fused_multiply_add, 3)  // fma(a, b, c) = a*b + c, rounded once
+    XOPTIM_FUNCTION(where, where, 3)             // where(condition, if_true, if_false)
+#undef XOPTIM_FUNCTION
+}
+
+#endif

@@ -1,0 +1,110 @@
+// Adam and AdamW (Kingma & Ba 2015; Loshchilov & Hutter 2019), as torch.optim.Adam/AdamW:
+//   AdamW: p = p * (1 - lr * wd)            Adam: g' = ±g + wd * p
+//   m = b1 * m + (1 - b1) * g'
+//   v = b2 * v + (1 - b2) * g'^2             amsgrad: vmax = max(vmax, v), used for v below
+//   p = p - lr / (1 - b1^t) * m / (sqrt(v) / sqrt(1 - b2^t) + eps)
+// Without bias correction the last line is MLX's p = p - lr * m / (sqrt(v) + eps).
+#ifndef XOPTIM_OPTIM_ADAM_HPP
+#define XOPTIM_OPTIM_ADAM_HPP
+
+#include <array>
+#include <cmath>
+
+#include "optimizer.hpp"
+#include "validate.hpp"
+
+namespace xoptim
+{
+    template <bool Decoupled>
+    struct adam_options_base
+    {
+        double lr = 1e-3;
+        std::array<double, 2> betas = {0.9, 0.999};
+        double eps = 1e-8;
+        double weight_decay = Decoupled ? 1e-2 : 0;
+        bool amsgrad = false;
+        bool maximize = false;
+        bool bias_correction = true;
+    };
+
+    using adam_options = adam_options_base<false>;
+    using adamw_options = adam_options_base<true>;
+
+    template <bool Decoupled>
+    class adam_base : public optimizer<adam_base<Decoupled>>
+    {
+    public:
+
+        using options_type = adam_options_base<Decoupled>;
+        static constexpr const char* name = Decoupled ? "adamw" : "adam";
+        static constexpr std::array<const char*, 3> state_names = {"exp_avg", "exp_avg_sq", "max_exp_avg_sq"};
+
+        explicit adam_base(const options_type& o = {})
+            : m_o(o)
+        {
+            detail::require_non_negative(o.lr, name, "lr");
+            detail::require_unit_interval(o.betas[0], name, "betas[0]");
+            detail::require_unit_interval(o.betas[1], name, "betas[1]");
+            detail::require_positive(o.eps, name, "eps");
+            detail::require_non_negative(o.weight_decay, name, "weight_decay");
+        }
+
+        const options_type& options() const noexcept
+        {
+            return m_o;
+        }
+
+        std::size_t num_states() const noexcept
+        {
+            return m_o.amsgrad ? 3 : 2;
+        }
+
+        template <class Step>
+        void update(const Step& step) const
+        {
+            using namespace sym;
+            const auto& m = sym::state<0>;
+            const auto& v = sym::state<1>;
+            const auto& vmax = sym::state<2>;
+            const auto& d = sym::local<0>;
+            const double b1 = m_o.betas[0];
+            const double b2 = m_o.betas[1];
+            const double t = static_cast<double>(step.count());
+            const double bc1 = m_o.bias_correction ? 1 - std::pow(b1, t) : 1;
+            const double bc2_sqrt = m_o.bias_correction ? std::sqrt(1 - std::pow(b2, t)) : 1;
+            const double step_size = m_o.lr / bc1;
+            const double sign = m_o.maximize ? -1 : 1;
+            const double decay = Decoupled ? 1 - m_o.lr * m_o.weight_decay : 1;
+            const double coupled = Decoupled ? 0 : m_o.weight_decay;
+
+            const auto decayed = p = decay * p;
+            const auto grad = d = sign * g + coupled * p;
+            const auto first_moment = m = b1 * m + (1 - b1) * d;
+            const auto second_moment = v = b2 * v + (1 - b2) * d * d;
+            if (m_o.amsgrad)
+            {
+                step.run(decayed, grad, first_moment, second_moment, vmax = max(vmax, v),
+                         p = p - step_size * (m / (sqrt(vmax) / bc2_sqrt + eps())));
+            }
+            else
+            {
+                step.run(decayed, grad, first_moment, second_moment,
+                         p = p - step_size * (m / (sqrt(v) / bc2_sqrt + eps())));
+            }
+        }
+
+    private:
+
+        double eps() const noexcept
+        {
+            return m_o.eps;
+        }
+
+        options_type m_o;
+    };
+
+    using adam = adam_base<false>;
+    using adamw = adam_base<true>;
+}
+
+#endif

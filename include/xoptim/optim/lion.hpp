@@ -1,0 +1,68 @@
+// Lion (Chen et al. 2023, "Symbolic Discovery of Optimization Algorithms", Alg. 2):
+//   c = b1 * m + (1 - b1) * g
+//   p = p * (1 - lr * wd) - lr * sign(c)
+//   m = b2 * m + (1 - b2) * g
+#ifndef XOPTIM_OPTIM_LION_HPP
+#define XOPTIM_OPTIM_LION_HPP
+
+#include <array>
+
+#include "optimizer.hpp"
+#include "validate.hpp"
+
+namespace xoptim
+{
+    struct lion_options
+    {
+        double lr = 1e-4;
+        std::array<double, 2> betas = {0.9, 0.99};
+        double weight_decay = 0;
+    };
+
+    class lion : public optimizer<lion>
+    {
+    public:
+
+        static constexpr const char* name = "lion";
+        static constexpr std::array<const char*, 1> state_names = {"exp_avg"};
+
+        explicit lion(const lion_options& o = {})
+            : m_o(o)
+        {
+            detail::require_non_negative(o.lr, name, "lr");
+            detail::require_unit_interval(o.betas[0], name, "betas[0]");
+            detail::require_unit_interval(o.betas[1], name, "betas[1]");
+            detail::require_non_negative(o.weight_decay, name, "weight_decay");
+        }
+
+        const lion_options& options() const noexcept
+        {
+            return m_o;
+        }
+
+        std::size_t num_states() const noexcept
+        {
+            return 1;
+        }
+
+        template <class Step>
+        void update(const Step& step) const
+        {
+            using namespace sym;
+            const auto& m = sym::state<0>;
+            const auto& c = sym::local<0>;
+            const double b1 = m_o.betas[0];
+            const double b2 = m_o.betas[1];
+            const double lr = m_o.lr;
+            step.run(c = b1 * m + (1 - b1) * g,
+                     p = p * (1 - lr * m_o.weight_decay) - lr * sign(c),
+                     m = b2 * m + (1 - b2) * g);
+        }
+
+    private:
+
+        lion_options m_o;
+    };
+}
+
+#endif

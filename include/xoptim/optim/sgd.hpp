@@ -1,0 +1,88 @@
+// SGD with momentum, dampening, Nesterov and coupled weight decay, as torch.optim.SGD:
+//   g' = ±g + wd * p
+//   b  = momentum * b + (1 - dampening) * g'      (b = g' on the first step)
+//   p  = p - lr * (nesterov ? g' + momentum * b : b)
+// Plain SGD (momentum 0) keeps no state.
+#ifndef XOPTIM_OPTIM_SGD_HPP
+#define XOPTIM_OPTIM_SGD_HPP
+
+#include "optimizer.hpp"
+#include "validate.hpp"
+
+namespace xoptim
+{
+    struct sgd_options
+    {
+        double lr = 1e-2;
+        double momentum = 0;
+        double dampening = 0;
+        bool nesterov = false;
+        double weight_decay = 0;
+        bool maximize = false;
+    };
+
+    class sgd : public optimizer<sgd>
+    {
+    public:
+
+        static constexpr const char* name = "sgd";
+        static constexpr std::array<const char*, 1> state_names = {"momentum_buffer"};
+
+        explicit sgd(const sgd_options& o)
+            : m_o(o)
+        {
+            detail::require_non_negative(o.lr, name, "lr");
+            detail::require_non_negative(o.momentum, name, "momentum");
+            detail::require(o.dampening >= 0 && o.dampening <= 1, name, "dampening", "in [0, 1]", o.dampening);
+            detail::require_non_negative(o.weight_decay, name, "weight_decay");
+            if (o.nesterov && (o.momentum <= 0 || o.dampening != 0))
+            {
+                throw std::invalid_argument("xoptim::sgd: nesterov needs momentum > 0 and dampening = 0");
+            }
+        }
+
+        const sgd_options& options() const noexcept
+        {
+            return m_o;
+        }
+
+        std::size_t num_states() const noexcept
+        {
+            return m_o.momentum != 0 ? 1 : 0;
+        }
+
+        template <class Step>
+        void update(const Step& step) const
+        {
+            using namespace sym;
+            const auto& buf = sym::state<0>;
+            const auto& d = sym::local<0>;
+            const double sign = m_o.maximize ? -1 : 1;
+            const double lr = m_o.lr;
+            const double mu = m_o.momentum;
+            // The buffer starts at zero: on the first step b = 0 * 0 + 1 * g' = g' exactly.
+            const bool first = step.count() == 1;
+            const double keep = first ? 0 : mu;
+            const double take = first ? 1 : 1 - m_o.dampening;
+            const auto grad = sign * g + m_o.weight_decay * p;
+            if (mu == 0)
+            {
+                step.run(p = p - lr * grad);
+            }
+            else if (m_o.nesterov)
+            {
+                step.run(d = grad, buf = keep * buf + take * d, p = p - lr * (d + mu * buf));
+            }
+            else
+            {
+                step.run(buf = keep * buf + take * grad, p = p - lr * buf);
+            }
+        }
+
+    private:
+
+        sgd_options m_o;
+    };
+}
+
+#endif

@@ -1,0 +1,54 @@
+// SignSGD with decoupled weight decay: p = p * (1 - lr * wd) - lr * sign(g), sign(0) = 0.
+// Stateless; meant for sparse embeddings at ~100x the main learning rate.
+#ifndef XOPTIM_OPTIM_SIGNSGD_HPP
+#define XOPTIM_OPTIM_SIGNSGD_HPP
+
+#include "optimizer.hpp"
+#include "validate.hpp"
+
+namespace xoptim
+{
+    struct signsgd_options
+    {
+        double lr = 1e-2;
+        double weight_decay = 0.1;
+    };
+
+    class signsgd : public optimizer<signsgd>
+    {
+    public:
+
+        static constexpr const char* name = "signsgd";
+        static constexpr std::array<const char*, 0> state_names = {};
+
+        explicit signsgd(const signsgd_options& o = {})
+            : m_o(o)
+        {
+            detail::require_non_negative(o.lr, name, "lr");
+            detail::require_non_negative(o.weight_decay, name, "weight_decay");
+        }
+
+        const signsgd_options& options() const noexcept
+        {
+            return m_o;
+        }
+
+        std::size_t num_states() const noexcept
+        {
+            return 0;
+        }
+
+        template <class Step>
+        void update(const Step& step) const
+        {
+            using namespace sym;
+            step.run(p = p * (1 - m_o.lr * m_o.weight_decay) - m_o.lr * sign(g));
+        }
+
+    private:
+
+        signsgd_options m_o;
+    };
+}
+
+#endif

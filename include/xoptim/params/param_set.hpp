@@ -1,0 +1,332 @@
+// Parameter sets: what a step walks. A parameter set is
+//   - a tensor (anything with tensor_traits),
+//   - a named tensor or set: xoptim::named("w", w),
+//   - a tuple or pair of parameter sets (walked at compile time),
+//   - a runtime list of parameter sets: std::vector or std::array of them,
+//   - a user's model struct, through the customization point found by lookup:
+//
+//         auto xoptim_params(mlp& m) {
+//             return std::make_tuple(xoptim::named("w1", m.w1), xoptim::named("b1", m.b1));
+//         }
+//
+//     (add the same for `const mlp&` when gradients are passed const).
+//
+// Every parameter gets a dotted name from the path that reaches it: the given name,
+// else its position ("layers.0.weight", "2"). Names are built only when needed (state
+// creation, errors), so a steady-state step allocates nothing.
+#ifndef XOPTIM_PARAMS_PARAM_SET_HPP
+#define XOPTIM_PARAMS_PARAM_SET_HPP
+
+#include <string>
+#include <string_view>
+#include <tuple>
+#include <utility>
+
+#include "tensor_traits.hpp"
+
+namespace xoptim
+{
+    /*********
+     * named *
+     *********/
+
+    // A parameter set with a name. The name is not copied: it must outlive the step
+    // (a string literal, or a string owned by the model).
+    template <class C>
+    struct named_ref
+    {
+        std::string_view name;
+        C& ref;
+    };
+
+    template <class C>
+    named_ref<C> named(std::string_view name, C& c) noexcept
+    {
+        return {name, c};
+    }
+
+    /*************
+     * Name path *
+     *************/
+
+    // A parameter's name as a chain of pieces on the walker's stack.
+    struct name_path
+    {
+        const name_path* parent = nullptr;
+        std::string_view piece;
+        std::size_t index = 0;
+        bool is_index = false;
+
+        std::string str() const
+        {
+            std::string head = parent != nullptr ? parent->str() : std::string();
+            if (!head.empty())
+            {
+                head += '.';
+            }
+            return is_index ? head + std::to_string(index) : head + std::string(piece);
+        }
+
+        // The name a parameter is known by: its path, or "0" for a lone tensor.
+        std::string name() const
+        {
+            std::string s = str();
+            return s.empty() ? std::string("0") : s;
+        }
+    };
+
+    /****************
+     * Set category *
+     ****************/
+
+    struct no_grads
+    {
+    };
+
+    namespace detail
+    {
+        template <class T>
+        struct is_named : std::false_type
+        {
+        };
+
+        template <class C>
+        struct is_named<named_ref<C>> : std::true_type
+        {
+        };
+
+        template <class T>
+        struct is_tuple : std::false_type
+        {
+        };
+
+        template <class... T>
+        struct is_tuple<std::tuple<T...>> : std::true_type
+        {
+        };
+
+        template <class A, class B>
+        struct is_tuple<std::pair<A, B>> : std::true_type
+        {
+        };
+
+        template <class T>
+        struct is_list : std::false_type
+        {
+        };
+
+        template <class T, class A>
+        struct is_list<std::vector<T, A>> : std::bool_constant<!std::is_arithmetic_v<T>>
+        {
+        };
+
+        template <class T, std::size_t N>
+        struct is_list<std::array<T, N>> : std::bool_constant<!std::is_arithmetic_v<T>>
+        {
+        };
+
+        template <class T, class = void>
+        struct is_model : std::false_type
+        {
+        };
+
+        template <class T>
+        struct is_model<T, std::void_t<decltype(xoptim_params(std::declval<T&>()))>> : std::true_type
+        {
+        };
+
+        template <class T>
+        using bare = std::remove_cv_t<std::remove_reference_t<T>>;
+
+        template <class T>
+        const auto& unwrap(const T& t) noexcept
+        {
+            return t;
+        }
+
+        template <class C>
+        C& unwrap(const named_ref<C>& n) noexcept
+        {
+            return n.ref;
+        }
+
+        /*****************************************
+         * Element types present, at compile time *
+         *****************************************/
+
+        inline constexpr unsigned float_bit = 1;
+        inline constexpr unsigned double_bit = 2;
+
+        template <class P, class = void>
+        struct element_types;
+
+        template <class P>
+        inline constexpr unsigned element_types_v = element_types<bare<P>>::value;
+
+        template <class P>
+        struct element_types<P, std::enable_if_t<is_tensor_v<P>>>
+        {
+            using value_type = tensor::value_type<P>;
+            static constexpr unsigned value = std::is_same_v<value_type, float>    ? float_bit
+                                              : std::is_same_v<value_type, double> ? double_bit
+                                                                                   : 0;
+        };
+
+        template <class C>
+        struct element_types<named_ref<C>> : std::integral_constant<unsigned, element_types_v<C>>
+        {
+        };
+
+        template <class... T>
+        struct element_types<std::tuple<T...>> : std::integral_constant<unsigned, (0u | ... | element_types_v<T>)>
+        {
+        };
+
+        template <class A, class B>
+        struct element_types<std::pair<A, B>>
+            : std::integral_constant<unsigned, element_types_v<A> | element_types_v<B>>
+        {
+        };
+
+        template <class P>
+        struct element_types<P, std::enable_if_t<!is_tensor_v<P> && is_list<P>::value>>
+            : std::integral_constant<unsigned, element_types_v<typename P::value_type>>
+        {
+        };
+
+        template <class P>
+        struct element_types<P, std::enable_if_t<!is_tensor_v<P> && !is_list<P>::value && is_model<P>::value>>
+            : std::integral_constant<unsigned, element_types_v<decltype(xoptim_params(std::declval<P&>()))>>
+        {
+        };
+
+        /**********
+         * Walker *
+         **********/
+
+        template <class V, class P, class G>
+        void walk(V& visitor, P&& params, G&& grads, const name_path& path);
+
+        template <class G>
+        decltype(auto) grad_item(G& grads, std::size_t k)
+        {
+            if constexpr (std::is_same_v<bare<G>, no_grads>)
+            {
+                return (grads);
+            }
+            else
+            {
+                return grads[k];
+            }
+        }
+
+        template <std::size_t K, class G>
+        decltype(auto) grad_element(G& grads)
+        {
+            if constexpr (std::is_same_v<bare<G>, no_grads>)
+            {
+                return (grads);
+            }
+            else
+            {
+                return std::get<K>(grads);
+            }
+        }
+
+        template <class V, class P, class G, std::size_t... K>
+        void walk_tuple(V& visitor, P& params, G& grads, const name_path& path, std::index_sequence<K...>)
+        {
+            (walk(visitor, std::get<K>(params), grad_element<K>(grads), name_path{&path, {}, K, true}), ...);
+        }
+
+        template <class V, class P, class G>
+        void walk(V& visitor, P&& params, G&& grads, const name_path& path)
+        {
+            using p_type = bare<P>;
+            using g_type = bare<G>;
+            constexpr bool has_grads = !std::is_same_v<g_type, no_grads>;
+            if constexpr (is_named<p_type>::value)
+            {
+                if constexpr (is_named<g_type>::value)
+                {
+                    if (grads.name != params.name)
+                    {
+                        visitor.mismatch(path, "gradient is named '" + std::string(grads.name) + "'");
+                    }
+                }
+                // The name replaces the position the walker gave this entry.
+                walk(visitor, params.ref, unwrap(grads), name_path{path.parent, params.name, 0, false});
+            }
+            else if constexpr (is_named<g_type>::value)
+            {
+                walk(visitor, params, grads.ref, path);
+            }
+            else if constexpr (is_tensor_v<p_type>)
+            {
+                static_assert(!has_grads || is_tensor_v<g_type>,
+                              "xoptim: a tensor parameter needs a tensor gradient at the same position");
+                visitor.leaf(path, params, grads);
+            }
+            else if constexpr (is_tuple<p_type>::value)
+            {
+                static_assert(!has_grads || is_tuple<g_type>::value,
+                              "xoptim: a tuple of parameters needs a tuple of gradients");
+                constexpr std::size_t n = std::tuple_size<p_type>::value;
+                if constexpr (has_grads)
+                {
+                    static_assert(n == std::tuple_size<g_type>::value,
+                                  "xoptim: parameter and gradient tuples differ in length");
+                }
+                walk_tuple(visitor, params, grads, path, std::make_index_sequence<n>{});
+            }
+            else if constexpr (is_list<p_type>::value)
+            {
+                if constexpr (has_grads)
+                {
+                    static_assert(is_list<g_type>::value, "xoptim: a list of parameters needs a list of gradients");
+                    if (grads.size() != params.size())
+                    {
+                        visitor.mismatch(path, "parameter list has " + std::to_string(params.size())
+                                                   + " entries, gradient list " + std::to_string(grads.size()));
+                        return;
+                    }
+                }
+                for (std::size_t k = 0; k < params.size(); ++k)
+                {
+                    walk(visitor, params[k], grad_item(grads, k), name_path{&path, {}, k, true});
+                }
+            }
+            else if constexpr (is_model<p_type>::value)
+            {
+                if constexpr (has_grads)
+                {
+                    static_assert(is_model<g_type>::value, "xoptim: a model needs gradients of a model type "
+                                                           "(a struct with xoptim_params)");
+                    walk(visitor, xoptim_params(params), xoptim_params(grads), path);
+                }
+                else
+                {
+                    walk(visitor, xoptim_params(params), grads, path);
+                }
+            }
+            else
+            {
+                static_assert(is_tensor_v<p_type>,
+                              "xoptim: not a parameter set. Expected a tensor (see tensor_traits), "
+                              "xoptim::named, a tuple, a std::vector/std::array of them, or a "
+                              "model with an xoptim_params(model&) function");
+            }
+        }
+    }
+
+    // Calls visitor.leaf(path, param, grad) for every tensor, in order; visitor.mismatch
+    // (path, what) for a structural mismatch. `grads` may be no_grads{}.
+    template <class V, class P, class G>
+    void walk_params(V& visitor, P&& params, G&& grads)
+    {
+        const name_path root{};
+        detail::walk(visitor, std::forward<P>(params), std::forward<G>(grads), root);
+    }
+}
+
+#endif

@@ -1,0 +1,461 @@
+// What xoptim needs from a tensor: a pointer to contiguous elements, their count and
+// (when it has one) a shape. tensor_traits<C> says how to get them from a type C.
+//
+// Provided: std::vector, std::array, std::span (C++20), xoptim::tensor_view (raw
+// pointer + size + shape), and every type with the xtensor container protocol
+// (`data()`, `size()`, `shape()`, optionally `data_offset()` and `strides()`), which
+// covers xt::xtensor, xt::xarray, xt::xtensor_fixed, adaptors and strided views,
+// without including xtensor here.
+//
+// A user's own tensor type plugs in with a specialization:
+//
+//     template <> struct xoptim::tensor_traits<my::tensor> {
+//         using value_type = float;
+//         static float* data(my::tensor& t) { return t.ptr(); }
+//         static std::size_t size(const my::tensor& t) { return t.numel(); }
+//         static std::size_t rank(const my::tensor& t) { return t.dims(); }          // optional
+//         static std::size_t extent(const my::tensor& t, std::size_t d) { ... }      // optional
+//     };
+#ifndef XOPTIM_PARAMS_TENSOR_TRAITS_HPP
+#define XOPTIM_PARAMS_TENSOR_TRAITS_HPP
+
+#include <array>
+#include <cstddef>
+#include <initializer_list>
+#include <stdexcept>
+#include <type_traits>
+#include <vector>
+
+#if __has_include(<span>) && __cplusplus > 201703L
+#include <span>
+#endif
+
+namespace xt
+{
+    template <std::size_t... X>
+    class fixed_shape;
+}
+
+namespace xoptim
+{
+    // Rank of the shapes a tensor_view can carry.
+    inline constexpr std::size_t max_rank = 8;
+
+    // A non-owning view of contiguous elements, with an optional row-major shape.
+    template <class T>
+    class tensor_view
+    {
+    public:
+
+        using value_type = std::remove_const_t<T>;
+
+        tensor_view(T* data, std::size_t size) noexcept
+            : m_data(data), m_size(size), m_rank(1)
+        {
+            m_shape[0] = size;
+        }
+
+        tensor_view(T* data, std::initializer_list<std::size_t> shape);
+
+        T* data() const noexcept
+        {
+            return m_data;
+        }
+
+        std::size_t size() const noexcept
+        {
+            return m_size;
+        }
+
+        std::size_t rank() const noexcept
+        {
+            return m_rank;
+        }
+
+        std::size_t extent(std::size_t d) const noexcept
+        {
+            return m_shape[d];
+        }
+
+    private:
+
+        T* m_data;
+        std::size_t m_size;
+        std::size_t m_rank;
+        std::array<std::size_t, max_rank> m_shape{};
+    };
+
+    template <class T>
+    tensor_view<T> view(T* data, std::size_t size) noexcept
+    {
+        return {data, size};
+    }
+
+    template <class T>
+    tensor_view<T> view(T* data, std::initializer_list<std::size_t> shape)
+    {
+        return {data, shape};
+    }
+
+    /******************
+     * tensor_traits  *
+     ******************/
+
+    // The primary template knows no type; `is_tensor` tells whether a specialization
+    // (or the xtensor protocol below) applies.
+    template <class C, class = void>
+    struct tensor_traits
+    {
+    };
+
+    namespace detail
+    {
+        template <class C, class = void>
+        struct has_container_protocol : std::false_type
+        {
+        };
+
+        template <class C>
+        struct has_container_protocol<C, std::void_t<decltype(std::declval<C&>().data()),
+                                                    decltype(std::declval<C&>().size()),
+                                                    decltype(std::declval<C&>().shape())>>
+            : std::is_arithmetic<std::remove_pointer_t<decltype(std::declval<C&>().data())>>
+        {
+        };
+
+        template <class C, class = void>
+        struct has_data_offset : std::false_type
+        {
+        };
+
+        template <class C>
+        struct has_data_offset<C, std::void_t<decltype(std::declval<const C&>().data_offset())>> : std::true_type
+        {
+        };
+
+        template <class C, class = void>
+        struct has_strides : std::false_type
+        {
+        };
+
+        template <class C>
+        struct has_strides<C, std::void_t<decltype(std::declval<const C&>().strides())>> : std::true_type
+        {
+        };
+
+        template <class S>
+        struct fixed_shape_size
+        {
+            static constexpr std::size_t value = 0;
+        };
+
+        template <std::size_t... X>
+        struct fixed_shape_size<xt::fixed_shape<X...>>
+        {
+            static constexpr std::size_t value = (std::size_t(1) * ... * X);
+        };
+
+        template <class C, class = void>
+        struct shape_type_of
+        {
+            using type = void;
+        };
+
+        template <class C>
+        struct shape_type_of<C, std::void_t<typename C::shape_type>>
+        {
+            using type = typename C::shape_type;
+        };
+    }
+
+    // std::vector<T>: flat, dynamic size.
+    template <class T, class A>
+    struct tensor_traits<std::vector<T, A>, std::enable_if_t<std::is_arithmetic_v<T>>>
+    {
+        using value_type = T;
+
+        static T* data(std::vector<T, A>& c) noexcept
+        {
+            return c.data();
+        }
+
+        static const T* data(const std::vector<T, A>& c) noexcept
+        {
+            return c.data();
+        }
+
+        static std::size_t size(const std::vector<T, A>& c) noexcept
+        {
+            return c.size();
+        }
+    };
+
+    // std::array<T, N>: flat, size known at compile time.
+    template <class T, std::size_t N>
+    struct tensor_traits<std::array<T, N>, std::enable_if_t<std::is_arithmetic_v<T>>>
+    {
+        using value_type = T;
+        static constexpr std::size_t static_size = N;
+
+        static T* data(std::array<T, N>& c) noexcept
+        {
+            return c.data();
+        }
+
+        static const T* data(const std::array<T, N>& c) noexcept
+        {
+            return c.data();
+        }
+
+        static constexpr std::size_t size(const std::array<T, N>&) noexcept
+        {
+            return N;
+        }
+    };
+
+#if defined(__cpp_lib_span)
+    template <class T, std::size_t E>
+    struct tensor_traits<std::span<T, E>, std::enable_if_t<std::is_arithmetic_v<std::remove_const_t<T>>>>
+    {
+        using value_type = std::remove_const_t<T>;
+        static constexpr std::size_t static_size = E == std::dynamic_extent ? 0 : E;
+
+        static T* data(const std::span<T, E>& c) noexcept
+        {
+            return c.data();
+        }
+
+        static std::size_t size(const std::span<T, E>& c) noexcept
+        {
+            return c.size();
+        }
+    };
+#endif
+
+    template <class T>
+    struct tensor_traits<tensor_view<T>>
+    {
+        using value_type = std::remove_const_t<T>;
+
+        static T* data(const tensor_view<T>& c) noexcept
+        {
+            return c.data();
+        }
+
+        static std::size_t size(const tensor_view<T>& c) noexcept
+        {
+            return c.size();
+        }
+
+        static std::size_t rank(const tensor_view<T>& c) noexcept
+        {
+            return c.rank();
+        }
+
+        static std::size_t extent(const tensor_view<T>& c, std::size_t d) noexcept
+        {
+            return c.extent(d);
+        }
+    };
+
+    // The xtensor container protocol: containers, adaptors, fixed-size tensors and
+    // views with a data interface. Strided views are accepted only when contiguous.
+    template <class C>
+    struct tensor_traits<C, std::enable_if_t<detail::has_container_protocol<C>::value>>
+    {
+        using value_type = std::remove_const_t<std::remove_pointer_t<decltype(std::declval<C&>().data())>>;
+        static constexpr std::size_t static_size = detail::fixed_shape_size<typename detail::shape_type_of<C>::type>::value;
+
+        template <class D>
+        static auto data(D& c) noexcept
+        {
+            if constexpr (detail::has_data_offset<C>::value)
+            {
+                return c.data() + c.data_offset();
+            }
+            else
+            {
+                return c.data();
+            }
+        }
+
+        static std::size_t size(const C& c) noexcept
+        {
+            return static_cast<std::size_t>(c.size());
+        }
+
+        static std::size_t rank(const C& c) noexcept
+        {
+            return static_cast<std::size_t>(c.shape().size());
+        }
+
+        static std::size_t extent(const C& c, std::size_t d) noexcept
+        {
+            return static_cast<std::size_t>(c.shape()[d]);
+        }
+
+        // Row-major and dense, ignoring the strides of extents of one.
+        static bool contiguous(const C& c) noexcept
+        {
+            if constexpr (detail::has_strides<C>::value)
+            {
+                std::ptrdiff_t expected = 1;
+                for (std::size_t d = rank(c); d-- > 0;)
+                {
+                    const auto e = static_cast<std::ptrdiff_t>(c.shape()[d]);
+                    if (e != 1 && static_cast<std::ptrdiff_t>(c.strides()[d]) != expected)
+                    {
+                        return false;
+                    }
+                    expected *= e;
+                }
+            }
+            return true;
+        }
+    };
+
+    /*******************************
+     * Uniform access to any tensor *
+     *******************************/
+
+    template <class C, class = void>
+    struct is_tensor : std::false_type
+    {
+    };
+
+    template <class C>
+    struct is_tensor<C, std::void_t<typename tensor_traits<std::remove_cv_t<C>>::value_type>> : std::true_type
+    {
+    };
+
+    template <class C>
+    inline constexpr bool is_tensor_v = is_tensor<std::remove_reference_t<C>>::value;
+
+    namespace tensor
+    {
+        namespace detail
+        {
+            template <class Tr, class = void>
+            struct has_rank : std::false_type
+            {
+            };
+
+            template <class Tr>
+            struct has_rank<Tr, std::void_t<decltype(&Tr::rank)>> : std::true_type
+            {
+            };
+
+            template <class Tr, class = void>
+            struct has_contiguous : std::false_type
+            {
+            };
+
+            template <class Tr>
+            struct has_contiguous<Tr, std::void_t<decltype(&Tr::contiguous)>> : std::true_type
+            {
+            };
+
+            template <class Tr, class = void>
+            struct static_size_of : std::integral_constant<std::size_t, 0>
+            {
+            };
+
+            template <class Tr>
+            struct static_size_of<Tr, std::void_t<decltype(Tr::static_size)>>
+                : std::integral_constant<std::size_t, Tr::static_size>
+            {
+            };
+        }
+
+        template <class C>
+        using traits = tensor_traits<std::remove_cv_t<std::remove_reference_t<C>>>;
+
+        template <class C>
+        using value_type = typename traits<C>::value_type;
+
+        // Number of elements known at compile time, 0 when only known at run time.
+        template <class C>
+        inline constexpr std::size_t static_size = detail::static_size_of<traits<C>>::value;
+
+        template <class C>
+        auto data(C& c) noexcept
+        {
+            return traits<C>::data(c);
+        }
+
+        template <class C>
+        std::size_t size(const C& c) noexcept
+        {
+            return traits<C>::size(c);
+        }
+
+        // A flat container (std::vector, ...) reports rank 1.
+        template <class C>
+        std::size_t rank(const C& c) noexcept
+        {
+            if constexpr (detail::has_rank<traits<C>>::value)
+            {
+                return traits<C>::rank(c);
+            }
+            else
+            {
+                return 1;
+            }
+        }
+
+        template <class C>
+        std::size_t extent(const C& c, std::size_t d) noexcept
+        {
+            if constexpr (detail::has_rank<traits<C>>::value)
+            {
+                return traits<C>::extent(c, d);
+            }
+            else
+            {
+                return tensor::size(c);
+            }
+        }
+
+        template <class C>
+        bool contiguous(const C& c) noexcept
+        {
+            if constexpr (detail::has_contiguous<traits<C>>::value)
+            {
+                return traits<C>::contiguous(c);
+            }
+            else
+            {
+                return true;
+            }
+        }
+
+        template <class C>
+        std::vector<std::size_t> shape(const C& c)
+        {
+            std::vector<std::size_t> s(tensor::rank(c));
+            for (std::size_t d = 0; d < s.size(); ++d)
+            {
+                s[d] = tensor::extent(c, d);
+            }
+            return s;
+        }
+    }
+
+    template <class T>
+    tensor_view<T>::tensor_view(T* data, std::initializer_list<std::size_t> shape)
+        : m_data(data), m_size(1), m_rank(shape.size())
+    {
+        if (shape.size() > max_rank)
+        {
+            throw std::invalid_argument("xoptim::view: at most 8 dimensions");
+        }
+        std::size_t d = 0;
+        for (std::size_t e : shape)
+        {
+            m_shape[d++] = e;
+            m_size *= e;
+        }
+    }
+}
+
+#endif

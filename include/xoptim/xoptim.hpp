@@ -1,0 +1,10 @@
+// xoptim: fused, header-only training optimizers on xsimd.
+#ifndef XOPTIM_XOPTIM_HPP
+#define XOPTIM_XOPTIM_HPP
+
+#include "optim/adam.hpp"
+#include "optim/lion.hpp"
+#include "optim/sgd.hpp"
+#include "optim/signsgd.hpp"
+
+#endif

@@ -1,0 +1,345 @@
+#!/usr/bin/python3
+"""Generate the reference trajectories and replay cases used by the xoptim tests.
+
+Run from anywhere with the Debian interpreter that has torch and numpy:
+
+    /usr/bin/python3 tests/reference/generate.py
+
+Writes (paths relative to the repository root):
+  tests/reference/trajectories.json      trajectories for the GoogleTest suites
+  tests/replay_cases/<NAME>/...          conformance cases for the replay tool
+
+Everything is deterministic: inputs come from the integer hash u() below, which
+tests/support/reference.hpp reproduces bit for bit, so the C++ tests never need torch.
+"""
+
+import json
+import math
+import os
+import shutil
+import sys
+
+import numpy as np
+import torch
+
+MASK = (1 << 64) - 1
+STEPS = 60
+CHECKPOINTS = [1, 2, 3, 10, 30, 60]
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+TESTS = os.path.dirname(HERE)
+
+
+# --------------------------------------------------------------------------- inputs
+def u(seed, t, i):
+    """Deterministic value in [-1, 1), a multiple of 2^-23 (exact in float32)."""
+    x = (seed * 0x9E3779B97F4A7C15 + t * 0xBF58476D1CE4E5B9 + i * 0x94D049BB133111EB) & MASK
+    x ^= x >> 30
+    x = (x * 0xBF58476D1CE4E5B9) & MASK
+    x ^= x >> 27
+    x = (x * 0x94D049BB133111EB) & MASK
+    x ^= x >> 31
+    return ((x >> 40) - 2 ** 23) / 2 ** 23
+
+
+def numel(shape):
+    n = 1
+    for d in shape:
+        n *= d
+    return n
+
+
+def init_values(seed, n):
+    return [u(seed, 0, i) for i in range(n)]
+
+
+def grad_values(seed, t, n, gscale, zero_every):
+    return [0.0 if (zero_every > 0 and i % zero_every == 0) else u(seed, t, i) * gscale
+            for i in range(n)]
+
+
+DTYPES = {"float32": torch.float32, "float64": torch.float64}
+NP_DTYPES = {"float32": "<f4", "float64": "<f8"}
+
+
+# --------------------------------------------------------------------------- hypers
+def sgd_hyper(**kw):
+    h = dict(lr=0.05, momentum=0.0, dampening=0.0, weight_decay=0.0, nesterov=False,
+             maximize=False)
+    h.update(kw)
+    return h
+
+
+def adam_hyper(adamw, **kw):
+    h = dict(lr=1e-2, betas=[0.9, 0.999], eps=1e-8, weight_decay=0.01 if adamw else 0.0,
+             amsgrad=False, maximize=False, bias_correction=True)
+    h.update(kw)
+    return h
+
+
+def lion_hyper(**kw):
+    h = dict(lr=1e-4, betas=[0.9, 0.99], weight_decay=0.0)
+    h.update(kw)
+    return h
+
+
+def signsgd_hyper(**kw):
+    h = dict(lr=1e-2, weight_decay=0.1)
+    h.update(kw)
+    return h
+
+
+# --------------------------------------------------------------------------- steppers
+# make_stepper(optimizer, hyper, params) -> step(grads) updating params in place.
+def make_stepper(optimizer, hyper, params):
+    h = hyper
+    if optimizer == "sgd":
+        opt = torch.optim.SGD(params, lr=h["lr"], momentum=h["momentum"],
+                              dampening=h["dampening"], weight_decay=h["weight_decay"],
+                              nesterov=h["nesterov"], maximize=h["maximize"], foreach=False)
+        return torch_step(opt, params)
+    if optimizer in ("adam", "adamw") and h["bias_correction"]:
+        cls = torch.optim.Adam if optimizer == "adam" else torch.optim.AdamW
+        opt = cls(params, lr=h["lr"], betas=tuple(h["betas"]), eps=h["eps"],
+                  weight_decay=h["weight_decay"], amsgrad=h["amsgrad"],
+                  maximize=h["maximize"], foreach=False)
+        return torch_step(opt, params)
+    if optimizer == "adamw":  # no bias correction: MLX form, formula reference
+        return adamw_nobc_stepper(h, params)
+    if optimizer == "lion":
+        return lion_stepper(h, params)
+    if optimizer == "signsgd":
+        return signsgd_stepper(h, params)
+    raise ValueError(optimizer)
+
+
+def torch_step(opt, params):
+    def step(grads):
+        for p, g in zip(params, grads):
+            p.grad = g.clone()
+        opt.step()
+    return step
+
+
+def adamw_nobc_stepper(h, params):
+    assert not h["maximize"]
+    lr, (b1, b2), eps, wd = h["lr"], h["betas"], h["eps"], h["weight_decay"]
+    m = [torch.zeros_like(p) for p in params]
+    v = [torch.zeros_like(p) for p in params]
+    vmax = [torch.zeros_like(p) for p in params]
+
+    def step(grads):
+        with torch.no_grad():
+            for k, (p, g) in enumerate(zip(params, grads)):
+                p.mul_(1 - lr * wd)
+                m[k] = b1 * m[k] + (1 - b1) * g
+                v[k] = b2 * v[k] + (1 - b2) * g * g
+                if h["amsgrad"]:
+                    vmax[k] = torch.maximum(vmax[k], v[k])
+                    denom = torch.sqrt(vmax[k]) + eps
+                else:
+                    denom = torch.sqrt(v[k]) + eps
+                p.sub_(lr * m[k] / denom)
+    return step
+
+
+def lion_stepper(h, params):
+    lr, (b1, b2), wd = h["lr"], h["betas"], h["weight_decay"]
+    m = [torch.zeros_like(p) for p in params]
+
+    def step(grads):
+        with torch.no_grad():
+            for k, (p, g) in enumerate(zip(params, grads)):
+                c = b1 * m[k] + (1 - b1) * g
+                p.copy_(p * (1 - lr * wd) - lr * torch.sign(c))
+                m[k] = b2 * m[k] + (1 - b2) * g
+    return step
+
+
+def signsgd_stepper(h, params):
+    lr, wd = h["lr"], h["weight_decay"]
+
+    def step(grads):
+        with torch.no_grad():
+            for p, g in zip(params, grads):
+                p.copy_(p * (1 - lr * wd) - lr * torch.sign(g))  # torch.sign(0) == 0
+    return step
+
+
+# --------------------------------------------------------------------------- trajectories
+SHAPES_A = [[7, 5], [33], [4, 3, 2], [1], [17]]
+SHAPES_B = [[3, 11], [8], [2, 2, 2, 2], [19], [2, 9]]
+
+
+def case_specs():
+    """(base name, optimizer, hyper, gscale, zero_every)."""
+    s = []
+    s += [
+        ("sgd_plain", "sgd", sgd_hyper(), 1.0, 0),
+        ("sgd_momentum", "sgd", sgd_hyper(momentum=0.9), 1.0, 0),
+        ("sgd_momentum_dampening", "sgd", sgd_hyper(momentum=0.9, dampening=0.1), 1.0, 0),
+        ("sgd_nesterov", "sgd", sgd_hyper(momentum=0.9, nesterov=True), 0.25, 0),
+        ("sgd_wd", "sgd", sgd_hyper(weight_decay=0.01), 1.0, 0),
+        ("sgd_wd_momentum", "sgd", sgd_hyper(weight_decay=0.01, momentum=0.9), 1.0, 0),
+        ("sgd_maximize", "sgd", sgd_hyper(maximize=True), 1.0, 0),
+        ("sgd_maximize_momentum_wd", "sgd",
+         sgd_hyper(maximize=True, momentum=0.9, weight_decay=0.01), 0.25, 0),
+    ]
+    s += [
+        ("adam_default", "adam", adam_hyper(False), 1.0, 0),
+        ("adam_wd", "adam", adam_hyper(False, weight_decay=0.1), 0.25, 0),
+        ("adam_amsgrad", "adam", adam_hyper(False, amsgrad=True), 1.0, 0),
+        ("adam_maximize", "adam", adam_hyper(False, maximize=True), 1.0, 0),
+        ("adam_amsgrad_maximize_wd", "adam",
+         adam_hyper(False, amsgrad=True, maximize=True, weight_decay=0.1), 0.25, 0),
+        ("adam_small_grad", "adam", adam_hyper(False), 2.0 ** -10, 0),
+        ("adam_tiny_grad", "adam", adam_hyper(False), 2.0 ** -24, 0),
+    ]
+    s += [
+        ("adamw_default", "adamw", adam_hyper(True), 1.0, 0),
+        ("adamw_wd", "adamw", adam_hyper(True, weight_decay=0.1), 0.25, 0),
+        ("adamw_amsgrad", "adamw", adam_hyper(True, amsgrad=True), 1.0, 0),
+        ("adamw_maximize", "adamw", adam_hyper(True, maximize=True), 1.0, 0),
+        ("adamw_betas_eps", "adamw", adam_hyper(True, betas=[0.8, 0.95], eps=1e-6),
+         2.0 ** -18, 0),
+    ]
+    s += [
+        ("lion_default", "lion", lion_hyper(), 1.0, 7),
+        ("lion_wd", "lion", lion_hyper(lr=3e-3, weight_decay=0.1), 0.25, 7),
+    ]
+    s += [
+        ("signsgd_default", "signsgd", signsgd_hyper(), 1.0, 7),
+        ("signsgd_wd0", "signsgd", signsgd_hyper(weight_decay=0.0), 0.25, 7),
+    ]
+    s += [
+        ("adamw_nobc_default", "adamw", adam_hyper(True, bias_correction=False), 1.0, 0),
+        ("adamw_nobc_wd", "adamw",
+         adam_hyper(True, bias_correction=False, weight_decay=0.1), 0.25, 0),
+        ("adamw_nobc_amsgrad", "adamw",
+         adam_hyper(True, bias_correction=False, amsgrad=True), 1.0, 7),
+    ]
+    return s
+
+
+def run_trajectory(optimizer, hyper, dtype, case_seed, shapes, gscale, zero_every, steps,
+                   checkpoints):
+    tdt = DTYPES[dtype]
+    seeds = [case_seed * 1000 + k for k in range(len(shapes))]
+    params = [torch.tensor(init_values(sd, numel(sh)), dtype=tdt).reshape(sh)
+              for sd, sh in zip(seeds, shapes)]
+    step = make_stepper(optimizer, hyper, params)
+    out = {}
+    for t in range(1, steps + 1):
+        grads = [torch.tensor(grad_values(sd, t, numel(sh), gscale, zero_every),
+                              dtype=tdt).reshape(sh)
+                 for sd, sh in zip(seeds, shapes)]
+        step(grads)
+        if t in checkpoints:
+            # tolist() yields Python floats holding the exact float32/float64 value;
+            # json writes repr(), which round-trips exactly.
+            out[str(t)] = [p.detach().reshape(-1).tolist() for p in params]
+    return out
+
+
+def generate_trajectories():
+    cases = []
+    case_seed = 0
+    for idx, (base, optimizer, hyper, gscale, zero_every) in enumerate(case_specs()):
+        shapes = SHAPES_A if idx % 2 == 0 else SHAPES_B
+        for dtype, suffix in (("float32", "f32"), ("float64", "f64")):
+            case_seed += 1
+            cps = run_trajectory(optimizer, hyper, dtype, case_seed, shapes, gscale,
+                                 zero_every, STEPS, CHECKPOINTS)
+            cases.append({
+                "name": f"{base}_{suffix}",
+                "optimizer": optimizer,
+                "hyper": hyper,
+                "dtype": dtype,
+                "seed": case_seed,
+                "gscale": gscale,
+                "zero_every": zero_every,
+                "shapes": shapes,
+                "steps": STEPS,
+                "checkpoints": cps,
+            })
+    doc = {
+        "generator": "tests/reference/generate.py",
+        "torch": torch.__version__,
+        "cases": cases,
+    }
+    path = os.path.join(HERE, "trajectories.json")
+    with open(path, "w") as f:
+        # one case per line: small and diff-friendly
+        f.write("{\n")
+        f.write(f'"generator": {json.dumps(doc["generator"])},\n')
+        f.write(f'"torch": {json.dumps(doc["torch"])},\n')
+        f.write('"cases": [\n')
+        f.write(",\n".join(json.dumps(c, separators=(",", ":")) for c in cases))
+        f.write("\n]\n}\n")
+    # self-check: the file parses back to exactly the same values
+    with open(path) as f:
+        assert json.load(f) == json.loads(json.dumps(doc))
+    return path, [c["name"] for c in cases]
+
+
+# --------------------------------------------------------------------------- replay cases
+REPLAY = [
+    # name, optimizer, hyper, dtype, steps, seed, gscale, [(param name, shape)]
+    ("adamw_f32", "adamw", adam_hyper(True), "float32", 6, 9001, 1.0,
+     [("layer0.weight", (3, 4)), ("layer0.bias", (4,)), ("head.weight", (2, 3, 2))]),
+    ("sgd_nesterov_f64", "sgd", sgd_hyper(momentum=0.9, nesterov=True, weight_decay=0.01),
+     "float64", 5, 9002, 1.0,
+     [("layer0.weight", (3, 4)), ("bias", (5,))]),
+    ("adam_amsgrad_f32", "adam", adam_hyper(False, amsgrad=True), "float32", 8, 9003, 0.5,
+     [("embed.weight", (5, 3)), ("layer0.weight", (2, 3, 2)), ("bias", (5,))]),
+    ("lion_f32", "lion", lion_hyper(lr=3e-3, weight_decay=0.1), "float32", 7, 9004, 1.0,
+     [("layer0.weight", (3, 4)), ("bias", (5,))]),
+]
+
+
+def generate_replay_cases():
+    root = os.path.join(TESTS, "replay_cases")
+    made = []
+    for name, optimizer, hyper, dtype, steps, seed, gscale, plist in REPLAY:
+        d = os.path.join(root, name)
+        if os.path.isdir(d):
+            shutil.rmtree(d)
+        os.makedirs(os.path.join(d, "expected"))
+        npdt = NP_DTYPES[dtype]
+        tdt = DTYPES[dtype]
+        seeds = [seed * 1000 + k for k in range(len(plist))]
+        inits = [np.array(init_values(sd, numel(sh)), dtype=npdt).reshape(sh)
+                 for sd, (_, sh) in zip(seeds, plist)]
+        for (pname, _), a in zip(plist, inits):
+            np.save(os.path.join(d, f"{pname}.init.npy"), a)
+        params = [torch.from_numpy(a.astype(npdt[1:]).copy()) for a in inits]
+        assert all(p.dtype == tdt for p in params)
+        stepper = make_stepper(optimizer, hyper, params)
+        for t in range(1, steps + 1):
+            grads = [np.array(grad_values(sd, t, numel(sh), gscale, 0), dtype=npdt).reshape(sh)
+                     for sd, (_, sh) in zip(seeds, plist)]
+            for (pname, _), g in zip(plist, grads):
+                np.save(os.path.join(d, f"{pname}.grad.{t}.npy"), g)
+            stepper([torch.from_numpy(g.astype(npdt[1:]).copy()) for g in grads])
+        for (pname, _), p in zip(plist, params):
+            np.save(os.path.join(d, "expected", f"{pname}.final.npy"),
+                    p.detach().numpy().astype(npdt))
+        with open(os.path.join(d, "case.json"), "w") as f:
+            json.dump({"optimizer": optimizer, "hyper": hyper, "steps": steps,
+                       "dtype": dtype, "params": [pn for pn, _ in plist]}, f, indent=2)
+            f.write("\n")
+        made.append(d)
+    return made
+
+
+def main():
+    torch.set_num_threads(1)
+    path, names = generate_trajectories()
+    print(f"{path}: {os.path.getsize(path)} bytes, {len(names)} cases")
+    for d in generate_replay_cases():
+        print(d)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
