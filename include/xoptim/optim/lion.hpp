@@ -23,6 +23,7 @@ namespace xoptim
     {
     public:
 
+        using options_type = lion_options;
         static constexpr const char* name = "lion";
         static constexpr std::array<const char*, 1> state_names = {"exp_avg"};
 

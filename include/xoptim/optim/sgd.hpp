@@ -6,6 +6,9 @@
 #ifndef XOPTIM_OPTIM_SGD_HPP
 #define XOPTIM_OPTIM_SGD_HPP
 
+#include <cmath>
+#include <limits>
+
 #include "optimizer.hpp"
 #include "validate.hpp"
 
@@ -13,7 +16,7 @@ namespace xoptim
 {
     struct sgd_options
     {
-        double lr = 1e-2;
+        double lr = std::numeric_limits<double>::quiet_NaN();  // required, as in torch.optim.SGD
         double momentum = 0;
         double dampening = 0;
         bool nesterov = false;
@@ -25,12 +28,17 @@ namespace xoptim
     {
     public:
 
+        using options_type = sgd_options;
         static constexpr const char* name = "sgd";
         static constexpr std::array<const char*, 1> state_names = {"momentum_buffer"};
 
         explicit sgd(const sgd_options& o)
             : m_o(o)
         {
+            if (std::isnan(o.lr))
+            {
+                throw std::invalid_argument("xoptim::sgd: lr is required (sgd_options::lr was not set)");
+            }
             detail::require_non_negative(o.lr, name, "lr");
             detail::require_non_negative(o.momentum, name, "momentum");
             detail::require(o.dampening >= 0 && o.dampening <= 1, name, "dampening", "in [0, 1]", o.dampening);

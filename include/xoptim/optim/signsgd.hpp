@@ -18,6 +18,7 @@ namespace xoptim
     {
     public:
 
+        using options_type = signsgd_options;
         static constexpr const char* name = "signsgd";
         static constexpr std::array<const char*, 0> state_names = {};
 

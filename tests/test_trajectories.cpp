@@ -1,0 +1,92 @@
+// Every optimizer against trajectories recorded from PyTorch 1.13 (torch.optim.SGD,
+// Adam, AdamW) and from the formula references in tests/reference/generate.py
+// (Lion, SignSGD, AdamW without bias correction): 60 steps of changing gradients
+// over several shapes, compared at steps 1, 2, 3, 10, 30 and 60.
+#include <gtest/gtest.h>
+
+#include <cmath>
+
+#include "../tools/optimizer_json.hpp"
+#include "support/reference.hpp"
+
+namespace
+{
+    using xoptim_test::reference_case;
+
+    // |ours - torch| <= tol * max(|torch|, 1): relative for the O(1) parameters here,
+    // absolute near zero where a relative bound means nothing.
+    template <class T>
+    constexpr double tolerance = std::is_same_v<T, float> ? 1e-6 : 1e-12;
+
+    template <class T>
+    void replay(const reference_case& c)
+    {
+        std::vector<std::vector<T>> params, grads;
+        for (std::size_t k = 0; k < c.shapes.size(); ++k)
+        {
+            const std::size_t n = xoptim_test::numel(c.shapes[k]);
+            params.emplace_back(n);
+            grads.emplace_back(n);
+            for (std::size_t i = 0; i < n; ++i)
+            {
+                params[k][i] = static_cast<T>(xoptim_test::init_value(c, k, i));
+            }
+        }
+        xoptim::tools::with_optimizer(c.optimizer, c.hyper, [&](auto& opt) {
+            for (int t = 1; t <= c.steps; ++t)
+            {
+                for (std::size_t k = 0; k < grads.size(); ++k)
+                {
+                    for (std::size_t i = 0; i < grads[k].size(); ++i)
+                    {
+                        grads[k][i] = static_cast<T>(xoptim_test::grad_value(c, k, t, i));
+                    }
+                }
+                opt.step(params, grads);
+                const auto expected = c.checkpoints.find(t);
+                if (expected == c.checkpoints.end())
+                {
+                    continue;
+                }
+                double worst = 0;
+                for (std::size_t k = 0; k < params.size(); ++k)
+                {
+                    ASSERT_EQ(expected->second[k].size(), params[k].size());
+                    for (std::size_t i = 0; i < params[k].size(); ++i)
+                    {
+                        const double want = expected->second[k][i];
+                        const double err = std::abs(double(params[k][i]) - want) / std::max(std::abs(want), 1.0);
+                        worst = std::max(worst, err);
+                        ASSERT_LE(err, tolerance<T>) << c.name << " step " << t << " param " << k << " element " << i
+                                                     << ": got " << params[k][i] << ", torch " << want;
+                    }
+                }
+                if (t == c.steps)
+                {
+                    ::testing::Test::RecordProperty("worst_error", std::to_string(worst));
+                    std::printf("%-32s worst scaled error %.3g\n", c.name.c_str(), worst);
+                }
+            }
+        });
+    }
+
+    class trajectory : public ::testing::TestWithParam<reference_case>
+    {
+    };
+
+    TEST_P(trajectory, matches_reference)
+    {
+        const reference_case& c = GetParam();
+        if (c.dtype == "float32")
+        {
+            replay<float>(c);
+        }
+        else
+        {
+            replay<double>(c);
+        }
+    }
+
+    INSTANTIATE_TEST_SUITE_P(reference, trajectory, ::testing::ValuesIn(xoptim_test::load_reference_cases()),
+                             [](const auto& info) { return info.param.name; });
+}

@@ -1,0 +1,176 @@
+// Builds an xoptim optimizer from PyTorch-named hyperparameters in JSON, e.g.
+// {"lr": 1e-3, "betas": [0.9, 0.999], "amsgrad": true}. Shared by xoptim-replay and
+// the reference tests. Unknown keys and values of the wrong type throw
+// std::invalid_argument naming the key; ranges are checked by the optimizers.
+#ifndef XOPTIM_TOOLS_OPTIMIZER_JSON_HPP
+#define XOPTIM_TOOLS_OPTIMIZER_JSON_HPP
+
+#include <nlohmann/json.hpp>
+#include <set>
+#include <stdexcept>
+#include <string>
+
+#include <xoptim/xoptim.hpp>
+
+namespace xoptim::tools
+{
+    namespace detail
+    {
+        class hyper_reader
+        {
+        public:
+
+            hyper_reader(const std::string& optimizer, const nlohmann::json& hyper)
+                : m_optimizer(optimizer), m_hyper(hyper)
+            {
+                if (!hyper.is_object())
+                {
+                    throw std::invalid_argument("\"hyper\" must be an object");
+                }
+            }
+
+            void read(const char* key, double& x)
+            {
+                if (const auto* v = find(key))
+                {
+                    require(v->is_number(), key, "a number");
+                    x = v->get<double>();
+                }
+            }
+
+            void read(const char* key, bool& x)
+            {
+                if (const auto* v = find(key))
+                {
+                    require(v->is_boolean(), key, "true or false");
+                    x = v->get<bool>();
+                }
+            }
+
+            void read(const char* key, std::array<double, 2>& x)
+            {
+                if (const auto* v = find(key))
+                {
+                    require(v->is_array() && v->size() == 2 && (*v)[0].is_number() && (*v)[1].is_number(), key,
+                            "an array of two numbers");
+                    x = {(*v)[0].get<double>(), (*v)[1].get<double>()};
+                }
+            }
+
+            // Every key given must have been read: a typo is an error, not a default.
+            void finish() const
+            {
+                for (const auto& item : m_hyper.items())
+                {
+                    if (m_read.count(item.key()) == 0)
+                    {
+                        throw std::invalid_argument("unknown hyperparameter \"" + item.key() + "\" for "
+                                                    + m_optimizer);
+                    }
+                }
+            }
+
+        private:
+
+            const nlohmann::json* find(const char* key)
+            {
+                m_read.insert(key);
+                const auto it = m_hyper.find(key);
+                return it == m_hyper.end() ? nullptr : &*it;
+            }
+
+            void require(bool ok, const char* key, const char* what) const
+            {
+                if (!ok)
+                {
+                    throw std::invalid_argument("hyperparameter \"" + std::string(key) + "\" of " + m_optimizer
+                                                + " must be " + what);
+                }
+            }
+
+            std::string m_optimizer;
+            const nlohmann::json& m_hyper;
+            std::set<std::string> m_read;
+        };
+
+        template <bool Decoupled>
+        void read(hyper_reader& r, adam_options_base<Decoupled>& o)
+        {
+            r.read("lr", o.lr);
+            r.read("betas", o.betas);
+            r.read("eps", o.eps);
+            r.read("weight_decay", o.weight_decay);
+            r.read("amsgrad", o.amsgrad);
+            r.read("maximize", o.maximize);
+            r.read("bias_correction", o.bias_correction);
+        }
+
+        inline void read(hyper_reader& r, sgd_options& o)
+        {
+            r.read("lr", o.lr);
+            r.read("momentum", o.momentum);
+            r.read("dampening", o.dampening);
+            r.read("nesterov", o.nesterov);
+            r.read("weight_decay", o.weight_decay);
+            r.read("maximize", o.maximize);
+        }
+
+        inline void read(hyper_reader& r, lion_options& o)
+        {
+            r.read("lr", o.lr);
+            r.read("betas", o.betas);
+            r.read("weight_decay", o.weight_decay);
+        }
+
+        inline void read(hyper_reader& r, signsgd_options& o)
+        {
+            r.read("lr", o.lr);
+            r.read("weight_decay", o.weight_decay);
+        }
+
+        template <class Optimizer, class F>
+        void build(const std::string& name, const nlohmann::json& hyper, F&& f)
+        {
+            typename Optimizer::options_type o;
+            hyper_reader r(name, hyper);
+            read(r, o);
+            r.finish();
+            Optimizer opt(o);
+            f(opt);
+        }
+    }
+
+    // Constructs the optimizer called `name` ("sgd", "adam", "adamw", "lion", "signsgd")
+    // from `hyper` and calls f(optimizer&).
+    template <class F>
+    void with_optimizer(const std::string& name, const nlohmann::json& hyper, F&& f)
+    {
+        if (name == "adamw")
+        {
+            detail::build<adamw>(name, hyper, f);
+        }
+        else if (name == "adam")
+        {
+            detail::build<adam>(name, hyper, f);
+        }
+        else if (name == "sgd")
+        {
+            detail::build<sgd>(name, hyper, f);
+        }
+        else if (name == "lion")
+        {
+            detail::build<lion>(name, hyper, f);
+        }
+        else if (name == "signsgd")
+        {
+            detail::build<signsgd>(name, hyper, f);
+        }
+        else
+        {
+            throw std::invalid_argument("unknown optimizer \"" + name
+                                        + "\" (expected adamw, adam, sgd, lion or signsgd)");
+        }
+    }
+}
+
+#endif
