@@ -30,7 +30,8 @@ namespace xoptim
         XOPTIM_BINARY_FUNCTOR(greater, a > b)
         XOPTIM_BINARY_FUNCTOR(greater_equal, a >= b)
         XOPTIM_BINARY_FUNCTOR(equal_to, a == b)
-        XOPTIM_BINARY_FUNCTOR(not_equal_to, a != b)
+        // xsimd 8's != is the ordered comparison (false for NaN); C++ says true.
+        XOPTIM_BINARY_FUNCTOR(not_equal_to, !(a == b))
         XOPTIM_BINARY_FUNCTOR(logical_and, a && b)
         XOPTIM_BINARY_FUNCTOR(logical_or, a || b)
         XOPTIM_BINARY_FUNCTOR(minimum, xsimd::min(a, b))
@@ -74,7 +75,7 @@ namespace xoptim
                 const A one(typename A::value_type(1));
                 const A zero(typename A::value_type(0));
                 const A s = xsimd::select(a > zero, one, zero) - xsimd::select(a < zero, one, zero);
-                return xsimd::select(a != a, a, s);
+                return xsimd::select(xsimd::isnan(a), a, s);
             }
         };
 

@@ -1,0 +1,290 @@
+// xoptim-replay CASE_DIR OUT_DIR: replays a recorded optimizer trajectory.
+//
+// Reads CASE_DIR/case.json, NAME.init.npy and NAME.grad.T.npy (T = 1..steps) for every
+// parameter, runs one optimizer over all parameters together and writes
+// OUT_DIR/NAME.final.npy. The format is described in docs/replay.md.
+//
+// Exit codes: 0 done, 2 wrong usage or a malformed case, 1 the output could not be
+// written. Every failure prints one line on stderr starting with "xoptim-replay: ".
+
+#include <cstddef>
+#include <exception>
+#include <filesystem>
+#include <fstream>
+#include <iostream>
+#include <set>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include <xoptim/io/npy.hpp>
+#include <xoptim/xoptim.hpp>
+
+#include "optimizer_json.hpp"
+
+namespace fs = std::filesystem;
+using nlohmann::json;
+
+namespace
+{
+    // A problem with the case: exit code 2.
+    struct case_error : std::runtime_error
+    {
+        using std::runtime_error::runtime_error;
+    };
+
+    // A problem writing the results: exit code 1.
+    struct output_error : std::runtime_error
+    {
+        using std::runtime_error::runtime_error;
+    };
+
+    // An owning row-major tensor. Its data()/size()/shape() members make it a tensor
+    // for xoptim (the xtensor container protocol), so the optimizer keeps the shape.
+    template <class T>
+    struct host_tensor
+    {
+        std::vector<T> values;
+        std::vector<std::size_t> dims;
+
+        T* data() { return values.data(); }
+        const T* data() const { return values.data(); }
+        std::size_t size() const { return values.size(); }
+        const std::vector<std::size_t>& shape() const { return dims; }
+    };
+
+    struct replay_case
+    {
+        fs::path dir;
+        std::string optimizer;
+        json hyper;
+        std::size_t steps = 0;
+        std::string dtype;
+        std::vector<std::string> params;
+    };
+
+    // numpy's spelling: (3, 4), (4,), ().
+    std::string shape_string(const std::vector<std::size_t>& shape)
+    {
+        std::string s = "(";
+        for (std::size_t d = 0; d < shape.size(); ++d)
+        {
+            s += (d == 0 ? "" : ", ") + std::to_string(shape[d]);
+        }
+        return s + (shape.size() == 1 ? ",)" : ")");
+    }
+
+    const json& require_key(const json& j, const char* key)
+    {
+        const auto it = j.find(key);
+        if (it == j.end())
+        {
+            throw case_error(std::string("case.json: missing key \"") + key + "\"");
+        }
+        return *it;
+    }
+
+    void require_type(bool ok, const char* key, const char* what)
+    {
+        if (!ok)
+        {
+            throw case_error(std::string("case.json: \"") + key + "\" must be " + what);
+        }
+    }
+
+    replay_case read_case(const fs::path& dir)
+    {
+        const fs::path file = dir / "case.json";
+        std::error_code ec;
+        if (!fs::exists(file, ec))
+        {
+            throw case_error("missing file " + file.string());
+        }
+        std::ifstream in(file);
+        if (!in)
+        {
+            throw case_error("cannot open " + file.string());
+        }
+        json j;
+        try
+        {
+            j = json::parse(in);
+        }
+        catch (const json::parse_error& e)
+        {
+            throw case_error(file.string() + ": not valid JSON: " + e.what());
+        }
+        if (!j.is_object())
+        {
+            throw case_error(file.string() + ": not a JSON object");
+        }
+        static const std::set<std::string> known = {"optimizer", "hyper", "steps", "dtype", "params"};
+        for (const auto& item : j.items())
+        {
+            if (known.count(item.key()) == 0)
+            {
+                throw case_error("case.json: unknown key \"" + item.key() + "\"");
+            }
+        }
+
+        replay_case c;
+        c.dir = dir;
+
+        const json& optimizer = require_key(j, "optimizer");
+        require_type(optimizer.is_string(), "optimizer", "a string");
+        c.optimizer = optimizer.get<std::string>();
+
+        c.hyper = require_key(j, "hyper");
+        require_type(c.hyper.is_object(), "hyper", "an object");
+
+        const json& steps = require_key(j, "steps");
+        require_type(steps.is_number_unsigned(), "steps", "an integer >= 0");
+        c.steps = steps.get<std::size_t>();
+
+        const json& dtype = require_key(j, "dtype");
+        require_type(dtype.is_string(), "dtype", "a string");
+        c.dtype = dtype.get<std::string>();
+        if (c.dtype != "float32" && c.dtype != "float64")
+        {
+            throw case_error("case.json: unknown dtype \"" + c.dtype + "\" (expected float32 or float64)");
+        }
+
+        const json& params = require_key(j, "params");
+        require_type(params.is_array() && !params.empty(), "params", "a non-empty array of names");
+        for (const json& p : params)
+        {
+            require_type(p.is_string(), "params", "a non-empty array of names");
+            const std::string name = p.get<std::string>();
+            // Names become file names in CASE_DIR and OUT_DIR.
+            if (name.empty() || name == "." || name == ".." || name.find('/') != std::string::npos)
+            {
+                throw case_error("case.json: param name \"" + name + "\" is not a plain file name");
+            }
+            for (const std::string& seen : c.params)
+            {
+                if (seen == name)
+                {
+                    throw case_error("case.json: duplicate param name \"" + name + "\"");
+                }
+            }
+            c.params.push_back(name);
+        }
+        return c;
+    }
+
+    template <class T>
+    host_tensor<T> load(const fs::path& file, const std::string& dtype)
+    {
+        std::error_code ec;
+        if (!fs::exists(file, ec))
+        {
+            throw case_error("missing file " + file.string());
+        }
+        xoptim::io::npy_array a = xoptim::io::read_npy(file.string());
+        if (a.dtype != xoptim::io::detail::dtype_of<T>())
+        {
+            throw case_error(file.string() + ": dtype '" + a.dtype + "' does not match the case dtype " + dtype);
+        }
+        return {a.values<T>(), a.shape};
+    }
+
+    template <class T, class Optimizer>
+    void replay(Optimizer& opt, const replay_case& c, const fs::path& out)
+    {
+        std::vector<host_tensor<T>> params;
+        for (const std::string& name : c.params)
+        {
+            params.push_back(load<T>(c.dir / (name + ".init.npy"), c.dtype));
+        }
+        // Named, so that the optimizer's state is known by the parameter names.
+        std::vector<xoptim::named_ref<host_tensor<T>>> named;
+        for (std::size_t k = 0; k < params.size(); ++k)
+        {
+            named.push_back(xoptim::named(c.params[k], params[k]));
+        }
+
+        std::vector<host_tensor<T>> grads(params.size());
+        for (std::size_t t = 1; t <= c.steps; ++t)
+        {
+            for (std::size_t k = 0; k < params.size(); ++k)
+            {
+                const std::string file = c.params[k] + ".grad." + std::to_string(t) + ".npy";
+                grads[k] = load<T>(c.dir / file, c.dtype);
+                if (grads[k].dims != params[k].dims)
+                {
+                    throw case_error("param \"" + c.params[k] + "\" step " + std::to_string(t) + ": gradient shape "
+                                     + shape_string(grads[k].dims) + " differs from init shape "
+                                     + shape_string(params[k].dims));
+                }
+            }
+            opt.step(named, grads);
+        }
+
+        try
+        {
+            fs::create_directories(out);
+            for (std::size_t k = 0; k < params.size(); ++k)
+            {
+                const fs::path file = out / (c.params[k] + ".final.npy");
+                xoptim::io::write_npy(file.string(), params[k].data(), params[k].dims);
+            }
+        }
+        catch (const std::exception& e)
+        {
+            throw output_error(e.what());
+        }
+    }
+
+    // One line on stderr, whatever the message holds.
+    int fail(int code, std::string message)
+    {
+        for (char& ch : message)
+        {
+            if (ch == '\n' || ch == '\r')
+            {
+                ch = ' ';
+            }
+        }
+        std::cerr << "xoptim-replay: " << message << '\n';
+        return code;
+    }
+}
+
+int main(int argc, char** argv)
+{
+    if (argc != 3)
+    {
+        std::cerr << "usage: xoptim-replay CASE_DIR OUT_DIR\n"
+                     "Replays CASE_DIR/case.json and writes OUT_DIR/NAME.final.npy per parameter "
+                     "(see docs/replay.md).\n";
+        return 2;
+    }
+    try
+    {
+        const replay_case c = read_case(argv[1]);
+        const fs::path out = argv[2];
+        // Parses the hyperparameters for the named optimizer and constructs it; both
+        // throw std::invalid_argument naming the key or field.
+        xoptim::tools::with_optimizer(c.optimizer, c.hyper, [&](auto& opt) {
+            if (c.dtype == "float32")
+            {
+                replay<float>(opt, c, out);
+            }
+            else
+            {
+                replay<double>(opt, c, out);
+            }
+        });
+        return 0;
+    }
+    catch (const output_error& e)
+    {
+        return fail(1, e.what());
+    }
+    catch (const std::exception& e)
+    {
+        return fail(2, e.what());
+    }
+}
