@@ -157,8 +157,11 @@ namespace xoptim
         inline constexpr unsigned float_bit = 1;
         inline constexpr unsigned double_bit = 2;
 
+        // Unknown kinds contribute nothing; the walker rejects them with a message.
         template <class P, class = void>
-        struct element_types;
+        struct element_types : std::integral_constant<unsigned, 0>
+        {
+        };
 
         template <class P>
         inline constexpr unsigned element_types_v = element_types<bare<P>>::value;

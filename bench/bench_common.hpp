@@ -1,0 +1,147 @@
+// Shared pieces of the benchmark programs: the cases, the naming scheme and the
+// xoptim runner (bench_step.cpp and bench_libtorch.cpp both time xoptim AdamW, so
+// that every comparison is made side by side in one process).
+//
+// Benchmark names are  <algorithm>/<implementation>/<case>/threads:<n>,  e.g.
+// "adamw/xoptim/4096x4096/threads:1"; tools/bench_summary.py parses them.
+#ifndef XOPTIM_BENCH_COMMON_HPP
+#define XOPTIM_BENCH_COMMON_HPP
+
+#include <algorithm>
+#include <cstddef>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include <benchmark/benchmark.h>
+
+#include <xoptim/xoptim.hpp>
+
+namespace bench
+{
+    // `count` tensors of `size` floats each.
+    struct shape
+    {
+        const char* name;
+        std::size_t count;
+        std::size_t size;
+
+        std::size_t elements() const noexcept
+        {
+            return count * size;
+        }
+    };
+
+    inline constexpr shape case_a{"1x2^24", 1, std::size_t(1) << 24};      // one big tensor
+    inline constexpr shape case_b{"4096x4096", 4096, 4096};                // many small tensors
+    inline constexpr shape case_c{"1x2^14", 1, std::size_t(1) << 14};      // in cache: compute cost
+
+    // AdamW hyperparameters used by every implementation (torch.optim.AdamW defaults).
+    inline constexpr double lr = 1e-3;
+    inline constexpr double beta1 = 0.9;
+    inline constexpr double beta2 = 0.999;
+    inline constexpr double eps = 1e-8;
+    inline constexpr double weight_decay = 1e-2;
+
+    inline constexpr int repetitions = 7;
+
+    inline std::size_t all_threads()
+    {
+        return std::max(1u, std::thread::hardware_concurrency());
+    }
+
+    inline std::string name(const char* algorithm, const char* impl, const shape& s, std::size_t threads)
+    {
+        return std::string(algorithm) + "/" + impl + "/" + s.name + "/threads:" + std::to_string(threads);
+    }
+
+    // Applies the common settings: wall-clock time (the threads run off the timing
+    // thread), medians over repetitions.
+    inline benchmark::internal::Benchmark* configure(benchmark::internal::Benchmark* b, const shape& s)
+    {
+        return b->UseRealTime()
+            ->Unit(s.elements() >= (std::size_t(1) << 20) ? benchmark::kMillisecond : benchmark::kMicrosecond)
+            ->Repetitions(repetitions)
+            ->ReportAggregatesOnly(true);
+    }
+
+    // Bytes one step must move: `arrays` arrays of the case's size, each read or
+    // written once (a read-modify-write array counts twice).
+    inline void set_bytes(benchmark::State& st, const shape& s, std::size_t arrays, std::size_t threads)
+    {
+        st.SetBytesProcessed(static_cast<std::int64_t>(st.iterations()) * static_cast<std::int64_t>(arrays)
+                             * static_cast<std::int64_t>(s.elements() * sizeof(float)));
+        st.counters["threads"] = static_cast<double>(threads);
+    }
+
+    using tensor_list = std::vector<std::vector<float>>;
+
+    inline tensor_list make_list(const shape& s, float value)
+    {
+        return tensor_list(s.count, std::vector<float>(s.size, value));
+    }
+
+    // Steady-state xoptim steps: one untimed step creates the state first. Case A is a
+    // single std::vector<float>, the others a std::vector of them.
+    template <class Optimizer>
+    void run_xoptim(benchmark::State& st, const shape& s, std::size_t arrays, std::size_t threads, Optimizer opt)
+    {
+        xoptim::set_num_threads(threads);
+        if (s.count == 1)
+        {
+            std::vector<float> p(s.size, 0.5f);
+            std::vector<float> g(s.size, 1e-3f);
+            opt.step(p, g);
+            for (auto _ : st)
+            {
+                opt.step(p, g);
+                benchmark::ClobberMemory();
+            }
+            benchmark::DoNotOptimize(p.data());
+        }
+        else
+        {
+            tensor_list p = make_list(s, 0.5f);
+            tensor_list g = make_list(s, 1e-3f);
+            opt.step(p, g);
+            for (auto _ : st)
+            {
+                opt.step(p, g);
+                benchmark::ClobberMemory();
+            }
+            benchmark::DoNotOptimize(p.data());
+        }
+        set_bytes(st, s, arrays, threads);
+    }
+
+    inline xoptim::adamw make_adamw()
+    {
+        xoptim::adamw_options o;
+        o.lr = lr;
+        o.betas = {beta1, beta2};
+        o.eps = eps;
+        o.weight_decay = weight_decay;
+        return xoptim::adamw(o);
+    }
+
+    // AdamW reads p, g, m, v and writes p, m, v.
+    inline constexpr std::size_t adamw_arrays = 7;
+
+    inline void register_xoptim_adamw(const shape& s)
+    {
+        for (std::size_t t : {std::size_t(1), all_threads()})
+        {
+            configure(benchmark::RegisterBenchmark(name("adamw", "xoptim", s, t).c_str(),
+                                                   [s, t](benchmark::State& st) {
+                                                       run_xoptim(st, s, adamw_arrays, t, make_adamw());
+                                                   }),
+                      s);
+            if (all_threads() == 1)
+            {
+                break;
+            }
+        }
+    }
+}
+
+#endif

@@ -1,0 +1,199 @@
+// The parameter model: every container kind, tuples, runtime lists, named sets and
+// model structs, each stepped in place and named as documented.
+#include <gtest/gtest.h>
+
+#include <xtensor/xadapt.hpp>
+#include <xtensor/xfixed.hpp>
+#include <xtensor/xtensor.hpp>
+#include <xtensor/xview.hpp>
+
+#include <xoptim/xoptim.hpp>
+
+namespace
+{
+    xoptim::sgd plain_sgd()
+    {
+        xoptim::sgd_options o;
+        o.lr = 0.5;
+        return xoptim::sgd(o);
+    }
+
+    // One plain SGD step with lr 0.5 on p = 1, g = 1 gives 0.5 everywhere.
+    template <class C>
+    bool all_half(const C& c)
+    {
+        const auto* d = xoptim::tensor::data(c);
+        for (std::size_t i = 0; i < xoptim::tensor::size(c); ++i)
+        {
+            if (d[i] != 0.5f)
+            {
+                return false;
+            }
+        }
+        return true;
+    }
+
+    TEST(params, every_container_kind_in_one_tuple)
+    {
+        std::vector<float> vec(5, 1), gvec(5, 1);
+        std::array<float, 3> arr{1, 1, 1}, garr{1, 1, 1};
+        xt::xtensor<float, 2> xt2 = xt::ones<float>({3, 4}), gxt2 = xt::ones<float>({3, 4});
+        xt::xarray<float> xa = xt::ones<float>({2, 2, 2}), gxa = xt::ones<float>({2, 2, 2});
+        xt::xtensor_fixed<float, xt::xshape<2, 3>> fixed = xt::ones<float>({2, 3}), gfixed = xt::ones<float>({2, 3});
+        std::vector<float> raw(7, 1), graw(7, 1);
+        auto adapted = xt::adapt(raw.data(), raw.size(), xt::no_ownership(), std::array<std::size_t, 1>{7});
+        auto sgd = plain_sgd();
+        sgd.step(std::tie(vec, arr, xt2, xa, fixed, adapted),
+                 std::tie(gvec, garr, gxt2, gxa, gfixed, graw));
+        EXPECT_TRUE(all_half(vec));
+        EXPECT_TRUE(all_half(arr));
+        EXPECT_TRUE(all_half(xt2));
+        EXPECT_TRUE(all_half(xa));
+        EXPECT_TRUE(all_half(fixed));
+        EXPECT_TRUE(all_half(raw));
+        EXPECT_EQ(sgd.state().size(), 6u);
+        EXPECT_EQ(sgd.state()[2].shape, (std::vector<std::size_t>{3, 4}));
+    }
+
+    TEST(params, contiguous_view_and_raw_pointer_view)
+    {
+        xt::xtensor<float, 2> w = xt::ones<float>({4, 3});
+        xt::xtensor<float, 2> gw = xt::ones<float>({2, 3});
+        auto rows = xt::view(w, xt::range(1, 3), xt::all());  // rows 1..2: contiguous
+        auto sgd = plain_sgd();
+        sgd.step(rows, gw);
+        EXPECT_EQ(w(0, 0), 1.0f);
+        EXPECT_EQ(w(1, 0), 0.5f);
+        EXPECT_EQ(w(2, 2), 0.5f);
+        EXPECT_EQ(w(3, 0), 1.0f);
+
+        std::vector<double> buffer(13, 1.0), grad(12, 1.0);
+        xoptim::sgd_options o;
+        o.lr = 0.25;
+        xoptim::sgd s(o);
+        s.step(xoptim::view(buffer.data() + 1, {3, 4}), xoptim::view(grad.data(), {3, 4}));  // unaligned start
+        EXPECT_EQ(buffer[0], 1.0);
+        EXPECT_EQ(buffer[1], 0.75);
+        EXPECT_EQ(buffer[12], 0.75);
+        EXPECT_EQ(s.state()[0].shape, (std::vector<std::size_t>{3, 4}));
+    }
+
+
+    TEST(params, names_follow_the_path)
+    {
+        std::vector<float> a(2, 1), b(2, 1), c(2, 1), d(2, 1), g(2, 1);
+        std::vector<std::vector<float>> list(2, std::vector<float>(3, 1)), glist(2, std::vector<float>(3, 1));
+        auto sgd = plain_sgd();
+        sgd.step(std::make_tuple(xoptim::named("embed", a), b, std::make_tuple(c, xoptim::named("head", d)),
+                                 xoptim::named("layers", list)),
+                 std::make_tuple(g, g, std::make_tuple(g, g), glist));
+        std::vector<std::string> names;
+        for (std::size_t k = 0; k < sgd.state().size(); ++k)
+        {
+            names.push_back(sgd.state()[k].name);
+        }
+        EXPECT_EQ(names, (std::vector<std::string>{"embed", "1", "2.0", "2.head", "layers.0", "layers.1"}));
+    }
+
+    // A user's model: members listed once, with names, through xoptim_params.
+    namespace model
+    {
+        struct linear
+        {
+            xt::xtensor<float, 2> weight;
+            xt::xtensor<float, 1> bias;
+        };
+
+        template <class L, std::enable_if_t<std::is_same_v<std::decay_t<L>, linear>, int> = 0>
+        auto xoptim_params(L& l)
+        {
+            return std::make_tuple(xoptim::named("weight", l.weight), xoptim::named("bias", l.bias));
+        }
+
+        struct mlp
+        {
+            xt::xtensor<float, 2> embedding;
+            std::vector<linear> layers;
+        };
+
+        template <class M, std::enable_if_t<std::is_same_v<std::decay_t<M>, mlp>, int> = 0>
+        auto xoptim_params(M& m)
+        {
+            return std::make_tuple(xoptim::named("embedding", m.embedding), xoptim::named("layers", m.layers));
+        }
+
+        mlp make(float value)
+        {
+            mlp m;
+            m.embedding = xt::xtensor<float, 2>({10, 4}, value);
+            for (int k = 0; k < 2; ++k)
+            {
+                m.layers.push_back({xt::xtensor<float, 2>({4, 4}, value), xt::xtensor<float, 1>({4}, value)});
+            }
+            return m;
+        }
+    }
+
+    TEST(params, model_struct_with_named_members)
+    {
+        model::mlp m = model::make(1), grads = model::make(1);
+        auto sgd = plain_sgd();
+        sgd.step(m, grads);
+        EXPECT_TRUE(all_half(m.embedding));
+        EXPECT_TRUE(all_half(m.layers[1].bias));
+        ASSERT_EQ(sgd.state().size(), 5u);
+        EXPECT_EQ(sgd.state()[0].name, "embedding");
+        EXPECT_EQ(sgd.state()[3].name, "layers.1.weight");
+        EXPECT_EQ(sgd.state()[4].name, "layers.1.bias");
+        EXPECT_EQ(sgd.state()[4].shape, (std::vector<std::size_t>{4}));
+    }
+
+    TEST(params, thousand_tiny_tensors)
+    {
+        std::vector<std::vector<float>> p, g;
+        for (std::size_t k = 0; k < 1000; ++k)
+        {
+            p.emplace_back(k % 7 + 1, 1.0f);  // sizes 1..7, all below one SIMD batch
+            g.emplace_back(k % 7 + 1, 1.0f);
+        }
+        auto sgd = plain_sgd();
+        sgd.step(p, g);
+        for (const auto& t : p)
+        {
+            ASSERT_TRUE(all_half(t));
+        }
+        EXPECT_EQ(sgd.state()[999].name, "999");
+    }
+
+    TEST(params, float_and_double_together)
+    {
+        std::vector<float> f(9, 1), gf(9, 1);
+        std::vector<double> d(9, 1), gd(9, 1);
+        xoptim::adamw opt;
+        opt.step(std::tie(f, d), std::tie(gf, gd));
+        EXPECT_FLOAT_EQ(f[8], float(d[8]));
+        EXPECT_LT(d[8], 1.0);
+    }
+
+    TEST(params, state_created_explicitly_and_reported)
+    {
+        std::vector<float> w(1000, 1), b(24, 1);
+        xoptim::adamw opt;
+        opt.init(std::tie(w, b));
+        EXPECT_EQ(opt.step_count(), 0u);
+        const auto r = opt.report();
+        EXPECT_EQ(r.param_bytes, 1024u * 4);
+        EXPECT_EQ(r.state_bytes, 2u * 1024 * 4);
+        EXPECT_DOUBLE_EQ(r.ratio(), 2.0);
+        EXPECT_EQ(opt.state().view<float>("0", 1).size(), 1000u);
+
+        xoptim::adamw_options o;
+        o.amsgrad = true;
+        xoptim::adamw ams(o);
+        ams.init(std::tie(w, b));
+        EXPECT_DOUBLE_EQ(ams.report().ratio(), 3.0);
+        xoptim::signsgd sign;
+        sign.init(w);
+        EXPECT_EQ(sign.report().state_bytes, 0u);
+    }
+}
