@@ -1,0 +1,272 @@
+// One optimizer step, side by side in one run (docs/benchmarks.md):
+//   - xoptim AdamW, SGD-momentum and Lion, 1 thread and all threads;
+//   - the memory floor: a plain xsimd loop that moves the same arrays and computes
+//     nothing (4 read / 3 written for AdamW, 3 read / 2 written for SGD-momentum and Lion),
+//     1 thread and all threads (through xoptim::parallel_run, the same pool);
+//   - xtensor written the obvious way: three xt::noalias statements, 1 thread.
+// Cases: A = one tensor of 2^24 floats, B = 4096 tensors of 4096 floats, and a small
+// in-cache diagnostic C = one tensor of 2^14 floats (compute cost, no memory traffic).
+#include <array>
+#include <cmath>
+#include <cstddef>
+#include <vector>
+
+#include <xsimd/xsimd.hpp>
+#include <xtensor/xmath.hpp>
+#include <xtensor/xnoalias.hpp>
+#include <xtensor/xtensor.hpp>
+
+#include "bench_common.hpp"
+
+namespace
+{
+    using namespace bench;
+
+    /****************
+     * Memory floor *
+     ****************/
+
+    // W arrays are read and written back (p, m, v or p, buf), g is only read:
+    // W + 1 arrays read, W written, one add each, nothing else.
+    template <std::size_t W>
+    struct floor_tensor
+    {
+        std::array<float*, W> rw;
+        const float* g;
+        std::size_t size;
+    };
+
+    template <std::size_t W>
+    inline void floor_range(const floor_tensor<W>& t, std::size_t lo, std::size_t hi)
+    {
+        using batch = xsimd::batch<float>;
+        constexpr std::size_t width = batch::size;
+        std::size_t i = lo;
+        for (; i + width <= hi; i += width)
+        {
+            const batch g = batch::load_unaligned(t.g + i);
+            std::array<batch, W> r;
+            for (std::size_t k = 0; k < W; ++k)
+            {
+                r[k] = batch::load_unaligned(t.rw[k] + i);
+            }
+            for (std::size_t k = 0; k < W; ++k)
+            {
+                (r[k] + g).store_unaligned(t.rw[k] + i);
+            }
+        }
+        for (; i < hi; ++i)
+        {
+            for (std::size_t k = 0; k < W; ++k)
+            {
+                t.rw[k][i] += t.g[i];
+            }
+        }
+    }
+
+    // The flat element range [lo, hi) over all tensors, as xoptim splits its work.
+    template <std::size_t W>
+    struct floor_job
+    {
+        std::vector<floor_tensor<W>> tensors;
+        std::size_t size;  // every tensor has the same size here
+        std::size_t total;
+
+        void run(std::size_t lo, std::size_t hi) const
+        {
+            for (std::size_t k = lo / size; k < tensors.size() && lo < hi; ++k)
+            {
+                const std::size_t base = k * size;
+                const std::size_t end = std::min(hi, base + size);
+                floor_range(tensors[k], lo - base, end - base);
+                lo = end;
+            }
+        }
+
+        static void task(void* self, std::size_t k, std::size_t n)
+        {
+            const auto& job = *static_cast<const floor_job*>(self);
+            auto cut = [&](std::size_t j) {
+                const std::size_t e = job.total / n * j + job.total % n * j / n;
+                return j == n ? job.total : e - e % 64;
+            };
+            job.run(cut(k), cut(k + 1));
+        }
+    };
+
+    template <std::size_t W>
+    void bm_floor(benchmark::State& st, const shape& s, std::size_t threads)
+    {
+        std::vector<tensor_list> rw;
+        for (std::size_t k = 0; k < W; ++k)
+        {
+            rw.push_back(make_list(s, 0.5f));
+        }
+        const tensor_list g = make_list(s, 1e-7f);
+        floor_job<W> job{{}, s.size, s.elements()};
+        for (std::size_t j = 0; j < s.count; ++j)
+        {
+            floor_tensor<W> t{};
+            for (std::size_t k = 0; k < W; ++k)
+            {
+                t.rw[k] = rw[k][j].data();
+            }
+            t.g = g[j].data();
+            t.size = s.size;
+            job.tensors.push_back(t);
+        }
+        const std::size_t n = std::min(threads, std::max<std::size_t>(1, s.elements() / xoptim::parallel_threshold()));
+        xoptim::parallel_run(&floor_job<W>::task, &job, n);  // warm-up: pages touched, pool started
+        for (auto _ : st)
+        {
+            xoptim::parallel_run(&floor_job<W>::task, &job, n);
+            benchmark::ClobberMemory();
+        }
+        set_bytes(st, s, 2 * W + 1, threads);
+    }
+
+    /*********************
+     * xtensor, 3 stmts  *
+     *********************/
+
+    using xvec = xt::xtensor<float, 1>;
+
+    struct xt_tensor
+    {
+        xvec p, g, m, v;
+    };
+
+    // torch.optim.AdamW, the obvious way: float scalars (double ones would promote the
+    // whole expression to double), one statement per updated tensor.
+    struct xt_adamw
+    {
+        std::size_t t = 0;
+
+        void step(std::vector<xt_tensor>& ts)
+        {
+            ++t;
+            const float b1 = static_cast<float>(beta1);
+            const float b2 = static_cast<float>(beta2);
+            const float decay = static_cast<float>(1 - lr * weight_decay);
+            const float step_size = static_cast<float>(lr / (1 - std::pow(beta1, double(t))));
+            const float bc2_sqrt = static_cast<float>(std::sqrt(1 - std::pow(beta2, double(t))));
+            const float e = static_cast<float>(eps);
+            for (auto& x : ts)
+            {
+                xt::noalias(x.m) = b1 * x.m + (1 - b1) * x.g;
+                xt::noalias(x.v) = b2 * x.v + (1 - b2) * x.g * x.g;
+                xt::noalias(x.p) = x.p * decay - step_size * x.m / (xt::sqrt(x.v) / bc2_sqrt + e);
+            }
+        }
+    };
+
+    void bm_xtensor_adamw(benchmark::State& st, const shape& s)
+    {
+        std::vector<xt_tensor> ts(s.count);
+        for (auto& x : ts)
+        {
+            const std::array<std::size_t, 1> shp = {s.size};
+            x.p = xvec(shp, 0.5f);
+            x.g = xvec(shp, 1e-3f);
+            x.m = xvec(shp, 0.0f);
+            x.v = xvec(shp, 0.0f);
+        }
+        xt_adamw opt;
+        opt.step(ts);
+        for (auto _ : st)
+        {
+            opt.step(ts);
+            benchmark::ClobberMemory();
+        }
+        set_bytes(st, s, adamw_arrays, 1);
+    }
+
+    /*********************
+     * xoptim optimizers *
+     *********************/
+
+    xoptim::sgd make_sgd()
+    {
+        xoptim::sgd_options o;
+        o.lr = lr;
+        o.momentum = 0.9;
+        return xoptim::sgd(o);
+    }
+
+    xoptim::lion make_lion()
+    {
+        xoptim::lion_options o;
+        o.lr = 1e-4;
+        o.weight_decay = weight_decay;
+        return xoptim::lion(o);
+    }
+
+    // SGD-momentum and Lion both read p, g, state and write p, state.
+    constexpr std::size_t three_array_traffic = 5;
+
+    void register_all()
+    {
+        std::vector<std::size_t> threads = {1};
+        if (all_threads() > 1)
+        {
+            threads.push_back(all_threads());
+        }
+        for (const shape& s : {case_a, case_b})
+        {
+            register_xoptim_adamw(s);
+            for (std::size_t t : threads)
+            {
+                configure(benchmark::RegisterBenchmark(name("floor_r4w3", "xsimd", s, t).c_str(),
+                                                       [s, t](benchmark::State& st) { bm_floor<3>(st, s, t); }),
+                          s);
+            }
+            configure(benchmark::RegisterBenchmark(name("adamw", "xtensor", s, 1).c_str(),
+                                                   [s](benchmark::State& st) { bm_xtensor_adamw(st, s); }),
+                      s);
+            for (std::size_t t : threads)
+            {
+                configure(benchmark::RegisterBenchmark(name("sgd_momentum", "xoptim", s, t).c_str(),
+                                                       [s, t](benchmark::State& st) {
+                                                           run_xoptim(st, s, three_array_traffic, t, make_sgd());
+                                                       }),
+                          s);
+                configure(benchmark::RegisterBenchmark(name("lion", "xoptim", s, t).c_str(),
+                                                       [s, t](benchmark::State& st) {
+                                                           run_xoptim(st, s, three_array_traffic, t, make_lion());
+                                                       }),
+                          s);
+                configure(benchmark::RegisterBenchmark(name("floor_r3w2", "xsimd", s, t).c_str(),
+                                                       [s, t](benchmark::State& st) { bm_floor<2>(st, s, t); }),
+                          s);
+            }
+        }
+        // In-cache diagnostic: 64 KiB per array, so the step's arithmetic shows.
+        const shape s = case_c;
+        configure(benchmark::RegisterBenchmark(name("adamw", "xoptim", s, 1).c_str(),
+                                               [s](benchmark::State& st) {
+                                                   run_xoptim(st, s, adamw_arrays, 1, make_adamw());
+                                               }),
+                  s);
+        configure(benchmark::RegisterBenchmark(name("floor_r4w3", "xsimd", s, 1).c_str(),
+                                               [s](benchmark::State& st) { bm_floor<3>(st, s, 1); }),
+                  s);
+        configure(benchmark::RegisterBenchmark(name("adamw", "xtensor", s, 1).c_str(),
+                                               [s](benchmark::State& st) { bm_xtensor_adamw(st, s); }),
+                  s);
+    }
+}
+
+int main(int argc, char** argv)
+{
+    register_all();
+    benchmark::Initialize(&argc, argv);
+    if (benchmark::ReportUnrecognizedArguments(argc, argv))
+    {
+        return 1;
+    }
+    benchmark::AddCustomContext("xsimd_arch", xsimd::default_arch::name());
+    benchmark::AddCustomContext("hardware_concurrency", std::to_string(all_threads()));
+    benchmark::RunSpecifiedBenchmarks();
+    benchmark::Shutdown();
+    return 0;
+}
