@@ -9,6 +9,7 @@
 #include <array>
 #include <cmath>
 #include <cstddef>
+#include <utility>
 #include <vector>
 
 #include <xsimd/xsimd.hpp>
@@ -36,32 +37,31 @@ namespace
         std::size_t size;
     };
 
-    template <std::size_t W>
-    inline void floor_range(const floor_tensor<W>& t, std::size_t lo, std::size_t hi)
+    // Unrolled by fold expressions: all loads, then all stores, as xoptim's kernel does
+    // (a plain `for k < W` loop is not unrolled at -O2 and spills the batches).
+    template <std::size_t W, std::size_t... K>
+    inline void floor_range(const floor_tensor<W>& t, std::size_t lo, std::size_t hi, std::index_sequence<K...>)
     {
         using batch = xsimd::batch<float>;
         constexpr std::size_t width = batch::size;
+        float* const rw[W] = {t.rw[K]...};
         std::size_t i = lo;
         for (; i + width <= hi; i += width)
         {
             const batch g = batch::load_unaligned(t.g + i);
-            std::array<batch, W> r;
-            for (std::size_t k = 0; k < W; ++k)
-            {
-                r[k] = batch::load_unaligned(t.rw[k] + i);
-            }
-            for (std::size_t k = 0; k < W; ++k)
-            {
-                (r[k] + g).store_unaligned(t.rw[k] + i);
-            }
+            const batch r[W] = {batch::load_unaligned(rw[K] + i)...};
+            ((r[K] + g).store_unaligned(rw[K] + i), ...);
         }
         for (; i < hi; ++i)
         {
-            for (std::size_t k = 0; k < W; ++k)
-            {
-                t.rw[k][i] += t.g[i];
-            }
+            ((rw[K][i] += t.g[i]), ...);
         }
+    }
+
+    template <std::size_t W>
+    inline void floor_range(const floor_tensor<W>& t, std::size_t lo, std::size_t hi)
+    {
+        floor_range(t, lo, hi, std::make_index_sequence<W>{});
     }
 
     // The flat element range [lo, hi) over all tensors, as xoptim splits its work.

@@ -283,8 +283,11 @@ namespace xoptim
     // shorter than a batch goes through a zero-padded copy and the very same batch code,
     // so every element gets bit-identical arithmetic wherever a range boundary falls.
     template <class Arch, class T, class Prepared, class Traits>
-    void run_prepared(const Prepared& prog, const tensor_slots<T>& s, std::size_t begin, std::size_t end)
+    void run_prepared(const Prepared& prog, const tensor_slots<T>& slots, std::size_t begin, std::size_t end)
     {
+        // A local copy: the compiler can keep the pointers in registers, knowing the
+        // stores through them cannot change them.
+        const tensor_slots<T> s = slots;
         using batch = xsimd::batch<T, Arch>;
         constexpr std::size_t width = batch::size;
         using steps = std::make_index_sequence<std::tuple_size_v<Prepared>>;

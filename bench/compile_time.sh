@@ -1,0 +1,84 @@
+#!/usr/bin/env bash
+# Compile-time benchmark (docs/benchmarks.md). Compiles each translation unit of
+# bench/compile/ N times (default 5) with the build's flags and prints the median
+# wall-clock seconds and the ratios to the xtensor baseline:
+#
+#   bench/compile_time.sh [--runs N] [--json FILE] [-- EXTRA_FLAGS...]
+#
+#   adamw_tuple10_xtensor  adamw_tuple10.cpp: xoptim::adamw over std::tie of 10 xt::xtensor<float, N>
+#   adamw_tuple10_vector   adamw_tuple10.cpp -DXOPTIM_TUPLE10_VECTOR: the same over 10 std::vector<float>
+#   xtensor_baseline       xtensor_baseline.cpp: <xtensor/xtensor.hpp> and one assignment
+#
+# CXX picks the compiler (default g++). Run from anywhere; paths are relative to the repository.
+set -euo pipefail
+
+root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+runs=5
+json=""
+extra=()
+while [[ $# -gt 0 ]]; do
+  case "$1" in
+    --runs) runs="$2"; shift 2 ;;
+    --json) json="$2"; shift 2 ;;
+    --) shift; extra=("$@"); break ;;
+    *) echo "usage: $0 [--runs N] [--json FILE] [-- EXTRA_FLAGS...]" >&2; exit 2 ;;
+  esac
+done
+
+cxx="${CXX:-g++}"
+flags=(-std=c++17 -O2 -march=native -I "$root/include" "${extra[@]}")
+work="$(mktemp -d)"
+trap 'rm -rf "$work"' EXIT
+
+names=(adamw_tuple10_xtensor adamw_tuple10_vector xtensor_baseline)
+declare -A source=(
+  [adamw_tuple10_xtensor]="$root/bench/compile/adamw_tuple10.cpp"
+  [adamw_tuple10_vector]="$root/bench/compile/adamw_tuple10.cpp -DXOPTIM_TUPLE10_VECTOR"
+  [xtensor_baseline]="$root/bench/compile/xtensor_baseline.cpp"
+)
+declare -A median
+
+# One compile to an object file; prints its wall-clock seconds.
+compile_once() {
+  local start end
+  start=$(date +%s.%N)
+  # shellcheck disable=SC2086  # source[] holds "file [-Ddefine]" on purpose
+  "$cxx" "${flags[@]}" -c ${source[$1]} -o "$work/$1.o"
+  end=$(date +%s.%N)
+  echo "$end - $start" | bc -l
+}
+
+echo "compiler: $("$cxx" --version | head -n1)"
+echo "flags:    ${flags[*]}"
+echo "runs:     $runs (interleaved: each round compiles every unit once)"
+declare -A times
+for ((r = 0; r < runs; ++r)); do
+  for n in "${names[@]}"; do
+    times[$n]+="$(compile_once "$n") "
+  done
+done
+
+for n in "${names[@]}"; do
+  median[$n]=$(echo "${times[$n]}" | tr ' ' '\n' | grep -v '^$' | sort -g | awk '{a[NR]=$1} END {if (NR % 2) print a[(NR+1)/2]; else print (a[NR/2]+a[NR/2+1])/2}')
+done
+
+base=${median[xtensor_baseline]}
+printf '\n| unit | median s | / xtensor_baseline | all runs (s) |\n|---|---:|---:|---|\n'
+for n in "${names[@]}"; do
+  ratio=$(echo "${median[$n]} / $base" | bc -l)
+  printf '| %s | %.3f | %.2f | %s|\n' "$n" "${median[$n]}" "$ratio" "$(for t in ${times[$n]}; do printf '%.2f ' "$t"; done)"
+done
+
+if [[ -n "$json" ]]; then
+  {
+    printf '{\n  "compiler": "%s",\n  "flags": "%s",\n  "runs": %d,\n  "median_seconds": {' \
+      "$("$cxx" --version | head -n1)" "${flags[*]}" "$runs"
+    sep=""
+    for n in "${names[@]}"; do
+      printf '%s\n    "%s": %s' "$sep" "$n" "${median[$n]}"
+      sep=","
+    done
+    printf '\n  }\n}\n'
+  } >"$json"
+  echo "wrote $json"
+fi
