@@ -45,7 +45,7 @@ compile_once() {
   # shellcheck disable=SC2086  # source[] holds "file [-Ddefine]" on purpose
   "$cxx" "${flags[@]}" -c ${source[$1]} -o "$work/$1.o"
   end=$(date +%s.%N)
-  echo "$end - $start" | bc -l
+  awk -v a="$start" -v b="$end" 'BEGIN { printf "%.4f", b - a }'
 }
 
 echo "compiler: $("$cxx" --version | head -n1)"
@@ -65,7 +65,7 @@ done
 base=${median[xtensor_baseline]}
 printf '\n| unit | median s | / xtensor_baseline | all runs (s) |\n|---|---:|---:|---|\n'
 for n in "${names[@]}"; do
-  ratio=$(echo "${median[$n]} / $base" | bc -l)
+  ratio=$(awk -v a="${median[$n]}" -v b="$base" 'BEGIN { print a / b }')
   printf '| %s | %.3f | %.2f | %s|\n' "$n" "${median[$n]}" "$ratio" "$(for t in ${times[$n]}; do printf '%.2f ' "$t"; done)"
 done
 

@@ -1,0 +1,97 @@
+// A steady-state step allocates nothing: counted by replacing global operator new.
+#include <gtest/gtest.h>
+
+#include <atomic>
+#include <cstdlib>
+#include <new>
+
+#include <xoptim/xoptim.hpp>
+
+namespace
+{
+    std::atomic<std::size_t> allocations{0};
+}
+
+void* operator new(std::size_t n)
+{
+    ++allocations;
+    if (void* p = std::malloc(n == 0 ? 1 : n))
+    {
+        return p;
+    }
+    throw std::bad_alloc();
+}
+
+void operator delete(void* p) noexcept
+{
+    std::free(p);
+}
+
+void operator delete(void* p, std::size_t) noexcept
+{
+    std::free(p);
+}
+
+namespace
+{
+    struct block
+    {
+        std::vector<float> weight, bias;
+    };
+
+    template <class B, std::enable_if_t<std::is_same_v<std::decay_t<B>, block>, int> = 0>
+    auto xoptim_params(B& b)
+    {
+        return std::make_tuple(xoptim::named("weight", b.weight), xoptim::named("bias", b.bias));
+    }
+
+    // Allocations made by the steps after the first (which creates the state).
+    template <class Optimizer, class P, class G>
+    std::size_t steady_state_allocations(Optimizer& opt, P& params, const G& grads)
+    {
+        const std::size_t start = allocations;
+        opt.step(params, grads);
+        EXPECT_GT(allocations - start, 0u) << "the first step creates the state: the counter must see it";
+        opt.step(params, grads);
+        const std::size_t before = allocations;
+        for (int k = 0; k < 5; ++k)
+        {
+            opt.step(params, grads);
+        }
+        return allocations - before;
+    }
+
+    TEST(allocation, none_in_steady_state_over_a_runtime_list)
+    {
+        std::vector<std::vector<float>> p(4096, std::vector<float>(33, 1.0f)), g = p;
+        xoptim::adamw opt;
+        EXPECT_EQ(steady_state_allocations(opt, p, g), 0u);
+    }
+
+    TEST(allocation, none_in_steady_state_threaded)
+    {
+        std::vector<std::vector<float>> p(64, std::vector<float>(1 << 14, 1.0f)), g = p;
+        xoptim::set_num_threads(2);
+        xoptim::lion opt;
+        EXPECT_EQ(steady_state_allocations(opt, p, g), 0u);
+    }
+
+    TEST(allocation, none_in_steady_state_over_a_tuple_and_a_model)
+    {
+        std::vector<float> a(100, 1.0f), b(7, 1.0f);
+        std::vector<double> c(9, 1.0);
+        auto grads = std::make_tuple(a, b, c);
+        xoptim::sgd_options o;
+        o.lr = 0.1;
+        o.momentum = 0.9;
+        o.nesterov = true;
+        xoptim::sgd sgd(o);
+        auto params = std::tie(a, b, c);
+        EXPECT_EQ(steady_state_allocations(sgd, params, grads), 0u);
+
+        std::vector<block> model(3, block{std::vector<float>(64, 1.0f), std::vector<float>(8, 1.0f)});
+        const auto model_grads = model;
+        xoptim::adamw adamw;
+        EXPECT_EQ(steady_state_allocations(adamw, model, model_grads), 0u);
+    }
+}
