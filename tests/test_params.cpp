@@ -9,6 +9,35 @@
 
 #include <xoptim/xoptim.hpp>
 
+// A user's own tensor type, plugged in through tensor_traits.
+namespace user
+{
+    class tensor
+    {
+    public:
+        tensor(std::size_t rows, std::size_t cols, float value) : m_rows(rows), m_cols(cols), m_data(rows * cols, value) {}
+        float* ptr() { return m_data.data(); }
+        const float* ptr() const { return m_data.data(); }
+        std::size_t numel() const { return m_data.size(); }
+        std::size_t dim(std::size_t d) const { return d == 0 ? m_rows : m_cols; }
+
+    private:
+        std::size_t m_rows, m_cols;
+        std::vector<float> m_data;
+    };
+}
+
+template <>
+struct xoptim::tensor_traits<user::tensor>
+{
+    using value_type = float;
+    static float* data(user::tensor& t) { return t.ptr(); }
+    static const float* data(const user::tensor& t) { return t.ptr(); }
+    static std::size_t size(const user::tensor& t) { return t.numel(); }
+    static std::size_t rank(const user::tensor&) { return 2; }
+    static std::size_t extent(const user::tensor& t, std::size_t d) { return t.dim(d); }
+};
+
 namespace
 {
     xoptim::sgd plain_sgd()
@@ -78,6 +107,16 @@ namespace
         EXPECT_EQ(s.state()[0].shape, (std::vector<std::size_t>{3, 4}));
     }
 
+
+    TEST(params, user_tensor_type_through_traits)
+    {
+        user::tensor w(3, 5, 1.0f), gw(3, 5, 1.0f), wrong(5, 3, 1.0f);
+        auto sgd = plain_sgd();
+        sgd.step(xoptim::named("w", w), gw);
+        EXPECT_TRUE(all_half(w));
+        EXPECT_EQ(sgd.state()[0].shape, (std::vector<std::size_t>{3, 5}));
+        EXPECT_THROW(sgd.step(xoptim::named("w", w), wrong), std::invalid_argument);  // shapes from the trait
+    }
 
     TEST(params, names_follow_the_path)
     {
