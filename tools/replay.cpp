@@ -65,17 +65,6 @@ namespace
         std::vector<std::string> params;
     };
 
-    // numpy's spelling: (3, 4), (4,), ().
-    std::string shape_string(const std::vector<std::size_t>& shape)
-    {
-        std::string s = "(";
-        for (std::size_t d = 0; d < shape.size(); ++d)
-        {
-            s += (d == 0 ? "" : ", ") + std::to_string(shape[d]);
-        }
-        return s + (shape.size() == 1 ? ",)" : ")");
-    }
-
     const json& require_key(const json& j, const char* key)
     {
         const auto it = j.find(key);
@@ -215,8 +204,8 @@ namespace
                 if (grads[k].dims != params[k].dims)
                 {
                     throw case_error("param \"" + c.params[k] + "\" step " + std::to_string(t) + ": gradient shape "
-                                     + shape_string(grads[k].dims) + " differs from init shape "
-                                     + shape_string(params[k].dims));
+                                     + xoptim::format_shape(grads[k].dims) + " differs from init shape "
+                                     + xoptim::format_shape(params[k].dims));
                 }
             }
             opt.step(named, grads);

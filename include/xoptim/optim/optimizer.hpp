@@ -117,17 +117,6 @@ namespace xoptim
 
     namespace detail
     {
-        template <class C>
-        std::string shape_string(const C& c)
-        {
-            std::string s = "(";
-            for (std::size_t d = 0; d < tensor::rank(c); ++d)
-            {
-                s += (d == 0 ? "" : ", ") + std::to_string(tensor::extent(c, d));
-            }
-            return s + (tensor::rank(c) == 1 ? ",)" : ")");
-        }
-
         // Shapes must agree when both sides carry one; a flat container (std::vector,
         // rank 1) only needs the same number of elements.
         template <class A, class B>
@@ -266,8 +255,8 @@ namespace xoptim
             }
             if (!detail::same_shape(param, grad))
             {
-                mismatch(path, "gradient shape " + detail::shape_string(grad) + " differs from parameter shape "
-                                   + detail::shape_string(param));
+                mismatch(path, "gradient shape " + format_shape(tensor::shape(grad)) + " differs from parameter shape "
+                                   + format_shape(tensor::shape(param)));
             }
             if (!tensor::contiguous(grad))
             {
@@ -296,7 +285,7 @@ namespace xoptim
             if (e.type != dtype_of<T>() || e.size != tensor::size(param) || !detail::same_shape(param, e.shape))
             {
                 mismatch(path, std::string("parameter is ") + dtype_name(dtype_of<T>()) + " "
-                                   + detail::shape_string(param) + ", its optimizer state (made for '" + e.name
+                                   + format_shape(tensor::shape(param)) + ", its optimizer state (made for '" + e.name
                                    + "') is " + dtype_name(e.type) + " of " + std::to_string(e.size)
                                    + " elements");
             }

@@ -23,6 +23,7 @@
 #include <cstddef>
 #include <initializer_list>
 #include <stdexcept>
+#include <string>
 #include <type_traits>
 #include <vector>
 
@@ -439,6 +440,17 @@ namespace xoptim
             }
             return s;
         }
+    }
+
+    // A shape as numpy prints it: (3, 4), (4,), ().
+    inline std::string format_shape(const std::vector<std::size_t>& shape)
+    {
+        std::string s = "(";
+        for (std::size_t d = 0; d < shape.size(); ++d)
+        {
+            s += (d == 0 ? "" : ", ") + std::to_string(shape[d]);
+        }
+        return s + (shape.size() == 1 ? ",)" : ")");
     }
 
     template <class T>
