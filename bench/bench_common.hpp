@@ -82,15 +82,16 @@ namespace bench
     }
 
     // Steady-state xoptim steps: one untimed step creates the state first. Case A is a
-    // single std::vector<float>, the others a std::vector of them.
-    template <class Optimizer>
+    // single std::vector<float>, the others a std::vector of them. Vec can change the
+    // parameter and gradient container (an aligned allocator for the diagnostic runs).
+    template <class Vec = std::vector<float>, class Optimizer>
     void run_xoptim(benchmark::State& st, const shape& s, std::size_t arrays, std::size_t threads, Optimizer opt)
     {
         xoptim::set_num_threads(threads);
         if (s.count == 1)
         {
-            std::vector<float> p(s.size, 0.5f);
-            std::vector<float> g(s.size, 1e-3f);
+            Vec p(s.size, 0.5f);
+            Vec g(s.size, 1e-3f);
             opt.step(p, g);
             for (auto _ : st)
             {
@@ -101,8 +102,8 @@ namespace bench
         }
         else
         {
-            tensor_list p = make_list(s, 0.5f);
-            tensor_list g = make_list(s, 1e-3f);
+            std::vector<Vec> p(s.count, Vec(s.size, 0.5f));
+            std::vector<Vec> g(s.count, Vec(s.size, 1e-3f));
             opt.step(p, g);
             for (auto _ : st)
             {

@@ -4,15 +4,22 @@
 //     nothing (4 read / 3 written for AdamW, 3 read / 2 written for SGD-momentum and Lion),
 //     1 thread and all threads (through xoptim::parallel_run, the same pool);
 //   - xtensor written the obvious way: three xt::noalias statements, 1 thread.
-// Cases: A = one tensor of 2^24 floats, B = 4096 tensors of 4096 floats, and a small
-// in-cache diagnostic C = one tensor of 2^14 floats (compute cost, no memory traffic).
+// Cases: A = one tensor of 2^24 floats, B = 4096 tensors of 4096 floats.
+// All three touch memory laid out the same way: p and g in std::vector<float>, the
+// optimizer state 64-byte aligned (see `placement`).
+// Diagnostics: an in-cache case C = one tensor of 2^14 floats (the arithmetic's cost),
+// and case A with every array 64-byte aligned (what misaligned p and g cost).
 #include <array>
 #include <cmath>
 #include <cstddef>
+#include <cstdlib>
+#include <memory>
+#include <new>
 #include <utility>
 #include <vector>
 
 #include <xsimd/xsimd.hpp>
+#include <xtensor/xadapt.hpp>
 #include <xtensor/xmath.hpp>
 #include <xtensor/xnoalias.hpp>
 #include <xtensor/xtensor.hpp>
@@ -94,27 +101,75 @@ namespace
         }
     };
 
-    template <std::size_t W>
-    void bm_floor(benchmark::State& st, const shape& s, std::size_t threads)
+    // 64-byte aligned float arrays, as xoptim's state store allocates its state.
+    struct free_deleter
     {
-        std::vector<tensor_list> rw;
-        for (std::size_t k = 0; k < W; ++k)
+        void operator()(float* p) const noexcept
         {
-            rw.push_back(make_list(s, 0.5f));
+            std::free(p);
         }
-        const tensor_list g = make_list(s, 1e-7f);
+    };
+
+    using aligned_array = std::unique_ptr<float[], free_deleter>;
+
+    aligned_array make_aligned(std::size_t n, float value)
+    {
+        const std::size_t bytes = (n * sizeof(float) + 63) / 64 * 64;
+        auto* p = static_cast<float*>(std::aligned_alloc(64, bytes));
+        if (p == nullptr)
+        {
+            throw std::bad_alloc();
+        }
+        std::fill_n(p, n, value);
+        return aligned_array(p);
+    }
+
+    // Memory placement of the arrays a step touches. `like_xoptim`: p and g are
+    // std::vector<float> (as the xoptim runs pass them), the W - 1 state arrays are
+    // 64-byte aligned (as xoptim's state store makes them), so floor, xoptim and
+    // xtensor touch memory laid out the same way. `all_aligned`: every array
+    // 64-byte aligned (diagnostic: what misaligned p and g cost).
+    enum class placement
+    {
+        like_xoptim,
+        all_aligned
+    };
+
+    template <std::size_t W>
+    void bm_floor(benchmark::State& st, const shape& s, std::size_t threads, placement where)
+    {
+        tensor_list p_vec, g_vec;
+        std::vector<aligned_array> owned;
         floor_job<W> job{{}, s.size, s.elements()};
+        if (where == placement::like_xoptim)
+        {
+            p_vec = make_list(s, 0.5f);
+            g_vec = make_list(s, 1e-7f);
+        }
         for (std::size_t j = 0; j < s.count; ++j)
         {
             floor_tensor<W> t{};
-            for (std::size_t k = 0; k < W; ++k)
+            if (where == placement::like_xoptim)
             {
-                t.rw[k] = rw[k][j].data();
+                t.rw[0] = p_vec[j].data();
+                t.g = g_vec[j].data();
             }
-            t.g = g[j].data();
+            else
+            {
+                owned.push_back(make_aligned(s.size, 0.5f));
+                t.rw[0] = owned.back().get();
+                owned.push_back(make_aligned(s.size, 1e-7f));
+                t.g = owned.back().get();
+            }
+            for (std::size_t k = 1; k < W; ++k)
+            {
+                owned.push_back(make_aligned(s.size, 0.5f));
+                t.rw[k] = owned.back().get();
+            }
             t.size = s.size;
             job.tensors.push_back(t);
         }
+        // Threads as xoptim picks them: no more than one per parallel_threshold() elements.
         const std::size_t n = std::min(threads, std::max<std::size_t>(1, s.elements() / xoptim::parallel_threshold()));
         xoptim::parallel_run(&floor_job<W>::task, &job, n);  // warm-up: pages touched, pool started
         for (auto _ : st)
@@ -130,10 +185,15 @@ namespace
      *********************/
 
     using xvec = xt::xtensor<float, 1>;
+    using xshape = std::array<std::size_t, 1>;
+    // p and g adapt the same std::vector<float> buffers the xoptim runs use; m and v
+    // are xt::xtensor<float, 1> owning (aligned) storage, as xoptim's state is.
+    using xview = decltype(xt::adapt(static_cast<float*>(nullptr), std::size_t(0), xt::no_ownership(), xshape{}));
 
     struct xt_tensor
     {
-        xvec p, g, m, v;
+        xview p, g;
+        xvec m, v;
     };
 
     // torch.optim.AdamW, the obvious way: float scalars (double ones would promote the
@@ -162,14 +222,15 @@ namespace
 
     void bm_xtensor_adamw(benchmark::State& st, const shape& s)
     {
-        std::vector<xt_tensor> ts(s.count);
-        for (auto& x : ts)
+        tensor_list p = make_list(s, 0.5f);
+        tensor_list g = make_list(s, 1e-3f);
+        std::vector<xt_tensor> ts;
+        ts.reserve(s.count);
+        for (std::size_t j = 0; j < s.count; ++j)
         {
-            const std::array<std::size_t, 1> shp = {s.size};
-            x.p = xvec(shp, 0.5f);
-            x.g = xvec(shp, 1e-3f);
-            x.m = xvec(shp, 0.0f);
-            x.v = xvec(shp, 0.0f);
+            const xshape shp = {s.size};
+            ts.push_back({xt::adapt(p[j].data(), s.size, xt::no_ownership(), shp),
+                          xt::adapt(g[j].data(), s.size, xt::no_ownership(), shp), xvec(shp, 0.0f), xvec(shp, 0.0f)});
         }
         xt_adamw opt;
         opt.step(ts);
@@ -184,6 +245,8 @@ namespace
     /*********************
      * xoptim optimizers *
      *********************/
+
+    using aligned_vector = std::vector<float, xsimd::aligned_allocator<float, 64>>;
 
     xoptim::sgd make_sgd()
     {
@@ -217,7 +280,7 @@ namespace
             for (std::size_t t : threads)
             {
                 configure(benchmark::RegisterBenchmark(name("floor_r4w3", "xsimd", s, t).c_str(),
-                                                       [s, t](benchmark::State& st) { bm_floor<3>(st, s, t); }),
+                                                       [s, t](benchmark::State& st) { bm_floor<3>(st, s, t, placement::like_xoptim); }),
                           s);
             }
             configure(benchmark::RegisterBenchmark(name("adamw", "xtensor", s, 1).c_str(),
@@ -236,10 +299,23 @@ namespace
                                                        }),
                           s);
                 configure(benchmark::RegisterBenchmark(name("floor_r3w2", "xsimd", s, t).c_str(),
-                                                       [s, t](benchmark::State& st) { bm_floor<2>(st, s, t); }),
+                                                       [s, t](benchmark::State& st) { bm_floor<2>(st, s, t, placement::like_xoptim); }),
                           s);
             }
         }
+        // Alignment diagnostic (case A, 1 thread): every array 64-byte aligned, p and g
+        // in std::vector<float, xsimd::aligned_allocator<float, 64>>.
+        configure(benchmark::RegisterBenchmark(name("adamw", "xoptim_aligned", case_a, 1).c_str(),
+                                               [](benchmark::State& st) {
+                                                   run_xoptim<aligned_vector>(st, case_a, adamw_arrays, 1,
+                                                                              make_adamw());
+                                               }),
+                  case_a);
+        configure(benchmark::RegisterBenchmark(name("floor_r4w3", "xsimd_aligned", case_a, 1).c_str(),
+                                               [](benchmark::State& st) {
+                                                   bm_floor<3>(st, case_a, 1, placement::all_aligned);
+                                               }),
+                  case_a);
         // In-cache diagnostic: 64 KiB per array, so the step's arithmetic shows.
         const shape s = case_c;
         configure(benchmark::RegisterBenchmark(name("adamw", "xoptim", s, 1).c_str(),
@@ -248,7 +324,7 @@ namespace
                                                }),
                   s);
         configure(benchmark::RegisterBenchmark(name("floor_r4w3", "xsimd", s, 1).c_str(),
-                                               [s](benchmark::State& st) { bm_floor<3>(st, s, 1); }),
+                                               [s](benchmark::State& st) { bm_floor<3>(st, s, 1, placement::like_xoptim); }),
                   s);
         configure(benchmark::RegisterBenchmark(name("adamw", "xtensor", s, 1).c_str(),
                                                [s](benchmark::State& st) { bm_xtensor_adamw(st, s); }),

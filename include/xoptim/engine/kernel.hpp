@@ -293,9 +293,14 @@ namespace xoptim
         using steps = std::make_index_sequence<std::tuple_size_v<Prepared>>;
         using slot_indices = std::make_index_sequence<first_local>;
         std::size_t i = begin;
-        for (; i + width <= end; i += width)
         {
-            detail::run_batch<Traits, Prepared, batch>(prog, s, i, steps{});
+            // A local copy of the broadcast constants: kept in registers, not re-read
+            // from memory every batch.
+            const Prepared local_prog = prog;
+            for (; i + width <= end; i += width)
+            {
+                detail::run_batch<Traits, Prepared, batch>(local_prog, s, i, steps{});
+            }
         }
         if (i < end)
         {
