@@ -12,6 +12,10 @@ namespace
     std::atomic<std::size_t> allocations{0};
 }
 
+// The replacements below pair malloc with free; GCC cannot tell they replace the
+// global operators and warns about a mismatch that is not there.
+#pragma GCC diagnostic ignored "-Wmismatched-new-delete"
+
 void* operator new(std::size_t n)
 {
     ++allocations;

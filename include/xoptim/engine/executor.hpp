@@ -133,14 +133,7 @@ namespace xoptim
         const std::size_t total = jobs.total();
         const std::size_t per_thread = std::max<std::size_t>(parallel_threshold(), detail::split_granularity);
         const std::size_t n = std::min(num_threads(), std::max<std::size_t>(1, total / per_thread));
-        if (n <= 1)
-        {
-            for (std::size_t k = 0; k < jobs.size(); ++k)
-            {
-                run_prepared<Arch, T, prepared_type, traits>(prepared, jobs[k], 0, jobs[k].size);
-            }
-            return;
-        }
+        // One code path for any thread count: the kernel is instantiated once.
         detail::parallel_task<Arch, T, prepared_type, traits> task{&prepared, &jobs};
         parallel_run(&decltype(task)::call, &task, n);
     }

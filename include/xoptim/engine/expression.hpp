@@ -8,7 +8,6 @@
 
 #include <cstddef>
 #include <cstdint>
-#include <tuple>
 #include <type_traits>
 #include <utility>
 
@@ -56,11 +55,30 @@ namespace xoptim
         constexpr assignment<I, symbol> operator=(const symbol& e) const;
     };
 
-    // An n-ary element-wise operation. `Op` is a stateless functor from engine/ops.
+    // An element-wise operation of one to three operands. `Op` is a stateless functor
+    // from engine/ops. Plain members, not a std::tuple: cheaper to instantiate.
     template <class Op, class... E>
-    struct node
+    struct node;
+
+    template <class Op, class A>
+    struct node<Op, A>
     {
-        std::tuple<E...> args;
+        A a;
+    };
+
+    template <class Op, class A, class B>
+    struct node<Op, A, B>
+    {
+        A a;
+        B b;
+    };
+
+    template <class Op, class A, class B, class C>
+    struct node<Op, A, B, C>
+    {
+        A a;
+        B b;
+        C c;
     };
 
     /**********
@@ -118,8 +136,7 @@ namespace xoptim
         template <class Op, class... A>
         constexpr auto make_node(A&&... a)
         {
-            return node<Op, decltype(as_expression(std::forward<A>(a)))...>{
-                std::make_tuple(as_expression(std::forward<A>(a))...)};
+            return node<Op, decltype(as_expression(std::forward<A>(a)))...>{as_expression(std::forward<A>(a))...};
         }
 
         // Bit I is set when symbol<I> appears in the expression.

@@ -23,20 +23,32 @@ namespace xoptim
         std::size_t size = 0;
     };
 
-    // A step's assignments, in order. Built by fuse(); run by run_program().
+    // A step's assignments, in order: a list built by fuse(), run by run_program().
     template <class... A>
-    struct program
+    struct program;
+
+    template <>
+    struct program<>
     {
-        static_assert(sizeof...(A) > 0, "xoptim: a program needs at least one assignment");
-        static_assert((is_assignment<A>::value && ...),
-                      "xoptim: fuse() takes assignments such as `m = b1 * m + (1 - b1) * g`");
-        std::tuple<A...> steps;
     };
 
-    template <class... A>
-    constexpr program<std::decay_t<A>...> fuse(A&&... a)
+    template <class A, class... R>
+    struct program<A, R...>
     {
-        return {std::make_tuple(std::forward<A>(a)...)};
+        static_assert(is_assignment<A>::value, "xoptim: fuse() takes assignments such as `m = b1 * m + (1 - b1) * g`");
+        A first;
+        program<R...> rest;
+    };
+
+    constexpr program<> fuse()
+    {
+        return {};
+    }
+
+    template <class A, class... R>
+    constexpr program<std::decay_t<A>, std::decay_t<R>...> fuse(A&& a, R&&... rest)
+    {
+        return {std::forward<A>(a), fuse(std::forward<R>(rest)...)};
     }
 
     namespace detail
@@ -87,6 +99,18 @@ namespace xoptim
          * Preparation and evaluation *
          ******************************/
 
+        template <class A, class Rest>
+        struct program_cons;
+
+        template <class A, class... R>
+        struct program_cons<A, program<R...>>
+        {
+            static program<A, R...> make(A a, program<R...> rest)
+            {
+                return {a, rest};
+            }
+        };
+
         // Scalars become broadcast batches once per call, outside the element loop.
         template <class B>
         struct prepared_constant
@@ -107,33 +131,44 @@ namespace xoptim
             return {B(static_cast<value_type>(c.value))};
         }
 
-        template <class B, class Op, class... E>
-        auto prepare(const node<Op, E...>& n);
+        template <class B, class Op, class A>
+        auto prepare(const node<Op, A>& n);
+        template <class B, class Op, class A, class C>
+        auto prepare(const node<Op, A, C>& n);
+        template <class B, class Op, class A, class C, class D>
+        auto prepare(const node<Op, A, C, D>& n);
 
-        template <class B, class Op, class... E, std::size_t... K>
-        auto prepare_node(const node<Op, E...>& n, std::index_sequence<K...>)
+        template <class B, class Op, class A>
+        auto prepare(const node<Op, A>& n)
         {
-            using result = node<Op, decltype(prepare<B>(std::get<K>(n.args)))...>;
-            return result{std::make_tuple(prepare<B>(std::get<K>(n.args))...)};
+            return node<Op, decltype(prepare<B>(n.a))>{prepare<B>(n.a)};
         }
 
-        template <class B, class Op, class... E>
-        auto prepare(const node<Op, E...>& n)
+        template <class B, class Op, class A, class C>
+        auto prepare(const node<Op, A, C>& n)
         {
-            return prepare_node<B>(n, std::index_sequence_for<E...>{});
+            return node<Op, decltype(prepare<B>(n.a)), decltype(prepare<B>(n.b))>{prepare<B>(n.a), prepare<B>(n.b)};
         }
 
-        template <class B, std::size_t I, class E>
-        auto prepare(const assignment<I, E>& a)
+        template <class B, class Op, class A, class C, class D>
+        auto prepare(const node<Op, A, C, D>& n)
         {
-            using rhs_type = decltype(prepare<B>(a.rhs));
-            return std::pair<std::integral_constant<std::size_t, I>, rhs_type>{{}, prepare<B>(a.rhs)};
+            return node<Op, decltype(prepare<B>(n.a)), decltype(prepare<B>(n.b)), decltype(prepare<B>(n.c))>{
+                prepare<B>(n.a), prepare<B>(n.b), prepare<B>(n.c)};
         }
 
-        template <class B, class... A, std::size_t... K>
-        auto prepare_program(const program<A...>& p, std::index_sequence<K...>)
+        template <class B>
+        program<> prepare_program(const program<>& p)
         {
-            return std::make_tuple(prepare<B>(std::get<K>(p.steps))...);
+            return p;
+        }
+
+        template <class B, std::size_t I, class E, class... R>
+        auto prepare_program(const program<assignment<I, E>, R...>& p)
+        {
+            using rhs = decltype(prepare<B>(p.first.rhs));
+            using rest = decltype(prepare_program<B>(p.rest));
+            return program_cons<assignment<I, rhs>, rest>::make({prepare<B>(p.first.rhs)}, prepare_program<B>(p.rest));
         }
 
         template <class B>
@@ -151,19 +186,42 @@ namespace xoptim
             return c.value;
         }
 
-        template <class B, class Op, class... E>
-        inline auto eval(const node<Op, E...>& n, const registers<B>& r);
+        template <class B, class Op, class A>
+        inline auto eval(const node<Op, A>& n, const registers<B>& r);
+        template <class B, class Op, class A, class C>
+        inline auto eval(const node<Op, A, C>& n, const registers<B>& r);
+        template <class B, class Op, class A, class C, class D>
+        inline auto eval(const node<Op, A, C, D>& n, const registers<B>& r);
 
-        template <class B, class Op, class... E, std::size_t... K>
-        inline auto eval_node(const node<Op, E...>& n, const registers<B>& r, std::index_sequence<K...>)
+        template <class B, class Op, class A>
+        inline auto eval(const node<Op, A>& n, const registers<B>& r)
         {
-            return Op::apply(eval(std::get<K>(n.args), r)...);
+            return Op::apply(eval(n.a, r));
         }
 
-        template <class B, class Op, class... E>
-        inline auto eval(const node<Op, E...>& n, const registers<B>& r)
+        template <class B, class Op, class A, class C>
+        inline auto eval(const node<Op, A, C>& n, const registers<B>& r)
         {
-            return eval_node(n, r, std::index_sequence_for<E...>{});
+            return Op::apply(eval(n.a, r), eval(n.b, r));
+        }
+
+        template <class B, class Op, class A, class C, class D>
+        inline auto eval(const node<Op, A, C, D>& n, const registers<B>& r)
+        {
+            return Op::apply(eval(n.a, r), eval(n.b, r), eval(n.c, r));
+        }
+
+        // The assignments in order, each writing its target's register.
+        template <class B>
+        inline void run_steps(const program<>&, registers<B>&)
+        {
+        }
+
+        template <class B, std::size_t I, class E, class... R>
+        inline void run_steps(const program<assignment<I, E>, R...>& p, registers<B>& r)
+        {
+            r[I] = eval(p.first.rhs, r);
+            run_steps(p.rest, r);
         }
 
         /**********
@@ -234,12 +292,12 @@ namespace xoptim
             (store_slot<Traits::stores, I>(r, s, i), ...);
         }
 
-        template <class Traits, class Prepared, class B, class T, std::size_t... K>
-        inline void run_batch(const Prepared& prog, const tensor_slots<T>& s, std::size_t i, std::index_sequence<K...>)
+        template <class Traits, class Prepared, class B, class T>
+        inline void run_batch(const Prepared& prog, const tensor_slots<T>& s, std::size_t i)
         {
             registers<B> r;
             load_slots<Traits>(r, s, i, std::make_index_sequence<first_local>{});
-            ((r[std::tuple_element_t<K, Prepared>::first_type::value] = eval(std::get<K>(prog).second, r)), ...);
+            run_steps(prog, r);
             store_slots<Traits>(r, s, i, std::make_index_sequence<first_local>{});
         }
 
@@ -290,7 +348,6 @@ namespace xoptim
         const tensor_slots<T> s = slots;
         using batch = xsimd::batch<T, Arch>;
         constexpr std::size_t width = batch::size;
-        using steps = std::make_index_sequence<std::tuple_size_v<Prepared>>;
         using slot_indices = std::make_index_sequence<first_local>;
         std::size_t i = begin;
         {
@@ -299,7 +356,7 @@ namespace xoptim
             const Prepared local_prog = prog;
             for (; i + width <= end; i += width)
             {
-                detail::run_batch<Traits, Prepared, batch>(local_prog, s, i, steps{});
+                detail::run_batch<Traits, Prepared, batch>(local_prog, s, i);
             }
         }
         if (i < end)
@@ -314,7 +371,7 @@ namespace xoptim
                 tail.states[k] = buffer + (first_state + k) * width;
             }
             detail::copy_slots<Traits::loads>(buffer, width, s, i, rest, slot_indices{});
-            detail::run_batch<Traits, Prepared, batch>(prog, tail, 0, steps{});
+            detail::run_batch<Traits, Prepared, batch>(prog, tail, 0);
             detail::copy_back_slots<Traits::stores>(buffer, width, s, i, rest, slot_indices{});
         }
     }
@@ -323,7 +380,7 @@ namespace xoptim
     template <class Arch, class T, class... A>
     auto prepare_program(const program<A...>& p)
     {
-        return detail::prepare_program<xsimd::batch<T, Arch>>(p, std::index_sequence_for<A...>{});
+        return detail::prepare_program<xsimd::batch<T, Arch>>(p);
     }
 }
 

@@ -4,7 +4,7 @@
 #define XOPTIM_OPTIM_VALIDATE_HPP
 
 #include <cmath>
-#include <sstream>
+#include <cstdio>
 #include <stdexcept>
 #include <string>
 
@@ -14,9 +14,10 @@ namespace xoptim::detail
     {
         if (!ok)
         {
-            std::ostringstream msg;
-            msg << "xoptim::" << optimizer << ": " << field << " must be " << rule << " (got " << got << ")";
-            throw std::invalid_argument(msg.str());
+            char value[32];
+            std::snprintf(value, sizeof value, "%g", got);
+            throw std::invalid_argument(std::string("xoptim::") + optimizer + ": " + field + " must be " + rule
+                                        + " (got " + value + ")");
         }
     }
 
