@@ -123,9 +123,12 @@ namespace
         std::vector<float> a(2, 1), b(2, 1), c(2, 1), d(2, 1), g(2, 1);
         std::vector<std::vector<float>> list(2, std::vector<float>(3, 1)), glist(2, std::vector<float>(3, 1));
         auto sgd = plain_sgd();
-        sgd.step(std::make_tuple(xoptim::named("embed", a), b, std::make_tuple(c, xoptim::named("head", d)),
-                                 xoptim::named("layers", list)),
+        sgd.step(std::forward_as_tuple(xoptim::named("embed", a), b,
+                                       std::forward_as_tuple(c, xoptim::named("head", d)), xoptim::named("layers", list)),
                  std::make_tuple(g, g, std::make_tuple(g, g), glist));
+        EXPECT_TRUE(all_half(b));
+        EXPECT_TRUE(all_half(c));
+        EXPECT_TRUE(all_half(list[1]));
         std::vector<std::string> names;
         for (std::size_t k = 0; k < sgd.state().size(); ++k)
         {

@@ -323,6 +323,9 @@ namespace xoptim
     void optimizer<Derived>::step(P&& params, G&& grads)
     {
         static_assert(!std::is_same_v<detail::bare<G>, no_grads>, "xoptim: step needs gradients");
+        static_assert(std::is_lvalue_reference_v<P> || !detail::holds_copy_v<P>,
+                      "xoptim: the parameters are a temporary, so a step would update a copy; pass the "
+                      "tensors themselves");
         constexpr unsigned types = detail::element_types_v<P>;
         collect(std::forward<P>(params), std::forward<G>(grads));
         const step_context<types> ctx(m_steps + 1, m_state.empty() ? 0 : derived().num_states(), m_floats, m_doubles);

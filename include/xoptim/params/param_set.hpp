@@ -236,9 +236,18 @@ namespace xoptim
             }
         }
 
+        // A tuple holding a parameter by value (std::make_tuple(w) instead of std::tie(w)
+        // or xoptim::named) would step a copy that dies with the tuple.
+        template <class E>
+        inline constexpr bool holds_copy_v =
+            !std::is_reference_v<E> && (is_list<bare<E>>::value || owns_elements<bare<E>>::value);
+
         template <class V, class P, class G, std::size_t... K>
         void walk_tuple(V& visitor, P& params, G& grads, const name_path& path, std::index_sequence<K...>)
         {
+            static_assert(!(holds_copy_v<std::tuple_element_t<K, bare<P>>> || ...),
+                          "xoptim: this tuple holds a parameter by value, so a step would update a copy; "
+                          "build it with std::tie or xoptim::named");
             (walk(visitor, std::get<K>(params), grad_element<K>(grads), name_path{&path, {}, K, true}), ...);
         }
 

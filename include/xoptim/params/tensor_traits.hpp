@@ -332,6 +332,29 @@ namespace xoptim
     template <class C>
     inline constexpr bool is_tensor_v = is_tensor<std::remove_reference_t<C>>::value;
 
+    // Whether a tensor type owns its elements, so that a copy of it is a different
+    // tensor: std::vector, std::array, and xtensor containers (whose temporary type is
+    // the type itself, unlike adaptors and views). Unknown types count as views.
+    template <class C, class = void>
+    struct owns_elements : std::false_type
+    {
+    };
+
+    template <class T, class A>
+    struct owns_elements<std::vector<T, A>> : std::true_type
+    {
+    };
+
+    template <class T, std::size_t N>
+    struct owns_elements<std::array<T, N>> : std::true_type
+    {
+    };
+
+    template <class C>
+    struct owns_elements<C, std::enable_if_t<std::is_same_v<typename C::temporary_type, C>>> : std::true_type
+    {
+    };
+
     namespace tensor
     {
         namespace detail

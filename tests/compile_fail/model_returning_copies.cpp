@@ -1,0 +1,9 @@
+// expect: this tuple holds a parameter by value
+#include <xoptim/optim/adam.hpp>
+struct mlp { std::vector<float> w, b; };
+auto xoptim_params(mlp& m) { return std::make_tuple(m.w, m.b); }  // copies: should be std::tie
+int main()
+{
+    mlp m{std::vector<float>(3), std::vector<float>(2)}, g = m;
+    xoptim::adamw().step(m, g);
+}
