@@ -168,5 +168,59 @@ namespace
         xoptim::adamw opt;
         EXPECT_EQ(message_of([&] { opt.step(xoptim::view(p.data(), 4), xoptim::view(p.data() + 2, 4)); }),
                   "xoptim::adamw: parameter '0': gradient and parameter share memory");
+        EXPECT_TRUE(opt.state().empty());
+    }
+
+    TEST(bad_step, a_parameter_passed_twice)
+    {
+        std::vector<float> w(8, 1), g(8, 1);
+        xoptim::adamw opt;
+        EXPECT_EQ(message_of([&] { opt.step(std::tie(w, w), std::tie(g, g)); }),
+                  "xoptim::adamw: parameter '1': parameter '1' shares memory with parameter '0'");
+        EXPECT_EQ(w, std::vector<float>(8, 1));
+        EXPECT_TRUE(opt.state().empty());
+    }
+
+    TEST(bad_step, a_gradient_overlapping_another_parameter)
+    {
+        std::vector<float> buffer(16, 1), g(8, 1);
+        xoptim::adamw opt;
+        const auto a = xoptim::view(buffer.data(), 8);
+        const auto b = xoptim::view(buffer.data() + 8, 8);
+        opt.step(std::make_tuple(xoptim::named("a", a), xoptim::named("b", b)), std::tie(g, g));  // fine
+        const auto before = buffer;
+        EXPECT_EQ(message_of([&] {
+                      opt.step(std::make_tuple(xoptim::named("a", a), xoptim::named("b", b)),
+                               std::make_tuple(g, xoptim::view(buffer.data() + 4, 8)));
+                  }),
+                  "xoptim::adamw: parameter 'b': the gradient of 'b' shares memory with parameter 'a'");
+        EXPECT_EQ(buffer, before);
+    }
+
+    TEST(bad_step, named_parameters_reordered)
+    {
+        std::vector<float> w1(4, 1), w2(4, 1), g(4, 1);
+        xoptim::adamw opt;
+        opt.step(std::make_tuple(xoptim::named("w1", w1), xoptim::named("w2", w2)), std::tie(g, g));
+        EXPECT_EQ(message_of([&] {
+                      opt.step(std::make_tuple(xoptim::named("w2", w2), xoptim::named("w1", w1)), std::tie(g, g));
+                  }),
+                  "xoptim::adamw: parameter 'w2': the optimizer state at this position belongs to 'w1' "
+                  "(parameters must keep their order)");
+        // A parameter that moved to new memory under its own name keeps its state.
+        std::vector<float> w1_moved = w1;
+        opt.step(std::make_tuple(xoptim::named("w1", w1_moved), xoptim::named("w2", w2)), std::tie(g, g));
+        EXPECT_EQ(opt.step_count(), 2u);
+    }
+
+    TEST(bad_step, empty_parameter_set_is_a_no_op)
+    {
+        std::vector<std::vector<float>> none;
+        xoptim::adamw adamw;
+        adamw.step(none, none);
+        xoptim::lion lion;
+        lion.step(none, none);
+        EXPECT_EQ(adamw.step_count(), 1u);
+        EXPECT_TRUE(adamw.state().empty());
     }
 }

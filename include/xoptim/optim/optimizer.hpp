@@ -5,8 +5,11 @@
 #ifndef XOPTIM_OPTIM_OPTIMIZER_HPP
 #define XOPTIM_OPTIM_OPTIMIZER_HPP
 
+#include <algorithm>
+#include <cstdint>
 #include <stdexcept>
 #include <string>
+#include <vector>
 
 #include "../engine/executor.hpp"
 #include "../params/param_set.hpp"
@@ -58,6 +61,26 @@ namespace xoptim
         job_list<double>& m_doubles;
     };
 
+    namespace detail
+    {
+        // A tensor's memory as seen by the alias check: bytes [begin, end) of parameter
+        // `index`, written by the step (the parameter) or only read (its gradient).
+        struct memory_span
+        {
+            std::uintptr_t begin;
+            std::uintptr_t end;
+            std::size_t index;
+            bool written;
+        };
+
+        template <class T>
+        memory_span span_of(const T* p, std::size_t n, std::size_t index, bool written) noexcept
+        {
+            const auto begin = reinterpret_cast<std::uintptr_t>(p);
+            return {begin, begin + n * sizeof(T), index, written};
+        }
+    }
+
     template <class Derived>
     class optimizer
     {
@@ -108,6 +131,11 @@ namespace xoptim
         state_store m_state;
         job_list<float> m_floats;
         job_list<double> m_doubles;
+        // Where this step's tensors live; where they lived at the last step that passed
+        // the alias check; scratch for that check. Reused: no allocation in steady state.
+        std::vector<detail::memory_span> m_memory;
+        std::vector<detail::memory_span> m_checked;
+        mutable std::vector<detail::memory_span> m_sorted;
         std::size_t m_steps = 0;
     };
 
@@ -157,11 +185,6 @@ namespace xoptim
             return true;
         }
 
-        template <class T>
-        bool overlap(const T* a, std::size_t na, const T* b, std::size_t nb) noexcept
-        {
-            return na != 0 && nb != 0 && a < b + nb && b < a + na;
-        }
     }
 
     template <class Derived>
@@ -205,6 +228,7 @@ namespace xoptim
             {
                 slots.states[k] = e.template state<T>(k);
             }
+            track_memory(path, e, slots);
             if (m_with_grads)
             {
                 jobs<T>().push_back(slots);
@@ -212,14 +236,21 @@ namespace xoptim
             ++m_index;
         }
 
-        // A step must see exactly the parameters the state was made for.
-        void finish() const
+        // A step must see exactly the parameters the state was made for, and no tensor
+        // it writes may share memory with another it touches. Checked in full only when
+        // some tensor moved since the last step that passed (always on the first).
+        void finish()
         {
             if (m_index != m_opt.m_state.size())
             {
                 throw std::invalid_argument(std::string("xoptim::") + Derived::name + ": this step passed "
                                             + std::to_string(m_index) + " parameters, the optimizer state holds "
                                             + std::to_string(m_opt.m_state.size()));
+            }
+            if (m_moved || m_opt.m_memory.size() != m_opt.m_checked.size())
+            {
+                check_aliasing();
+                m_opt.m_checked = m_opt.m_memory;
             }
         }
 
@@ -262,10 +293,64 @@ namespace xoptim
             {
                 mismatch(path, "gradient is not contiguous");
             }
-            if (detail::overlap<T>(tensor::data(param), tensor::size(param), tensor::data(grad), tensor::size(grad)))
+        }
+
+        // Records where this parameter and its gradient live. A parameter found at a new
+        // address must still carry the name its state was made for: state follows names,
+        // so reordered parameters are an error, not a silent swap of their moments.
+        template <class T>
+        void track_memory(const name_path& path, const state_store::entry& e, const tensor_slots<T>& slots)
+        {
+            auto& memory = m_opt.m_memory;
+            const std::size_t k = memory.size();
+            memory.push_back(detail::span_of(slots.param, slots.size, m_index, true));
+            memory.push_back(detail::span_of(slots.grad, slots.grad == nullptr ? 0 : slots.size, m_index, false));
+            const auto& checked = m_opt.m_checked;
+            const bool moved = k + 1 >= checked.size() || checked[k].begin != memory[k].begin
+                               || checked[k + 1].begin != memory[k + 1].begin;
+            if (moved && !m_creating && path.name() != e.name)
             {
-                mismatch(path, "gradient and parameter share memory");
+                mismatch(path, "the optimizer state at this position belongs to '" + e.name
+                                   + "' (parameters must keep their order)");
             }
+            m_moved = m_moved || moved;
+        }
+
+        void check_aliasing() const
+        {
+            m_opt.m_sorted = m_opt.m_memory;
+            auto& spans = m_opt.m_sorted;
+            std::sort(spans.begin(), spans.end(), [](const auto& a, const auto& b) { return a.begin < b.begin; });
+            const detail::memory_span* reach = nullptr;   // earlier span reaching furthest
+            const detail::memory_span* written = nullptr; // earlier written span reaching furthest
+            for (const auto& s : spans)
+            {
+                if (s.begin == s.end)
+                {
+                    continue;
+                }
+                const detail::memory_span* other = written != nullptr && s.begin < written->end ? written
+                                                   : s.written && reach != nullptr && s.begin < reach->end ? reach
+                                                                                                          : nullptr;
+                if (other != nullptr)
+                {
+                    report_alias(s, *other);
+                }
+                reach = reach == nullptr || s.end > reach->end ? &s : reach;
+                written = s.written && (written == nullptr || s.end > written->end) ? &s : written;
+            }
+        }
+
+        [[noreturn]] void report_alias(const detail::memory_span& a, const detail::memory_span& b) const
+        {
+            const auto& store = m_opt.m_state;
+            const auto what = [&](const detail::memory_span& s) {
+                return std::string(s.written ? "parameter '" : "the gradient of '") + store[s.index].name + "'";
+            };
+            const std::string message = a.index == b.index ? "gradient and parameter share memory"
+                                                           : what(a) + " shares memory with " + what(b);
+            throw std::invalid_argument(std::string("xoptim::") + Derived::name + ": parameter '"
+                                        + store[std::max(a.index, b.index)].name + "': " + message);
         }
 
         template <class P>
@@ -295,6 +380,7 @@ namespace xoptim
         optimizer& m_opt;
         bool m_with_grads;
         bool m_creating;
+        bool m_moved = false;
         std::size_t m_index = 0;
     };
 
@@ -305,6 +391,7 @@ namespace xoptim
         const std::size_t before = m_state.size();
         m_floats.clear();
         m_doubles.clear();
+        m_memory.clear();
         visitor v(*this, !std::is_same_v<detail::bare<G>, no_grads>);
         try
         {
@@ -328,7 +415,7 @@ namespace xoptim
                       "tensors themselves");
         constexpr unsigned types = detail::element_types_v<P>;
         collect(std::forward<P>(params), std::forward<G>(grads));
-        const step_context<types> ctx(m_steps + 1, m_state.empty() ? 0 : derived().num_states(), m_floats, m_doubles);
+        const step_context<types> ctx(m_steps + 1, derived().num_states(), m_floats, m_doubles);
         derived().update(ctx);
         ++m_steps;
     }
