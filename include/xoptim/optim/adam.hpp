@@ -2,7 +2,8 @@
 //   AdamW: p = p * (1 - lr * wd)            Adam: g' = ±g + wd * p
 //   m = b1 * m + (1 - b1) * g'
 //   v = b2 * v + (1 - b2) * g'^2             amsgrad: vmax = max(vmax, v), used for v below
-//   p = p - lr / (1 - b1^t) * m / (sqrt(v) / sqrt(1 - b2^t) + eps)
+//   p = p + (-lr / (1 - b1^t) * m) / (sqrt(v) / sqrt(1 - b2^t) + eps)
+// (multiplied before divided, in the order of torch's addcdiv_ kernel)
 // Without bias correction the last line is MLX's p = p - lr * m / (sqrt(v) + eps).
 #ifndef XOPTIM_OPTIM_ADAM_HPP
 #define XOPTIM_OPTIM_ADAM_HPP
@@ -84,12 +85,12 @@ namespace xoptim
             if (m_o.amsgrad)
             {
                 step.run(decayed, grad, first_moment, second_moment, vmax = max(vmax, v),
-                         p = p - step_size * (m / (sqrt(vmax) / bc2_sqrt + eps())));
+                         p = p + (-step_size * m) / (sqrt(vmax) / bc2_sqrt + eps()));
             }
             else
             {
                 step.run(decayed, grad, first_moment, second_moment,
-                         p = p - step_size * (m / (sqrt(v) / bc2_sqrt + eps())));
+                         p = p + (-step_size * m) / (sqrt(v) / bc2_sqrt + eps()));
             }
         }
 
