@@ -414,9 +414,23 @@ namespace xoptim
                       "xoptim: the parameters are a temporary, so a step would update a copy; pass the "
                       "tensors themselves");
         constexpr unsigned types = detail::element_types_v<P>;
+        const bool first = m_state.empty();
         collect(std::forward<P>(params), std::forward<G>(grads));
         const step_context<types> ctx(m_steps + 1, derived().num_states(), m_floats, m_doubles);
-        derived().update(ctx);
+        try
+        {
+            derived().update(ctx);
+        }
+        catch (...)
+        {
+            // Only an optimizer's own bug or a failure to start threads gets here; at
+            // least the state a first step created goes with it.
+            if (first)
+            {
+                m_state.truncate(0);
+            }
+            throw;
+        }
         ++m_steps;
     }
 
