@@ -2,13 +2,14 @@
 
 #include <gtest/gtest.h>
 
+#include "support/temp_dir.hpp"
+
 #include <cmath>
 #include <cstdint>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <limits>
-#include <random>
 #include <string>
 #include <vector>
 
@@ -44,14 +45,8 @@ std::string npy_bytes(const std::string& header, const std::string& data = {}, u
 
 std::string f8_data(std::size_t n) { return std::string(n * sizeof(double), '\0'); }
 
-class npy_test : public ::testing::Test {
+class npy_test : public xoptim_test::temp_dir_test {
 protected:
-    void SetUp() override {
-        std::random_device random;
-        dir_ = fs::temp_directory_path() / ("xoptim_test_npy_" + std::to_string(random()));
-        fs::create_directories(dir_);
-    }
-    void TearDown() override { fs::remove_all(dir_); }
 
     std::string path(const std::string& name) const { return (dir_ / name).string(); }
 
@@ -66,7 +61,6 @@ protected:
         return names;
     }
 
-    fs::path dir_;
 };
 
 // Every failure must be one line, start with the path and name the problem.

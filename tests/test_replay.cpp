@@ -5,6 +5,8 @@
 #include <xoptim/io/npy.hpp>
 
 #include <gtest/gtest.h>
+
+#include "support/temp_dir.hpp"
 #include <nlohmann/json.hpp>
 #include <sys/wait.h>
 
@@ -14,7 +16,6 @@
 #include <filesystem>
 #include <fstream>
 #include <functional>
-#include <random>
 #include <set>
 #include <string>
 #include <vector>
@@ -55,21 +56,12 @@ run_result run_replay(const std::vector<std::string>& args, const fs::path& stde
     return r;
 }
 
-// A scratch directory per test, removed afterwards.
-class temp_dir_test : public ::testing::Test {
+// A scratch directory per test (removed afterwards) and the tool run in it.
+class replay_test : public xoptim_test::temp_dir_test {
 protected:
-    void SetUp() override {
-        std::random_device random;
-        dir_ = fs::temp_directory_path() / ("xoptim_test_replay_" + std::to_string(random()));
-        fs::create_directories(dir_);
-    }
-    void TearDown() override { fs::remove_all(dir_); }
-
     run_result replay(const fs::path& case_dir, const fs::path& out_dir) {
         return run_replay({case_dir.string(), out_dir.string()}, dir_ / "stderr.txt");
     }
-
-    fs::path dir_;
 };
 
 /****************
@@ -106,7 +98,7 @@ void expect_close(const fs::path& got_file, const fs::path& want_file, double to
     EXPECT_EQ(bad, 0u) << "elements out of tolerance";
 }
 
-class replay_case_test : public temp_dir_test, public ::testing::WithParamInterface<std::string> {};
+class replay_case_test : public replay_test, public ::testing::WithParamInterface<std::string> {};
 
 TEST_P(replay_case_test, matches_expected) {
     const fs::path case_dir = cases_dir / GetParam();
@@ -142,10 +134,10 @@ INSTANTIATE_TEST_SUITE_P(cases, replay_case_test, ::testing::ValuesIn(case_names
  **************************************/
 
 // A copy of a valid case (adamw, float32, three parameters, six steps) to break.
-class replay_broken : public temp_dir_test {
+class replay_broken : public replay_test {
 protected:
     void SetUp() override {
-        temp_dir_test::SetUp();
+        replay_test::SetUp();
         case_ = dir_ / "case";
         fs::copy(cases_dir / "adamw_f32", case_, fs::copy_options::recursive);
     }

@@ -1,0 +1,29 @@
+// A fixture giving each test a scratch directory, removed afterwards.
+#pragma once
+
+#include <filesystem>
+#include <random>
+#include <string>
+
+#include <gtest/gtest.h>
+
+namespace xoptim_test
+{
+    class temp_dir_test : public ::testing::Test
+    {
+    protected:
+        void SetUp() override
+        {
+            std::random_device random;
+            dir_ = std::filesystem::temp_directory_path() / ("xoptim_test_" + std::to_string(random()));
+            std::filesystem::create_directories(dir_);
+        }
+
+        void TearDown() override
+        {
+            std::filesystem::remove_all(dir_);
+        }
+
+        std::filesystem::path dir_;
+    };
+}
