@@ -203,14 +203,45 @@ namespace xoptim
                                         + "': " + what);
         }
 
+        // Type errors a leaf can have; each is one static_assert, and the body below is
+        // not instantiated after one, so the message comes alone.
+        template <class P, class G>
+        static constexpr bool leaf_types_ok()
+        {
+            using T = tensor::value_type<P>;
+            constexpr bool number = std::is_same_v<T, float> || std::is_same_v<T, double>;
+            constexpr bool mutable_param = !std::is_const_v<std::remove_pointer_t<decltype(tensor::data(std::declval<P&>()))>>;
+            static_assert(number, "xoptim: parameters must be float or double tensors");
+            static_assert(mutable_param, "xoptim: parameters must be mutable (got a const tensor)");
+            if constexpr (std::is_same_v<detail::bare<G>, no_grads>)
+            {
+                return number && mutable_param;
+            }
+            else
+            {
+                constexpr bool same_type = std::is_same_v<T, tensor::value_type<G>>;
+                constexpr std::size_t ps = tensor::static_size<P>;
+                constexpr std::size_t gs = tensor::static_size<G>;
+                constexpr bool same_size = ps == 0 || gs == 0 || ps == gs;
+                static_assert(same_type, "xoptim: a gradient must have the same element type as its parameter");
+                static_assert(same_size, "xoptim: gradient and parameter have different (compile-time) sizes");
+                return number && mutable_param && same_type && same_size;
+            }
+        }
+
         template <class P, class G>
         void leaf(const name_path& path, P& param, G& grad)
         {
+            if constexpr (leaf_types_ok<P, G>())
+            {
+                checked_leaf(path, param, grad);
+            }
+        }
+
+        template <class P, class G>
+        void checked_leaf(const name_path& path, P& param, G& grad)
+        {
             using T = tensor::value_type<P>;
-            static_assert(std::is_same_v<T, float> || std::is_same_v<T, double>,
-                          "xoptim: parameters must be float or double tensors");
-            static_assert(!std::is_const_v<std::remove_pointer_t<decltype(tensor::data(param))>>,
-                          "xoptim: parameters must be mutable (got a const tensor)");
             if (!tensor::contiguous(param))
             {
                 mismatch(path, "parameter is not contiguous (a strided view cannot be stepped in place)");
@@ -272,13 +303,6 @@ namespace xoptim
         template <class P, class G>
         void check_grad(const name_path& path, const P& param, const G& grad) const
         {
-            using T = tensor::value_type<P>;
-            static_assert(std::is_same_v<T, tensor::value_type<G>>,
-                          "xoptim: a gradient must have the same element type as its parameter");
-            constexpr std::size_t ps = tensor::static_size<P>;
-            constexpr std::size_t gs = tensor::static_size<G>;
-            static_assert(ps == 0 || gs == 0 || ps == gs,
-                          "xoptim: gradient and parameter have different (compile-time) sizes");
             if (tensor::size(grad) != tensor::size(param))
             {
                 mismatch(path, "gradient has " + std::to_string(tensor::size(grad)) + " elements, parameter has "
