@@ -7,6 +7,7 @@ Run from anywhere with the Debian interpreter that has torch and numpy:
 
 Writes (paths relative to the repository root):
   tests/reference/trajectories.json      trajectories for the GoogleTest suites
+  tests/reference/newton_schulz.json     Newton-Schulz outputs (Muon's orthogonalization)
   tests/replay_cases/<NAME>/...          conformance cases for the replay tool
 
 Everything is deterministic: inputs come from the integer hash u() below, which
@@ -332,8 +333,52 @@ def generate_replay_cases():
     return made
 
 
+# Newton-Schulz (quintic), the formula of SPEC section 3 written in torch: the matrix is
+# transposed when it has more rows than columns, normalized by its Frobenius norm plus
+# eps, and iterated X = a*X + (b*A + c*A@A) @ X with A = X @ X.T.
+NS_COEFFICIENTS = (3.4445, -4.7750, 2.0315)
+
+
+def newton_schulz(G, steps=5, eps=1e-7, coefficients=NS_COEFFICIENTS):
+    a, b, c = coefficients
+    X = G.reshape(G.shape[0], -1)
+    tall = X.shape[0] > X.shape[1]
+    if tall:
+        X = X.T
+    X = X / (X.norm() + eps)
+    for _ in range(steps):
+        A = X @ X.T
+        B = b * A + c * A @ A
+        X = a * X + B @ X
+    if tall:
+        X = X.T
+    return X
+
+
+def generate_newton_schulz():
+    """Newton-Schulz outputs for square, wide, tall and 4-D inputs (viewed as
+    (shape[0], rest)), float32 and float64, input element i = u(seed, 0, i)."""
+    cases = []
+    shapes = [("square", [48, 48]), ("wide", [24, 80]), ("tall", [80, 24]), ("conv", [8, 4, 3, 3])]
+    for k, (name, shape) in enumerate(shapes):
+        for dtype, torch_dtype in (("float32", torch.float32), ("float64", torch.float64)):
+            seed = 700 + k
+            G = torch.tensor(init_values(seed, numel(shape)), dtype=torch_dtype).reshape(shape)
+            for steps in (1, 5):
+                out = newton_schulz(G, steps=steps)
+                cases.append({"name": f"{name}_{dtype}_{steps}", "dtype": dtype, "seed": seed, "shape": shape,
+                              "steps": steps, "eps": 1e-7, "coefficients": list(NS_COEFFICIENTS),
+                              "output": [float(x) for x in out.flatten().tolist()]})
+    path = os.path.join(HERE, "newton_schulz.json")
+    with open(path, "w") as f:
+        json.dump({"generator": "tests/reference/generate.py", "torch": torch.__version__, "cases": cases}, f)
+        f.write("\n")
+    return path
+
+
 def main():
     torch.set_num_threads(1)
+    print(generate_newton_schulz())
     path, names = generate_trajectories()
     print(f"{path}: {os.path.getsize(path)} bytes, {len(names)} cases")
     for d in generate_replay_cases():

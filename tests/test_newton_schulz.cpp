@@ -1,0 +1,164 @@
+// Newton-Schulz on BLAS against the formula written in torch (tests/reference/
+// generate.py), and the properties Muon relies on.
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <fstream>
+
+#include <nlohmann/json.hpp>
+
+#include <xoptim/linalg/newton_schulz.hpp>
+
+#include "support/reference.hpp"
+
+namespace
+{
+    template <class T>
+    std::vector<T> input(std::uint64_t seed, std::size_t n)
+    {
+        std::vector<T> g(n);
+        for (std::size_t i = 0; i < n; ++i)
+        {
+            g[i] = static_cast<T>(xoptim_test::u(seed, 0, i));
+        }
+        return g;
+    }
+
+    template <class T>
+    void check_case(const nlohmann::json& c)
+    {
+        const auto shape = c.at("shape").get<std::vector<std::size_t>>();
+        const std::size_t rows = shape[0];
+        const std::size_t cols = xoptim_test::numel(shape) / rows;  // (shape[0], rest)
+        xoptim::newton_schulz_options o;
+        o.steps = c.at("steps").get<std::size_t>();
+        xoptim::newton_schulz<T> ns(o);
+        const auto g = input<T>(c.at("seed").get<std::uint64_t>(), rows * cols);
+        std::vector<T> out(rows * cols);
+        ns(g.data(), out.data(), rows, cols);
+        const auto want = c.at("output").get<std::vector<double>>();
+        ASSERT_EQ(want.size(), out.size());
+        // Error relative to the output's largest element: the entries of an
+        // orthogonalized matrix are all of one scale, some crossing zero.
+        double scale = 0, worst = 0;
+        for (double w : want)
+        {
+            scale = std::max(scale, std::abs(w));
+        }
+        for (std::size_t i = 0; i < out.size(); ++i)
+        {
+            worst = std::max(worst, std::abs(double(out[i]) - want[i]) / scale);
+        }
+        const double tolerance = std::is_same_v<T, float> ? 1e-4 : 1e-10;
+        EXPECT_LE(worst, tolerance) << c.at("name");
+        std::printf("%-20s worst error %.3g\n", c.at("name").get<std::string>().c_str(), worst);
+    }
+
+    TEST(newton_schulz, matches_the_torch_formula)
+    {
+        std::ifstream in(std::string(XOPTIM_TEST_DATA_DIR) + "/newton_schulz.json");
+        const auto doc = nlohmann::json::parse(in);
+        ASSERT_EQ(doc.at("cases").size(), 16u);
+        for (const auto& c : doc.at("cases"))
+        {
+            if (c.at("dtype") == "float32")
+            {
+                check_case<float>(c);
+            }
+            else
+            {
+                check_case<double>(c);
+            }
+        }
+    }
+
+    TEST(newton_schulz, transposition_symmetry)
+    {
+        const std::size_t rows = 20, cols = 52;
+        const auto g = input<double>(11, rows * cols);
+        std::vector<double> gt(rows * cols), out(rows * cols), out_t(rows * cols);
+        xoptim::detail::transpose(g.data(), gt.data(), rows, cols);
+        xoptim::newton_schulz<double> ns;
+        ns(g.data(), out.data(), rows, cols);
+        ns(gt.data(), out_t.data(), cols, rows);
+        for (std::size_t i = 0; i < rows; ++i)
+        {
+            for (std::size_t j = 0; j < cols; ++j)
+            {
+                ASSERT_EQ(out[i * cols + j], out_t[j * rows + i]);
+            }
+        }
+    }
+
+    TEST(newton_schulz, zero_input_stays_finite)
+    {
+        std::vector<float> g(6 * 9, 0.0f), out(6 * 9, 1.0f);
+        xoptim::newton_schulz<float> ns;
+        ns(g.data(), out.data(), 6, 9);
+        for (float x : out)
+        {
+            ASSERT_EQ(x, 0.0f);
+        }
+    }
+
+    // Eigenvalues of a symmetric matrix by cyclic Jacobi rotations (small n).
+    std::vector<double> eigenvalues(std::vector<double> a, std::size_t n)
+    {
+        for (int sweep = 0; sweep < 100; ++sweep)
+        {
+            double off = 0;
+            for (std::size_t p = 0; p < n; ++p)
+                for (std::size_t q = p + 1; q < n; ++q)
+                    off += a[p * n + q] * a[p * n + q];
+            if (off < 1e-22)
+                break;
+            for (std::size_t p = 0; p < n; ++p)
+                for (std::size_t q = p + 1; q < n; ++q)
+                {
+                    if (std::abs(a[p * n + q]) < 1e-300)
+                        continue;
+                    const double theta = (a[q * n + q] - a[p * n + p]) / (2 * a[p * n + q]);
+                    const double t = (theta >= 0 ? 1 : -1) / (std::abs(theta) + std::sqrt(theta * theta + 1));
+                    const double c = 1 / std::sqrt(t * t + 1), s = t * c;
+                    for (std::size_t k = 0; k < n; ++k)
+                    {
+                        const double akp = a[k * n + p], akq = a[k * n + q];
+                        a[k * n + p] = c * akp - s * akq;
+                        a[k * n + q] = s * akp + c * akq;
+                    }
+                    for (std::size_t k = 0; k < n; ++k)
+                    {
+                        const double apk = a[p * n + k], aqk = a[q * n + k];
+                        a[p * n + k] = c * apk - s * aqk;
+                        a[q * n + k] = s * apk + c * aqk;
+                    }
+                }
+        }
+        std::vector<double> d(n);
+        for (std::size_t i = 0; i < n; ++i)
+            d[i] = a[i * n + i];
+        return d;
+    }
+
+    // After 5 steps every singular value that was at least 1.5e-3 of the input's
+    // Frobenius norm lies in [0.67, 1.21] (SPEC section 3). A random 32 x 80 input has
+    // all its singular values well above that.
+    TEST(newton_schulz, singular_values_land_in_the_published_band)
+    {
+        const std::size_t m = 32, n = 80;
+        const auto g = input<double>(23, m * n);
+        std::vector<double> out(m * n), gram(m * m, 0.0);
+        xoptim::newton_schulz<double> ns;
+        ns(g.data(), out.data(), m, n);
+        for (std::size_t i = 0; i < m; ++i)
+            for (std::size_t j = 0; j < m; ++j)
+                for (std::size_t k = 0; k < n; ++k)
+                    gram[i * m + j] += out[i * n + k] * out[j * n + k];
+        for (double e : eigenvalues(gram, m))
+        {
+            const double sigma = std::sqrt(std::max(e, 0.0));
+            EXPECT_GE(sigma, 0.67);
+            EXPECT_LE(sigma, 1.21);
+        }
+    }
+}
