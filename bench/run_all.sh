@@ -25,6 +25,8 @@ if [[ -x "$build/bench/bench_libtorch" ]]; then
     --benchmark_out="$out/libtorch.json" --benchmark_out_format=json
   files+=("$out/libtorch.json")
 fi
+"${clean_env[@]}" "$build/bench/bench_newton_schulz" --benchmark_enable_random_interleaving=true \
+  --benchmark_out="$out/ns.json" --benchmark_out_format=json
 "${clean_env[@]}" "$root/bench/compile_time.sh" --runs 5 --json "$out/compile.json"
 python3 "$root/tools/bench_summary.py" "${files[@]}" --compile "$out/compile.json" \
   --json-out "$out/summary.json" | tee "$out/summary.md"

@@ -1,5 +1,6 @@
-// The few BLAS calls xoptim makes, overloaded on float and double (cblas; link BLAS,
-// e.g. OpenBLAS, through the xoptim::blas target). Row-major throughout.
+// The few BLAS calls xoptim makes, overloaded on float and double (cblas; link a CBLAS
+// such as OpenBLAS). `layout` says how the matrices lie in memory; symmetric matrices
+// are always stored as their row-major upper triangle (the column-major lower one).
 #ifndef XOPTIM_LINALG_BLAS_HPP
 #define XOPTIM_LINALG_BLAS_HPP
 
@@ -7,27 +8,48 @@
 
 namespace xoptim::blas
 {
-    // C = alpha * A * A^T + beta * C, C (n x n) upper triangle only; A is n x k.
-    inline void syrk(int n, int k, float alpha, const float* a, float beta, float* c)
+    enum class layout
     {
-        cblas_ssyrk(CblasRowMajor, CblasUpper, CblasNoTrans, n, k, alpha, a, k, beta, c, n);
+        row_major,
+        col_major
+    };
+
+    namespace detail
+    {
+        inline CBLAS_ORDER order(layout l) noexcept
+        {
+            return l == layout::row_major ? CblasRowMajor : CblasColMajor;
+        }
+
+        inline CBLAS_UPLO triangle(layout l) noexcept
+        {
+            return l == layout::row_major ? CblasUpper : CblasLower;
+        }
     }
 
-    inline void syrk(int n, int k, double alpha, const double* a, double beta, double* c)
+    // C = alpha * A * A^T + beta * C: C is n x n (one triangle written), A is n x k with
+    // leading dimension lda.
+    inline void syrk(layout l, int n, int k, float alpha, const float* a, int lda, float beta, float* c)
     {
-        cblas_dsyrk(CblasRowMajor, CblasUpper, CblasNoTrans, n, k, alpha, a, k, beta, c, n);
+        cblas_ssyrk(detail::order(l), detail::triangle(l), CblasNoTrans, n, k, alpha, a, lda, beta, c, n);
     }
 
-    // C = alpha * S * B + beta * C with S (m x m) symmetric, read from its upper
-    // triangle; B and C are m x n.
-    inline void symm(int m, int n, float alpha, const float* s, const float* b, float beta, float* c)
+    inline void syrk(layout l, int n, int k, double alpha, const double* a, int lda, double beta, double* c)
     {
-        cblas_ssymm(CblasRowMajor, CblasLeft, CblasUpper, m, n, alpha, s, m, b, n, beta, c, n);
+        cblas_dsyrk(detail::order(l), detail::triangle(l), CblasNoTrans, n, k, alpha, a, lda, beta, c, n);
     }
 
-    inline void symm(int m, int n, double alpha, const double* s, const double* b, double beta, double* c)
+    // C = alpha * S * B + beta * C: S is m x m symmetric (one triangle read), B and C are
+    // m x n with leading dimension ld.
+    inline void symm(layout l, int m, int n, float alpha, const float* s, const float* b, float beta, float* c, int ld)
     {
-        cblas_dsymm(CblasRowMajor, CblasLeft, CblasUpper, m, n, alpha, s, m, b, n, beta, c, n);
+        cblas_ssymm(detail::order(l), CblasLeft, detail::triangle(l), m, n, alpha, s, m, b, ld, beta, c, ld);
+    }
+
+    inline void symm(layout l, int m, int n, double alpha, const double* s, const double* b, double beta, double* c,
+                     int ld)
+    {
+        cblas_dsymm(detail::order(l), CblasLeft, detail::triangle(l), m, n, alpha, s, m, b, ld, beta, c, ld);
     }
 }
 

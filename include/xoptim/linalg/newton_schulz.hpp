@@ -2,12 +2,14 @@
 //   X = G (transposed when it has more rows than columns), X /= (||X||_F + eps)
 //   repeat: A = X X^T;  B = b A + c A A;  X = a X + B X
 // Both products of an iteration are symmetric, so each goes to a symmetric BLAS call
-// with the scalar work folded into alpha and beta:
-//   A = X X^T            syrk             m^2 n flops  (a general product: 2 m^2 n)
-//   B = c A A^T + b A    syrk, beta = b   m^3          (2 m^3)
-//   X = B X + a X        symm, beta = a   2 m^2 n      (2 m^2 n)
-// for an m x n iterate with m <= n. Workspace is kept between calls: a steady state of
-// same-shaped calls allocates nothing.
+// with the scalar work folded into alpha, beta and a diagonal:
+//   A = X X^T                syrk              m^2 n flops  (a general product: 2 m^2 n)
+//   B = c A A^T + b A + a I  syrk, beta = b    m^3          (2 m^3)
+//   X = B X                  symm              2 m^2 n      (2 m^2 n)
+// for an m x n iterate with m <= n. The normalization is folded into the first
+// iteration's alphas (s^2 and s), and a tall input is read as the column-major matrix
+// it is, so nothing is transposed or copied. Workspace is kept between calls: a steady
+// state of same-shaped calls allocates nothing.
 #ifndef XOPTIM_LINALG_NEWTON_SCHULZ_HPP
 #define XOPTIM_LINALG_NEWTON_SCHULZ_HPP
 
@@ -59,34 +61,14 @@ namespace xoptim
     private:
 
         newton_schulz_options m_o;
-        std::vector<T> m_x;  // the iterate, m x n
-        std::vector<T> m_y;  // the next iterate
+        std::vector<T> m_x;  // an iterate, m x n (the other is the output)
         std::vector<T> m_a;  // X X^T, m x m
-        std::vector<T> m_b;  // b A + c A A, m x m
+        std::vector<T> m_b;  // c A A + b A + a I, m x m
     };
 
     namespace detail
     {
-        template <class T>
-        void transpose(const T* in, T* out, std::size_t rows, std::size_t cols)
-        {
-            constexpr std::size_t tile = 32;
-            for (std::size_t i0 = 0; i0 < rows; i0 += tile)
-            {
-                for (std::size_t j0 = 0; j0 < cols; j0 += tile)
-                {
-                    for (std::size_t i = i0; i < std::min(rows, i0 + tile); ++i)
-                    {
-                        for (std::size_t j = j0; j < std::min(cols, j0 + tile); ++j)
-                        {
-                            out[j * rows + i] = in[i * cols + j];
-                        }
-                    }
-                }
-            }
-        }
-
-        // syrk fills the upper triangle; the next syrk reads A as a full matrix.
+        // syrk writes the row-major upper triangle; the next syrk reads A as a full matrix.
         template <class T>
         void mirror_upper(T* a, std::size_t n)
         {
@@ -108,55 +90,55 @@ namespace xoptim
             throw std::invalid_argument("xoptim::newton_schulz: " + std::to_string(rows) + " x "
                                         + std::to_string(cols) + " is too large for BLAS (int dimensions)");
         }
-        const bool tall = rows > cols;
-        const std::size_t m = tall ? cols : rows;
-        const std::size_t n = tall ? rows : cols;
-        m_x.resize(m * n);
-        m_y.resize(m * n);
-        m_a.resize(m * m);
-        m_b.resize(m * m);
-        if (m * n == 0)
+        const std::size_t size = rows * cols;
+        if (size == 0)
         {
             return;
         }
-        if (tall)
-        {
-            detail::transpose(g, m_x.data(), rows, cols);
-        }
-        else
-        {
-            std::copy(g, g + m * n, m_x.begin());
-        }
-        double sum = 0;
-        for (const T x : m_x)
-        {
-            sum += double(x) * double(x);
-        }
-        const T scale = static_cast<T>(1 / (std::sqrt(sum) + m_o.eps));
-        for (T& x : m_x)
-        {
-            x *= scale;
-        }
-        const auto [a, b, c] = m_o.coefficients;
+        // A tall rows x cols row-major matrix is its cols x rows transpose, column-major.
+        const auto l = rows > cols ? blas::layout::col_major : blas::layout::row_major;
+        const std::size_t m = std::min(rows, cols);
         const int im = static_cast<int>(m);
-        const int in = static_cast<int>(n);
+        const int in = static_cast<int>(std::max(rows, cols));
+        const int ld = l == blas::layout::row_major ? in : im;
+        m_x.resize(size);
+        m_a.resize(m * m);
+        m_b.resize(m * m);
+
+        double sum = 0;
+        for (std::size_t i = 0; i < size; ++i)
+        {
+            sum += double(g[i]) * double(g[i]);
+        }
+        const double s = 1 / (std::sqrt(sum) + m_o.eps);
+        const auto [a, b, c] = m_o.coefficients;
+        if (m_o.steps == 0)
+        {
+            std::transform(g, g + size, out, [&](T x) { return static_cast<T>(x * s); });
+            return;
+        }
+        // The iterates alternate between out and m_x so that the last lands in out.
+        const auto target = [&](std::size_t k) { return (m_o.steps - 1 - k) % 2 == 0 ? out : m_x.data(); };
+        const T* x = g;
+        if (out == g && target(0) == out)
+        {
+            std::copy(g, g + size, m_x.begin());  // the first iteration must not overwrite its input
+            x = m_x.data();
+        }
         for (std::size_t k = 0; k < m_o.steps; ++k)
         {
-            blas::syrk(im, in, T(1), m_x.data(), T(0), m_a.data());
+            const bool first = k == 0;
+            T* y = target(k);
+            blas::syrk(l, im, in, static_cast<T>(first ? s * s : 1), x, ld, T(0), m_a.data());
             detail::mirror_upper(m_a.data(), m);
             m_b = m_a;
-            blas::syrk(im, im, T(c), m_a.data(), T(b), m_b.data());
-            m_y = m_x;
-            blas::symm(im, in, T(1), m_b.data(), m_x.data(), T(a), m_y.data());
-            m_x.swap(m_y);
-        }
-        if (tall)
-        {
-            detail::transpose(m_x.data(), out, m, n);
-        }
-        else
-        {
-            std::copy(m_x.begin(), m_x.end(), out);
+            blas::syrk(l, im, im, static_cast<T>(c), m_a.data(), im, static_cast<T>(b), m_b.data());
+            for (std::size_t i = 0; i < m; ++i)
+            {
+                m_b[i * m + i] += static_cast<T>(a);
+            }
+            blas::symm(l, im, in, static_cast<T>(first ? s : 1), m_b.data(), x, T(0), y, ld);
+            x = y;
         }
     }
 }

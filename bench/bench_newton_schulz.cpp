@@ -1,0 +1,142 @@
+// Newton-Schulz, 5 steps, fp32, one thread, shapes 1024x4096, 4096x1024, 768x768,
+// side by side in one run:
+//   xoptim        xoptim::newton_schulz (syrk, syrk, symm per iteration)
+//   three_gemm    the same formula with three general products per iteration through the
+//                 same BLAS, scalars folded into alpha/beta as well
+//   blas_floor    only the BLAS calls xoptim's iteration makes (its floor; row-major)
+//   torch         LibTorch running the reference formula (built when LibTorch is found)
+#include <algorithm>
+#include <vector>
+
+#include <benchmark/benchmark.h>
+
+#include <xoptim/linalg/newton_schulz.hpp>
+
+#ifdef XOPTIM_BENCH_TORCH
+#include <torch/torch.h>
+#endif
+
+namespace
+{
+    constexpr int steps = 5;
+    constexpr float a = 3.4445f, b = -4.7750f, c = 2.0315f;
+
+    std::vector<float> input(std::size_t n)
+    {
+        std::vector<float> g(n);
+        for (std::size_t i = 0; i < n; ++i)
+        {
+            g[i] = static_cast<float>((i * 2654435761u % 1000003u) / 1000003.0 - 0.5);
+        }
+        return g;
+    }
+
+    // m x n iterate (m <= n) for a rows x cols input.
+    void dims(const benchmark::State& st, int& m, int& n)
+    {
+        m = static_cast<int>(std::min(st.range(0), st.range(1)));
+        n = static_cast<int>(std::max(st.range(0), st.range(1)));
+    }
+
+    void bm_xoptim(benchmark::State& st)
+    {
+        const auto rows = static_cast<std::size_t>(st.range(0)), cols = static_cast<std::size_t>(st.range(1));
+        const auto g = input(rows * cols);
+        std::vector<float> out(rows * cols);
+        xoptim::newton_schulz<float> ns;
+        ns(g.data(), out.data(), rows, cols);  // workspace
+        for (auto _ : st)
+        {
+            ns(g.data(), out.data(), rows, cols);
+            benchmark::DoNotOptimize(out.data());
+        }
+    }
+
+    void bm_three_gemm(benchmark::State& st)
+    {
+        int m, n;
+        dims(st, m, n);
+        auto x = input(std::size_t(m) * n);
+        std::vector<float> y(x.size()), amat(std::size_t(m) * m), bmat(amat.size());
+        for (auto _ : st)
+        {
+            for (int k = 0; k < steps; ++k)
+            {
+                cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, m, m, n, 1, x.data(), n, x.data(), n, 0,
+                            amat.data(), m);
+                bmat = amat;
+                cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, m, m, m, c, amat.data(), m, amat.data(), m,
+                            b, bmat.data(), m);
+                y = x;
+                cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, m, n, m, 1, bmat.data(), m, x.data(), n, a,
+                            y.data(), n);
+                x.swap(y);
+            }
+            benchmark::DoNotOptimize(x.data());
+        }
+    }
+
+    void bm_blas_floor(benchmark::State& st)
+    {
+        int m, n;
+        dims(st, m, n);
+        auto x = input(std::size_t(m) * n);
+        std::vector<float> y(x.size()), amat(std::size_t(m) * m), bmat(amat.size());
+        for (auto _ : st)
+        {
+            for (int k = 0; k < steps; ++k)
+            {
+                const auto l = xoptim::blas::layout::row_major;
+                xoptim::blas::syrk(l, m, n, 1.0f, x.data(), n, 0.0f, amat.data());
+                xoptim::blas::syrk(l, m, m, c, amat.data(), m, b, bmat.data());
+                xoptim::blas::symm(l, m, n, 1.0f, bmat.data(), x.data(), 0.0f, y.data(), n);
+            }
+            benchmark::DoNotOptimize(y.data());
+        }
+    }
+
+#ifdef XOPTIM_BENCH_TORCH
+    void bm_torch(benchmark::State& st)
+    {
+        at::set_num_threads(1);
+        const auto g = torch::rand({st.range(0), st.range(1)}, torch::kFloat32) - 0.5;
+        torch::NoGradGuard no_grad;
+        for (auto _ : st)
+        {
+            auto x = g.size(0) > g.size(1) ? g.t() : g;
+            x = x / (x.norm() + 1e-7);
+            for (int k = 0; k < steps; ++k)
+            {
+                const auto A = torch::mm(x, x.t());
+                const auto B = b * A + c * torch::mm(A, A);
+                x = a * x + torch::mm(B, x);
+            }
+            if (g.size(0) > g.size(1))
+            {
+                x = x.t();
+            }
+            benchmark::DoNotOptimize(x.data_ptr());
+        }
+    }
+#endif
+
+    void shapes(benchmark::internal::Benchmark* b)
+    {
+        b->Args({1024, 4096})->Args({4096, 1024})->Args({768, 768});
+        b->Unit(benchmark::kMillisecond)->UseRealTime()->Repetitions(5)->ReportAggregatesOnly(true);
+    }
+}
+
+BENCHMARK(bm_xoptim)->Apply(shapes);
+BENCHMARK(bm_three_gemm)->Apply(shapes);
+BENCHMARK(bm_blas_floor)->Apply(shapes);
+#ifdef XOPTIM_BENCH_TORCH
+BENCHMARK(bm_torch)->Apply(shapes);
+#endif
+
+int main(int argc, char** argv)
+{
+    openblas_set_num_threads(1);
+    benchmark::Initialize(&argc, argv);
+    benchmark::RunSpecifiedBenchmarks();
+}
