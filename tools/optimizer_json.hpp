@@ -5,11 +5,13 @@
 #ifndef XOPTIM_TOOLS_OPTIMIZER_JSON_HPP
 #define XOPTIM_TOOLS_OPTIMIZER_JSON_HPP
 
+#include <algorithm>
 #include <nlohmann/json.hpp>
 #include <set>
 #include <stdexcept>
 #include <string>
 
+#include <xoptim/optim/muon.hpp>
 #include <xoptim/xoptim.hpp>
 
 namespace xoptim::tools
@@ -47,13 +49,37 @@ namespace xoptim::tools
                 }
             }
 
-            void read(const char* key, std::array<double, 2>& x)
+            template <std::size_t N>
+            void read(const char* key, std::array<double, N>& x)
             {
                 if (const auto* v = find(key))
                 {
-                    require(v->is_array() && v->size() == 2 && (*v)[0].is_number() && (*v)[1].is_number(), key,
-                            "an array of two numbers");
-                    x = {(*v)[0].get<double>(), (*v)[1].get<double>()};
+                    const bool ok = v->is_array() && v->size() == N
+                                    && std::all_of(v->begin(), v->end(), [](const auto& e) { return e.is_number(); });
+                    require(ok, key, N == 2 ? "an array of two numbers" : "an array of three numbers");
+                    for (std::size_t k = 0; k < N; ++k)
+                    {
+                        x[k] = (*v)[k].template get<double>();
+                    }
+                }
+            }
+
+            void read(const char* key, std::size_t& x)
+            {
+                if (const auto* v = find(key))
+                {
+                    require(v->is_number_unsigned(), key, "a non-negative integer");
+                    x = v->get<std::size_t>();
+                }
+            }
+
+            void read(const char* key, muon_lr_adjust& x)
+            {
+                if (const auto* v = find(key))
+                {
+                    require(v->is_string() && (*v == "original" || *v == "match_rms_adamw"), key,
+                            "\"original\" or \"match_rms_adamw\"");
+                    x = *v == "original" ? muon_lr_adjust::original : muon_lr_adjust::match_rms_adamw;
                 }
             }
 
@@ -122,6 +148,18 @@ namespace xoptim::tools
             r.read("weight_decay", o.weight_decay);
         }
 
+        inline void read(hyper_reader& r, muon_options& o)
+        {
+            r.read("lr", o.lr);
+            r.read("momentum", o.momentum);
+            r.read("nesterov", o.nesterov);
+            r.read("weight_decay", o.weight_decay);
+            r.read("ns_steps", o.ns_steps);
+            r.read("ns_coefficients", o.ns_coefficients);
+            r.read("eps", o.eps);
+            r.read("lr_adjust", o.lr_adjust);
+        }
+
         inline void read(hyper_reader& r, signsgd_options& o)
         {
             r.read("lr", o.lr);
@@ -140,7 +178,7 @@ namespace xoptim::tools
         }
     }
 
-    // Constructs the optimizer called `name` ("sgd", "adam", "adamw", "lion", "signsgd")
+    // Constructs the optimizer called `name` ("sgd", "adam", "adamw", "lion", "signsgd", "muon")
     // from `hyper` and calls f(optimizer&).
     template <class F>
     void with_optimizer(const std::string& name, const nlohmann::json& hyper, F&& f)
@@ -165,10 +203,14 @@ namespace xoptim::tools
         {
             detail::build<signsgd>(name, hyper, f);
         }
+        else if (name == "muon")
+        {
+            detail::build<muon>(name, hyper, f);
+        }
         else
         {
             throw std::invalid_argument("unknown optimizer \"" + name
-                                        + "\" (expected adamw, adam, sgd, lion or signsgd)");
+                                        + "\" (expected adamw, adam, sgd, lion, signsgd or muon)");
         }
     }
 }

@@ -84,6 +84,13 @@ def lion_hyper(**kw):
     return h
 
 
+def muon_hyper(**kw):
+    h = dict(lr=0.02, momentum=0.95, nesterov=True, weight_decay=0.0, ns_steps=5,
+             ns_coefficients=list(NS_COEFFICIENTS), eps=1e-7, lr_adjust="original")
+    h.update(kw)
+    return h
+
+
 def signsgd_hyper(**kw):
     h = dict(lr=1e-2, weight_decay=0.1)
     h.update(kw)
@@ -111,7 +118,31 @@ def make_stepper(optimizer, hyper, params):
         return lion_stepper(h, params)
     if optimizer == "signsgd":
         return signsgd_stepper(h, params)
+    if optimizer == "muon":
+        return muon_stepper(h, params)
     raise ValueError(optimizer)
+
+
+def muon_stepper(h, params):
+    """Muon as SPEC section 3 writes it, in torch ops of the case's dtype."""
+    lr, mu, wd = h["lr"], h["momentum"], h["weight_decay"]
+    m = [torch.zeros_like(p) for p in params]
+
+    def step(grads):
+        with torch.no_grad():
+            for k, (p, g) in enumerate(zip(params, grads)):
+                m[k] = mu * m[k] + (1 - mu) * g
+                u = (1 - mu) * g + mu * m[k] if h["nesterov"] else m[k]
+                O = newton_schulz(u, steps=h["ns_steps"], eps=h["eps"],
+                                  coefficients=tuple(h["ns_coefficients"]))
+                rows, cols = O.shape
+                if h["lr_adjust"] == "original":
+                    scale = math.sqrt(max(1.0, rows / cols))
+                else:
+                    scale = 0.2 * math.sqrt(max(rows, cols))
+                p.mul_(1 - lr * wd)
+                p.sub_(lr * scale * O.reshape(p.shape))
+    return step
 
 
 def torch_step(opt, params):
@@ -170,6 +201,8 @@ def signsgd_stepper(h, params):
 # --------------------------------------------------------------------------- trajectories
 SHAPES_A = [[7, 5], [33], [4, 3, 2], [1], [17]]
 SHAPES_B = [[3, 11], [8], [2, 2, 2, 2], [19], [2, 9]]
+# Muon takes matrices: wide, tall, square and a 4-D tensor viewed as (shape[0], rest).
+MUON_SHAPES = [[12, 20], [20, 12], [8, 8], [4, 3, 2, 2]]
 
 
 def case_specs():
@@ -219,6 +252,12 @@ def case_specs():
         ("adamw_nobc_amsgrad", "adamw",
          adam_hyper(True, bias_correction=False, amsgrad=True), 1.0, 7),
     ]
+    s += [
+        ("muon_default", "muon", muon_hyper(), 1.0, 0),
+        ("muon_no_nesterov", "muon", muon_hyper(nesterov=False), 1.0, 0),
+        ("muon_match_rms_adamw_wd", "muon",
+         muon_hyper(lr=1e-3, weight_decay=0.1, lr_adjust="match_rms_adamw"), 0.25, 0),
+    ]
     return s
 
 
@@ -246,7 +285,7 @@ def generate_trajectories():
     cases = []
     case_seed = 0
     for idx, (base, optimizer, hyper, gscale, zero_every) in enumerate(case_specs()):
-        shapes = SHAPES_A if idx % 2 == 0 else SHAPES_B
+        shapes = MUON_SHAPES if optimizer == "muon" else SHAPES_A if idx % 2 == 0 else SHAPES_B
         for dtype, suffix in (("float32", "f32"), ("float64", "f64")):
             case_seed += 1
             cps = run_trajectory(optimizer, hyper, dtype, case_seed, shapes, gscale,

@@ -50,8 +50,9 @@ namespace xoptim
             }
         }
 
-        // out = NS(g) for a row-major rows x cols matrix; out may be g itself.
-        void operator()(const T* g, T* out, std::size_t rows, std::size_t cols);
+        // out = scale * NS(g) for a row-major rows x cols matrix; out may be g itself.
+        // The scale costs nothing: it is folded into the last product's alpha.
+        void operator()(const T* g, T* out, std::size_t rows, std::size_t cols, double scale = 1);
 
         const newton_schulz_options& options() const noexcept
         {
@@ -83,7 +84,7 @@ namespace xoptim
     }
 
     template <class T>
-    void newton_schulz<T>::operator()(const T* g, T* out, std::size_t rows, std::size_t cols)
+    void newton_schulz<T>::operator()(const T* g, T* out, std::size_t rows, std::size_t cols, double scale)
     {
         if (rows > std::size_t(INT_MAX) || cols > std::size_t(INT_MAX))
         {
@@ -114,7 +115,7 @@ namespace xoptim
         const auto [a, b, c] = m_o.coefficients;
         if (m_o.steps == 0)
         {
-            std::transform(g, g + size, out, [&](T x) { return static_cast<T>(x * s); });
+            std::transform(g, g + size, out, [&](T x) { return static_cast<T>(x * (s * scale)); });
             return;
         }
         // The iterates alternate between out and m_x so that the last lands in out.
@@ -137,7 +138,8 @@ namespace xoptim
             {
                 m_b[i * m + i] += static_cast<T>(a);
             }
-            blas::symm(l, im, in, static_cast<T>(first ? s : 1), m_b.data(), x, T(0), y, ld);
+            const double alpha = (first ? s : 1) * (k + 1 == m_o.steps ? scale : 1);
+            blas::symm(l, im, in, static_cast<T>(alpha), m_b.data(), x, T(0), y, ld);
             x = y;
         }
     }

@@ -23,9 +23,38 @@ namespace xoptim
     {
     public:
 
-        step_context(std::size_t t, std::size_t states, job_list<float>& f, job_list<double>& d) noexcept
-            : m_t(t), m_states(states), m_floats(f), m_doubles(d)
+        step_context(std::size_t t, std::size_t states, const state_store& store, job_list<float>& f,
+                     job_list<double>& d) noexcept
+            : m_t(t), m_states(states), m_store(store), m_floats(f), m_doubles(d)
         {
+        }
+
+        // Calls f(entry, slots) for every parameter in order, with its state entry (name,
+        // shape) and its tensors: for the work between fused passes that is not
+        // element-wise (Muon's Newton-Schulz).
+        template <class F>
+        void for_each_parameter(F&& f) const
+        {
+            std::size_t floats = 0;
+            std::size_t doubles = 0;
+            for (std::size_t k = 0; k < m_store.size(); ++k)
+            {
+                const state_store::entry& e = m_store[k];
+                if (e.type == dtype::float32)
+                {
+                    if constexpr ((Types & detail::float_bit) != 0)
+                    {
+                        f(e, m_floats[floats++]);
+                    }
+                }
+                else
+                {
+                    if constexpr ((Types & detail::double_bit) != 0)
+                    {
+                        f(e, m_doubles[doubles++]);
+                    }
+                }
+            }
         }
 
         // Step number, starting at 1 for the first step.
@@ -57,12 +86,27 @@ namespace xoptim
 
         std::size_t m_t;
         std::size_t m_states;
+        const state_store& m_store;
         job_list<float>& m_floats;
         job_list<double>& m_doubles;
     };
 
     namespace detail
     {
+        // An optimizer may refuse shapes (Muon: matrices only) with
+        // `std::string unsupported_shape(const std::vector<std::size_t>&) const`,
+        // returning what is wrong, or nothing. Asked when the state is created.
+        template <class D, class = void>
+        struct has_shape_check : std::false_type
+        {
+        };
+
+        template <class D>
+        struct has_shape_check<D, std::void_t<decltype(std::declval<const D&>().unsupported_shape(
+                                      std::declval<const std::vector<std::size_t>&>()))>> : std::true_type
+        {
+        };
+
         // A tensor's memory as seen by the alias check: bytes [begin, end) of parameter
         // `index`, written by the step (the parameter) or only read (its gradient).
         struct memory_span
@@ -126,6 +170,12 @@ namespace xoptim
         const Derived& derived() const noexcept
         {
             return static_cast<const Derived&>(*this);
+        }
+
+        // Non-const: an update may keep workspace (Muon's Newton-Schulz).
+        Derived& derived() noexcept
+        {
+            return static_cast<Derived&>(*this);
         }
 
         state_store m_state;
@@ -384,6 +434,14 @@ namespace xoptim
             state_store& store = m_opt.m_state;
             if (m_creating)
             {
+                if constexpr (detail::has_shape_check<Derived>::value)
+                {
+                    const std::string problem = m_opt.derived().unsupported_shape(tensor::shape(param));
+                    if (!problem.empty())
+                    {
+                        mismatch(path, problem);
+                    }
+                }
                 return store.add(path.name(), param, m_opt.derived().num_states());
             }
             if (m_index >= store.size())
@@ -440,7 +498,7 @@ namespace xoptim
         constexpr unsigned types = detail::element_types_v<P>;
         const bool first = m_state.empty();
         collect(std::forward<P>(params), std::forward<G>(grads));
-        const step_context<types> ctx(m_steps + 1, derived().num_states(), m_floats, m_doubles);
+        const step_context<types> ctx(m_steps + 1, derived().num_states(), m_state, m_floats, m_doubles);
         try
         {
             derived().update(ctx);

@@ -56,7 +56,15 @@ namespace xoptim
             m_shape[0] = size;
         }
 
-        tensor_view(T* data, std::initializer_list<std::size_t> shape);
+        tensor_view(T* data, std::initializer_list<std::size_t> shape)
+            : tensor_view(data, shape.begin(), shape.end())
+        {
+        }
+
+        tensor_view(T* data, const std::vector<std::size_t>& shape)
+            : tensor_view(data, shape.begin(), shape.end())
+        {
+        }
 
         T* data() const noexcept
         {
@@ -79,6 +87,9 @@ namespace xoptim
         }
 
     private:
+
+        template <class It>
+        tensor_view(T* data, It first, It last);
 
         T* m_data;
         std::size_t m_size;
@@ -477,18 +488,18 @@ namespace xoptim
     }
 
     template <class T>
-    tensor_view<T>::tensor_view(T* data, std::initializer_list<std::size_t> shape)
-        : m_data(data), m_size(1), m_rank(shape.size())
+    template <class It>
+    tensor_view<T>::tensor_view(T* data, It first, It last)
+        : m_data(data), m_size(1), m_rank(static_cast<std::size_t>(last - first))
     {
-        if (shape.size() > max_rank)
+        if (m_rank > max_rank)
         {
-            throw std::invalid_argument("xoptim::view: at most 8 dimensions");
+            throw std::invalid_argument("xoptim::view: at most 8 dimensions (got " + std::to_string(m_rank) + ")");
         }
-        std::size_t d = 0;
-        for (std::size_t e : shape)
+        for (std::size_t d = 0; first != last; ++first, ++d)
         {
-            m_shape[d++] = e;
-            m_size *= e;
+            m_shape[d] = *first;
+            m_size *= *first;
         }
     }
 }
