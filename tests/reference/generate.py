@@ -26,6 +26,7 @@ import torch
 MASK = (1 << 64) - 1
 STEPS = 60
 CHECKPOINTS = [1, 2, 3, 10, 30, 60]
+NS_COEFFICIENTS = (3.4445, -4.7750, 2.0315)  # Newton-Schulz (a, b, c), SPEC section 3
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 TESTS = os.path.dirname(HERE)
@@ -334,6 +335,8 @@ REPLAY = [
      [("embed.weight", (5, 3)), ("layer0.weight", (2, 3, 2)), ("bias", (5,))]),
     ("lion_f32", "lion", lion_hyper(lr=3e-3, weight_decay=0.1), "float32", 7, 9004, 1.0,
      [("layer0.weight", (3, 4)), ("bias", (5,))]),
+    ("muon_f32", "muon", muon_hyper(weight_decay=0.01), "float32", 6, 9005, 1.0,
+     [("layer0.weight", (6, 10)), ("conv.weight", (4, 2, 3, 3))]),
 ]
 
 
@@ -375,9 +378,6 @@ def generate_replay_cases():
 # Newton-Schulz (quintic), the formula of SPEC section 3 written in torch: the matrix is
 # transposed when it has more rows than columns, normalized by its Frobenius norm plus
 # eps, and iterated X = a*X + (b*A + c*A@A) @ X with A = X @ X.T.
-NS_COEFFICIENTS = (3.4445, -4.7750, 2.0315)
-
-
 def newton_schulz(G, steps=5, eps=1e-7, coefficients=NS_COEFFICIENTS):
     a, b, c = coefficients
     X = G.reshape(G.shape[0], -1)
