@@ -5,12 +5,15 @@
 //                 same BLAS, scalars folded into alpha/beta as well
 //   blas_floor    only the BLAS calls xoptim's iteration makes (its floor; row-major)
 //   torch         LibTorch running the reference formula (built when LibTorch is found)
+//   muon_step     a whole xoptim::muon step on one parameter of that shape (1 thread):
+//                 the fused passes around NS, against NS alone
 #include <algorithm>
 #include <vector>
 
 #include <benchmark/benchmark.h>
 
 #include <xoptim/linalg/newton_schulz.hpp>
+#include <xoptim/optim/muon.hpp>
 
 #ifdef XOPTIM_BENCH_TORCH
 #include <torch/torch.h>
@@ -95,6 +98,23 @@ namespace
         }
     }
 
+    void bm_muon_step(benchmark::State& st)
+    {
+        const auto rows = static_cast<std::size_t>(st.range(0)), cols = static_cast<std::size_t>(st.range(1));
+        auto p = input(rows * cols);
+        const auto g = input(rows * cols);
+        xoptim::set_num_threads(1);
+        xoptim::muon opt;
+        const auto param = xoptim::view(p.data(), {rows, cols});
+        const auto grad = xoptim::view(g.data(), {rows, cols});
+        opt.step(param, grad);  // state and workspace
+        for (auto _ : st)
+        {
+            opt.step(param, grad);
+            benchmark::DoNotOptimize(p.data());
+        }
+    }
+
 #ifdef XOPTIM_BENCH_TORCH
     void bm_torch(benchmark::State& st)
     {
@@ -130,6 +150,7 @@ namespace
 BENCHMARK(bm_xoptim)->Apply(shapes);
 BENCHMARK(bm_three_gemm)->Apply(shapes);
 BENCHMARK(bm_blas_floor)->Apply(shapes);
+BENCHMARK(bm_muon_step)->Apply(shapes);
 #ifdef XOPTIM_BENCH_TORCH
 BENCHMARK(bm_torch)->Apply(shapes);
 #endif
