@@ -34,12 +34,23 @@ namespace
         return g;
     }
 
-    // m x n iterate (m <= n) for a rows x cols input.
-    void dims(const benchmark::State& st, int& m, int& n)
+    // The m x n iterate (m <= n) of a rows x cols input, the next one, and the two
+    // m x m products: what a hand-written iteration works on.
+    struct iteration_buffers
     {
-        m = static_cast<int>(std::min(st.range(0), st.range(1)));
-        n = static_cast<int>(std::max(st.range(0), st.range(1)));
-    }
+        int m, n;
+        std::vector<float> x, y, amat, bmat;
+
+        explicit iteration_buffers(const benchmark::State& st)
+            : m(static_cast<int>(std::min(st.range(0), st.range(1))))
+            , n(static_cast<int>(std::max(st.range(0), st.range(1))))
+            , x(input(std::size_t(m) * std::size_t(n)))
+            , y(x.size())
+            , amat(std::size_t(m) * std::size_t(m))
+            , bmat(amat.size())
+        {
+        }
+    };
 
     void bm_xoptim(benchmark::State& st)
     {
@@ -57,10 +68,8 @@ namespace
 
     void bm_three_gemm(benchmark::State& st)
     {
-        int m, n;
-        dims(st, m, n);
-        auto x = input(std::size_t(m) * n);
-        std::vector<float> y(x.size()), amat(std::size_t(m) * m), bmat(amat.size());
+        iteration_buffers w(st);
+        auto& [m, n, x, y, amat, bmat] = w;
         for (auto _ : st)
         {
             for (int k = 0; k < steps; ++k)
@@ -81,10 +90,8 @@ namespace
 
     void bm_blas_floor(benchmark::State& st)
     {
-        int m, n;
-        dims(st, m, n);
-        auto x = input(std::size_t(m) * n);
-        std::vector<float> y(x.size()), amat(std::size_t(m) * m), bmat(amat.size());
+        iteration_buffers w(st);
+        auto& [m, n, x, y, amat, bmat] = w;
         for (auto _ : st)
         {
             for (int k = 0; k < steps; ++k)
