@@ -136,6 +136,16 @@ namespace xoptim
         template <class P, class G>
         void step(P&& params, G&& grads);
 
+        // A step in two phases, for running several optimizers as one (xoptim::router):
+        // prepare checks everything and changes nothing but a first step's new state;
+        // then either commit (the update, over float and double parameters) or
+        // abandon (drops what prepare created).
+        template <class P, class G>
+        void prepare(P&& params, G&& grads);
+        template <unsigned Types = detail::float_bit | detail::double_bit>
+        void commit();
+        void abandon() noexcept;
+
         // Creates the state for `params` now instead of on the first step.
         template <class P>
         void init(P&& params);
@@ -187,6 +197,7 @@ namespace xoptim
         std::vector<detail::memory_span> m_checked;
         mutable std::vector<detail::memory_span> m_sorted;
         std::size_t m_steps = 0;
+        bool m_prepared_first = false;
     };
 
     /******************
@@ -495,10 +506,23 @@ namespace xoptim
         static_assert(std::is_lvalue_reference_v<P> || !detail::holds_copy_v<P>,
                       "xoptim: the parameters are a temporary, so a step would update a copy; pass the "
                       "tensors themselves");
-        constexpr unsigned types = detail::element_types_v<P>;
-        const bool first = m_state.empty();
+        prepare(std::forward<P>(params), std::forward<G>(grads));
+        commit<detail::element_types_v<P>>();
+    }
+
+    template <class Derived>
+    template <class P, class G>
+    void optimizer<Derived>::prepare(P&& params, G&& grads)
+    {
+        m_prepared_first = m_state.empty();
         collect(std::forward<P>(params), std::forward<G>(grads));
-        const step_context<types> ctx(m_steps + 1, derived().num_states(), m_state, m_floats, m_doubles);
+    }
+
+    template <class Derived>
+    template <unsigned Types>
+    void optimizer<Derived>::commit()
+    {
+        const step_context<Types> ctx(m_steps + 1, derived().num_states(), m_state, m_floats, m_doubles);
         try
         {
             derived().update(ctx);
@@ -507,13 +531,23 @@ namespace xoptim
         {
             // Only an optimizer's own bug or a failure to start threads gets here; at
             // least the state a first step created goes with it.
-            if (first)
-            {
-                m_state.truncate(0);
-            }
+            abandon();
             throw;
         }
+        m_floats.clear();  // a second commit without a prepare steps nothing
+        m_doubles.clear();
         ++m_steps;
+    }
+
+    template <class Derived>
+    void optimizer<Derived>::abandon() noexcept
+    {
+        if (m_prepared_first)
+        {
+            m_state.truncate(0);
+        }
+        m_floats.clear();
+        m_doubles.clear();
     }
 
     template <class Derived>

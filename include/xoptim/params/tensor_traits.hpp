@@ -19,6 +19,7 @@
 #ifndef XOPTIM_PARAMS_TENSOR_TRAITS_HPP
 #define XOPTIM_PARAMS_TENSOR_TRAITS_HPP
 
+#include <algorithm>
 #include <array>
 #include <cstddef>
 #include <initializer_list>
@@ -65,6 +66,10 @@ namespace xoptim
             : tensor_view(data, shape.begin(), shape.end())
         {
         }
+
+        // A view of any contiguous tensor, with its shape (allocates nothing).
+        template <class C>
+        static tensor_view of(C& c) noexcept;
 
         T* data() const noexcept
         {
@@ -474,6 +479,19 @@ namespace xoptim
             }
             return s;
         }
+    }
+
+    template <class T>
+    template <class C>
+    tensor_view<T> tensor_view<T>::of(C& c) noexcept
+    {
+        tensor_view v(tensor::data(c), tensor::size(c));
+        v.m_rank = std::min(tensor::rank(c), max_rank);
+        for (std::size_t d = 0; d < v.m_rank; ++d)
+        {
+            v.m_shape[d] = tensor::extent(c, d);
+        }
+        return v;
     }
 
     // A shape as numpy prints it: (3, 4), (4,), ().

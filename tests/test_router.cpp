@@ -1,0 +1,133 @@
+// The router: one step for several optimizers, each on its routed share, atomic.
+#include <gtest/gtest.h>
+
+#include <cmath>
+
+#include <xoptim/optim/adam.hpp>
+#include <xoptim/optim/muon.hpp>
+#include <xoptim/optim/router.hpp>
+
+namespace
+{
+    // SPEC section 3's four parameters, with their gradients.
+    struct model
+    {
+        std::vector<std::vector<float>> data, grads;
+        std::vector<std::vector<std::size_t>> shapes = {{100, 64}, {128, 64}, {64, 128}, {10, 64}};
+
+        model()
+        {
+            for (std::size_t k = 0; k < shapes.size(); ++k)
+            {
+                const std::size_t n = shapes[k][0] * shapes[k][1];
+                data.emplace_back(n);
+                grads.emplace_back(n);
+                for (std::size_t i = 0; i < n; ++i)
+                {
+                    data[k][i] = float(std::sin(0.01 * double(i) + double(k)));
+                    grads[k][i] = float(std::cos(0.03 * double(i) - double(k)));
+                }
+            }
+        }
+
+        xoptim::tensor_view<float> view(std::size_t k)
+        {
+            return xoptim::view(data[k].data(), {shapes[k][0], shapes[k][1]});
+        }
+
+        xoptim::tensor_view<const float> grad(std::size_t k) const
+        {
+            return xoptim::view(grads[k].data(), {shapes[k][0], shapes[k][1]});
+        }
+    };
+
+    xoptim::routing hybrid_rules()
+    {
+        xoptim::routing rules;
+        rules.add("muon", xoptim::hidden_matrix()).fallback("adamw");
+        return rules;
+    }
+
+    TEST(router, hybrid_steps_each_share_as_its_optimizer_alone_would)
+    {
+        model m, alone;
+        auto e = m.view(0), l1 = m.view(1), l2 = m.view(2), out = m.view(3);
+        xoptim::router hybrid(hybrid_rules(), xoptim::muon(), xoptim::adamw());
+        const auto params = std::make_tuple(xoptim::named("embedding.weight", e), xoptim::named("linear1.weight", l1),
+                                            xoptim::named("linear2.weight", l2), xoptim::named("output.weight", out));
+        const auto grads = std::make_tuple(m.grad(0), m.grad(1), m.grad(2), m.grad(3));
+
+        auto ae = alone.view(0), al1 = alone.view(1), al2 = alone.view(2), aout = alone.view(3);
+        xoptim::muon muon;
+        xoptim::adamw adamw;
+        for (int t = 0; t < 3; ++t)
+        {
+            hybrid.step(params, grads);
+            muon.step(std::tie(al1, al2), std::make_tuple(alone.grad(1), alone.grad(2)));
+            adamw.step(std::tie(ae, aout), std::make_tuple(alone.grad(0), alone.grad(3)));
+        }
+        EXPECT_EQ(m.data, alone.data);
+        EXPECT_EQ(hybrid.routing_table(), "embedding.weight (100, 64) -> adamw\n"
+                                          "linear1.weight (128, 64) -> muon\n"
+                                          "linear2.weight (64, 128) -> muon\n"
+                                          "output.weight (10, 64) -> adamw\n");
+        EXPECT_EQ(hybrid.optimizer<0>().state()[1].name, "linear2.weight");
+        EXPECT_EQ(hybrid.optimizer<1>().state()[1].name, "output.weight");
+        EXPECT_EQ(hybrid.optimizer<1>().step_count(), 3u);
+    }
+
+    TEST(router, a_bad_gradient_in_one_share_changes_nothing_in_any)
+    {
+        model m;
+        const auto before = m.data;
+        auto e = m.view(0), l1 = m.view(1), l2 = m.view(2), out = m.view(3);
+        std::vector<float> wrong(9 * 64, 1.0f);
+        xoptim::router hybrid(hybrid_rules(), xoptim::muon(), xoptim::adamw());
+        const auto params = std::make_tuple(xoptim::named("embedding.weight", e), xoptim::named("linear1.weight", l1),
+                                            xoptim::named("linear2.weight", l2), xoptim::named("output.weight", out));
+        // The Muon share is fine and checked first; AdamW's last gradient is too short.
+        const auto grads = std::make_tuple(m.grad(0), m.grad(1), m.grad(2), xoptim::view(wrong.data(), {9, 64}));
+        try
+        {
+            hybrid.step(params, grads);
+            FAIL() << "a short gradient was accepted";
+        }
+        catch (const std::invalid_argument& e)
+        {
+            EXPECT_STREQ(e.what(), "xoptim::adamw: parameter 'output.weight': gradient has 576 elements, parameter "
+                                   "has 640");
+        }
+        EXPECT_EQ(m.data, before);
+        EXPECT_TRUE(hybrid.optimizer<0>().state().empty());
+        EXPECT_TRUE(hybrid.optimizer<1>().state().empty());
+        EXPECT_EQ(hybrid.optimizer<0>().step_count(), 0u);
+        hybrid.step(params, std::make_tuple(m.grad(0), m.grad(1), m.grad(2), m.grad(3)));  // a good step works
+        EXPECT_NE(m.data, before);
+    }
+
+    TEST(router, unmatched_parameter_without_fallback_is_named)
+    {
+        std::vector<float> w(12, 1), b(4, 1), gw(12, 1), gb(4, 1);
+        auto wv = xoptim::view(w.data(), {3, 4});
+        xoptim::routing rules;
+        rules.add("muon", xoptim::min_ndim(2));
+        xoptim::router only_muon(rules, xoptim::muon());
+        EXPECT_THROW(
+            {
+                try
+                {
+                    only_muon.step(std::make_tuple(xoptim::named("w", wv), xoptim::named("bias", b)),
+                                   std::make_tuple(xoptim::view(gw.data(), {3, 4}), gb));
+                }
+                catch (const std::invalid_argument& e)
+                {
+                    EXPECT_STREQ(e.what(), "xoptim::routing: parameter 'bias' (4,) matches no rule and there is no "
+                                           "fallback");
+                    throw;
+                }
+            },
+            std::invalid_argument);
+        EXPECT_EQ(w, std::vector<float>(12, 1));
+        EXPECT_EQ(only_muon.routing_table(), "");
+    }
+}
