@@ -3,9 +3,7 @@
 
 #include <cmath>
 
-#include <xoptim/optim/adam.hpp>
-#include <xoptim/optim/muon.hpp>
-#include <xoptim/optim/router.hpp>
+#include <xoptim/optim/hybrid.hpp>
 
 namespace
 {
@@ -44,7 +42,7 @@ namespace
     xoptim::routing hybrid_rules()
     {
         xoptim::routing rules;
-        rules.add("muon", xoptim::hidden_matrix()).fallback("adamw");
+        rules.add("muon", xoptim::hidden_matrix({"*embed*", "output*"})).fallback("adamw");
         return rules;
     }
 
@@ -74,6 +72,29 @@ namespace
         EXPECT_EQ(hybrid.optimizer<0>().state()[1].name, "linear2.weight");
         EXPECT_EQ(hybrid.optimizer<1>().state()[1].name, "output.weight");
         EXPECT_EQ(hybrid.optimizer<1>().step_count(), 3u);
+    }
+
+    TEST(router, ready_hybrid_with_its_defaults)
+    {
+        model m;
+        auto e = m.view(0), l1 = m.view(1), l2 = m.view(2), out = m.view(3);
+        auto opt = xoptim::make_hybrid();
+        EXPECT_DOUBLE_EQ(opt.optimizer<0>().options().lr, 0.02);
+        EXPECT_DOUBLE_EQ(opt.optimizer<1>().options().lr, 1e-3);
+        opt.step(std::make_tuple(xoptim::named("tok_embeddings.weight", e), xoptim::named("layers.0.weight", l1),
+                                 xoptim::named("layers.1.weight", l2), xoptim::named("lm_head.weight", out)),
+                 std::make_tuple(m.grad(0), m.grad(1), m.grad(2), m.grad(3)));
+        EXPECT_EQ(opt.routing_table(), "tok_embeddings.weight (100, 64) -> adamw\n"
+                                       "layers.0.weight (128, 64) -> muon\n"
+                                       "layers.1.weight (64, 128) -> muon\n"
+                                       "lm_head.weight (10, 64) -> adamw\n");
+        xoptim::hybrid_options o;
+        o.adamw_patterns.push_back("layers.0.*");  // the first layer off Muon too
+        auto first_on_adamw = xoptim::make_hybrid(o);
+        first_on_adamw.step(std::make_tuple(xoptim::named("layers.0.weight", l1), xoptim::named("layers.1.weight", l2)),
+                            std::make_tuple(m.grad(1), m.grad(2)));
+        EXPECT_EQ(first_on_adamw.routing_table(), "layers.0.weight (128, 64) -> adamw\n"
+                                                  "layers.1.weight (64, 128) -> muon\n");
     }
 
     TEST(router, a_bad_gradient_in_one_share_changes_nothing_in_any)

@@ -23,7 +23,7 @@ namespace
     TEST(routing, the_hybrid_example_routes_as_listed)
     {
         xoptim::routing r;
-        r.add("muon", xoptim::hidden_matrix()).fallback("adamw");
+        r.add("muon", xoptim::hidden_matrix({"*embed*", "output*"})).fallback("adamw");
         const std::vector<std::string> names = {"embedding.weight", "linear1.weight", "linear2.weight",
                                                 "output.weight"};
         const shapes_t shapes = {{100, 64}, {128, 64}, {64, 128}, {10, 64}};

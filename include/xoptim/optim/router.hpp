@@ -3,7 +3,7 @@
 // optimizer checks its share before any of them changes anything.
 //
 //     xoptim::routing rules;
-//     rules.add("muon", xoptim::hidden_matrix()).fallback("adamw");
+//     rules.add("muon", xoptim::hidden_matrix({"*embed*", "*head*"})).fallback("adamw");
 //     xoptim::router hybrid(rules, xoptim::muon(), xoptim::adamw());
 //     hybrid.step(model, grads);
 //     std::cout << hybrid.routing_table();

@@ -4,7 +4,7 @@
 // parameter (on the first step), so predicates may be as slow as they like.
 //
 //     xoptim::routing r;
-//     r.add("muon", xoptim::hidden_matrix());   // ndim >= 2, not embedding/head
+//     r.add("muon", xoptim::hidden_matrix({"*embed*", "*head*"}));  // ndim >= 2, not embedding/head
 //     r.fallback("adamw");
 //     r.table(...)  ->  "embedding.weight (100, 64) -> adamw" ...
 //
@@ -95,11 +95,9 @@ namespace xoptim
         };
     }
 
-    // Muon's share of a hybrid: matrices (ndim >= 2) except the embeddings and the
-    // output head, recognized by name (patterns may be changed; add "layers.0.*" or
-    // similar to keep the first layer off Muon too).
-    inline param_predicate hidden_matrix(std::vector<std::string> excluded = {"*embed*", "*head*", "output*",
-                                                                               "*.output*", "lm_head*"})
+    // Muon's share of a hybrid: matrices (ndim >= 2) whose name matches none of the
+    // excluded patterns (embeddings, the output head; see hybrid.hpp for the defaults).
+    inline param_predicate hidden_matrix(std::vector<std::string> excluded)
     {
         return all_of(min_ndim(2), none_of(name_matches(std::move(excluded))));
     }
