@@ -42,8 +42,14 @@ namespace xoptim
         template <class Step>
         void update(const Step& step) const
         {
+            step.run(assignment(m_o));
+        }
+
+        // The update as one assignment, shared with the sparse-row variant (sparse.hpp).
+        static auto assignment(const signsgd_options& o)
+        {
             using namespace sym;
-            step.run(p = p * (1 - m_o.lr * m_o.weight_decay) - m_o.lr * sign(g));
+            return p = p * (1 - o.lr * o.weight_decay) - o.lr * sign(g);
         }
 
     private:
