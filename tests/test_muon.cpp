@@ -46,6 +46,30 @@ namespace
         EXPECT_EQ(w, std::vector<float>(12, 1));
     }
 
+    TEST(muon, bad_options_name_the_field)
+    {
+        const auto message = [](const xoptim::muon_options& o) {
+            try
+            {
+                xoptim::muon opt(o);
+            }
+            catch (const std::invalid_argument& e)
+            {
+                return std::string(e.what());
+            }
+            return std::string("no exception");
+        };
+        xoptim::muon_options o;
+        o.eps = 0;
+        EXPECT_EQ(message(o), "xoptim::muon: eps must be > 0 and finite (got 0)");
+        o = {};
+        o.momentum = 1;
+        EXPECT_EQ(message(o), "xoptim::muon: momentum must be in [0, 1) (got 1)");
+        o = {};
+        o.ns_steps = 0;
+        EXPECT_EQ(message(o), "xoptim::muon: ns_steps must be >= 1 (got 0)");
+    }
+
     TEST(muon, lr_adjustments)
     {
         xoptim::muon original;

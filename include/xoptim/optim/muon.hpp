@@ -47,14 +47,11 @@ namespace xoptim
         // The second tensor holds u, then NS(u), between the passes of one step.
         static constexpr std::array<const char*, 2> state_names = {"momentum_buffer", "update"};
 
+        // The options are checked before the Newton-Schulz members see them, so a bad
+        // eps is reported as Muon's.
         explicit muon(const muon_options& o = {})
-            : m_o(o), m_ns_float(ns_options(o)), m_ns_double(ns_options(o))
+            : m_o(checked(o)), m_ns_float(ns_options(o)), m_ns_double(ns_options(o))
         {
-            detail::require_non_negative(o.lr, name, "lr");
-            detail::require_unit_interval(o.momentum, name, "momentum");
-            detail::require_non_negative(o.weight_decay, name, "weight_decay");
-            detail::require(o.ns_steps >= 1, name, "ns_steps", ">= 1", double(o.ns_steps));
-            detail::require_positive(o.eps, name, "eps");
         }
 
         const muon_options& options() const noexcept
@@ -120,6 +117,16 @@ namespace xoptim
         }
 
     private:
+
+        static const muon_options& checked(const muon_options& o)
+        {
+            detail::require_non_negative(o.lr, name, "lr");
+            detail::require_unit_interval(o.momentum, name, "momentum");
+            detail::require_non_negative(o.weight_decay, name, "weight_decay");
+            detail::require(o.ns_steps >= 1, name, "ns_steps", ">= 1", double(o.ns_steps));
+            detail::require_positive(o.eps, name, "eps");
+            return o;
+        }
 
         static newton_schulz_options ns_options(const muon_options& o) noexcept
         {
