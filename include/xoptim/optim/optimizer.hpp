@@ -503,9 +503,7 @@ namespace xoptim
     void optimizer<Derived>::step(P&& params, G&& grads)
     {
         static_assert(!std::is_same_v<detail::bare<G>, no_grads>, "xoptim: step needs gradients");
-        static_assert(std::is_lvalue_reference_v<P> || !detail::holds_copy_v<P>,
-                      "xoptim: the parameters are a temporary, so a step would update a copy; pass the "
-                      "tensors themselves");
+        detail::require_stepped_in_place<P>();
         prepare(std::forward<P>(params), std::forward<G>(grads));
         commit<detail::element_types_v<P>>();
     }

@@ -165,9 +165,7 @@ namespace xoptim
     template <class P, class G>
     void router<Opts...>::step(P&& params, G&& grads)
     {
-        static_assert(std::is_lvalue_reference_v<P> || !detail::holds_copy_v<P>,
-                      "xoptim: the parameters are a temporary, so a step would update a copy; pass the "
-                      "tensors themselves");
+        detail::require_stepped_in_place<P>();
         for (std::size_t k = 0; k < size; ++k)
         {
             m_floats[k].clear();

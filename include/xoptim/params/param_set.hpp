@@ -242,6 +242,15 @@ namespace xoptim
         inline constexpr bool holds_copy_v =
             !std::is_reference_v<E> && (is_list<bare<E>>::value || owns_elements<bare<E>>::value);
 
+        // A step's parameters, passed as P&&, must not be a temporary that owns them.
+        template <class P>
+        constexpr void require_stepped_in_place()
+        {
+            static_assert(std::is_lvalue_reference_v<P> || !holds_copy_v<P>,
+                          "xoptim: the parameters are a temporary, so a step would update a copy; pass the "
+                          "tensors themselves");
+        }
+
         template <class V, class P, class G, std::size_t... K>
         void walk_tuple(V& visitor, P& params, G& grads, const name_path& path, std::index_sequence<K...>)
         {
