@@ -119,6 +119,10 @@ TEST_P(replay_case_test, matches_expected) {
         ASSERT_TRUE(fs::exists(out / file)) << file;
         expect_close(out / file, case_dir / "expected" / file, tolerance);
     }
+    // The hybrid also writes its routing table, one `name (shape) -> optimizer` per line.
+    if (fs::exists(case_dir / "expected" / "routing.txt")) {
+        EXPECT_EQ(read_text(out / "routing.txt"), read_text(case_dir / "expected" / "routing.txt"));
+    }
 }
 
 INSTANTIATE_TEST_SUITE_P(cases, replay_case_test, ::testing::ValuesIn(case_names()),
@@ -210,6 +214,41 @@ TEST_F(replay_broken, grad_shape_differs_from_init) {
 TEST_F(replay_broken, unknown_optimizer) {
     edit_case([](json& j) { j["optimizer"] = "adamax"; });
     expect_failure({"unknown optimizer", "adamax"});
+}
+
+TEST_F(replay_broken, hybrid_without_routing) {
+    edit_case([](json& j) { j["optimizer"] = "hybrid"; j["hyper"] = json::object(); });
+    expect_failure({"missing key \"routing\"", "hybrid"});
+}
+
+TEST_F(replay_broken, routing_for_a_single_optimizer) {
+    edit_case([](json& j) { j["routing"] = {{"adamw_patterns", json::array()}}; });
+    expect_failure({"\"routing\" is only for the hybrid"});
+}
+
+TEST_F(replay_broken, hybrid_routing_malformed) {
+    for (const json& routing : {json{{"adamw_patterns", "*embed*"}}, json{{"adamw_patterns", {1}}},
+                                json{{"patterns", json::array()}}}) {
+        edit_case([&](json& j) {
+            j["optimizer"] = "hybrid";
+            j["hyper"] = json::object();
+            j["routing"] = routing;
+        });
+        expect_failure({"\"routing\" must be {\"adamw_patterns\": [name patterns]}"});
+    }
+}
+
+TEST_F(replay_broken, hybrid_hyperparameters) {
+    edit_case([](json& j) {
+        j["optimizer"] = "hybrid";
+        j["hyper"] = {{"lion", json::object()}};
+        j["routing"] = {{"adamw_patterns", json::array()}};
+    });
+    expect_failure({"unknown hyperparameter group \"lion\" for hybrid"});
+    edit_case([](json& j) { j["hyper"] = {{"muon", {{"betas", {0.9, 0.99}}}}}; });
+    expect_failure({"unknown hyperparameter \"betas\" for muon"});
+    edit_case([](json& j) { j["hyper"] = {{"adamw", {{"lr", -1}}}}; });
+    expect_failure({"xoptim::adamw: lr must be >= 0"});
 }
 
 TEST_F(replay_broken, unknown_hyperparameter) {

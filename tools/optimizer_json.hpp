@@ -11,6 +11,7 @@
 #include <stdexcept>
 #include <string>
 
+#include <xoptim/optim/hybrid.hpp>
 #include <xoptim/optim/muon.hpp>
 #include <xoptim/xoptim.hpp>
 
@@ -166,16 +167,71 @@ namespace xoptim::tools
             r.read("weight_decay", o.weight_decay);
         }
 
-        template <class Optimizer, class F>
-        void build(const std::string& name, const nlohmann::json& hyper, F&& f)
+        template <class Options>
+        Options read_options(const std::string& name, const nlohmann::json& hyper)
         {
-            typename Optimizer::options_type o;
+            Options o;
             hyper_reader r(name, hyper);
             read(r, o);
             r.finish();
-            Optimizer opt(o);
+            return o;
+        }
+
+        template <class Optimizer, class F>
+        void build(const std::string& name, const nlohmann::json& hyper, F&& f)
+        {
+            Optimizer opt(read_options<typename Optimizer::options_type>(name, hyper));
             f(opt);
         }
+
+        inline std::vector<std::string> read_patterns(const nlohmann::json& routing)
+        {
+            const auto fail = [] {
+                throw std::invalid_argument("\"routing\" must be {\"adamw_patterns\": [name patterns]}");
+            };
+            if (!routing.is_object() || routing.size() != 1 || !routing.contains("adamw_patterns")
+                || !routing["adamw_patterns"].is_array())
+            {
+                fail();
+            }
+            std::vector<std::string> patterns;
+            for (const auto& p : routing["adamw_patterns"])
+            {
+                if (!p.is_string())
+                {
+                    fail();
+                }
+                patterns.push_back(p.get<std::string>());
+            }
+            return patterns;
+        }
+    }
+
+    // Constructs the Muon + AdamW hybrid from {"muon": {...}, "adamw": {...}} (each
+    // optional, PyTorch-named as for the single optimizers) and the routing entry
+    // {"adamw_patterns": [...]}, and calls f(hybrid&).
+    template <class F>
+    void with_hybrid(const nlohmann::json& hyper, const nlohmann::json& routing, F&& f)
+    {
+        if (!hyper.is_object())
+        {
+            throw std::invalid_argument("\"hyper\" must be an object");
+        }
+        for (const auto& item : hyper.items())
+        {
+            if (item.key() != "muon" && item.key() != "adamw")
+            {
+                throw std::invalid_argument("unknown hyperparameter group \"" + item.key()
+                                            + "\" for hybrid (expected muon or adamw)");
+            }
+        }
+        const auto group = [&](const char* key) { return hyper.contains(key) ? hyper[key] : nlohmann::json::object(); };
+        hybrid_options o;
+        o.muon = detail::read_options<muon_options>("muon", group("muon"));
+        o.adamw = detail::read_options<adamw_options>("adamw", group("adamw"));
+        o.adamw_patterns = detail::read_patterns(routing);
+        auto opt = make_hybrid(o);
+        f(opt);
     }
 
     // Constructs the optimizer called `name` ("sgd", "adam", "adamw", "lion", "signsgd", "muon")
@@ -210,7 +266,7 @@ namespace xoptim::tools
         else
         {
             throw std::invalid_argument("unknown optimizer \"" + name
-                                        + "\" (expected adamw, adam, sgd, lion, signsgd or muon)");
+                                        + "\" (expected adamw, adam, sgd, lion, signsgd, muon or hybrid)");
         }
     }
 }

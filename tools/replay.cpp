@@ -1,8 +1,8 @@
 // xoptim-replay CASE_DIR OUT_DIR: replays a recorded optimizer trajectory.
 //
 // Reads CASE_DIR/case.json, NAME.init.npy and NAME.grad.T.npy (T = 1..steps) for every
-// parameter, runs one optimizer over all parameters together and writes
-// OUT_DIR/NAME.final.npy. The format is described in docs/replay.md.
+// parameter, runs one optimizer (or the Muon + AdamW hybrid) over all parameters
+// together and writes OUT_DIR/NAME.final.npy (and routing.txt for the hybrid). The format is described in docs/replay.md.
 //
 // Exit codes: 0 done, 2 wrong usage or a malformed case, 1 the output could not be
 // written. Every failure prints one line on stderr starting with "xoptim-replay: ".
@@ -15,6 +15,8 @@
 #include <set>
 #include <stdexcept>
 #include <string>
+#include <type_traits>
+#include <utility>
 #include <vector>
 
 #include <nlohmann/json.hpp>
@@ -60,6 +62,7 @@ namespace
         fs::path dir;
         std::string optimizer;
         json hyper;
+        json routing;  // the hybrid's routing entry; null for single optimizers
         std::size_t steps = 0;
         std::string dtype;
         std::vector<std::string> params;
@@ -109,7 +112,7 @@ namespace
         {
             throw case_error(file.string() + ": not a JSON object");
         }
-        static const std::set<std::string> known = {"optimizer", "hyper", "steps", "dtype", "params"};
+        static const std::set<std::string> known = {"optimizer", "hyper", "routing", "steps", "dtype", "params"};
         for (const auto& item : j.items())
         {
             if (known.count(item.key()) == 0)
@@ -127,6 +130,18 @@ namespace
 
         c.hyper = require_key(j, "hyper");
         require_type(c.hyper.is_object(), "hyper", "an object");
+
+        // The hybrid needs its routing; a single optimizer has nothing to route.
+        const bool hybrid = c.optimizer == "hybrid";
+        if (hybrid != j.contains("routing"))
+        {
+            throw case_error(hybrid ? "case.json: missing key \"routing\" (required for the hybrid)"
+                                    : "case.json: \"routing\" is only for the hybrid optimizer");
+        }
+        if (hybrid)
+        {
+            c.routing = j["routing"];
+        }
 
         const json& steps = require_key(j, "steps");
         require_type(steps.is_number_unsigned(), "steps", "an integer >= 0");
@@ -179,6 +194,17 @@ namespace
         return {a.values<T>(), a.shape};
     }
 
+    template <class Optimizer, class = void>
+    struct has_routing_table : std::false_type
+    {
+    };
+
+    template <class Optimizer>
+    struct has_routing_table<Optimizer, std::void_t<decltype(std::declval<const Optimizer&>().routing_table())>>
+        : std::true_type
+    {
+    };
+
     template <class T, class Optimizer>
     void replay(Optimizer& opt, const replay_case& c, const fs::path& out)
     {
@@ -219,6 +245,15 @@ namespace
                 const fs::path file = out / (c.params[k] + ".final.npy");
                 xoptim::io::write_npy(file.string(), params[k].data(), params[k].dims);
             }
+            if constexpr (has_routing_table<Optimizer>::value)
+            {
+                std::ofstream table(out / "routing.txt");
+                table << opt.routing_table();
+                if (!table.flush())
+                {
+                    throw std::runtime_error("cannot write " + (out / "routing.txt").string());
+                }
+            }
         }
         catch (const std::exception& e)
         {
@@ -254,9 +289,7 @@ int main(int argc, char** argv)
     {
         const replay_case c = read_case(argv[1]);
         const fs::path out = argv[2];
-        // Parses the hyperparameters for the named optimizer and constructs it; both
-        // throw std::invalid_argument naming the key or field.
-        xoptim::tools::with_optimizer(c.optimizer, c.hyper, [&](auto& opt) {
+        const auto run = [&](auto& opt) {
             if (c.dtype == "float32")
             {
                 replay<float>(opt, c, out);
@@ -265,7 +298,17 @@ int main(int argc, char** argv)
             {
                 replay<double>(opt, c, out);
             }
-        });
+        };
+        // Parse the hyperparameters and construct the optimizer; both throw
+        // std::invalid_argument naming the key or field.
+        if (c.optimizer == "hybrid")
+        {
+            xoptim::tools::with_hybrid(c.hyper, c.routing, run);
+        }
+        else
+        {
+            xoptim::tools::with_optimizer(c.optimizer, c.hyper, run);
+        }
         return 0;
     }
     catch (const output_error& e)

@@ -14,6 +14,7 @@ Everything is deterministic: inputs come from the integer hash u() below, which
 tests/support/reference.hpp reproduces bit for bit, so the C++ tests never need torch.
 """
 
+import fnmatch
 import json
 import math
 import os
@@ -122,6 +123,24 @@ def make_stepper(optimizer, hyper, params):
     if optimizer == "muon":
         return muon_stepper(h, params)
     raise ValueError(optimizer)
+
+
+def hybrid_route(name, shape, adamw_patterns):
+    """Muon for matrices (ndim >= 2) whose name matches no AdamW pattern (SPEC section 3)."""
+    excluded = any(fnmatch.fnmatchcase(name, pat) for pat in adamw_patterns)
+    return "muon" if len(shape) >= 2 and not excluded else "adamw"
+
+
+def hybrid_stepper(h, routing, names, params):
+    """Muon and torch.optim.AdamW, each on the parameters routed to it."""
+    routes = [hybrid_route(n, p.shape, routing["adamw_patterns"]) for n, p in zip(names, params)]
+    picks = {k: [i for i, r in enumerate(routes) if r == k] for k in ("muon", "adamw")}
+    steppers = {k: make_stepper(k, h[k], [params[i] for i in picks[k]]) for k in picks if picks[k]}
+
+    def step(grads):
+        for k, stepper in steppers.items():
+            stepper([grads[i] for i in picks[k]])
+    return step, routes
 
 
 def muon_stepper(h, params):
@@ -325,7 +344,7 @@ def generate_trajectories():
 
 # --------------------------------------------------------------------------- replay cases
 REPLAY = [
-    # name, optimizer, hyper, dtype, steps, seed, gscale, [(param name, shape)]
+    # name, optimizer, hyper, dtype, steps, seed, gscale, [(param name, shape)], routing
     ("adamw_f32", "adamw", adam_hyper(True), "float32", 6, 9001, 1.0,
      [("layer0.weight", (3, 4)), ("layer0.bias", (4,)), ("head.weight", (2, 3, 2))]),
     ("sgd_nesterov_f64", "sgd", sgd_hyper(momentum=0.9, nesterov=True, weight_decay=0.01),
@@ -337,13 +356,19 @@ REPLAY = [
      [("layer0.weight", (3, 4)), ("bias", (5,))]),
     ("muon_f32", "muon", muon_hyper(weight_decay=0.01), "float32", 6, 9005, 1.0,
      [("layer0.weight", (6, 10)), ("conv.weight", (4, 2, 3, 3))]),
+    # SPEC section 3's four parameters plus a bias; "layers.0.*" keeps the first layer on AdamW
+    ("hybrid_f32", "hybrid", {"muon": muon_hyper(lr=0.05, weight_decay=0.01),
+                              "adamw": adam_hyper(True, lr=3e-3)}, "float32", 6, 9006, 1.0,
+     [("embedding.weight", (10, 6)), ("layers.0.weight", (8, 6)), ("linear1.weight", (12, 8)),
+      ("linear1.bias", (12,)), ("linear2.weight", (8, 12)), ("output.weight", (5, 8))],
+     {"adamw_patterns": ["*embed*", "*head*", "output*", "layers.0.*"]}),
 ]
 
 
 def generate_replay_cases():
     root = os.path.join(TESTS, "replay_cases")
     made = []
-    for name, optimizer, hyper, dtype, steps, seed, gscale, plist in REPLAY:
+    for name, optimizer, hyper, dtype, steps, seed, gscale, plist, *routing in REPLAY:
         d = os.path.join(root, name)
         if os.path.isdir(d):
             shutil.rmtree(d)
@@ -357,7 +382,15 @@ def generate_replay_cases():
             np.save(os.path.join(d, f"{pname}.init.npy"), a)
         params = [torch.from_numpy(a.astype(npdt[1:]).copy()) for a in inits]
         assert all(p.dtype == tdt for p in params)
-        stepper = make_stepper(optimizer, hyper, params)
+        doc = {"optimizer": optimizer, "hyper": hyper}
+        if optimizer == "hybrid":
+            doc["routing"] = routing[0]
+            stepper, routes = hybrid_stepper(hyper, routing[0], [pn for pn, _ in plist], params)
+            with open(os.path.join(d, "expected", "routing.txt"), "w") as f:
+                for (pname, shape), r in zip(plist, routes):
+                    f.write(f"{pname} {tuple(shape)} -> {r}\n")  # Python's tuple form, as format_shape
+        else:
+            stepper = make_stepper(optimizer, hyper, params)
         for t in range(1, steps + 1):
             grads = [np.array(grad_values(sd, t, numel(sh), gscale, 0), dtype=npdt).reshape(sh)
                      for sd, (_, sh) in zip(seeds, plist)]
@@ -368,8 +401,8 @@ def generate_replay_cases():
             np.save(os.path.join(d, "expected", f"{pname}.final.npy"),
                     p.detach().numpy().astype(npdt))
         with open(os.path.join(d, "case.json"), "w") as f:
-            json.dump({"optimizer": optimizer, "hyper": hyper, "steps": steps,
-                       "dtype": dtype, "params": [pn for pn, _ in plist]}, f, indent=2)
+            doc.update({"steps": steps, "dtype": dtype, "params": [pn for pn, _ in plist]})
+            json.dump(doc, f, indent=2)
             f.write("\n")
         made.append(d)
     return made
