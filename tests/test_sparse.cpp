@@ -93,3 +93,69 @@ namespace
         EXPECT_EQ(table, before);
     }
 }
+
+namespace
+{
+    // The two-optimizer setup is AdamW and sparse SignSGD stepped side by side, with
+    // SPEC section 3's defaults, and a bad half changes neither.
+    struct setup_fixture
+    {
+        std::vector<float> table = table_values(8 * 3);
+        std::vector<float> weight = table_values(5);
+        std::vector<float> bias = table_values(2);
+        std::vector<float> weight_grad = std::vector<float>(5, 0.25f);
+        std::vector<float> bias_grad = std::vector<float>(2, -1.0f);
+        std::vector<std::int64_t> ids = {2, 5, 2};
+        std::vector<float> rows = std::vector<float>(3 * 3, 0.5f);
+    };
+
+    TEST(sparse_embedding_optimizer, is_adamw_and_sparse_signsgd_with_the_spec_defaults)
+    {
+        setup_fixture a, b;
+        xoptim::sparse_embedding_optimizer opt;
+        EXPECT_EQ(opt.dense().options().lr, 1e-4);
+        EXPECT_EQ(opt.dense().options().betas[1], 0.95);
+        EXPECT_EQ(opt.dense().options().weight_decay, 0.1);
+        EXPECT_EQ(opt.embedding().options().lr, 1e-2);
+        EXPECT_EQ(opt.embedding().options().weight_decay, 0.1);
+
+        xoptim::adamw dense({1e-4, {0.9, 0.95}, 1e-8, 0.1});
+        xoptim::sparse_signsgd embedding({1e-2, 0.1});
+        for (int t = 0; t < 3; ++t)
+        {
+            auto table_a = xoptim::view(a.table.data(), {8, 3});
+            opt.step(table_a, a.ids, xoptim::view(a.rows.data(), {3, 3}), std::tie(a.weight, a.bias),
+                     std::tie(a.weight_grad, a.bias_grad));
+            auto table_b = xoptim::view(b.table.data(), {8, 3});
+            dense.step(std::tie(b.weight, b.bias), std::tie(b.weight_grad, b.bias_grad));
+            embedding.step(table_b, b.ids, xoptim::view(b.rows.data(), {3, 3}));
+        }
+        EXPECT_EQ(a.table, b.table);
+        EXPECT_EQ(a.weight, b.weight);
+        EXPECT_EQ(a.bias, b.bias);
+        EXPECT_NE(a.table, table_values(8 * 3));
+        EXPECT_EQ(opt.dense().step_count(), 3u);
+    }
+
+    TEST(sparse_embedding_optimizer, a_bad_half_changes_nothing)
+    {
+        setup_fixture f;
+        const setup_fixture before;
+        xoptim::sparse_embedding_optimizer opt;
+        auto table = xoptim::view(f.table.data(), {8, 3});
+        f.ids[1] = 8;  // past the table: the dense half must not step either
+        EXPECT_THROW(opt.step(table, f.ids, xoptim::view(f.rows.data(), {3, 3}), std::tie(f.weight, f.bias),
+                              std::tie(f.weight_grad, f.bias_grad)),
+                     std::invalid_argument);
+        f.ids[1] = 5;
+        std::vector<float> short_grad(4, 1.0f);  // the dense half is wrong: no row may move
+        EXPECT_THROW(opt.step(table, f.ids, xoptim::view(f.rows.data(), {3, 3}), std::tie(f.weight, f.bias),
+                              std::tie(short_grad, f.bias_grad)),
+                     std::invalid_argument);
+        EXPECT_EQ(f.table, before.table);
+        EXPECT_EQ(f.weight, before.weight);
+        EXPECT_EQ(f.bias, before.bias);
+        EXPECT_EQ(opt.dense().step_count(), 0u);
+        EXPECT_TRUE(opt.dense().state().empty());
+    }
+}

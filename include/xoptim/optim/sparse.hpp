@@ -5,6 +5,12 @@
 //
 //     xoptim::sparse_signsgd emb({/*lr*/ 100 * main_lr, /*weight_decay*/ 0.1});
 //     emb.step(table, ids, row_grads);   // table (rows, dim), row_grads (ids.size(), dim)
+//
+// The whole setup, SignSGD on the table and AdamW (lr 1e-4, betas (0.9, 0.95), wd 0.1)
+// on everything else, as one optimizer:
+//
+//     xoptim::sparse_embedding_optimizer opt;   // embedding lr = 100 x AdamW's lr
+//     opt.step(table, ids, row_grads, params, grads);
 #ifndef XOPTIM_OPTIM_SPARSE_HPP
 #define XOPTIM_OPTIM_SPARSE_HPP
 
@@ -14,6 +20,7 @@
 #include <utility>
 #include <vector>
 
+#include "adam.hpp"
 #include "signsgd.hpp"
 
 namespace xoptim
@@ -35,7 +42,24 @@ namespace xoptim
         // `table` is (rows, dim); `row_grads` holds ids.size() rows of dim, row k the
         // gradient of table row ids[k]. Checks everything before changing anything.
         template <class Table, class Grads>
-        void step(Table& table, const std::vector<std::int64_t>& ids, const Grads& row_grads);
+        void step(Table& table, const std::vector<std::int64_t>& ids, const Grads& row_grads)
+        {
+            prepare(table, ids, row_grads);
+            commit<tensor::value_type<Table>>();
+        }
+
+        // The step in two phases, as the dense optimizers: prepare checks everything
+        // and sums duplicate rows, changing nothing; commit updates the rows. The
+        // table, ids and gradients must stay alive in between.
+        template <class Table, class Grads>
+        void prepare(Table& table, const std::vector<std::int64_t>& ids, const Grads& row_grads);
+
+        template <class T>
+        void commit()
+        {
+            run_program(fuse(signsgd::assignment(m_o)), jobs<T>());
+            jobs<T>().clear();  // a second commit without a prepare changes nothing
+        }
 
     private:
 
@@ -60,9 +84,11 @@ namespace xoptim
     };
 
     template <class Table, class Grads>
-    void sparse_signsgd::step(Table& table, const std::vector<std::int64_t>& ids, const Grads& row_grads)
+    void sparse_signsgd::prepare(Table& table, const std::vector<std::int64_t>& ids, const Grads& row_grads)
     {
         using T = tensor::value_type<Table>;
+        m_float_jobs.clear();
+        m_double_jobs.clear();
         static_assert(std::is_same_v<T, tensor::value_type<Grads>>,
                       "xoptim: row gradients must have the table's element type");
         const auto fail = [](const std::string& what) {
@@ -97,7 +123,6 @@ namespace xoptim
         T* table_data = tensor::data(table);
         const T* grads = tensor::data(row_grads);
         job_list<T>& list = jobs<T>();
-        list.clear();
         std::size_t unique = 0;
         for (std::size_t k = 0; k < m_order.size(); ++unique)
         {
@@ -118,8 +143,67 @@ namespace xoptim
             slots.size = dim;
             list.push_back(slots);
         }
-        run_program(fuse(signsgd::assignment(m_o)), list);
     }
+
+    struct sparse_embedding_options
+    {
+        // AdamW on everything but the table; its lr is the main learning rate.
+        adamw_options adamw = {1e-4, {0.9, 0.95}, 1e-8, 0.1};
+        double embedding_lr_ratio = 100;     // SignSGD's lr = ratio x adamw.lr
+        double embedding_weight_decay = 0.1;
+    };
+
+    // SignSGD on the rows of an embedding table that a batch touched, AdamW on the
+    // other parameters, in one step that changes nothing unless both halves check out.
+    class sparse_embedding_optimizer
+    {
+    public:
+
+        explicit sparse_embedding_optimizer(const sparse_embedding_options& o = {})
+            : m_adamw(o.adamw), m_embedding(embedding_options(o))
+        {
+        }
+
+        template <class Table, class Grads, class P, class G>
+        void step(Table& table, const std::vector<std::int64_t>& ids, const Grads& row_grads, P&& params,
+                  G&& grads)
+        {
+            detail::require_stepped_in_place<P>();
+            m_adamw.prepare(std::forward<P>(params), std::forward<G>(grads));
+            try
+            {
+                m_embedding.prepare(table, ids, row_grads);
+            }
+            catch (...)
+            {
+                m_adamw.abandon();
+                throw;
+            }
+            m_adamw.commit();
+            m_embedding.commit<tensor::value_type<Table>>();
+        }
+
+        adamw& dense() noexcept
+        {
+            return m_adamw;
+        }
+
+        sparse_signsgd& embedding() noexcept
+        {
+            return m_embedding;
+        }
+
+    private:
+
+        static signsgd_options embedding_options(const sparse_embedding_options& o)
+        {
+            detail::require_non_negative(o.embedding_lr_ratio, "sparse_embedding_optimizer", "embedding_lr_ratio");
+            return {o.embedding_lr_ratio * o.adamw.lr, o.embedding_weight_decay};
+        }
+
+        adamw m_adamw;
+        sparse_signsgd m_embedding;
+    };
 }
 
 #endif
