@@ -78,13 +78,14 @@ namespace xoptim
         inline constexpr std::size_t split_granularity = 64;
 
         template <class Arch, class T, class Prepared, class Traits>
-        void run_flat_range(const Prepared& prog, const job_list<T>& jobs, std::size_t lo, std::size_t hi)
+        void run_flat_range(const Prepared& prog, const grad_transform& transform, const job_list<T>& jobs,
+                            std::size_t lo, std::size_t hi)
         {
             for (std::size_t k = jobs.find(lo); k < jobs.size() && lo < hi; ++k)
             {
                 const std::size_t base = jobs.begin_of(k);
                 const std::size_t end = std::min(hi, base + jobs[k].size);
-                run_prepared<Arch, T, Prepared, Traits>(prog, jobs[k], lo - base, end - base);
+                run_prepared<Arch, T, Prepared, Traits>(prog, transform, jobs[k], lo - base, end - base);
                 lo = end;
             }
         }
@@ -93,6 +94,7 @@ namespace xoptim
         struct parallel_task
         {
             const Prepared* prog;
+            const grad_transform* transform;
             const job_list<T>* jobs;
 
             static void call(void* self, std::size_t k, std::size_t n)
@@ -103,7 +105,7 @@ namespace xoptim
                     const std::size_t e = total / n * j + total % n * j / n;
                     return j == n ? total : e - e % split_granularity;
                 };
-                run_flat_range<Arch, T, Prepared, Traits>(*t.prog, *t.jobs, cut(k), cut(k + 1));
+                run_flat_range<Arch, T, Prepared, Traits>(*t.prog, *t.transform, *t.jobs, cut(k), cut(k + 1));
             }
         };
 
@@ -123,9 +125,10 @@ namespace xoptim
         }
     }
 
-    // Evaluates `prog` over every tensor in `jobs`, threaded when the list is big enough.
+    // Evaluates `prog` over every tensor in `jobs`, threaded when the list is big enough,
+    // the gradient seen through `transform`.
     template <class Arch = xsimd::default_arch, class T, class... A>
-    void run_program(const program<A...>& prog, const job_list<T>& jobs)
+    void run_program(const program<A...>& prog, const job_list<T>& jobs, const grad_transform& transform = {})
     {
         using traits = detail::program_traits<program<A...>>;
         const auto prepared = prepare_program<Arch, T>(prog);
@@ -134,7 +137,7 @@ namespace xoptim
         const std::size_t per_thread = std::max<std::size_t>(parallel_threshold(), detail::split_granularity);
         const std::size_t n = std::min(num_threads(), std::max<std::size_t>(1, total / per_thread));
         // One code path for any thread count: the kernel is instantiated once.
-        detail::parallel_task<Arch, T, prepared_type, traits> task{&prepared, &jobs};
+        detail::parallel_task<Arch, T, prepared_type, traits> task{&prepared, &transform, &jobs};
         parallel_run(&decltype(task)::call, &task, n);
     }
 }

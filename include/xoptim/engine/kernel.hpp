@@ -7,6 +7,7 @@
 #include <algorithm>
 #include <array>
 #include <cstring>
+#include <limits>
 
 #include "ops.hpp"
 
@@ -21,6 +22,16 @@ namespace xoptim
         const T* grad = nullptr;
         std::array<T*, max_states> states{};
         std::size_t size = 0;
+    };
+
+    // How a program sees the gradient: g' = clamp(scale * g, -clip, clip), applied as g
+    // is loaded, so gradient clipping and the mean of accumulated gradients cost no pass
+    // of their own (SPEC section 5). The default changes no bit: x * 1 is x, and NaN
+    // passes the clamp unchanged.
+    struct grad_transform
+    {
+        double scale = 1;
+        double clip = std::numeric_limits<double>::infinity();
     };
 
     // A step's assignments, in order: a list built by fuse(), run by run_program().
@@ -174,6 +185,30 @@ namespace xoptim
         template <class B>
         using registers = std::array<B, max_slots>;
 
+        template <class B>
+        struct prepared_transform
+        {
+            using value_type = typename B::value_type;
+
+            explicit prepared_transform(const grad_transform& t)
+                : scale(static_cast<value_type>(t.scale)),
+                  low(static_cast<value_type>(-t.clip)),
+                  high(static_cast<value_type>(t.clip))
+            {
+            }
+
+            B apply(const B& g) const
+            {
+                const B x = g * scale;
+                const B above = xsimd::select(x < low, low, x);
+                return xsimd::select(above > high, high, above);
+            }
+
+            B scale;
+            B low;
+            B high;
+        };
+
         template <class B, std::size_t I>
         inline const B& eval(const symbol<I>&, const registers<B>& r)
         {
@@ -293,10 +328,15 @@ namespace xoptim
         }
 
         template <class Traits, class Prepared, class B, class T>
-        inline void run_batch(const Prepared& prog, const tensor_slots<T>& s, std::size_t i)
+        inline void run_batch(const Prepared& prog, const prepared_transform<B>& transform, const tensor_slots<T>& s,
+                              std::size_t i)
         {
             registers<B> r;
             load_slots<Traits>(r, s, i, std::make_index_sequence<first_local>{});
+            if constexpr (has_slot<Traits::loads, grad_slot>)
+            {
+                r[grad_slot] = transform.apply(r[grad_slot]);
+            }
             run_steps(prog, r);
             store_slots<Traits>(r, s, i, std::make_index_sequence<first_local>{});
         }
@@ -341,7 +381,8 @@ namespace xoptim
     // shorter than a batch goes through a zero-padded copy and the very same batch code,
     // so every element gets bit-identical arithmetic wherever a range boundary falls.
     template <class Arch, class T, class Prepared, class Traits>
-    void run_prepared(const Prepared& prog, const tensor_slots<T>& slots, std::size_t begin, std::size_t end)
+    void run_prepared(const Prepared& prog, const grad_transform& transform, const tensor_slots<T>& slots,
+                      std::size_t begin, std::size_t end)
     {
         // A local copy: the compiler can keep the pointers in registers, knowing the
         // stores through them cannot change them.
@@ -354,9 +395,10 @@ namespace xoptim
             // A local copy of the broadcast constants: kept in registers, not re-read
             // from memory every batch.
             const Prepared local_prog = prog;
+            const detail::prepared_transform<batch> local_transform(transform);
             for (; i + width <= end; i += width)
             {
-                detail::run_batch<Traits, Prepared, batch>(local_prog, s, i);
+                detail::run_batch<Traits, Prepared, batch>(local_prog, local_transform, s, i);
             }
         }
         if (i < end)
@@ -371,7 +413,7 @@ namespace xoptim
                 tail.states[k] = buffer + (first_state + k) * width;
             }
             detail::copy_slots<Traits::loads>(buffer, width, s, i, rest, slot_indices{});
-            detail::run_batch<Traits, Prepared, batch>(prog, tail, 0);
+            detail::run_batch<Traits, Prepared, batch>(prog, detail::prepared_transform<batch>(transform), tail, 0);
             detail::copy_back_slots<Traits::stores>(buffer, width, s, i, rest, slot_indices{});
         }
     }

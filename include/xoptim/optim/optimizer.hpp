@@ -24,8 +24,8 @@ namespace xoptim
     public:
 
         step_context(std::size_t t, std::size_t states, const state_store& store, job_list<float>& f,
-                     job_list<double>& d) noexcept
-            : m_t(t), m_states(states), m_store(store), m_floats(f), m_doubles(d)
+                     job_list<double>& d, const grad_transform& transform) noexcept
+            : m_t(t), m_states(states), m_store(store), m_floats(f), m_doubles(d), m_transform(transform)
         {
         }
 
@@ -63,7 +63,8 @@ namespace xoptim
             return m_t;
         }
 
-        // Fuses the assignments into one pass and runs it over every parameter.
+        // Fuses the assignments into one pass and runs it over every parameter, the
+        // gradient seen through the step's transform (clipping, accumulation mean).
         template <class... A>
         void run(A&&... assignments) const
         {
@@ -74,11 +75,11 @@ namespace xoptim
             }
             if constexpr ((Types & detail::float_bit) != 0)
             {
-                run_program(prog, m_floats);
+                run_program(prog, m_floats, m_transform);
             }
             if constexpr ((Types & detail::double_bit) != 0)
             {
-                run_program(prog, m_doubles);
+                run_program(prog, m_doubles, m_transform);
             }
         }
 
@@ -89,6 +90,7 @@ namespace xoptim
         const state_store& m_store;
         job_list<float>& m_floats;
         job_list<double>& m_doubles;
+        grad_transform m_transform;
     };
 
     namespace detail
@@ -131,10 +133,11 @@ namespace xoptim
     public:
 
         // One step over `params` with gradients `grads`, two parameter sets of the same
-        // structure. Throws std::invalid_argument, before changing anything, if a
-        // gradient does not fit its parameter or the parameters do not fit the state.
+        // structure, each gradient seen through `transform`. Throws
+        // std::invalid_argument, before changing anything, if a gradient does not fit its
+        // parameter or the parameters do not fit the state.
         template <class P, class G>
-        void step(P&& params, G&& grads);
+        void step(P&& params, G&& grads, const grad_transform& transform = {});
 
         // A step in two phases, for running several optimizers as one (xoptim::router):
         // prepare checks everything and changes nothing but a first step's new state;
@@ -143,7 +146,7 @@ namespace xoptim
         template <class P, class G>
         void prepare(P&& params, G&& grads);
         template <unsigned Types = detail::float_bit | detail::double_bit>
-        void commit();
+        void commit(const grad_transform& transform = {});
         void abandon() noexcept;
 
         // Creates the state for `params` now instead of on the first step.
@@ -500,12 +503,12 @@ namespace xoptim
 
     template <class Derived>
     template <class P, class G>
-    void optimizer<Derived>::step(P&& params, G&& grads)
+    void optimizer<Derived>::step(P&& params, G&& grads, const grad_transform& transform)
     {
         static_assert(!std::is_same_v<detail::bare<G>, no_grads>, "xoptim: step needs gradients");
         detail::require_stepped_in_place<P>();
         prepare(std::forward<P>(params), std::forward<G>(grads));
-        commit<detail::element_types_v<P>>();
+        commit<detail::element_types_v<P>>(transform);
     }
 
     template <class Derived>
@@ -518,9 +521,9 @@ namespace xoptim
 
     template <class Derived>
     template <unsigned Types>
-    void optimizer<Derived>::commit()
+    void optimizer<Derived>::commit(const grad_transform& transform)
     {
-        const step_context<Types> ctx(m_steps + 1, derived().num_states(), m_state, m_floats, m_doubles);
+        const step_context<Types> ctx(m_steps + 1, derived().num_states(), m_state, m_floats, m_doubles, transform);
         try
         {
             derived().update(ctx);

@@ -38,8 +38,9 @@ namespace xoptim
             }
         }
 
+        // One step for all (see optimizer::step), every gradient seen through `transform`.
         template <class P, class G>
-        void step(P&& params, G&& grads);
+        void step(P&& params, G&& grads, const grad_transform& transform = {});
 
         // `name (shape) -> optimizer`, one line per parameter (after the first step).
         std::string routing_table() const
@@ -77,7 +78,7 @@ namespace xoptim
         class visitor;
 
         template <std::size_t... K>
-        void run(std::index_sequence<K...>);
+        void run(std::index_sequence<K...>, const grad_transform& transform);
 
         routing m_rules;
         std::tuple<Opts...> m_optimizers;
@@ -163,7 +164,7 @@ namespace xoptim
 
     template <class... Opts>
     template <class P, class G>
-    void router<Opts...>::step(P&& params, G&& grads)
+    void router<Opts...>::step(P&& params, G&& grads, const grad_transform& transform)
     {
         detail::require_stepped_in_place<P>();
         for (std::size_t k = 0; k < size; ++k)
@@ -192,12 +193,12 @@ namespace xoptim
             }
             throw;
         }
-        run(std::index_sequence_for<Opts...>{});
+        run(std::index_sequence_for<Opts...>{}, transform);
     }
 
     template <class... Opts>
     template <std::size_t... K>
-    void router<Opts...>::run(std::index_sequence<K...>)
+    void router<Opts...>::run(std::index_sequence<K...>, const grad_transform& transform)
     {
         // Names are final now: the named views may point into them.
         const auto name_views = [&](auto& s) {
@@ -223,7 +224,7 @@ namespace xoptim
             ((k++ < prepared ? std::get<K>(m_optimizers).abandon() : void()), ...);
             throw;
         }
-        (std::get<K>(m_optimizers).commit(), ...);
+        (std::get<K>(m_optimizers).commit(transform), ...);
     }
 }
 
