@@ -120,59 +120,12 @@ namespace xoptim::tools
             std::set<std::string> m_read;
         };
 
-        template <bool Decoupled>
-        void read(hyper_reader& r, adam_options_base<Decoupled>& o)
-        {
-            r.read("lr", o.lr);
-            r.read("betas", o.betas);
-            r.read("eps", o.eps);
-            r.read("weight_decay", o.weight_decay);
-            r.read("amsgrad", o.amsgrad);
-            r.read("maximize", o.maximize);
-            r.read("bias_correction", o.bias_correction);
-        }
-
-        inline void read(hyper_reader& r, sgd_options& o)
-        {
-            r.read("lr", o.lr);
-            r.read("momentum", o.momentum);
-            r.read("dampening", o.dampening);
-            r.read("nesterov", o.nesterov);
-            r.read("weight_decay", o.weight_decay);
-            r.read("maximize", o.maximize);
-        }
-
-        inline void read(hyper_reader& r, lion_options& o)
-        {
-            r.read("lr", o.lr);
-            r.read("betas", o.betas);
-            r.read("weight_decay", o.weight_decay);
-        }
-
-        inline void read(hyper_reader& r, muon_options& o)
-        {
-            r.read("lr", o.lr);
-            r.read("momentum", o.momentum);
-            r.read("nesterov", o.nesterov);
-            r.read("weight_decay", o.weight_decay);
-            r.read("ns_steps", o.ns_steps);
-            r.read("ns_coefficients", o.ns_coefficients);
-            r.read("eps", o.eps);
-            r.read("lr_adjust", o.lr_adjust);
-        }
-
-        inline void read(hyper_reader& r, signsgd_options& o)
-        {
-            r.read("lr", o.lr);
-            r.read("weight_decay", o.weight_decay);
-        }
-
         template <class Options>
         Options read_options(const std::string& name, const nlohmann::json& hyper)
         {
             Options o;
             hyper_reader r(name, hyper);
-            read(r, o);
+            Options::fields(o, [&](const char* key, auto& field) { r.read(key, field); });
             r.finish();
             return o;
         }

@@ -42,12 +42,18 @@ namespace xoptim
                       "xoptim::newton_schulz works on float or double matrices");
 
         explicit newton_schulz(const newton_schulz_options& o = {})
-            : m_o(o)
+        {
+            set_options(o);
+        }
+
+        // New options; the workspace is kept.
+        void set_options(const newton_schulz_options& o)
         {
             if (!(o.eps > 0) || !std::isfinite(o.eps))
             {
                 throw std::invalid_argument("xoptim::newton_schulz: eps must be > 0 and finite");
             }
+            m_o = o;
         }
 
         // out = scale * NS(g) for a row-major rows x cols matrix; out may be g itself.

@@ -26,6 +26,19 @@ namespace xoptim
         bool amsgrad = false;
         bool maximize = false;
         bool bias_correction = true;
+
+        // Every hyperparameter with its PyTorch name: f(name, field).
+        template <class O, class F>
+        static void fields(O& o, F&& f)
+        {
+            f("lr", o.lr);
+            f("betas", o.betas);
+            f("eps", o.eps);
+            f("weight_decay", o.weight_decay);
+            f("amsgrad", o.amsgrad);
+            f("maximize", o.maximize);
+            f("bias_correction", o.bias_correction);
+        }
     };
 
     using adam_options = adam_options_base<false>;
@@ -42,6 +55,11 @@ namespace xoptim
 
         explicit adam_base(const options_type& o = {})
             : m_o(o)
+        {
+            check(o);
+        }
+
+        static void check(const options_type& o)
         {
             detail::require_non_negative(o.lr, name, "lr");
             detail::require_unit_interval(o.betas[0], name, "betas[0]");
@@ -95,6 +113,8 @@ namespace xoptim
         }
 
     private:
+
+        friend class optimizer<adam_base>;
 
         double eps() const noexcept
         {

@@ -17,6 +17,14 @@ namespace xoptim
         double lr = 1e-4;
         std::array<double, 2> betas = {0.9, 0.99};
         double weight_decay = 0;
+
+        template <class O, class F>
+        static void fields(O& o, F&& f)
+        {
+            f("lr", o.lr);
+            f("betas", o.betas);
+            f("weight_decay", o.weight_decay);
+        }
     };
 
     class lion : public optimizer<lion>
@@ -29,6 +37,11 @@ namespace xoptim
 
         explicit lion(const lion_options& o = {})
             : m_o(o)
+        {
+            check(o);
+        }
+
+        static void check(const lion_options& o)
         {
             detail::require_non_negative(o.lr, name, "lr");
             detail::require_unit_interval(o.betas[0], name, "betas[0]");
@@ -61,6 +74,8 @@ namespace xoptim
         }
 
     private:
+
+        friend class optimizer<lion>;
 
         lion_options m_o;
     };

@@ -36,6 +36,19 @@ namespace xoptim
         std::array<double, 3> ns_coefficients = {3.4445, -4.7750, 2.0315};
         double eps = 1e-7;
         muon_lr_adjust lr_adjust = muon_lr_adjust::original;
+
+        template <class O, class F>
+        static void fields(O& o, F&& f)
+        {
+            f("lr", o.lr);
+            f("momentum", o.momentum);
+            f("nesterov", o.nesterov);
+            f("weight_decay", o.weight_decay);
+            f("ns_steps", o.ns_steps);
+            f("ns_coefficients", o.ns_coefficients);
+            f("eps", o.eps);
+            f("lr_adjust", o.lr_adjust);
+        }
     };
 
     class muon : public optimizer<muon>
@@ -52,6 +65,15 @@ namespace xoptim
         explicit muon(const muon_options& o = {})
             : m_o(checked(o)), m_ns_float(ns_options(o)), m_ns_double(ns_options(o))
         {
+        }
+
+        static void check(const muon_options& o)
+        {
+            detail::require_non_negative(o.lr, name, "lr");
+            detail::require_unit_interval(o.momentum, name, "momentum");
+            detail::require_non_negative(o.weight_decay, name, "weight_decay");
+            detail::require(o.ns_steps >= 1, name, "ns_steps", ">= 1", double(o.ns_steps));
+            detail::require_positive(o.eps, name, "eps");
         }
 
         const muon_options& options() const noexcept
@@ -111,20 +133,20 @@ namespace xoptim
             step.for_each_parameter([&](const state_store::entry& e, const auto& slots) {
                 const auto [rows, cols] = matrix_view(e.shape);
                 auto* update = slots.states[1];
-                ns_for(update)(update, update, rows, cols, scale(rows, cols));
+                auto& ns = ns_for(update);
+                ns.set_options(ns_options(m_o));  // a schedule may have changed eps
+                ns(update, update, rows, cols, scale(rows, cols));
             });
             step.run(p = p * (1 - lr * m_o.weight_decay) - lr * u);
         }
 
     private:
 
+        friend class optimizer<muon>;
+
         static const muon_options& checked(const muon_options& o)
         {
-            detail::require_non_negative(o.lr, name, "lr");
-            detail::require_unit_interval(o.momentum, name, "momentum");
-            detail::require_non_negative(o.weight_decay, name, "weight_decay");
-            detail::require(o.ns_steps >= 1, name, "ns_steps", ">= 1", double(o.ns_steps));
-            detail::require_positive(o.eps, name, "eps");
+            check(o);
             return o;
         }
 

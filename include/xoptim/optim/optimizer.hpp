@@ -6,6 +6,7 @@
 #define XOPTIM_OPTIM_OPTIMIZER_HPP
 
 #include <algorithm>
+#include <array>
 #include <cstdint>
 #include <stdexcept>
 #include <string>
@@ -13,6 +14,7 @@
 
 #include "../engine/executor.hpp"
 #include "../params/param_set.hpp"
+#include "../schedule/schedule.hpp"
 #include "state.hpp"
 
 namespace xoptim
@@ -127,6 +129,56 @@ namespace xoptim
         }
     }
 
+    // A hyperparameter that follows a schedule: `field` is its name in the options
+    // ("lr", "weight_decay", "momentum", or an element such as "betas[1]").
+    struct schedule_binding
+    {
+        std::string field;
+        xoptim::schedule value;
+    };
+
+    namespace detail
+    {
+        struct checkpoint_access;
+
+        template <class F>
+        struct is_double_array : std::false_type
+        {
+        };
+
+        template <std::size_t N>
+        struct is_double_array<std::array<double, N>> : std::true_type
+        {
+        };
+
+        // The number called `name` in `o` ("lr", "betas[1]"), or nullptr; `names` gets
+        // every number's name for the error message.
+        template <class Options>
+        double* number_field(Options& o, const std::string& name, std::string& names)
+        {
+            double* found = nullptr;
+            const auto offer = [&](const std::string& n, double& x) {
+                names += (names.empty() ? "" : ", ") + n;
+                found = n == name ? &x : found;
+            };
+            Options::fields(o, [&](const char* key, auto& field) {
+                using F = std::decay_t<decltype(field)>;
+                if constexpr (std::is_same_v<F, double>)
+                {
+                    offer(key, field);
+                }
+                else if constexpr (is_double_array<F>::value)
+                {
+                    for (std::size_t k = 0; k < field.size(); ++k)
+                    {
+                        offer(std::string(key) + "[" + std::to_string(k) + "]", field[k]);
+                    }
+                }
+            });
+            return found;
+        }
+    }
+
     template <class Derived>
     class optimizer
     {
@@ -159,6 +211,31 @@ namespace xoptim
             return m_steps;
         }
 
+        // Hyperparameter `field` follows `s` from now on: step k (k = 0, 1, 2, ...; the
+        // k-th step taken) uses s(k). After a step, options() holds the values it used.
+        // A value out of range is reported by that step, naming the field, before
+        // anything changes.
+        Derived& schedule(const std::string& field, xoptim::schedule s);
+
+        // The same with the field named by a member pointer: schedule(&adamw_options::lr, s).
+        template <class Options>
+        Derived& schedule(double Options::*field, xoptim::schedule s);
+
+        const std::vector<schedule_binding>& schedules() const noexcept
+        {
+            return m_schedules;
+        }
+
+        // New hyperparameters, checked as the constructor checks them.
+        template <class Options>
+        void set_options(const Options& o)
+        {
+            static_assert(std::is_same_v<Options, typename Derived::options_type>,
+                          "xoptim: set_options takes this optimizer's own options struct");
+            Derived::check(o);
+            derived().m_o = o;
+        }
+
         const state_store& state() const noexcept
         {
             return m_state;
@@ -175,7 +252,11 @@ namespace xoptim
 
     private:
 
+        friend struct detail::checkpoint_access;
         class visitor;
+
+        // Sets every scheduled field to its value at step k.
+        void apply_schedules(std::size_t k);
 
         template <class P, class G>
         void collect(P&& params, G&& grads);
@@ -199,6 +280,7 @@ namespace xoptim
         std::vector<detail::memory_span> m_memory;
         std::vector<detail::memory_span> m_checked;
         mutable std::vector<detail::memory_span> m_sorted;
+        std::vector<schedule_binding> m_schedules;
         std::size_t m_steps = 0;
         bool m_prepared_first = false;
     };
@@ -512,9 +594,64 @@ namespace xoptim
     }
 
     template <class Derived>
+    Derived& optimizer<Derived>::schedule(const std::string& field, xoptim::schedule s)
+    {
+        auto o = derived().options();
+        std::string names;
+        if (detail::number_field(o, field, names) == nullptr)
+        {
+            throw std::invalid_argument(std::string("xoptim::") + Derived::name + ": no numeric hyperparameter '"
+                                        + field + "' to schedule (expected one of " + names + ")");
+        }
+        for (auto& b : m_schedules)
+        {
+            if (b.field == field)
+            {
+                b.value = std::move(s);
+                return derived();
+            }
+        }
+        m_schedules.push_back({field, std::move(s)});
+        return derived();
+    }
+
+    template <class Derived>
+    template <class Options>
+    Derived& optimizer<Derived>::schedule(double Options::*field, xoptim::schedule s)
+    {
+        static_assert(std::is_same_v<Options, typename Derived::options_type>,
+                      "xoptim: schedule a field of this optimizer's own options struct");
+        auto o = derived().options();
+        std::string name;
+        Options::fields(o, [&](const char* key, auto& f) {
+            if constexpr (std::is_same_v<std::decay_t<decltype(f)>, double>)
+            {
+                name = &f == &(o.*field) ? key : name;
+            }
+        });
+        return schedule(name, std::move(s));
+    }
+
+    template <class Derived>
+    void optimizer<Derived>::apply_schedules(std::size_t k)
+    {
+        auto o = derived().options();
+        std::string names;
+        for (const auto& b : m_schedules)
+        {
+            *detail::number_field(o, b.field, names) = b.value(k);
+        }
+        set_options(o);
+    }
+
+    template <class Derived>
     template <class P, class G>
     void optimizer<Derived>::prepare(P&& params, G&& grads)
     {
+        if (!m_schedules.empty())
+        {
+            apply_schedules(m_steps);
+        }
         m_prepared_first = m_state.empty();
         collect(std::forward<P>(params), std::forward<G>(grads));
     }

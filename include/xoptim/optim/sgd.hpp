@@ -22,6 +22,17 @@ namespace xoptim
         bool nesterov = false;
         double weight_decay = 0;
         bool maximize = false;
+
+        template <class O, class F>
+        static void fields(O& o, F&& f)
+        {
+            f("lr", o.lr);
+            f("momentum", o.momentum);
+            f("dampening", o.dampening);
+            f("nesterov", o.nesterov);
+            f("weight_decay", o.weight_decay);
+            f("maximize", o.maximize);
+        }
     };
 
     class sgd : public optimizer<sgd>
@@ -34,6 +45,11 @@ namespace xoptim
 
         explicit sgd(const sgd_options& o)
             : m_o(o)
+        {
+            check(o);
+        }
+
+        static void check(const sgd_options& o)
         {
             if (std::isnan(o.lr))
             {
@@ -88,6 +104,8 @@ namespace xoptim
         }
 
     private:
+
+        friend class optimizer<sgd>;
 
         sgd_options m_o;
     };

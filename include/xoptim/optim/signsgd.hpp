@@ -12,6 +12,13 @@ namespace xoptim
     {
         double lr = 1e-2;
         double weight_decay = 0.1;
+
+        template <class O, class F>
+        static void fields(O& o, F&& f)
+        {
+            f("lr", o.lr);
+            f("weight_decay", o.weight_decay);
+        }
     };
 
     class signsgd : public optimizer<signsgd>
@@ -24,6 +31,11 @@ namespace xoptim
 
         explicit signsgd(const signsgd_options& o = {})
             : m_o(o)
+        {
+            check(o);
+        }
+
+        static void check(const signsgd_options& o)
         {
             detail::require_non_negative(o.lr, name, "lr");
             detail::require_non_negative(o.weight_decay, name, "weight_decay");
@@ -53,6 +65,8 @@ namespace xoptim
         }
 
     private:
+
+        friend class optimizer<signsgd>;
 
         signsgd_options m_o;
     };

@@ -1,0 +1,196 @@
+// A parameter set (and its gradients) flattened into lists of views, one list per
+// element type, each view named by the parameter's own name. Whatever drives a step
+// from outside an optimizer (the stepper, checkpoints) walks the user's set once into
+// these lists and hands them to the optimizer, which sees the very same names.
+//
+// Names are recorded on the first walk; later walks must pass the same number of
+// parameters, so a steady-state walk allocates nothing.
+#ifndef XOPTIM_PARAMS_FLAT_HPP
+#define XOPTIM_PARAMS_FLAT_HPP
+
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+#include "param_set.hpp"
+
+namespace xoptim
+{
+    template <class T>
+    struct flat_share
+    {
+        std::vector<tensor_view<T>> params;
+        std::vector<tensor_view<const T>> grads;
+        std::vector<std::size_t> leaves;  // position of each in the walk
+        std::vector<named_ref<tensor_view<T>>> named;
+    };
+
+    class flat_params
+    {
+    public:
+
+        // Walks `params` and `grads` (or no_grads{}); `who` prefixes error messages.
+        template <class P, class G>
+        void collect(P&& params, G&& grads, const char* who);
+
+        std::size_t size() const noexcept
+        {
+            return m_names.size();
+        }
+
+        const std::string& name(std::size_t leaf) const noexcept
+        {
+            return m_names[leaf];
+        }
+
+        const std::vector<std::size_t>& shape(std::size_t leaf) const noexcept
+        {
+            return m_shapes[leaf];
+        }
+
+        template <class T>
+        flat_share<T>& share() noexcept
+        {
+            if constexpr (std::is_same_v<T, float>)
+            {
+                return m_floats;
+            }
+            else
+            {
+                return m_doubles;
+            }
+        }
+
+        // The parameters and gradients as the optimizers take them: a tuple of two
+        // named lists (the empty name adds nothing to a path) and a tuple of two lists.
+        auto params() noexcept
+        {
+            return std::make_tuple(named("", m_floats.named), named("", m_doubles.named));
+        }
+
+        auto grads() noexcept
+        {
+            return std::forward_as_tuple(m_floats.grads, m_doubles.grads);
+        }
+
+    private:
+
+        class visitor;
+
+        std::vector<std::string> m_names;
+        std::vector<std::vector<std::size_t>> m_shapes;
+        flat_share<float> m_floats;
+        flat_share<double> m_doubles;
+    };
+
+    class flat_params::visitor
+    {
+    public:
+
+        visitor(flat_params& f, const char* who, bool first) noexcept
+            : m_flat(f), m_who(who), m_first(first)
+        {
+        }
+
+        [[noreturn]] void mismatch(const name_path& path, const std::string& what) const
+        {
+            throw std::invalid_argument(std::string(m_who) + ": parameter '" + path.name() + "': " + what);
+        }
+
+        template <class P, class G>
+        void leaf(const name_path& path, P& param, G& grad)
+        {
+            using T = tensor::value_type<P>;
+            static_assert(std::is_same_v<T, float> || std::is_same_v<T, double>,
+                          "xoptim: parameters must be float or double tensors");
+            if (!tensor::contiguous(param))
+            {
+                mismatch(path, "parameter is not contiguous");
+            }
+            if constexpr (!std::is_same_v<std::remove_const_t<G>, no_grads>)
+            {
+                static_assert(std::is_same_v<T, tensor::value_type<G>>,
+                              "xoptim: a gradient must have its parameter's element type");
+                if (tensor::size(grad) != tensor::size(param))
+                {
+                    mismatch(path, "gradient has " + std::to_string(tensor::size(grad))
+                                       + " elements, parameter has " + std::to_string(tensor::size(param)));
+                }
+                if (!tensor::contiguous(grad))
+                {
+                    mismatch(path, "gradient is not contiguous");
+                }
+                m_flat.share<T>().grads.push_back(tensor_view<const T>::of(grad));
+            }
+            if (m_first)
+            {
+                m_flat.m_names.push_back(path.name());
+                m_flat.m_shapes.push_back(tensor::shape(param));
+            }
+            else if (m_count >= m_flat.m_names.size())
+            {
+                mismatch(path, "the first call passed only " + std::to_string(m_flat.m_names.size()) + " parameters");
+            }
+            auto& s = m_flat.share<T>();
+            s.params.push_back(tensor_view<T>::of(param));
+            s.leaves.push_back(m_count);
+            ++m_count;
+        }
+
+        std::size_t count() const noexcept
+        {
+            return m_count;
+        }
+
+    private:
+
+        flat_params& m_flat;
+        const char* m_who;
+        bool m_first;
+        std::size_t m_count = 0;
+    };
+
+    template <class P, class G>
+    void flat_params::collect(P&& params, G&& grads, const char* who)
+    {
+        const auto clear = [](auto& s) {
+            s.params.clear();
+            s.grads.clear();
+            s.leaves.clear();
+            s.named.clear();
+        };
+        clear(m_floats);
+        clear(m_doubles);
+        const bool first = m_names.empty();
+        visitor v(*this, who, first);
+        try
+        {
+            walk_params(v, std::forward<P>(params), std::forward<G>(grads));
+            if (v.count() != m_names.size())
+            {
+                throw std::invalid_argument(std::string(who) + ": this call passed " + std::to_string(v.count())
+                                            + " parameters, the first passed " + std::to_string(m_names.size()));
+            }
+        }
+        catch (...)
+        {
+            if (first)
+            {
+                m_names.clear();
+                m_shapes.clear();
+            }
+            throw;
+        }
+        // Names are final now: the named views may point into them.
+        const auto name_views = [&](auto& s) {
+            for (std::size_t i = 0; i < s.params.size(); ++i)
+            {
+                s.named.push_back(named(m_names[s.leaves[i]], s.params[i]));
+            }
+        };
+        name_views(m_floats);
+        name_views(m_doubles);
+    }
+}
+
+#endif

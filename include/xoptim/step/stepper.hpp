@@ -1,0 +1,305 @@
+// Everything around an optimizer's step (SPEC section 5): gradient accumulation over
+// k micro-batches, global-norm clipping, clipping by value and a guard against
+// non-finite gradients, for any optimizer or router.
+//
+//     xoptim::stepper_options o;
+//     o.clip_global_norm = 1.0;
+//     o.accumulate = 4;
+//     xoptim::stepper step(xoptim::adamw(), o);
+//     for (auto& batch : micro_batches)
+//         if (step(params, grads_of(batch)))   // true on every 4th call: the optimizer stepped
+//             log(step.last_norm());
+//
+// Cost: the accumulation adds one pass per micro-batch (acc = acc + g); clipping and
+// the guard share one read of the gradients (sum of squares in double, and finiteness);
+// the scaling (clip factor, 1/k) and clipping by value are applied by the optimizer's
+// own pass as it loads g, never as a pass of their own.
+#ifndef XOPTIM_STEP_STEPPER_HPP
+#define XOPTIM_STEP_STEPPER_HPP
+
+#include <cmath>
+#include <limits>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+#include "../engine/reduce.hpp"
+#include "../optim/state.hpp"
+#include "../optim/validate.hpp"
+#include "../params/flat.hpp"
+
+namespace xoptim
+{
+    // What a NaN or Inf gradient does to a step.
+    enum class non_finite
+    {
+        skip,   // the step is not taken: parameters, state and schedules unchanged; counted
+        raise,  // throws non_finite_error naming the first parameter with one
+        ignore  // no check (and no read of the gradients unless clipping needs one)
+    };
+
+    struct non_finite_error : std::runtime_error
+    {
+        using std::runtime_error::runtime_error;
+    };
+
+    struct stepper_options
+    {
+        double clip_global_norm = 0;  // > 0: scale all gradients by min(1, max / (norm + 1e-6))
+        double clip_value = 0;        // > 0: clamp every gradient element to [-clip_value, clip_value]
+        non_finite on_non_finite = non_finite::skip;
+        std::size_t accumulate = 1;   // micro-batches per optimizer step; their mean is used
+        // The caller sums the micro-batch gradients into its own buffers (and clears
+        // them after each step): no accumulator is kept, the buffers are read on the
+        // k-th call only.
+        bool caller_accumulates = false;
+    };
+
+    template <class Opt>
+    class stepper
+    {
+    public:
+
+        explicit stepper(Opt optimizer, const stepper_options& o = {})
+            : m_opt(std::move(optimizer)), m_o(o)
+        {
+            detail::require_non_negative(o.clip_global_norm, "stepper", "clip_global_norm");
+            detail::require_non_negative(o.clip_value, "stepper", "clip_value");
+            detail::require(o.accumulate >= 1, "stepper", "accumulate", ">= 1", double(o.accumulate));
+        }
+
+        // One micro-batch. Returns true when the optimizer stepped, false when the
+        // call only accumulated or the step was skipped for a non-finite gradient.
+        template <class P, class G>
+        bool operator()(P&& params, G&& grads);
+
+        Opt& optimizer() noexcept
+        {
+            return m_opt;
+        }
+
+        const Opt& optimizer() const noexcept
+        {
+            return m_opt;
+        }
+
+        const stepper_options& options() const noexcept
+        {
+            return m_o;
+        }
+
+        // Steps not taken because a gradient was NaN or Inf.
+        std::size_t skipped_steps() const noexcept
+        {
+            return m_skipped;
+        }
+
+        // Micro-batches accumulated towards the next step (0 right after a step).
+        std::size_t pending_micro_batches() const noexcept
+        {
+            return m_micro;
+        }
+
+        // Global norm of the (mean) gradient at the last step, before clipping; NaN if
+        // it was not computed (no clipping and the guard off).
+        double last_norm() const noexcept
+        {
+            return m_last_norm;
+        }
+
+        // The accumulated gradient sums, one per parameter (empty unless accumulating
+        // into own buffers).
+        const state_store& accumulators() const noexcept
+        {
+            return m_acc;
+        }
+
+    private:
+
+        friend struct detail::checkpoint_access;
+
+        template <class T>
+        void accumulate(flat_share<T>& s);
+
+        template <class T>
+        void use_accumulators(flat_share<T>& s);
+
+        template <class T>
+        job_list<T>& jobs() noexcept
+        {
+            if constexpr (std::is_same_v<T, float>)
+            {
+                return m_float_jobs;
+            }
+            else
+            {
+                return m_double_jobs;
+            }
+        }
+
+        template <class T>
+        grad_stats reduce(const flat_share<T>& s);
+
+        std::string first_non_finite();
+
+        Opt m_opt;
+        stepper_options m_o;
+        flat_params m_flat;
+        state_store m_acc;
+        job_list<float> m_float_jobs;
+        job_list<double> m_double_jobs;
+        std::vector<double> m_partials;
+        std::size_t m_micro = 0;
+        std::size_t m_skipped = 0;
+        double m_last_norm = std::numeric_limits<double>::quiet_NaN();
+    };
+
+    template <class Opt>
+    stepper(Opt, const stepper_options&) -> stepper<Opt>;
+
+    template <class Opt>
+    template <class P, class G>
+    bool stepper<Opt>::operator()(P&& params, G&& grads)
+    {
+        detail::require_stepped_in_place<P>();
+        m_flat.collect(std::forward<P>(params), std::forward<G>(grads), "xoptim::stepper");
+        const bool own_buffers = m_o.accumulate > 1 && !m_o.caller_accumulates;
+        if (own_buffers)
+        {
+            accumulate(m_flat.share<float>());
+            accumulate(m_flat.share<double>());
+        }
+        if (++m_micro < m_o.accumulate)
+        {
+            return false;
+        }
+        m_micro = 0;
+        if (own_buffers)
+        {
+            use_accumulators(m_flat.share<float>());
+            use_accumulators(m_flat.share<double>());
+        }
+
+        const double mean = 1.0 / double(m_o.accumulate);
+        grad_transform t;
+        t.clip = m_o.clip_value > 0 ? m_o.clip_value : std::numeric_limits<double>::infinity();
+        if (m_o.clip_global_norm > 0 || m_o.on_non_finite != non_finite::ignore)
+        {
+            const grad_stats s = reduce(m_flat.share<float>()) + reduce(m_flat.share<double>());
+            m_last_norm = s.norm() * mean;
+            if (!s.finite)
+            {
+                if (m_o.on_non_finite == non_finite::raise)
+                {
+                    throw non_finite_error("xoptim::stepper: parameter '" + first_non_finite()
+                                           + "': gradient holds NaN or Inf; step not taken");
+                }
+                if (m_o.on_non_finite == non_finite::skip)
+                {
+                    ++m_skipped;
+                    return false;
+                }
+            }
+            if (m_o.clip_global_norm > 0)
+            {
+                t.scale = std::min(1.0, m_o.clip_global_norm / (m_last_norm + 1e-6));
+            }
+        }
+        t.scale *= mean;
+        m_opt.step(m_flat.params(), m_flat.grads(), t);
+        return true;
+    }
+
+    // acc = g on a cycle's first micro-batch, acc = acc + g after: one pass each. The
+    // buffers (float parameters' first, then double) are made on the first call.
+    template <class Opt>
+    template <class T>
+    void stepper<Opt>::accumulate(flat_share<T>& s)
+    {
+        const std::size_t base = std::is_same_v<T, float> ? 0 : m_flat.share<float>().params.size();
+        if (m_acc.size() < base + s.params.size())
+        {
+            for (std::size_t i = 0; i < s.params.size(); ++i)
+            {
+                m_acc.add(m_flat.name(s.leaves[i]), s.params[i], 1);
+            }
+        }
+        job_list<T>& list = jobs<T>();
+        list.clear();
+        for (std::size_t i = 0; i < s.params.size(); ++i)
+        {
+            const state_store::entry& e = m_acc[base + i];
+            if (e.type != dtype_of<T>() || e.size != s.params[i].size())
+            {
+                throw std::invalid_argument("xoptim::stepper: parameter '" + m_flat.name(s.leaves[i])
+                                            + "' does not fit its gradient accumulator (made for '" + e.name + "')");
+            }
+            tensor_slots<T> slots;
+            slots.param = e.template state<T>(0);
+            slots.grad = s.grads[i].data();
+            slots.size = e.size;
+            list.push_back(slots);
+        }
+        using sym::g;
+        using sym::p;
+        if (m_micro == 0)
+        {
+            run_program(fuse(p = g), list);
+        }
+        else
+        {
+            run_program(fuse(p = p + g), list);
+        }
+    }
+
+    // The step reads the sums instead of the last micro-batch's gradients.
+    template <class Opt>
+    template <class T>
+    void stepper<Opt>::use_accumulators(flat_share<T>& s)
+    {
+        const std::size_t base = std::is_same_v<T, float> ? 0 : m_flat.share<float>().params.size();
+        for (std::size_t i = 0; i < s.grads.size(); ++i)
+        {
+            const state_store::entry& e = m_acc[base + i];
+            s.grads[i] = tensor_view<const T>(e.template state<T>(0), e.shape);
+        }
+    }
+
+    template <class Opt>
+    template <class T>
+    grad_stats stepper<Opt>::reduce(const flat_share<T>& s)
+    {
+        job_list<T>& list = jobs<T>();
+        list.clear();
+        for (const auto& g : s.grads)
+        {
+            tensor_slots<T> slots;
+            slots.grad = g.data();
+            slots.size = g.size();
+            list.push_back(slots);
+        }
+        return reduce_gradients(list, m_partials);
+    }
+
+    // Only on the error path: a plain scan, parameter by parameter in walk order.
+    template <class Opt>
+    std::string stepper<Opt>::first_non_finite()
+    {
+        std::size_t first = m_flat.size();
+        const auto scan = [&](const auto& s) {
+            for (std::size_t i = 0; i < s.grads.size(); ++i)
+            {
+                const auto* g = s.grads[i].data();
+                for (std::size_t j = 0; j < s.grads[i].size() && s.leaves[i] < first; ++j)
+                {
+                    first = std::isfinite(g[j]) ? first : s.leaves[i];
+                }
+            }
+        };
+        scan(m_flat.share<float>());
+        scan(m_flat.share<double>());
+        return first < m_flat.size() ? m_flat.name(first) : std::string("?");
+    }
+}
+
+#endif
