@@ -448,8 +448,78 @@ def generate_newton_schulz():
     return path
 
 
+# --------------------------------------------------------------------------- around the step
+def warmup_cosine(base, warmup, total, min_ratio):
+    """SPEC section 4: the value for the k-th optimizer step (k = 0, 1, ...)."""
+    def value(k):
+        if k < warmup:
+            return base * k / warmup
+        progress = min(1.0, (k - warmup) / (total - warmup))
+        return base * (min_ratio + (1 - min_ratio) * 0.5 * (1 + math.cos(math.pi * progress)))
+    return value
+
+
+AROUND_SHAPES = [(3, 4), (5,), (2, 3, 2), (0,)]
+
+
+def generate_around_step():
+    """torch.nn.utils.clip_grad_norm_ on a few gradient sets, and AdamW driven by a
+    warmup-cosine LambdaLR with global-norm clipping and gradient accumulation (the
+    mean of k micro-batch gradients), in float32 and float64. Gradients: micro-batch j
+    of step t (t = 1..steps, j = 0..k-1) of parameter n, element i, is
+    u(seed*1000 + n, (t-1)*k + j + 1, i) * gscale."""
+    clip_cases = []
+    for k, (max_norm, gscale) in enumerate([(1.0, 1.0), (100.0, 1.0), (0.5, 0.25), (2.0, 8.0)]):
+        seed = 800 + k
+        grads = [torch.tensor(grad_values(seed * 1000 + n, 1, numel(sh), gscale, 0),
+                              dtype=torch.float32).reshape(sh) for n, sh in enumerate(AROUND_SHAPES)]
+        params = [torch.zeros(sh, dtype=torch.float32, requires_grad=True) for sh in AROUND_SHAPES]
+        for p, g in zip(params, grads):
+            p.grad = g.clone()
+        norm = torch.nn.utils.clip_grad_norm_(params, max_norm)
+        clip_cases.append({"seed": seed, "gscale": gscale, "max_norm": max_norm, "norm": float(norm),
+                           "clipped": [[float(x) for x in p.grad.flatten().tolist()] for p in params]})
+
+    trajectories = []
+    for dtype in ("float32", "float64"):
+        seed, gscale, steps, accumulate, clip = 820, 2.0, 12, 3, 1.0
+        sched = {"kind": "warmup_cosine", "base": 1e-2, "warmup_steps": 3, "total_steps": 10, "min_ratio": 0.1}
+        hyper = adam_hyper(True, lr=sched["base"], betas=[0.9, 0.95], weight_decay=0.1)
+        tdt = DTYPES[dtype]
+        params = [torch.tensor(init_values(seed * 1000 + n, numel(sh)), dtype=tdt).reshape(sh)
+                  for n, sh in enumerate(AROUND_SHAPES)]
+        for p in params:
+            p.requires_grad_(True)
+        opt = torch.optim.AdamW(params, lr=hyper["lr"], betas=tuple(hyper["betas"]), eps=hyper["eps"],
+                                weight_decay=hyper["weight_decay"], foreach=False)
+        lr_at = warmup_cosine(sched["base"], sched["warmup_steps"], sched["total_steps"], sched["min_ratio"])
+        lambda_lr = torch.optim.lr_scheduler.LambdaLR(opt, lambda k: lr_at(k) / sched["base"])
+        norms = []
+        for t in range(1, steps + 1):
+            for n, (p, sh) in enumerate(zip(params, AROUND_SHAPES)):
+                micro = [torch.tensor(grad_values(seed * 1000 + n, (t - 1) * accumulate + j + 1, numel(sh),
+                                                  gscale, 0), dtype=tdt).reshape(sh)
+                         for j in range(accumulate)]
+                p.grad = sum(micro[1:], micro[0].clone()) / accumulate
+            norms.append(float(torch.nn.utils.clip_grad_norm_(params, clip)))
+            opt.step()
+            lambda_lr.step()
+        trajectories.append({"dtype": dtype, "seed": seed, "gscale": gscale, "steps": steps,
+                             "accumulate": accumulate, "clip_global_norm": clip, "schedule": {"lr": sched},
+                             "hyper": hyper, "norms": norms,
+                             "final": [[float(x) for x in p.detach().flatten().tolist()] for p in params]})
+    path = os.path.join(HERE, "around_step.json")
+    with open(path, "w") as f:
+        json.dump({"generator": "tests/reference/generate.py", "torch": torch.__version__,
+                   "shapes": [list(sh) for sh in AROUND_SHAPES], "clip": clip_cases,
+                   "trajectories": trajectories}, f)
+        f.write("\n")
+    return path
+
+
 def main():
     torch.set_num_threads(1)
+    print(generate_around_step())
     print(generate_newton_schulz())
     path, names = generate_trajectories()
     print(f"{path}: {os.path.getsize(path)} bytes, {len(names)} cases")

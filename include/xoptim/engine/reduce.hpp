@@ -41,27 +41,27 @@ namespace xoptim
             std::size_t i = 0;
             double sum = 0;
 #if defined(__AVX512F__)
+            // Eight floats at a time widened to double straight from memory.
             __m512d acc[4] = {_mm512_setzero_pd(), _mm512_setzero_pd(), _mm512_setzero_pd(), _mm512_setzero_pd()};
-            __m512 nan_lanes = _mm512_setzero_ps();
-            const auto widen_high = [](__m512 v) {
-                return _mm512_cvtps_pd(_mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(v), 1)));
-            };
+            __m512d nan_lanes = _mm512_setzero_pd();
             for (; i + 32 <= n; i += 32)
             {
-                const __m512 a = _mm512_loadu_ps(x + i);
-                const __m512 b = _mm512_loadu_ps(x + i + 16);
-                nan_lanes = _mm512_add_ps(nan_lanes, _mm512_add_ps(_mm512_sub_ps(a, a), _mm512_sub_ps(b, b)));
-                const __m512d a0 = _mm512_cvtps_pd(_mm512_castps512_ps256(a));
-                const __m512d a1 = widen_high(a);
-                const __m512d b0 = _mm512_cvtps_pd(_mm512_castps512_ps256(b));
-                const __m512d b1 = widen_high(b);
-                acc[0] = _mm512_fmadd_pd(a0, a0, acc[0]);
-                acc[1] = _mm512_fmadd_pd(a1, a1, acc[1]);
-                acc[2] = _mm512_fmadd_pd(b0, b0, acc[2]);
-                acc[3] = _mm512_fmadd_pd(b1, b1, acc[3]);
+                for (std::size_t k = 0; k < 4; ++k)
+                {
+                    const __m512d v = _mm512_cvtps_pd(_mm256_loadu_ps(x + i + 8 * k));
+                    nan_lanes = _mm512_add_pd(nan_lanes, _mm512_sub_pd(v, v));
+                    acc[k] = _mm512_fmadd_pd(v, v, acc[k]);
+                }
             }
-            sum = _mm512_reduce_add_pd(_mm512_add_pd(_mm512_add_pd(acc[0], acc[1]), _mm512_add_pd(acc[2], acc[3])));
-            bad += double(_mm512_reduce_add_ps(nan_lanes));
+            // Lanes added through memory: GCC 12's _mm512_reduce_add_pd trips its own
+            // -Wuninitialized (bug 105593) in every user's build.
+            const auto lane_sum = [](__m512d v) {
+                alignas(64) double lanes[8];
+                _mm512_store_pd(lanes, v);
+                return ((lanes[0] + lanes[1]) + (lanes[2] + lanes[3])) + ((lanes[4] + lanes[5]) + (lanes[6] + lanes[7]));
+            };
+            sum = lane_sum(_mm512_add_pd(_mm512_add_pd(acc[0], acc[1]), _mm512_add_pd(acc[2], acc[3])));
+            bad += lane_sum(nan_lanes);
 #endif
             double lanes[4] = {0, 0, 0, 0};
             for (; i + 4 <= n; i += 4)

@@ -30,6 +30,11 @@
 
 namespace xoptim
 {
+    namespace detail
+    {
+        struct checkpoint_access;
+    }
+
     // What a NaN or Inf gradient does to a step.
     enum class non_finite
     {

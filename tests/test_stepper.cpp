@@ -1,0 +1,379 @@
+// Around the step: clipping against torch.nn.utils.clip_grad_norm_, AdamW with a
+// warmup-cosine schedule, clipping and accumulation against a PyTorch trajectory, the
+// non-finite guard, and the one-read gradient reduction.
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <fstream>
+#include <limits>
+
+#include <nlohmann/json.hpp>
+
+#include <xoptim/engine/reduce.hpp>
+#include <xoptim/step/stepper.hpp>
+#include <xoptim/xoptim.hpp>
+
+#include "support/reference.hpp"
+
+namespace
+{
+    const nlohmann::json& reference()
+    {
+        static const nlohmann::json doc = [] {
+            std::ifstream in(XOPTIM_TEST_DATA_DIR "/around_step.json");
+            return nlohmann::json::parse(in);
+        }();
+        return doc;
+    }
+
+    std::vector<std::vector<std::size_t>> shapes()
+    {
+        return reference().at("shapes").get<std::vector<std::vector<std::size_t>>>();
+    }
+
+    // Gradient n of micro-batch `t` (generate.py's grad_values).
+    template <class T>
+    std::vector<std::vector<T>> grads_at(std::uint64_t seed, std::uint64_t t, double gscale)
+    {
+        std::vector<std::vector<T>> g;
+        for (std::size_t n = 0; n < shapes().size(); ++n)
+        {
+            g.emplace_back(xoptim_test::numel(shapes()[n]));
+            for (std::size_t i = 0; i < g.back().size(); ++i)
+            {
+                g.back()[i] = T(xoptim_test::u(seed * 1000 + n, t, i) * gscale);
+            }
+        }
+        return g;
+    }
+
+    void expect_close(const std::vector<double>& want, const std::vector<double>& got, double tolerance)
+    {
+        ASSERT_EQ(want.size(), got.size());
+        for (std::size_t i = 0; i < want.size(); ++i)
+        {
+            EXPECT_NEAR(got[i], want[i], tolerance * std::max(1.0, std::abs(want[i]))) << "element " << i;
+        }
+    }
+
+    template <class T>
+    std::vector<double> as_double(const std::vector<T>& v)
+    {
+        return {v.begin(), v.end()};
+    }
+
+    TEST(stepper, global_norm_clipping_matches_torch)
+    {
+        for (const auto& c : reference().at("clip"))
+        {
+            SCOPED_TRACE("seed " + std::to_string(c.at("seed").get<int>()));
+            auto g = grads_at<float>(c.at("seed"), 1, c.at("gscale"));
+            std::vector<std::vector<float>> p;
+            for (const auto& gn : g)
+            {
+                p.emplace_back(gn.size(), 0.0f);
+            }
+            xoptim::stepper_options o;
+            o.clip_global_norm = c.at("max_norm");
+            xoptim::stepper step(xoptim::sgd({1.0}), o);  // p = 0 - 1 * g': the clipped gradient, negated
+            ASSERT_TRUE(step(p, g));
+            EXPECT_NEAR(step.last_norm(), c.at("norm").get<double>(), 1e-6 * c.at("norm").get<double>());
+            for (std::size_t n = 0; n < p.size(); ++n)
+            {
+                std::vector<double> want = c.at("clipped")[n];
+                for (double& x : want)
+                {
+                    x = -x;
+                }
+                expect_close(want, as_double(p[n]), 1e-6);
+            }
+        }
+    }
+
+    template <class T>
+    void adamw_schedule_clip_accumulate(const nlohmann::json& c, double tolerance)
+    {
+        const auto& h = c.at("hyper");
+        const auto& s = c.at("schedule").at("lr");
+        xoptim::adamw_options a;
+        a.betas = h.at("betas");
+        a.eps = h.at("eps");
+        a.weight_decay = h.at("weight_decay");
+        xoptim::adamw adamw(a);
+        adamw.schedule("lr", xoptim::warmup_cosine(s.at("base"), s.at("total_steps"), s.at("warmup_steps"),
+                                                   s.at("min_ratio")));
+        xoptim::stepper_options o;
+        o.clip_global_norm = c.at("clip_global_norm");
+        o.accumulate = c.at("accumulate");
+        xoptim::stepper step(std::move(adamw), o);
+
+        std::vector<std::vector<T>> p;
+        for (std::size_t n = 0; n < shapes().size(); ++n)
+        {
+            p.emplace_back(xoptim_test::numel(shapes()[n]));
+            for (std::size_t i = 0; i < p.back().size(); ++i)
+            {
+                p.back()[i] = T(xoptim_test::u(c.at("seed").get<std::uint64_t>() * 1000 + n, 0, i));
+            }
+        }
+        const std::size_t k = o.accumulate;
+        for (std::size_t t = 1; t <= c.at("steps"); ++t)
+        {
+            for (std::size_t j = 0; j < k; ++j)
+            {
+                const bool stepped = step(p, grads_at<T>(c.at("seed"), (t - 1) * k + j + 1, c.at("gscale")));
+                EXPECT_EQ(stepped, j + 1 == k);
+            }
+            const double norm = c.at("norms")[t - 1];
+            EXPECT_NEAR(step.last_norm(), norm, 1e-6 * norm) << "step " << t;
+        }
+        EXPECT_EQ(step.optimizer().step_count(), c.at("steps").get<std::size_t>());
+        for (std::size_t n = 0; n < p.size(); ++n)
+        {
+            expect_close(c.at("final")[n].get<std::vector<double>>(), as_double(p[n]), tolerance);
+        }
+    }
+
+    TEST(stepper, adamw_with_warmup_cosine_clipping_and_accumulation_matches_torch)
+    {
+        for (const auto& c : reference().at("trajectories"))
+        {
+            SCOPED_TRACE(c.at("dtype").get<std::string>());
+            if (c.at("dtype") == "float32")
+            {
+                adamw_schedule_clip_accumulate<float>(c, 1e-6);
+            }
+            else
+            {
+                adamw_schedule_clip_accumulate<double>(c, 1e-12);
+            }
+        }
+    }
+
+    // Three AdamW steps with a scheduled lr; `nan_at` inserts a NaN gradient call there.
+    struct guarded_run
+    {
+        std::vector<float> w = std::vector<float>(37, 0.5f);
+        std::vector<double> b = std::vector<double>(3, -0.25);
+        xoptim::stepper<xoptim::adamw> step{xoptim::adamw(), xoptim::stepper_options{}};
+
+        explicit guarded_run(int nan_at)
+        {
+            step.optimizer().schedule("lr", xoptim::linear(0.1, 0.01, 4));
+            for (int t = 0; t < 4; ++t)
+            {
+                std::vector<float> gw(w.size());
+                std::vector<double> gb(b.size());
+                for (std::size_t i = 0; i < gw.size(); ++i)
+                {
+                    gw[i] = float(std::sin(double(t * 50 + int(i))));
+                }
+                for (std::size_t i = 0; i < gb.size(); ++i)
+                {
+                    gb[i] = std::cos(double(t + int(i)));
+                }
+                if (t == nan_at)
+                {
+                    gw[36] = std::numeric_limits<float>::quiet_NaN();  // the tail of a SIMD batch
+                    EXPECT_FALSE(step(std::tie(w, b), std::tie(gw, gb)));
+                    gw[36] = std::numeric_limits<float>::infinity();
+                    EXPECT_FALSE(step(std::tie(w, b), std::tie(gw, gb)));
+                    gw[36] = float(std::sin(double(t * 50 + 36)));
+                }
+                EXPECT_TRUE(step(std::tie(w, b), std::tie(gw, gb)));
+            }
+        }
+    };
+
+    TEST(stepper, a_non_finite_gradient_skips_exactly_that_step)
+    {
+        const guarded_run clean(-1);
+        for (int nan_at : {0, 2})
+        {
+            const guarded_run skipped(nan_at);
+            EXPECT_EQ(skipped.step.skipped_steps(), 2u);
+            EXPECT_EQ(skipped.step.optimizer().step_count(), 4u);
+            EXPECT_EQ(skipped.w, clean.w);  // bit-identical: the schedule did not move either
+            EXPECT_EQ(skipped.b, clean.b);
+            for (const char* name : {"0", "1"})
+            {
+                const auto& x = clean.step.optimizer().state().at(name);
+                const auto& y = skipped.step.optimizer().state().at(name);
+                const std::size_t bytes = x.count * x.stride * xoptim::dtype_size(x.type);
+                EXPECT_EQ(std::memcmp(x.data.get(), y.data.get(), bytes), 0) << name;
+            }
+        }
+        EXPECT_EQ(clean.step.skipped_steps(), 0u);
+    }
+
+    TEST(stepper, the_raise_policy_names_the_first_bad_parameter_and_changes_nothing)
+    {
+        std::vector<float> w(20, 1.0f), b(4, 1.0f), gw(20, 0.5f), gb(4, 0.5f);
+        xoptim::stepper_options o;
+        o.on_non_finite = xoptim::non_finite::raise;
+        xoptim::stepper step(xoptim::adamw(), o);
+        gb[3] = -std::numeric_limits<float>::infinity();
+        gw[19] = std::numeric_limits<float>::quiet_NaN();
+        try
+        {
+            step(std::make_tuple(xoptim::named("weight", w), xoptim::named("bias", b)), std::tie(gw, gb));
+            FAIL() << "no error";
+        }
+        catch (const xoptim::non_finite_error& e)
+        {
+            EXPECT_STREQ(e.what(), "xoptim::stepper: parameter 'weight': gradient holds NaN or Inf; step not taken");
+        }
+        EXPECT_EQ(w, std::vector<float>(20, 1.0f));
+        EXPECT_EQ(b, std::vector<float>(4, 1.0f));
+        EXPECT_TRUE(step.optimizer().state().empty());
+    }
+
+    TEST(stepper, the_ignore_policy_lets_nan_through_as_torch_does)
+    {
+        std::vector<float> w(3, 1.0f), g = {0.5f, std::numeric_limits<float>::quiet_NaN(), 0.5f};
+        xoptim::stepper_options o;
+        o.on_non_finite = xoptim::non_finite::ignore;
+        xoptim::stepper step(xoptim::sgd({0.1}), o);
+        EXPECT_TRUE(step(w, g));
+        EXPECT_TRUE(std::isnan(w[1]));
+        EXPECT_TRUE(std::isnan(step.last_norm()));  // not computed
+    }
+
+    TEST(stepper, accumulating_into_the_callers_buffers_is_the_same_step_without_accumulators)
+    {
+        std::vector<float> own(45, 0.25f), callers(45, 0.25f), sum(45, 0.0f);
+        xoptim::stepper_options o;
+        o.accumulate = 3;
+        o.clip_global_norm = 0.5;
+        xoptim::stepper a(xoptim::adamw(), o);
+        o.caller_accumulates = true;
+        xoptim::stepper b(xoptim::adamw(), o);
+        for (int call = 0; call < 9; ++call)
+        {
+            std::vector<float> g(45);
+            for (std::size_t i = 0; i < g.size(); ++i)
+            {
+                g[i] = float(std::sin(0.3 * double(call * 45 + int(i))));
+                sum[i] += g[i];
+            }
+            EXPECT_EQ(a(own, g), call % 3 == 2);
+            EXPECT_EQ(b(callers, sum), call % 3 == 2);
+            if (call % 3 == 2)
+            {
+                std::fill(sum.begin(), sum.end(), 0.0f);
+            }
+            EXPECT_EQ(own, callers) << "call " << call;
+        }
+        EXPECT_EQ(a.accumulators().size(), 1u);
+        EXPECT_TRUE(b.accumulators().empty());
+        EXPECT_EQ(a.optimizer().step_count(), 3u);
+    }
+
+    TEST(stepper, clipping_by_value_clamps_each_element)
+    {
+        std::vector<double> p(5, 0.0), g = {-3.0, -0.5, 0.0, 0.25, 7.0};
+        xoptim::stepper_options o;
+        o.clip_value = 1.0;
+        xoptim::stepper step(xoptim::sgd({1.0}), o);
+        step(p, g);
+        EXPECT_EQ(p, (std::vector<double>{1.0, 0.5, 0.0, -0.25, -1.0}));
+    }
+
+    TEST(stepper, bad_options_are_named)
+    {
+        xoptim::stepper_options o;
+        o.clip_global_norm = -1;
+        EXPECT_THROW(
+            {
+                try
+                {
+                    xoptim::stepper step(xoptim::adamw(), o);
+                }
+                catch (const std::invalid_argument& e)
+                {
+                    EXPECT_STREQ(e.what(), "xoptim::stepper: clip_global_norm must be >= 0 and finite (got -1)");
+                    throw;
+                }
+            },
+            std::invalid_argument);
+        o = {};
+        o.accumulate = 0;
+        EXPECT_THROW(xoptim::stepper(xoptim::adamw(), o), std::invalid_argument);
+    }
+
+    // The reduction: lengths around the SIMD and block edges, unaligned starts, and the
+    // same bits for any number of threads.
+    TEST(reduce_gradients, sums_squares_in_double_and_finds_non_finite_values)
+    {
+        std::vector<float> data(70000 + 3);
+        for (std::size_t i = 0; i < data.size(); ++i)
+        {
+            data[i] = float(std::sin(double(i)) * 3.0);
+        }
+        std::vector<double> scratch;
+        for (std::size_t offset : {0u, 1u, 3u})
+        {
+            for (std::size_t n : {0u, 1u, 15u, 31u, 32u, 33u, 65536u, 70000u})
+            {
+                xoptim::job_list<float> jobs;
+                xoptim::tensor_slots<float> s;
+                s.grad = data.data() + offset;
+                s.size = n;
+                jobs.push_back(s);
+                long double want = 0;
+                for (std::size_t i = 0; i < n; ++i)
+                {
+                    want += (long double)s.grad[i] * s.grad[i];
+                }
+                const xoptim::grad_stats got = xoptim::reduce_gradients(jobs, scratch);
+                EXPECT_NEAR(got.sum_squares, double(want), 1e-13 * double(want)) << n << " at " << offset;
+                EXPECT_TRUE(got.finite);
+            }
+        }
+        xoptim::job_list<float> jobs;
+        xoptim::tensor_slots<float> s;
+        s.grad = data.data();
+        s.size = data.size();
+        jobs.push_back(s);
+        data[data.size() - 1] = std::numeric_limits<float>::infinity();
+        EXPECT_FALSE(xoptim::reduce_gradients(jobs, scratch).finite);
+        data[data.size() - 1] = 0;
+        data[40] = std::numeric_limits<float>::quiet_NaN();
+        EXPECT_FALSE(xoptim::reduce_gradients(jobs, scratch).finite);
+        data[40] = 0;
+        EXPECT_TRUE(xoptim::reduce_gradients(jobs, scratch).finite);
+    }
+
+    TEST(reduce_gradients, any_thread_count_gives_the_same_bits)
+    {
+        std::vector<double> a(300001), b(1234);
+        for (std::size_t i = 0; i < a.size(); ++i)
+        {
+            a[i] = std::cos(double(i) * 0.01);
+        }
+        for (std::size_t i = 0; i < b.size(); ++i)
+        {
+            b[i] = 1.0 / double(i + 1);
+        }
+        xoptim::job_list<double> jobs;
+        for (auto* v : {&b, &a, &b})
+        {
+            xoptim::tensor_slots<double> s;
+            s.grad = v->data();
+            s.size = v->size();
+            jobs.push_back(s);
+        }
+        std::vector<double> scratch;
+        xoptim::set_parallel_threshold(1000);
+        std::vector<double> sums;
+        for (std::size_t threads : {1u, 2u, 3u})
+        {
+            xoptim::set_num_threads(threads);
+            sums.push_back(xoptim::reduce_gradients(jobs, scratch).sum_squares);
+        }
+        xoptim::set_num_threads(1);
+        xoptim::set_parallel_threshold(65536);
+        EXPECT_EQ(sums[0], sums[1]);
+        EXPECT_EQ(sums[0], sums[2]);
+    }
+}
