@@ -102,21 +102,22 @@ namespace
         model m;
         const auto before = m.data;
         auto e = m.view(0), l1 = m.view(1), l2 = m.view(2), out = m.view(3);
-        std::vector<float> wrong(9 * 64, 1.0f);
+        std::vector<float> wrong(64 * 10, 1.0f);
         xoptim::router hybrid(hybrid_rules(), xoptim::muon(), xoptim::adamw());
         const auto params = std::make_tuple(xoptim::named("embedding.weight", e), xoptim::named("linear1.weight", l1),
                                             xoptim::named("linear2.weight", l2), xoptim::named("output.weight", out));
-        // The Muon share is fine and checked first; AdamW's last gradient is too short.
-        const auto grads = std::make_tuple(m.grad(0), m.grad(1), m.grad(2), xoptim::view(wrong.data(), {9, 64}));
+        // The Muon share is fine and checked first (its state is created); AdamW's last
+        // gradient has the right size but the transposed shape, which only AdamW sees.
+        const auto grads = std::make_tuple(m.grad(0), m.grad(1), m.grad(2), xoptim::view(wrong.data(), {64, 10}));
         try
         {
             hybrid.step(params, grads);
-            FAIL() << "a short gradient was accepted";
+            FAIL() << "a transposed gradient was accepted";
         }
         catch (const std::invalid_argument& e)
         {
-            EXPECT_STREQ(e.what(), "xoptim::adamw: parameter 'output.weight': gradient has 576 elements, parameter "
-                                   "has 640");
+            EXPECT_STREQ(e.what(), "xoptim::adamw: parameter 'output.weight': gradient shape (64, 10) differs "
+                                   "from parameter shape (10, 64)");
         }
         EXPECT_EQ(m.data, before);
         EXPECT_TRUE(hybrid.optimizer<0>().state().empty());

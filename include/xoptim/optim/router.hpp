@@ -16,6 +16,7 @@
 #include <array>
 #include <tuple>
 
+#include "../params/flat.hpp"
 #include "optimizer.hpp"
 #include "routing.hpp"
 
@@ -42,10 +43,21 @@ namespace xoptim
         template <class P, class G>
         void step(P&& params, G&& grads, const grad_transform& transform = {});
 
+        // Routes the parameters and creates every optimizer's state now instead of on
+        // the first step.
+        template <class P>
+        void init(P&& params);
+
         // `name (shape) -> optimizer`, one line per parameter (after the first step).
         std::string routing_table() const
         {
-            return m_rules.table(m_names, m_shapes);
+            std::string out;
+            for (std::size_t k = 0; k < m_routes.size(); ++k)
+            {
+                out += m_flat.name(k) + " " + format_shape(m_flat.shape(k)) + " -> " + m_rules.optimizer(m_routes[k])
+                       + "\n";
+            }
+            return out;
         }
 
         template <std::size_t K>
@@ -54,36 +66,70 @@ namespace xoptim
             return std::get<K>(m_optimizers);
         }
 
+        template <std::size_t K>
+        const auto& optimizer() const noexcept
+        {
+            return std::get<K>(m_optimizers);
+        }
+
     private:
 
-        // One optimizer's share of a step, for one element type: views of the tensors
-        // (rebuilt each step; the vectors keep their capacity).
+        friend struct detail::checkpoint_access;
+
+        // One optimizer's share of a step, for one element type (rebuilt each step; the
+        // vectors keep their capacity).
         template <class T>
         struct share
         {
-            std::vector<tensor_view<T>> params;
+            std::vector<named_ref<tensor_view<T>>> params;
             std::vector<tensor_view<const T>> grads;
-            std::vector<std::size_t> leaves;
-            std::vector<named_ref<tensor_view<T>>> named;
 
             void clear() noexcept
             {
                 params.clear();
                 grads.clear();
-                leaves.clear();
-                named.clear();
             }
         };
 
-        class visitor;
+        // Walks the set and splits it into the shares; routes on the first walk.
+        template <class P, class G>
+        void split(P&& params, G&& grads);
+
+        template <class T>
+        void split_type();
+
+        template <class T>
+        auto& shares() noexcept
+        {
+            if constexpr (std::is_same_v<T, float>)
+            {
+                return m_floats;
+            }
+            else
+            {
+                return m_doubles;
+            }
+        }
+
+        template <std::size_t K>
+        auto share_params() noexcept
+        {
+            // An empty name adds no piece to the path: state is known by the parameter's name.
+            return std::make_tuple(named("", m_floats[K].params), named("", m_doubles[K].params));
+        }
 
         template <std::size_t... K>
         void run(std::index_sequence<K...>, const grad_transform& transform);
 
+        template <std::size_t... K>
+        void init_each(std::index_sequence<K...>)
+        {
+            (std::get<K>(m_optimizers).init(share_params<K>()), ...);
+        }
+
         routing m_rules;
         std::tuple<Opts...> m_optimizers;
-        std::vector<std::string> m_names;
-        std::vector<std::vector<std::size_t>> m_shapes;
+        flat_params m_flat;
         std::vector<std::size_t> m_routes;
         std::array<share<float>, size> m_floats;
         std::array<share<double>, size> m_doubles;
@@ -93,128 +139,77 @@ namespace xoptim
     router(routing, Opts...) -> router<Opts...>;
 
     template <class... Opts>
-    class router<Opts...>::visitor
+    template <class P, class G>
+    void router<Opts...>::split(P&& params, G&& grads)
     {
-    public:
-
-        explicit visitor(router& r) noexcept
-            : m_router(r), m_first(r.m_routes.empty())
+        m_flat.collect(std::forward<P>(params), std::forward<G>(grads), "xoptim::router");
+        if (m_routes.empty())
         {
-        }
-
-        [[noreturn]] void mismatch(const name_path& path, const std::string& what) const
-        {
-            throw std::invalid_argument("xoptim::router: parameter '" + path.name() + "': " + what);
-        }
-
-        template <class P, class G>
-        void leaf(const name_path& path, P& param, G& grad)
-        {
-            using T = tensor::value_type<P>;
-            static_assert(std::is_same_v<T, float> || std::is_same_v<T, double>,
-                          "xoptim: parameters must be float or double tensors");
-            if (!tensor::contiguous(param) || !tensor::contiguous(grad))
+            try
             {
-                mismatch(path, "parameter or gradient is not contiguous");
+                for (std::size_t k = 0; k < m_flat.size(); ++k)
+                {
+                    m_routes.push_back(m_rules.route(m_flat.name(k), m_flat.shape(k)));
+                }
             }
-            if (m_first)
+            catch (...)
             {
-                std::string name = path.name();
-                auto shape = tensor::shape(param);
-                m_router.m_routes.push_back(m_router.m_rules.route(name, shape));
-                m_router.m_names.push_back(std::move(name));
-                m_router.m_shapes.push_back(std::move(shape));
-            }
-            else if (m_count >= m_router.m_routes.size())
-            {
-                mismatch(path, "the first step passed only " + std::to_string(m_router.m_routes.size())
-                                   + " parameters");
-            }
-            auto& s = shares<T>()[m_router.m_routes[m_count]];
-            s.params.push_back(tensor_view<T>::of(param));
-            s.grads.push_back(tensor_view<const T>::of(grad));
-            s.leaves.push_back(m_count);
-            ++m_count;
-        }
-
-        std::size_t count() const noexcept
-        {
-            return m_count;
-        }
-
-    private:
-
-        template <class T>
-        auto& shares() noexcept
-        {
-            if constexpr (std::is_same_v<T, float>)
-            {
-                return m_router.m_floats;
-            }
-            else
-            {
-                return m_router.m_doubles;
+                m_routes.clear();
+                m_flat.reset();
+                throw;
             }
         }
+        split_type<float>();
+        split_type<double>();
+    }
 
-        router& m_router;
-        bool m_first;
-        std::size_t m_count = 0;
-    };
+    template <class... Opts>
+    template <class T>
+    void router<Opts...>::split_type()
+    {
+        auto& all = m_flat.share<T>();
+        auto& parts = shares<T>();
+        for (auto& part : parts)
+        {
+            part.clear();
+        }
+        for (std::size_t i = 0; i < all.named.size(); ++i)
+        {
+            auto& part = parts[m_routes[all.leaves[i]]];
+            part.params.push_back(all.named[i]);
+            if (!all.grads.empty())
+            {
+                part.grads.push_back(all.grads[i]);
+            }
+        }
+    }
 
     template <class... Opts>
     template <class P, class G>
     void router<Opts...>::step(P&& params, G&& grads, const grad_transform& transform)
     {
         detail::require_stepped_in_place<P>();
-        for (std::size_t k = 0; k < size; ++k)
-        {
-            m_floats[k].clear();
-            m_doubles[k].clear();
-        }
-        const bool first = m_routes.empty();
-        visitor v(*this);
-        try
-        {
-            walk_params(v, std::forward<P>(params), std::forward<G>(grads));
-            if (v.count() != m_routes.size())
-            {
-                throw std::invalid_argument("xoptim::router: this step passed " + std::to_string(v.count())
-                                            + " parameters, the first passed " + std::to_string(m_routes.size()));
-            }
-        }
-        catch (...)
-        {
-            if (first)
-            {
-                m_routes.clear();
-                m_names.clear();
-                m_shapes.clear();
-            }
-            throw;
-        }
+        split(std::forward<P>(params), std::forward<G>(grads));
         run(std::index_sequence_for<Opts...>{}, transform);
+    }
+
+    template <class... Opts>
+    template <class P>
+    void router<Opts...>::init(P&& params)
+    {
+        split(std::forward<P>(params), no_grads{});
+        init_each(std::index_sequence_for<Opts...>{});
     }
 
     template <class... Opts>
     template <std::size_t... K>
     void router<Opts...>::run(std::index_sequence<K...>, const grad_transform& transform)
     {
-        // Names are final now: the named views may point into them.
-        const auto name_views = [&](auto& s) {
-            for (std::size_t i = 0; i < s.params.size(); ++i)
-            {
-                s.named.push_back(named(m_names[s.leaves[i]], s.params[i]));
-            }
-        };
-        ((name_views(m_floats[K]), name_views(m_doubles[K])), ...);
-        // An empty name adds no piece to the path: state is known by the parameter's name.
         std::size_t prepared = 0;
         try
         {
             ((std::get<K>(m_optimizers)
-                  .prepare(std::forward_as_tuple(named("", m_floats[K].named), named("", m_doubles[K].named)),
-                           std::forward_as_tuple(m_floats[K].grads, m_doubles[K].grads)),
+                  .prepare(share_params<K>(), std::forward_as_tuple(m_floats[K].grads, m_doubles[K].grads)),
               ++prepared),
              ...);
         }

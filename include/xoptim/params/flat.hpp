@@ -38,6 +38,13 @@ namespace xoptim
             return m_names.size();
         }
 
+        // Forgets the recorded names: the next walk is a first walk again.
+        void reset() noexcept
+        {
+            m_names.clear();
+            m_shapes.clear();
+        }
+
         const std::string& name(std::size_t leaf) const noexcept
         {
             return m_names[leaf];
