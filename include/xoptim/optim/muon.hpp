@@ -26,6 +26,11 @@ namespace xoptim
         match_rms_adamw
     };
 
+    inline const char* to_string(muon_lr_adjust a) noexcept
+    {
+        return a == muon_lr_adjust::original ? "original" : "match_rms_adamw";
+    }
+
     struct muon_options
     {
         double lr = 0.02;
@@ -57,8 +62,10 @@ namespace xoptim
 
         using options_type = muon_options;
         static constexpr const char* name = "muon";
-        // The second tensor holds u, then NS(u), between the passes of one step.
+        // The second tensor holds u, then NS(u), between the passes of one step: scratch,
+        // left out of checkpoints.
         static constexpr std::array<const char*, 2> state_names = {"momentum_buffer", "update"};
+        static constexpr std::size_t scratch_states = 1;
 
         // The options are checked before the Newton-Schulz members see them, so a bad
         // eps is reported as Muon's.

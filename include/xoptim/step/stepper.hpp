@@ -123,6 +123,10 @@ namespace xoptim
 
         friend struct detail::checkpoint_access;
 
+        // One zeroed buffer per parameter (float parameters' first, then double), made
+        // once, known by the parameter's name.
+        void make_accumulators();
+
         template <class T>
         void accumulate(flat_share<T>& s);
 
@@ -171,6 +175,7 @@ namespace xoptim
         const bool own_buffers = m_o.accumulate > 1 && !m_o.caller_accumulates;
         if (own_buffers)
         {
+            make_accumulators();
             accumulate(m_flat.share<float>());
             accumulate(m_flat.share<double>());
         }
@@ -215,24 +220,33 @@ namespace xoptim
         return true;
     }
 
-    // acc = g on a cycle's first micro-batch, acc = acc + g after: one pass each. The
-    // buffers (float parameters' first, then double) are made on the first call.
+    template <class Opt>
+    void stepper<Opt>::make_accumulators()
+    {
+        if (m_acc.empty())
+        {
+            const auto add = [&](const auto& s) {
+                for (std::size_t i = 0; i < s.params.size(); ++i)
+                {
+                    m_acc.add(m_flat.name(s.leaves[i]), s.params[i], 1);
+                }
+            };
+            add(m_flat.share<float>());
+            add(m_flat.share<double>());
+        }
+    }
+
+    // acc = g on a cycle's first micro-batch, acc = acc + g after: one pass each.
     template <class Opt>
     template <class T>
     void stepper<Opt>::accumulate(flat_share<T>& s)
     {
         const std::size_t base = std::is_same_v<T, float> ? 0 : m_flat.share<float>().params.size();
-        if (m_acc.size() < base + s.params.size())
-        {
-            for (std::size_t i = 0; i < s.params.size(); ++i)
-            {
-                m_acc.add(m_flat.name(s.leaves[i]), s.params[i], 1);
-            }
-        }
         job_list<T>& list = jobs<T>();
         list.clear();
         for (std::size_t i = 0; i < s.params.size(); ++i)
         {
+            // base + i is in range: every call passes as many parameters as the first.
             const state_store::entry& e = m_acc[base + i];
             if (e.type != dtype_of<T>() || e.size != s.params[i].size())
             {

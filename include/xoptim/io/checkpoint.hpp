@@ -1,0 +1,582 @@
+// Checkpoints: parameters and everything an optimizer, a router or a stepper keeps
+// (state tensors, step counts and with them the schedules' positions, skipped-step
+// counters, pending accumulated gradients), by name, in a safetensors file (SPEC
+// section 5) that Python reads with numpy and json alone.
+//
+//     xoptim::save_checkpoint("run/step_1000.safetensors", model, opt);
+//     xoptim::load_checkpoint("run/step_1000.safetensors", model, opt);  // resumes bit for bit
+//
+// The file holds
+//   param/NAME                      every parameter
+//   state/KEY/NAME/STATE            every optimizer state tensor (KEY: "optimizer", or
+//                                   "optimizer.K" for the K-th optimizer of a router)
+//   accumulator/NAME                a stepper's gradient sums, when micro-batches are pending
+// and string metadata: format, format_version, per KEY its optimizer, step,
+// hyperparameters and schedules (JSON text), the stepper's counters and options, and
+// an XXH64 checksum per tensor (checksums, JSON text).
+//
+// Saving is atomic (a temporary file renamed over the target after fsync): a failed
+// save leaves the previous file as it was. Loading checks everything first (format,
+// version, checksums, names, dtypes, shapes, counters) and changes the live
+// parameters and state only when all of it holds; on any error it throws
+// std::runtime_error naming the file and the problem. The live optimizer's own
+// hyperparameters and schedules are used after a load: the saved ones are a record.
+#ifndef XOPTIM_IO_CHECKPOINT_HPP
+#define XOPTIM_IO_CHECKPOINT_HPP
+
+#include <cstdio>
+#include <cstring>
+#include <map>
+#include <set>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+#include "../optim/optimizer.hpp"
+#include "../optim/router.hpp"
+#include "../step/stepper.hpp"
+#include "safetensors.hpp"
+#include "xxh64.hpp"
+
+namespace xoptim
+{
+    inline constexpr int checkpoint_format_version = 1;
+
+    template <class P, class Trainer>
+    void save_checkpoint(const std::string& path, P&& params, const Trainer& trainer);
+
+    template <class P, class Trainer>
+    void load_checkpoint(const std::string& path, P&& params, Trainer& trainer);
+
+    template <class Opt>
+    class stepper;
+
+    template <class... Opts>
+    class router;
+
+    namespace detail
+    {
+        template <class X>
+        struct is_stepper : std::false_type
+        {
+        };
+
+        template <class O>
+        struct is_stepper<stepper<O>> : std::true_type
+        {
+        };
+
+        template <class X>
+        struct is_router : std::false_type
+        {
+        };
+
+        template <class... O>
+        struct is_router<router<O...>> : std::true_type
+        {
+        };
+
+        // State tensors an optimizer keeps from step to step; trailing scratch ones
+        // (Muon's update buffer) are not saved.
+        template <class D, class = void>
+        struct scratch_states : std::integral_constant<std::size_t, 0>
+        {
+        };
+
+        template <class D>
+        struct scratch_states<D, std::void_t<decltype(D::scratch_states)>>
+            : std::integral_constant<std::size_t, D::scratch_states>
+        {
+        };
+
+        // The private parts a checkpoint reads and restores.
+        struct checkpoint_access
+        {
+            template <class O>
+            static auto& state(O& o) noexcept
+            {
+                return o.m_state;
+            }
+
+            template <class O>
+            static auto& steps(O& o) noexcept
+            {
+                return o.m_steps;
+            }
+
+            template <class R>
+            static auto& optimizers(R& r) noexcept
+            {
+                return r.m_optimizers;
+            }
+
+            template <class S>
+            static auto& inner(S& s) noexcept
+            {
+                return s.m_opt;
+            }
+
+            template <class S>
+            static auto& micro(S& s) noexcept
+            {
+                return s.m_micro;
+            }
+
+            template <class S>
+            static auto& skipped(S& s) noexcept
+            {
+                return s.m_skipped;
+            }
+
+            template <class S>
+            static auto& accumulators(S& s) noexcept
+            {
+                return s.m_acc;
+            }
+
+            // What init created, so that a failed load can take back exactly that.
+            struct created
+            {
+                bool optimizers = false;    // routes and state of a trainer that had none
+                bool accumulators = false;  // a stepper's gradient sums
+            };
+
+            // Creates what a fresh trainer lacks for `params`: routes, state, a
+            // stepper's accumulators.
+            template <class X, class P>
+            static void init(X& x, P& params, created& c)
+            {
+                if constexpr (is_stepper<X>::value)
+                {
+                    init(x.m_opt, params, c);
+                    if (x.m_o.accumulate > 1 && !x.m_o.caller_accumulates && x.m_acc.empty())
+                    {
+                        x.m_flat.collect(params, no_grads{}, "xoptim::load_checkpoint");
+                        x.make_accumulators();
+                        c.accumulators = true;
+                    }
+                }
+                else if constexpr (is_router<X>::value)
+                {
+                    if (x.m_routes.empty())
+                    {
+                        c.optimizers = true;
+                        x.init(params);
+                    }
+                }
+                else if (x.m_state.empty())
+                {
+                    c.optimizers = true;
+                    x.init(params);
+                }
+            }
+
+            // Takes back what init created.
+            template <class X>
+            static void forget(X& x, const created& c)
+            {
+                if constexpr (is_stepper<X>::value)
+                {
+                    forget(x.m_opt, c);
+                    if (c.accumulators)
+                    {
+                        x.m_acc.truncate(0);
+                        x.m_flat.reset();
+                    }
+                }
+                else if constexpr (is_router<X>::value)
+                {
+                    if (c.optimizers)
+                    {
+                        x.m_routes.clear();
+                        x.m_flat.reset();
+                        std::apply([&](auto&... o) { (forget(o, c), ...); }, x.m_optimizers);
+                    }
+                }
+                else if (c.optimizers)
+                {
+                    x.m_state.truncate(0);
+                    x.m_checked.clear();
+                }
+            }
+        };
+
+        // Calls f(key, optimizer) for every optimizer in a trainer (const or not).
+        template <class X, class F>
+        void for_each_optimizer(X& x, const std::string& key, F&& f)
+        {
+            using B = std::remove_const_t<X>;
+            if constexpr (is_stepper<B>::value)
+            {
+                for_each_optimizer(checkpoint_access::inner(x), key, f);
+            }
+            else if constexpr (is_router<B>::value)
+            {
+                std::size_t k = 0;
+                std::apply([&](auto&... o) { (for_each_optimizer(o, key + "." + std::to_string(k++), f), ...); },
+                           checkpoint_access::optimizers(x));
+            }
+            else
+            {
+                static_assert(std::is_base_of_v<optimizer<B>, B>,
+                              "xoptim: a checkpoint holds an optimizer, a router or a stepper");
+                f(key, x);
+            }
+        }
+
+        /*******************
+         * Metadata (JSON) *
+         *******************/
+
+        inline std::string json_number(double x)
+        {
+            char buffer[32];
+            std::snprintf(buffer, sizeof buffer, "%.17g", x);
+            return std::isfinite(x) ? buffer : "null";
+        }
+
+        inline std::string json_string(const std::string& s)
+        {
+            std::string out = "\"";
+            for (const char c : s)
+            {
+                if (c == '"' || c == '\\')
+                {
+                    out += '\\';
+                    out += c;
+                }
+                else if (static_cast<unsigned char>(c) < 0x20)
+                {
+                    char buffer[8];
+                    std::snprintf(buffer, sizeof buffer, "\\u%04x", c);
+                    out += buffer;
+                }
+                else
+                {
+                    out += c;
+                }
+            }
+            return out + "\"";
+        }
+
+        template <class F>
+        std::string json_value(const F& field)
+        {
+            if constexpr (std::is_same_v<F, bool>)
+            {
+                return field ? "true" : "false";
+            }
+            else if constexpr (std::is_enum_v<F>)
+            {
+                return json_string(to_string(field));  // found next to the enum
+            }
+            else if constexpr (std::is_arithmetic_v<F>)
+            {
+                return json_number(double(field));
+            }
+            else
+            {
+                std::string out = "[";
+                for (std::size_t k = 0; k < field.size(); ++k)
+                {
+                    out += (k ? ", " : "") + json_number(field[k]);
+                }
+                return out + "]";
+            }
+        }
+
+        template <class Options>
+        std::string options_json(const Options& o)
+        {
+            std::string out = "{";
+            Options::fields(o, [&](const char* key, const auto& field) {
+                out += (out.size() > 1 ? ", " : "") + json_string(key) + ": " + json_value(field);
+            });
+            return out + "}";
+        }
+
+        inline std::string schedules_json(const std::vector<schedule_binding>& schedules)
+        {
+            std::string out = "{";
+            for (const auto& b : schedules)
+            {
+                out += (out.size() > 1 ? ", " : "") + json_string(b.field) + ": " + json_string(b.value.describe());
+            }
+            return out + "}";
+        }
+
+        inline std::string stepper_json(const stepper_options& o)
+        {
+            const char* policy = o.on_non_finite == non_finite::skip    ? "skip"
+                                 : o.on_non_finite == non_finite::raise ? "raise"
+                                                                        : "ignore";
+            return "{\"clip_global_norm\": " + json_number(o.clip_global_norm)
+                   + ", \"clip_value\": " + json_number(o.clip_value) + ", \"on_non_finite\": \"" + policy
+                   + "\", \"accumulate\": " + std::to_string(o.accumulate)
+                   + ", \"caller_accumulates\": " + (o.caller_accumulates ? "true" : "false") + "}";
+        }
+
+        /***********
+         * Tensors *
+         ***********/
+
+        // One tensor of the file as the live side sees it: where its bytes go or come from.
+        struct checkpoint_tensor
+        {
+            std::string name;
+            io::st_dtype dtype;
+            std::vector<std::size_t> shape;
+            void* data;
+            std::size_t bytes;
+            std::string owner;  // "parameter 'w'", for messages
+        };
+
+        inline io::st_dtype st_dtype_of(dtype t) noexcept
+        {
+            return t == dtype::float32 ? io::st_dtype::F32 : io::st_dtype::F64;
+        }
+
+        // Every tensor a checkpoint of (params, trainer) holds, in a fixed order. With
+        // `pending`, the stepper's accumulators are included.
+        template <class Trainer>
+        std::vector<checkpoint_tensor> checkpoint_tensors(flat_params& flat, Trainer& trainer, bool pending)
+        {
+            std::vector<checkpoint_tensor> out;
+            const auto add_params = [&](auto& share) {
+                for (std::size_t i = 0; i < share.params.size(); ++i)
+                {
+                    auto& v = share.params[i];
+                    using T = tensor::value_type<std::decay_t<decltype(v)>>;
+                    const std::string& name = flat.name(share.leaves[i]);
+                    out.push_back({"param/" + name, io::st_dtype_of<T>(), flat.shape(share.leaves[i]), v.data(),
+                                   v.size() * sizeof(T), "parameter '" + name + "'"});
+                }
+            };
+            add_params(flat.share<float>());
+            add_params(flat.share<double>());
+            const auto add_store = [&](const state_store& store, const std::string& prefix, const auto& names,
+                                       std::size_t keep, const char* what) {
+                for (std::size_t k = 0; k < store.size(); ++k)
+                {
+                    const state_store::entry& e = store[k];
+                    for (std::size_t s = 0; s < std::min(keep, e.count); ++s)
+                    {
+                        unsigned char* data = e.data.get() + s * e.stride * dtype_size(e.type);
+                        out.push_back({prefix + e.name + (names.empty() ? "" : "/" + std::string(names[s])),
+                                       st_dtype_of(e.type), e.shape, data, e.size * dtype_size(e.type),
+                                       std::string(what) + " of parameter '" + e.name + "'"});
+                    }
+                }
+            };
+            for_each_optimizer(trainer, "optimizer", [&](const std::string& key, auto& o) {
+                using O = std::remove_const_t<std::remove_reference_t<decltype(o)>>;
+                const std::size_t keep = O::state_names.size() - scratch_states<O>::value;
+                add_store(checkpoint_access::state(o), "state/" + key + "/", O::state_names, keep,
+                          "optimizer state");
+            });
+            if constexpr (is_stepper<std::remove_const_t<Trainer>>::value)
+            {
+                if (pending)
+                {
+                    add_store(checkpoint_access::accumulators(trainer), "accumulator/", std::vector<const char*>{}, 1,
+                              "gradient accumulator");
+                }
+            }
+            return out;
+        }
+
+        [[noreturn]] inline void checkpoint_error(const std::string& path, const std::string& problem)
+        {
+            throw std::runtime_error(path + ": " + problem);
+        }
+
+        inline std::size_t parse_count(const std::string& path, const std::map<std::string, std::string>& meta,
+                                       const std::string& key)
+        {
+            const auto it = meta.find(key);
+            if (it == meta.end())
+            {
+                checkpoint_error(path, "metadata has no \"" + key + "\"");
+            }
+            const std::string& s = it->second;
+            std::size_t value = 0;
+            const bool digits = !s.empty() && s.size() <= 18
+                                && std::all_of(s.begin(), s.end(), [](char c) { return c >= '0' && c <= '9'; });
+            if (!digits)
+            {
+                checkpoint_error(path, "metadata \"" + key + "\" is not a count: \"" + s + "\"");
+            }
+            for (const char c : s)
+            {
+                value = value * 10 + std::size_t(c - '0');
+            }
+            return value;
+        }
+
+        inline std::string hex(std::uint64_t x)
+        {
+            char buffer[20];
+            std::snprintf(buffer, sizeof buffer, "%016llx", static_cast<unsigned long long>(x));
+            return buffer;
+        }
+    }
+
+    template <class P, class Trainer>
+    void save_checkpoint(const std::string& path, P&& params, const Trainer& trainer)
+    {
+        flat_params flat;
+        flat.collect(std::forward<P>(params), no_grads{}, "xoptim::save_checkpoint");
+        io::safetensors_writer writer;
+        writer.metadata("format", "xoptim.checkpoint");
+        writer.metadata("format_version", std::to_string(checkpoint_format_version));
+        writer.metadata("parameters", std::to_string(flat.size()));
+        detail::for_each_optimizer(trainer, "optimizer", [&](const std::string& key, const auto& o) {
+            using O = std::remove_const_t<std::remove_reference_t<decltype(o)>>;
+            writer.metadata(key + ".optimizer", O::name);
+            writer.metadata(key + ".step", std::to_string(o.step_count()));
+            writer.metadata(key + ".hyperparameters", detail::options_json(o.options()));
+            writer.metadata(key + ".schedules", detail::schedules_json(o.schedules()));
+        });
+        bool pending = false;
+        if constexpr (detail::is_stepper<Trainer>::value)
+        {
+            pending = trainer.pending_micro_batches() > 0;
+            writer.metadata("stepper.skipped_steps", std::to_string(trainer.skipped_steps()));
+            writer.metadata("stepper.pending_micro_batches", std::to_string(trainer.pending_micro_batches()));
+            writer.metadata("stepper.options", detail::stepper_json(trainer.options()));
+        }
+        std::string checksums = "{";
+        for (const auto& t : detail::checkpoint_tensors(flat, trainer, pending))
+        {
+            checksums += (checksums.size() > 1 ? ", " : "") + detail::json_string(t.name) + ": \""
+                         + detail::hex(io::xxh64(t.data, t.bytes)) + "\"";
+            writer.add(t.name, t.dtype, t.shape, t.data, t.bytes);
+        }
+        writer.metadata("checksums", checksums + "}");
+        writer.write(path);
+    }
+
+    template <class P, class Trainer>
+    void load_checkpoint(const std::string& path, P&& params, Trainer& trainer)
+    {
+        using detail::checkpoint_error;
+        const io::safetensors_file file = io::safetensors_file::read(path);
+        const auto& meta = file.metadata();
+        const auto text = [&](const std::string& key) {
+            const auto it = meta.find(key);
+            if (it == meta.end())
+            {
+                checkpoint_error(path, "metadata has no \"" + key + "\"");
+            }
+            return it->second;
+        };
+        if (text("format") != "xoptim.checkpoint")
+        {
+            checkpoint_error(path, "not an xoptim checkpoint (format \"" + text("format") + "\")");
+        }
+        const std::size_t version = detail::parse_count(path, meta, "format_version");
+        if (version > std::size_t(checkpoint_format_version))
+        {
+            checkpoint_error(path, "format version " + std::to_string(version) + " is newer than this xoptim reads ("
+                                       + std::to_string(checkpoint_format_version) + ")");
+        }
+        if (version < 1)
+        {
+            checkpoint_error(path, "format version 0 does not exist");
+        }
+
+        // The optimizers: kind and step count, checked before anything is created.
+        std::vector<std::size_t> steps;
+        detail::for_each_optimizer(trainer, "optimizer", [&](const std::string& key, auto& o) {
+            using O = std::remove_reference_t<decltype(o)>;
+            const std::string saved = text(key + ".optimizer");
+            if (saved != O::name)
+            {
+                checkpoint_error(path, "'" + key + "' was " + saved + " in the checkpoint, it is " + O::name + " here");
+            }
+            steps.push_back(detail::parse_count(path, meta, key + ".step"));
+        });
+        std::size_t pending = 0, skipped = 0;
+        if constexpr (detail::is_stepper<Trainer>::value)
+        {
+            pending = detail::parse_count(path, meta, "stepper.pending_micro_batches");
+            skipped = detail::parse_count(path, meta, "stepper.skipped_steps");
+            const stepper_options& o = trainer.options();
+            const std::size_t cycle = o.accumulate;
+            if (pending > 0 && (pending >= cycle || o.caller_accumulates))
+            {
+                checkpoint_error(path, std::to_string(pending) + " micro-batches are pending, this stepper "
+                                           + (o.caller_accumulates ? "keeps no accumulators"
+                                                                   : "accumulates " + std::to_string(cycle)));
+            }
+        }
+
+        flat_params flat;
+        flat.collect(params, no_grads{}, "xoptim::load_checkpoint");
+        detail::checkpoint_access::created created;
+        try
+        {
+            detail::checkpoint_access::init(trainer, params, created);
+            const auto tensors = detail::checkpoint_tensors(flat, trainer, pending > 0);
+            // Checksums: a JSON object of "name": "hex", as written by save_checkpoint.
+            const std::string checksums = text("checksums");
+            std::set<std::string> expected;
+            for (const auto& t : tensors)
+            {
+                expected.insert(t.name);
+                const io::st_tensor_info* info = file.find(t.name);
+                if (info == nullptr)
+                {
+                    checkpoint_error(path, "no tensor '" + t.name + "' for the " + t.owner);
+                }
+                if (info->dtype != t.dtype || info->shape != t.shape)
+                {
+                    checkpoint_error(path, "tensor '" + t.name + "' is " + io::st_dtype_name(info->dtype) + " "
+                                               + format_shape(info->shape) + ", the " + t.owner + " is "
+                                               + io::st_dtype_name(t.dtype) + " " + format_shape(t.shape));
+                }
+                const std::string want = detail::json_string(t.name) + ": \"";
+                const std::size_t at = checksums.find(want);
+                const std::string sum = at == std::string::npos ? "" : checksums.substr(at + want.size(), 16);
+                if (sum.size() != 16)
+                {
+                    checkpoint_error(path, "no checksum for tensor '" + t.name + "'");
+                }
+                if (sum != detail::hex(io::xxh64(file.data(*info), info->bytes())))
+                {
+                    checkpoint_error(path, "tensor '" + t.name + "' is damaged (its checksum does not match)");
+                }
+            }
+            for (const auto& info : file.tensors())
+            {
+                if (expected.count(info.name) == 0)
+                {
+                    checkpoint_error(path, "unexpected tensor '" + info.name
+                                               + "' (no such parameter or optimizer state here)");
+                }
+            }
+            // Everything holds: restore.
+            for (const auto& t : tensors)
+            {
+                const io::st_tensor_info* info = file.find(t.name);
+                std::memcpy(t.data, file.data(*info), t.bytes);
+            }
+        }
+        catch (...)
+        {
+            detail::checkpoint_access::forget(trainer, created);
+            throw;
+        }
+        std::size_t k = 0;
+        detail::for_each_optimizer(trainer, "optimizer", [&](const std::string&, auto& o) {
+            detail::checkpoint_access::steps(o) = steps[k++];
+        });
+        if constexpr (detail::is_stepper<Trainer>::value)
+        {
+            detail::checkpoint_access::micro(trainer) = pending;
+            detail::checkpoint_access::skipped(trainer) = skipped;
+        }
+    }
+}
+
+#endif

@@ -1,0 +1,493 @@
+// Checkpoints: round trip, resuming bit for bit (mid-accumulation, after a skipped
+// step, through a router), Python's numpy + json reading the file, and every kind of
+// damaged or mismatched file refused with its own message, the live state untouched.
+#include <gtest/gtest.h>
+
+#include <csignal>
+#include <cmath>
+#include <fstream>
+#include <limits>
+
+#include <sys/resource.h>
+
+#include <xoptim/io/checkpoint.hpp>
+#include <xoptim/optim/hybrid.hpp>
+#include <xoptim/xoptim.hpp>
+
+#include "support/temp_dir.hpp"
+
+namespace
+{
+    using bytes = std::vector<unsigned char>;
+
+    bytes read_file(const std::filesystem::path& p)
+    {
+        std::ifstream in(p, std::ios::binary);
+        return {std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>()};
+    }
+
+    void write_file(const std::filesystem::path& p, const bytes& b)
+    {
+        std::ofstream out(p, std::ios::binary);
+        out.write(reinterpret_cast<const char*>(b.data()), std::streamsize(b.size()));
+    }
+
+    // Every byte an optimizer keeps, to compare two of them bit for bit.
+    template <class O>
+    bytes state_bytes(const O& o)
+    {
+        bytes out;
+        for (std::size_t k = 0; k < o.state().size(); ++k)
+        {
+            const auto& e = o.state()[k];
+            const unsigned char* p = e.data.get();
+            out.insert(out.end(), p, p + e.count * e.stride * xoptim::dtype_size(e.type));
+        }
+        return out;
+    }
+
+    // A small model: a float matrix, a double bias.
+    struct model
+    {
+        std::vector<float> w = std::vector<float>(6);
+        std::vector<double> b = std::vector<double>(3);
+
+        model()
+        {
+            for (std::size_t i = 0; i < w.size(); ++i)
+            {
+                w[i] = float(std::sin(double(i) + 1));
+            }
+            for (std::size_t i = 0; i < b.size(); ++i)
+            {
+                b[i] = std::cos(double(i));
+            }
+        }
+
+        auto params()
+        {
+            return std::make_tuple(xoptim::named("w", wv), xoptim::named("b", b));
+        }
+
+        // Gradients of call t, with a NaN where `nan` says.
+        void grads(int t, std::vector<float>& gw, std::vector<double>& gb, bool nan = false) const
+        {
+            gw.resize(w.size());
+            gb.resize(b.size());
+            for (std::size_t i = 0; i < gw.size(); ++i)
+            {
+                gw[i] = float(std::sin(0.7 * double(t * 10 + int(i))));
+            }
+            for (std::size_t i = 0; i < gb.size(); ++i)
+            {
+                gb[i] = std::cos(1.3 * double(t * 10 + int(i)));
+            }
+            if (nan)
+            {
+                gb[1] = std::numeric_limits<double>::quiet_NaN();
+            }
+        }
+
+        xoptim::tensor_view<float> wv = xoptim::view(w.data(), {2, 3});
+    };
+
+    xoptim::stepper<xoptim::adamw> make_stepper()
+    {
+        xoptim::adamw opt;
+        opt.schedule("lr", xoptim::warmup_cosine(0.05, 8, 2, 0.1));
+        xoptim::stepper_options o;
+        o.accumulate = 2;
+        o.clip_global_norm = 0.8;
+        return xoptim::stepper<xoptim::adamw>(std::move(opt), o);
+    }
+
+    // Calls [from, to) of a run whose call 5 has a NaN gradient (skipped).
+    void run(model& m, xoptim::stepper<xoptim::adamw>& s, int from, int to)
+    {
+        std::vector<float> gw;
+        std::vector<double> gb;
+        for (int t = from; t < to; ++t)
+        {
+            m.grads(t, gw, gb, t == 5);
+            s(m.params(), std::tie(gw, gb));
+        }
+    }
+
+    class checkpoint : public xoptim_test::temp_dir_test
+    {
+    protected:
+        std::string file(const char* name = "c.safetensors") const
+        {
+            return (dir_ / name).string();
+        }
+
+        // The error a load gives, checking that it changed nothing it was given.
+        template <class Trainer>
+        std::string load_error(const std::string& path, model& m, Trainer& t)
+        {
+            const auto w = m.w;
+            const auto b = m.b;
+            std::string error;
+            try
+            {
+                xoptim::load_checkpoint(path, m.params(), t);
+            }
+            catch (const std::runtime_error& e)
+            {
+                error = e.what();
+            }
+            EXPECT_EQ(m.w, w);
+            EXPECT_EQ(m.b, b);
+            return error;
+        }
+    };
+
+    TEST(xxh64, matches_python_xxhash)
+    {
+        // Reference values: python3-xxhash 3.2, xxhash.xxh64(data).intdigest().
+        std::string long_input;
+        for (int r = 0; r < 3; ++r)
+        {
+            for (int i = 0; i < 256; ++i)
+            {
+                long_input.push_back(char(i));
+            }
+        }
+        long_input += "xyz";
+        EXPECT_EQ(xoptim::io::xxh64("", 0), 0xef46db3751d8e999ULL);
+        EXPECT_EQ(xoptim::io::xxh64("a", 1), 0xd24ec4f1a98c6e5bULL);
+        EXPECT_EQ(xoptim::io::xxh64("abc", 3), 0x44bc2cf5ad770999ULL);
+        EXPECT_EQ(xoptim::io::xxh64(long_input.data(), long_input.size()), 0xe921a1b45bd779f8ULL);
+    }
+
+    TEST_F(checkpoint, resuming_continues_bit_for_bit)
+    {
+        // Uninterrupted: 11 calls (5 steps, one skipped for a NaN, one micro-batch pending).
+        model a;
+        auto sa = make_stepper();
+        run(a, sa, 0, 11);
+
+        // Interrupted after call 7 (a micro-batch pending, one step skipped), resumed
+        // into fresh objects.
+        model b;
+        auto sb = make_stepper();
+        run(b, sb, 0, 7);
+        ASSERT_EQ(sb.pending_micro_batches(), 1u);
+        ASSERT_EQ(sb.skipped_steps(), 1u);
+        xoptim::save_checkpoint(file(), b.params(), sb);
+
+        model c;
+        auto sc = make_stepper();
+        xoptim::load_checkpoint(file(), c.params(), sc);
+        EXPECT_EQ(c.w, b.w);
+        EXPECT_EQ(c.b, b.b);
+        EXPECT_EQ(state_bytes(sc.optimizer()), state_bytes(sb.optimizer()));
+        EXPECT_EQ(sc.optimizer().step_count(), sb.optimizer().step_count());
+        EXPECT_EQ(sc.pending_micro_batches(), 1u);
+        EXPECT_EQ(sc.skipped_steps(), 1u);
+        run(c, sc, 7, 11);
+
+        EXPECT_EQ(c.w, a.w);
+        EXPECT_EQ(c.b, a.b);
+        EXPECT_EQ(state_bytes(sc.optimizer()), state_bytes(sa.optimizer()));
+        EXPECT_EQ(sc.optimizer().step_count(), sa.optimizer().step_count());
+        EXPECT_EQ(sc.optimizer().options().lr, sa.optimizer().options().lr);  // the schedule's position
+        EXPECT_EQ(sc.skipped_steps(), sa.skipped_steps());
+    }
+
+    TEST_F(checkpoint, a_router_resumes_bit_for_bit)
+    {
+        std::vector<float> e(10 * 4), h(6 * 4), ge(e.size()), gh(h.size());
+        const auto fill = [](std::vector<float>& v, double f) {
+            for (std::size_t i = 0; i < v.size(); ++i)
+            {
+                v[i] = float(std::sin(f * double(i + 1)));
+            }
+        };
+        const auto shapes = [](std::vector<float>& x, std::vector<float>& y) {
+            return std::make_pair(xoptim::view(x.data(), {10, 4}), xoptim::view(y.data(), {6, 4}));
+        };
+        auto run_hybrid = [&](std::vector<float>& x, std::vector<float>& y, xoptim::hybrid& opt, int from, int to) {
+            auto [vx, vy] = shapes(x, y);
+            for (int t = from; t < to; ++t)
+            {
+                fill(ge, 0.1 * t + 0.3);
+                fill(gh, 0.2 * t + 0.1);
+                opt.step(std::make_tuple(xoptim::named("embed.weight", vx), xoptim::named("hidden", vy)),
+                         std::tie(ge, gh));
+            }
+        };
+        fill(e, 1.0);
+        fill(h, 2.0);
+        auto e2 = e, h2 = h;
+        auto whole = xoptim::make_hybrid();
+        run_hybrid(e, h, whole, 0, 6);
+
+        auto first = xoptim::make_hybrid();
+        run_hybrid(e2, h2, first, 0, 3);
+        auto [ve, vh] = shapes(e2, h2);
+        xoptim::save_checkpoint(file(), std::make_tuple(xoptim::named("embed.weight", ve), xoptim::named("hidden", vh)),
+                                first);
+        std::vector<float> e3(e.size()), h3(h.size());
+        auto [ve3, vh3] = shapes(e3, h3);
+        auto resumed = xoptim::make_hybrid();
+        xoptim::load_checkpoint(file(), std::make_tuple(xoptim::named("embed.weight", ve3), xoptim::named("hidden", vh3)),
+                                resumed);
+        EXPECT_EQ(resumed.routing_table(), first.routing_table());
+        run_hybrid(e3, h3, resumed, 3, 6);
+        EXPECT_EQ(e3, e);
+        EXPECT_EQ(h3, h);
+    }
+
+    TEST_F(checkpoint, python_reads_it_with_numpy_and_json)
+    {
+#ifndef XOPTIM_NUMPY_PYTHON
+        GTEST_SKIP() << "no Python with numpy at configure time";
+#else
+        model m;
+        xoptim::adamw opt;
+        std::vector<float> gw;
+        std::vector<double> gb;
+        m.grads(0, gw, gb);
+        opt.step(m.params(), std::tie(gw, gb));
+        xoptim::save_checkpoint(file(), m.params(), opt);
+        const std::string command = std::string("'" XOPTIM_NUMPY_PYTHON "' '" XOPTIM_READ_SAFETENSORS_PY "' '")
+                                    + file() + "'";
+        std::FILE* pipe = popen(command.c_str(), "r");
+        ASSERT_NE(pipe, nullptr);
+        std::string out;
+        char buffer[4096];
+        while (std::fgets(buffer, sizeof buffer, pipe) != nullptr)
+        {
+            out += buffer;
+        }
+        ASSERT_EQ(pclose(pipe), 0) << out;
+        // Python's repr of each value read by numpy, against ours.
+        const auto repr = [](double x) {
+            char b[32];
+            std::snprintf(b, sizeof b, "%.17g", x);
+            return std::stod(b);
+        };
+        std::string w_line = "param/w F32 [2, 3] [";
+        ASSERT_NE(out.find(w_line), std::string::npos) << out;
+        std::istringstream values(out.substr(out.find(w_line) + w_line.size()));
+        for (float x : m.w)
+        {
+            double got = 0;
+            values >> got;
+            EXPECT_EQ(got, repr(x));
+        }
+        EXPECT_NE(out.find("param/b F64 [3] ["), std::string::npos) << out;
+        EXPECT_NE(out.find("state/optimizer/w/exp_avg F32 [2, 3] ["), std::string::npos) << out;
+        EXPECT_NE(out.find("state/optimizer/b/exp_avg_sq F64 [3] ["), std::string::npos) << out;
+        EXPECT_NE(out.find("\"format\": \"xoptim.checkpoint\""), std::string::npos) << out;
+        EXPECT_NE(out.find("\"optimizer.optimizer\": \"adamw\""), std::string::npos) << out;
+        EXPECT_NE(out.find("\"optimizer.step\": \"1\""), std::string::npos) << out;
+#endif
+    }
+
+    // A checkpoint of one AdamW step on `model`, and a trained optimizer to load into.
+    class damaged : public checkpoint
+    {
+    protected:
+        void SetUp() override
+        {
+            checkpoint::SetUp();
+            std::vector<float> gw;
+            std::vector<double> gb;
+            m.grads(0, gw, gb);
+            trained.step(m.params(), std::tie(gw, gb));
+            xoptim::save_checkpoint(file(), m.params(), trained);
+            saved = state_bytes(trained);
+            saved_w = m.w;
+            good = read_file(file());
+            m.grads(1, gw, gb);
+            trained.step(m.params(), std::tie(gw, gb));  // now differs from the file
+            before = state_bytes(trained);
+        }
+
+        // Loads `b` into the trained optimizer and into a fresh one: both refuse with
+        // the same message and keep what they had.
+        std::string refused(const bytes& b)
+        {
+            write_file(file("bad.safetensors"), b);
+            const std::string error = load_error(file("bad.safetensors"), m, trained);
+            EXPECT_EQ(state_bytes(trained), before);
+            EXPECT_EQ(trained.step_count(), 2u);
+            xoptim::adamw fresh;
+            EXPECT_EQ(load_error(file("bad.safetensors"), m, fresh), error);
+            EXPECT_TRUE(fresh.state().empty());
+            EXPECT_EQ(error.rfind(file("bad.safetensors") + ": ", 0), 0u) << error;
+            return error;
+        }
+
+        // The file rewritten with `edit` applied to its metadata.
+        bytes with_metadata(const std::function<void(std::map<std::string, std::string>&)>& edit)
+        {
+            const auto f = xoptim::io::safetensors_file::parse(good, "good");
+            auto meta = f.metadata();
+            edit(meta);
+            xoptim::io::safetensors_writer w;
+            for (const auto& [k, v] : meta)
+            {
+                w.metadata(k, v);
+            }
+            for (const auto& t : f.tensors())
+            {
+                w.add(t.name, t.dtype, t.shape, f.data(t), t.bytes());
+            }
+            const std::string s = w.serialize();
+            return bytes(s.begin(), s.end());
+        }
+
+        model m;
+        xoptim::adamw trained;
+        bytes good;
+        bytes saved;
+        std::vector<float> saved_w;
+        bytes before;
+    };
+
+    TEST_F(damaged, a_good_file_loads)
+    {
+        xoptim::load_checkpoint(file(), m.params(), trained);
+        EXPECT_EQ(trained.step_count(), 1u);
+        EXPECT_EQ(state_bytes(trained), saved);
+        EXPECT_EQ(m.w, saved_w);
+    }
+
+    TEST_F(damaged, truncated)
+    {
+        bytes b = good;
+        b.resize(b.size() - 5);
+        EXPECT_NE(refused(b).find("data section"), std::string::npos);
+        b.resize(6);
+        EXPECT_NE(refused(b).find("file too short"), std::string::npos);
+    }
+
+    TEST_F(damaged, a_flipped_bit_in_the_data)
+    {
+        bytes b = good;
+        b[b.size() - 3] ^= 0x10;  // inside the last tensor
+        const std::string error = refused(b);
+        EXPECT_NE(error.find("is damaged (its checksum does not match)"), std::string::npos) << error;
+    }
+
+    TEST_F(damaged, a_flipped_bit_in_the_header)
+    {
+        bytes b = good;
+        const std::size_t brace = std::find(b.begin() + 8, b.end(), '{') - b.begin();
+        b[brace] ^= 0x01;  // '{' becomes 'z'
+        EXPECT_NE(refused(b), "");
+    }
+
+    TEST_F(damaged, a_parameter_of_another_shape)
+    {
+        m.wv = xoptim::view(m.w.data(), {3, 2});
+        EXPECT_EQ(load_error(file(), m, trained), file() + ": tensor 'param/w' is F32 (2, 3), the parameter 'w' is F32 (3, 2)");
+        EXPECT_EQ(state_bytes(trained), before);
+    }
+
+    TEST_F(damaged, a_missing_tensor)
+    {
+        const bytes b = with_metadata([](auto&) {});
+        const auto f = xoptim::io::safetensors_file::parse(b, "x");
+        // Drop the bias's second moment.
+        xoptim::io::safetensors_writer w;
+        for (const auto& [k, v] : f.metadata())
+        {
+            w.metadata(k, v);
+        }
+        for (const auto& t : f.tensors())
+        {
+            if (t.name != "state/optimizer/b/exp_avg_sq")
+            {
+                w.add(t.name, t.dtype, t.shape, f.data(t), t.bytes());
+            }
+        }
+        const std::string s = w.serialize();
+        EXPECT_EQ(refused(bytes(s.begin(), s.end())),
+                  file("bad.safetensors") + ": no tensor 'state/optimizer/b/exp_avg_sq' for the optimizer state of "
+                                            "parameter 'b'");
+    }
+
+    TEST_F(damaged, a_parameter_the_file_does_not_have)
+    {
+        std::vector<float> extra(4, 1.0f);
+        xoptim::adamw fresh;
+        std::string error;
+        try
+        {
+            xoptim::load_checkpoint(file(), std::make_tuple(xoptim::named("w", m.wv), xoptim::named("b", m.b),
+                                                            xoptim::named("c", extra)),
+                                    fresh);
+        }
+        catch (const std::runtime_error& e)
+        {
+            error = e.what();
+        }
+        EXPECT_EQ(error, file() + ": no tensor 'param/c' for the parameter 'c'");
+        EXPECT_TRUE(fresh.state().empty());
+    }
+
+    TEST_F(damaged, a_tensor_with_no_parameter)
+    {
+        xoptim::adamw fresh;
+        std::string error;
+        try
+        {
+            xoptim::load_checkpoint(file(), std::make_tuple(xoptim::named("w", m.wv)), fresh);
+        }
+        catch (const std::runtime_error& e)
+        {
+            error = e.what();
+        }
+        EXPECT_EQ(error, file() + ": unexpected tensor 'param/b' (no such parameter or optimizer state here)");
+        EXPECT_TRUE(fresh.state().empty());
+    }
+
+    TEST_F(damaged, a_future_version)
+    {
+        EXPECT_EQ(refused(with_metadata([](auto& meta) { meta["format_version"] = "2"; })),
+                  file("bad.safetensors") + ": format version 2 is newer than this xoptim reads (1)");
+    }
+
+    TEST_F(damaged, not_a_checkpoint_or_another_optimizer)
+    {
+        EXPECT_EQ(refused(with_metadata([](auto& meta) { meta.erase("format"); })),
+                  file("bad.safetensors") + ": metadata has no \"format\"");
+        EXPECT_EQ(refused(with_metadata([](auto& meta) { meta["optimizer.optimizer"] = "lion"; })),
+                  file("bad.safetensors") + ": 'optimizer' was lion in the checkpoint, it is adamw here");
+        EXPECT_EQ(refused(with_metadata([](auto& meta) { meta["optimizer.step"] = "-1"; })),
+                  file("bad.safetensors") + ": metadata \"optimizer.step\" is not a count: \"-1\"");
+    }
+
+    TEST_F(checkpoint, a_failed_save_leaves_the_previous_file)
+    {
+        model m;
+        xoptim::adamw opt;
+        xoptim::save_checkpoint(file(), m.params(), opt);
+        const bytes before = read_file(file());
+        std::vector<float> big(100000, 1.0f);
+        rlimit old_limit{};
+        ASSERT_EQ(getrlimit(RLIMIT_FSIZE, &old_limit), 0);
+        rlimit small = old_limit;
+        small.rlim_cur = 64 * 1024;
+        const auto old_handler = std::signal(SIGXFSZ, SIG_IGN);  // write() fails with EFBIG instead
+        ASSERT_EQ(setrlimit(RLIMIT_FSIZE, &small), 0);
+        std::string error;
+        try
+        {
+            xoptim::save_checkpoint(file(), big, xoptim::signsgd());
+        }
+        catch (const std::runtime_error& e)
+        {
+            error = e.what();
+        }
+        setrlimit(RLIMIT_FSIZE, &old_limit);
+        std::signal(SIGXFSZ, old_handler);
+        EXPECT_NE(error.find(file()), std::string::npos) << error;
+        EXPECT_EQ(read_file(file()), before);
+        EXPECT_EQ(std::distance(std::filesystem::directory_iterator(dir_), std::filesystem::directory_iterator()), 1);
+    }
+}
