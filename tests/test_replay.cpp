@@ -251,6 +251,20 @@ TEST_F(replay_broken, hybrid_hyperparameters) {
     expect_failure({"xoptim::adamw: lr must be >= 0"});
 }
 
+TEST_F(replay_broken, around_the_step_keys) {
+    edit_case([](json& j) { j["accumulate"] = 0; });
+    expect_failure({"\"accumulate\" must be an integer >= 1"});
+    edit_case([](json& j) { j.erase("accumulate"); j["clip_global_norm"] = -1; });
+    expect_failure({"\"clip_global_norm\" must be a number > 0"});
+    edit_case([](json& j) { j.erase("clip_global_norm"); j["schedule"] = {{"lr", {{"kind", "cosine"}}}}; });
+    expect_failure({"schedule \"lr\"", "cosine"});
+    edit_case([](json& j) { j["schedule"] = {{"amsgrad", 0.5}}; });
+    expect_failure({"xoptim::adamw: no numeric hyperparameter 'amsgrad' to schedule"});
+    // With 2 micro-batches per step, 6 steps need 12 gradient files per parameter.
+    edit_case([](json& j) { j.erase("schedule"); j["accumulate"] = 2; });
+    expect_failure({"missing file", "layer0.weight.grad.7.npy"});
+}
+
 TEST_F(replay_broken, unknown_hyperparameter) {
     edit_case([](json& j) { j["hyper"]["lr_decay"] = 0.1; });
     expect_failure({"unknown hyperparameter", "lr_decay"});

@@ -25,6 +25,7 @@
 #include <xoptim/xoptim.hpp>
 
 #include "optimizer_json.hpp"
+#include "schedule_json.hpp"
 
 namespace fs = std::filesystem;
 using nlohmann::json;
@@ -62,7 +63,9 @@ namespace
         fs::path dir;
         std::string optimizer;
         json hyper;
-        json routing;  // the hybrid's routing entry; null for single optimizers
+        json routing;   // the hybrid's routing entry; null for single optimizers
+        json schedule;  // {"lr": {...}}, per group for the hybrid; null if none
+        xoptim::stepper_options around;  // clip_global_norm, accumulate
         std::size_t steps = 0;
         std::string dtype;
         std::vector<std::string> params;
@@ -112,7 +115,8 @@ namespace
         {
             throw case_error(file.string() + ": not a JSON object");
         }
-        static const std::set<std::string> known = {"optimizer", "hyper", "routing", "steps", "dtype", "params"};
+        static const std::set<std::string> known = {"optimizer", "hyper", "routing", "schedule",
+                                                    "clip_global_norm", "accumulate", "steps", "dtype", "params"};
         for (const auto& item : j.items())
         {
             if (known.count(item.key()) == 0)
@@ -141,6 +145,25 @@ namespace
         if (hybrid)
         {
             c.routing = j["routing"];
+        }
+        if (j.contains("schedule"))
+        {
+            c.schedule = j["schedule"];
+            require_type(c.schedule.is_object(), "schedule", "an object");
+        }
+        // The replayed run is PyTorch's: a NaN goes through (no guard), as in torch.
+        c.around.on_non_finite = xoptim::non_finite::ignore;
+        if (j.contains("clip_global_norm"))
+        {
+            const json& clip = j["clip_global_norm"];
+            require_type(clip.is_number() && clip.get<double>() > 0, "clip_global_norm", "a number > 0");
+            c.around.clip_global_norm = clip.get<double>();
+        }
+        if (j.contains("accumulate"))
+        {
+            const json& k = j["accumulate"];
+            require_type(k.is_number_unsigned() && k.get<std::size_t>() >= 1, "accumulate", "an integer >= 1");
+            c.around.accumulate = k.get<std::size_t>();
         }
 
         const json& steps = require_key(j, "steps");
@@ -205,9 +228,46 @@ namespace
     {
     };
 
-    template <class T, class Optimizer>
-    void replay(Optimizer& opt, const replay_case& c, const fs::path& out)
+    // Every scheduled hyperparameter of one optimizer: {"lr": schedule, ...}.
+    template <class Optimizer>
+    void add_schedules(Optimizer& opt, const json& schedules)
     {
+        for (const auto& item : schedules.items())
+        {
+            opt.schedule(item.key(), xoptim::tools::schedule_from_json(item.value(), item.key()));
+        }
+    }
+
+    void add_schedules(xoptim::hybrid& opt, const json& schedules)
+    {
+        for (const auto& item : schedules.items())
+        {
+            if (item.key() != "muon" && item.key() != "adamw")
+            {
+                throw case_error("case.json: \"schedule\" of the hybrid takes \"muon\" and \"adamw\" objects, not \""
+                                 + item.key() + "\"");
+            }
+            require_type(item.value().is_object(), "schedule", "an object per optimizer for the hybrid");
+            if (item.key() == "muon")
+            {
+                add_schedules(opt.optimizer<0>(), item.value());
+            }
+            else
+            {
+                add_schedules(opt.optimizer<1>(), item.value());
+            }
+        }
+    }
+
+    template <class T, class Optimizer>
+    void replay(Optimizer& optimizer, const replay_case& c, const fs::path& out)
+    {
+        if (!c.schedule.is_null())
+        {
+            add_schedules(optimizer, c.schedule);
+        }
+        // Accumulation and clipping around the optimizer; with neither, the very same step.
+        xoptim::stepper<Optimizer&> opt(optimizer, c.around);
         std::vector<host_tensor<T>> params;
         for (const std::string& name : c.params)
         {
@@ -221,7 +281,7 @@ namespace
         }
 
         std::vector<host_tensor<T>> grads(params.size());
-        for (std::size_t t = 1; t <= c.steps; ++t)
+        for (std::size_t t = 1; t <= c.steps * c.around.accumulate; ++t)
         {
             for (std::size_t k = 0; k < params.size(); ++k)
             {
@@ -234,7 +294,7 @@ namespace
                                      + xoptim::format_shape(params[k].dims));
                 }
             }
-            opt.step(named, grads);
+            opt(named, grads);
         }
 
         try
@@ -248,7 +308,7 @@ namespace
             if constexpr (has_routing_table<Optimizer>::value)
             {
                 std::ofstream table(out / "routing.txt");
-                table << opt.routing_table();
+                table << optimizer.routing_table();
                 if (!table.flush())
                 {
                     throw std::runtime_error("cannot write " + (out / "routing.txt").string());

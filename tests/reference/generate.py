@@ -344,7 +344,7 @@ def generate_trajectories():
 
 # --------------------------------------------------------------------------- replay cases
 REPLAY = [
-    # name, optimizer, hyper, dtype, steps, seed, gscale, [(param name, shape)], routing
+    # name, optimizer, hyper, dtype, steps, seed, gscale, [(param name, shape)], {extra case.json keys}
     ("adamw_f32", "adamw", adam_hyper(True), "float32", 6, 9001, 1.0,
      [("layer0.weight", (3, 4)), ("layer0.bias", (4,)), ("head.weight", (2, 3, 2))]),
     ("sgd_nesterov_f64", "sgd", sgd_hyper(momentum=0.9, nesterov=True, weight_decay=0.01),
@@ -361,14 +361,58 @@ REPLAY = [
                               "adamw": adam_hyper(True, lr=3e-3)}, "float32", 6, 9006, 1.0,
      [("embedding.weight", (10, 6)), ("layers.0.weight", (8, 6)), ("linear1.weight", (12, 8)),
       ("linear1.bias", (12,)), ("linear2.weight", (8, 12)), ("output.weight", (5, 8))],
-     {"adamw_patterns": ["*embed*", "*head*", "output*", "layers.0.*"]}),
+     {"routing": {"adamw_patterns": ["*embed*", "*head*", "output*", "layers.0.*"]}}),
+    # Around the step: scheduled lr and weight decay, global-norm clipping, the mean of 4
+    # micro-batch gradients (steps x 4 gradient files)
+    ("adamw_around_f32", "adamw", adam_hyper(True, lr=1e-2, betas=[0.9, 0.95], weight_decay=0.1), "float32", 6,
+     9007, 2.0, [("layer0.weight", (3, 4)), ("layer0.bias", (4,)), ("head.weight", (2, 3, 2))],
+     {"schedule": {"lr": {"kind": "warmup_cosine", "base": 1e-2, "warmup_steps": 2, "total_steps": 5,
+                          "min_ratio": 0.1},
+                   "weight_decay": {"kind": "linear", "from": 0.1, "to": 0.0, "steps": 4}},
+      "clip_global_norm": 1.0, "accumulate": 4}),
 ]
+
+
+def schedule_value(s, k):
+    """The schedules the replay cases use, evaluated at optimizer step k."""
+    if s["kind"] == "warmup_cosine":
+        return warmup_cosine(s["base"], s["warmup_steps"], s["total_steps"], s["min_ratio"])(k)
+    if s["kind"] == "linear":
+        return s["from"] + (s["to"] - s["from"]) * min(k, s["steps"]) / s["steps"]
+    raise ValueError(s["kind"])
+
+
+def around_stepper(optimizer, hyper, params, extra):
+    """torch.optim with its hyperparameters set from the schedules before each step,
+    gradients averaged over the micro-batches and clipped by clip_grad_norm_."""
+    assert optimizer == "adamw" and hyper["bias_correction"]
+    opt = torch.optim.AdamW(params, lr=hyper["lr"], betas=tuple(hyper["betas"]), eps=hyper["eps"],
+                            weight_decay=hyper["weight_decay"], foreach=False)
+    k = extra.get("accumulate", 1)
+    micro = []
+    steps = [0]
+
+    def step(grads):
+        micro.append(grads)
+        if len(micro) < k:
+            return
+        for n, p in enumerate(params):
+            p.grad = sum((m[n] for m in micro[1:]), micro[0][n].clone()) / k
+        micro.clear()
+        if "clip_global_norm" in extra:
+            torch.nn.utils.clip_grad_norm_(params, extra["clip_global_norm"])
+        for name, s in extra.get("schedule", {}).items():
+            opt.param_groups[0][name] = schedule_value(s, steps[0])
+        opt.step()
+        steps[0] += 1
+    return step
 
 
 def generate_replay_cases():
     root = os.path.join(TESTS, "replay_cases")
     made = []
-    for name, optimizer, hyper, dtype, steps, seed, gscale, plist, *routing in REPLAY:
+    for name, optimizer, hyper, dtype, steps, seed, gscale, plist, *extras in REPLAY:
+        extra = extras[0] if extras else {}
         d = os.path.join(root, name)
         if os.path.isdir(d):
             shutil.rmtree(d)
@@ -383,15 +427,18 @@ def generate_replay_cases():
         params = [torch.from_numpy(a.astype(npdt[1:]).copy()) for a in inits]
         assert all(p.dtype == tdt for p in params)
         doc = {"optimizer": optimizer, "hyper": hyper}
+        doc.update(extra)
+        calls = steps * extra.get("accumulate", 1)
         if optimizer == "hybrid":
-            doc["routing"] = routing[0]
-            stepper, routes = hybrid_stepper(hyper, routing[0], [pn for pn, _ in plist], params)
+            stepper, routes = hybrid_stepper(hyper, extra["routing"], [pn for pn, _ in plist], params)
             with open(os.path.join(d, "expected", "routing.txt"), "w") as f:
                 for (pname, shape), r in zip(plist, routes):
                     f.write(f"{pname} {tuple(shape)} -> {r}\n")  # Python's tuple form, as format_shape
+        elif extra:
+            stepper = around_stepper(optimizer, hyper, params, extra)
         else:
             stepper = make_stepper(optimizer, hyper, params)
-        for t in range(1, steps + 1):
+        for t in range(1, calls + 1):
             grads = [np.array(grad_values(sd, t, numel(sh), gscale, 0), dtype=npdt).reshape(sh)
                      for sd, (_, sh) in zip(seeds, plist)]
             for (pname, _), g in zip(plist, grads):

@@ -65,8 +65,9 @@ namespace xoptim
     {
     public:
 
+        // Opt may be a reference type: stepper<adamw&> steps an optimizer owned elsewhere.
         explicit stepper(Opt optimizer, const stepper_options& o = {})
-            : m_opt(std::move(optimizer)), m_o(o)
+            : m_opt(std::forward<Opt>(optimizer)), m_o(o)
         {
             detail::require_non_negative(o.clip_global_norm, "stepper", "clip_global_norm");
             detail::require_non_negative(o.clip_value, "stepper", "clip_value");
@@ -78,12 +79,12 @@ namespace xoptim
         template <class P, class G>
         bool operator()(P&& params, G&& grads);
 
-        Opt& optimizer() noexcept
+        std::remove_reference_t<Opt>& optimizer() noexcept
         {
             return m_opt;
         }
 
-        const Opt& optimizer() const noexcept
+        const std::remove_reference_t<Opt>& optimizer() const noexcept
         {
             return m_opt;
         }
