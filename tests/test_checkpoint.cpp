@@ -239,6 +239,40 @@ namespace
         EXPECT_EQ(h3, h);
     }
 
+    TEST_F(checkpoint, parameter_groups_round_trip)
+    {
+        const auto make = [] {
+            xoptim::param_groups<xoptim::adamw> g;
+            g.add("bias", xoptim::name_matches({"b"}), xoptim::adamw({1e-3, {0.9, 0.999}, 1e-8, 0}));
+            g.fallback("rest", xoptim::adamw());
+            return g;
+        };
+        model m;
+        auto groups = make();
+        std::vector<float> gw;
+        std::vector<double> gb;
+        for (int t = 0; t < 2; ++t)
+        {
+            m.grads(t, gw, gb);
+            groups.step(m.params(), std::tie(gw, gb));
+        }
+        xoptim::save_checkpoint(file(), m.params(), groups);
+        model fresh;
+        auto loaded = make();
+        xoptim::load_checkpoint(file(), fresh.params(), loaded);
+        EXPECT_EQ(fresh.w, m.w);
+        EXPECT_EQ(fresh.b, m.b);
+        EXPECT_EQ(loaded.routing_table(), groups.routing_table());
+        for (std::size_t k = 0; k < 2; ++k)
+        {
+            EXPECT_EQ(state_bytes(loaded.group(k)), state_bytes(groups.group(k)));
+            EXPECT_EQ(loaded.group(k).step_count(), 2u);
+        }
+        const auto f = xoptim::io::safetensors_file::read(file());
+        EXPECT_NE(f.find("state/optimizer.0/b/exp_avg"), nullptr);
+        EXPECT_NE(f.find("state/optimizer.1/w/exp_avg"), nullptr);
+    }
+
     TEST_F(checkpoint, python_reads_it_with_numpy_and_json)
     {
 #ifndef XOPTIM_NUMPY_PYTHON

@@ -153,3 +153,49 @@ namespace
         EXPECT_EQ(only_muon.routing_table(), "");
     }
 }
+
+namespace
+{
+    // Parameter groups: one optimizer type, per-group hyperparameters and schedules.
+    TEST(param_groups, each_group_steps_as_its_own_optimizer_would)
+    {
+        std::vector<float> w1(30, 0.5f), w2(12, -0.25f), bias(5, 1.0f), g1(30), g2(12), gb(5);
+        for (std::size_t i = 0; i < g1.size(); ++i)
+        {
+            g1[i] = float(std::sin(double(i)));
+        }
+        for (std::size_t i = 0; i < g2.size(); ++i)
+        {
+            g2[i] = float(std::cos(double(i)));
+        }
+        std::fill(gb.begin(), gb.end(), 0.75f);
+        auto [v1, v2, vb] = std::make_tuple(w1, w2, bias);  // copies for the separate run
+
+        xoptim::adamw_options no_decay;
+        no_decay.weight_decay = 0;
+        xoptim::param_groups<xoptim::adamw> groups;
+        groups.add("no_decay", xoptim::name_matches({"*.bias"}), xoptim::adamw(no_decay));
+        groups.fallback("decay", xoptim::adamw());
+        groups.group("decay").schedule("lr", xoptim::linear(1e-2, 0, 3));
+
+        xoptim::adamw alone_no_decay(no_decay), alone_decay;
+        alone_decay.schedule("lr", xoptim::linear(1e-2, 0, 3));
+        for (int t = 0; t < 3; ++t)
+        {
+            groups.step(std::make_tuple(xoptim::named("l1.weight", w1), xoptim::named("l1.bias", bias),
+                                        xoptim::named("l2.weight", w2)),
+                        std::tie(g1, gb, g2));
+            alone_no_decay.step(std::make_tuple(xoptim::named("l1.bias", vb)), std::tie(gb));
+            alone_decay.step(std::make_tuple(xoptim::named("l1.weight", v1), xoptim::named("l2.weight", v2)),
+                             std::tie(g1, g2));
+        }
+        EXPECT_EQ(w1, v1);
+        EXPECT_EQ(w2, v2);
+        EXPECT_EQ(bias, vb);
+        EXPECT_EQ(groups.routing_table(), "l1.weight (30,) -> decay\nl1.bias (5,) -> no_decay\nl2.weight (12,) -> decay\n");
+        EXPECT_EQ(groups.group("decay").options().lr, alone_decay.options().lr);
+        EXPECT_EQ(groups.group(0).state().size(), 1u);
+        EXPECT_THROW(groups.group("embedding"), std::out_of_range);
+        EXPECT_THROW(groups.fallback("late", xoptim::adamw()), std::logic_error);
+    }
+}

@@ -9,7 +9,8 @@
 // The file holds
 //   param/NAME                      every parameter
 //   state/KEY/NAME/STATE            every optimizer state tensor (KEY: "optimizer", or
-//                                   "optimizer.K" for the K-th optimizer of a router)
+//                                   "optimizer.K" for the K-th optimizer of a router or
+//                                   the K-th of param_groups)
 //   accumulator/NAME                a stepper's gradient sums, when micro-batches are pending
 // and string metadata: format, format_version, per KEY its optimizer, step,
 // hyperparameters and schedules (JSON text), the stepper's counters and options, and
@@ -51,9 +52,6 @@ namespace xoptim
     template <class Opt>
     class stepper;
 
-    template <class... Opts>
-    class router;
-
     namespace detail
     {
         template <class X>
@@ -66,13 +64,13 @@ namespace xoptim
         {
         };
 
-        template <class X>
-        struct is_router : std::false_type
-        {
-        };
+        template <class S>
+        std::true_type router_storage(const router_base<S>*);
+        std::false_type router_storage(const void*);
 
-        template <class... O>
-        struct is_router<router<O...>> : std::true_type
+        // A router or param_groups.
+        template <class X>
+        struct is_router : decltype(router_storage(static_cast<const X*>(nullptr)))
         {
         };
 
@@ -102,12 +100,6 @@ namespace xoptim
             static auto& steps(O& o) noexcept
             {
                 return o.m_steps;
-            }
-
-            template <class R>
-            static auto& optimizers(R& r) noexcept
-            {
-                return r.m_optimizers;
             }
 
             template <class S>
@@ -190,7 +182,7 @@ namespace xoptim
                     {
                         x.m_routes.clear();
                         x.m_flat.reset();
-                        std::apply([&](auto&... o) { (forget(o, c), ...); }, x.m_optimizers);
+                        x.each([&](std::size_t, auto& o) { forget(o, c); });
                     }
                 }
                 else if (c.optimizers)
@@ -212,9 +204,7 @@ namespace xoptim
             }
             else if constexpr (is_router<B>::value)
             {
-                std::size_t k = 0;
-                std::apply([&](auto&... o) { (for_each_optimizer(o, key + "." + std::to_string(k++), f), ...); },
-                           checkpoint_access::optimizers(x));
+                x.each([&](std::size_t k, auto& o) { for_each_optimizer(o, key + "." + std::to_string(k), f); });
             }
             else
             {

@@ -10,11 +10,20 @@
 //
 // Routes are decided on the first step and kept: later steps must pass the same
 // parameters in the same order.
+//
+// param_groups<Opt> is the same with any number of optimizers of one type, added at
+// run time: PyTorch's parameter groups, each with its own hyperparameters and
+// schedules.
+//
+//     xoptim::param_groups<xoptim::adamw> groups;
+//     groups.add("no_decay", xoptim::name_matches({"*.bias", "*norm*"}), xoptim::adamw({1e-3, {0.9, 0.999}, 1e-8, 0}));
+//     groups.fallback("decay", xoptim::adamw());
+//     groups.step(model, grads);
 #ifndef XOPTIM_OPTIM_ROUTER_HPP
 #define XOPTIM_OPTIM_ROUTER_HPP
 
-#include <array>
 #include <tuple>
+#include <vector>
 
 #include "../params/flat.hpp"
 #include "optimizer.hpp"
@@ -22,125 +31,234 @@
 
 namespace xoptim
 {
+    namespace detail
+    {
+        template <class Opt>
+        struct is_vector_storage : std::false_type
+        {
+        };
+
+        template <class Opt>
+        struct is_vector_storage<std::vector<Opt>> : std::true_type
+        {
+        };
+
+        // What router and param_groups share: the routes, the split of the flattened
+        // parameter set into one share per optimizer, and the atomic step over all.
+        // `Storage` holds the optimizers: a std::tuple or a std::vector.
+        template <class Storage>
+        class router_base
+        {
+        public:
+
+            // One step for all (see optimizer::step), every gradient seen through `transform`.
+            template <class P, class G>
+            void step(P&& params, G&& grads, const grad_transform& transform = {});
+
+            // Routes the parameters and creates every optimizer's state now instead of on
+            // the first step.
+            template <class P>
+            void init(P&& params);
+
+            // `name (shape) -> optimizer`, one line per parameter (after the first step).
+            std::string routing_table() const
+            {
+                std::string out;
+                for (std::size_t k = 0; k < m_routes.size(); ++k)
+                {
+                    out += m_flat.name(k) + " " + format_shape(m_flat.shape(k)) + " -> "
+                           + m_rules.optimizer(m_routes[k]) + "\n";
+                }
+                return out;
+            }
+
+            const routing& rules() const noexcept
+            {
+                return m_rules;
+            }
+
+            // Calls f(k, optimizer) for every optimizer in rule order.
+            template <class F>
+            void each(F&& f)
+            {
+                each_of(m_optimizers, f);
+            }
+
+            template <class F>
+            void each(F&& f) const
+            {
+                each_of(m_optimizers, f);
+            }
+
+        protected:
+
+            router_base() = default;
+
+            router_base(routing rules, Storage optimizers)
+                : m_rules(std::move(rules)), m_optimizers(std::move(optimizers))
+            {
+            }
+
+            template <class S, class F>
+            static void each_of(S& optimizers, F& f)
+            {
+                if constexpr (is_vector_storage<Storage>::value)
+                {
+                    for (std::size_t k = 0; k < optimizers.size(); ++k)
+                    {
+                        f(k, optimizers[k]);
+                    }
+                }
+                else
+                {
+                    std::size_t k = 0;
+                    std::apply([&](auto&... o) { (f(k++, o), ...); }, optimizers);
+                }
+            }
+
+            routing m_rules;
+            Storage m_optimizers;
+
+        private:
+
+            friend struct detail::checkpoint_access;
+
+            // One optimizer's share of a step, for one element type (rebuilt each step;
+            // the vectors keep their capacity).
+            template <class T>
+            struct share
+            {
+                std::vector<named_ref<tensor_view<T>>> params;
+                std::vector<tensor_view<const T>> grads;
+            };
+
+            // Walks the set and splits it into the shares; routes on the first walk.
+            template <class P, class G>
+            void split(P&& params, G&& grads);
+
+            template <class T>
+            void split_type(std::vector<share<T>>& parts);
+
+            // The k-th optimizer's share as optimizers take it. An empty name adds no
+            // piece to the path: state is known by the parameter's name.
+            auto share_params(std::size_t k) noexcept
+            {
+                return std::make_tuple(named("", m_floats[k].params), named("", m_doubles[k].params));
+            }
+
+            auto share_grads(std::size_t k) noexcept
+            {
+                return std::forward_as_tuple(m_floats[k].grads, m_doubles[k].grads);
+            }
+
+            flat_params m_flat;
+            std::vector<std::size_t> m_routes;
+            std::vector<share<float>> m_floats;
+            std::vector<share<double>> m_doubles;
+        };
+
+    }
+
     template <class... Opts>
-    class router
+    class router : public detail::router_base<std::tuple<Opts...>>
     {
     public:
 
         static constexpr std::size_t size = sizeof...(Opts);
 
         explicit router(routing rules, Opts... optimizers)
-            : m_rules(std::move(rules)), m_optimizers(std::move(optimizers)...)
+            : detail::router_base<std::tuple<Opts...>>(std::move(rules), std::tuple<Opts...>(std::move(optimizers)...))
         {
-            if (m_rules.size() != size)
+            if (this->m_rules.size() != size)
             {
-                throw std::invalid_argument("xoptim::router: " + std::to_string(m_rules.size()) + " routing rules for "
-                                            + std::to_string(size) + " optimizers");
+                throw std::invalid_argument("xoptim::router: " + std::to_string(this->m_rules.size())
+                                            + " routing rules for " + std::to_string(size) + " optimizers");
             }
-        }
-
-        // One step for all (see optimizer::step), every gradient seen through `transform`.
-        template <class P, class G>
-        void step(P&& params, G&& grads, const grad_transform& transform = {});
-
-        // Routes the parameters and creates every optimizer's state now instead of on
-        // the first step.
-        template <class P>
-        void init(P&& params);
-
-        // `name (shape) -> optimizer`, one line per parameter (after the first step).
-        std::string routing_table() const
-        {
-            std::string out;
-            for (std::size_t k = 0; k < m_routes.size(); ++k)
-            {
-                out += m_flat.name(k) + " " + format_shape(m_flat.shape(k)) + " -> " + m_rules.optimizer(m_routes[k])
-                       + "\n";
-            }
-            return out;
         }
 
         template <std::size_t K>
         auto& optimizer() noexcept
         {
-            return std::get<K>(m_optimizers);
+            return std::get<K>(this->m_optimizers);
         }
 
         template <std::size_t K>
         const auto& optimizer() const noexcept
         {
-            return std::get<K>(m_optimizers);
+            return std::get<K>(this->m_optimizers);
         }
-
-    private:
-
-        friend struct detail::checkpoint_access;
-
-        // One optimizer's share of a step, for one element type (rebuilt each step; the
-        // vectors keep their capacity).
-        template <class T>
-        struct share
-        {
-            std::vector<named_ref<tensor_view<T>>> params;
-            std::vector<tensor_view<const T>> grads;
-
-            void clear() noexcept
-            {
-                params.clear();
-                grads.clear();
-            }
-        };
-
-        // Walks the set and splits it into the shares; routes on the first walk.
-        template <class P, class G>
-        void split(P&& params, G&& grads);
-
-        template <class T>
-        void split_type();
-
-        template <class T>
-        auto& shares() noexcept
-        {
-            if constexpr (std::is_same_v<T, float>)
-            {
-                return m_floats;
-            }
-            else
-            {
-                return m_doubles;
-            }
-        }
-
-        template <std::size_t K>
-        auto share_params() noexcept
-        {
-            // An empty name adds no piece to the path: state is known by the parameter's name.
-            return std::make_tuple(named("", m_floats[K].params), named("", m_doubles[K].params));
-        }
-
-        template <std::size_t... K>
-        void run(std::index_sequence<K...>, const grad_transform& transform);
-
-        template <std::size_t... K>
-        void init_each(std::index_sequence<K...>)
-        {
-            (std::get<K>(m_optimizers).init(share_params<K>()), ...);
-        }
-
-        routing m_rules;
-        std::tuple<Opts...> m_optimizers;
-        flat_params m_flat;
-        std::vector<std::size_t> m_routes;
-        std::array<share<float>, size> m_floats;
-        std::array<share<double>, size> m_doubles;
     };
 
     template <class... Opts>
     router(routing, Opts...) -> router<Opts...>;
 
-    template <class... Opts>
+    // Any number of optimizers of one type, each with the parameters its rule picks.
+    template <class Opt>
+    class param_groups : public detail::router_base<std::vector<Opt>>
+    {
+    public:
+
+        param_groups() = default;
+
+        // A group: parameters that `match` (and no earlier group took) are stepped by `opt`.
+        param_groups& add(std::string name, param_predicate match, Opt opt)
+        {
+            require_unrouted(name);
+            this->m_rules.add(std::move(name), std::move(match));
+            this->m_optimizers.push_back(std::move(opt));
+            return *this;
+        }
+
+        // The last group: every parameter no earlier group took.
+        param_groups& fallback(std::string name, Opt opt)
+        {
+            require_unrouted(name);
+            this->m_rules.fallback(std::move(name));
+            this->m_optimizers.push_back(std::move(opt));
+            return *this;
+        }
+
+        std::size_t size() const noexcept
+        {
+            return this->m_optimizers.size();
+        }
+
+        Opt& group(std::size_t k)
+        {
+            return this->m_optimizers.at(k);
+        }
+
+        // The group added under `name`; throws std::out_of_range naming it if none.
+        Opt& group(const std::string& name)
+        {
+            for (std::size_t k = 0; k < size(); ++k)
+            {
+                if (this->m_rules.optimizer(k) == name)
+                {
+                    return this->m_optimizers[k];
+                }
+            }
+            throw std::out_of_range("xoptim::param_groups: no group '" + name + "'");
+        }
+
+    private:
+
+        void require_unrouted(const std::string& name) const
+        {
+            if (!this->routing_table().empty())
+            {
+                throw std::logic_error("xoptim::param_groups: group '" + name + "' added after the first step");
+            }
+        }
+    };
+
+    /******************
+     * Implementation *
+     ******************/
+
+    template <class Storage>
     template <class P, class G>
-    void router<Opts...>::split(P&& params, G&& grads)
+    void detail::router_base<Storage>::split(P&& params, G&& grads)
     {
         m_flat.collect(std::forward<P>(params), std::forward<G>(grads), "xoptim::router");
         if (m_routes.empty())
@@ -159,20 +277,21 @@ namespace xoptim
                 throw;
             }
         }
-        split_type<float>();
-        split_type<double>();
+        split_type(m_floats);
+        split_type(m_doubles);
     }
 
-    template <class... Opts>
+    template <class Storage>
     template <class T>
-    void router<Opts...>::split_type()
+    void detail::router_base<Storage>::split_type(std::vector<share<T>>& parts)
     {
-        auto& all = m_flat.share<T>();
-        auto& parts = shares<T>();
+        parts.resize(m_rules.size());
         for (auto& part : parts)
         {
-            part.clear();
+            part.params.clear();
+            part.grads.clear();
         }
+        auto& all = m_flat.share<T>();
         for (std::size_t i = 0; i < all.named.size(); ++i)
         {
             auto& part = parts[m_routes[all.leaves[i]]];
@@ -184,42 +303,40 @@ namespace xoptim
         }
     }
 
-    template <class... Opts>
+    template <class Storage>
     template <class P, class G>
-    void router<Opts...>::step(P&& params, G&& grads, const grad_transform& transform)
+    void detail::router_base<Storage>::step(P&& params, G&& grads, const grad_transform& transform)
     {
         detail::require_stepped_in_place<P>();
         split(std::forward<P>(params), std::forward<G>(grads));
-        run(std::index_sequence_for<Opts...>{}, transform);
-    }
-
-    template <class... Opts>
-    template <class P>
-    void router<Opts...>::init(P&& params)
-    {
-        split(std::forward<P>(params), no_grads{});
-        init_each(std::index_sequence_for<Opts...>{});
-    }
-
-    template <class... Opts>
-    template <std::size_t... K>
-    void router<Opts...>::run(std::index_sequence<K...>, const grad_transform& transform)
-    {
+        // Every optimizer checks its share (prepare) before any changes anything (commit).
         std::size_t prepared = 0;
         try
         {
-            ((std::get<K>(m_optimizers)
-                  .prepare(share_params<K>(), std::forward_as_tuple(m_floats[K].grads, m_doubles[K].grads)),
-              ++prepared),
-             ...);
+            each([&](std::size_t k, auto& o) {
+                o.prepare(share_params(k), share_grads(k));
+                ++prepared;
+            });
         }
         catch (...)
         {
-            std::size_t k = 0;
-            ((k++ < prepared ? std::get<K>(m_optimizers).abandon() : void()), ...);
+            each([&](std::size_t k, auto& o) {
+                if (k < prepared)
+                {
+                    o.abandon();
+                }
+            });
             throw;
         }
-        (std::get<K>(m_optimizers).commit(transform), ...);
+        each([&](std::size_t, auto& o) { o.commit(transform); });
+    }
+
+    template <class Storage>
+    template <class P>
+    void detail::router_base<Storage>::init(P&& params)
+    {
+        split(std::forward<P>(params), no_grads{});
+        each([&](std::size_t k, auto& o) { o.init(share_params(k)); });
     }
 }
 
