@@ -30,7 +30,8 @@ namespace
     {
         std::ifstream in(XOPTIM_TEST_DATA_DIR "/schedules.json");
         ASSERT_TRUE(in) << "cannot open schedules.json";
-        for (const auto& c : json::parse(in).at("cases"))
+        const json doc = json::parse(in);
+        for (const auto& c : doc.at("cases"))
         {
             const auto s = schedule_from_json(c.at("schedule"), c.at("name").get<std::string>());
             for (const auto& kv : c.at("values"))

@@ -377,3 +377,46 @@ namespace
         EXPECT_EQ(sums[0], sums[2]);
     }
 }
+
+namespace
+{
+    TEST(schedules, a_scheduled_value_out_of_range_or_needing_new_state_is_refused_before_any_change)
+    {
+        std::vector<float> w(8, 1.0f), g(8, 0.5f);
+        xoptim::adamw adamw;
+        adamw.schedule("lr", xoptim::linear(1e-3, -1e-3, 2));  // negative from step 2 on
+        adamw.step(w, g);
+        adamw.step(w, g);
+        const auto w_before = w;
+        try
+        {
+            adamw.step(w, g);
+            FAIL() << "a negative lr was used";
+        }
+        catch (const std::invalid_argument& e)
+        {
+            EXPECT_STREQ(e.what(), "xoptim::adamw: lr must be >= 0 and finite (got -0.001)");
+        }
+        EXPECT_EQ(w, w_before);
+        EXPECT_EQ(adamw.step_count(), 2u);
+
+        xoptim::sgd sgd({0.1});
+        sgd.schedule("momentum", xoptim::linear(0, 0.9, 4));  // no buffer on the first step
+        sgd.step(w, g);
+        const auto after_first = w;
+        try
+        {
+            sgd.step(w, g);
+            FAIL() << "momentum without a buffer";
+        }
+        catch (const std::invalid_argument& e)
+        {
+            EXPECT_NE(std::string(e.what()).find("xoptim::sgd: at step 1 the scheduled hyperparameters need 1 state "
+                                                 "tensors per parameter, the state was made with 0"),
+                      std::string::npos)
+                << e.what();
+        }
+        EXPECT_EQ(w, after_first);
+        EXPECT_EQ(sgd.options().momentum, 0.0);  // the last step's values, not the refused ones
+    }
+}

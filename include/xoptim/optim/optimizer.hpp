@@ -635,13 +635,27 @@ namespace xoptim
     template <class Derived>
     void optimizer<Derived>::apply_schedules(std::size_t k)
     {
-        auto o = derived().options();
+        const auto before = derived().options();
+        auto o = before;
         std::string names;
         for (const auto& b : m_schedules)
         {
             *detail::number_field(o, b.field, names) = b.value(k);
         }
         set_options(o);
+        // A value may switch a state tensor on (SGD's momentum leaving 0): the state
+        // made on the first step must already hold it.
+        const std::size_t needed = derived().num_states();
+        if (!m_state.empty() && needed > m_state[0].count)
+        {
+            set_options(before);
+            throw std::invalid_argument(std::string("xoptim::") + Derived::name + ": at step " + std::to_string(k)
+                                        + " the scheduled hyperparameters need " + std::to_string(needed)
+                                        + " state tensors per parameter, the state was made with "
+                                        + std::to_string(m_state[0].count)
+                                        + " (a schedule that starts a state, such as momentum from 0, must start"
+                                          " it from the first step)");
+        }
     }
 
     template <class Derived>
