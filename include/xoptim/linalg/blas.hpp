@@ -51,6 +51,22 @@ namespace xoptim::blas
     {
         cblas_dsymm(detail::order(l), CblasLeft, detail::triangle(l), m, n, alpha, s, m, b, ld, beta, c, ld);
     }
+
+    // C = alpha * op(A) * op(B) + beta * C, all row-major and packed: op(A) is m x k,
+    // op(B) is k x n, C is m x n; op transposes where asked.
+    inline void gemm(bool trans_a, bool trans_b, int m, int n, int k, float alpha, const float* a, const float* b,
+                     float beta, float* c)
+    {
+        cblas_sgemm(CblasRowMajor, trans_a ? CblasTrans : CblasNoTrans, trans_b ? CblasTrans : CblasNoTrans, m, n, k,
+                    alpha, a, trans_a ? m : k, b, trans_b ? k : n, beta, c, n);
+    }
+
+    inline void gemm(bool trans_a, bool trans_b, int m, int n, int k, double alpha, const double* a, const double* b,
+                     double beta, double* c)
+    {
+        cblas_dgemm(CblasRowMajor, trans_a ? CblasTrans : CblasNoTrans, trans_b ? CblasTrans : CblasNoTrans, m, n, k,
+                    alpha, a, trans_a ? m : k, b, trans_b ? k : n, beta, c, n);
+    }
 }
 
 #endif
