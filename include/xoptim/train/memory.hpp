@@ -1,0 +1,937 @@
+// Memory profiler for training loops (SPEC section 6): current and peak resident set
+// size, system memory, per-scope measurements (RAII), a per-step RSS series with a trend
+// test that flags a leak, and a readable report.
+//
+//     xoptim::train::memory_profiler prof;
+//     for (std::size_t step = 0; step < steps; ++step)
+//     {
+//         {
+//             xoptim::train::memory_scope scope(prof, "forward");
+//             forward(batch);
+//         }
+//         prof.record_step(step);
+//     }
+//     std::cout << prof.report();
+//
+// Linux only: the numbers come from /proc (getrusage where a line is missing). Sizes are
+// bytes; in text, 1 KB = 1024 bytes, 1 MB = 2^20 bytes.
+//
+// What a scope's peak is: the kernel's high-water mark of the resident set (VmHWM), reset
+// at scope entry by writing "5" to /proc/self/clear_refs (Linux >= 4.0). The kernel
+// refreshes the mark whenever memory is unmapped and whenever it is read, so memory
+// allocated and freed inside the scope counts; memory a heap keeps mapped after free still
+// counts as resident. Where the reset is refused, a scope reports the process's mark if
+// that rose during the scope (then it is the scope's peak) and otherwise the larger of
+// entry and exit RSS, flagged as a lower bound (peak_exact = false). Nested and concurrent
+// scopes stay correct: before any reset, the mark so far is handed to every open scope,
+// and kept for peak_rss(), which therefore stays the process's peak whatever scopes do.
+#ifndef XOPTIM_TRAIN_MEMORY_HPP
+#define XOPTIM_TRAIN_MEMORY_HPP
+
+#include <algorithm>
+#include <atomic>
+#include <cerrno>
+#include <cmath>
+#include <cstdint>
+#include <cstdio>
+#include <cstring>
+#include <mutex>
+#include <stdexcept>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include <fcntl.h>
+#include <sys/resource.h>
+#include <unistd.h>
+
+namespace xoptim::train
+{
+    // A /proc file that cannot be read or lacks the expected line; the message names it.
+    struct memory_error : std::runtime_error
+    {
+        using std::runtime_error::runtime_error;
+    };
+
+    struct system_memory_info
+    {
+        std::size_t total = 0;      // MemTotal
+        std::size_t available = 0;  // MemAvailable: what can still be allocated without swapping
+    };
+
+    // Resident set size of this process now (VmRSS of /proc/self/status).
+    std::size_t current_rss();
+
+    // Highest resident set size since the process started (VmHWM of /proc/self/status,
+    // together with the marks memory_scope saw before resetting it).
+    std::size_t peak_rss();
+
+    // Whether memory_scope can reset the kernel's mark, so that a scope's peak is its own
+    // (Linux >= 4.0; some sandboxes refuse). Tries a reset, which changes no reading.
+    bool peak_reset_supported();
+
+    // MemTotal and MemAvailable of /proc/meminfo (the host's, not a container's limit).
+    system_memory_info system_memory();
+
+    // One pass through a memory_scope.
+    struct scope_measurement
+    {
+        std::size_t entry_rss = 0;
+        std::size_t exit_rss = 0;
+        std::size_t peak_rss = 0;  // highest RSS between entry and exit
+        bool peak_exact = true;    // false: peak_rss is a lower bound (see the top of this file)
+
+        std::int64_t delta() const noexcept
+        {
+            return std::int64_t(exit_rss) - std::int64_t(entry_rss);
+        }
+
+        // How far above the entry RSS the scope went.
+        std::size_t peak_rise() const noexcept
+        {
+            return peak_rss > entry_rss ? peak_rss - entry_rss : 0;
+        }
+    };
+
+    // What a profiler keeps per scope name.
+    struct scope_stats
+    {
+        std::string name;
+        std::size_t count = 0;
+        std::int64_t last_delta = 0;    // exit - entry RSS of the last pass
+        std::int64_t max_delta = 0;     // largest exit - entry RSS of any pass
+        std::size_t max_peak = 0;       // highest RSS seen inside the scope
+        std::size_t max_peak_rise = 0;  // largest peak - entry RSS of any pass
+        bool peak_exact = true;         // false if any pass gave only a lower bound
+    };
+
+    struct memory_sample
+    {
+        std::size_t step = 0;
+        std::size_t rss = 0;  // bytes
+    };
+
+    struct leak_options
+    {
+        // The first samples are warm-up (allocator arenas, caches, lazy buffers filling)
+        // and are left out of the test.
+        double warmup_fraction = 0.2;
+        // Fewer samples after warm-up give no verdict.
+        std::size_t min_samples = 10;
+        // One-sided Mann-Kendall significance level for an increase.
+        double alpha = 0.01;
+        // A significant trend is a leak only if the growth it projects over the tested
+        // window exceeds max(min_growth_bytes, min_growth_fraction * median RSS).
+        double min_growth_bytes = 32.0 * 1024 * 1024;
+        double min_growth_fraction = 0.05;
+        // Bounds on the work: longer windows are thinned evenly to max_samples points, and
+        // the Theil-Sen slope uses a fixed pseudo-random sample of max_pairs pairs beyond that.
+        std::size_t max_samples = 4096;
+        std::size_t max_pairs = 200000;
+    };
+
+    // The verdict of leak_check. Slopes are Theil-Sen estimates (the median of the
+    // slopes between pairs of samples), robust to spikes and jitter.
+    struct leak_result
+    {
+        bool leak = false;
+        bool enough_data = false;
+        std::size_t samples = 0;       // samples tested (after warm-up and thinning)
+        std::size_t min_samples = 0;   // leak_options::min_samples
+        std::size_t first_step = 0;    // the tested window
+        std::size_t last_step = 0;
+        double slope = 0;              // bytes per step over the window
+        double late_slope = 0;         // bytes per step over the window's last half
+        double growth = 0;             // slope * (last_step - first_step)
+        double threshold = 0;          // growth a leak must exceed
+        double median_rss = 0;
+        double mann_kendall_z = 0;     // > 0: increasing
+        double p_value = 1;            // one-sided, for an increase
+        double alpha = 0;              // leak_options::alpha
+
+        // One line: "memory flat: slope +12 KB/step over steps 100-499, not significant
+        // (p = 0.41)" or "LEAK: slope +1.00 MB/step over steps 40-199 (...)".
+        std::string explain() const;
+    };
+
+    // A leak is a steady increase: significant by Mann-Kendall (p < alpha), a projected
+    // growth over the window above the threshold, and still growing in the window's last
+    // half (so a warm-up that outlasts warmup_fraction is not called a leak). Steps must
+    // increase strictly. Throws std::invalid_argument for bad options or steps.
+    leak_result leak_check(const std::vector<memory_sample>& series, const leak_options& o = {});
+
+    // The same for one RSS value (bytes) per step, the step being the index.
+    leak_result leak_check(const std::vector<double>& rss_per_step, const leak_options& o = {});
+
+    // Per-scope statistics and a per-step RSS series. Thread-safe; not copyable.
+    //
+    // The series is bounded: it keeps every recorded step until `series_capacity`
+    // samples, then drops every other sample and from then on keeps every 2nd call,
+    // then every 4th, ... The kept samples therefore always cover the whole run evenly,
+    // between capacity/2 and capacity of them.
+    class memory_profiler
+    {
+    public:
+
+        explicit memory_profiler(std::size_t series_capacity = 4096);
+
+        memory_profiler(const memory_profiler&) = delete;
+        memory_profiler& operator=(const memory_profiler&) = delete;
+
+        // The profiler memory_scope(name) records into.
+        static memory_profiler& global();
+
+        void record(std::string_view scope, const scope_measurement& m);
+
+        // Stats per scope name, in the order the names were first recorded.
+        std::vector<scope_stats> scopes() const;
+
+        // Appends current_rss(), or a value measured elsewhere, for `step`.
+        void record_step(std::size_t step);
+        void record_step(std::size_t step, std::size_t rss_bytes);
+
+        std::vector<memory_sample> series() const;
+
+        // Calls to record_step, kept or not.
+        std::size_t steps_recorded() const;
+
+        // A sample is kept every stride() calls (1 until the series first fills).
+        std::size_t stride() const;
+
+        leak_result leak_check(const leak_options& o = {}) const;
+
+        // Current and peak RSS, system memory, the scope table and the trend verdict.
+        std::string report(const leak_options& o = {}) const;
+
+        void clear();
+
+    private:
+
+        mutable std::mutex m_mutex;
+        std::vector<scope_stats> m_scopes;
+        std::vector<memory_sample> m_series;
+        std::size_t m_capacity;
+        std::size_t m_stride = 1;
+        std::size_t m_calls = 0;
+    };
+
+    // Measures RSS at entry and exit and the peak in between, and records them into a
+    // profiler when it ends (destructor or stop()). Not movable: open scopes are
+    // registered by address so that a nested scope's peak reset does not lose theirs.
+    class memory_scope
+    {
+    public:
+
+        memory_scope(memory_profiler& profiler, std::string name);
+
+        // Records into memory_profiler::global().
+        explicit memory_scope(std::string name);
+
+        ~memory_scope();
+
+        memory_scope(const memory_scope&) = delete;
+        memory_scope& operator=(const memory_scope&) = delete;
+
+        // Ends the measurement now and records it; later calls return the same one.
+        const scope_measurement& stop();
+
+    private:
+
+        memory_profiler* m_profiler;
+        std::string m_name;
+        std::size_t m_entry_hwm = 0;   // the process's mark at entry (no-reset fallback)
+        std::size_t m_peak_seen = 0;   // marks handed over before other resets
+        bool m_reset = false;          // the entry reset took effect
+        bool m_stopped = false;
+        scope_measurement m_result;
+    };
+
+    // "1.50 GB", "+12.0 KB", "-3.00 MB" (1 KB = 1024 bytes).
+    std::string format_bytes(double bytes, bool show_sign = false);
+
+    // ---------------------------------------------------------------------------------
+
+    namespace detail
+    {
+        // The whole of a small /proc file; throws memory_error naming it.
+        inline std::string read_proc(const char* path, const char* who)
+        {
+            std::FILE* f = std::fopen(path, "r");
+            if (f == nullptr)
+            {
+                throw memory_error(std::string("xoptim::train::") + who + ": cannot open " + path + ": "
+                                   + std::strerror(errno));
+            }
+            std::string text;
+            char buffer[4096];
+            std::size_t n = 0;
+            while ((n = std::fread(buffer, 1, sizeof buffer, f)) > 0)
+            {
+                text.append(buffer, n);
+            }
+            std::fclose(f);
+            return text;
+        }
+
+        // The value of the line "key:   1234 kB", in bytes; false if there is none.
+        inline bool find_kb(std::string_view text, std::string_view key, std::size_t& bytes)
+        {
+            std::size_t pos = 0;
+            while (pos < text.size())
+            {
+                std::size_t end = text.find('\n', pos);
+                if (end == std::string_view::npos)
+                {
+                    end = text.size();
+                }
+                std::string_view line = text.substr(pos, end - pos);
+                pos = end + 1;
+                if (line.size() <= key.size() || line.substr(0, key.size()) != key || line[key.size()] != ':')
+                {
+                    continue;
+                }
+                std::size_t i = key.size() + 1;
+                while (i < line.size() && (line[i] == ' ' || line[i] == '\t'))
+                {
+                    ++i;
+                }
+                if (i == line.size() || line[i] < '0' || line[i] > '9')
+                {
+                    return false;
+                }
+                std::size_t value = 0;
+                for (; i < line.size() && line[i] >= '0' && line[i] <= '9'; ++i)
+                {
+                    value = value * 10 + std::size_t(line[i] - '0');
+                }
+                const bool kb = line.find("kB", i) != std::string_view::npos;
+                bytes = kb ? value * 1024 : value;
+                return true;
+            }
+            return false;
+        }
+
+        // The highest RSS or mark this process has read: the kernel's mark is reset by
+        // memory_scope, and on some kernels it lags VmRSS by a few per-CPU batches, so
+        // peak_rss() also reports the maximum of every reading.
+        inline std::atomic<std::size_t>& highest_seen()
+        {
+            static std::atomic<std::size_t> value{0};
+            return value;
+        }
+
+        inline std::size_t note_reading(std::size_t bytes)
+        {
+            std::atomic<std::size_t>& h = highest_seen();
+            std::size_t seen = h.load();
+            while (bytes > seen && !h.compare_exchange_weak(seen, bytes))
+            {
+            }
+            return bytes;
+        }
+
+        struct rss_marks
+        {
+            std::size_t rss = 0;
+            std::size_t hwm = 0;  // the kernel's mark since the last reset; >= rss
+        };
+
+        // VmRSS and VmHWM from one read of /proc/self/status.
+        inline rss_marks read_marks(const char* who)
+        {
+            const std::string text = read_proc("/proc/self/status", who);
+            rss_marks m;
+            if (!find_kb(text, "VmRSS", m.rss) || !find_kb(text, "VmHWM", m.hwm))
+            {
+                throw memory_error(std::string("xoptim::train::") + who
+                                   + ": no VmRSS or VmHWM line in /proc/self/status");
+            }
+            m.hwm = std::max(m.hwm, m.rss);
+            note_reading(m.hwm);
+            return m;
+        }
+
+        inline bool write_clear_refs()
+        {
+            const int fd = ::open("/proc/self/clear_refs", O_WRONLY | O_CLOEXEC);
+            if (fd < 0)
+            {
+                return false;
+            }
+            const bool ok = ::write(fd, "5", 1) == 1;
+            ::close(fd);
+            return ok;
+        }
+
+        // Open scopes' peak slots. Before the mark is reset, its value so far is folded
+        // into each, so that a reset by one scope does not hide a peak from another (and,
+        // by read_marks, into highest_seen() for peak_rss()).
+        struct peak_registry
+        {
+            std::mutex mutex;
+            std::vector<std::size_t*> open;
+
+            static peak_registry& instance()
+            {
+                static peak_registry r;
+                return r;
+            }
+
+            // Caller holds `mutex`. Returns whether the kernel took the reset; `mark` is
+            // the mark just before it.
+            bool reset_locked(const char* who, std::size_t& mark)
+            {
+                mark = read_marks(who).hwm;
+                for (std::size_t* slot : open)
+                {
+                    *slot = std::max(*slot, mark);
+                }
+                return write_clear_refs();
+            }
+        };
+
+        inline double median(std::vector<double>& v)
+        {
+            const auto mid = v.begin() + std::ptrdiff_t(v.size() / 2);
+            std::nth_element(v.begin(), mid, v.end());
+            const double hi = *mid;
+            if (v.size() % 2 == 1)
+            {
+                return hi;
+            }
+            return (*std::max_element(v.begin(), mid) + hi) / 2;
+        }
+
+        // Theil-Sen slope: the median of the pairwise slopes, over every pair or, beyond
+        // max_pairs, a fixed pseudo-random sample of pairs (splitmix64, seeded), so the
+        // verdict on a given series is reproducible.
+        inline double theil_sen(const double* x, const double* y, std::size_t n, std::size_t max_pairs)
+        {
+            std::vector<double> slopes;
+            if (n < 2)
+            {
+                return 0;
+            }
+            if (n * (n - 1) / 2 <= max_pairs)
+            {
+                slopes.reserve(n * (n - 1) / 2);
+                for (std::size_t i = 0; i < n; ++i)
+                {
+                    for (std::size_t j = i + 1; j < n; ++j)
+                    {
+                        slopes.push_back((y[j] - y[i]) / (x[j] - x[i]));
+                    }
+                }
+            }
+            else
+            {
+                std::uint64_t state = 0x5eed5eed5eed5eedULL;
+                const auto next = [&state] {
+                    std::uint64_t z = (state += 0x9E3779B97F4A7C15ULL);
+                    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ULL;
+                    z = (z ^ (z >> 27)) * 0x94D049BB133111EBULL;
+                    return z ^ (z >> 31);
+                };
+                slopes.reserve(max_pairs);
+                while (slopes.size() < max_pairs)
+                {
+                    std::size_t i = std::size_t(next() % n);
+                    std::size_t j = std::size_t(next() % n);
+                    if (i == j)
+                    {
+                        continue;
+                    }
+                    if (i > j)
+                    {
+                        std::swap(i, j);
+                    }
+                    slopes.push_back((y[j] - y[i]) / (x[j] - x[i]));
+                }
+            }
+            return median(slopes);
+        }
+
+        // Mann-Kendall trend test (Kendall 1975; Hipel & McLeod 1994, section 23.3):
+        // S = sum over i < j of sign(y_j - y_i), its variance corrected for ties, and
+        // the normal approximation with continuity correction. Returns z; p = P(Z >= z).
+        inline double mann_kendall(const double* y, std::size_t n, double& p_value)
+        {
+            long long s = 0;
+            for (std::size_t i = 0; i < n; ++i)
+            {
+                for (std::size_t j = i + 1; j < n; ++j)
+                {
+                    s += (y[j] > y[i]) - (y[j] < y[i]);
+                }
+            }
+            std::vector<double> sorted(y, y + n);
+            std::sort(sorted.begin(), sorted.end());
+            const double dn = double(n);
+            double var = dn * (dn - 1) * (2 * dn + 5);
+            for (std::size_t i = 0; i < n;)
+            {
+                std::size_t j = i;
+                while (j < n && sorted[j] == sorted[i])
+                {
+                    ++j;
+                }
+                const double t = double(j - i);
+                var -= t * (t - 1) * (2 * t + 5);
+                i = j;
+            }
+            var /= 18;
+            if (var <= 0)
+            {
+                p_value = 1;
+                return 0;
+            }
+            const double z = s > 0 ? double(s - 1) / std::sqrt(var) : s < 0 ? double(s + 1) / std::sqrt(var) : 0.0;
+            p_value = 0.5 * std::erfc(z / std::sqrt(2.0));
+            return z;
+        }
+
+        inline void require_option(bool ok, const char* field, const char* rule, double got)
+        {
+            if (!ok)
+            {
+                char value[32];
+                std::snprintf(value, sizeof value, "%g", got);
+                throw std::invalid_argument(std::string("xoptim::train::leak_check: ") + field + " must be " + rule
+                                            + " (got " + value + ")");
+            }
+        }
+    }
+
+    inline std::size_t current_rss()
+    {
+        // /proc/self/statm (pages) stands in where status lacks the line.
+        const std::string text = detail::read_proc("/proc/self/status", "current_rss");
+        std::size_t bytes = 0;
+        if (detail::find_kb(text, "VmRSS", bytes))
+        {
+            return detail::note_reading(bytes);
+        }
+        const std::string statm = detail::read_proc("/proc/self/statm", "current_rss");
+        unsigned long long size = 0;
+        unsigned long long resident = 0;
+        if (std::sscanf(statm.c_str(), "%llu %llu", &size, &resident) != 2)
+        {
+            throw memory_error("xoptim::train::current_rss: no VmRSS line in /proc/self/status and no "
+                               "resident page count in /proc/self/statm");
+        }
+        return detail::note_reading(std::size_t(resident) * std::size_t(::sysconf(_SC_PAGESIZE)));
+    }
+
+    inline std::size_t peak_rss()
+    {
+        const std::string text = detail::read_proc("/proc/self/status", "peak_rss");
+        std::size_t bytes = 0;
+        if (detail::find_kb(text, "VmHWM", bytes))
+        {
+            std::size_t rss = 0;
+            detail::find_kb(text, "VmRSS", rss);
+            detail::note_reading(std::max(bytes, rss));
+            return detail::highest_seen().load();
+        }
+        // ru_maxrss is in KB on Linux, and is never reset by clear_refs.
+        rusage usage{};
+        if (::getrusage(RUSAGE_SELF, &usage) != 0)
+        {
+            throw memory_error("xoptim::train::peak_rss: no VmHWM line in /proc/self/status and getrusage failed: "
+                               + std::string(std::strerror(errno)));
+        }
+        return std::size_t(usage.ru_maxrss) * 1024;
+    }
+
+    inline bool peak_reset_supported()
+    {
+        auto& registry = detail::peak_registry::instance();
+        std::lock_guard<std::mutex> lock(registry.mutex);
+        std::size_t mark = 0;
+        return registry.reset_locked("peak_reset_supported", mark);
+    }
+
+    inline system_memory_info system_memory()
+    {
+        const std::string text = detail::read_proc("/proc/meminfo", "system_memory");
+        system_memory_info info;
+        if (!detail::find_kb(text, "MemTotal", info.total))
+        {
+            throw memory_error("xoptim::train::system_memory: no MemTotal line in /proc/meminfo");
+        }
+        if (!detail::find_kb(text, "MemAvailable", info.available))
+        {
+            // Before Linux 3.14: free memory plus the page cache, the usual estimate.
+            std::size_t free = 0;
+            std::size_t buffers = 0;
+            std::size_t cached = 0;
+            if (!detail::find_kb(text, "MemFree", free))
+            {
+                throw memory_error("xoptim::train::system_memory: no MemAvailable or MemFree line in /proc/meminfo");
+            }
+            detail::find_kb(text, "Buffers", buffers);
+            detail::find_kb(text, "Cached", cached);
+            info.available = free + buffers + cached;
+        }
+        return info;
+    }
+
+    inline std::string format_bytes(double bytes, bool show_sign)
+    {
+        static const char* const units[] = {"B", "KB", "MB", "GB", "TB", "PB"};
+        double a = std::fabs(bytes);
+        int u = 0;
+        // 1023.6 KB would print as "1024 KB": move up a unit first.
+        while (a >= 1023.5 && u < 5)
+        {
+            a /= 1024;
+            ++u;
+        }
+        const char* sign = bytes < 0 ? "-" : (show_sign ? "+" : "");
+        char text[64];
+        if (u == 0)
+        {
+            std::snprintf(text, sizeof text, "%s%.0f B", sign, a);
+        }
+        else
+        {
+            std::snprintf(text, sizeof text, "%s%.*f %s", sign, a < 10 ? 2 : a < 100 ? 1 : 0, a, units[u]);
+        }
+        return text;
+    }
+
+    inline std::string leak_result::explain() const
+    {
+        if (!enough_data)
+        {
+            return "memory trend: too few samples (" + std::to_string(samples) + " after warm-up, need "
+                   + std::to_string(min_samples) + ")";
+        }
+        char p[48];
+        if (p_value < 1e-4)
+        {
+            std::snprintf(p, sizeof p, "p < 0.0001");
+        }
+        else
+        {
+            std::snprintf(p, sizeof p, "p = %.2g", p_value);
+        }
+        std::string line = std::string(leak ? "LEAK: " : "memory flat: ") + "slope " + format_bytes(slope, true)
+                           + "/step over steps " + std::to_string(first_step) + "-" + std::to_string(last_step);
+        if (leak)
+        {
+            return line + " (" + format_bytes(growth, true) + " projected, threshold " + format_bytes(threshold)
+                   + "), Mann-Kendall " + p;
+        }
+        if (p_value >= alpha)
+        {
+            return line + ", not significant (" + p + ")";
+        }
+        if (growth <= threshold)
+        {
+            return line + ", significant (" + p + ") but " + format_bytes(growth, true) + " projected is under the "
+                   + format_bytes(threshold) + " threshold";
+        }
+        return line + ", rose early but flat in the last half (slope " + format_bytes(late_slope, true) + "/step)";
+    }
+
+    inline leak_result leak_check(const std::vector<memory_sample>& series, const leak_options& o)
+    {
+        detail::require_option(o.warmup_fraction >= 0 && o.warmup_fraction < 1, "warmup_fraction", "in [0, 1)",
+                               o.warmup_fraction);
+        detail::require_option(o.alpha > 0 && o.alpha < 1, "alpha", "in (0, 1)", o.alpha);
+        detail::require_option(o.min_samples >= 4, "min_samples", ">= 4", double(o.min_samples));
+        detail::require_option(o.max_samples >= o.min_samples, "max_samples", ">= min_samples",
+                               double(o.max_samples));
+        detail::require_option(o.max_pairs >= 1, "max_pairs", ">= 1", double(o.max_pairs));
+        detail::require_option(o.min_growth_bytes >= 0, "min_growth_bytes", ">= 0", o.min_growth_bytes);
+        detail::require_option(o.min_growth_fraction >= 0, "min_growth_fraction", ">= 0", o.min_growth_fraction);
+        for (std::size_t i = 1; i < series.size(); ++i)
+        {
+            if (series[i].step <= series[i - 1].step)
+            {
+                throw std::invalid_argument("xoptim::train::leak_check: steps must increase (step "
+                                            + std::to_string(series[i].step) + " follows step "
+                                            + std::to_string(series[i - 1].step) + ")");
+            }
+        }
+
+        leak_result r;
+        r.min_samples = o.min_samples;
+        r.alpha = o.alpha;
+        const std::size_t skip = std::size_t(std::floor(double(series.size()) * o.warmup_fraction));
+        const std::size_t window = series.size() - skip;
+        const std::size_t m = std::min(window, o.max_samples);
+        r.samples = m;
+        if (m < o.min_samples)
+        {
+            return r;
+        }
+        r.enough_data = true;
+
+        std::vector<double> x(m);
+        std::vector<double> y(m);
+        for (std::size_t k = 0; k < m; ++k)
+        {
+            // Evenly spaced over the window, first and last included.
+            const std::size_t i = skip + (m == window ? k : std::size_t(double(k) * double(window - 1) / double(m - 1)));
+            x[k] = double(series[i].step);
+            y[k] = double(series[i].rss);
+        }
+        r.first_step = std::size_t(x.front());
+        r.last_step = std::size_t(x.back());
+        const double span = x.back() - x.front();
+
+        r.slope = detail::theil_sen(x.data(), y.data(), m, o.max_pairs);
+        const std::size_t half = m / 2;
+        r.late_slope = detail::theil_sen(x.data() + half, y.data() + half, m - half, o.max_pairs);
+        r.growth = r.slope * span;
+        r.mann_kendall_z = detail::mann_kendall(y.data(), m, r.p_value);
+        std::vector<double> values = y;
+        r.median_rss = detail::median(values);
+        r.threshold = std::max(o.min_growth_bytes, o.min_growth_fraction * r.median_rss);
+        r.leak = r.p_value < o.alpha && r.growth > r.threshold && r.late_slope * span > r.threshold;
+        return r;
+    }
+
+    inline leak_result leak_check(const std::vector<double>& rss_per_step, const leak_options& o)
+    {
+        std::vector<memory_sample> series(rss_per_step.size());
+        for (std::size_t i = 0; i < series.size(); ++i)
+        {
+            series[i].step = i;
+            series[i].rss = rss_per_step[i] > 0 ? std::size_t(rss_per_step[i]) : 0;
+        }
+        return leak_check(series, o);
+    }
+
+    inline memory_profiler::memory_profiler(std::size_t series_capacity)
+        : m_capacity(series_capacity)
+    {
+        if (series_capacity < 2)
+        {
+            throw std::invalid_argument("xoptim::train::memory_profiler: series_capacity must be >= 2 (got "
+                                        + std::to_string(series_capacity) + ")");
+        }
+        m_series.reserve(series_capacity);
+    }
+
+    inline memory_profiler& memory_profiler::global()
+    {
+        static memory_profiler profiler;
+        return profiler;
+    }
+
+    inline void memory_profiler::record(std::string_view scope, const scope_measurement& m)
+    {
+        std::lock_guard<std::mutex> lock(m_mutex);
+        auto it = std::find_if(m_scopes.begin(), m_scopes.end(), [&](const scope_stats& s) { return s.name == scope; });
+        if (it == m_scopes.end())
+        {
+            m_scopes.push_back(scope_stats{});
+            it = m_scopes.end() - 1;
+            it->name = std::string(scope);
+            it->max_delta = m.delta();
+        }
+        ++it->count;
+        it->last_delta = m.delta();
+        it->max_delta = std::max(it->max_delta, m.delta());
+        it->max_peak = std::max(it->max_peak, m.peak_rss);
+        it->max_peak_rise = std::max(it->max_peak_rise, m.peak_rise());
+        it->peak_exact = it->peak_exact && m.peak_exact;
+    }
+
+    inline std::vector<scope_stats> memory_profiler::scopes() const
+    {
+        std::lock_guard<std::mutex> lock(m_mutex);
+        return m_scopes;
+    }
+
+    inline void memory_profiler::record_step(std::size_t step)
+    {
+        record_step(step, current_rss());
+    }
+
+    inline void memory_profiler::record_step(std::size_t step, std::size_t rss_bytes)
+    {
+        std::lock_guard<std::mutex> lock(m_mutex);
+        if (m_calls++ % m_stride != 0)
+        {
+            return;
+        }
+        m_series.push_back(memory_sample{step, rss_bytes});
+        if (m_series.size() == m_capacity)
+        {
+            // Kept samples are the calls 0, s, 2s, ...: keeping the even ones leaves 0, 2s, 4s, ...
+            std::size_t kept = 0;
+            for (std::size_t i = 0; i < m_series.size(); i += 2)
+            {
+                m_series[kept++] = m_series[i];
+            }
+            m_series.resize(kept);
+            m_stride *= 2;
+        }
+    }
+
+    inline std::vector<memory_sample> memory_profiler::series() const
+    {
+        std::lock_guard<std::mutex> lock(m_mutex);
+        return m_series;
+    }
+
+    inline std::size_t memory_profiler::steps_recorded() const
+    {
+        std::lock_guard<std::mutex> lock(m_mutex);
+        return m_calls;
+    }
+
+    inline std::size_t memory_profiler::stride() const
+    {
+        std::lock_guard<std::mutex> lock(m_mutex);
+        return m_stride;
+    }
+
+    inline leak_result memory_profiler::leak_check(const leak_options& o) const
+    {
+        return train::leak_check(series(), o);
+    }
+
+    inline std::string memory_profiler::report(const leak_options& o) const
+    {
+        std::string out = "memory report\n";
+        // A missing /proc file spoils one line, not the report.
+        try
+        {
+            // Current first: peak_rss() then includes that reading.
+            const std::size_t now = current_rss();
+            const std::size_t peak = peak_rss();
+            out += "  RSS: current " + format_bytes(double(now)) + ", peak " + format_bytes(double(peak)) + "\n";
+        }
+        catch (const std::exception& e)
+        {
+            out += std::string("  RSS: unavailable (") + e.what() + ")\n";
+        }
+        try
+        {
+            const system_memory_info sys = system_memory();
+            out += "  system: total " + format_bytes(double(sys.total)) + ", available "
+                   + format_bytes(double(sys.available)) + "\n";
+        }
+        catch (const std::exception& e)
+        {
+            out += std::string("  system: unavailable (") + e.what() + ")\n";
+        }
+
+        const std::vector<scope_stats> table = scopes();
+        if (table.empty())
+        {
+            out += "  scopes: none\n";
+        }
+        else
+        {
+            std::size_t width = 5;
+            for (const scope_stats& s : table)
+            {
+                width = std::max(width, s.name.size());
+            }
+            char line[256];
+            std::snprintf(line, sizeof line, "  %-*s %8s %12s %12s %12s %12s\n", int(width), "scope", "count",
+                          "last delta", "max delta", "max peak", "peak rise");
+            out += line;
+            for (const scope_stats& s : table)
+            {
+                std::snprintf(line, sizeof line, "  %-*s %8zu %12s %12s %12s %12s%s\n", int(width), s.name.c_str(),
+                              s.count, format_bytes(double(s.last_delta), true).c_str(),
+                              format_bytes(double(s.max_delta), true).c_str(), format_bytes(double(s.max_peak)).c_str(),
+                              format_bytes(double(s.max_peak_rise), true).c_str(), s.peak_exact ? "" : " (at least)");
+                out += line;
+            }
+        }
+
+        const std::vector<memory_sample> samples = series();
+        if (samples.empty())
+        {
+            out += "  trend: no steps recorded\n";
+        }
+        else
+        {
+            out += "  steps: " + std::to_string(steps_recorded()) + " recorded, " + std::to_string(samples.size())
+                   + " samples kept (every " + std::to_string(stride()) + ")\n";
+            out += "  trend: " + train::leak_check(samples, o).explain() + "\n";
+        }
+        return out;
+    }
+
+    inline void memory_profiler::clear()
+    {
+        std::lock_guard<std::mutex> lock(m_mutex);
+        m_scopes.clear();
+        m_series.clear();
+        m_stride = 1;
+        m_calls = 0;
+    }
+
+    inline memory_scope::memory_scope(memory_profiler& profiler, std::string name)
+        : m_profiler(&profiler), m_name(std::move(name))
+    {
+        auto& registry = detail::peak_registry::instance();
+        std::lock_guard<std::mutex> lock(registry.mutex);
+        m_reset = registry.reset_locked("memory_scope", m_entry_hwm);
+        m_result.entry_rss = detail::read_marks("memory_scope").rss;
+        m_peak_seen = m_result.entry_rss;
+        registry.open.push_back(&m_peak_seen);
+    }
+
+    inline memory_scope::memory_scope(std::string name)
+        : memory_scope(memory_profiler::global(), std::move(name))
+    {
+    }
+
+    inline memory_scope::~memory_scope()
+    {
+        try
+        {
+            stop();
+        }
+        catch (...)
+        {
+            // A /proc read failing at exit loses this measurement; a destructor must not throw.
+        }
+    }
+
+    inline const scope_measurement& memory_scope::stop()
+    {
+        if (m_stopped)
+        {
+            return m_result;
+        }
+        m_stopped = true;
+        {
+            auto& registry = detail::peak_registry::instance();
+            std::lock_guard<std::mutex> lock(registry.mutex);
+            auto& open = registry.open;
+            open.erase(std::remove(open.begin(), open.end(), &m_peak_seen), open.end());
+            const detail::rss_marks now = detail::read_marks("memory_scope");
+            const std::size_t mark = now.hwm;
+            m_result.exit_rss = now.rss;
+            if (m_reset)
+            {
+                m_result.peak_rss = std::max({m_peak_seen, mark, m_result.exit_rss});
+            }
+            else if (mark > m_entry_hwm)
+            {
+                // The process's peak rose during the scope, so it is the scope's peak.
+                m_result.peak_rss = mark;
+            }
+            else
+            {
+                m_result.peak_rss = std::max(m_result.entry_rss, m_result.exit_rss);
+                m_result.peak_exact = false;
+            }
+        }
+        m_profiler->record(m_name, m_result);
+        return m_result;
+    }
+}
+
+#endif
