@@ -1,0 +1,397 @@
+// Handwritten digits (8 x 8 images, 10 classes) with an MLP 64 -> 256 -> 256 -> 10,
+// trained three ways from the same initial weights: AdamW, SGD with momentum, and the
+// Muon + AdamW hybrid (Muon on the hidden matrices, AdamW on the output layer and the
+// biases). Writes the loss and test accuracy per step (CSV) and a plot comparing them
+// (SVG), and checks that memory stayed flat.
+//
+//   digits [--steps N] [--batch B] [--out DIR] [--threads T]
+#include <chrono>
+#include <cstdio>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <iostream>
+#include <numeric>
+#include <string>
+#include <vector>
+
+#include <zlib.h>
+
+#include <xoptim/optim/hybrid.hpp>
+#include <xoptim/train/layers.hpp>
+#include <xoptim/train/memory.hpp>
+#include <xoptim/train/progress.hpp>
+#include <xoptim/xoptim.hpp>
+
+#include "../common/svg_plot.hpp"
+
+namespace
+{
+    using xoptim::named;
+    using xoptim::train::linear;
+
+    constexpr std::size_t pixels = 64;
+    constexpr std::size_t classes = 10;
+    constexpr std::size_t hidden = 256;
+
+    struct dataset
+    {
+        std::vector<float> x;  // (n, 64), pixels scaled to [0, 1]
+        std::vector<std::int32_t> y;
+
+        std::size_t size() const noexcept
+        {
+            return y.size();
+        }
+    };
+
+    // The CSV (64 pixel values 0..16, then the label), gzip-compressed.
+    dataset load_digits(const std::string& path)
+    {
+        gzFile file = gzopen(path.c_str(), "rb");
+        if (file == nullptr)
+        {
+            throw std::runtime_error("cannot open " + path);
+        }
+        dataset d;
+        char line[1024];
+        while (gzgets(file, line, sizeof line) != nullptr)
+        {
+            std::vector<int> values;
+            for (char* p = line; *p != '\0' && *p != '\n';)
+            {
+                char* end = nullptr;
+                values.push_back(int(std::strtol(p, &end, 10)));
+                p = *end == ',' ? end + 1 : end;
+                if (end == p && *p != '\0' && *p != '\n')
+                {
+                    break;
+                }
+            }
+            if (values.size() != pixels + 1)
+            {
+                gzclose(file);
+                throw std::runtime_error(path + ": line " + std::to_string(d.size() + 1) + " has "
+                                         + std::to_string(values.size()) + " values, expected 65");
+            }
+            for (std::size_t i = 0; i < pixels; ++i)
+            {
+                d.x.push_back(float(values[i]) / 16.0f);
+            }
+            d.y.push_back(values[pixels]);
+        }
+        gzclose(file);
+        return d;
+    }
+
+    // Rows of `d` at `rows`.
+    dataset subset(const dataset& d, const std::vector<std::size_t>& rows)
+    {
+        dataset s;
+        for (std::size_t r : rows)
+        {
+            s.x.insert(s.x.end(), d.x.begin() + long(r * pixels), d.x.begin() + long((r + 1) * pixels));
+            s.y.push_back(d.y[r]);
+        }
+        return s;
+    }
+
+    // Indices 0..n-1 in an order fixed by `seed`.
+    std::vector<std::size_t> shuffled(std::size_t n, std::uint64_t seed)
+    {
+        std::vector<std::size_t> order(n);
+        std::iota(order.begin(), order.end(), 0);
+        std::vector<double> key(n);
+        for (std::size_t i = 0; i < n; ++i)
+        {
+            key[i] = xoptim::train::hash_uniform(seed, i);
+        }
+        std::sort(order.begin(), order.end(), [&](std::size_t a, std::size_t b) { return key[a] < key[b]; });
+        return order;
+    }
+
+    struct mlp
+    {
+        linear<float> l0{pixels, hidden, 101}, l1{hidden, hidden, 202}, out{hidden, classes, 303};
+        std::vector<float> h0, h1, logits, d_logits, d_h1, d_h0;
+
+        void resize(std::size_t batch)
+        {
+            h0.resize(batch * hidden);
+            h1.resize(batch * hidden);
+            logits.resize(batch * classes);
+            d_logits.resize(batch * classes);
+            d_h1.resize(batch * hidden);
+            d_h0.resize(batch * hidden);
+        }
+
+        const float* forward(const float* x, std::size_t batch)
+        {
+            resize(batch);
+            l0.forward(x, batch, h0.data());
+            xoptim::train::relu(h0.data(), h0.size());
+            l1.forward(h0.data(), batch, h1.data());
+            xoptim::train::relu(h1.data(), h1.size());
+            out.forward(h1.data(), batch, logits.data());
+            return logits.data();
+        }
+
+        // Forward and backward on one batch; returns the mean loss.
+        double train_batch(const float* x, const std::int32_t* y, std::size_t batch)
+        {
+            forward(x, batch);
+            const double loss = xoptim::train::softmax_cross_entropy(logits.data(), y, batch, classes, d_logits.data());
+            out.backward(h1.data(), d_logits.data(), batch, d_h1.data());
+            xoptim::train::relu_backward(h1.data(), d_h1.data(), d_h1.size());
+            l1.backward(h0.data(), d_h1.data(), batch, d_h0.data());
+            xoptim::train::relu_backward(h0.data(), d_h0.data(), d_h0.size());
+            l0.backward(x, d_h0.data(), batch, nullptr);
+            return loss;
+        }
+
+        double accuracy(const dataset& d)
+        {
+            forward(d.x.data(), d.size());
+            return double(xoptim::train::count_correct(logits.data(), d.y.data(), d.size(), classes)) / double(d.size());
+        }
+
+        // Names as a PyTorch nn.Sequential would give them; "output" keeps the last layer
+        // off Muon in the hybrid.
+        auto params()
+        {
+            return std::make_tuple(named("layers.0.weight", l0.weight), named("layers.0.bias", l0.bias),
+                                   named("layers.1.weight", l1.weight), named("layers.1.bias", l1.bias),
+                                   named("output.weight", out.weight), named("output.bias", out.bias));
+        }
+
+        auto grads()
+        {
+            return std::tie(l0.grad_weight, l0.grad_bias, l1.grad_weight, l1.grad_bias, out.grad_weight, out.grad_bias);
+        }
+    };
+
+    struct run_result
+    {
+        std::string name;
+        std::vector<double> steps, loss, eval_steps, accuracy, seconds;
+        double train_seconds = 0;
+        std::size_t steps_to_95 = 0;  // 0: never reached
+        double seconds_to_95 = 0;
+    };
+
+    struct settings
+    {
+        std::size_t steps = 600;
+        std::size_t batch = 64;
+        std::size_t eval_every = 20;
+        std::filesystem::path out = "digits_out";
+    };
+
+    template <class Optimizer>
+    run_result train(const std::string& name, Optimizer optimizer, const dataset& train_set, const dataset& test_set,
+                     const settings& s, xoptim::train::memory_profiler& memory)
+    {
+        mlp model;
+        // Guarded steps: a NaN or Inf gradient would be skipped and counted, never applied.
+        xoptim::stepper<Optimizer> step(std::move(optimizer), xoptim::stepper_options{});
+        run_result r;
+        r.name = name;
+        std::vector<float> bx(s.batch * pixels);
+        std::vector<std::int32_t> by(s.batch);
+        const std::size_t per_epoch = train_set.size() / s.batch;
+        std::vector<std::size_t> order;
+        std::cout << name << '\n';
+        xoptim::train::progress_bar bar(s.steps, std::cout);
+        double seconds = 0;
+        for (std::size_t t = 0; t < s.steps; ++t)
+        {
+            if (t % per_epoch == 0)
+            {
+                order = shuffled(train_set.size(), 1000 + t / per_epoch);
+            }
+            for (std::size_t k = 0; k < s.batch; ++k)
+            {
+                const std::size_t row = order[(t % per_epoch) * s.batch + k];
+                std::copy_n(train_set.x.begin() + long(row * pixels), pixels, bx.begin() + long(k * pixels));
+                by[k] = train_set.y[row];
+            }
+            const auto start = std::chrono::steady_clock::now();
+            const double loss = model.train_batch(bx.data(), by.data(), s.batch);
+            step(model.params(), model.grads());
+            seconds += std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+            r.steps.push_back(double(t + 1));
+            r.loss.push_back(loss);
+            r.seconds.push_back(seconds);
+            memory.record_step(memory.steps_recorded());  // one series over all runs
+            if ((t + 1) % s.eval_every == 0 || t + 1 == s.steps)
+            {
+                const double acc = model.accuracy(test_set);
+                r.eval_steps.push_back(double(t + 1));
+                r.accuracy.push_back(acc);
+                if (acc >= 0.95 && r.steps_to_95 == 0)
+                {
+                    r.steps_to_95 = t + 1;
+                    r.seconds_to_95 = seconds;
+                }
+                bar.update(t + 1, {{"loss", loss}, {"test acc", acc}});
+            }
+            else
+            {
+                bar.update(t + 1, {{"loss", loss}});
+            }
+        }
+        bar.finish();
+        r.train_seconds = seconds;
+        if (step.skipped_steps() != 0)
+        {
+            std::cout << "  " << step.skipped_steps() << " steps skipped for non-finite gradients\n";
+        }
+        return r;
+    }
+
+    // Mean of the last `window` values at each point: a readable loss curve.
+    std::vector<double> smoothed(const std::vector<double>& v, std::size_t window)
+    {
+        std::vector<double> out(v.size());
+        double sum = 0;
+        for (std::size_t i = 0; i < v.size(); ++i)
+        {
+            sum += v[i] - (i >= window ? v[i - window] : 0.0);
+            out[i] = sum / double(std::min(i + 1, window));
+        }
+        return out;
+    }
+
+    void write_csv(const std::filesystem::path& file, const std::vector<run_result>& runs)
+    {
+        std::ofstream out(file);
+        out << "optimizer,step,train_seconds,train_loss,test_accuracy\n";
+        for (const auto& r : runs)
+        {
+            std::size_t e = 0;
+            for (std::size_t i = 0; i < r.steps.size(); ++i)
+            {
+                out << r.name << ',' << r.steps[i] << ',' << r.seconds[i] << ',' << r.loss[i] << ',';
+                if (e < r.eval_steps.size() && r.eval_steps[e] == r.steps[i])
+                {
+                    out << r.accuracy[e++];
+                }
+                out << '\n';
+            }
+        }
+        if (!out.flush())
+        {
+            throw std::runtime_error("cannot write " + file.string());
+        }
+    }
+
+    settings parse(int argc, char** argv)
+    {
+        settings s;
+        for (int i = 1; i < argc; ++i)
+        {
+            const std::string arg = argv[i];
+            const auto value = [&]() -> std::string {
+                if (i + 1 >= argc)
+                {
+                    throw std::invalid_argument(arg + " needs a value");
+                }
+                return argv[++i];
+            };
+            if (arg == "--steps")
+            {
+                s.steps = std::stoul(value());
+            }
+            else if (arg == "--batch")
+            {
+                s.batch = std::stoul(value());
+            }
+            else if (arg == "--out")
+            {
+                s.out = value();
+            }
+            else if (arg == "--threads")
+            {
+                xoptim::set_num_threads(std::stoul(value()));
+            }
+            else
+            {
+                throw std::invalid_argument("unknown argument " + arg
+                                            + " (expected --steps N, --batch B, --out DIR, --threads T)");
+            }
+        }
+        if (s.steps == 0 || s.batch == 0)
+        {
+            throw std::invalid_argument("--steps and --batch must be at least 1");
+        }
+        return s;
+    }
+}
+
+int main(int argc, char** argv)
+{
+    try
+    {
+        const settings s = parse(argc, argv);
+        const dataset all = load_digits(XOPTIM_DIGITS_DATA);
+        // A fixed split: 80% to train, 20% to test.
+        const auto order = shuffled(all.size(), 7);
+        const std::size_t n_train = all.size() * 4 / 5;
+        const dataset train_set = subset(all, {order.begin(), order.begin() + long(n_train)});
+        const dataset test_set = subset(all, {order.begin() + long(n_train), order.end()});
+        std::cout << "digits: " << train_set.size() << " training and " << test_set.size()
+                  << " test images, MLP 64-256-256-10, batch " << s.batch << ", " << s.steps << " steps\n";
+
+        xoptim::train::memory_profiler memory;
+        std::vector<run_result> runs;
+        runs.push_back(train("adamw", xoptim::adamw(), train_set, test_set, s, memory));
+        xoptim::sgd_options sgd;
+        sgd.lr = 0.05;
+        sgd.momentum = 0.9;
+        runs.push_back(train("sgd_momentum", xoptim::sgd(sgd), train_set, test_set, s, memory));
+        auto hybrid = xoptim::make_hybrid();
+        runs.push_back(train("muon_adamw", std::move(hybrid), train_set, test_set, s, memory));
+
+        std::filesystem::create_directories(s.out);
+        write_csv(s.out / "digits.csv", runs);
+        std::vector<examples::series> loss, accuracy;
+        for (const auto& r : runs)
+        {
+            loss.push_back({r.name, r.steps, smoothed(r.loss, 20)});
+            accuracy.push_back({r.name, r.eval_steps, r.accuracy});
+        }
+        examples::write_svg((s.out / "digits.svg").string(), "Handwritten digits, MLP 64-256-256-10",
+                            {{"training loss (mean of 20 steps)", "step", "loss", loss, true},
+                             {"test accuracy", "step", "accuracy", accuracy, false}});
+
+        std::printf("\n%-14s %10s %10s %14s %14s\n", "optimizer", "test acc", "train s", "steps to 95%", "seconds to 95%");
+        for (const auto& r : runs)
+        {
+            std::printf("%-14s %9.2f%% %10.2f %14s %14s\n", r.name.c_str(), 100 * r.accuracy.back(), r.train_seconds,
+                        r.steps_to_95 ? std::to_string(r.steps_to_95).c_str() : "-",
+                        r.steps_to_95 ? (std::to_string(r.seconds_to_95).substr(0, 5)).c_str() : "-");
+        }
+        std::cout << "\n" << memory.report() << "\n";
+        // The smoke test's check (ctest runs a short run): every optimizer lowered the loss.
+        bool learned = true;
+        for (const auto& r : runs)
+        {
+            const std::size_t w = std::max<std::size_t>(1, std::min<std::size_t>(20, r.loss.size() / 2));
+            const double first = std::accumulate(r.loss.begin(), r.loss.begin() + long(w), 0.0) / double(w);
+            const double last = std::accumulate(r.loss.end() - long(w), r.loss.end(), 0.0) / double(w);
+            if (!(last < first))
+            {
+                std::cerr << "digits: " << r.name << " did not lower the loss (" << first << " -> " << last << ")\n";
+                learned = false;
+            }
+        }
+        std::cout << "CSV:  " << (s.out / "digits.csv").string() << "\nplot: " << (s.out / "digits.svg").string()
+                  << "\n";
+        return learned ? 0 : 1;
+    }
+    catch (const std::exception& e)
+    {
+        std::cerr << "digits: " << e.what() << '\n';
+        return 1;
+    }
+}
