@@ -34,76 +34,114 @@ namespace xoptim
     {
         inline constexpr std::size_t reduce_block = std::size_t(1) << 15;
 
-        // Sum of x*x over [x, x + n) in double. A float squared cannot overflow a double
-        // (nor can any realistic count of them), so the sum is finite exactly when every
-        // element is: `bad` gets sum - sum, 0 or NaN, with no per-element check.
-        inline double sum_squares(const float* x, std::size_t n, double& bad) noexcept
+        // Sums of x*x in double over the segments of one block, reduced once at the end
+        // (a block may span thousands of small tensors: no horizontal sum per tensor).
+        //
+        // Floats: a float squared cannot overflow a double (nor can any realistic count of
+        // them), so the sum is finite exactly when every element is; no per-element check.
+        template <class T>
+        class square_sum;
+
+        template <>
+        class square_sum<float>
         {
-            std::size_t i = 0;
-            double sum = 0;
+        public:
+
+            void add(const float* x, std::size_t n) noexcept
+            {
+                std::size_t i = 0;
 #if defined(__AVX512F__)
-            // Eight floats at a time widened to double straight from memory.
-            // Four accumulators, written out: at -O2 an indexed array of them stays in memory.
-            __m512d acc0 = _mm512_setzero_pd(), acc1 = acc0, acc2 = acc0, acc3 = acc0;
-            for (; i + 32 <= n; i += 32)
-            {
-                const __m512d v0 = _mm512_cvtps_pd(_mm256_loadu_ps(x + i));
-                const __m512d v1 = _mm512_cvtps_pd(_mm256_loadu_ps(x + i + 8));
-                const __m512d v2 = _mm512_cvtps_pd(_mm256_loadu_ps(x + i + 16));
-                const __m512d v3 = _mm512_cvtps_pd(_mm256_loadu_ps(x + i + 24));
-                acc0 = _mm512_fmadd_pd(v0, v0, acc0);
-                acc1 = _mm512_fmadd_pd(v1, v1, acc1);
-                acc2 = _mm512_fmadd_pd(v2, v2, acc2);
-                acc3 = _mm512_fmadd_pd(v3, v3, acc3);
-            }
-            // Lanes added through memory: GCC 12's _mm512_reduce_add_pd trips its own
-            // -Wuninitialized (bug 105593) in every user's build.
-            alignas(64) double lanes[8];
-            _mm512_store_pd(lanes, _mm512_add_pd(_mm512_add_pd(acc0, acc1), _mm512_add_pd(acc2, acc3)));
-            sum = ((lanes[0] + lanes[1]) + (lanes[2] + lanes[3])) + ((lanes[4] + lanes[5]) + (lanes[6] + lanes[7]));
-#endif
-            double part[4] = {0, 0, 0, 0};
-            for (; i + 4 <= n; i += 4)
-            {
-                for (std::size_t k = 0; k < 4; ++k)
+                // Eight floats at a time widened to double straight from memory; four
+                // accumulators as named members (an indexed array stays in memory at -O2).
+                for (; i + 32 <= n; i += 32)
                 {
-                    part[k] += double(x[i + k]) * double(x[i + k]);
+                    const __m512d v0 = _mm512_cvtps_pd(_mm256_loadu_ps(x + i));
+                    const __m512d v1 = _mm512_cvtps_pd(_mm256_loadu_ps(x + i + 8));
+                    const __m512d v2 = _mm512_cvtps_pd(_mm256_loadu_ps(x + i + 16));
+                    const __m512d v3 = _mm512_cvtps_pd(_mm256_loadu_ps(x + i + 24));
+                    m_acc0 = _mm512_fmadd_pd(v0, v0, m_acc0);
+                    m_acc1 = _mm512_fmadd_pd(v1, v1, m_acc1);
+                    m_acc2 = _mm512_fmadd_pd(v2, v2, m_acc2);
+                    m_acc3 = _mm512_fmadd_pd(v3, v3, m_acc3);
+                }
+#endif
+                for (; i + 4 <= n; i += 4)
+                {
+                    m_part0 += double(x[i]) * double(x[i]);
+                    m_part1 += double(x[i + 1]) * double(x[i + 1]);
+                    m_part2 += double(x[i + 2]) * double(x[i + 2]);
+                    m_part3 += double(x[i + 3]) * double(x[i + 3]);
+                }
+                for (; i < n; ++i)
+                {
+                    m_part0 += double(x[i]) * double(x[i]);
                 }
             }
-            for (; i < n; ++i)
+
+            // The sum; `bad` gets sum - sum: 0, or NaN when an element was not finite.
+            double total(double& bad) const noexcept
             {
-                part[0] += double(x[i]) * double(x[i]);
+                double sum = (m_part0 + m_part1) + (m_part2 + m_part3);
+#if defined(__AVX512F__)
+                // Lanes added through memory: GCC 12's _mm512_reduce_add_pd trips its own
+                // -Wuninitialized (bug 105593) in every user's build.
+                alignas(64) double lanes[8];
+                _mm512_store_pd(lanes, _mm512_add_pd(_mm512_add_pd(m_acc0, m_acc1), _mm512_add_pd(m_acc2, m_acc3)));
+                sum += ((lanes[0] + lanes[1]) + (lanes[2] + lanes[3])) + ((lanes[4] + lanes[5]) + (lanes[6] + lanes[7]));
+#endif
+                bad += sum - sum;
+                return sum;
             }
-            sum += (part[0] + part[1]) + (part[2] + part[3]);
-            bad += sum - sum;
-            return sum;
-        }
+
+        private:
+
+#if defined(__AVX512F__)
+            __m512d m_acc0 = _mm512_setzero_pd();
+            __m512d m_acc1 = _mm512_setzero_pd();
+            __m512d m_acc2 = _mm512_setzero_pd();
+            __m512d m_acc3 = _mm512_setzero_pd();
+#endif
+            double m_part0 = 0, m_part1 = 0, m_part2 = 0, m_part3 = 0;
+        };
 
         // Doubles can overflow when squared: finiteness is checked element by element,
         // x - x being 0 for a finite x and NaN otherwise.
-        inline double sum_squares(const double* x, std::size_t n, double& bad) noexcept
+        template <>
+        class square_sum<double>
         {
+        public:
+
+            void add(const double* x, std::size_t n) noexcept
+            {
+                std::size_t i = 0;
+                for (; i + 2 * w <= n; i += 2 * w)
+                {
+                    const batch a = batch::load_unaligned(x + i);
+                    const batch b = batch::load_unaligned(x + i + w);
+                    m_nan = m_nan + ((a - a) + (b - b));
+                    m_acc0 = xsimd::fma(a, a, m_acc0);
+                    m_acc1 = xsimd::fma(b, b, m_acc1);
+                }
+                for (; i < n; ++i)
+                {
+                    m_rest += x[i] * x[i];
+                    m_rest_nan += x[i] - x[i];
+                }
+            }
+
+            double total(double& bad) const noexcept
+            {
+                bad += xsimd::hadd(m_nan) + m_rest_nan;
+                return xsimd::hadd(m_acc0 + m_acc1) + m_rest;
+            }
+
+        private:
+
             using batch = xsimd::batch<double>;
-            constexpr std::size_t w = batch::size;
-            batch acc0(0.0), acc1(0.0), nan_lanes(0.0);
-            std::size_t i = 0;
-            for (; i + 2 * w <= n; i += 2 * w)
-            {
-                const batch a = batch::load_unaligned(x + i);
-                const batch b = batch::load_unaligned(x + i + w);
-                nan_lanes += (a - a) + (b - b);
-                acc0 = xsimd::fma(a, a, acc0);
-                acc1 = xsimd::fma(b, b, acc1);
-            }
-            double sum = xsimd::hadd(acc0 + acc1);
-            bad += xsimd::hadd(nan_lanes);
-            for (; i < n; ++i)
-            {
-                sum += x[i] * x[i];
-                bad += x[i] - x[i];
-            }
-            return sum;
-        }
+            static constexpr std::size_t w = batch::size;
+            batch m_acc0 = batch(0.0), m_acc1 = batch(0.0), m_nan = batch(0.0);
+            double m_rest = 0, m_rest_nan = 0;
+        };
 
         template <class T>
         struct reduce_task
@@ -121,15 +159,16 @@ namespace xoptim
                 {
                     std::size_t lo = b * reduce_block;
                     const std::size_t hi = std::min(total, lo + reduce_block);
-                    double sum = 0, bad = 0;
+                    square_sum<T> sum;
                     for (std::size_t j = jobs.find(lo); j < jobs.size() && lo < hi; ++j)
                     {
                         const std::size_t base = jobs.begin_of(j);
                         const std::size_t end = std::min(hi, base + jobs[j].size);
-                        sum += sum_squares(jobs[j].grad + (lo - base), end - lo, bad);
+                        sum.add(jobs[j].grad + (lo - base), end - lo);
                         lo = end;
                     }
-                    (*t.partials)[2 * b] = sum;
+                    double bad = 0;
+                    (*t.partials)[2 * b] = sum.total(bad);
                     (*t.partials)[2 * b + 1] = bad;
                 }
             }
