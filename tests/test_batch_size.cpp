@@ -2,6 +2,8 @@
 // for even and odd budgets, the max and base/2 limits, and the argument messages.
 #include <gtest/gtest.h>
 
+#include "support/message_of.hpp"
+
 #include <stdexcept>
 #include <string>
 
@@ -11,19 +13,7 @@ namespace
 {
     using xoptim::train::batch_size_policy;
 
-    template <class F>
-    std::string message_of(F&& f)
-    {
-        try
-        {
-            f();
-        }
-        catch (const std::invalid_argument& e)
-        {
-            return e.what();
-        }
-        return "no std::invalid_argument thrown";
-    }
+    using xoptim_test::message_of;
 }
 
 TEST(batch_size_policy, defaults_follow_the_spec)

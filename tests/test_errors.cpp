@@ -2,6 +2,8 @@
 // field and what was wrong, raised before anything changes.
 #include <gtest/gtest.h>
 
+#include "support/message_of.hpp"
+
 #include <xtensor/xtensor.hpp>
 #include <xtensor/xview.hpp>
 
@@ -9,19 +11,7 @@
 
 namespace
 {
-    template <class F>
-    std::string message_of(F&& f)
-    {
-        try
-        {
-            f();
-        }
-        catch (const std::invalid_argument& e)
-        {
-            return e.what();
-        }
-        return "no std::invalid_argument thrown";
-    }
+    using xoptim_test::message_of;
 
     template <class Optimizer, class Options>
     std::string construct(const Options& o)

@@ -3,6 +3,8 @@
 // readings that follow a real 64 MB allocation, and scopes that record their peak.
 #include <gtest/gtest.h>
 
+#include "support/message_of.hpp"
+
 #include <algorithm>
 #include <random>
 #include <stdexcept>
@@ -41,19 +43,7 @@ namespace
         return block;
     }
 
-    template <class F>
-    std::string message_of(F&& f)
-    {
-        try
-        {
-            f();
-        }
-        catch (const std::invalid_argument& e)
-        {
-            return e.what();
-        }
-        return "no std::invalid_argument thrown";
-    }
+    using xoptim_test::message_of;
 }
 
 TEST(leak_check, flags_a_linear_leak_under_noise)

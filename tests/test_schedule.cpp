@@ -2,6 +2,8 @@
 // messages for bad arguments, describe(), numbers as constants, products and join.
 #include <gtest/gtest.h>
 
+#include "support/message_of.hpp"
+
 #include <cmath>
 #include <fstream>
 #include <limits>
@@ -16,19 +18,7 @@ namespace
 {
     using xoptim::schedule;
 
-    template <class F>
-    std::string message_of(F&& f)
-    {
-        try
-        {
-            f();
-        }
-        catch (const std::invalid_argument& e)
-        {
-            return e.what();
-        }
-        return "no std::invalid_argument thrown";
-    }
+    using xoptim_test::message_of;
 
     // The reference file's schedule objects, built with the factories (every argument is written).
     schedule build(const nlohmann::json& j)

@@ -29,6 +29,7 @@
 #include <xoptim/train/progress.hpp>
 #include <xoptim/xoptim.hpp>
 
+#include "../common/options.hpp"
 #include "../common/svg_plot.hpp"
 
 namespace
@@ -316,49 +317,44 @@ namespace
     settings parse(int argc, char** argv)
     {
         settings s;
-        for (int i = 1; i < argc; ++i)
-        {
-            const std::string arg = argv[i];
-            const auto value = [&]() -> std::string {
-                if (i + 1 >= argc)
+        examples::for_each_option(
+            argc, argv,
+            [&](const std::string& name, const auto& value) {
+                if (name == "--steps")
                 {
-                    throw std::invalid_argument(arg + " needs a value");
+                    s.steps = std::stoul(value());
                 }
-                return argv[++i];
-            };
-            if (arg == "--steps")
-            {
-                s.steps = std::stoul(value());
-            }
-            else if (arg == "--out")
-            {
-                s.out = value();
-            }
-            else if (arg == "--text")
-            {
-                s.text = value();
-            }
-            else if (arg == "--workers")
-            {
-                s.workers = std::stoul(value());
-            }
-            else if (arg == "--adamw-lr")
-            {
-                s.adamw_lr = std::stod(value());
-            }
-            else if (arg == "--muon-lr")
-            {
-                s.muon_lr = std::stod(value());
-            }
-            else if (arg == "--sweep")
-            {
-                s.sweep = true;
-            }
-            else
-            {
-                throw std::invalid_argument("unknown argument " + arg);
-            }
-        }
+                else if (name == "--out")
+                {
+                    s.out = value();
+                }
+                else if (name == "--text")
+                {
+                    s.text = value();
+                }
+                else if (name == "--workers")
+                {
+                    s.workers = std::stoul(value());
+                }
+                else if (name == "--adamw-lr")
+                {
+                    s.adamw_lr = std::stod(value());
+                }
+                else if (name == "--muon-lr")
+                {
+                    s.muon_lr = std::stod(value());
+                }
+                else if (name == "--sweep")
+                {
+                    s.sweep = true;
+                }
+                else
+                {
+                    return false;
+                }
+                return true;
+            },
+            "--steps N, --out DIR, --text FILE, --workers W, --adamw-lr X, --muon-lr X, --sweep");
         if (s.steps < 2)
         {
             throw std::invalid_argument("--steps must be at least 2");

@@ -23,6 +23,7 @@
 #include <xoptim/train/progress.hpp>
 #include <xoptim/xoptim.hpp>
 
+#include "../common/options.hpp"
 #include "../common/svg_plot.hpp"
 
 namespace
@@ -288,38 +289,32 @@ namespace
     settings parse(int argc, char** argv)
     {
         settings s;
-        for (int i = 1; i < argc; ++i)
-        {
-            const std::string arg = argv[i];
-            const auto value = [&]() -> std::string {
-                if (i + 1 >= argc)
+        examples::for_each_option(
+            argc, argv,
+            [&](const std::string& name, const auto& value) {
+                if (name == "--steps")
                 {
-                    throw std::invalid_argument(arg + " needs a value");
+                    s.steps = std::stoul(value());
                 }
-                return argv[++i];
-            };
-            if (arg == "--steps")
-            {
-                s.steps = std::stoul(value());
-            }
-            else if (arg == "--batch")
-            {
-                s.batch = std::stoul(value());
-            }
-            else if (arg == "--out")
-            {
-                s.out = value();
-            }
-            else if (arg == "--threads")
-            {
-                xoptim::set_num_threads(std::stoul(value()));
-            }
-            else
-            {
-                throw std::invalid_argument("unknown argument " + arg
-                                            + " (expected --steps N, --batch B, --out DIR, --threads T)");
-            }
-        }
+                else if (name == "--batch")
+                {
+                    s.batch = std::stoul(value());
+                }
+                else if (name == "--out")
+                {
+                    s.out = value();
+                }
+                else if (name == "--threads")
+                {
+                    xoptim::set_num_threads(std::stoul(value()));
+                }
+                else
+                {
+                    return false;
+                }
+                return true;
+            },
+            "--steps N, --batch B, --out DIR, --threads T");
         if (s.steps == 0 || s.batch == 0)
         {
             throw std::invalid_argument("--steps and --batch must be at least 1");

@@ -33,6 +33,8 @@
 #include <utility>
 #include <vector>
 
+#include "atomic_file.hpp"
+
 #include <fcntl.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -857,135 +859,6 @@ namespace xoptim::io
             std::size_t m_pos = 0;
         };
 
-        // Owns a temporary file beside the target until it is renamed over it; removes it on
-        // any failure, so a failed write leaves the directory as it was.
-        class atomic_file
-        {
-        public:
-
-            explicit atomic_file(const std::string& path) : m_path(path)
-            {
-                struct stat st;
-                if (::stat(path.c_str(), &st) == 0 && S_ISDIR(st.st_mode))
-                {
-                    fail(path, "cannot write: is a directory");
-                }
-                std::random_device random;
-                int error = 0;
-                for (int attempt = 0; attempt < 100; ++attempt)
-                {
-                    m_temp = path + ".tmp" + std::to_string(random());
-                    // O_EXCL: never reuse a file some other writer just created.
-                    m_fd = ::open(m_temp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0666);
-                    if (m_fd >= 0)
-                    {
-                        return;
-                    }
-                    error = errno;
-                    if (error != EEXIST)
-                    {
-                        break;
-                    }
-                }
-                fail(path, "cannot create temporary file '" + m_temp + "': " + std::strerror(error));
-            }
-
-            atomic_file(const atomic_file&) = delete;
-            atomic_file& operator=(const atomic_file&) = delete;
-
-            ~atomic_file()
-            {
-                if (m_fd >= 0)
-                {
-                    ::close(m_fd);
-                }
-                if (!m_committed)
-                {
-                    ::unlink(m_temp.c_str());
-                }
-            }
-
-            void write(const void* data, std::size_t n)
-            {
-                const char* p = static_cast<const char*>(data);
-                while (n > 0)
-                {
-                    const std::size_t chunk = std::min<std::size_t>(n, std::size_t(1) << 30);
-                    const ssize_t written = ::write(m_fd, p, chunk);
-                    if (written < 0 && errno == EINTR)
-                    {
-                        continue;
-                    }
-                    if (written <= 0)
-                    {
-                        failed("cannot write temporary file", written == 0 ? ENOSPC : errno);
-                    }
-                    p += written;
-                    n -= static_cast<std::size_t>(written);
-                }
-            }
-
-            void commit()
-            {
-                // The data must be on disk before the rename makes it the target, or a crash
-                // could leave a complete-looking file of zeros.
-                if (::fsync(m_fd) != 0)
-                {
-                    failed("cannot flush temporary file to disk", errno);
-                }
-                const int closed = ::close(m_fd);
-                m_fd = -1;
-                if (closed != 0)
-                {
-                    failed("cannot close temporary file", errno);
-                }
-                if (::rename(m_temp.c_str(), m_path.c_str()) != 0)
-                {
-                    failed("cannot rename temporary file into place", errno);
-                }
-                m_committed = true;
-                sync_directory();
-            }
-
-        private:
-
-            [[noreturn]] void failed(const char* what, int error) const
-            {
-                fail(m_path, std::string(what) + " '" + m_temp + "': " + std::strerror(error));
-            }
-
-            // Makes the rename itself durable. The new file is in place by now, so the
-            // message says so rather than suggesting the old one survived.
-            void sync_directory() const
-            {
-                std::string dir = std::filesystem::path(m_path).parent_path().string();
-                if (dir.empty())
-                {
-                    dir = ".";
-                }
-                const int fd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-                int error = fd < 0 ? errno : 0;
-                if (fd >= 0)
-                {
-                    if (::fsync(fd) != 0)
-                    {
-                        error = errno;
-                    }
-                    ::close(fd);
-                }
-                // EINVAL: the file system cannot sync directories; there is nothing more to do.
-                if (error != 0 && error != EINVAL)
-                {
-                    fail(m_path, "file written, but cannot flush directory '" + dir + "' to disk: "
-                                     + std::strerror(error));
-                }
-            }
-
-            std::string m_path;
-            std::string m_temp;
-            int m_fd = -1;
-            bool m_committed = false;
-        };
     }
 
     inline void safetensors_writer::add(std::string name, st_dtype dtype, std::vector<std::size_t> shape,
@@ -1116,7 +989,7 @@ namespace xoptim::io
     {
         const std::vector<placed> order = layout();
         const std::string head = header(order, path);
-        safetensors_detail::atomic_file file(path);
+        atomic_file file(path);
         file.write(head.data(), head.size());
         for (const placed& p : order)
         {

@@ -436,14 +436,7 @@ namespace xoptim
         template <class T>
         job_list<T>& jobs() noexcept
         {
-            if constexpr (std::is_same_v<T, float>)
-            {
-                return m_opt.m_floats;
-            }
-            else
-            {
-                return m_opt.m_doubles;
-            }
+            return detail::by_type<T>(m_opt.m_floats, m_opt.m_doubles);
         }
 
         template <class P, class G>

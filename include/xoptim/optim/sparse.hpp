@@ -66,14 +66,7 @@ namespace xoptim
         template <class T>
         job_list<T>& jobs() noexcept
         {
-            if constexpr (std::is_same_v<T, float>)
-            {
-                return m_float_jobs;
-            }
-            else
-            {
-                return m_double_jobs;
-            }
+            return detail::by_type<T>(m_float_jobs, m_double_jobs);
         }
 
         signsgd_options m_o;

@@ -58,14 +58,7 @@ namespace xoptim
         template <class T>
         flat_share<T>& share() noexcept
         {
-            if constexpr (std::is_same_v<T, float>)
-            {
-                return m_floats;
-            }
-            else
-            {
-                return m_doubles;
-            }
+            return detail::by_type<T>(m_floats, m_doubles);
         }
 
         // The parameters and gradients as the optimizers take them: a tuple of two

@@ -127,6 +127,20 @@ namespace xoptim
 
     namespace detail
     {
+        // Of two members kept per element type, the one for T (float or double).
+        template <class T, class F, class D>
+        constexpr auto& by_type(F& for_float, D& for_double) noexcept
+        {
+            if constexpr (std::is_same_v<T, float>)
+            {
+                return for_float;
+            }
+            else
+            {
+                return for_double;
+            }
+        }
+
         template <class C, class = void>
         struct has_container_protocol : std::false_type
         {

@@ -52,6 +52,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <xoptim/io/atomic_file.hpp>
 #include <xoptim/io/xxh64.hpp>
 #include <xoptim/train/mapped_file.hpp>
 
@@ -223,105 +224,6 @@ namespace xoptim::train
             throw std::runtime_error(path + ": " + what + ": " + std::strerror(error));
         }
 
-        // The cache is written as io/safetensors.hpp writes checkpoints: into a temporary file
-        // beside the target, flushed to disk before it is renamed over the target, so a
-        // crash leaves the old cache or the new one, never a torn one. A failed write
-        // removes the temporary file.
-        class atomic_file
-        {
-        public:
-
-            explicit atomic_file(const std::string& path) : m_path(path)
-            {
-                std::random_device random;
-                int error = 0;
-                for (int attempt = 0; attempt < 100; ++attempt)
-                {
-                    m_temp = path + ".tmp" + std::to_string(random());
-                    // O_EXCL: never reuse a file another writer just created.
-                    m_fd = ::open(m_temp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0666);
-                    if (m_fd >= 0)
-                    {
-                        return;
-                    }
-                    error = errno;
-                    if (error != EEXIST)
-                    {
-                        break;
-                    }
-                }
-                fail(path, "cannot create temporary file '" + m_temp + "'", error);
-            }
-
-            atomic_file(const atomic_file&) = delete;
-            atomic_file& operator=(const atomic_file&) = delete;
-
-            ~atomic_file()
-            {
-                if (m_fd >= 0)
-                {
-                    ::close(m_fd);
-                }
-                if (!m_committed)
-                {
-                    ::unlink(m_temp.c_str());
-                }
-            }
-
-            void write(const void* data, std::size_t n)
-            {
-                const char* p = static_cast<const char*>(data);
-                while (n > 0)
-                {
-                    const ssize_t written = ::write(m_fd, p, std::min<std::size_t>(n, std::size_t(1) << 30));
-                    if (written < 0 && errno == EINTR)
-                    {
-                        continue;
-                    }
-                    if (written <= 0)
-                    {
-                        fail(m_path, "cannot write temporary file '" + m_temp + "'", written == 0 ? ENOSPC : errno);
-                    }
-                    p += written;
-                    n -= static_cast<std::size_t>(written);
-                }
-            }
-
-            void commit()
-            {
-                if (::fsync(m_fd) != 0)
-                {
-                    fail(m_path, "cannot flush temporary file '" + m_temp + "' to disk", errno);
-                }
-                const int closed = ::close(m_fd);
-                m_fd = -1;
-                if (closed != 0)
-                {
-                    fail(m_path, "cannot close temporary file '" + m_temp + "'", errno);
-                }
-                if (::rename(m_temp.c_str(), m_path.c_str()) != 0)
-                {
-                    fail(m_path, "cannot rename temporary file '" + m_temp + "' into place", errno);
-                }
-                m_committed = true;
-                // Makes the rename durable. The new cache is in place and complete either
-                // way, so a directory that cannot be flushed is not worth failing the run.
-                std::string dir = std::filesystem::path(m_path).parent_path().string();
-                const int fd = ::open(dir.empty() ? "." : dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-                if (fd >= 0)
-                {
-                    ::fsync(fd);
-                    ::close(fd);
-                }
-            }
-
-        private:
-
-            std::string m_path;
-            std::string m_temp;
-            int m_fd = -1;
-            bool m_committed = false;
-        };
 
         // Rewrites the header of a cache whose tokens are still right. Best effort: where
         // it fails the cache is still valid, the source is just hashed again next time. A
@@ -514,7 +416,9 @@ namespace xoptim::train
             h.tokens_hash = io::xxh64(tokens->data(), token_bytes);
             const auto head = d::encode(h);
             {
-                d::atomic_file file(cache_path);
+                // Written as checkpoints are; a directory that cannot be flushed after the rename
+            // is let go: the new cache is complete and in place either way.
+            io::atomic_file file(cache_path, false);
                 file.write(head.data(), head.size());
                 file.write(tokens->data(), token_bytes);
                 file.commit();
