@@ -5,6 +5,7 @@
 #include <cstdlib>
 #include <new>
 
+#include <xoptim/optim/router.hpp>
 #include <xoptim/xoptim.hpp>
 
 namespace
@@ -97,5 +98,33 @@ namespace
         const auto model_grads = model;
         xoptim::adamw adamw;
         EXPECT_EQ(steady_state_allocations(adamw, model, model_grads), 0u);
+    }
+
+    // The stepper (accumulation, clipping, the guard) around parameter groups: its walk,
+    // its reduction and the router's split reuse their buffers too.
+    TEST(allocation, none_in_steady_state_through_the_stepper_and_groups)
+    {
+        std::vector<std::vector<float>> p(300, std::vector<float>(129, 1.0f)), g = p;
+        xoptim::param_groups<xoptim::adamw> groups;
+        groups.add("first", xoptim::name_matches({"0", "1"}), xoptim::adamw());
+        groups.fallback("rest", xoptim::adamw());
+        groups.group("rest").schedule("lr", xoptim::warmup_cosine(1e-3, 100, 10));
+        xoptim::stepper_options o;
+        o.accumulate = 2;
+        o.clip_global_norm = 1.0;
+        xoptim::stepper<xoptim::param_groups<xoptim::adamw>> step(std::move(groups), o);
+        const std::size_t start = allocations;
+        step(p, g);
+        step(p, g);
+        EXPECT_GT(allocations - start, 0u) << "the first step creates the state: the counter must see it";
+        step(p, g);
+        step(p, g);
+        const std::size_t before = allocations;
+        for (int k = 0; k < 6; ++k)
+        {
+            step(p, g);
+        }
+        EXPECT_EQ(allocations - before, 0u);
+        EXPECT_EQ(step.optimizer().group(1).step_count(), 5u);
     }
 }

@@ -8,6 +8,7 @@
 #include <algorithm>
 #include <array>
 #include <cstdint>
+#include <cstdio>
 #include <stdexcept>
 #include <string>
 #include <vector>
@@ -151,27 +152,33 @@ namespace xoptim
         {
         };
 
-        // The number called `name` in `o` ("lr", "betas[1]"), or nullptr; `names` gets
-        // every number's name for the error message.
+        // The number called `name` in `o` ("lr", "betas[1]"), or nullptr. With `names`, every
+        // number's name is listed there too (for an error message; a step passes none, so
+        // it allocates nothing).
         template <class Options>
-        double* number_field(Options& o, const std::string& name, std::string& names)
+        double* number_field(Options& o, const std::string& name, std::string* names = nullptr)
         {
             double* found = nullptr;
-            const auto offer = [&](const std::string& n, double& x) {
-                names += (names.empty() ? "" : ", ") + n;
-                found = n == name ? &x : found;
+            const auto offer = [&](const char* key, std::size_t index, bool element, double& x) {
+                char text[48];
+                std::snprintf(text, sizeof text, element ? "%s[%zu]" : "%s", key, index);
+                if (names != nullptr)
+                {
+                    *names += (names->empty() ? "" : ", ") + std::string(text);
+                }
+                found = name == text ? &x : found;
             };
             Options::fields(o, [&](const char* key, auto& field) {
                 using F = std::decay_t<decltype(field)>;
                 if constexpr (std::is_same_v<F, double>)
                 {
-                    offer(key, field);
+                    offer(key, 0, false, field);
                 }
                 else if constexpr (is_double_array<F>::value)
                 {
                     for (std::size_t k = 0; k < field.size(); ++k)
                     {
-                        offer(std::string(key) + "[" + std::to_string(k) + "]", field[k]);
+                        offer(key, k, true, field[k]);
                     }
                 }
             });
@@ -591,7 +598,7 @@ namespace xoptim
     {
         auto o = derived().options();
         std::string names;
-        if (detail::number_field(o, field, names) == nullptr)
+        if (detail::number_field(o, field, &names) == nullptr)
         {
             throw std::invalid_argument(std::string("xoptim::") + Derived::name + ": no numeric hyperparameter '"
                                         + field + "' to schedule (expected one of " + names + ")");
@@ -630,10 +637,9 @@ namespace xoptim
     {
         const auto before = derived().options();
         auto o = before;
-        std::string names;
         for (const auto& b : m_schedules)
         {
-            *detail::number_field(o, b.field, names) = b.value(k);
+            *detail::number_field(o, b.field) = b.value(k);
         }
         set_options(o);
         // A value may switch a state tensor on (SGD's momentum leaving 0): the state
