@@ -6,6 +6,7 @@
 #include <new>
 
 #include <xoptim/optim/router.hpp>
+#include <xoptim/step/stepper.hpp>
 #include <xoptim/xoptim.hpp>
 
 namespace

@@ -22,6 +22,7 @@
 #include <nlohmann/json.hpp>
 
 #include <xoptim/io/npy.hpp>
+#include <xoptim/step/stepper.hpp>
 #include <xoptim/xoptim.hpp>
 
 #include "optimizer_json.hpp"

@@ -21,6 +21,7 @@
 #include <xoptim/train/layers.hpp>
 #include <xoptim/train/memory.hpp>
 #include <xoptim/train/progress.hpp>
+#include <xoptim/step/stepper.hpp>
 #include <xoptim/xoptim.hpp>
 
 #include "../common/options.hpp"

@@ -6,6 +6,5 @@
 #include "optim/lion.hpp"
 #include "optim/sgd.hpp"
 #include "optim/signsgd.hpp"
-#include "step/stepper.hpp"
 
 #endif

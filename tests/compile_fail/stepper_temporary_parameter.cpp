@@ -1,4 +1,5 @@
 // expect: holds a parameter by value
+#include <xoptim/step/stepper.hpp>
 #include <xoptim/xoptim.hpp>
 int main()
 {
