@@ -5,10 +5,12 @@
 
 #include "support/message_of.hpp"
 
+#include <algorithm>
 #include <cmath>
 #include <cstdint>
 #include <cstring>
 #include <fstream>
+#include <iterator>
 #include <limits>
 #include <random>
 #include <string>
@@ -159,6 +161,14 @@ namespace
         EXPECT_EQ(z.packed, (words{0x88888888, 0x88888888, 0x88888888, 0x88888888}));
         EXPECT_EQ(z.scales, std::vector<float>{0.f});
         EXPECT_EQ(xoptim::quant::dequantize(z), std::vector<float>(32, 0.f));
+
+        // Halves round to even, as in affine mode (absmax 7: scale 1).
+        std::vector<float> ties(32, 0.f);
+        const float halves[] = {7.f, 0.5f, 1.5f, 2.5f, -0.5f, -1.5f, -2.5f};
+        std::copy(std::begin(halves), std::end(halves), ties.begin());
+        const auto back = xoptim::quant::dequantize(quantize_row(ties, 4, 32, quant_mode::symmetric));
+        EXPECT_EQ(std::vector<float>(back.begin(), back.begin() + 7),
+                  (std::vector<float>{7.f, 0.f, 2.f, 2.f, 0.f, -2.f, -2.f}));
     }
 
     TEST(quant_layout, groups_and_rows_in_row_major_order)
@@ -201,9 +211,9 @@ namespace
         EXPECT_EQ(xoptim::quant::dequantize(z), std::vector<float>(32, 0.f));
     }
 
-    /*****************
+    /****************
      * Error bounds *
-     *****************/
+     ****************/
 
     // Rows of every kind: normal, all positive, constant / zero / one-outlier groups, tiny.
     std::vector<float> test_matrix(std::size_t rows, std::size_t cols, unsigned seed)
@@ -450,9 +460,9 @@ namespace
                   "group_size 32, symmetric");
     }
 
-    /**************************
+    /************************
      * Layer-wise selection *
-     **************************/
+     ************************/
 
     TEST(quant_config_rules, first_match_wins_and_unmatched_stay_float)
     {

@@ -134,7 +134,10 @@ def case(name, mode, bits, group_size, w):
 
 def special_rows():
     # Six rows of one group of 32 each, the edges of MLX's formula.
-    ties = [-15.0, 0.0] + [-15.0 + k + 0.5 for k in range(15)] * 2  # scale 1, bias -15: q = k + 0.5
+    # 4 bits: scale 3, bias -45, (w - bias) / scale = k + 0.5 exactly; a reciprocal would miss.
+    ties = [-45.0, 0.0] + [-45.0 + 3 * (k + 0.5) for k in range(15)] * 2
+    # One float below -16.5: (w + 45) / 3 rounds to 9, (w + 45) * float(1 / 3) to 10.
+    ties[11] = float(np.nextafter(F32(-16.5), F32(-17)))
     outlier = [0.01 * ((k * 7) % 11 - 5) for k in range(32)]
     outlier[5] = 3.0
     return [

@@ -177,12 +177,12 @@ namespace xoptim::quant
     void fake_quantize(const float* w, float* out, std::size_t rows, std::size_t cols, int bits, int group_size,
                        quant_mode mode = quant_mode::affine);
 
-    // The straight-through estimator: the gradient passes through unchanged,
-    // grad_in = grad_out (grad_in may be grad_out). Nothing is zeroed for clamped values:
-    // the range of a group is taken from its own weights, so the only values past the
-    // representable range are the ones at the group's far edge (affine rounds the near edge
-    // onto a code, which can leave the far one up to a step out of reach); zeroing their
-    // gradient would freeze each group's extreme weights, which no clipping range justifies.
+    // The straight-through estimator: grad_in = grad_out (grad_in may be grad_out). No
+    // gradient is zeroed for clamped values, unlike the clipped estimators of learned ranges
+    // (PACT, LSQ): here a group's range comes from its own weights, so symmetric mode clamps
+    // nothing, and affine mode only values within one step of the group's far edge (MLX
+    // rounds the near edge onto a code, which can leave the far one short by up to a step).
+    // Zeroing those would freeze each group's extreme weights for no reason.
     void fake_quantize_backward(const float* grad_out, float* grad_in, std::size_t n) noexcept;
 
     /******************
@@ -292,7 +292,7 @@ namespace xoptim::quant
             return m;
         }
 
-        // One group's scale and bias, and the map from a value to its code.
+        // One group's scale and bias (bias 0 in symmetric mode).
         struct group_coder
         {
             float scale = 0;
@@ -361,7 +361,7 @@ namespace xoptim::quant
             c.scale = hmax(amax) / static_cast<float>(qmax);
             if (!(c.scale > 0))
             {
-                // An all-zero group (or one whose scale underflows): every code is 0.
+                // An all-zero group (or one whose scale underflows to 0): every q is 0.
                 for (std::size_t i = 0; i < g; i += n)
                 {
                     offset.store_unaligned(codes + i);
@@ -378,8 +378,10 @@ namespace xoptim::quant
             return c;
         }
 
-        // Values of one group from its codes. The one decoder for dequantize and
-        // fake_quantize, so the two agree to the bit whatever the compiler contracts.
+        // Values of one group from its codes: q * scale + bias as MLX writes it. Where the
+        // compiler fuses that into an FMA (GCC does by default when the target has one) it
+        // rounds once, MLX's CPU path twice: the two can differ in the last bit. This is the
+        // one decoder for dequantize and fake_quantize, so those two always agree to the bit.
         inline void decode_group(const std::int32_t* codes, int group_size, int bits, quant_mode mode,
                                  const group_coder& c, float* out)
         {
@@ -504,7 +506,8 @@ namespace xoptim::quant
                          std::size_t cols, int bits, int group_size, quant_mode mode)
     {
         detail::check_raw("quantize", cols, bits, group_size, mode);
-        const std::size_t groups = rows * (cols / static_cast<std::size_t>(group_size));
+        const auto g = static_cast<std::size_t>(group_size);
+        const std::size_t groups = rows * (cols / g);
         if (groups == 0)
         {
             return;
@@ -520,7 +523,7 @@ namespace xoptim::quant
         alignas(64) std::int32_t codes[detail::max_group_size];
         for (std::size_t k = 0; k < groups; ++k)
         {
-            const auto c = detail::encode_group(w + k * group_size, group_size, bits, mode, codes);
+            const auto c = detail::encode_group(w + k * g, group_size, bits, mode, codes);
             detail::pack_group(codes, group_size, bits, packed + k * words);
             scales[k] = c.scale;
             if (mode == quant_mode::affine)
@@ -534,7 +537,8 @@ namespace xoptim::quant
                            std::size_t rows, std::size_t cols, int bits, int group_size, quant_mode mode)
     {
         detail::check_raw("dequantize", cols, bits, group_size, mode);
-        const std::size_t groups = rows * (cols / static_cast<std::size_t>(group_size));
+        const auto g = static_cast<std::size_t>(group_size);
+        const std::size_t groups = rows * (cols / g);
         if (groups == 0)
         {
             return;
@@ -554,7 +558,7 @@ namespace xoptim::quant
             detail::group_coder c;
             c.scale = scales[k];
             c.bias = mode == quant_mode::affine ? biases[k] : 0.f;
-            detail::decode_group(codes, group_size, bits, mode, c, out + k * group_size);
+            detail::decode_group(codes, group_size, bits, mode, c, out + k * g);
         }
     }
 
@@ -678,7 +682,8 @@ namespace xoptim::quant
                               int group_size, quant_mode mode)
     {
         detail::check_raw("fake_quantize", cols, bits, group_size, mode);
-        const std::size_t groups = rows * (cols / static_cast<std::size_t>(group_size));
+        const auto g = static_cast<std::size_t>(group_size);
+        const std::size_t groups = rows * (cols / g);
         if (groups == 0)
         {
             return;
@@ -689,8 +694,8 @@ namespace xoptim::quant
         for (std::size_t k = 0; k < groups; ++k)
         {
             // The group is read whole (its range) before any of it is written: out may be w.
-            const auto c = detail::encode_group(w + k * group_size, group_size, bits, mode, codes);
-            detail::decode_group(codes, group_size, bits, mode, c, out + k * group_size);
+            const auto c = detail::encode_group(w + k * g, group_size, bits, mode, codes);
+            detail::decode_group(codes, group_size, bits, mode, c, out + k * g);
         }
     }
 
