@@ -273,6 +273,59 @@ namespace
         EXPECT_NE(f.find("state/optimizer.1/w/exp_avg"), nullptr);
     }
 
+    TEST_F(checkpoint, a_stepper_resumes_with_float_and_double_parameters_interleaved)
+    {
+        // The stepper hands the optimizer float parameters first, then double: a resumed
+        // state must be made in that order too.
+        struct mixed
+        {
+            std::vector<float> m1 = std::vector<float>(16, 0.5f), m2 = std::vector<float>(16, -0.5f);
+            std::vector<double> b = std::vector<double>(4, 0.25);
+            auto params()
+            {
+                return std::make_tuple(xoptim::named("m1", m1), xoptim::named("b", b), xoptim::named("m2", m2));
+            }
+        };
+        std::vector<float> g1(16, 0.1f), g2(16, -0.2f);
+        std::vector<double> gb(4, 0.3);
+        mixed a, b;
+        xoptim::stepper whole(xoptim::adamw(), xoptim::stepper_options{});
+        xoptim::stepper first(xoptim::adamw(), xoptim::stepper_options{});
+        for (int t = 0; t < 4; ++t)
+        {
+            whole(a.params(), std::tie(g1, gb, g2));
+        }
+        for (int t = 0; t < 2; ++t)
+        {
+            first(b.params(), std::tie(g1, gb, g2));
+        }
+        xoptim::save_checkpoint(file(), b.params(), first);
+        mixed c;
+        xoptim::stepper resumed(xoptim::adamw(), xoptim::stepper_options{});
+        xoptim::load_checkpoint(file(), c.params(), resumed);
+        for (int t = 0; t < 2; ++t)
+        {
+            resumed(c.params(), std::tie(g1, gb, g2));
+        }
+        EXPECT_EQ(c.m1, a.m1);
+        EXPECT_EQ(c.m2, a.m2);
+        EXPECT_EQ(c.b, a.b);
+    }
+
+    TEST_F(checkpoint, one_saved_before_the_first_step_loads)
+    {
+        model m;
+        xoptim::adamw opt;
+        xoptim::save_checkpoint(file(), m.params(), opt);  // no state yet
+        model fresh;
+        fresh.w.assign(fresh.w.size(), 0.0f);
+        xoptim::adamw loaded;
+        xoptim::load_checkpoint(file(), fresh.params(), loaded);
+        EXPECT_EQ(fresh.w, m.w);
+        EXPECT_EQ(loaded.step_count(), 0u);
+        EXPECT_EQ(loaded.state().size(), 2u);  // zeros, as the first step would make them
+    }
+
     TEST_F(checkpoint, python_reads_it_with_numpy_and_json)
     {
 #ifndef XOPTIM_NUMPY_PYTHON

@@ -102,22 +102,21 @@ namespace
         model m;
         const auto before = m.data;
         auto e = m.view(0), l1 = m.view(1), l2 = m.view(2), out = m.view(3);
-        std::vector<float> wrong(64 * 10, 1.0f);
         xoptim::router hybrid(hybrid_rules(), xoptim::muon(), xoptim::adamw());
         const auto params = std::make_tuple(xoptim::named("embedding.weight", e), xoptim::named("linear1.weight", l1),
                                             xoptim::named("linear2.weight", l2), xoptim::named("output.weight", out));
         // The Muon share is fine and checked first (its state is created); AdamW's last
-        // gradient has the right size but the transposed shape, which only AdamW sees.
-        const auto grads = std::make_tuple(m.grad(0), m.grad(1), m.grad(2), xoptim::view(wrong.data(), {64, 10}));
+        // gradient is the output weight's own memory, which only AdamW's alias check sees.
+        const auto grads = std::make_tuple(m.grad(0), m.grad(1), m.grad(2),
+                                           xoptim::view(static_cast<const float*>(m.data[3].data()), {10, 64}));
         try
         {
             hybrid.step(params, grads);
-            FAIL() << "a transposed gradient was accepted";
+            FAIL() << "a gradient in the parameter's own memory was accepted";
         }
         catch (const std::invalid_argument& e)
         {
-            EXPECT_STREQ(e.what(), "xoptim::adamw: parameter 'output.weight': gradient shape (64, 10) differs "
-                                   "from parameter shape (10, 64)");
+            EXPECT_STREQ(e.what(), "xoptim::adamw: parameter 'output.weight': gradient and parameter share memory");
         }
         EXPECT_EQ(m.data, before);
         EXPECT_TRUE(hybrid.optimizer<0>().state().empty());
@@ -197,5 +196,26 @@ namespace
         EXPECT_EQ(groups.group(0).state().size(), 1u);
         EXPECT_THROW(groups.group("embedding"), std::out_of_range);
         EXPECT_THROW(groups.fallback("late", xoptim::adamw()), std::logic_error);
+    }
+}
+
+namespace
+{
+    TEST(param_groups, a_first_step_that_failed_routes_nothing)
+    {
+        std::vector<float> w(6, 1.0f), g(6, 0.5f), g_short(5, 0.5f);
+        xoptim::param_groups<xoptim::adamw> groups;
+        groups.add("w", xoptim::name_matches({"w"}), xoptim::adamw());
+        // Fails in the walk: nothing routed, a group can still be added.
+        EXPECT_THROW(groups.step(std::make_tuple(xoptim::named("w", w)), std::tie(g_short)), std::invalid_argument);
+        EXPECT_EQ(groups.routing_table(), "");
+        groups.fallback("rest", xoptim::adamw());
+        // Fails in AdamW's own check (a gradient in the parameter's memory) after routing.
+        EXPECT_THROW(groups.step(std::make_tuple(xoptim::named("w", w)), std::make_tuple(xoptim::view(
+                                     static_cast<const float*>(w.data()), 6))),
+                     std::invalid_argument);
+        EXPECT_EQ(groups.routing_table(), "");
+        groups.step(std::make_tuple(xoptim::named("w", w)), std::tie(g));
+        EXPECT_EQ(groups.routing_table(), "w (6,) -> w\n");
     }
 }

@@ -395,7 +395,8 @@ namespace
         }
         catch (const std::invalid_argument& e)
         {
-            EXPECT_STREQ(e.what(), "xoptim::adamw: lr must be >= 0 and finite (got -0.001)");
+            EXPECT_STREQ(e.what(), "xoptim::adamw: lr must be >= 0 and finite (got -0.001) (the schedules' values for "
+                                   "step 2)");
         }
         EXPECT_EQ(w, w_before);
         EXPECT_EQ(adamw.step_count(), 2u);
@@ -411,12 +412,79 @@ namespace
         }
         catch (const std::invalid_argument& e)
         {
-            EXPECT_NE(std::string(e.what()).find("xoptim::sgd: at step 1 the scheduled hyperparameters need 1 state "
-                                                 "tensors per parameter, the state was made with 0"),
+            EXPECT_NE(std::string(e.what()).find("xoptim::sgd: these options need 1 state tensors per parameter, the "
+                                                 "state was made with 0"),
                       std::string::npos)
                 << e.what();
+            EXPECT_NE(std::string(e.what()).find("(the schedules' values for step 1)"), std::string::npos) << e.what();
         }
         EXPECT_EQ(w, after_first);
         EXPECT_EQ(sgd.options().momentum, 0.0);  // the last step's values, not the refused ones
+    }
+}
+
+namespace
+{
+    // Found by review: each of these once went wrong.
+    TEST(review, options_that_need_new_state_are_refused_not_crashed)
+    {
+        std::vector<float> w(8, 1.0f), g(8, 0.5f);
+        xoptim::adamw opt;
+        opt.step(w, g);
+        auto o = opt.options();
+        o.amsgrad = true;  // a third state tensor the state was made without
+        EXPECT_THROW(opt.set_options(o), std::invalid_argument);
+        EXPECT_FALSE(opt.options().amsgrad);
+        opt.step(w, g);
+        EXPECT_EQ(opt.step_count(), 2u);
+    }
+
+    TEST(review, a_failed_step_keeps_the_options_and_a_second_commit_steps_nothing)
+    {
+        std::vector<float> w(8, 1.0f), g(8, 0.5f), short_g(7, 0.5f);
+        xoptim::adamw opt;
+        opt.schedule("lr", xoptim::linear(1.0, 0.0, 10));
+        opt.step(w, g);
+        EXPECT_EQ(opt.options().lr, 1.0);
+        EXPECT_THROW(opt.step(w, short_g), std::invalid_argument);
+        EXPECT_EQ(opt.options().lr, 1.0);  // the last step's value, not step 1's
+        const auto before = w;
+        opt.commit();  // nothing prepared
+        EXPECT_EQ(opt.step_count(), 1u);
+        EXPECT_EQ(w, before);
+    }
+
+    TEST(review, init_makes_the_state_the_scheduled_values_need)
+    {
+        std::vector<float> w(8, 1.0f), g(8, 0.5f);
+        xoptim::sgd sgd({0.1});  // momentum 0 in the options ...
+        sgd.schedule("momentum", xoptim::constant(0.9));  // ... but 0.9 from step 0 on
+        sgd.init(w);
+        EXPECT_EQ(sgd.state()[0].count, 1u);
+        sgd.step(w, g);
+        EXPECT_EQ(sgd.step_count(), 1u);
+    }
+
+    TEST(review, the_stepper_refuses_reordered_parameters_and_transposed_gradients)
+    {
+        std::vector<float> a(6, 1.0f), b(6, 2.0f), ga(6, 0.5f), gb(6, 0.25f);
+        xoptim::stepper step(xoptim::adamw(), xoptim::stepper_options{});
+        step(std::make_tuple(xoptim::named("a", a), xoptim::named("b", b)), std::tie(ga, gb));
+        try
+        {
+            step(std::make_tuple(xoptim::named("b", b), xoptim::named("a", a)), std::tie(gb, ga));
+            FAIL() << "swapped parameters were accepted";
+        }
+        catch (const std::invalid_argument& e)
+        {
+            EXPECT_STREQ(e.what(), "xoptim::stepper: parameter 'b': found where 'a' was on the first call "
+                                   "(parameters must keep their order)");
+        }
+        std::vector<float> p(6, 1.0f), q(6, 0.5f);
+        xoptim::stepper_options o;
+        o.accumulate = 2;
+        xoptim::stepper acc(xoptim::adamw(), o);
+        EXPECT_THROW(acc(xoptim::view(p.data(), {2, 3}), xoptim::view(static_cast<const float*>(q.data()), {3, 2})),
+                     std::invalid_argument);
     }
 }

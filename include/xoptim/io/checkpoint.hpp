@@ -17,7 +17,8 @@
 // an XXH64 checksum per tensor (checksums, JSON text).
 //
 // Saving is atomic (a temporary file renamed over the target after fsync): a failed
-// save leaves the previous file as it was. Loading checks everything first (format,
+// save leaves the previous file as it was (unless only the final directory flush
+// failed, when the new file is already in place; the message says so). Loading checks everything first (format,
 // version, checksums, names, dtypes, shapes, counters) and changes the live
 // parameters and state only when all of it holds; on any error it throws
 // std::runtime_error naming the file and the problem. The live optimizer's own
@@ -25,6 +26,7 @@
 #ifndef XOPTIM_IO_CHECKPOINT_HPP
 #define XOPTIM_IO_CHECKPOINT_HPP
 
+#include <algorithm>
 #include <cstdio>
 #include <cstring>
 #include <map>
@@ -140,10 +142,14 @@ namespace xoptim
             {
                 if constexpr (is_stepper<X>::value)
                 {
-                    init(x.m_opt, params, c);
+                    // The optimizer inside sees the parameters as the stepper hands them
+                    // over (float parameters first, then double), so its state is made
+                    // in that order too.
+                    x.m_flat.collect(params, no_grads{}, "xoptim::load_checkpoint");
+                    auto flat = x.m_flat.params();
+                    init(x.m_opt, flat, c);
                     if (x.m_o.accumulate > 1 && !x.m_o.caller_accumulates && x.m_acc.empty())
                     {
-                        x.m_flat.collect(params, no_grads{}, "xoptim::load_checkpoint");
                         x.make_accumulators();
                         c.accumulators = true;
                     }
@@ -449,6 +455,7 @@ namespace xoptim
     template <class P, class Trainer>
     void load_checkpoint(const std::string& path, P&& params, Trainer& trainer)
     {
+        detail::require_stepped_in_place<P>();
         using detail::checkpoint_error;
         const io::safetensors_file file = io::safetensors_file::read(path);
         const auto& meta = file.metadata();
@@ -477,6 +484,7 @@ namespace xoptim
 
         // The optimizers: kind and step count, checked before anything is created.
         std::vector<std::size_t> steps;
+        std::vector<std::string> unstepped;  // "state/KEY/" of optimizers saved before a step
         detail::for_each_optimizer(trainer, "optimizer", [&](const std::string& key, auto& o) {
             using O = std::remove_reference_t<decltype(o)>;
             const std::string saved = text(key + ".optimizer");
@@ -485,6 +493,10 @@ namespace xoptim
                 checkpoint_error(path, "'" + key + "' was " + saved + " in the checkpoint, it is " + O::name + " here");
             }
             steps.push_back(detail::parse_count(path, meta, key + ".step"));
+            if (steps.back() == 0)
+            {
+                unstepped.push_back("state/" + key + "/");
+            }
         });
         std::size_t pending = 0, skipped = 0;
         if constexpr (detail::is_stepper<Trainer>::value)
@@ -511,10 +523,20 @@ namespace xoptim
             // Checksums: a JSON object of "name": "hex", as written by save_checkpoint.
             const std::string checksums = text("checksums");
             std::set<std::string> expected;
+            std::vector<std::pair<const detail::checkpoint_tensor*, const io::st_tensor_info*>> copies;
             for (const auto& t : tensors)
             {
                 expected.insert(t.name);
                 const io::st_tensor_info* info = file.find(t.name);
+                // An optimizer saved before its first step may have had no state yet:
+                // the zeros init made are its state.
+                const bool may_lack = std::any_of(unstepped.begin(), unstepped.end(), [&](const std::string& prefix) {
+                    return t.name.compare(0, prefix.size(), prefix) == 0;
+                });
+                if (info == nullptr && may_lack)
+                {
+                    continue;
+                }
                 if (info == nullptr)
                 {
                     checkpoint_error(path, "no tensor '" + t.name + "' for the " + t.owner);
@@ -536,6 +558,7 @@ namespace xoptim
                 {
                     checkpoint_error(path, "tensor '" + t.name + "' is damaged (its checksum does not match)");
                 }
+                copies.emplace_back(&t, info);
             }
             for (const auto& info : file.tensors())
             {
@@ -546,10 +569,9 @@ namespace xoptim
                 }
             }
             // Everything holds: restore.
-            for (const auto& t : tensors)
+            for (const auto& [t, info] : copies)
             {
-                const io::st_tensor_info* info = file.find(t.name);
-                std::memcpy(t.data, file.data(*info), t.bytes);
+                std::memcpy(t->data, file.data(*info), t->bytes);
             }
         }
         catch (...)

@@ -233,14 +233,27 @@ namespace xoptim
             return m_schedules;
         }
 
-        // New hyperparameters, checked as the constructor checks them.
+        // New hyperparameters, checked as the constructor checks them. Options that need
+        // a state tensor the existing state was made without (amsgrad switched on, SGD's
+        // momentum leaving 0) are refused: the state is made on the first step.
         template <class Options>
         void set_options(const Options& o)
         {
             static_assert(std::is_same_v<Options, typename Derived::options_type>,
                           "xoptim: set_options takes this optimizer's own options struct");
             Derived::check(o);
+            const Options before = derived().options();
             derived().m_o = o;
+            const std::size_t needed = derived().num_states();
+            if (!m_state.empty() && needed > m_state[0].count)
+            {
+                derived().m_o = before;
+                throw std::invalid_argument(std::string("xoptim::") + Derived::name + ": these options need "
+                                            + std::to_string(needed) + " state tensors per parameter, the state was "
+                                            + "made with " + std::to_string(m_state[0].count)
+                                            + " (options that start a state, such as amsgrad or momentum leaving 0, "
+                                              "must hold from the first step; a schedule from step 0)");
+            }
         }
 
         const state_store& state() const noexcept
@@ -262,8 +275,10 @@ namespace xoptim
         friend struct detail::checkpoint_access;
         class visitor;
 
-        // Sets every scheduled field to its value at step k.
+        // Sets every scheduled field to its value at step k, keeping the values it
+        // replaced, which restore_unscheduled puts back when the step does not happen.
         void apply_schedules(std::size_t k);
+        void restore_unscheduled() noexcept;
 
         template <class P, class G>
         void collect(P&& params, G&& grads);
@@ -288,7 +303,9 @@ namespace xoptim
         std::vector<detail::memory_span> m_checked;
         mutable std::vector<detail::memory_span> m_sorted;
         std::vector<schedule_binding> m_schedules;
+        std::vector<double> m_unscheduled;
         std::size_t m_steps = 0;
+        bool m_prepared = false;
         bool m_prepared_first = false;
     };
 
@@ -298,46 +315,6 @@ namespace xoptim
 
     namespace detail
     {
-        // Shapes must agree when both sides carry one; a flat container (std::vector,
-        // rank 1) only needs the same number of elements.
-        template <class A, class B>
-        bool same_shape(const A& a, const B& b)
-        {
-            if (tensor::rank(a) == 1 || tensor::rank(b) == 1)
-            {
-                return true;
-            }
-            if (tensor::rank(a) != tensor::rank(b))
-            {
-                return false;
-            }
-            for (std::size_t d = 0; d < tensor::rank(a); ++d)
-            {
-                if (tensor::extent(a, d) != tensor::extent(b, d))
-                {
-                    return false;
-                }
-            }
-            return true;
-        }
-
-        template <class C>
-        bool same_shape(const C& c, const std::vector<std::size_t>& shape)
-        {
-            if (tensor::rank(c) != shape.size())
-            {
-                return false;
-            }
-            for (std::size_t d = 0; d < shape.size(); ++d)
-            {
-                if (tensor::extent(c, d) != shape[d])
-                {
-                    return false;
-                }
-            }
-            return true;
-        }
-
     }
 
     template <class Derived>
@@ -635,44 +612,71 @@ namespace xoptim
     template <class Derived>
     void optimizer<Derived>::apply_schedules(std::size_t k)
     {
-        const auto before = derived().options();
-        auto o = before;
+        auto o = derived().options();
+        m_unscheduled.clear();
         for (const auto& b : m_schedules)
         {
-            *detail::number_field(o, b.field) = b.value(k);
+            double& field = *detail::number_field(o, b.field);
+            m_unscheduled.push_back(field);
+            field = b.value(k);
         }
-        set_options(o);
-        // A value may switch a state tensor on (SGD's momentum leaving 0): the state
-        // made on the first step must already hold it.
-        const std::size_t needed = derived().num_states();
-        if (!m_state.empty() && needed > m_state[0].count)
+        try
         {
-            set_options(before);
-            throw std::invalid_argument(std::string("xoptim::") + Derived::name + ": at step " + std::to_string(k)
-                                        + " the scheduled hyperparameters need " + std::to_string(needed)
-                                        + " state tensors per parameter, the state was made with "
-                                        + std::to_string(m_state[0].count)
-                                        + " (a schedule that starts a state, such as momentum from 0, must start"
-                                          " it from the first step)");
+            set_options(o);
         }
+        catch (const std::invalid_argument& e)
+        {
+            throw std::invalid_argument(std::string(e.what()) + " (the schedules' values for step "
+                                        + std::to_string(k) + ")");
+        }
+    }
+
+    template <class Derived>
+    void optimizer<Derived>::restore_unscheduled() noexcept
+    {
+        if (m_unscheduled.size() != m_schedules.size())
+        {
+            return;
+        }
+        auto o = derived().options();
+        for (std::size_t i = 0; i < m_schedules.size(); ++i)
+        {
+            *detail::number_field(o, m_schedules[i].field) = m_unscheduled[i];
+        }
+        derived().m_o = o;  // the values held before; they passed their checks then
+        m_unscheduled.clear();
     }
 
     template <class Derived>
     template <class P, class G>
     void optimizer<Derived>::prepare(P&& params, G&& grads)
     {
+        m_prepared = false;
         if (!m_schedules.empty())
         {
-            apply_schedules(m_steps);
+            apply_schedules(m_steps);  // throws with the options unchanged
         }
         m_prepared_first = m_state.empty();
-        collect(std::forward<P>(params), std::forward<G>(grads));
+        try
+        {
+            collect(std::forward<P>(params), std::forward<G>(grads));
+        }
+        catch (...)
+        {
+            restore_unscheduled();
+            throw;
+        }
+        m_prepared = true;
     }
 
     template <class Derived>
     template <unsigned Types>
     void optimizer<Derived>::commit(const grad_transform& transform)
     {
+        if (!m_prepared)
+        {
+            return;  // nothing prepared (or already committed): no step
+        }
         const step_context<Types> ctx(m_steps + 1, derived().num_states(), m_state, m_floats, m_doubles, transform);
         try
         {
@@ -685,18 +689,25 @@ namespace xoptim
             abandon();
             throw;
         }
-        m_floats.clear();  // a second commit without a prepare steps nothing
+        m_prepared = false;
+        m_floats.clear();
         m_doubles.clear();
+        m_unscheduled.clear();
         ++m_steps;
     }
 
     template <class Derived>
     void optimizer<Derived>::abandon() noexcept
     {
-        if (m_prepared_first)
+        if (m_prepared && m_prepared_first)
         {
             m_state.truncate(0);
         }
+        if (m_prepared)
+        {
+            restore_unscheduled();
+        }
+        m_prepared = false;
         m_floats.clear();
         m_doubles.clear();
     }
@@ -708,6 +719,12 @@ namespace xoptim
         if (!m_state.empty())
         {
             throw std::logic_error(std::string("xoptim::") + Derived::name + ": init after the state exists");
+        }
+        // The state the next step needs: with the schedules' values at that step.
+        if (!m_schedules.empty())
+        {
+            apply_schedules(m_steps);
+            m_unscheduled.clear();
         }
         collect(std::forward<P>(params), no_grads{});
     }

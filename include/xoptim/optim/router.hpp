@@ -308,6 +308,7 @@ namespace xoptim
     void detail::router_base<Storage>::step(P&& params, G&& grads, const grad_transform& transform)
     {
         detail::require_stepped_in_place<P>();
+        const bool first = m_routes.empty();
         split(std::forward<P>(params), std::forward<G>(grads));
         // Every optimizer checks its share (prepare) before any changes anything (commit).
         std::size_t prepared = 0;
@@ -326,6 +327,13 @@ namespace xoptim
                     o.abandon();
                 }
             });
+            if (first)
+            {
+                // A first step that did not happen routes nothing: groups can still be
+                // added, and the next step (or a checkpoint load) routes afresh.
+                m_routes.clear();
+                m_flat.reset();
+            }
             throw;
         }
         each([&](std::size_t, auto& o) { o.commit(transform); });

@@ -7,7 +7,9 @@
 //     emb.step(table, ids, row_grads);   // table (rows, dim), row_grads (ids.size(), dim)
 //
 // The whole setup, SignSGD on the table and AdamW (lr 1e-4, betas (0.9, 0.95), wd 0.1)
-// on everything else, as one optimizer:
+// on everything else, as one optimizer (the table's lr stays 100x AdamW's, also when
+// AdamW's lr follows a schedule: dense().schedule("lr", ...)). The table must not be
+// among the dense parameters too.
 //
 //     xoptim::sparse_embedding_optimizer opt;   // embedding lr = 100 x AdamW's lr
 //     opt.step(table, ids, row_grads, params, grads);
@@ -37,6 +39,12 @@ namespace xoptim
         const signsgd_options& options() const noexcept
         {
             return m_o;
+        }
+
+        void set_options(const signsgd_options& o)
+        {
+            signsgd::check(o);
+            m_o = o;
         }
 
         // `table` is (rows, dim); `row_grads` holds ids.size() rows of dim, row k the
@@ -153,7 +161,7 @@ namespace xoptim
     public:
 
         explicit sparse_embedding_optimizer(const sparse_embedding_options& o = {})
-            : m_adamw(o.adamw), m_embedding(embedding_options(o))
+            : m_adamw(o.adamw), m_embedding(embedding_options(o)), m_ratio(o.embedding_lr_ratio)
         {
         }
 
@@ -165,6 +173,10 @@ namespace xoptim
             m_adamw.prepare(std::forward<P>(params), std::forward<G>(grads));
             try
             {
+                // The embedding's lr follows AdamW's, schedules included.
+                signsgd_options e = m_embedding.options();
+                e.lr = m_ratio * m_adamw.options().lr;
+                m_embedding.set_options(e);
                 m_embedding.prepare(table, ids, row_grads);
             }
             catch (...)
@@ -196,6 +208,7 @@ namespace xoptim
 
         adamw m_adamw;
         sparse_signsgd m_embedding;
+        double m_ratio;
     };
 }
 

@@ -3,8 +3,10 @@
 // from outside an optimizer (the stepper, checkpoints) walks the user's set once into
 // these lists and hands them to the optimizer, which sees the very same names.
 //
-// Names are recorded on the first walk; later walks must pass the same number of
-// parameters, so a steady-state walk allocates nothing.
+// Names are recorded on the first walk; later walks must pass the same parameters in
+// the same order: a parameter found at a new address must carry the name recorded at
+// its position (so reordered parameters are an error, not a silent swap of their
+// state). A steady-state walk compares pointers and allocates nothing.
 #ifndef XOPTIM_PARAMS_FLAT_HPP
 #define XOPTIM_PARAMS_FLAT_HPP
 
@@ -43,6 +45,7 @@ namespace xoptim
         {
             m_names.clear();
             m_shapes.clear();
+            m_addresses.clear();
         }
 
         const std::string& name(std::size_t leaf) const noexcept
@@ -57,6 +60,12 @@ namespace xoptim
 
         template <class T>
         flat_share<T>& share() noexcept
+        {
+            return detail::by_type<T>(m_floats, m_doubles);
+        }
+
+        template <class T>
+        const flat_share<T>& share() const noexcept
         {
             return detail::by_type<T>(m_floats, m_doubles);
         }
@@ -79,6 +88,7 @@ namespace xoptim
 
         std::vector<std::string> m_names;
         std::vector<std::vector<std::size_t>> m_shapes;
+        std::vector<const void*> m_addresses;  // where each parameter was last seen
         flat_share<float> m_floats;
         flat_share<double> m_doubles;
     };
@@ -116,20 +126,37 @@ namespace xoptim
                     mismatch(path, "gradient has " + std::to_string(tensor::size(grad))
                                        + " elements, parameter has " + std::to_string(tensor::size(param)));
                 }
+                if (!detail::same_shape(param, grad))
+                {
+                    mismatch(path, "gradient shape " + format_shape(tensor::shape(grad))
+                                       + " differs from parameter shape " + format_shape(tensor::shape(param)));
+                }
                 if (!tensor::contiguous(grad))
                 {
                     mismatch(path, "gradient is not contiguous");
                 }
                 m_flat.share<T>().grads.push_back(tensor_view<const T>::of(grad));
             }
+            const void* where = tensor::data(param);
             if (m_first)
             {
                 m_flat.m_names.push_back(path.name());
                 m_flat.m_shapes.push_back(tensor::shape(param));
+                m_flat.m_addresses.push_back(where);
             }
             else if (m_count >= m_flat.m_names.size())
             {
                 mismatch(path, "the first call passed only " + std::to_string(m_flat.m_names.size()) + " parameters");
+            }
+            else if (where != m_flat.m_addresses[m_count])
+            {
+                const std::string name = path.name();
+                if (name != m_flat.m_names[m_count])
+                {
+                    mismatch(path, "found where '" + m_flat.m_names[m_count]
+                                       + "' was on the first call (parameters must keep their order)");
+                }
+                m_flat.m_addresses[m_count] = where;
             }
             auto& s = m_flat.share<T>();
             s.params.push_back(tensor_view<T>::of(param));
@@ -176,8 +203,7 @@ namespace xoptim
         {
             if (first)
             {
-                m_names.clear();
-                m_shapes.clear();
+                reset();
             }
             throw;
         }

@@ -534,6 +534,49 @@ namespace xoptim
             m_size *= *first;
         }
     }
+
+    namespace detail
+    {
+        // Shapes must agree when both sides carry one; a flat container (std::vector,
+        // rank 1) only needs the same number of elements.
+        template <class A, class B>
+        bool same_shape(const A& a, const B& b)
+        {
+            if (tensor::rank(a) == 1 || tensor::rank(b) == 1)
+            {
+                return true;
+            }
+            if (tensor::rank(a) != tensor::rank(b))
+            {
+                return false;
+            }
+            for (std::size_t d = 0; d < tensor::rank(a); ++d)
+            {
+                if (tensor::extent(a, d) != tensor::extent(b, d))
+                {
+                    return false;
+                }
+            }
+            return true;
+        }
+
+        template <class C>
+        bool same_shape(const C& c, const std::vector<std::size_t>& shape)
+        {
+            if (tensor::rank(c) != shape.size())
+            {
+                return false;
+            }
+            for (std::size_t d = 0; d < shape.size(); ++d)
+            {
+                if (tensor::extent(c, d) != shape[d])
+                {
+                    return false;
+                }
+            }
+            return true;
+        }
+    }
 }
 
 #endif

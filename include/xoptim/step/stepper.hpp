@@ -75,7 +75,9 @@ namespace xoptim
         }
 
         // One micro-batch. Returns true when the optimizer stepped, false when the
-        // call only accumulated or the step was skipped for a non-finite gradient.
+        // call only accumulated or the step was skipped for a non-finite gradient. If the
+        // optimizer's step throws (a scheduled value out of range, a refused shape), the
+        // micro-batches of that cycle are dropped and the next call starts a new cycle.
         template <class P, class G>
         bool operator()(P&& params, G&& grads);
 
@@ -129,6 +131,9 @@ namespace xoptim
         void make_accumulators();
 
         template <class T>
+        void check_accumulators(const flat_share<T>& s) const;
+
+        template <class T>
         void accumulate(flat_share<T>& s);
 
         template <class T>
@@ -157,8 +162,13 @@ namespace xoptim
         double m_last_norm = std::numeric_limits<double>::quiet_NaN();
     };
 
+    // stepper(adamw(), o) owns its optimizer; stepper(opt, o) with an lvalue steps that
+    // very optimizer (a stepper<adamw&>), which must then outlive the stepper.
     template <class Opt>
-    stepper(Opt, const stepper_options&) -> stepper<Opt>;
+    stepper(Opt&&, const stepper_options&) -> stepper<Opt>;
+
+    template <class Opt>
+    stepper(Opt&&) -> stepper<Opt>;
 
     template <class Opt>
     template <class P, class G>
@@ -170,6 +180,8 @@ namespace xoptim
         if (own_buffers)
         {
             make_accumulators();
+            check_accumulators(m_flat.share<float>());  // both before either sum moves
+            check_accumulators(m_flat.share<double>());
             accumulate(m_flat.share<float>());
             accumulate(m_flat.share<double>());
         }
@@ -230,6 +242,23 @@ namespace xoptim
         }
     }
 
+    template <class Opt>
+    template <class T>
+    void stepper<Opt>::check_accumulators(const flat_share<T>& s) const
+    {
+        // base + i is in range: every call passes as many parameters as the first.
+        const std::size_t base = std::is_same_v<T, float> ? 0 : m_flat.share<float>().params.size();
+        for (std::size_t i = 0; i < s.params.size(); ++i)
+        {
+            const state_store::entry& e = m_acc[base + i];
+            if (e.type != dtype_of<T>() || e.size != s.params[i].size())
+            {
+                throw std::invalid_argument("xoptim::stepper: parameter '" + m_flat.name(s.leaves[i])
+                                            + "' does not fit its gradient accumulator (made for '" + e.name + "')");
+            }
+        }
+    }
+
     // acc = g on a cycle's first micro-batch, acc = acc + g after: one pass each.
     template <class Opt>
     template <class T>
@@ -240,13 +269,7 @@ namespace xoptim
         list.clear();
         for (std::size_t i = 0; i < s.params.size(); ++i)
         {
-            // base + i is in range: every call passes as many parameters as the first.
             const state_store::entry& e = m_acc[base + i];
-            if (e.type != dtype_of<T>() || e.size != s.params[i].size())
-            {
-                throw std::invalid_argument("xoptim::stepper: parameter '" + m_flat.name(s.leaves[i])
-                                            + "' does not fit its gradient accumulator (made for '" + e.name + "')");
-            }
             tensor_slots<T> slots;
             slots.param = e.template state<T>(0);
             slots.grad = s.grads[i].data();

@@ -167,14 +167,19 @@ namespace xoptim::train
         {
             for (std::size_t k = 0; k < n; ++k)
             {
-                if (ids[k] < 0 || std::size_t(ids[k]) >= vocab())
-                {
-                    throw std::out_of_range("xoptim::train::embedding: id " + std::to_string(ids[k]) + " at "
-                                            + std::to_string(k) + " is outside the " + std::to_string(vocab())
-                                            + "-row table");
-                }
+                check_id(ids[k], k);
                 const T* row = weight.data() + std::size_t(ids[k]) * dim();
                 std::copy(row, row + dim(), out + k * dim());
+            }
+        }
+
+        void check_id(std::int32_t id, std::size_t k) const
+        {
+            if (id < 0 || std::size_t(id) >= vocab())
+            {
+                throw std::out_of_range("xoptim::train::embedding: id " + std::to_string(id) + " at "
+                                        + std::to_string(k) + " is outside the " + std::to_string(vocab())
+                                        + "-row table");
             }
         }
 
@@ -184,6 +189,7 @@ namespace xoptim::train
             std::fill(grad_weight.values.begin(), grad_weight.values.end(), T(0));
             for (std::size_t k = 0; k < n; ++k)
             {
+                check_id(ids[k], k);
                 T* row = grad_weight.data() + std::size_t(ids[k]) * dim();
                 for (std::size_t j = 0; j < dim(); ++j)
                 {
@@ -219,6 +225,10 @@ namespace xoptim::train
     double softmax_cross_entropy(const T* logits, const std::int32_t* labels, std::size_t batch, std::size_t classes,
                                  T* dlogits)
     {
+        if (batch == 0)
+        {
+            return 0;  // no rows, no loss
+        }
         double total = 0;
         for (std::size_t r = 0; r < batch; ++r)
         {
