@@ -11,6 +11,7 @@
 #include <cstddef>
 #include <string>
 #include <thread>
+#include <utility>
 #include <vector>
 
 #include <benchmark/benchmark.h>
@@ -127,6 +128,26 @@ namespace bench
 
     // AdamW reads p, g, m, v and writes p, m, v.
     inline constexpr std::size_t adamw_arrays = 7;
+
+    // A benchmark program's main after its benchmarks are registered: the common
+    // context (the xsimd architecture, the hardware threads) plus `context` pairs.
+    inline int run_main(int argc, char** argv, const std::vector<std::pair<std::string, std::string>>& context = {})
+    {
+        benchmark::Initialize(&argc, argv);
+        if (benchmark::ReportUnrecognizedArguments(argc, argv))
+        {
+            return 1;
+        }
+        benchmark::AddCustomContext("xsimd_arch", xsimd::default_arch::name());
+        benchmark::AddCustomContext("hardware_concurrency", std::to_string(all_threads()));
+        for (const auto& [key, value] : context)
+        {
+            benchmark::AddCustomContext(key, value);
+        }
+        benchmark::RunSpecifiedBenchmarks();
+        benchmark::Shutdown();
+        return 0;
+    }
 
     inline void register_xoptim_adamw(const shape& s)
     {

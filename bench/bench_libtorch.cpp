@@ -69,15 +69,7 @@ int main(int argc, char** argv)
 {
     default_torch_threads = at::get_num_threads();
     register_all();
-    benchmark::Initialize(&argc, argv);
-    if (benchmark::ReportUnrecognizedArguments(argc, argv))
-    {
-        return 1;
-    }
-    benchmark::AddCustomContext("torch_version", TORCH_VERSION);
-    benchmark::AddCustomContext("torch_default_threads", std::to_string(default_torch_threads));
-    benchmark::AddCustomContext("torch_parallel_info", at::get_parallel_info());
-    benchmark::RunSpecifiedBenchmarks();
-    benchmark::Shutdown();
-    return 0;
+    return bench::run_main(argc, argv, {{"torch_version", TORCH_VERSION},
+                                 {"torch_default_threads", std::to_string(default_torch_threads)},
+                                 {"torch_parallel_info", at::get_parallel_info()}});
 }

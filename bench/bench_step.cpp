@@ -335,14 +335,5 @@ namespace
 int main(int argc, char** argv)
 {
     register_all();
-    benchmark::Initialize(&argc, argv);
-    if (benchmark::ReportUnrecognizedArguments(argc, argv))
-    {
-        return 1;
-    }
-    benchmark::AddCustomContext("xsimd_arch", xsimd::default_arch::name());
-    benchmark::AddCustomContext("hardware_concurrency", std::to_string(all_threads()));
-    benchmark::RunSpecifiedBenchmarks();
-    benchmark::Shutdown();
-    return 0;
+    return bench::run_main(argc, argv);
 }
