@@ -72,11 +72,6 @@ namespace xoptim
                 return out;
             }
 
-            const routing& rules() const noexcept
-            {
-                return m_rules;
-            }
-
             // Calls f(k, optimizer) for every optimizer in rule order.
             template <class F>
             void each(F&& f)
