@@ -14,7 +14,7 @@
 //   accumulator/NAME                a stepper's gradient sums, when micro-batches are pending
 // and string metadata: format, format_version, per KEY its optimizer, step,
 // hyperparameters and schedules (JSON text), the stepper's counters and options, and
-// an XXH64 checksum per tensor (checksums, JSON text).
+// an XXH64 checksum per tensor (key "xxh64/TENSOR", 16 hex digits).
 //
 // Saving is atomic (a temporary file renamed over the target after fsync): a failed
 // save leaves the previous file as it was (unless only the final directory flush
@@ -409,6 +409,13 @@ namespace xoptim
             return value;
         }
 
+        // The metadata key of a tensor's checksum: one key each, so a load finds every
+        // checksum in the parsed metadata map instead of searching one long string.
+        inline std::string checksum_key(const std::string& tensor)
+        {
+            return "xxh64/" + tensor;
+        }
+
         inline std::string hex(std::uint64_t x)
         {
             char buffer[20];
@@ -441,14 +448,11 @@ namespace xoptim
             writer.metadata("stepper.pending_micro_batches", std::to_string(trainer.pending_micro_batches()));
             writer.metadata("stepper.options", detail::stepper_json(trainer.options()));
         }
-        std::string checksums = "{";
         for (const auto& t : detail::checkpoint_tensors(flat, trainer, pending))
         {
-            checksums += (checksums.size() > 1 ? ", " : "") + detail::json_string(t.name) + ": \""
-                         + detail::hex(io::xxh64(t.data, t.bytes)) + "\"";
+            writer.metadata(detail::checksum_key(t.name), detail::hex(io::xxh64(t.data, t.bytes)));
             writer.add(t.name, t.dtype, t.shape, t.data, t.bytes);
         }
-        writer.metadata("checksums", checksums + "}");
         writer.write(path);
     }
 
@@ -520,8 +524,6 @@ namespace xoptim
         {
             detail::checkpoint_access::init(trainer, params, created);
             const auto tensors = detail::checkpoint_tensors(flat, trainer, pending > 0);
-            // Checksums: a JSON object of "name": "hex", as written by save_checkpoint.
-            const std::string checksums = text("checksums");
             std::set<std::string> expected;
             std::vector<std::pair<const detail::checkpoint_tensor*, const io::st_tensor_info*>> copies;
             for (const auto& t : tensors)
@@ -547,14 +549,12 @@ namespace xoptim
                                                + format_shape(info->shape) + ", the " + t.owner + " is "
                                                + io::st_dtype_name(t.dtype) + " " + format_shape(t.shape));
                 }
-                const std::string want = detail::json_string(t.name) + ": \"";
-                const std::size_t at = checksums.find(want);
-                const std::string sum = at == std::string::npos ? "" : checksums.substr(at + want.size(), 16);
-                if (sum.size() != 16)
+                const auto sum = meta.find(detail::checksum_key(t.name));
+                if (sum == meta.end())
                 {
                     checkpoint_error(path, "no checksum for tensor '" + t.name + "'");
                 }
-                if (sum != detail::hex(io::xxh64(file.data(*info), info->bytes())))
+                if (sum->second != detail::hex(io::xxh64(file.data(*info), info->bytes())))
                 {
                     checkpoint_error(path, "tensor '" + t.name + "' is damaged (its checksum does not match)");
                 }
