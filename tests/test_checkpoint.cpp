@@ -41,7 +41,7 @@ namespace
         {
             const auto& e = o.state()[k];
             const unsigned char* p = e.data.get();
-            out.insert(out.end(), p, p + e.count * e.stride * xoptim::dtype_size(e.type));
+            out.insert(out.end(), p, p + e.bytes);
         }
         return out;
     }

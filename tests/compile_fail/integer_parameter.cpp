@@ -1,4 +1,4 @@
-// expect: parameters must be float or double
+// expect: parameters must be float, double or xoptim::bfloat16
 #include <xoptim/optim/adam.hpp>
 int main()
 {

@@ -10,11 +10,16 @@
 //   param/NAME                      every parameter
 //   state/KEY/NAME/STATE            every optimizer state tensor (KEY: "optimizer", or
 //                                   "optimizer.K" for the K-th optimizer of a router or
-//                                   the K-th of param_groups)
+//                                   the K-th of param_groups), as stored: F32/F64, BF16,
+//                                   or U8 codes of 8-bit states
+//   state/KEY/NAME/STATE.absmax     an 8-bit state's scales, F32, one per 256 elements
+//   state/KEY/NAME/bf16_compensation  a compensated bf16 parameter's low halves, BF16
 //   accumulator/NAME                a stepper's gradient sums, when micro-batches are pending
-// and string metadata: format, format_version, per KEY its optimizer, step,
+// and string metadata: format, format_version, per KEY its optimizer, step, storage
+// (and the stochastic rounding's seed, a record),
 // hyperparameters and schedules (JSON text), the stepper's counters and options, and
-// an XXH64 checksum per tensor (key "xxh64/TENSOR", 16 hex digits).
+// an XXH64 checksum per tensor (key "xxh64/TENSOR", 16 hex digits). A load needs the
+// live optimizer to store its states as the saved one did (set_storage first).
 //
 // Saving is atomic (a temporary file renamed over the target after fsync): a failed
 // save leaves the previous file as it was (unless only the final directory flush
@@ -73,19 +78,6 @@ namespace xoptim
         // A router or param_groups.
         template <class X>
         struct is_router : decltype(router_storage(static_cast<const X*>(nullptr)))
-        {
-        };
-
-        // State tensors an optimizer keeps from step to step; trailing scratch ones
-        // (Muon's update buffer) are not saved.
-        template <class D, class = void>
-        struct scratch_states : std::integral_constant<std::size_t, 0>
-        {
-        };
-
-        template <class D>
-        struct scratch_states<D, std::void_t<decltype(D::scratch_states)>>
-            : std::integral_constant<std::size_t, D::scratch_states>
         {
         };
 
@@ -301,6 +293,12 @@ namespace xoptim
             return out + "}";
         }
 
+        inline std::string storage_json(const storage_options& o)
+        {
+            return std::string("{\"states\": \"") + to_string(o.states) + "\", \"min_8bit_size\": "
+                   + std::to_string(o.min_8bit_size) + ", \"parameters\": \"" + to_string(o.parameters) + "\"}";
+        }
+
         inline std::string stepper_json(const stepper_options& o)
         {
             const char* policy = o.on_non_finite == non_finite::skip    ? "skip"
@@ -329,7 +327,7 @@ namespace xoptim
 
         inline io::st_dtype st_dtype_of(dtype t) noexcept
         {
-            return t == dtype::float32 ? io::st_dtype::F32 : io::st_dtype::F64;
+            return t == dtype::float32 ? io::st_dtype::F32 : t == dtype::float64 ? io::st_dtype::F64 : io::st_dtype::BF16;
         }
 
         // Every tensor a checkpoint of (params, trainer) holds, in a fixed order. With
@@ -350,17 +348,32 @@ namespace xoptim
             };
             add_params(flat.share<float>());
             add_params(flat.share<double>());
+            // Each state tensor as it is stored: float or double, bf16, or 8-bit codes
+            // (U8) with their per-block scales (NAME.absmax, F32).
             const auto add_store = [&](const state_store& store, const std::string& prefix, const auto& names,
                                        std::size_t keep, const char* what) {
                 for (std::size_t k = 0; k < store.size(); ++k)
                 {
                     const state_store::entry& e = store[k];
+                    const std::string owner = std::string(what) + " of parameter '" + e.name + "'";
                     for (std::size_t s = 0; s < std::min(keep, e.count); ++s)
                     {
-                        unsigned char* data = e.data.get() + s * e.stride * dtype_size(e.type);
-                        out.push_back({prefix + e.name + (names.empty() ? "" : "/" + std::string(names[s])),
-                                       st_dtype_of(e.type), e.shape, data, e.size * dtype_size(e.type),
-                                       std::string(what) + " of parameter '" + e.name + "'"});
+                        const state_store::state_tensor& t = e.states[s];
+                        const std::string name = prefix + e.name + (names.empty() ? "" : "/" + std::string(names[s]));
+                        const io::st_dtype type = t.format == slot_format::native ? st_dtype_of(math_type(e.type))
+                                                  : is_8bit(t.format)            ? io::st_dtype::U8
+                                                                                 : io::st_dtype::BF16;
+                        out.push_back({name, type, e.shape, t.data, e.size * e.element_bytes(s), owner});
+                        if (is_8bit(t.format))
+                        {
+                            out.push_back({name + ".absmax", io::st_dtype::F32, {e.blocks()}, t.absmax,
+                                           e.blocks() * sizeof(float), owner + " (8-bit block scales)"});
+                        }
+                    }
+                    if (e.compensation != nullptr)
+                    {
+                        out.push_back({prefix + e.name + "/bf16_compensation", io::st_dtype::BF16, e.shape,
+                                       e.compensation, e.size * 2, "rounding compensation of parameter '" + e.name + "'"});
                     }
                 }
             };
@@ -437,6 +450,8 @@ namespace xoptim
             using O = std::remove_const_t<std::remove_reference_t<decltype(o)>>;
             writer.metadata(key + ".optimizer", O::name);
             writer.metadata(key + ".step", std::to_string(o.step_count()));
+            writer.metadata(key + ".storage", detail::storage_json(o.storage()));
+            writer.metadata(key + ".storage_seed", std::to_string(o.storage().seed));
             writer.metadata(key + ".hyperparameters", detail::options_json(o.options()));
             writer.metadata(key + ".schedules", detail::schedules_json(o.schedules()));
         });
@@ -495,6 +510,16 @@ namespace xoptim
             if (saved != O::name)
             {
                 checkpoint_error(path, "'" + key + "' was " + saved + " in the checkpoint, it is " + O::name + " here");
+            }
+            // Version 1 files predate storage options: their states are native.
+            const auto saved_storage = meta.find(key + ".storage");
+            const std::string storage = detail::storage_json(o.storage());
+            const std::string recorded =
+                saved_storage != meta.end() ? saved_storage->second : detail::storage_json(storage_options{});
+            if (recorded != storage)
+            {
+                checkpoint_error(path, "'" + key + "' stored its state as " + recorded + " in the checkpoint, here as "
+                                           + storage + " (call set_storage before loading)");
             }
             steps.push_back(detail::parse_count(path, meta, key + ".step"));
             if (steps.back() == 0)

@@ -52,6 +52,7 @@ namespace xoptim
         using options_type = adam_options_base<Decoupled>;
         static constexpr const char* name = Decoupled ? "adamw" : "adam";
         static constexpr std::array<const char*, 3> state_names = {"exp_avg", "exp_avg_sq", "max_exp_avg_sq"};
+        static constexpr std::array<bool, 3> unsigned_states = {false, true, true};
 
         explicit adam_base(const options_type& o = {})
             : m_o(o)

@@ -27,27 +27,29 @@ namespace xoptim
     public:
 
         step_context(std::size_t t, std::size_t states, const state_store& store, job_list<float>& f,
-                     job_list<double>& d, const grad_transform& transform) noexcept
-            : m_t(t), m_states(states), m_store(store), m_floats(f), m_doubles(d), m_transform(transform)
+                     job_list<double>& d, coded_job_list& c, const grad_transform& transform) noexcept
+            : m_t(t), m_states(states), m_store(store), m_floats(f), m_doubles(d), m_coded(c), m_transform(transform)
         {
         }
 
         // Calls f(entry, slots) for every parameter in order, with its state entry (name,
         // shape) and its tensors: for the work between fused passes that is not
-        // element-wise (Muon's Newton-Schulz).
+        // element-wise (Muon's Newton-Schulz). A parameter with coded tensors shows its
+        // float tensors only (its scratch states are always float).
         template <class F>
         void for_each_parameter(F&& f) const
         {
             std::size_t floats = 0;
             std::size_t doubles = 0;
+            std::size_t coded = 0;
             for (std::size_t k = 0; k < m_store.size(); ++k)
             {
                 const state_store::entry& e = m_store[k];
-                if (e.type == dtype::float32)
+                if (e.type != dtype::float64)
                 {
                     if constexpr ((Types & detail::float_bit) != 0)
                     {
-                        f(e, m_floats[floats++]);
+                        f(e, e.plain() ? m_floats[floats++] : m_coded[coded++].plain);
                     }
                 }
                 else
@@ -79,6 +81,10 @@ namespace xoptim
             if constexpr ((Types & detail::float_bit) != 0)
             {
                 run_program(prog, m_floats, m_transform);
+                if (!m_coded.empty())
+                {
+                    run_program(prog, m_coded, m_transform);
+                }
             }
             if constexpr ((Types & detail::double_bit) != 0)
             {
@@ -93,6 +99,7 @@ namespace xoptim
         const state_store& m_store;
         job_list<float>& m_floats;
         job_list<double>& m_doubles;
+        coded_job_list& m_coded;
         grad_transform m_transform;
     };
 
@@ -129,6 +136,45 @@ namespace xoptim
             return {begin, begin + n * sizeof(T), index, written};
         }
     }
+
+    // How an optimizer stores its states, and bf16 parameters (docs/quantization.md).
+    enum class state_storage
+    {
+        native,         // the parameter's math type: float or double
+        bf16,           // bfloat16, rounded to nearest-even
+        blockwise_8bit  // 8-bit dynamic-map codes, a float absmax per block of 256
+    };
+
+    enum class bf16_rounding
+    {
+        nearest_even,
+        stochastic,   // unbiased; seeded, the same for any thread count
+        compensated   // the rounding error kept in a second bf16 tensor (Kahan-style)
+    };
+
+    inline const char* to_string(state_storage s) noexcept
+    {
+        return s == state_storage::native ? "native" : s == state_storage::bf16 ? "bf16" : "blockwise_8bit";
+    }
+
+    inline const char* to_string(bf16_rounding r) noexcept
+    {
+        return r == bf16_rounding::nearest_even ? "nearest_even" : r == bf16_rounding::stochastic ? "stochastic"
+                                                                                                 : "compensated";
+    }
+
+    struct storage_options
+    {
+        // Of float and bf16 parameters; double parameters keep double states.
+        state_storage states = state_storage::native;
+        // 8-bit states only for tensors of at least this many elements; smaller ones
+        // keep float states (their share of memory is small, their statistics noisy).
+        std::size_t min_8bit_size = 4096;
+        // How the step writes bf16 parameters.
+        bf16_rounding parameters = bf16_rounding::nearest_even;
+        // The stochastic rounding's stream: the same seed gives the same bits.
+        std::uint64_t seed = 0;
+    };
 
     // A hyperparameter that follows a schedule: `field` is its name in the options
     // ("lr", "weight_decay", "momentum", or an element such as "betas[1]").
@@ -261,6 +307,24 @@ namespace xoptim
             return m_state;
         }
 
+        // How states and bf16 parameters are stored; set before the state exists (the
+        // first step or init), refused after.
+        Derived& set_storage(const storage_options& s)
+        {
+            if (!m_state.empty())
+            {
+                throw std::logic_error(std::string("xoptim::") + Derived::name
+                                       + ": set_storage after the state exists (set it before the first step)");
+            }
+            m_storage = s;
+            return derived();
+        }
+
+        const storage_options& storage() const noexcept
+        {
+            return m_storage;
+        }
+
         state_report report() const noexcept
         {
             return m_state.report();
@@ -294,9 +358,13 @@ namespace xoptim
             return static_cast<Derived&>(*this);
         }
 
+        state_layout layout_for(dtype type, std::size_t size) const noexcept;
+
         state_store m_state;
+        storage_options m_storage;
         job_list<float> m_floats;
         job_list<double> m_doubles;
+        coded_job_list m_coded;
         // Where this step's tensors live; where they lived at the last step that passed
         // the alias check; scratch for that check. Reused: no allocation in steady state.
         std::vector<detail::memory_span> m_memory;
@@ -315,6 +383,64 @@ namespace xoptim
 
     namespace detail
     {
+        // States that are never negative (second moments) may declare so with
+        // `static constexpr std::array<bool, N> unsigned_states`: 8-bit storage then
+        // uses the unsigned map, twice as fine. Scratch states (`scratch_states`, the
+        // last ones) live within one step and stay in the math type.
+        template <class D, class = void>
+        struct declares_unsigned : std::false_type
+        {
+        };
+
+        template <class D>
+        struct declares_unsigned<D, std::void_t<decltype(D::unsigned_states)>> : std::true_type
+        {
+        };
+
+        template <class D, class = void>
+        struct scratch_states : std::integral_constant<std::size_t, 0>
+        {
+        };
+
+        template <class D>
+        struct scratch_states<D, std::void_t<decltype(D::scratch_states)>>
+            : std::integral_constant<std::size_t, D::scratch_states>
+        {
+        };
+    }
+
+    template <class Derived>
+    state_layout optimizer<Derived>::layout_for(dtype type, std::size_t size) const noexcept
+    {
+        state_layout layout;
+        layout.count = derived().num_states();
+        const std::size_t kept = layout.count - std::min(layout.count, detail::scratch_states<Derived>::value);
+        const bool narrow = type != dtype::float64;
+        for (std::size_t k = 0; k < kept && narrow; ++k)
+        {
+            bool non_negative = false;
+            if constexpr (detail::declares_unsigned<Derived>::value)
+            {
+                non_negative = k < Derived::unsigned_states.size() && Derived::unsigned_states[k];
+            }
+            switch (m_storage.states)
+            {
+                case state_storage::bf16: layout.formats[k] = slot_format::bf16; break;
+                case state_storage::blockwise_8bit:
+                    layout.formats[k] = size < m_storage.min_8bit_size ? slot_format::native
+                                        : non_negative                 ? slot_format::q8_unsigned
+                                                                       : slot_format::q8_signed;
+                    break;
+                default: break;
+            }
+        }
+        if (type == dtype::bfloat16)
+        {
+            layout.param = m_storage.parameters == bf16_rounding::stochastic    ? slot_format::bf16_stochastic
+                           : m_storage.parameters == bf16_rounding::compensated ? slot_format::bf16_compensated
+                                                                                : slot_format::bf16;
+        }
+        return layout;
     }
 
     template <class Derived>
@@ -339,9 +465,9 @@ namespace xoptim
         static constexpr bool leaf_types_ok()
         {
             using T = tensor::value_type<P>;
-            constexpr bool number = std::is_same_v<T, float> || std::is_same_v<T, double>;
+            constexpr bool number = std::is_same_v<T, float> || std::is_same_v<T, double> || std::is_same_v<T, bfloat16>;
             constexpr bool mutable_param = !std::is_const_v<std::remove_pointer_t<decltype(tensor::data(std::declval<P&>()))>>;
-            static_assert(number, "xoptim: parameters must be float or double tensors");
+            static_assert(number, "xoptim: parameters must be float, double or xoptim::bfloat16 tensors");
             static_assert(mutable_param, "xoptim: parameters must be mutable (got a const tensor)");
             if constexpr (std::is_same_v<detail::bare<G>, no_grads>)
             {
@@ -376,25 +502,77 @@ namespace xoptim
             {
                 mismatch(path, "parameter is not contiguous (a strided view cannot be stepped in place)");
             }
-            tensor_slots<T> slots;
-            slots.param = tensor::data(param);
-            slots.size = tensor::size(param);
+            T* param_data = tensor::data(param);
+            const T* grad_data = nullptr;
             if constexpr (!std::is_same_v<detail::bare<G>, no_grads>)
             {
                 check_grad(path, param, grad);
-                slots.grad = tensor::data(grad);
+                grad_data = tensor::data(grad);
             }
             const state_store::entry& e = state_for(path, param);
-            for (std::size_t k = 0; k < e.count; ++k)
-            {
-                slots.states[k] = e.template state<T>(k);
-            }
-            track_memory(path, e, slots);
+            track_memory(path, e, param_data, grad_data);
             if (m_with_grads)
             {
-                jobs<T>().push_back(slots);
+                add_job(e, param_data, grad_data);
             }
             ++m_index;
+        }
+
+        // The parameter's tensors in the list its storage needs: float and double ones
+        // in the simple lists, anything coded (bf16, 8-bit) in the coded one.
+        template <class T>
+        void add_job(const state_store::entry& e, T* param, const T* grad)
+        {
+            if constexpr (!std::is_same_v<T, bfloat16>)
+            {
+                if (e.plain())
+                {
+                    tensor_slots<T> slots;
+                    slots.param = param;
+                    slots.grad = grad;
+                    slots.size = e.size;
+                    for (std::size_t k = 0; k < e.count; ++k)
+                    {
+                        slots.states[k] = e.template state<T>(k);
+                    }
+                    jobs<T>().push_back(slots);
+                    return;
+                }
+            }
+            if constexpr (!std::is_same_v<T, double>)
+            {
+                coded_slots c;
+                c.plain.size = e.size;
+                if constexpr (std::is_same_v<T, float>)
+                {
+                    c.plain.param = param;
+                    c.plain.grad = grad;
+                }
+                else
+                {
+                    c.format[param_slot] = e.param_format;
+                    c.source[param_slot] = param;
+                    c.target[param_slot] = param;
+                    c.format[grad_slot] = slot_format::bf16;
+                    c.source[grad_slot] = grad;
+                    c.compensation = e.compensation;
+                    c.key = codec::stream_key(m_opt.m_storage.seed, m_opt.m_steps, m_index);
+                }
+                for (std::size_t k = 0; k < e.count; ++k)
+                {
+                    const state_store::state_tensor& st = e.states[k];
+                    const std::size_t slot = first_state + k;
+                    c.format[slot] = st.format;
+                    if (st.format == slot_format::native)
+                    {
+                        c.plain.states[k] = static_cast<float*>(st.data);
+                    }
+                    c.source[slot] = st.data;
+                    c.target[slot] = st.data;
+                    c.absmax[slot] = st.absmax;
+                }
+                m_opt.m_coded.push_back(c);
+            }
         }
 
         // A step must see exactly the parameters the state was made for, and no tensor
@@ -446,12 +624,12 @@ namespace xoptim
         // address must still carry the name its state was made for: state follows names,
         // so reordered parameters are an error, not a silent swap of their moments.
         template <class T>
-        void track_memory(const name_path& path, const state_store::entry& e, const tensor_slots<T>& slots)
+        void track_memory(const name_path& path, const state_store::entry& e, const T* param, const T* grad)
         {
             auto& memory = m_opt.m_memory;
             const std::size_t k = memory.size();
-            memory.push_back(detail::span_of(slots.param, slots.size, m_index, true));
-            memory.push_back(detail::span_of(slots.grad, slots.grad == nullptr ? 0 : slots.size, m_index, false));
+            memory.push_back(detail::span_of(param, e.size, m_index, true));
+            memory.push_back(detail::span_of(grad, grad == nullptr ? 0 : e.size, m_index, false));
             const auto& checked = m_opt.m_checked;
             const bool moved = k + 1 >= checked.size() || checked[k].begin != memory[k].begin
                                || checked[k + 1].begin != memory[k + 1].begin;
@@ -515,7 +693,7 @@ namespace xoptim
                         mismatch(path, problem);
                     }
                 }
-                return store.add(path.name(), param, m_opt.derived().num_states());
+                return store.add(path.name(), param, m_opt.layout_for(dtype_of<T>(), tensor::size(param)));
             }
             if (m_index >= store.size())
             {
@@ -546,6 +724,7 @@ namespace xoptim
         const std::size_t before = m_state.size();
         m_floats.clear();
         m_doubles.clear();
+        m_coded.clear();
         m_memory.clear();
         visitor v(*this, !std::is_same_v<detail::bare<G>, no_grads>);
         try
@@ -677,7 +856,8 @@ namespace xoptim
         {
             return;  // nothing prepared (or already committed): no step
         }
-        const step_context<Types> ctx(m_steps + 1, derived().num_states(), m_state, m_floats, m_doubles, transform);
+        const step_context<Types> ctx(m_steps + 1, derived().num_states(), m_state, m_floats, m_doubles, m_coded,
+                                      transform);
         try
         {
             derived().update(ctx);
@@ -692,6 +872,7 @@ namespace xoptim
         m_prepared = false;
         m_floats.clear();
         m_doubles.clear();
+        m_coded.clear();
         m_unscheduled.clear();
         ++m_steps;
     }
@@ -710,6 +891,7 @@ namespace xoptim
         m_prepared = false;
         m_floats.clear();
         m_doubles.clear();
+        m_coded.clear();
     }
 
     template <class Derived>

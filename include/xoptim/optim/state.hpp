@@ -5,6 +5,7 @@
 #define XOPTIM_OPTIM_STATE_HPP
 
 #include <algorithm>
+#include <array>
 #include <cstdlib>
 #include <cstring>
 #include <memory>
@@ -12,32 +13,41 @@
 #include <string>
 #include <vector>
 
+#include "../engine/coded.hpp"
 #include "../params/tensor_traits.hpp"
 
 namespace xoptim
 {
+    // Element types of parameters. bf16 parameters are computed in float32.
     enum class dtype
     {
         float32,
-        float64
+        float64,
+        bfloat16
     };
 
     template <class T>
     constexpr dtype dtype_of() noexcept
     {
-        static_assert(std::is_same_v<T, float> || std::is_same_v<T, double>,
-                      "xoptim: parameters must be float or double");
-        return std::is_same_v<T, float> ? dtype::float32 : dtype::float64;
+        static_assert(std::is_same_v<T, float> || std::is_same_v<T, double> || std::is_same_v<T, bfloat16>,
+                      "xoptim: parameters must be float, double or xoptim::bfloat16");
+        return std::is_same_v<T, float> ? dtype::float32 : std::is_same_v<T, double> ? dtype::float64 : dtype::bfloat16;
     }
 
     constexpr std::size_t dtype_size(dtype t) noexcept
     {
-        return t == dtype::float32 ? 4 : 8;
+        return t == dtype::float32 ? 4 : t == dtype::float64 ? 8 : 2;
     }
 
     constexpr const char* dtype_name(dtype t) noexcept
     {
-        return t == dtype::float32 ? "float32" : "float64";
+        return t == dtype::float32 ? "float32" : t == dtype::float64 ? "float64" : "bfloat16";
+    }
+
+    // The type the step computes a parameter in.
+    constexpr dtype math_type(dtype t) noexcept
+    {
+        return t == dtype::float64 ? dtype::float64 : dtype::float32;
     }
 
     // Bytes held by an optimizer's state beside the bytes of the parameters it serves.
@@ -63,24 +73,75 @@ namespace xoptim
         };
     }
 
+    // Bytes per element of a tensor stored in format f (8-bit scales not counted).
+    constexpr std::size_t format_bytes(slot_format f, dtype math) noexcept
+    {
+        return f == slot_format::native ? dtype_size(math) : is_8bit(f) ? 1 : 2;
+    }
+
+    // How the tensors of one parameter's entry are stored: the parameter's own format
+    // (a bf16 parameter's rounding) and each state's.
+    struct state_layout
+    {
+        std::size_t count = 0;  // state tensors
+        std::array<slot_format, max_states> formats{};
+        slot_format param = slot_format::native;
+    };
+
     class state_store
     {
     public:
 
+        struct state_tensor
+        {
+            slot_format format = slot_format::native;
+            void* data = nullptr;
+            float* absmax = nullptr;  // 8-bit formats: one scale per codec_block elements
+        };
+
         struct entry
         {
             std::string name;
-            dtype type;
+            dtype type;  // the parameter's
             std::vector<std::size_t> shape;
             std::size_t size;
-            std::size_t count;   // number of state tensors
-            std::size_t stride;  // elements from one state tensor to the next (padded to 64 bytes)
+            std::size_t count;  // number of state tensors
+            std::array<state_tensor, max_states> states;
+            slot_format param_format;       // how the step writes a bf16 parameter
+            std::uint16_t* compensation;    // bf16_compensated: the parameter's low halves
+            std::size_t bytes;              // of `data`, every tensor of the entry
             std::unique_ptr<unsigned char, detail::free_deleter> data;
 
+            // A state tensor stored in the parameter's math type (float or double).
             template <class T>
             T* state(std::size_t k) const noexcept
             {
-                return reinterpret_cast<T*>(data.get()) + k * stride;
+                return static_cast<T*>(states[k].data);
+            }
+
+            std::size_t blocks() const noexcept
+            {
+                return (size + codec_block - 1) / codec_block;
+            }
+
+            // Bytes of one element of state k, and of all of it (scales included).
+            std::size_t element_bytes(std::size_t k) const noexcept
+            {
+                return format_bytes(states[k].format, math_type(type));
+            }
+
+            std::size_t state_bytes(std::size_t k) const noexcept
+            {
+                return size * element_bytes(k) + (is_8bit(states[k].format) ? blocks() * sizeof(float) : 0);
+            }
+
+            // Everything of this entry in the step's simple path: the parameter and its
+            // states in the math type.
+            bool plain() const noexcept
+            {
+                return type != dtype::bfloat16
+                       && std::all_of(states.begin(), states.begin() + static_cast<std::ptrdiff_t>(count),
+                                      [](const state_tensor& s) { return s.format == slot_format::native; });
             }
         };
 
@@ -112,12 +173,13 @@ namespace xoptim
             throw std::out_of_range("xoptim: no optimizer state for parameter '" + name + "'");
         }
 
-        // Read-only view of state tensor k of a parameter, e.g. state<float>("w", 0).
+        // Read-only view of state tensor k of a parameter, e.g. view<float>("w", 0), for
+        // states kept in the parameter's math type; values() reads any format.
         template <class T>
         tensor_view<const T> view(const std::string& name, std::size_t k) const
         {
             const entry& e = at(name);
-            if (e.type != dtype_of<T>() || k >= e.count)
+            if (math_type(e.type) != dtype_of<T>() || k >= e.count || e.states[k].format != slot_format::native)
             {
                 throw std::out_of_range("xoptim: parameter '" + name + "' has no " + dtype_name(dtype_of<T>())
                                         + " state number " + std::to_string(k));
@@ -125,23 +187,87 @@ namespace xoptim
             return {e.state<T>(k), e.size};
         }
 
+        // State tensor k of a parameter as the step sees it (decoded), in double.
+        std::vector<double> values(const std::string& name, std::size_t k) const
+        {
+            const entry& e = at(name);
+            if (k >= e.count)
+            {
+                throw std::out_of_range("xoptim: parameter '" + name + "' has no state number " + std::to_string(k));
+            }
+            const state_tensor& s = e.states[k];
+            std::vector<double> out(e.size);
+            alignas(64) float block[codec_block];
+            for (std::size_t b = 0; b < e.size; b += codec_block)
+            {
+                const std::size_t n = std::min(codec_block, e.size - b);
+                if (s.format == slot_format::native)
+                {
+                    if (e.type == dtype::float64)
+                    {
+                        std::copy(e.state<double>(k) + b, e.state<double>(k) + b + n, out.begin() + std::ptrdiff_t(b));
+                    }
+                    else
+                    {
+                        std::copy(e.state<float>(k) + b, e.state<float>(k) + b + n, out.begin() + std::ptrdiff_t(b));
+                    }
+                    continue;
+                }
+                codec::decode<xsimd::default_arch>(s.format, s.data, s.absmax, nullptr, b, n, block);
+                std::copy(block, block + n, out.begin() + std::ptrdiff_t(b));
+            }
+            return out;
+        }
+
         template <class C>
-        const entry& add(std::string name, const C& param, std::size_t count)
+        const entry& add(std::string name, const C& param, const state_layout& layout)
         {
             using T = tensor::value_type<C>;
             const std::size_t n = tensor::size(param);
-            const std::size_t per_line = 64 / sizeof(T);
-            const std::size_t stride = (n + per_line - 1) / per_line * per_line;
-            const std::size_t bytes = std::max<std::size_t>(64, count * stride * sizeof(T));
-            void* raw = std::aligned_alloc(64, bytes);
+            const dtype type = dtype_of<T>();
+            const auto padded = [](std::size_t bytes) { return (bytes + 63) / 64 * 64; };
+            entry e{std::move(name), type, tensor::shape(param), n, layout.count, {}, layout.param, nullptr, 0, nullptr};
+            std::vector<std::size_t> offsets;
+            std::size_t bytes = 0;
+            for (std::size_t k = 0; k < layout.count; ++k)
+            {
+                e.states[k].format = layout.formats[k];
+                offsets.push_back(bytes);
+                bytes += padded(n * format_bytes(layout.formats[k], math_type(type)));
+                offsets.push_back(bytes);
+                bytes += is_8bit(layout.formats[k]) ? padded(e.blocks() * sizeof(float)) : 0;
+            }
+            const std::size_t compensation = bytes;
+            bytes += layout.param == slot_format::bf16_compensated ? padded(n * 2) : 0;
+            e.bytes = std::max<std::size_t>(64, bytes);
+            void* raw = std::aligned_alloc(64, e.bytes);
             if (raw == nullptr)
             {
                 throw std::bad_alloc();
             }
-            std::memset(raw, 0, bytes);
-            std::unique_ptr<unsigned char, detail::free_deleter> data(static_cast<unsigned char*>(raw));
-            m_entries.push_back(entry{std::move(name), dtype_of<T>(), tensor::shape(param), n, count, stride, std::move(data)});
+            std::memset(raw, 0, e.bytes);
+            e.data.reset(static_cast<unsigned char*>(raw));
+            for (std::size_t k = 0; k < layout.count; ++k)
+            {
+                e.states[k].data = e.data.get() + offsets[2 * k];
+                e.states[k].absmax = is_8bit(layout.formats[k]) ? reinterpret_cast<float*>(e.data.get() + offsets[2 * k + 1])
+                                                                : nullptr;
+            }
+            if (layout.param == slot_format::bf16_compensated)
+            {
+                e.compensation = reinterpret_cast<std::uint16_t*>(e.data.get() + compensation);
+            }
+            m_entries.push_back(std::move(e));
             return m_entries.back();
+        }
+
+        // A state of `count` tensors in the parameter's math type.
+        template <class C>
+        const entry& add(std::string name, const C& param, std::size_t count)
+        {
+            state_layout layout;
+            layout.count = count;
+            return add(std::move(name), param, layout);
         }
 
         // Drops entries from `n` on: undoes a first step that failed halfway.
@@ -156,7 +282,11 @@ namespace xoptim
             state_report r;
             for (const auto& e : m_entries)
             {
-                r.state_bytes += e.count * e.size * dtype_size(e.type);
+                for (std::size_t k = 0; k < e.count; ++k)
+                {
+                    r.state_bytes += e.state_bytes(k);
+                }
+                r.state_bytes += e.compensation != nullptr ? e.size * 2 : 0;
                 r.param_bytes += e.size * dtype_size(e.type);
             }
             return r;

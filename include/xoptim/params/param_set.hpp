@@ -22,6 +22,7 @@
 #include <tuple>
 #include <utility>
 
+#include "../engine/bfloat16.hpp"
 #include "tensor_traits.hpp"
 
 namespace xoptim
@@ -170,7 +171,9 @@ namespace xoptim
         struct element_types<P, std::enable_if_t<is_tensor_v<P>>>
         {
             using value_type = tensor::value_type<P>;
-            static constexpr unsigned value = std::is_same_v<value_type, float>    ? float_bit
+            // bf16 parameters are computed in float: they run with the float kernels.
+            static constexpr unsigned value = std::is_same_v<value_type, float> || std::is_same_v<value_type, bfloat16>
+                                                  ? float_bit
                                               : std::is_same_v<value_type, double> ? double_bit
                                                                                    : 0;
         };

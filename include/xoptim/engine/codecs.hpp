@@ -1,0 +1,646 @@
+// Storage codecs: how a slot kept in a narrower type than float is turned into floats
+// for the fused batch code and back, one block of at most `codec_block` elements at a
+// time (see coded.hpp).
+//
+// bf16: decode is exact (a shift). Encoding rounds to nearest-even, or stochastically
+// (x + a uniform random 16-bit value in the bits below bf16's last bit, then truncated:
+// unbiased, E[round(x)] = x), or keeps the rounding error in a second bf16 tensor
+// (Kahan-style compensation: the value is hi + lo, about 16 significant bits).
+//
+// 8-bit block-wise (Dettmers et al. 2022, "8-bit optimizers via block-wise
+// quantization"): one float absmax per block of 256 and one byte per element, the index
+// of the nearest value of x / absmax in a 256-entry dynamic map (bitsandbytes'
+// create_dynamic_map: signed for momenta, unsigned for second moments). Decoding is a
+// table lookup; encoding is closed-form (see dynamic_map), not a search.
+#ifndef XOPTIM_ENGINE_CODECS_HPP
+#define XOPTIM_ENGINE_CODECS_HPP
+
+#include <algorithm>
+#include <array>
+#include <cmath>
+#include <cstdint>
+#include <cstring>
+
+#include <type_traits>
+
+#include <xsimd/xsimd.hpp>
+#if defined(__AVX512F__)
+#include <immintrin.h>
+#endif
+
+#include "bfloat16.hpp"
+
+namespace xoptim
+{
+    // Elements per 8-bit block, and per codec call.
+    inline constexpr std::size_t codec_block = 256;
+
+    // A 256-entry quantization map in bitsandbytes' dynamic layout, ascending. Signed:
+    // codes 0-126 negative, 127 zero, 128-254 positive, 255 is 1. Unsigned: code 0 is
+    // zero, 255 is 1. Between them, buckets k = 0..6 of magnitudes [0.1, 1) * 10^(k-6),
+    // each split into n_k equal bins (n_k = 2^k signed, 2^(k+1) unsigned) whose centres
+    // are the values: a dynamic exponent (which bucket) and a linear fraction (which bin).
+    //
+    // Both directions are arithmetic, no search: a value is fma(q, width, offset) with
+    // q the code's distance from zero and (width, offset) its bucket's, the bucket being
+    // the octave of q (a code's value is defined by this float expression; the table
+    // holds the same numbers). Encoding finds the bucket of |x| from its binary octave,
+    // which holds at most one bucket boundary, then the bin by one floor.
+    class dynamic_map
+    {
+    public:
+
+        static constexpr std::size_t buckets = 7;
+
+        static const dynamic_map& signed_map()
+        {
+            static const dynamic_map m(true);
+            return m;
+        }
+
+        static const dynamic_map& unsigned_map()
+        {
+            static const dynamic_map m(false);
+            return m;
+        }
+
+        bool is_signed() const noexcept
+        {
+            return m_signed;
+        }
+
+        const std::array<float, 256>& values() const noexcept
+        {
+            return m_values;
+        }
+
+        std::uint8_t zero_code() const noexcept
+        {
+            return m_signed ? 127 : 0;
+        }
+
+        // Code of the map value nearest to x (x in [-1, 1], or [0, 1] unsigned), as a
+        // float holding an integer 0..255. Away from the midpoints between neighbouring
+        // values (within float rounding of one) this is exactly the nearest value; next
+        // to one, either neighbour. Out-of-range x goes to the nearest end, NaN to code
+        // 255.
+        std::uint8_t encode(float x) const noexcept
+        {
+            const float a = std::fabs(x);
+            std::uint32_t bits;
+            std::memcpy(&bits, &a, sizeof bits);
+            const std::size_t o = octave_index(std::int32_t(bits >> 23));
+            const std::size_t count = std::size_t(m_octave_count[o]) + (a >= m_octave_next[o] ? 1 : 0);
+            const auto min = [](float u, float v) { return u < v ? u : v; };
+            float code = min(std::floor(std::fma(a, m_inv_width[count], m_code_offset[count])), m_last_code[count]);
+            if (m_signed && x < 0)
+            {
+                code = 254.0f - min(code, 254.0f);
+            }
+            return std::uint8_t(code);
+        }
+
+        // Batch encoding and decoding, with the map's tables loaded once into registers
+        // (the byte stores of a code loop may alias anything, so tables read through the
+        // map would be read again every batch). Same codes and values as the scalar forms.
+        template <class Arch, bool = std::is_base_of<xsimd::avx512f, Arch>::value>
+        class simd
+        {
+        public:
+
+            using batch = xsimd::batch<float, Arch>;
+            using ibatch = xsimd::batch<std::int32_t, Arch>;
+
+            explicit simd(const dynamic_map& m) noexcept
+                : m_map(m)
+            {
+            }
+
+            batch encode(const batch& x) const noexcept
+            {
+                const dynamic_map& m = m_map;
+                const batch a = xsimd::abs(x);
+                const ibatch o = octave(a);
+                const batch above = xsimd::select(a >= batch::gather(m.m_octave_next.data(), o), batch(1.0f), batch(0.0f));
+                const ibatch count = ibatch::gather(m.m_octave_count.data(), o) + xsimd::batch_cast<std::int32_t>(above);
+                return finish(x, a, batch::gather(m.m_inv_width.data(), count), batch::gather(m.m_code_offset.data(), count),
+                              batch::gather(m.m_last_code.data(), count), m.m_signed);
+            }
+
+            batch decode(const ibatch& c) const noexcept
+            {
+                return batch::gather(m_map.m_values.data(), c);
+            }
+
+        private:
+
+            const dynamic_map& m_map;
+        };
+
+#if defined(__AVX512F__)
+        template <class Arch>
+        class simd<Arch, true>
+        {
+        public:
+
+            using batch = xsimd::batch<float, Arch>;
+
+            explicit simd(const dynamic_map& m) noexcept
+                : m_signed(m.m_signed),
+                  m_count_lo(_mm512_load_si512(m.m_octave_count.data())),
+                  m_count_hi(_mm512_load_si512(m.m_octave_count.data() + 16)),
+                  m_next_lo(_mm512_load_ps(m.m_octave_next.data())),
+                  m_next_hi(_mm512_load_ps(m.m_octave_next.data() + 16)),
+                  m_inv_width(_mm512_load_ps(m.m_inv_width.data())),
+                  m_code_offset(_mm512_load_ps(m.m_code_offset.data())),
+                  m_last(_mm512_load_ps(m.m_last_code.data())),
+                  m_width(_mm512_load_ps(m.m_width.data())),
+                  m_offset(_mm512_load_ps(m.m_offset.data())),
+                  m_centre(_mm512_set1_epi32(m.m_signed ? 127 : 0)),
+                  m_bias(_mm512_set1_ps(m.m_signed ? 0.0f : 1.0f))
+            {
+            }
+
+            batch encode(const batch& x) const noexcept
+            {
+                const batch a = xsimd::abs(x);
+                const __m512i o = octave(a);
+                const __m512i below = _mm512_permutex2var_epi32(m_count_lo, o, m_count_hi);
+                const __m512 next = _mm512_permutex2var_ps(m_next_lo, o, m_next_hi);
+                const __m512i count = _mm512_mask_add_epi32(below, _mm512_cmp_ps_mask(a, next, _CMP_GE_OQ), below,
+                                                            _mm512_set1_epi32(1));
+                return finish<batch>(x, a, _mm512_permutexvar_ps(count, m_inv_width),
+                                     _mm512_permutexvar_ps(count, m_code_offset), _mm512_permutexvar_ps(count, m_last),
+                                     m_signed);
+            }
+
+            // q = |c - 127| (signed) or c; its octave picks (width, offset); getexp(0) is
+            // -inf, clamped to index 0.
+            // Branch-free over the map's kind: q = |c - centre| (centre 127 signed, 0
+            // unsigned), octave of q + bias (bias 1 unsigned, so code 0 is zero).
+            batch decode(const __m512i& c) const noexcept
+            {
+                const __m512i q = _mm512_abs_epi32(_mm512_sub_epi32(c, m_centre));
+                const __m512 qf = _mm512_cvtepi32_ps(q);
+                const __m512 lg = _mm512_getexp_ps(_mm512_add_ps(qf, m_bias));
+                const __m512i index =
+                    _mm512_cvttps_epi32(_mm512_max_ps(_mm512_add_ps(lg, _mm512_set1_ps(1.0f)), _mm512_setzero_ps()));
+                const __m512 v = _mm512_fmadd_ps(qf, _mm512_permutexvar_ps(index, m_width),
+                                                 _mm512_permutexvar_ps(index, m_offset));
+                return _mm512_mask_sub_ps(v, _mm512_cmplt_epi32_mask(c, m_centre), _mm512_setzero_ps(), v);
+            }
+
+        private:
+
+            bool m_signed;
+            __m512i m_count_lo, m_count_hi;
+            __m512 m_next_lo, m_next_hi;
+            __m512 m_inv_width, m_code_offset, m_last;
+            __m512 m_width, m_offset;
+            __m512i m_centre;
+            __m512 m_bias;
+        };
+#endif
+
+    private:
+
+        // Octaves 2^-24 .. 2^0 of |x|: everything below the first boundary (1.6e-7) is one.
+        static constexpr std::size_t octaves = 25;
+
+        // The octave of |x| as an index 0..24 (2^-24 .. 2^0), from its float exponent.
+        template <class B>
+        static xsimd::batch<std::int32_t, typename B::arch_type> octave(const B& a) noexcept
+        {
+            using ibatch = xsimd::batch<std::int32_t, typename B::arch_type>;
+            const ibatch exponent = xsimd::bitwise_cast<ibatch>(a) >> 23;
+            return xsimd::min(xsimd::max(exponent - ibatch(127 - std::int32_t(octaves - 1)), ibatch(0)),
+                              ibatch(std::int32_t(octaves - 1)));
+        }
+
+        // min(floor(|x| * inv_width + offset), last), mirrored for negative x. The floor
+        // cannot fall below the bucket's first code: each bucket's boundary lies 0.2 of
+        // a bin or more above its low end. It can pass the last one, between the
+        // bucket's top and the next boundary.
+        template <class B>
+        static B finish(const B& x, const B& a, const B& inv_width, const B& offset, const B& last,
+                        bool is_signed) noexcept
+        {
+            B code = xsimd::min(xsimd::floor(xsimd::fma(a, inv_width, offset)), last);
+            if (is_signed)
+            {
+                code = xsimd::select(x < B(0.0f), B(254.0f) - xsimd::min(code, B(254.0f)), code);
+            }
+            return code;
+        }
+
+        static std::size_t octave_index(std::int32_t biased_exponent) noexcept
+        {
+            return std::size_t(std::min(std::max(biased_exponent - (127 - std::int32_t(octaves - 1)), 0),
+                                        std::int32_t(octaves - 1)));
+        }
+
+        explicit dynamic_map(bool is_signed)
+            : m_signed(is_signed)
+        {
+            // Decoding: index 0 is zero (signed q = 0), index t + 1 holds q in [2^t, 2^(t+1))
+            // of q = |c - 127| (signed) or c + 1 (unsigned, so index 1 is zero).
+            const std::size_t zero_index = is_signed ? 0 : 1;
+            const std::size_t one_index = is_signed ? 8 : 9;
+            m_offset[one_index] = 1.0f;
+            std::array<double, buckets> lo{}, width{};
+            std::array<std::size_t, buckets> first{}, n{};
+            for (std::size_t k = 0; k < buckets; ++k)
+            {
+                const double scale = std::pow(10.0, double(k) - 6.0);
+                n[k] = std::size_t(1) << (is_signed ? k : k + 1);
+                lo[k] = 0.1 * scale;
+                width[k] = 0.9 * scale / double(n[k]);
+                // q of the bucket's first value: the octave starts there.
+                const double q0 = is_signed ? double(n[k]) : double(n[k]) - 1;
+                m_width[zero_index + 1 + k] = float(width[k]);
+                m_offset[zero_index + 1 + k] = float(lo[k] + (0.5 - q0) * width[k]);
+                first[k] = is_signed ? 127 + n[k] : n[k] - 1;
+            }
+            for (std::size_t c = 0; c < 256; ++c)
+            {
+                const int q = is_signed ? std::abs(int(c) - 127) : int(c);
+                const int lg = is_signed ? (q == 0 ? -1 : std::ilogb(float(q))) : std::ilogb(float(q + 1));
+                const std::size_t index = std::size_t(std::max(lg + 1, 0));
+                const float v = std::fma(float(q), m_width[index], m_offset[index]);
+                m_values[c] = is_signed && c < 127 ? -v : v;
+            }
+            // Encoding, by the count of boundaries at or below |x| (0: zero; k + 1:
+            // bucket k; 8: one): code = min(floor(|x| * inv_width + offset), last).
+            const float zero = float(zero_code());
+            m_last_code[0] = m_code_offset[0] = zero;
+            for (std::size_t k = 0; k < buckets; ++k)
+            {
+                const double inv = double(n[k]) / (0.9 * std::pow(10.0, double(k) - 6.0));
+                m_inv_width[k + 1] = float(inv);
+                m_code_offset[k + 1] = float(double(first[k]) - lo[k] * inv);
+                m_last_code[k + 1] = float(first[k] + n[k] - 1);
+                // Bucket k begins at the midpoint between its first value and the value
+                // below it (zero, or the top of bucket k - 1).
+                m_threshold[k] = float((double(m_values[first[k] - 1]) + double(m_values[first[k]])) / 2);
+            }
+            m_last_code[8] = m_code_offset[8] = 255.0f;
+            m_threshold[buckets] = float((double(m_values[254]) + 1.0) / 2);
+            for (std::size_t o = 0; o < 32; ++o)
+            {
+                const float low = std::ldexp(1.0f, int(std::min(o, octaves - 1)) - int(octaves - 1));  // octave [low, 2 low)
+                m_octave_next[o] = std::numeric_limits<float>::infinity();
+                for (std::size_t k = buckets + 1; k-- > 0;)
+                {
+                    if (m_threshold[k] <= low)
+                    {
+                        m_octave_count[o] += 1;
+                    }
+                    else
+                    {
+                        m_octave_next[o] = m_threshold[k];
+                    }
+                }
+            }
+        }
+
+        bool m_signed;
+        alignas(64) std::array<float, 256> m_values{};
+        // Decoding, by octave index: value = fma(q, width, offset).
+        alignas(64) std::array<float, 16> m_width{};
+        alignas(64) std::array<float, 16> m_offset{};
+        // Bucket boundaries 0..6 open buckets 0..6; boundary 7 is the midpoint below 1.
+        std::array<float, buckets + 1> m_threshold{};
+        // Encoding, by the count of boundaries passed.
+        alignas(64) std::array<float, 16> m_inv_width{};
+        alignas(64) std::array<float, 16> m_code_offset{};
+        alignas(64) std::array<float, 16> m_last_code{};
+        // By octave of |x|: boundaries below it, the next one above (at most one inside).
+        alignas(64) std::array<std::int32_t, 32> m_octave_count{};
+        alignas(64) std::array<float, 32> m_octave_next{};
+    };
+
+    namespace codec
+    {
+        /*******************************
+         * Narrow <-> 32-bit batch I/O *
+         *******************************/
+
+        // 8- and 16-bit storage as 32-bit lanes and back: AVX-512's widening and
+        // narrowing moves where the batch is AVX-512, otherwise small fixed-count loops
+        // through an aligned buffer (xsimd 8 names neither).
+        template <class Arch>
+        inline constexpr bool is_avx512 = std::is_base_of<xsimd::avx512f, Arch>::value;
+
+        template <class U, class Arch, class S>
+        inline xsimd::batch<U, Arch> widen(const S* p) noexcept
+        {
+            using batch = xsimd::batch<U, Arch>;
+#if defined(__AVX512F__)
+            if constexpr (is_avx512<Arch> && sizeof(S) == 1)
+            {
+                return batch(_mm512_cvtepu8_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p))));
+            }
+            else if constexpr (is_avx512<Arch> && sizeof(S) == 2)
+            {
+                return batch(_mm512_cvtepu16_epi32(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(p))));
+            }
+            else
+#endif
+            {
+                alignas(64) U tmp[batch::size];
+                for (std::size_t i = 0; i < batch::size; ++i)
+                {
+                    tmp[i] = U(p[i]);
+                }
+                return batch::load_aligned(tmp);
+            }
+        }
+
+        template <class S, class U, class Arch>
+        inline void narrow(const xsimd::batch<U, Arch>& b, S* p) noexcept
+        {
+#if defined(__AVX512F__)
+            // Saturating packs and one permute, not vpmovdb/vpmovdw: compilers fold
+            // those into their store forms, which some cores run microcoded.
+            if constexpr (is_avx512<Arch> && sizeof(S) == 1)
+            {
+                const __m512i words = _mm512_packus_epi32(b, b);
+                const __m512i bytes = _mm512_packus_epi16(words, words);
+                const __m512i order = _mm512_setr_epi32(0, 4, 8, 12, 1, 5, 9, 13, 2, 6, 10, 14, 3, 7, 11, 15);
+                _mm_storeu_si128(reinterpret_cast<__m128i*>(p),
+                                 _mm512_castsi512_si128(_mm512_permutexvar_epi32(order, bytes)));
+            }
+            else if constexpr (is_avx512<Arch> && sizeof(S) == 2)
+            {
+                const __m512i words = _mm512_packus_epi32(b, b);
+                const __m512i order = _mm512_setr_epi64(0, 2, 4, 6, 1, 3, 5, 7);
+                _mm256_storeu_si256(reinterpret_cast<__m256i*>(p),
+                                    _mm512_castsi512_si256(_mm512_permutexvar_epi64(order, words)));
+            }
+            else
+#endif
+            {
+                using batch = xsimd::batch<U, Arch>;
+                alignas(64) U tmp[batch::size];
+                b.store_aligned(tmp);
+                for (std::size_t i = 0; i < batch::size; ++i)
+                {
+                    p[i] = S(tmp[i]);
+                }
+            }
+        }
+
+        // Runs simd(i) for the whole batches of [0, n) and scalar(i) for the elements
+        // after them: both compute the same bits, so where a tensor ends changes nothing.
+        // Always inlined: a loop storing bytes may alias anything, and only an inlined
+        // lambda keeps what it captures in registers.
+        template <std::size_t W, class S, class F>
+        [[gnu::always_inline]] inline void for_elements(std::size_t n, S&& simd, F&& scalar)
+        {
+            const std::size_t whole = n - n % W;
+            for (std::size_t i = 0; i < whole; i += W)
+            {
+                simd(i);
+            }
+            for (std::size_t i = whole; i < n; ++i)
+            {
+                scalar(i);
+            }
+        }
+
+        /********
+         * bf16 *
+         ********/
+
+        template <class Arch>
+        inline xsimd::batch<float, Arch> bf16_to_float(const std::uint16_t* p) noexcept
+        {
+            return xsimd::bitwise_cast<xsimd::batch<float, Arch>>(widen<std::uint32_t, Arch>(p) << 16);
+        }
+
+        // Float bits rounded to bf16 bits (in the low half), nearest-even; NaN stays NaN.
+        template <class Arch>
+        inline xsimd::batch<std::uint32_t, Arch> round_nearest_even(const xsimd::batch<float, Arch>& x) noexcept
+        {
+            using ubatch = xsimd::batch<std::uint32_t, Arch>;
+            const ubatch u = xsimd::bitwise_cast<ubatch>(x);
+            const ubatch rounded = (u + ubatch(0x7fffu) + ((u >> 16) & ubatch(1u))) >> 16;
+            return xsimd::select((u & ubatch(0x7fffffffu)) > ubatch(0x7f800000u), (u >> 16) | ubatch(0x40u), rounded);
+        }
+
+        // A 32-bit hash of (key, index): each element of a stochastic rounding gets its
+        // own uniform bits, the same for any thread split.
+        template <class U>
+        inline U hash(std::uint32_t key, const U& index) noexcept
+        {
+            U h = index * U(0x9e3779b1u) ^ U(key);
+            h = h ^ (h >> 16);
+            h = h * U(0x7feb352du);
+            h = h ^ (h >> 15);
+            h = h * U(0x846ca68bu);
+            return h ^ (h >> 16);
+        }
+
+        // The key of one tensor's stochastic roundings at one step.
+        inline std::uint32_t stream_key(std::uint64_t seed, std::uint64_t step, std::uint64_t tensor) noexcept
+        {
+            std::uint64_t z = seed + 0x9e3779b97f4a7c15ull * (step + 1) + 0xbf58476d1ce4e5b9ull * (tensor + 1);
+            z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+            z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+            return std::uint32_t((z ^ (z >> 31)) >> 32);
+        }
+
+        // x rounded to bf16 stochastically with 16 random bits r (in the low half).
+        inline std::uint16_t round_stochastic(float x, std::uint32_t r) noexcept
+        {
+            std::uint32_t u;
+            std::memcpy(&u, &x, sizeof u);
+            return (u & 0x7fffffffu) > 0x7f800000u ? std::uint16_t(u >> 16 | 0x40u) : std::uint16_t((u + r) >> 16);
+        }
+
+        template <class Arch>
+        void decode_bf16(const std::uint16_t* in, float* out, std::size_t n) noexcept
+        {
+            for_elements<xsimd::batch<float, Arch>::size>(
+                n, [&](std::size_t i) { bf16_to_float<Arch>(in + i).store_aligned(out + i); },
+                [&](std::size_t i) { out[i] = bfloat16::to_float(in[i]); });
+        }
+
+        // hi + lo: a value kept with its compensation.
+        template <class Arch>
+        void decode_bf16_pair(const std::uint16_t* hi, const std::uint16_t* lo, float* out, std::size_t n) noexcept
+        {
+            for_elements<xsimd::batch<float, Arch>::size>(
+                n,
+                [&](std::size_t i) { (bf16_to_float<Arch>(hi + i) + bf16_to_float<Arch>(lo + i)).store_aligned(out + i); },
+                [&](std::size_t i) { out[i] = bfloat16::to_float(hi[i]) + bfloat16::to_float(lo[i]); });
+        }
+
+        template <class Arch>
+        void encode_bf16(const float* in, std::uint16_t* out, std::size_t n) noexcept
+        {
+            using batch = xsimd::batch<float, Arch>;
+            for_elements<batch::size>(
+                n, [&](std::size_t i) { narrow(round_nearest_even<Arch>(batch::load_aligned(in + i)), out + i); },
+                [&](std::size_t i) { out[i] = bfloat16::round_nearest_even(in[i]); });
+        }
+
+        // hi = bf16(x), lo = bf16(x - hi): the rounding error is kept, not lost.
+        template <class Arch>
+        void encode_bf16_pair(const float* in, std::uint16_t* hi, std::uint16_t* lo, std::size_t n) noexcept
+        {
+            using batch = xsimd::batch<float, Arch>;
+            using ubatch = xsimd::batch<std::uint32_t, Arch>;
+            for_elements<batch::size>(
+                n,
+                [&](std::size_t i) {
+                    const batch x = batch::load_aligned(in + i);
+                    const ubatch h = round_nearest_even<Arch>(x);
+                    narrow(h, hi + i);
+                    narrow(round_nearest_even<Arch>(x - xsimd::bitwise_cast<batch>(h << 16)), lo + i);
+                },
+                [&](std::size_t i) {
+                    hi[i] = bfloat16::round_nearest_even(in[i]);
+                    lo[i] = bfloat16::round_nearest_even(in[i] - bfloat16::to_float(hi[i]));
+                });
+        }
+
+        // Stochastic rounding of elements first_index, first_index + 1, ... of a tensor.
+        template <class Arch>
+        void encode_bf16_stochastic(const float* in, std::uint16_t* out, std::size_t n, std::uint32_t key,
+                                    std::uint32_t first_index) noexcept
+        {
+            using batch = xsimd::batch<float, Arch>;
+            using ubatch = xsimd::batch<std::uint32_t, Arch>;
+            alignas(64) std::uint32_t lanes[batch::size];
+            for (std::size_t k = 0; k < batch::size; ++k)
+            {
+                lanes[k] = std::uint32_t(k);
+            }
+            const ubatch lane = ubatch::load_aligned(lanes);
+            for_elements<batch::size>(
+                n,
+                [&](std::size_t i) {
+                    const batch x = batch::load_aligned(in + i);
+                    const ubatch u = xsimd::bitwise_cast<ubatch>(x);
+                    const ubatch r = hash(key, lane + ubatch(first_index + std::uint32_t(i))) >> 16;
+                    const auto nan = (u & ubatch(0x7fffffffu)) > ubatch(0x7f800000u);
+                    narrow(xsimd::select(nan, (u >> 16) | ubatch(0x40u), (u + r) >> 16), out + i);
+                },
+                [&](std::size_t i) {
+                    out[i] = round_stochastic(in[i], hash(key, first_index + std::uint32_t(i)) >> 16);
+                });
+        }
+
+        /**************************
+         * 8-bit block-wise codes *
+         **************************/
+
+        template <class Arch>
+        void decode_q8(const std::uint8_t* codes, float absmax, const dynamic_map& map, float* out,
+                       std::size_t n) noexcept
+        {
+            using batch = xsimd::batch<float, Arch>;
+            const batch scale(absmax);
+            const float* table = map.values().data();
+            const dynamic_map::simd<Arch> simd(map);
+            for_elements<batch::size>(
+                n,
+                [&](std::size_t i) {
+                    (simd.decode(widen<std::int32_t, Arch>(codes + i)) * scale).store_aligned(out + i);
+                },
+                [&](std::size_t i) { out[i] = table[codes[i]] * absmax; });
+        }
+
+        // The largest lane, by a tree (xsimd 8 has no max reduction).
+        template <class B>
+        inline float horizontal_max(const B& b) noexcept
+        {
+            alignas(64) float lanes[B::size];
+            b.store_aligned(lanes);
+            for (std::size_t half = B::size / 2; half > 0; half /= 2)
+            {
+                for (std::size_t k = 0; k < half; ++k)
+                {
+                    lanes[k] = std::max(lanes[k], lanes[k + half]);
+                }
+            }
+            return lanes[0];
+        }
+
+        // max |in[i]| over [0, n): four independent accumulators, then a tree over the
+        // lanes (a single running max would be one long chain of dependent maxima).
+        template <class Arch>
+        float abs_max(const float* in, std::size_t n) noexcept
+        {
+            using batch = xsimd::batch<float, Arch>;
+            constexpr std::size_t W = batch::size;
+            batch t0(0.0f), t1(0.0f), t2(0.0f), t3(0.0f);
+            std::size_t i = 0;
+            for (; i + 4 * W <= n; i += 4 * W)
+            {
+                t0 = xsimd::max(t0, xsimd::abs(batch::load_aligned(in + i)));
+                t1 = xsimd::max(t1, xsimd::abs(batch::load_aligned(in + i + W)));
+                t2 = xsimd::max(t2, xsimd::abs(batch::load_aligned(in + i + 2 * W)));
+                t3 = xsimd::max(t3, xsimd::abs(batch::load_aligned(in + i + 3 * W)));
+            }
+            for (; i + W <= n; i += W)
+            {
+                t0 = xsimd::max(t0, xsimd::abs(batch::load_aligned(in + i)));
+            }
+            float top = horizontal_max(xsimd::max(xsimd::max(t0, t1), xsimd::max(t2, t3)));
+            for (; i < n; ++i)
+            {
+                top = std::max(top, std::fabs(in[i]));
+            }
+            return top;
+        }
+
+        // Encodes n values (a block) on the scale `absmax`, their max |x|.
+        template <class Arch>
+        void encode_q8(const float* in, float absmax, const dynamic_map& map, std::uint8_t* codes,
+                       std::size_t n) noexcept
+        {
+            using batch = xsimd::batch<float, Arch>;
+            const float inverse = absmax > 0 ? 1.0f / absmax : 0.0f;
+            const batch scale(inverse);
+            const dynamic_map::simd<Arch> simd(map);
+            const auto code = [&](std::size_t i) {
+                return xsimd::batch_cast<std::int32_t>(simd.encode(batch::load_aligned(in + i) * scale));
+            };
+            std::size_t i = 0;
+#if defined(__AVX512F__)
+            if constexpr (is_avx512<Arch>)
+            {
+                // 64 codes per store: two word packs, one byte pack, one permute.
+                const __m512i order = _mm512_setr_epi32(0, 4, 8, 12, 1, 5, 9, 13, 2, 6, 10, 14, 3, 7, 11, 15);
+                for (; i + 64 <= n; i += 64)
+                {
+                    const __m512i low = _mm512_packus_epi32(code(i), code(i + 16));
+                    const __m512i high = _mm512_packus_epi32(code(i + 32), code(i + 48));
+                    _mm512_storeu_si512(codes + i, _mm512_permutexvar_epi32(order, _mm512_packus_epi16(low, high)));
+                }
+            }
+#endif
+            for (; i + batch::size <= n; i += batch::size)
+            {
+                narrow(code(i), codes + i);
+            }
+            for (; i < n; ++i)
+            {
+                codes[i] = map.encode(in[i] * inverse);
+            }
+        }
+
+        // Encodes n values (a block) and returns their absmax, the block's new scale.
+        template <class Arch>
+        float encode_q8(const float* in, const dynamic_map& map, std::uint8_t* codes, std::size_t n) noexcept
+        {
+            const float absmax = abs_max<Arch>(in, n);
+            encode_q8<Arch>(in, absmax, map, codes, n);
+            return absmax;
+        }
+    }
+}
+
+#endif

@@ -1,0 +1,384 @@
+// Slots stored in a narrower type than the math (bf16, 8-bit block-wise): the same
+// fused batch code, run block by block.
+//
+// For each block of codec_block (256) elements, every coded slot the program reads is
+// decoded into an L1-resident float buffer, the program's ordinary batch loop
+// (run_prepared) runs over the block with those buffers in place of the coded slots
+// and the float tensors in place, then every coded slot it writes is encoded back:
+// 8-bit states take the block's new absmax first. Memory is still read once and
+// written once per element, in one pass; the buffers never leave L1.
+#ifndef XOPTIM_ENGINE_CODED_HPP
+#define XOPTIM_ENGINE_CODED_HPP
+
+#include <algorithm>
+#include <array>
+#include <cstdint>
+
+#include "codecs.hpp"
+#include "kernel.hpp"
+
+namespace xoptim
+{
+    // How a slot is stored. native: the math type itself (float or double). The bf16
+    // formats differ in how a write rounds: nearest-even, stochastically, or keeping
+    // the rounding error in a compensation tensor. q8: 8-bit codes of the signed or
+    // unsigned dynamic map with one float absmax per block.
+    enum class slot_format : std::uint8_t
+    {
+        native,
+        bf16,
+        bf16_stochastic,
+        bf16_compensated,
+        q8_signed,
+        q8_unsigned
+    };
+
+    constexpr bool is_8bit(slot_format f) noexcept
+    {
+        return f == slot_format::q8_signed || f == slot_format::q8_unsigned;
+    }
+
+    constexpr bool is_bf16(slot_format f) noexcept
+    {
+        return f == slot_format::bf16 || f == slot_format::bf16_stochastic || f == slot_format::bf16_compensated;
+    }
+
+    constexpr const char* format_name(slot_format f) noexcept
+    {
+        switch (f)
+        {
+            case slot_format::native: return "native";
+            case slot_format::bf16: return "bf16";
+            case slot_format::bf16_stochastic: return "bf16_stochastic";
+            case slot_format::bf16_compensated: return "bf16_compensated";
+            case slot_format::q8_signed: return "q8_signed";
+            default: return "q8_unsigned";
+        }
+    }
+
+    // One parameter's tensors for the coded path, computed in float.
+    struct coded_slots
+    {
+        tensor_slots<float> plain;                          // float tensors; null where coded
+        std::array<const void*, first_local> source{};      // coded slots, read
+        std::array<void*, first_local> target{};            // coded slots, written (not the gradient)
+        std::array<float*, first_local> absmax{};           // 8-bit slots: a scale per block
+        std::array<slot_format, first_local> format{};      // native where `plain` holds the slot
+        std::uint16_t* compensation = nullptr;              // bf16_compensated parameter: low halves
+        std::uint32_t key = 0;                              // bf16_stochastic: this tensor, this step
+    };
+
+    namespace codec
+    {
+        inline const dynamic_map& map_of(slot_format f) noexcept
+        {
+            return f == slot_format::q8_signed ? dynamic_map::signed_map() : dynamic_map::unsigned_map();
+        }
+
+        // Elements [first, first + n) of a coded tensor into out (first is a multiple of
+        // codec_block for 8-bit formats).
+        template <class Arch>
+        void decode(slot_format f, const void* data, const float* absmax, const std::uint16_t* compensation,
+                    std::size_t first, std::size_t n, float* out) noexcept
+        {
+            if (is_8bit(f))
+            {
+                for (std::size_t b = 0; b < n; b += codec_block)
+                {
+                    decode_q8<Arch>(static_cast<const std::uint8_t*>(data) + first + b,
+                                    absmax[(first + b) / codec_block], map_of(f), out + b,
+                                    std::min(codec_block, n - b));
+                }
+            }
+            else if (f == slot_format::bf16_compensated && compensation != nullptr)
+            {
+                decode_bf16_pair<Arch>(static_cast<const std::uint16_t*>(data) + first, compensation + first, out, n);
+            }
+            else
+            {
+                decode_bf16<Arch>(static_cast<const std::uint16_t*>(data) + first, out, n);
+            }
+        }
+
+        template <class Arch>
+        void encode(slot_format f, void* data, float* absmax, std::uint16_t* compensation, std::uint32_t key,
+                    std::size_t first, std::size_t n, const float* in) noexcept
+        {
+            switch (f)
+            {
+                case slot_format::q8_signed:
+                case slot_format::q8_unsigned:
+                    for (std::size_t b = 0; b < n; b += codec_block)
+                    {
+                        absmax[(first + b) / codec_block] = encode_q8<Arch>(
+                            in + b, map_of(f), static_cast<std::uint8_t*>(data) + first + b, std::min(codec_block, n - b));
+                    }
+                    break;
+                case slot_format::bf16_stochastic:
+                    encode_bf16_stochastic<Arch>(in, static_cast<std::uint16_t*>(data) + first, n, key,
+                                                 std::uint32_t(first));
+                    break;
+                case slot_format::bf16_compensated:
+                    encode_bf16_pair<Arch>(in, static_cast<std::uint16_t*>(data) + first, compensation + first, n);
+                    break;
+                default:
+                    encode_bf16<Arch>(in, static_cast<std::uint16_t*>(data) + first, n);
+                    break;
+            }
+        }
+    }
+
+    namespace detail
+    {
+        inline float*& float_slot(tensor_slots<float>& s, std::size_t i) noexcept
+        {
+            return i == param_slot ? s.param : s.states[i - first_state];
+        }
+
+        template <std::uint64_t Mask>
+        inline constexpr bool in_mask(std::size_t i) noexcept
+        {
+            return (Mask >> i & 1) != 0;
+        }
+    }
+
+    // Elements per pass of the block loop: whole 8-bit blocks, the buffers of the slots
+    // a program touches still in L1.
+    inline constexpr std::size_t coded_chunk = 4 * codec_block;
+
+    namespace detail
+    {
+        template <std::uint64_t Mask>
+        inline constexpr std::uint64_t state_bits = Mask & (((std::uint64_t(1) << max_states) - 1) << first_state);
+
+        // The generic path for elements [first, first + n): every coded slot decoded
+        // into its buffer, the batch loop over the buffers and the float tensors, every
+        // coded slot written encoded back.
+        template <class Arch, class Prepared, class Traits>
+        void run_coded_block(const Prepared& prog, const grad_transform& transform, const coded_slots& job,
+                             std::size_t first, std::size_t n, float (&buffer)[first_local][coded_chunk])
+        {
+            constexpr std::uint64_t used = Traits::loads | Traits::stores;
+            tensor_slots<float> s = job.plain;
+            s.param = s.param != nullptr ? s.param + first : nullptr;
+            s.grad = s.grad != nullptr ? s.grad + first : nullptr;
+            for (auto& state : s.states)
+            {
+                state = state != nullptr ? state + first : nullptr;
+            }
+            for (std::size_t i = 0; i < first_local; ++i)
+            {
+                if (!in_mask<used>(i) || job.format[i] == slot_format::native)
+                {
+                    continue;
+                }
+                if (in_mask<Traits::loads>(i))
+                {
+                    codec::decode<Arch>(job.format[i], job.source[i], job.absmax[i], job.compensation, first, n,
+                                        buffer[i]);
+                }
+                if (i == grad_slot)
+                {
+                    s.grad = buffer[i];
+                }
+                else
+                {
+                    float_slot(s, i) = buffer[i];
+                }
+            }
+            run_prepared<Arch, float, Prepared, Traits>(prog, transform, s, 0, n);
+            for (std::size_t i = 0; i < first_local; ++i)
+            {
+                if (in_mask<Traits::stores>(i) && job.format[i] != slot_format::native)
+                {
+                    codec::encode<Arch>(job.format[i], job.target[i], job.absmax[i], job.compensation, job.key, first,
+                                        n, buffer[i]);
+                }
+            }
+        }
+
+        // One 8-bit state in the fused loop: its map's tables in registers, the block's
+        // scale, and the running max of the values the block writes.
+        template <class Arch>
+        struct q8_lane
+        {
+            using batch = xsimd::batch<float, Arch>;
+
+            explicit q8_lane(slot_format f) noexcept
+                : map(codec::map_of(f)), simd(map)
+            {
+            }
+
+            const dynamic_map& map;
+            typename dynamic_map::template simd<Arch> simd;
+            batch scale = batch(0.0f);
+            batch top = batch(0.0f);
+        };
+
+        template <class Traits, class Arch, class Prepared, std::size_t... K>
+        inline void run_q8_batch(const Prepared& prog, const prepared_transform<xsimd::batch<float, Arch>>& transform,
+                                 const coded_slots& job, std::array<q8_lane<Arch>, max_states>& lanes,
+                                 float (&buffer)[max_states][codec_block], std::size_t first, std::size_t i,
+                                 std::index_sequence<K...>)
+        {
+            using batch = xsimd::batch<float, Arch>;
+            registers<batch> r;
+            if constexpr (has_slot<Traits::loads, param_slot>)
+            {
+                r[param_slot] = batch::load_unaligned(job.plain.param + first + i);
+            }
+            if constexpr (has_slot<Traits::loads, grad_slot>)
+            {
+                r[grad_slot] = transform.apply(batch::load_unaligned(job.plain.grad + first + i));
+            }
+            const auto load = [&](auto k) {
+                if constexpr (has_slot<Traits::loads, first_state + k>)
+                {
+                    const auto* codes = static_cast<const std::uint8_t*>(job.source[first_state + k]) + first + i;
+                    r[first_state + k] = lanes[k].simd.decode(codec::widen<std::int32_t, Arch>(codes)) * lanes[k].scale;
+                }
+            };
+            (load(std::integral_constant<std::size_t, K>{}), ...);
+            run_steps(prog, r);
+            if constexpr (has_slot<Traits::stores, param_slot>)
+            {
+                r[param_slot].store_unaligned(job.plain.param + first + i);
+            }
+            const auto store = [&](auto k) {
+                if constexpr (has_slot<Traits::stores, first_state + k>)
+                {
+                    r[first_state + k].store_aligned(buffer[k] + i);
+                    lanes[k].top = xsimd::max(lanes[k].top, xsimd::abs(r[first_state + k]));
+                }
+            };
+            (store(std::integral_constant<std::size_t, K>{}), ...);
+        }
+
+        // Blocks ahead the fused loop asks the memory for: its encoding passes issue no
+        // loads, and the hardware prefetchers alone leave the bus idle through them.
+        inline constexpr std::size_t prefetch_blocks = 4;
+
+        template <class Traits>
+        inline void prefetch_q8(const coded_slots& job, std::size_t first, std::size_t end) noexcept
+        {
+            if (first >= end)
+            {
+                return;
+            }
+            const std::size_t n = std::min(codec_block, end - first);
+            const auto lines = [&](const void* base, std::size_t bytes) {
+                const char* p = static_cast<const char*>(base);
+                for (std::size_t b = 0; b < n * bytes; b += 64)
+                {
+                    __builtin_prefetch(p + first * bytes + b);
+                }
+            };
+            if constexpr (has_slot<Traits::loads | Traits::stores, param_slot>)
+            {
+                lines(job.plain.param, sizeof(float));
+            }
+            if constexpr (has_slot<Traits::loads, grad_slot>)
+            {
+                lines(job.plain.grad, sizeof(float));
+            }
+            for (std::size_t k = first_state; k < first_local; ++k)
+            {
+                if (in_mask<Traits::loads | Traits::stores>(k))
+                {
+                    lines(job.source[k], 1);
+                }
+            }
+        }
+
+        // The fused path, for whole blocks of a parameter whose touched coded slots are
+        // all 8-bit states: codes decoded in registers as the batch loads them, the
+        // block's new absmax kept as it is written, then one encoding pass.
+        template <class Arch, class Prepared, class Traits>
+        void run_q8_blocks(const Prepared& prog, const grad_transform& transform, const coded_slots& job,
+                           std::size_t begin, std::size_t end)
+        {
+            using batch = xsimd::batch<float, Arch>;
+            using states = std::make_index_sequence<max_states>;
+            std::array<q8_lane<Arch>, max_states> lanes = {
+                q8_lane<Arch>(job.format[first_state]),     q8_lane<Arch>(job.format[first_state + 1]),
+                q8_lane<Arch>(job.format[first_state + 2]), q8_lane<Arch>(job.format[first_state + 3]),
+                q8_lane<Arch>(job.format[first_state + 4]), q8_lane<Arch>(job.format[first_state + 5])};
+            alignas(64) float buffer[max_states][codec_block];
+            const Prepared local_prog = prog;
+            const prepared_transform<batch> local_transform(transform);
+            for (std::size_t first = begin; first < end; first += codec_block)
+            {
+                const std::size_t n = std::min(codec_block, end - first);
+                const std::size_t block = first / codec_block;
+                for (std::size_t k = 0; k < max_states; ++k)
+                {
+                    if (in_mask<Traits::loads>(first_state + k))
+                    {
+                        lanes[k].scale = batch(job.absmax[first_state + k][block]);
+                    }
+                    lanes[k].top = batch(0.0f);
+                }
+                prefetch_q8<Traits>(job, first + prefetch_blocks * codec_block, end);
+                for (std::size_t i = 0; i < n; i += batch::size)
+                {
+                    run_q8_batch<Traits>(local_prog, local_transform, job, lanes, buffer, first, i, states{});
+                }
+                for (std::size_t k = 0; k < max_states; ++k)
+                {
+                    if (in_mask<Traits::stores>(first_state + k))
+                    {
+                        const float absmax = codec::horizontal_max(lanes[k].top);
+                        job.absmax[first_state + k][block] = absmax;
+                        codec::encode_q8<Arch>(buffer[k], absmax, lanes[k].map,
+                                               static_cast<std::uint8_t*>(job.target[first_state + k]) + first, n);
+                    }
+                }
+            }
+        }
+    }
+
+    // Runs the program over elements [begin, end) of one coded parameter, begin a
+    // multiple of codec_block. Three paths, by what the program touches: no coded slot
+    // (the plain batch loop over the whole range); only 8-bit states beside float p
+    // and g (the fused loop, for whole blocks of whole batches); anything else, and a
+    // tensor's last block when it ends within a batch (the generic block path). Each
+    // computes the same bits: which one runs never depends on the thread split.
+    template <class Arch, class Prepared, class Traits>
+    void run_coded(const Prepared& prog, const grad_transform& transform, const coded_slots& job, std::size_t begin,
+                   std::size_t end)
+    {
+        constexpr std::uint64_t used = Traits::loads | Traits::stores;
+        constexpr std::size_t width = xsimd::batch<float, Arch>::size;
+        bool coded = false;
+        bool only_8bit_states = true;
+        for (std::size_t i = 0; i < first_local; ++i)
+        {
+            if (detail::in_mask<used>(i) && job.format[i] != slot_format::native)
+            {
+                coded = true;
+                only_8bit_states = only_8bit_states && i >= first_state && is_8bit(job.format[i]);
+            }
+        }
+        if (!coded)
+        {
+            run_prepared<Arch, float, Prepared, Traits>(prog, transform, job.plain, begin, end);
+            return;
+        }
+        if (only_8bit_states)
+        {
+            // A last block ending within a batch goes the generic way, whole.
+            const std::size_t last = (end - begin) % codec_block;
+            const std::size_t whole = last % width == 0 ? end : end - last;
+            detail::run_q8_blocks<Arch, Prepared, Traits>(prog, transform, job, begin, whole);
+            begin = whole;
+        }
+        alignas(64) float buffer[first_local][coded_chunk];
+        for (std::size_t first = begin; first < end; first += coded_chunk)
+        {
+            detail::run_coded_block<Arch, Prepared, Traits>(prog, transform, job, first,
+                                                            std::min(coded_chunk, end - first), buffer);
+        }
+    }
+}
+
+#endif
