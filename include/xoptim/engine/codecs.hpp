@@ -32,6 +32,18 @@
 
 namespace xoptim
 {
+#if defined(__AVX512F__)
+    namespace codec
+    {
+        // AVX-512 intrinsics are used in their zero-masking forms with every lane on:
+        // GCC 12 warns (-Wuninitialized, bug 105593) where the plain forms' undefined
+        // pass-through operand gets inlined into constant data.
+        inline constexpr __mmask16 all_lanes = 0xFFFF;
+    }
+
+    using codec::all_lanes;
+#endif
+
     // Elements per 8-bit block, and per codec call.
     inline constexpr std::size_t codec_block = 256;
 
@@ -169,8 +181,8 @@ namespace xoptim
                 const __m512 next = _mm512_permutex2var_ps(m_next_lo, o, m_next_hi);
                 const __m512i count = _mm512_mask_add_epi32(below, _mm512_cmp_ps_mask(a, next, _CMP_GE_OQ), below,
                                                             _mm512_set1_epi32(1));
-                return finish<batch>(x, a, _mm512_permutexvar_ps(count, m_inv_width),
-                                     _mm512_permutexvar_ps(count, m_code_offset), _mm512_permutexvar_ps(count, m_last),
+                return finish<batch>(x, a, _mm512_maskz_permutexvar_ps(all_lanes, count, m_inv_width),
+                                     _mm512_maskz_permutexvar_ps(all_lanes, count, m_code_offset), _mm512_maskz_permutexvar_ps(all_lanes, count, m_last),
                                      m_signed);
             }
 
@@ -180,13 +192,13 @@ namespace xoptim
             // unsigned), octave of q + bias (bias 1 unsigned, so code 0 is zero).
             batch decode(const __m512i& c) const noexcept
             {
-                const __m512i q = _mm512_abs_epi32(_mm512_sub_epi32(c, m_centre));
-                const __m512 qf = _mm512_cvtepi32_ps(q);
-                const __m512 lg = _mm512_getexp_ps(_mm512_add_ps(qf, m_bias));
+                const __m512i q = _mm512_maskz_abs_epi32(all_lanes, _mm512_sub_epi32(c, m_centre));
+                const __m512 qf = _mm512_maskz_cvtepi32_ps(all_lanes, q);
+                const __m512 lg = _mm512_maskz_getexp_ps(all_lanes, _mm512_add_ps(qf, m_bias));
                 const __m512i index =
-                    _mm512_cvttps_epi32(_mm512_max_ps(_mm512_add_ps(lg, _mm512_set1_ps(1.0f)), _mm512_setzero_ps()));
-                const __m512 v = _mm512_fmadd_ps(qf, _mm512_permutexvar_ps(index, m_width),
-                                                 _mm512_permutexvar_ps(index, m_offset));
+                    _mm512_maskz_cvttps_epi32(all_lanes, _mm512_maskz_max_ps(all_lanes, _mm512_add_ps(lg, _mm512_set1_ps(1.0f)), _mm512_setzero_ps()));
+                const __m512 v = _mm512_fmadd_ps(qf, _mm512_maskz_permutexvar_ps(all_lanes, index, m_width),
+                                                 _mm512_maskz_permutexvar_ps(all_lanes, index, m_offset));
                 return _mm512_mask_sub_ps(v, _mm512_cmplt_epi32_mask(c, m_centre), _mm512_setzero_ps(), v);
             }
 
@@ -338,11 +350,11 @@ namespace xoptim
 #if defined(__AVX512F__)
             if constexpr (is_avx512<Arch> && sizeof(S) == 1)
             {
-                return batch(_mm512_cvtepu8_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p))));
+                return batch(_mm512_maskz_cvtepu8_epi32(all_lanes, _mm_loadu_si128(reinterpret_cast<const __m128i*>(p))));
             }
             else if constexpr (is_avx512<Arch> && sizeof(S) == 2)
             {
-                return batch(_mm512_cvtepu16_epi32(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(p))));
+                return batch(_mm512_maskz_cvtepu16_epi32(all_lanes, _mm256_loadu_si256(reinterpret_cast<const __m256i*>(p))));
             }
             else
 #endif
@@ -368,14 +380,14 @@ namespace xoptim
                 const __m512i bytes = _mm512_packus_epi16(words, words);
                 const __m512i order = _mm512_setr_epi32(0, 4, 8, 12, 1, 5, 9, 13, 2, 6, 10, 14, 3, 7, 11, 15);
                 _mm_storeu_si128(reinterpret_cast<__m128i*>(p),
-                                 _mm512_castsi512_si128(_mm512_permutexvar_epi32(order, bytes)));
+                                 _mm512_castsi512_si128(_mm512_maskz_permutexvar_epi32(all_lanes, order, bytes)));
             }
             else if constexpr (is_avx512<Arch> && sizeof(S) == 2)
             {
                 const __m512i words = _mm512_packus_epi32(b, b);
                 const __m512i order = _mm512_setr_epi64(0, 2, 4, 6, 1, 3, 5, 7);
                 _mm256_storeu_si256(reinterpret_cast<__m256i*>(p),
-                                    _mm512_castsi512_si256(_mm512_permutexvar_epi64(order, words)));
+                                    _mm512_castsi512_si256(_mm512_maskz_permutexvar_epi64(__mmask8(0xFF), order, words)));
             }
             else
 #endif
@@ -415,7 +427,24 @@ namespace xoptim
         template <class Arch>
         inline xsimd::batch<float, Arch> bf16_to_float(const std::uint16_t* p) noexcept
         {
-            return xsimd::bitwise_cast<xsimd::batch<float, Arch>>(widen<std::uint32_t, Arch>(p) << 16);
+#if defined(__AVX512F__)
+            if constexpr (is_avx512<Arch>)
+            {
+                return _mm512_castsi512_ps(_mm512_maskz_slli_epi32(all_lanes, widen<std::uint32_t, Arch>(p), 16));
+            }
+            else
+#endif
+            {
+                return xsimd::bitwise_cast<xsimd::batch<float, Arch>>(widen<std::uint32_t, Arch>(p) << 16);
+            }
+        }
+
+        // max(a, |x|) by compare and select (a NaN x leaves a as it is).
+        template <class B>
+        inline B max_abs(const B& a, const B& x) noexcept
+        {
+            const B m = xsimd::abs(x);
+            return xsimd::select(m > a, m, a);
         }
 
         // Float bits rounded to bf16 bits (in the low half), nearest-even; NaN stays NaN.
@@ -579,16 +608,16 @@ namespace xoptim
             std::size_t i = 0;
             for (; i + 4 * W <= n; i += 4 * W)
             {
-                t0 = xsimd::max(t0, xsimd::abs(batch::load_aligned(in + i)));
-                t1 = xsimd::max(t1, xsimd::abs(batch::load_aligned(in + i + W)));
-                t2 = xsimd::max(t2, xsimd::abs(batch::load_aligned(in + i + 2 * W)));
-                t3 = xsimd::max(t3, xsimd::abs(batch::load_aligned(in + i + 3 * W)));
+                t0 = max_abs(t0, batch::load_aligned(in + i));
+                t1 = max_abs(t1, batch::load_aligned(in + i + W));
+                t2 = max_abs(t2, batch::load_aligned(in + i + 2 * W));
+                t3 = max_abs(t3, batch::load_aligned(in + i + 3 * W));
             }
             for (; i + W <= n; i += W)
             {
-                t0 = xsimd::max(t0, xsimd::abs(batch::load_aligned(in + i)));
+                t0 = max_abs(t0, batch::load_aligned(in + i));
             }
-            float top = horizontal_max(xsimd::max(xsimd::max(t0, t1), xsimd::max(t2, t3)));
+            float top = horizontal_max(max_abs(max_abs(t0, t1), max_abs(t2, t3)));
             for (; i < n; ++i)
             {
                 top = std::max(top, std::fabs(in[i]));
@@ -618,7 +647,7 @@ namespace xoptim
                 {
                     const __m512i low = _mm512_packus_epi32(code(i), code(i + 16));
                     const __m512i high = _mm512_packus_epi32(code(i + 32), code(i + 48));
-                    _mm512_storeu_si512(codes + i, _mm512_permutexvar_epi32(order, _mm512_packus_epi16(low, high)));
+                    _mm512_storeu_si512(codes + i, _mm512_maskz_permutexvar_epi32(all_lanes, order, _mm512_packus_epi16(low, high)));
                 }
             }
 #endif

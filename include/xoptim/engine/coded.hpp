@@ -248,7 +248,7 @@ namespace xoptim
                 if constexpr (has_slot<Traits::stores, first_state + k>)
                 {
                     r[first_state + k].store_aligned(buffer[k] + i);
-                    lanes[k].top = xsimd::max(lanes[k].top, xsimd::abs(r[first_state + k]));
+                    lanes[k].top = codec::max_abs(lanes[k].top, r[first_state + k]);
                 }
             };
             (store(std::integral_constant<std::size_t, K>{}), ...);

@@ -1,6 +1,8 @@
 // Optimizer state: for every parameter, the optimizer's state tensors (m, v, ...),
-// created once with the parameter's shape and element type, zero-filled, 64-byte
-// aligned, kept in parameter order and known by the parameter's name.
+// created once with the parameter's shape, zero, 64-byte aligned, kept in parameter
+// order and known by the parameter's name. Each tensor is stored in its format: the
+// parameter's math type (float or double), bf16, or 8-bit codes with a float absmax
+// per block of 256 (engine/coded.hpp); a compensated bf16 parameter adds its low halves.
 #ifndef XOPTIM_OPTIM_STATE_HPP
 #define XOPTIM_OPTIM_STATE_HPP
 
@@ -250,6 +252,11 @@ namespace xoptim
             for (std::size_t k = 0; k < layout.count; ++k)
             {
                 e.states[k].data = e.data.get() + offsets[2 * k];
+                if (layout.formats[k] == slot_format::q8_signed)
+                {
+                    // Zero is code 127 of the signed map (code 0 is -0.99).
+                    std::memset(e.states[k].data, dynamic_map::signed_map().zero_code(), n);
+                }
                 e.states[k].absmax = is_8bit(layout.formats[k]) ? reinterpret_cast<float*>(e.data.get() + offsets[2 * k + 1])
                                                                 : nullptr;
             }
