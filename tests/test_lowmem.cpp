@@ -1,1 +1,628 @@
+// Low-memory optimizers: 8-bit block-wise states, bf16 states, bf16 parameters with
+// nearest-even, stochastic or compensated rounding; their memory, their exactness
+// where exactness is defined, how closely they track float32, and checkpoints.
+#include <cmath>
+#include <cstdint>
+#include <cstring>
+#include <fstream>
+#include <string>
+#include <vector>
+
 #include <gtest/gtest.h>
+
+#include <xoptim/io/checkpoint.hpp>
+#include <xoptim/optim/muon.hpp>
+#include <xoptim/xoptim.hpp>
+
+#include "support/temp_dir.hpp"
+
+namespace
+{
+    using xoptim::bfloat16;
+    using xoptim::slot_format;
+    using xoptim::state_storage;
+
+    xoptim::storage_options storage(state_storage s, std::size_t min_8bit_size = 4096)
+    {
+        xoptim::storage_options o;
+        o.states = s;
+        o.min_8bit_size = min_8bit_size;
+        return o;
+    }
+
+    xoptim::storage_options bf16_parameters(xoptim::bf16_rounding r, std::uint64_t seed = 0)
+    {
+        xoptim::storage_options o;
+        o.parameters = r;
+        o.seed = seed;
+        return o;
+    }
+
+    // Deterministic values in [-1, 1).
+    float wave(std::size_t i, std::size_t t)
+    {
+        return std::sin(0.37f * float(i) + 1.3f * float(t)) * std::cos(0.011f * float(i));
+    }
+
+    std::uint32_t bits_of(float x)
+    {
+        std::uint32_t u;
+        std::memcpy(&u, &x, sizeof u);
+        return u;
+    }
+
+    // A separable quadratic 0.5 sum a_i (p_i - c_i)^2, a_i in [0.5, 1.5].
+    struct quadratic
+    {
+        explicit quadratic(std::size_t n)
+            : a(n), c(n)
+        {
+            for (std::size_t i = 0; i < n; ++i)
+            {
+                a[i] = 1.0f + 0.5f * wave(i, 101);
+                c[i] = wave(i, 202);
+            }
+        }
+
+        void gradient(const std::vector<float>& p, std::vector<float>& g) const
+        {
+            for (std::size_t i = 0; i < p.size(); ++i)
+            {
+                g[i] = a[i] * (p[i] - c[i]);
+            }
+        }
+
+        double loss(const std::vector<float>& p) const
+        {
+            double s = 0;
+            for (std::size_t i = 0; i < p.size(); ++i)
+            {
+                s += 0.5 * a[i] * double(p[i] - c[i]) * double(p[i] - c[i]);
+            }
+            return s;
+        }
+
+        std::vector<float> a, c;
+    };
+
+    // Runs `steps` steps of `opt` on the quadratic from p = 0; returns the final p.
+    template <class Opt>
+    std::vector<float> descend(Opt& opt, const quadratic& q, std::size_t steps)
+    {
+        std::vector<float> p(q.a.size(), 0.0f), g(p.size());
+        for (std::size_t t = 0; t < steps; ++t)
+        {
+            q.gradient(p, g);
+            opt.step(xoptim::named("w", p), xoptim::named("w", g));
+        }
+        return p;
+    }
+
+    /**********
+     * Memory *
+     **********/
+
+    TEST(eight_bit_states, adamw_keeps_about_two_bytes_per_parameter)
+    {
+        std::vector<float> big(1 << 16, 1.0f), gbig(big.size(), 0.5f), small(4095, 1.0f), gsmall(small.size(), 0.5f);
+        xoptim::adamw opt;
+        opt.set_storage(storage(state_storage::blockwise_8bit));
+        opt.step(xoptim::named("big", big), xoptim::named("big", gbig));
+        const auto r = opt.report();
+        EXPECT_EQ(r.state_bytes, big.size() * 2 + 2 * (big.size() / 256) * 4);  // 2.03125 bytes each
+        EXPECT_DOUBLE_EQ(double(r.state_bytes) / double(big.size()), 2.03125);
+
+        // Under 4,096 elements the states stay float: 8 bytes per parameter.
+        xoptim::adamw small_opt;
+        small_opt.set_storage(storage(state_storage::blockwise_8bit));
+        small_opt.step(xoptim::named("small", small), xoptim::named("small", gsmall));
+        EXPECT_EQ(small_opt.report().state_bytes, small.size() * 8);
+        EXPECT_EQ(small_opt.state().at("small").states[0].format, slot_format::native);
+        EXPECT_EQ(opt.state().at("big").states[0].format, slot_format::q8_signed);
+        EXPECT_EQ(opt.state().at("big").states[1].format, slot_format::q8_unsigned);
+    }
+
+    TEST(eight_bit_states, muon_keeps_its_momentum_in_8_bits_and_its_scratch_in_float)
+    {
+        std::vector<float> w(64 * 128, 0.1f), g(w.size(), 0.01f);
+        xoptim::muon opt;
+        opt.set_storage(storage(state_storage::blockwise_8bit));
+        xoptim::tensor_view<float> wv(w.data(), {64, 128});
+        xoptim::tensor_view<const float> gv(g.data(), {64, 128});
+        opt.step(xoptim::named("w", wv), xoptim::named("w", gv));
+        const auto& e = opt.state().at("w");
+        EXPECT_EQ(e.states[0].format, slot_format::q8_signed);
+        EXPECT_EQ(e.states[1].format, slot_format::native);
+    }
+
+    TEST(storage, is_set_before_the_state_exists)
+    {
+        std::vector<float> p(10, 1.0f), g(10, 1.0f);
+        xoptim::adamw opt;
+        opt.step(p, g);
+        EXPECT_THROW(opt.set_storage(storage(state_storage::bf16)), std::logic_error);
+        EXPECT_EQ(opt.storage().states, state_storage::native);
+    }
+
+    /*************
+     * Exactness *
+     *************/
+
+    // From zero state the first step reads zeros whatever their format: the parameter
+    // moves exactly as with float states, and each block of the new states is the
+    // float states encoded on their own absmax.
+    TEST(eight_bit_states, the_first_step_is_the_float_step_with_its_states_encoded)
+    {
+        // 48 whole blocks plus 100 (a last block ending within a batch: the generic
+        // path), and 16 blocks plus 32 (a last block of whole batches: the fused path).
+        for (std::size_t n : {48 * 256 + 100, 16 * 256 + 32})
+        {
+            std::vector<float> p8(n), p32(n), g(n);
+            for (std::size_t i = 0; i < n; ++i)
+            {
+                p8[i] = p32[i] = wave(i, 0);
+                g[i] = wave(i, 1) * (i % 7 == 0 ? 1e-6f : 1.0f);
+            }
+            xoptim::adamw eight, full;
+            eight.set_storage(storage(state_storage::blockwise_8bit));
+            eight.step(xoptim::named("w", p8), xoptim::named("w", g));
+            full.step(xoptim::named("w", p32), xoptim::named("w", g));
+            for (std::size_t i = 0; i < n; ++i)
+            {
+                ASSERT_EQ(bits_of(p8[i]), bits_of(p32[i])) << "n " << n << " i " << i;
+            }
+            const auto& e8 = eight.state().at("w");
+            const auto& e32 = full.state().at("w");
+            for (std::size_t k = 0; k < 2; ++k)
+            {
+                const auto& map = k == 0 ? xoptim::dynamic_map::signed_map() : xoptim::dynamic_map::unsigned_map();
+                const auto* codes = static_cast<const std::uint8_t*>(e8.states[k].data);
+                const float* exact = e32.state<float>(k);
+                for (std::size_t b = 0; b < e8.blocks(); ++b)
+                {
+                    const std::size_t first = b * 256, last = std::min(n, first + 256);
+                    float absmax = 0;
+                    for (std::size_t i = first; i < last; ++i)
+                    {
+                        absmax = std::max(absmax, std::fabs(exact[i]));
+                    }
+                    ASSERT_EQ(e8.states[k].absmax[b], absmax);
+                    for (std::size_t i = first; i < last; ++i)
+                    {
+                        ASSERT_EQ(codes[i], map.encode(exact[i] * (1 / absmax))) << "state " << k << " i " << i;
+                    }
+                }
+            }
+        }
+    }
+
+    // The same steps on 1 and 2 threads, cut anywhere: the same bits.
+    TEST(eight_bit_states, steps_are_bit_identical_for_any_thread_count)
+    {
+        const std::vector<std::size_t> sizes = {5000, 4096, 70000, 4100, 4113};
+        auto run = [&](std::size_t threads) {
+            xoptim::set_num_threads(threads);
+            xoptim::set_parallel_threshold(1000);
+            std::vector<std::vector<float>> p, g;
+            for (std::size_t n : sizes)
+            {
+                p.emplace_back(n);
+                g.emplace_back(n);
+                for (std::size_t i = 0; i < n; ++i)
+                {
+                    p.back()[i] = wave(i, n);
+                }
+            }
+            xoptim::adamw opt;
+            opt.set_storage(storage(state_storage::blockwise_8bit));
+            for (std::size_t t = 0; t < 4; ++t)
+            {
+                for (std::size_t k = 0; k < sizes.size(); ++k)
+                {
+                    for (std::size_t i = 0; i < sizes[k]; ++i)
+                    {
+                        g[k][i] = wave(i + k, t + 3);
+                    }
+                }
+                opt.step(p, g);
+            }
+            std::vector<unsigned char> bytes;
+            for (std::size_t k = 0; k < opt.state().size(); ++k)
+            {
+                const auto& e = opt.state()[k];
+                bytes.insert(bytes.end(), e.data.get(), e.data.get() + e.bytes);
+            }
+            xoptim::set_num_threads(std::thread::hardware_concurrency());
+            xoptim::set_parallel_threshold(std::size_t(1) << 16);
+            return std::make_pair(p, bytes);
+        };
+        const auto one = run(1);
+        const auto two = run(2);
+        EXPECT_EQ(one.first, two.first);
+        EXPECT_EQ(one.second, two.second);
+    }
+
+    /*******************
+     * Tracking float32 *
+     *******************/
+
+    // Final loss of the 8-bit run against the float run's, both from the same start,
+    // after `steps`: 8-bit states change the path a little, not where it goes.
+    template <class Opt>
+    void expect_tracks_float(Opt eight, Opt full, std::size_t n, std::size_t steps, double tolerance,
+                             double rms_distance = 0.02)
+    {
+        const quadratic q(n);
+        eight.set_storage(storage(state_storage::blockwise_8bit));
+        const double start = q.loss(std::vector<float>(n, 0.0f));
+        const auto p8 = descend(eight, q, steps);
+        const auto p32 = descend(full, q, steps);
+        const double l8 = q.loss(p8), l32 = q.loss(p32);
+        EXPECT_LT(l32, 0.5 * start);
+        EXPECT_NEAR(l8, l32, tolerance * start) << Opt::name << ": 8-bit " << l8 << ", float " << l32;
+        double distance = 0;
+        for (std::size_t i = 0; i < n; ++i)
+        {
+            distance += double(p8[i] - p32[i]) * double(p8[i] - p32[i]);
+        }
+        EXPECT_LT(std::sqrt(distance / double(n)), rms_distance) << Opt::name;
+    }
+
+    TEST(eight_bit_states, adamw_tracks_float_adamw_on_a_quadratic)
+    {
+        xoptim::adamw_options o;
+        o.lr = 1e-2;
+        expect_tracks_float(xoptim::adamw(o), xoptim::adamw(o), 20000, 300, 0.005);
+    }
+
+    TEST(eight_bit_states, adam_with_amsgrad_tracks_float)
+    {
+        xoptim::adam_options o;
+        o.lr = 1e-2;
+        o.amsgrad = true;
+        o.weight_decay = 1e-3;
+        expect_tracks_float(xoptim::adam(o), xoptim::adam(o), 10000, 300, 0.005);
+    }
+
+    TEST(eight_bit_states, lion_and_sgd_momentum_track_float)
+    {
+        xoptim::lion_options l;
+        l.lr = 1e-3;
+        // Lion steps by the sign of its interpolated momentum: where that is near zero
+        // (at the optimum), 8-bit rounding flips signs, so paths part by a few lr.
+        expect_tracks_float(xoptim::lion(l), xoptim::lion(l), 10000, 300, 0.01, 0.05);
+        xoptim::sgd_options s;
+        s.lr = 0.05;
+        s.momentum = 0.9;
+        s.nesterov = true;
+        expect_tracks_float(xoptim::sgd(s), xoptim::sgd(s), 10000, 200, 0.005);
+    }
+
+    TEST(eight_bit_states, muon_tracks_float_muon)
+    {
+        const std::size_t rows = 64, cols = 96;
+        const quadratic q(rows * cols);
+        const auto run = [&](bool eight_bit) {
+            xoptim::muon_options o;
+            o.lr = 0.05;
+            xoptim::muon opt(o);
+            if (eight_bit)
+            {
+                opt.set_storage(storage(state_storage::blockwise_8bit));
+            }
+            std::vector<float> p(rows * cols, 0.0f), g(p.size());
+            for (std::size_t t = 0; t < 300; ++t)
+            {
+                q.gradient(p, g);
+                xoptim::tensor_view<float> pv(p.data(), {rows, cols});
+                xoptim::tensor_view<const float> gv(g.data(), {rows, cols});
+                opt.step(xoptim::named("w", pv), xoptim::named("w", gv));
+            }
+            return q.loss(p);
+        };
+        const double start = q.loss(std::vector<float>(rows * cols, 0.0f));
+        const double l32 = run(false), l8 = run(true);
+        EXPECT_LT(l32, 0.5 * start);
+        // Newton-Schulz sets every singular value to about 1, so the momentum's 8-bit
+        // rounding in weak directions weighs more than in AdamW.
+        EXPECT_NEAR(l8, l32, 0.01 * start) << "8-bit " << l8 << ", float " << l32 << ", start " << start;
+    }
+
+    TEST(bf16_states, adamw_with_bf16_states_tracks_float)
+    {
+        xoptim::adamw_options o;
+        o.lr = 1e-2;
+        xoptim::adamw bf, full(o);
+        bf = xoptim::adamw(o);
+        bf.set_storage(storage(state_storage::bf16));
+        const quadratic q(5000);
+        const auto p16 = descend(bf, q, 300);
+        const auto p32 = descend(full, q, 300);
+        EXPECT_EQ(bf.report().state_bytes, 5000u * 4);
+        EXPECT_NEAR(q.loss(p16), q.loss(p32), 0.002 * q.loss(std::vector<float>(5000, 0.0f)));
+    }
+
+    // Edge sizes with every tensor 8-bit (min_8bit_size 1), the parameters starting at
+    // odd addresses inside one buffer.
+    TEST(eight_bit_states, edge_sizes_and_unaligned_starts)
+    {
+        const std::vector<std::size_t> sizes = {0, 1, 15, 16, 17, 255, 256, 257, 1000};
+        std::size_t total = 0;
+        for (std::size_t n : sizes)
+        {
+            total += n + 3;
+        }
+        std::vector<float> buffer(total + 1), grads(total + 1);
+        std::vector<xoptim::tensor_view<float>> p;
+        std::vector<xoptim::tensor_view<const float>> g;
+        std::size_t at = 1;
+        for (std::size_t n : sizes)
+        {
+            for (std::size_t i = 0; i < n; ++i)
+            {
+                buffer[at + i] = wave(i, n);
+                grads[at + i] = wave(i, n + 1);
+            }
+            p.emplace_back(buffer.data() + at, n);
+            g.emplace_back(grads.data() + at, n);
+            at += n + 3;
+        }
+        const std::vector<float> before = buffer;
+        xoptim::adamw eight;
+        eight.set_storage(storage(state_storage::blockwise_8bit, 1));
+        eight.step(p, g);
+        eight.step(p, g);
+        // Only the parameters moved, and each did (except where its gradient is zero).
+        at = 1;
+        std::size_t k = 0;
+        for (std::size_t n : sizes)
+        {
+            EXPECT_EQ(buffer[at - 1], before[at - 1]);
+            for (std::size_t i = 0; i < n; ++i)
+            {
+                EXPECT_NE(buffer[at + i], before[at + i]) << "size " << n << " element " << i;
+            }
+            // Size 0 is under min_8bit_size 1: float states, no blocks.
+            EXPECT_EQ(eight.state()[k].states[0].format, n == 0 ? slot_format::native : slot_format::q8_signed);
+            at += n + 3;
+            ++k;
+        }
+    }
+
+    /*******************
+     * bf16 parameters *
+     *******************/
+
+    // SGD (no momentum) on bf16: p' = bf16(float(p) - lr * float(g)), computed here by
+    // hand for nearest-even.
+    TEST(bf16_parameters, nearest_even_is_the_float_update_rounded)
+    {
+        const std::size_t n = 1000;
+        std::vector<bfloat16> p(n), g(n);
+        for (std::size_t i = 0; i < n; ++i)
+        {
+            p[i] = bfloat16(wave(i, 0));
+            g[i] = bfloat16(wave(i, 1));
+        }
+        const std::vector<bfloat16> before = p;
+        xoptim::sgd_options o;
+        o.lr = 0.1;
+        xoptim::sgd opt(o);
+        opt.step(p, g);
+        const float lr = 0.1f;
+        for (std::size_t i = 0; i < n; ++i)
+        {
+            const float expected = float(before[i]) + (-lr) * float(g[i]);
+            EXPECT_EQ(p[i].bits, bfloat16(expected).bits) << i;
+        }
+    }
+
+    // Least squares 0.5 |w - t|^2 from w = 1 to t = 0.9 with lr 1e-3: every update
+    // (1e-4 at first) is far below bf16's resolution at 1 (2^-7). Nearest-even never
+    // moves; stochastic rounding follows the float path on average; compensation
+    // follows it closely.
+    TEST(bf16_parameters, stochastic_rounding_keeps_learning_where_nearest_even_stalls)
+    {
+        const std::size_t n = 4096, steps = 3000;
+        const float target = 0.9f;
+        auto run = [&](xoptim::bf16_rounding r) {
+            std::vector<bfloat16> w(n, bfloat16(1.0f)), g(n);
+            xoptim::sgd_options o;
+            o.lr = 1e-3;
+            xoptim::sgd opt(o);
+            opt.set_storage(bf16_parameters(r, 17));
+            for (std::size_t t = 0; t < steps; ++t)
+            {
+                for (std::size_t i = 0; i < n; ++i)
+                {
+                    g[i] = bfloat16(float(w[i]) - target);
+                }
+                opt.step(w, g);
+            }
+            if (r == xoptim::bf16_rounding::compensated)
+            {
+                // The value the optimizer holds is hi + lo.
+                const auto* lo = opt.state()[0].compensation;
+                double mean = 0;
+                for (std::size_t i = 0; i < n; ++i)
+                {
+                    mean += double(float(w[i])) + double(bfloat16::to_float(lo[i]));
+                }
+                return mean / double(n);
+            }
+            double mean = 0;
+            for (const auto& x : w)
+            {
+                mean += double(float(x));
+            }
+            return mean / double(n);
+        };
+        // The float path: 0.9 + 0.1 (1 - 1e-3)^3000 = 0.90497.
+        const double exact = 0.9 + 0.1 * std::pow(1 - 1e-3, double(steps));
+        const double nearest = run(xoptim::bf16_rounding::nearest_even);
+        const double stochastic = run(xoptim::bf16_rounding::stochastic);
+        const double compensated = run(xoptim::bf16_rounding::compensated);
+        EXPECT_EQ(nearest, 1.0);  // stalled
+        EXPECT_NEAR(stochastic, exact, 0.002);
+        EXPECT_NEAR(compensated, exact, 1e-4);
+    }
+
+    TEST(bf16_parameters, stochastic_rounding_is_reproducible_from_its_seed)
+    {
+        auto run = [](std::uint64_t seed, std::size_t threads) {
+            xoptim::set_num_threads(threads);
+            xoptim::set_parallel_threshold(1000);
+            std::vector<bfloat16> w(20000, bfloat16(1.0f)), g(20000, bfloat16(0.37f));
+            xoptim::sgd_options o;
+            o.lr = 1e-3;
+            xoptim::sgd opt(o);
+            opt.set_storage(bf16_parameters(xoptim::bf16_rounding::stochastic, seed));
+            for (int t = 0; t < 5; ++t)
+            {
+                opt.step(w, g);
+            }
+            xoptim::set_num_threads(std::thread::hardware_concurrency());
+            xoptim::set_parallel_threshold(std::size_t(1) << 16);
+            std::vector<std::uint16_t> bits;
+            for (const auto& x : w)
+            {
+                bits.push_back(x.bits);
+            }
+            return bits;
+        };
+        EXPECT_EQ(run(1, 1), run(1, 2));
+        EXPECT_NE(run(1, 1), run(2, 1));
+    }
+
+    TEST(bf16_parameters, adamw_with_8bit_states_on_bf16_parameters_learns)
+    {
+        const std::size_t n = 8192;
+        const quadratic q(n);
+        std::vector<bfloat16> w(n, bfloat16(0.0f)), g(n);
+        xoptim::adamw_options o;
+        o.lr = 1e-2;
+        xoptim::adamw opt(o);
+        xoptim::storage_options s = bf16_parameters(xoptim::bf16_rounding::stochastic, 3);
+        s.states = state_storage::blockwise_8bit;
+        opt.set_storage(s);
+        std::vector<float> p(n);
+        const double start = q.loss(std::vector<float>(n, 0.0f));
+        for (int t = 0; t < 200; ++t)
+        {
+            for (std::size_t i = 0; i < n; ++i)
+            {
+                p[i] = float(w[i]);
+                g[i] = bfloat16(q.a[i] * (p[i] - q.c[i]));
+            }
+            opt.step(w, g);
+        }
+        for (std::size_t i = 0; i < n; ++i)
+        {
+            p[i] = float(w[i]);
+        }
+        EXPECT_LT(q.loss(p), 0.05 * start);
+        EXPECT_NEAR(double(opt.report().state_bytes) / double(n), 2.03125, 1e-9);
+    }
+
+    /***************
+     * Checkpoints *
+     ***************/
+
+    using checkpoint = xoptim_test::temp_dir_test;
+
+    TEST_F(checkpoint, stores_8bit_and_bf16_states_as_they_are_and_resumes_bit_for_bit)
+    {
+        const std::string path = (dir_ / "lowmem.safetensors").string();
+        const std::size_t n = 10000;
+        struct model
+        {
+            std::vector<float> w, b;
+            auto params()
+            {
+                return std::make_tuple(xoptim::named("w", w), xoptim::named("b", b));
+            }
+        };
+        const auto make = [&] {
+            model m{std::vector<float>(n), std::vector<float>(100)};
+            for (std::size_t i = 0; i < n; ++i)
+            {
+                m.w[i] = wave(i, 0);
+            }
+            return m;
+        };
+        const auto grads_at = [&](std::size_t t) {
+            model g{std::vector<float>(n), std::vector<float>(100)};
+            for (std::size_t i = 0; i < n; ++i)
+            {
+                g.w[i] = wave(i, t + 1);
+            }
+            for (std::size_t i = 0; i < 100; ++i)
+            {
+                g.b[i] = wave(i, t + 50);
+            }
+            return g;
+        };
+        for (state_storage kind : {state_storage::blockwise_8bit, state_storage::bf16})
+        {
+            model a = make(), b = make();
+            xoptim::adamw oa, ob;
+            oa.set_storage(storage(kind));
+            ob.set_storage(storage(kind));
+            for (std::size_t t = 0; t < 3; ++t)
+            {
+                auto g = grads_at(t);
+                oa.step(a.params(), g.params());
+            }
+            xoptim::save_checkpoint(path, a.params(), oa);
+            xoptim::load_checkpoint(path, b.params(), ob);
+            for (std::size_t t = 3; t < 6; ++t)
+            {
+                auto ga = grads_at(t), gb = grads_at(t);
+                oa.step(a.params(), ga.params());
+                ob.step(b.params(), gb.params());
+            }
+            EXPECT_EQ(a.w, b.w);
+            EXPECT_EQ(a.b, b.b);
+            for (std::size_t k = 0; k < oa.state().size(); ++k)
+            {
+                const auto& x = oa.state()[k];
+                const auto& y = ob.state()[k];
+                ASSERT_EQ(x.bytes, y.bytes);
+                EXPECT_EQ(std::memcmp(x.data.get(), y.data.get(), x.bytes), 0) << x.name;
+            }
+            // On disk: codes and scales, or bf16, not float.
+            const auto file = xoptim::io::safetensors_file::read(path);
+            const auto* m = file.find("state/optimizer/w/exp_avg");
+            ASSERT_NE(m, nullptr);
+            if (kind == state_storage::blockwise_8bit)
+            {
+                EXPECT_EQ(m->dtype, xoptim::io::st_dtype::U8);
+                const auto* scales = file.find("state/optimizer/w/exp_avg_sq.absmax");
+                ASSERT_NE(scales, nullptr);
+                EXPECT_EQ(scales->shape, std::vector<std::size_t>{(n + 255) / 256});
+                // The 100-element bias keeps float states.
+                EXPECT_EQ(file.find("state/optimizer/b/exp_avg")->dtype, xoptim::io::st_dtype::F32);
+            }
+            else
+            {
+                EXPECT_EQ(m->dtype, xoptim::io::st_dtype::BF16);
+            }
+            EXPECT_EQ(m->shape, std::vector<std::size_t>{n});
+
+            // A load into an optimizer that stores its states otherwise is refused.
+            model c = make();
+            xoptim::adamw other;
+            std::string message;
+            try
+            {
+                xoptim::load_checkpoint(path, c.params(), other);
+            }
+            catch (const std::runtime_error& e)
+            {
+                message = e.what();
+            }
+            EXPECT_NE(message.find("call set_storage before loading"), std::string::npos) << message;
+            EXPECT_TRUE(other.state().empty());
+        }
+    }
+}

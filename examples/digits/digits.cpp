@@ -1,11 +1,19 @@
 // Handwritten digits (8 x 8 images, 10 classes) with an MLP 64 -> 256 -> 256 -> 10,
-// trained three ways from the same initial weights: AdamW, SGD with momentum, and the
-// Muon + AdamW hybrid (Muon on the hidden matrices, AdamW on the output layer and the
-// biases). Writes the loss and test accuracy per step (CSV) and a plot comparing them
-// (SVG), and checks that memory stayed flat.
+// trained four ways from the same initial weights: AdamW, AdamW with 8-bit states
+// (block-wise; the output layer and the biases, under 4,096 elements, keep float
+// states), SGD with momentum, and the Muon + AdamW hybrid (Muon on the hidden
+// matrices, AdamW on the output layer and the biases). Writes the loss and test
+// accuracy per step (CSV) and a plot comparing them (SVG), and checks that memory
+// stayed flat.
 //
-//   digits [--steps N] [--batch B] [--out DIR] [--threads T]
+//   digits [--steps N] [--batch B] [--out DIR] [--threads T] [--runs NAME,NAME,...]
+//          [--require-8bit-within POINTS]
+//
+// --runs picks some of adamw, adamw_8bit, sgd_momentum, muon_adamw. With
+// --require-8bit-within, the program fails unless adamw_8bit ends within POINTS
+// percentage points of adamw's test accuracy.
 #include <chrono>
+#include <cmath>
 #include <cstdio>
 #include <cstring>
 #include <filesystem>
@@ -187,6 +195,13 @@ namespace
         std::size_t batch = 64;
         std::size_t eval_every = 20;
         std::filesystem::path out = "digits_out";
+        std::string runs = "adamw,adamw_8bit,sgd_momentum,muon_adamw";
+        double require_8bit_within = -1;  // points; negative: no check
+
+        bool wants(const std::string& name) const
+        {
+            return ("," + runs + ",").find("," + name + ",") != std::string::npos;
+        }
     };
 
     template <class Optimizer>
@@ -309,13 +324,21 @@ namespace
                 {
                     xoptim::set_num_threads(std::stoul(value()));
                 }
+                else if (name == "--runs")
+                {
+                    s.runs = value();
+                }
+                else if (name == "--require-8bit-within")
+                {
+                    s.require_8bit_within = std::stod(value());
+                }
                 else
                 {
                     return false;
                 }
                 return true;
             },
-            "--steps N, --batch B, --out DIR, --threads T");
+            "--steps N, --batch B, --out DIR, --threads T, --runs NAME,..., --require-8bit-within POINTS");
         if (s.steps == 0 || s.batch == 0)
         {
             throw std::invalid_argument("--steps and --batch must be at least 1");
@@ -340,13 +363,33 @@ int main(int argc, char** argv)
 
         xoptim::train::memory_profiler memory;
         std::vector<run_result> runs;
-        runs.push_back(train("adamw", xoptim::adamw(), train_set, test_set, s, memory));
-        xoptim::sgd_options sgd;
-        sgd.lr = 0.05;
-        sgd.momentum = 0.9;
-        runs.push_back(train("sgd_momentum", xoptim::sgd(sgd), train_set, test_set, s, memory));
-        auto hybrid = xoptim::make_hybrid();
-        runs.push_back(train("muon_adamw", std::move(hybrid), train_set, test_set, s, memory));
+        if (s.wants("adamw"))
+        {
+            runs.push_back(train("adamw", xoptim::adamw(), train_set, test_set, s, memory));
+        }
+        if (s.wants("adamw_8bit"))
+        {
+            xoptim::adamw eight_bit;
+            xoptim::storage_options storage;
+            storage.states = xoptim::state_storage::blockwise_8bit;
+            eight_bit.set_storage(storage);
+            runs.push_back(train("adamw_8bit", std::move(eight_bit), train_set, test_set, s, memory));
+        }
+        if (s.wants("sgd_momentum"))
+        {
+            xoptim::sgd_options sgd;
+            sgd.lr = 0.05;
+            sgd.momentum = 0.9;
+            runs.push_back(train("sgd_momentum", xoptim::sgd(sgd), train_set, test_set, s, memory));
+        }
+        if (s.wants("muon_adamw"))
+        {
+            runs.push_back(train("muon_adamw", xoptim::make_hybrid(), train_set, test_set, s, memory));
+        }
+        if (runs.empty())
+        {
+            throw std::invalid_argument("--runs names none of adamw, adamw_8bit, sgd_momentum, muon_adamw");
+        }
 
         std::filesystem::create_directories(s.out);
         write_csv(s.out / "digits.csv", runs);
@@ -380,6 +423,22 @@ int main(int argc, char** argv)
                 std::cerr << "digits: " << r.name << " did not lower the loss (" << first << " -> " << last << ")\n";
                 learned = false;
             }
+        }
+        if (s.require_8bit_within >= 0)
+        {
+            const auto accuracy_of = [&](const std::string& name) {
+                for (const auto& r : runs)
+                {
+                    if (r.name == name)
+                    {
+                        return 100 * r.accuracy.back();
+                    }
+                }
+                throw std::invalid_argument("--require-8bit-within needs the " + name + " run");
+            };
+            const double gap = std::fabs(accuracy_of("adamw_8bit") - accuracy_of("adamw"));
+            std::printf("8-bit AdamW against AdamW: %.2f points apart (allowed %.2f)\n", gap, s.require_8bit_within);
+            learned = learned && gap <= s.require_8bit_within;
         }
         std::cout << "CSV:  " << (s.out / "digits.csv").string() << "\nplot: " << (s.out / "digits.svg").string()
                   << "\n";

@@ -350,13 +350,14 @@ namespace xoptim
         constexpr std::uint64_t used = Traits::loads | Traits::stores;
         constexpr std::size_t width = xsimd::batch<float, Arch>::size;
         bool coded = false;
-        bool only_8bit_states = true;
+        bool only_8bit_states = true;  // every state touched is 8-bit, p and g are float
         for (std::size_t i = 0; i < first_local; ++i)
         {
-            if (detail::in_mask<used>(i) && job.format[i] != slot_format::native)
+            if (detail::in_mask<used>(i))
             {
-                coded = true;
-                only_8bit_states = only_8bit_states && i >= first_state && is_8bit(job.format[i]);
+                coded = coded || job.format[i] != slot_format::native;
+                only_8bit_states = only_8bit_states && (i >= first_state ? is_8bit(job.format[i])
+                                                                         : job.format[i] == slot_format::native);
             }
         }
         if (!coded)

@@ -22,7 +22,6 @@
 #include <tuple>
 #include <utility>
 
-#include "../engine/bfloat16.hpp"
 #include "tensor_traits.hpp"
 
 namespace xoptim
@@ -117,12 +116,12 @@ namespace xoptim
         };
 
         template <class T, class A>
-        struct is_list<std::vector<T, A>> : std::bool_constant<!std::is_arithmetic_v<T>>
+        struct is_list<std::vector<T, A>> : std::bool_constant<!is_element_v<T>>
         {
         };
 
         template <class T, std::size_t N>
-        struct is_list<std::array<T, N>> : std::bool_constant<!std::is_arithmetic_v<T>>
+        struct is_list<std::array<T, N>> : std::bool_constant<!is_element_v<T>>
         {
         };
 

@@ -28,6 +28,8 @@
 #include <type_traits>
 #include <vector>
 
+#include "../engine/bfloat16.hpp"
+
 #if __has_include(<span>) && __cplusplus > 201703L
 #include <span>
 #endif
@@ -118,6 +120,10 @@ namespace xoptim
      * tensor_traits  *
      ******************/
 
+    // Element types a tensor may hold: numbers, and bfloat16 (stored, computed in float).
+    template <class T>
+    inline constexpr bool is_element_v = std::is_arithmetic_v<T> || std::is_same_v<T, bfloat16>;
+
     // The primary template knows no type; `is_tensor` tells whether a specialization
     // (or the xtensor protocol below) applies.
     template <class C, class = void>
@@ -150,7 +156,7 @@ namespace xoptim
         struct has_container_protocol<C, std::void_t<decltype(std::declval<C&>().data()),
                                                     decltype(std::declval<C&>().size()),
                                                     decltype(std::declval<C&>().shape())>>
-            : std::is_arithmetic<std::remove_pointer_t<decltype(std::declval<C&>().data())>>
+            : std::bool_constant<is_element_v<std::remove_const_t<std::remove_pointer_t<decltype(std::declval<C&>().data())>>>>
         {
         };
 
@@ -201,7 +207,7 @@ namespace xoptim
 
     // std::vector<T>: flat, dynamic size.
     template <class T, class A>
-    struct tensor_traits<std::vector<T, A>, std::enable_if_t<std::is_arithmetic_v<T>>>
+    struct tensor_traits<std::vector<T, A>, std::enable_if_t<is_element_v<T>>>
     {
         using value_type = T;
 
@@ -223,7 +229,7 @@ namespace xoptim
 
     // std::array<T, N>: flat, size known at compile time.
     template <class T, std::size_t N>
-    struct tensor_traits<std::array<T, N>, std::enable_if_t<std::is_arithmetic_v<T>>>
+    struct tensor_traits<std::array<T, N>, std::enable_if_t<is_element_v<T>>>
     {
         using value_type = T;
         static constexpr std::size_t static_size = N;
@@ -246,7 +252,7 @@ namespace xoptim
 
 #if defined(__cpp_lib_span)
     template <class T, std::size_t E>
-    struct tensor_traits<std::span<T, E>, std::enable_if_t<std::is_arithmetic_v<std::remove_const_t<T>>>>
+    struct tensor_traits<std::span<T, E>, std::enable_if_t<is_element_v<std::remove_const_t<T>>>>
     {
         using value_type = std::remove_const_t<T>;
         static constexpr std::size_t static_size = E == std::dynamic_extent ? 0 : E;
