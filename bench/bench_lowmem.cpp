@@ -14,6 +14,8 @@
 #include <string>
 #include <vector>
 
+#include <unistd.h>
+
 #include "bench_common.hpp"
 
 namespace
@@ -150,7 +152,15 @@ namespace
         std::size_t grown = 0, reported = 0;
         for (auto _ : st)
         {
-            const std::string command = "/proc/self/exe --state-memory=" + std::string(kind);
+            // This program, by its own path (in the shell popen starts, /proc/self/exe
+            // would be the shell).
+            char self[4096] = {};
+            if (readlink("/proc/self/exe", self, sizeof self - 1) <= 0)
+            {
+                st.SkipWithError("cannot find this program's path");
+                return;
+            }
+            const std::string command = std::string(self) + " --state-memory=" + kind;
             FILE* child = popen(command.c_str(), "r");
             if (child == nullptr || std::fscanf(child, "%zu %zu", &grown, &reported) != 2)
             {

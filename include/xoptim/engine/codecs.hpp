@@ -169,7 +169,7 @@ namespace xoptim
                   m_width(_mm512_load_ps(m.m_width.data())),
                   m_offset(_mm512_load_ps(m.m_offset.data())),
                   m_centre(_mm512_set1_epi32(m.m_signed ? 127 : 0)),
-                  m_bias(_mm512_set1_ps(m.m_signed ? 0.0f : 1.0f))
+                  m_bias(_mm512_set1_epi32(m.m_signed ? 0 : 1))
             {
             }
 
@@ -189,14 +189,13 @@ namespace xoptim
             // q = |c - 127| (signed) or c; its octave picks (width, offset); getexp(0) is
             // -inf, clamped to index 0.
             // Branch-free over the map's kind: q = |c - centre| (centre 127 signed, 0
-            // unsigned), octave of q + bias (bias 1 unsigned, so code 0 is zero).
+            // unsigned); the bit length of q + bias (bias 1 unsigned, so code 0 is zero)
+            // is the octave index, 0 for zero.
             batch decode(const __m512i& c) const noexcept
             {
                 const __m512i q = _mm512_maskz_abs_epi32(all_lanes, _mm512_sub_epi32(c, m_centre));
+                const __m512i index = octave_of(_mm512_add_epi32(q, m_bias));
                 const __m512 qf = _mm512_maskz_cvtepi32_ps(all_lanes, q);
-                const __m512 lg = _mm512_maskz_getexp_ps(all_lanes, _mm512_add_ps(qf, m_bias));
-                const __m512i index =
-                    _mm512_maskz_cvttps_epi32(all_lanes, _mm512_maskz_max_ps(all_lanes, _mm512_add_ps(lg, _mm512_set1_ps(1.0f)), _mm512_setzero_ps()));
                 const __m512 v = _mm512_fmadd_ps(qf, _mm512_maskz_permutexvar_ps(all_lanes, index, m_width),
                                                  _mm512_maskz_permutexvar_ps(all_lanes, index, m_offset));
                 return _mm512_mask_sub_ps(v, _mm512_cmplt_epi32_mask(c, m_centre), _mm512_setzero_ps(), v);
@@ -210,7 +209,19 @@ namespace xoptim
             __m512 m_inv_width, m_code_offset, m_last;
             __m512 m_width, m_offset;
             __m512i m_centre;
-            __m512 m_bias;
+            __m512i m_bias;
+
+            // The bit length of each lane (0 for 0): 32 - lzcnt, or the float exponent.
+            static __m512i octave_of(const __m512i& n) noexcept
+            {
+#if defined(__AVX512CD__)
+                return _mm512_sub_epi32(_mm512_set1_epi32(32), _mm512_maskz_lzcnt_epi32(all_lanes, n));
+#else
+                const __m512 lg = _mm512_maskz_getexp_ps(all_lanes, _mm512_maskz_cvtepi32_ps(all_lanes, n));
+                return _mm512_maskz_cvttps_epi32(
+                    all_lanes, _mm512_maskz_max_ps(all_lanes, _mm512_add_ps(lg, _mm512_set1_ps(1.0f)), _mm512_setzero_ps()));
+#endif
+            }
         };
 #endif
 
@@ -229,6 +240,32 @@ namespace xoptim
                               ibatch(std::int32_t(octaves - 1)));
         }
 
+        // a * b + c rounded once, as the scalar encode's std::fma: xsimd 8 has no fused
+        // form for AVX-512 (its generic fma is a * b + c, fused or not as the compiler
+        // contracts), and none where the hardware has no FMA.
+        template <class B>
+        static B fused(const B& a, const B& b, const B& c) noexcept
+        {
+#if defined(__AVX512F__)
+            if constexpr (std::is_base_of<xsimd::avx512f, typename B::arch_type>::value)
+            {
+                return _mm512_fmadd_ps(a, b, c);
+            }
+            else
+#endif
+            {
+                alignas(64) float x[B::size], y[B::size], z[B::size];
+                a.store_aligned(x);
+                b.store_aligned(y);
+                c.store_aligned(z);
+                for (std::size_t i = 0; i < B::size; ++i)
+                {
+                    x[i] = std::fma(x[i], y[i], z[i]);
+                }
+                return B::load_aligned(x);
+            }
+        }
+
         // min(floor(|x| * inv_width + offset), last), mirrored for negative x. The floor
         // cannot fall below the bucket's first code: each bucket's boundary lies 0.2 of
         // a bin or more above its low end. It can pass the last one, between the
@@ -237,7 +274,7 @@ namespace xoptim
         static B finish(const B& x, const B& a, const B& inv_width, const B& offset, const B& last,
                         bool is_signed) noexcept
         {
-            B code = xsimd::min(xsimd::floor(xsimd::fma(a, inv_width, offset)), last);
+            B code = xsimd::min(xsimd::floor(fused(a, inv_width, offset)), last);
             if (is_signed)
             {
                 code = xsimd::select(x < B(0.0f), B(254.0f) - xsimd::min(code, B(254.0f)), code);

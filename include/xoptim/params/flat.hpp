@@ -112,7 +112,8 @@ namespace xoptim
         {
             using T = tensor::value_type<P>;
             static_assert(std::is_same_v<T, float> || std::is_same_v<T, double>,
-                          "xoptim: parameters must be float or double tensors");
+                          "xoptim: parameters must be float or double tensors here (bf16 parameters are stepped "
+                          "by an optimizer itself; the stepper, routers and checkpoints take float and double)");
             if (!tensor::contiguous(param))
             {
                 mismatch(path, "parameter is not contiguous");
