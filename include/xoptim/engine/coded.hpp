@@ -215,10 +215,10 @@ namespace xoptim
             batch top = batch(0.0f);
         };
 
-        template <class Traits, class Arch, class Prepared, std::size_t... K>
+        template <class Traits, class Arch, class Prepared, std::size_t S, std::size_t... K>
         inline void run_q8_batch(const Prepared& prog, const prepared_transform<xsimd::batch<float, Arch>>& transform,
-                                 const coded_slots& job, std::array<q8_lane<Arch>, max_states>& lanes,
-                                 float (&buffer)[max_states][codec_block], std::size_t first, std::size_t i,
+                                 const coded_slots& job, std::array<q8_lane<Arch>, S>& lanes,
+                                 float (&buffer)[S][codec_block], std::size_t first, std::size_t i,
                                  std::index_sequence<K...>)
         {
             using batch = xsimd::batch<float, Arch>;
@@ -252,6 +252,24 @@ namespace xoptim
                 }
             };
             (store(std::integral_constant<std::size_t, K>{}), ...);
+        }
+
+        // One past the highest state slot the program loads or stores.
+        template <class Traits>
+        constexpr std::size_t highest_state()
+        {
+            std::size_t n = 0;
+            for (std::size_t k = 0; k < max_states; ++k)
+            {
+                n = in_mask<Traits::loads | Traits::stores>(first_state + k) ? k + 1 : n;
+            }
+            return n;
+        }
+
+        template <class Arch, std::size_t... K>
+        std::array<q8_lane<Arch>, sizeof...(K)> make_lanes(const coded_slots& job, std::index_sequence<K...>)
+        {
+            return {q8_lane<Arch>(job.format[first_state + K])...};
         }
 
         // Blocks ahead the fused loop asks the memory for: its encoding passes issue no
@@ -298,19 +316,18 @@ namespace xoptim
                            std::size_t begin, std::size_t end)
         {
             using batch = xsimd::batch<float, Arch>;
-            using states = std::make_index_sequence<max_states>;
-            std::array<q8_lane<Arch>, max_states> lanes = {
-                q8_lane<Arch>(job.format[first_state]),     q8_lane<Arch>(job.format[first_state + 1]),
-                q8_lane<Arch>(job.format[first_state + 2]), q8_lane<Arch>(job.format[first_state + 3]),
-                q8_lane<Arch>(job.format[first_state + 4]), q8_lane<Arch>(job.format[first_state + 5])};
-            alignas(64) float buffer[max_states][codec_block];
+            // States 0 .. S-1 (the last one the program touches): only they get a lane.
+            constexpr std::size_t S = std::max<std::size_t>(1, highest_state<Traits>());
+            using states = std::make_index_sequence<S>;
+            auto lanes = make_lanes<Arch>(job, states{});
+            alignas(64) float buffer[S][codec_block];
             const Prepared local_prog = prog;
             const prepared_transform<batch> local_transform(transform);
             for (std::size_t first = begin; first < end; first += codec_block)
             {
                 const std::size_t n = std::min(codec_block, end - first);
                 const std::size_t block = first / codec_block;
-                for (std::size_t k = 0; k < max_states; ++k)
+                for (std::size_t k = 0; k < S; ++k)
                 {
                     if (in_mask<Traits::loads>(first_state + k))
                     {
@@ -323,7 +340,7 @@ namespace xoptim
                 {
                     run_q8_batch<Traits>(local_prog, local_transform, job, lanes, buffer, first, i, states{});
                 }
-                for (std::size_t k = 0; k < max_states; ++k)
+                for (std::size_t k = 0; k < S; ++k)
                 {
                     if (in_mask<Traits::stores>(first_state + k))
                     {
