@@ -662,15 +662,15 @@ namespace xoptim
             return top;
         }
 
-        // Encodes n values (a block) on the scale `absmax`, their max |x|.
+        // Encodes n values (a block) on the scale `absmax`, their max |x|, with the map's
+        // tables already in registers (`simd`, made from `map`).
         template <class Arch>
-        void encode_q8(const float* in, float absmax, const dynamic_map& map, std::uint8_t* codes,
-                       std::size_t n) noexcept
+        void encode_q8(const float* in, float absmax, const dynamic_map& map, const dynamic_map::simd<Arch>& simd,
+                       std::uint8_t* codes, std::size_t n) noexcept
         {
             using batch = xsimd::batch<float, Arch>;
             const float inverse = absmax > 0 ? 1.0f / absmax : 0.0f;
             const batch scale(inverse);
-            const dynamic_map::simd<Arch> simd(map);
             const auto code = [&](std::size_t i) {
                 return xsimd::batch_cast<std::int32_t>(simd.encode(batch::load_aligned(in + i) * scale));
             };
@@ -703,7 +703,7 @@ namespace xoptim
         float encode_q8(const float* in, const dynamic_map& map, std::uint8_t* codes, std::size_t n) noexcept
         {
             const float absmax = abs_max<Arch>(in, n);
-            encode_q8<Arch>(in, absmax, map, codes, n);
+            encode_q8<Arch>(in, absmax, map, dynamic_map::simd<Arch>(map), codes, n);
             return absmax;
         }
     }

@@ -346,7 +346,7 @@ namespace xoptim
                     {
                         const float absmax = codec::horizontal_max(lanes[k].top);
                         job.absmax[first_state + k][block] = absmax;
-                        codec::encode_q8<Arch>(buffer[k], absmax, lanes[k].map,
+                        codec::encode_q8<Arch>(buffer[k], absmax, lanes[k].map, lanes[k].simd,
                                                static_cast<std::uint8_t*>(job.target[first_state + k]) + first, n);
                     }
                 }
