@@ -272,42 +272,6 @@ namespace xoptim
             return {q8_lane<Arch>(job.format[first_state + K])...};
         }
 
-        // Blocks ahead the fused loop asks the memory for: its encoding passes issue no
-        // loads, and the hardware prefetchers alone leave the bus idle through them.
-        inline constexpr std::size_t prefetch_blocks = 4;
-
-        template <class Traits>
-        inline void prefetch_q8(const coded_slots& job, std::size_t first, std::size_t end) noexcept
-        {
-            if (first >= end)
-            {
-                return;
-            }
-            const std::size_t n = std::min(codec_block, end - first);
-            const auto lines = [&](const void* base, std::size_t bytes) {
-                const char* p = static_cast<const char*>(base);
-                for (std::size_t b = 0; b < n * bytes; b += 64)
-                {
-                    __builtin_prefetch(p + first * bytes + b);
-                }
-            };
-            if constexpr (has_slot<Traits::loads | Traits::stores, param_slot>)
-            {
-                lines(job.plain.param, sizeof(float));
-            }
-            if constexpr (has_slot<Traits::loads, grad_slot>)
-            {
-                lines(job.plain.grad, sizeof(float));
-            }
-            for (std::size_t k = first_state; k < first_local; ++k)
-            {
-                if (in_mask<Traits::loads | Traits::stores>(k))
-                {
-                    lines(job.source[k], 1);
-                }
-            }
-        }
-
         // The fused path, for whole blocks of a parameter whose touched coded slots are
         // all 8-bit states: codes decoded in registers as the batch loads them, the
         // block's new absmax kept as it is written, then one encoding pass.
@@ -335,7 +299,6 @@ namespace xoptim
                     }
                     lanes[k].top = batch(0.0f);
                 }
-                prefetch_q8<Traits>(job, first + prefetch_blocks * codec_block, end);
                 for (std::size_t i = 0; i < n; i += batch::size)
                 {
                     run_q8_batch<Traits>(local_prog, local_transform, job, lanes, buffer, first, i, states{});
