@@ -5,6 +5,7 @@
 #include <cstdint>
 #include <cstring>
 #include <fstream>
+#include <random>
 #include <string>
 #include <vector>
 
@@ -240,6 +241,63 @@ namespace
         const auto two = run(2);
         EXPECT_EQ(one.first, two.first);
         EXPECT_EQ(one.second, two.second);
+    }
+
+    // The fused 8-bit loop and the generic block path on the same block: the same bits,
+    // also for a program that adds a decoded state directly (a contractible
+    // decode-times-scale, then add).
+    TEST(eight_bit_states, fused_and_generic_paths_give_the_same_bits)
+    {
+        using arch = xsimd::default_arch;
+        using xoptim::sym::g;
+        using xoptim::sym::p;
+        const auto& m = xoptim::sym::state<0>;
+        const auto& v = xoptim::sym::state<1>;
+        const auto prog = xoptim::fuse(m = m + g * g, v = 0.9 * v + 0.001 * g * g, p = p - 0.001 * m / (sqrt(v) + 1e-8));
+        using traits = xoptim::detail::program_traits<std::decay_t<decltype(prog)>>;
+        const auto prepared = xoptim::prepare_program<arch, float>(prog);
+        using prepared_type = std::decay_t<decltype(prepared)>;
+        std::mt19937 rng(1);
+        std::lognormal_distribution<float> spread(0, 3);
+        std::normal_distribution<float> normal;
+        constexpr std::size_t n = 256;
+        static float buffer[xoptim::first_local][xoptim::coded_chunk];
+        for (int trial = 0; trial < 500; ++trial)
+        {
+            struct side
+            {
+                alignas(64) float p[n];
+                std::uint8_t m[n], v[n];
+                float scale[2][1];
+            } a, b;
+            alignas(64) float grad[n];
+            for (std::size_t i = 0; i < n; ++i)
+            {
+                a.p[i] = normal(rng);
+                grad[i] = normal(rng) * spread(rng);
+                a.m[i] = std::uint8_t(rng());
+                a.v[i] = std::uint8_t(rng());
+            }
+            a.scale[0][0] = spread(rng) * 1e-3f;
+            a.scale[1][0] = spread(rng) * 1e-6f;
+            b = a;
+            const auto job = [&](side& s) {
+                xoptim::coded_slots c;
+                c.plain.size = n;
+                c.plain.param = s.p;
+                c.plain.grad = grad;
+                c.format[xoptim::first_state] = slot_format::q8_signed;
+                c.format[xoptim::first_state + 1] = slot_format::q8_unsigned;
+                c.source[xoptim::first_state] = c.target[xoptim::first_state] = s.m;
+                c.source[xoptim::first_state + 1] = c.target[xoptim::first_state + 1] = s.v;
+                c.absmax[xoptim::first_state] = s.scale[0];
+                c.absmax[xoptim::first_state + 1] = s.scale[1];
+                return c;
+            };
+            xoptim::detail::run_q8_blocks<arch, prepared_type, traits>(prepared, {}, job(a), 0, n);
+            xoptim::detail::run_coded_block<arch, prepared_type, traits>(prepared, {}, job(b), 0, n, buffer);
+            ASSERT_EQ(std::memcmp(&a, &b, sizeof a), 0) << "trial " << trial;
+        }
     }
 
     /*******************

@@ -91,11 +91,11 @@ namespace xoptim
             return m_signed ? 127 : 0;
         }
 
-        // Code of the map value nearest to x (x in [-1, 1], or [0, 1] unsigned), as a
-        // float holding an integer 0..255. Away from the midpoints between neighbouring
-        // values (within float rounding of one) this is exactly the nearest value; next
-        // to one, either neighbour. Out-of-range x goes to the nearest end, NaN to code
-        // 255.
+        // Code of the map value nearest to x (x in [-1, 1]; the unsigned map encodes |x|:
+        // its states must not be negative). Exactly the nearest value, except within 1e-5
+        // (relative) of a midpoint between two values, where either neighbour may come
+        // (the bucket's offset is a float). Beyond +-1, and +-inf, go to the nearest end;
+        // NaN to code 255.
         std::uint8_t encode(float x) const noexcept
         {
             const float a = std::fabs(x);
@@ -337,7 +337,8 @@ namespace xoptim
             for (std::size_t o = 0; o < 32; ++o)
             {
                 const float low = std::ldexp(1.0f, int(std::min(o, octaves - 1)) - int(octaves - 1));  // octave [low, 2 low)
-                m_octave_next[o] = std::numeric_limits<float>::infinity();
+                // No boundary left above: NaN, which no |x| (not even inf) reaches.
+                m_octave_next[o] = std::numeric_limits<float>::quiet_NaN();
                 for (std::size_t k = buckets + 1; k-- > 0;)
                 {
                     if (m_threshold[k] <= low)
@@ -467,12 +468,38 @@ namespace xoptim
 #if defined(__AVX512F__)
             if constexpr (is_avx512<Arch>)
             {
-                return _mm512_castsi512_ps(_mm512_maskz_slli_epi32(all_lanes, widen<std::uint32_t, Arch>(p), 16));
+                // A named operand: at -O0 the intrinsic is a macro, and a template's
+                // comma would split its arguments.
+                const __m512i bits = widen<std::uint32_t, Arch>(p);
+                return _mm512_castsi512_ps(_mm512_maskz_slli_epi32(all_lanes, bits, 16));
             }
             else
 #endif
             {
                 return xsimd::bitwise_cast<xsimd::batch<float, Arch>>(widen<std::uint32_t, Arch>(p) << 16);
+            }
+        }
+
+        // a * b rounded on its own: never contracted with a following add into an fma,
+        // so a decoded value is the same whether it stays in a register (the fused 8-bit
+        // loop) or goes through a buffer (the generic block path).
+        template <class B>
+        inline B rounded_product(const B& a, const B& b) noexcept
+        {
+#if defined(__AVX512F__)
+            if constexpr (is_avx512<typename B::arch_type>)
+            {
+                return _mm512_maskz_mul_round_ps(all_lanes, a, b, _MM_FROUND_CUR_DIRECTION);
+            }
+            else
+#endif
+            {
+                alignas(64) float p[B::size];
+                (a * b).store_aligned(p);
+#if defined(__GNUC__)
+                asm volatile("" : : "r"(p) : "memory");  // the compiler cannot see the product through memory
+#endif
+                return B::load_aligned(p);
             }
         }
 
@@ -484,6 +511,26 @@ namespace xoptim
             return xsimd::select(m > a, m, a);
         }
 
+        // select on 32-bit unsigned lanes (xsimd 8's AVX-512BW select does not compile
+        // for them at -O0).
+        template <class Arch>
+        inline xsimd::batch<std::uint32_t, Arch> select_bits(const xsimd::batch_bool<std::uint32_t, Arch>& m,
+                                                             const xsimd::batch<std::uint32_t, Arch>& a,
+                                                             const xsimd::batch<std::uint32_t, Arch>& b) noexcept
+        {
+#if defined(__AVX512F__)
+            if constexpr (is_avx512<Arch>)
+            {
+                const __mmask16 k = m;
+                return _mm512_mask_blend_epi32(k, b, a);
+            }
+            else
+#endif
+            {
+                return xsimd::select(m, a, b);
+            }
+        }
+
         // Float bits rounded to bf16 bits (in the low half), nearest-even; NaN stays NaN.
         template <class Arch>
         inline xsimd::batch<std::uint32_t, Arch> round_nearest_even(const xsimd::batch<float, Arch>& x) noexcept
@@ -491,7 +538,7 @@ namespace xoptim
             using ubatch = xsimd::batch<std::uint32_t, Arch>;
             const ubatch u = xsimd::bitwise_cast<ubatch>(x);
             const ubatch rounded = (u + ubatch(0x7fffu) + ((u >> 16) & ubatch(1u))) >> 16;
-            return xsimd::select((u & ubatch(0x7fffffffu)) > ubatch(0x7f800000u), (u >> 16) | ubatch(0x40u), rounded);
+            return select_bits<Arch>((u & ubatch(0x7fffffffu)) > ubatch(0x7f800000u), (u >> 16) | ubatch(0x40u), rounded);
         }
 
         // A 32-bit hash of (key, index): each element of a stochastic rounding gets its
@@ -591,7 +638,7 @@ namespace xoptim
                     const ubatch u = xsimd::bitwise_cast<ubatch>(x);
                     const ubatch r = hash(key, lane + ubatch(first_index + std::uint32_t(i))) >> 16;
                     const auto nan = (u & ubatch(0x7fffffffu)) > ubatch(0x7f800000u);
-                    narrow(xsimd::select(nan, (u >> 16) | ubatch(0x40u), (u + r) >> 16), out + i);
+                    narrow(select_bits<Arch>(nan, (u >> 16) | ubatch(0x40u), (u + r) >> 16), out + i);
                 },
                 [&](std::size_t i) {
                     out[i] = round_stochastic(in[i], hash(key, first_index + std::uint32_t(i)) >> 16);
@@ -662,14 +709,42 @@ namespace xoptim
             return top;
         }
 
-        // Encodes n values (a block) on the scale `absmax`, their max |x|, with the map's
-        // tables already in registers (`simd`, made from `map`).
+        // max |x| over the finite values of [0, n) (the rare path of a block holding an inf).
+        inline float finite_abs_max(const float* in, std::size_t n) noexcept
+        {
+            float top = 0;
+            for (std::size_t i = 0; i < n; ++i)
+            {
+                const float a = std::fabs(in[i]);
+                top = a > top && a <= std::numeric_limits<float>::max() ? a : top;
+            }
+            return top;
+        }
+
+        // Encodes n values (a block) on the scale `absmax`, their max |x| (NaN ignored),
+        // with the map's tables already in registers (`simd`, made from `map`). Returns
+        // the scale stored: an inf in the block does not become the scale (it would turn
+        // every other value into zero and the block into NaN on decoding); the finite
+        // maximum does, and inf encodes to the map's end. A subnormal scale, whose
+        // reciprocal overflows, is divided by instead.
         template <class Arch>
-        void encode_q8(const float* in, float absmax, const dynamic_map& map, const dynamic_map::simd<Arch>& simd,
-                       std::uint8_t* codes, std::size_t n) noexcept
+        float encode_q8(const float* in, float absmax, const dynamic_map& map, const dynamic_map::simd<Arch>& simd,
+                        std::uint8_t* codes, std::size_t n) noexcept
         {
             using batch = xsimd::batch<float, Arch>;
+            if (!(absmax <= std::numeric_limits<float>::max()))
+            {
+                absmax = finite_abs_max(in, n);
+            }
             const float inverse = absmax > 0 ? 1.0f / absmax : 0.0f;
+            if (!(inverse <= std::numeric_limits<float>::max()))
+            {
+                for (std::size_t i = 0; i < n; ++i)
+                {
+                    codes[i] = map.encode(in[i] / absmax);
+                }
+                return absmax;
+            }
             const batch scale(inverse);
             const auto code = [&](std::size_t i) {
                 return xsimd::batch_cast<std::int32_t>(simd.encode(batch::load_aligned(in + i) * scale));
@@ -696,15 +771,14 @@ namespace xoptim
             {
                 codes[i] = map.encode(in[i] * inverse);
             }
+            return absmax;
         }
 
         // Encodes n values (a block) and returns their absmax, the block's new scale.
         template <class Arch>
         float encode_q8(const float* in, const dynamic_map& map, std::uint8_t* codes, std::size_t n) noexcept
         {
-            const float absmax = abs_max<Arch>(in, n);
-            encode_q8<Arch>(in, absmax, map, dynamic_map::simd<Arch>(map), codes, n);
-            return absmax;
+            return encode_q8<Arch>(in, abs_max<Arch>(in, n), map, dynamic_map::simd<Arch>(map), codes, n);
         }
     }
 }

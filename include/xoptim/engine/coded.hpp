@@ -235,7 +235,8 @@ namespace xoptim
                 if constexpr (has_slot<Traits::loads, first_state + k>)
                 {
                     const auto* codes = static_cast<const std::uint8_t*>(job.source[first_state + k]) + first + i;
-                    r[first_state + k] = lanes[k].simd.decode(codec::widen<std::int32_t, Arch>(codes)) * lanes[k].scale;
+                    r[first_state + k] =
+                        codec::rounded_product(lanes[k].simd.decode(codec::widen<std::int32_t, Arch>(codes)), lanes[k].scale);
                 }
             };
             (load(std::integral_constant<std::size_t, K>{}), ...);
@@ -307,10 +308,9 @@ namespace xoptim
                 {
                     if (in_mask<Traits::stores>(first_state + k))
                     {
-                        const float absmax = codec::horizontal_max(lanes[k].top);
-                        job.absmax[first_state + k][block] = absmax;
-                        codec::encode_q8<Arch>(buffer[k], absmax, lanes[k].map, lanes[k].simd,
-                                               static_cast<std::uint8_t*>(job.target[first_state + k]) + first, n);
+                        job.absmax[first_state + k][block] = codec::encode_q8<Arch>(
+                            buffer[k], codec::horizontal_max(lanes[k].top), lanes[k].map, lanes[k].simd,
+                            static_cast<std::uint8_t*>(job.target[first_state + k]) + first, n);
                     }
                 }
             }

@@ -13,10 +13,9 @@
 //                                   the K-th of param_groups), as stored: F32/F64, BF16,
 //                                   or U8 codes of 8-bit states
 //   state/KEY/NAME/STATE.absmax     an 8-bit state's scales, F32, one per 256 elements
-//   state/KEY/NAME/bf16_compensation  a compensated bf16 parameter's low halves, BF16
 //   accumulator/NAME                a stepper's gradient sums, when micro-batches are pending
-// and string metadata: format, format_version, per KEY its optimizer, step, storage
-// (and the stochastic rounding's seed, a record),
+// and string metadata: format, format_version, per KEY its optimizer, step, how its
+// states are stored,
 // hyperparameters and schedules (JSON text), the stepper's counters and options, and
 // an XXH64 checksum per tensor (key "xxh64/TENSOR", 16 hex digits). A load needs the
 // live optimizer to store its states as the saved one did (set_storage first).
@@ -293,12 +292,6 @@ namespace xoptim
             return out + "}";
         }
 
-        inline std::string storage_json(const storage_options& o)
-        {
-            return std::string("{\"states\": \"") + to_string(o.states) + "\", \"min_8bit_size\": "
-                   + std::to_string(o.min_8bit_size) + ", \"parameters\": \"" + to_string(o.parameters) + "\"}";
-        }
-
         inline std::string stepper_json(const stepper_options& o)
         {
             const char* policy = o.on_non_finite == non_finite::skip    ? "skip"
@@ -369,11 +362,6 @@ namespace xoptim
                             out.push_back({name + ".absmax", io::st_dtype::F32, {e.blocks()}, t.absmax,
                                            e.blocks() * sizeof(float), owner + " (8-bit block scales)"});
                         }
-                    }
-                    if (e.compensation != nullptr)
-                    {
-                        out.push_back({prefix + e.name + "/bf16_compensation", io::st_dtype::BF16, e.shape,
-                                       e.compensation, e.size * 2, "rounding compensation of parameter '" + e.name + "'"});
                     }
                 }
             };
@@ -450,8 +438,7 @@ namespace xoptim
             using O = std::remove_const_t<std::remove_reference_t<decltype(o)>>;
             writer.metadata(key + ".optimizer", O::name);
             writer.metadata(key + ".step", std::to_string(o.step_count()));
-            writer.metadata(key + ".storage", detail::storage_json(o.storage()));
-            writer.metadata(key + ".storage_seed", std::to_string(o.storage().seed));
+            writer.metadata(key + ".storage", to_string(o.storage().states));
             writer.metadata(key + ".hyperparameters", detail::options_json(o.options()));
             writer.metadata(key + ".schedules", detail::schedules_json(o.schedules()));
         });
@@ -511,14 +498,15 @@ namespace xoptim
             {
                 checkpoint_error(path, "'" + key + "' was " + saved + " in the checkpoint, it is " + O::name + " here");
             }
-            // Version 1 files predate storage options: their states are native.
+            // Files written before storage options have native states. (Which tensors
+            // are 8-bit also depends on min_8bit_size: the tensors' dtypes check that.)
             const auto saved_storage = meta.find(key + ".storage");
-            const std::string storage = detail::storage_json(o.storage());
+            const std::string storage = to_string(o.storage().states);
             const std::string recorded =
-                saved_storage != meta.end() ? saved_storage->second : detail::storage_json(storage_options{});
+                saved_storage != meta.end() ? saved_storage->second : to_string(state_storage::native);
             if (recorded != storage)
             {
-                checkpoint_error(path, "'" + key + "' stored its state as " + recorded + " in the checkpoint, here as "
+                checkpoint_error(path, "'" + key + "' stored its states as " + recorded + " in the checkpoint, here as "
                                            + storage + " (call set_storage before loading)");
             }
             steps.push_back(detail::parse_count(path, meta, key + ".step"));
@@ -596,7 +584,10 @@ namespace xoptim
             // Everything holds: restore.
             for (const auto& [t, info] : copies)
             {
-                std::memcpy(t->data, file.data(*info), t->bytes);
+                if (t->bytes > 0)  // an empty tensor may have no storage at all
+                {
+                    std::memcpy(t->data, file.data(*info), t->bytes);
+                }
             }
         }
         catch (...)
