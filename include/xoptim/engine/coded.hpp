@@ -38,24 +38,6 @@ namespace xoptim
         return f == slot_format::q8_signed || f == slot_format::q8_unsigned;
     }
 
-    constexpr bool is_bf16(slot_format f) noexcept
-    {
-        return f == slot_format::bf16 || f == slot_format::bf16_stochastic || f == slot_format::bf16_compensated;
-    }
-
-    constexpr const char* format_name(slot_format f) noexcept
-    {
-        switch (f)
-        {
-            case slot_format::native: return "native";
-            case slot_format::bf16: return "bf16";
-            case slot_format::bf16_stochastic: return "bf16_stochastic";
-            case slot_format::bf16_compensated: return "bf16_compensated";
-            case slot_format::q8_signed: return "q8_signed";
-            default: return "q8_unsigned";
-        }
-    }
-
     // One parameter's tensors for the coded path, computed in float.
     struct coded_slots
     {
@@ -148,9 +130,6 @@ namespace xoptim
 
     namespace detail
     {
-        template <std::uint64_t Mask>
-        inline constexpr std::uint64_t state_bits = Mask & (((std::uint64_t(1) << max_states) - 1) << first_state);
-
         // The generic path for elements [first, first + n): every coded slot decoded
         // into its buffer, the batch loop over the buffers and the float tensors, every
         // coded slot written encoded back.

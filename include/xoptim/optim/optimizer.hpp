@@ -157,12 +157,6 @@ namespace xoptim
         return s == state_storage::native ? "native" : s == state_storage::bf16 ? "bf16" : "blockwise_8bit";
     }
 
-    inline const char* to_string(bf16_rounding r) noexcept
-    {
-        return r == bf16_rounding::nearest_even ? "nearest_even" : r == bf16_rounding::stochastic ? "stochastic"
-                                                                                                 : "compensated";
-    }
-
     struct storage_options
     {
         // Of float and bf16 parameters; double parameters keep double states.
