@@ -235,9 +235,22 @@ namespace xoptim
         static xsimd::batch<std::int32_t, typename B::arch_type> octave(const B& a) noexcept
         {
             using ibatch = xsimd::batch<std::int32_t, typename B::arch_type>;
-            const ibatch exponent = xsimd::bitwise_cast<ibatch>(a) >> 23;
-            return xsimd::min(xsimd::max(exponent - ibatch(127 - std::int32_t(octaves - 1)), ibatch(0)),
-                              ibatch(std::int32_t(octaves - 1)));
+            const ibatch low(127 - std::int32_t(octaves - 1));
+            const ibatch high(std::int32_t(octaves - 1));
+#if defined(__AVX512F__)
+            if constexpr (std::is_base_of<xsimd::avx512f, typename B::arch_type>::value)
+            {
+                const __m512i exponent = _mm512_maskz_srai_epi32(all_lanes, _mm512_castps_si512(a), 23);
+                return _mm512_maskz_min_epi32(
+                    all_lanes, _mm512_maskz_max_epi32(all_lanes, _mm512_sub_epi32(exponent, low), _mm512_setzero_si512()),
+                    high);
+            }
+            else
+#endif
+            {
+                const ibatch exponent = xsimd::bitwise_cast<ibatch>(a) >> 23;
+                return xsimd::min(xsimd::max(exponent - low, ibatch(0)), high);
+            }
         }
 
         // a * b + c rounded once, as the scalar encode's std::fma: xsimd 8 has no fused
@@ -274,7 +287,20 @@ namespace xoptim
         static B finish(const B& x, const B& a, const B& inv_width, const B& offset, const B& last,
                         bool is_signed) noexcept
         {
-            B code = xsimd::min(xsimd::floor(fused(a, inv_width, offset)), last);
+            B code;
+#if defined(__AVX512F__)
+            if constexpr (std::is_base_of<xsimd::avx512f, typename B::arch_type>::value)
+            {
+                code = _mm512_maskz_min_ps(
+                    all_lanes,
+                    _mm512_maskz_roundscale_ps(all_lanes, fused(a, inv_width, offset), _MM_FROUND_TO_NEG_INF | _MM_FROUND_NO_EXC),
+                    last);
+            }
+            else
+#endif
+            {
+                code = xsimd::min(xsimd::floor(fused(a, inv_width, offset)), last);
+            }
             if (is_signed)
             {
                 code = xsimd::select(x < B(0.0f), B(254.0f) - xsimd::min(code, B(254.0f)), code);
@@ -721,6 +747,46 @@ namespace xoptim
             return top;
         }
 
+        // Elements encode_group takes: 64 on AVX-512 (one store of 64 codes), a batch
+        // elsewhere.
+        template <class Arch>
+        inline constexpr std::size_t encode_group_size = is_avx512<Arch> ? 64 : xsimd::batch<float, Arch>::size;
+
+        // Codes of in[0 .. encode_group_size) times `scale` (1 / the block's absmax).
+        template <class Arch>
+        [[gnu::always_inline]] inline void encode_group(const float* in, const xsimd::batch<float, Arch>& scale,
+                                 const dynamic_map::simd<Arch>& simd, std::uint8_t* codes) noexcept
+        {
+            using batch = xsimd::batch<float, Arch>;
+#if defined(__AVX512F__)
+            if constexpr (is_avx512<Arch>)
+            {
+                const auto code = [&](std::size_t i) {
+                    return _mm512_maskz_cvttps_epi32(all_lanes, simd.encode(batch::load_aligned(in + i) * scale));
+                };
+                // Two word packs, one byte pack, one permute, one store.
+                const __m512i order = _mm512_setr_epi32(0, 4, 8, 12, 1, 5, 9, 13, 2, 6, 10, 14, 3, 7, 11, 15);
+                const __m512i low = _mm512_packus_epi32(code(0), code(16));
+                const __m512i high = _mm512_packus_epi32(code(32), code(48));
+                _mm512_storeu_si512(codes, _mm512_maskz_permutexvar_epi32(all_lanes, order, _mm512_packus_epi16(low, high)));
+            }
+            else
+#endif
+            {
+                narrow(xsimd::batch_cast<std::int32_t>(simd.encode(batch::load_aligned(in) * scale)), codes);
+            }
+        }
+
+        // The reciprocal of a block's scale, or 0 where encode_q8's rare paths are needed
+        // (an inf, a NaN or a subnormal scale).
+        inline float regular_inverse(float absmax) noexcept
+        {
+            const float inverse = absmax > 0 ? 1.0f / absmax : 0.0f;
+            return absmax <= std::numeric_limits<float>::max() && inverse <= std::numeric_limits<float>::max()
+                       ? inverse
+                       : 0.0f;
+        }
+
         // Encodes n values (a block) on the scale `absmax`, their max |x| (NaN ignored),
         // with the map's tables already in registers (`simd`, made from `map`). Returns
         // the scale stored: an inf in the block does not become the scale (it would turn
@@ -746,26 +812,14 @@ namespace xoptim
                 return absmax;
             }
             const batch scale(inverse);
-            const auto code = [&](std::size_t i) {
-                return xsimd::batch_cast<std::int32_t>(simd.encode(batch::load_aligned(in + i) * scale));
-            };
             std::size_t i = 0;
-#if defined(__AVX512F__)
-            if constexpr (is_avx512<Arch>)
+            for (; i + encode_group_size<Arch> <= n; i += encode_group_size<Arch>)
             {
-                // 64 codes per store: two word packs, one byte pack, one permute.
-                const __m512i order = _mm512_setr_epi32(0, 4, 8, 12, 1, 5, 9, 13, 2, 6, 10, 14, 3, 7, 11, 15);
-                for (; i + 64 <= n; i += 64)
-                {
-                    const __m512i low = _mm512_packus_epi32(code(i), code(i + 16));
-                    const __m512i high = _mm512_packus_epi32(code(i + 32), code(i + 48));
-                    _mm512_storeu_si512(codes + i, _mm512_maskz_permutexvar_epi32(all_lanes, order, _mm512_packus_epi16(low, high)));
-                }
+                encode_group<Arch>(in + i, scale, simd, codes + i);
             }
-#endif
             for (; i + batch::size <= n; i += batch::size)
             {
-                narrow(code(i), codes + i);
+                narrow(xsimd::batch_cast<std::int32_t>(simd.encode(batch::load_aligned(in + i) * scale)), codes + i);
             }
             for (; i < n; ++i)
             {

@@ -252,6 +252,47 @@ namespace xoptim
             return {q8_lane<Arch>(job.format[first_state + K])...};
         }
 
+        // Encodes the block's written states, all in one loop (their work interleaves),
+        // unless one needs encode_q8's rare paths (an inf, a subnormal scale).
+        template <class Traits, class Arch, std::size_t S, std::size_t... K>
+        void encode_lanes(const coded_slots& job, std::array<q8_lane<Arch>, S>& lanes,
+                          float (&buffer)[S][codec_block], std::size_t first, std::size_t n, std::index_sequence<K...>)
+        {
+            using batch = xsimd::batch<float, Arch>;
+            constexpr bool written[] = {in_mask<Traits::stores>(first_state + K)...};
+            float absmax[S], inverse[S];
+            bool regular = true;
+            for (std::size_t k = 0; k < S; ++k)
+            {
+                absmax[k] = codec::horizontal_max(lanes[k].top);
+                inverse[k] = codec::regular_inverse(absmax[k]);
+                regular = regular && (!written[k] || inverse[k] > 0 || absmax[k] == 0);
+            }
+            const auto codes = [&](std::size_t k) {
+                return static_cast<std::uint8_t*>(job.target[first_state + k]) + first;
+            };
+            std::size_t i = 0;
+            if (regular)
+            {
+                const batch scale[S] = {batch(inverse[K])...};
+                for (; i + codec::encode_group_size<Arch> <= n; i += codec::encode_group_size<Arch>)
+                {
+                    ((written[K] ? codec::encode_group<Arch>(buffer[K] + i, scale[K], lanes[K].simd, codes(K) + i)
+                                 : void()),
+                     ...);
+                }
+            }
+            // What is left (or everything): lane by lane, on the same scale.
+            for (std::size_t k = 0; k < S; ++k)
+            {
+                if (written[k])
+                {
+                    job.absmax[first_state + k][first / codec_block] = codec::encode_q8<Arch>(
+                        buffer[k] + i, absmax[k], lanes[k].map, lanes[k].simd, codes(k) + i, n - i);
+                }
+            }
+        }
+
         // The fused path, for whole blocks of a parameter whose touched coded slots are
         // all 8-bit states: codes decoded in registers as the batch loads them, the
         // block's new absmax kept as it is written, then one encoding pass.
@@ -283,15 +324,7 @@ namespace xoptim
                 {
                     run_q8_batch<Traits>(local_prog, local_transform, job, lanes, buffer, first, i, states{});
                 }
-                for (std::size_t k = 0; k < S; ++k)
-                {
-                    if (in_mask<Traits::stores>(first_state + k))
-                    {
-                        job.absmax[first_state + k][block] = codec::encode_q8<Arch>(
-                            buffer[k], codec::horizontal_max(lanes[k].top), lanes[k].map, lanes[k].simd,
-                            static_cast<std::uint8_t*>(job.target[first_state + k]) + first, n);
-                    }
-                }
+                encode_lanes<Traits>(job, lanes, buffer, first, n, states{});
             }
         }
     }
