@@ -234,18 +234,6 @@ namespace xoptim
             (store(std::integral_constant<std::size_t, K>{}), ...);
         }
 
-        // One past the highest state slot the program loads or stores.
-        template <class Traits>
-        constexpr std::size_t highest_state()
-        {
-            std::size_t n = 0;
-            for (std::size_t k = 0; k < max_states; ++k)
-            {
-                n = in_mask<Traits::loads | Traits::stores>(first_state + k) ? k + 1 : n;
-            }
-            return n;
-        }
-
         template <class Arch, std::size_t... K>
         std::array<q8_lane<Arch>, sizeof...(K)> make_lanes(const coded_slots& job, std::index_sequence<K...>)
         {
@@ -302,7 +290,7 @@ namespace xoptim
         {
             using batch = xsimd::batch<float, Arch>;
             // States 0 .. S-1 (the last one the program touches): only they get a lane.
-            constexpr std::size_t S = std::max<std::size_t>(1, highest_state<Traits>());
+            constexpr std::size_t S = std::max<std::size_t>(1, states_used<Traits>());
             using states = std::make_index_sequence<S>;
             auto lanes = make_lanes<Arch>(job, states{});
             alignas(64) float buffer[S][codec_block];

@@ -174,20 +174,6 @@ namespace xoptim
             using type = float;
         };
 
-        template <class P>
-        constexpr std::size_t states_used()
-        {
-            constexpr std::uint64_t touched = (program_traits<P>::loads | program_traits<P>::stores) >> first_state;
-            std::size_t n = 0;
-            for (std::size_t k = 0; k < max_states; ++k)
-            {
-                if (touched >> k & 1)
-                {
-                    n = k + 1;
-                }
-            }
-            return n;
-        }
     }
 
     // Evaluates `prog` over every tensor in `jobs`, threaded when the list is big enough,

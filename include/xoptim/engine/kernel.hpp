@@ -106,6 +106,20 @@ namespace xoptim
                           "xoptim: a local is read before it is assigned in this program");
         };
 
+        // One past the highest state slot a program (given by its traits) loads or
+        // stores: the state tensors it needs.
+        template <class Traits>
+        constexpr std::size_t states_used()
+        {
+            constexpr std::uint64_t touched = (Traits::loads | Traits::stores) >> first_state;
+            std::size_t n = 0;
+            for (std::size_t k = 0; k < max_states; ++k)
+            {
+                n = (touched >> k & 1) != 0 ? k + 1 : n;
+            }
+            return n;
+        }
+
         /******************************
          * Preparation and evaluation *
          ******************************/

@@ -74,7 +74,7 @@ namespace xoptim
         void run(A&&... assignments) const
         {
             const auto prog = fuse(std::forward<A>(assignments)...);
-            if (detail::states_used<std::decay_t<decltype(prog)>>() > m_states)
+            if (detail::states_used<detail::program_traits<std::decay_t<decltype(prog)>>>() > m_states)
             {
                 throw std::logic_error("xoptim: the update uses more state tensors than num_states() created");
             }
