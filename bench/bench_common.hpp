@@ -51,6 +51,12 @@ namespace bench
         return std::max(1u, std::thread::hardware_concurrency());
     }
 
+    // The thread counts every program compares: 1, and all where there are more.
+    inline std::vector<std::size_t> thread_counts()
+    {
+        return all_threads() > 1 ? std::vector<std::size_t>{1, all_threads()} : std::vector<std::size_t>{1};
+    }
+
     inline std::string name(const char* algorithm, const char* impl, const shape& s, std::size_t threads)
     {
         return std::string(algorithm) + "/" + impl + "/" + s.name + "/threads:" + std::to_string(threads);
@@ -151,17 +157,13 @@ namespace bench
 
     inline void register_xoptim_adamw(const shape& s)
     {
-        for (std::size_t t : {std::size_t(1), all_threads()})
+        for (std::size_t t : thread_counts())
         {
             configure(benchmark::RegisterBenchmark(name("adamw", "xoptim", s, t).c_str(),
                                                    [s, t](benchmark::State& st) {
                                                        run_xoptim(st, s, adamw_arrays, t, make_adamw());
                                                    }),
                       s);
-            if (all_threads() == 1)
-            {
-                break;
-            }
         }
     }
 }

@@ -269,11 +269,7 @@ namespace
 
     void register_all()
     {
-        std::vector<std::size_t> threads = {1};
-        if (all_threads() > 1)
-        {
-            threads.push_back(all_threads());
-        }
+        const std::vector<std::size_t> threads = thread_counts();
         for (const shape& s : {case_a, case_b})
         {
             register_xoptim_adamw(s);
