@@ -170,16 +170,16 @@ namespace
         // The same through the SIMD path.
         for (const auto& c : maps)
         {
-            alignas(64) float x[16] = {inf, -inf, 1.5f, -1.5f};
-            alignas(64) float codes[16];
+            alignas(64) float x[16] = {inf, -inf, 1.5f, -1.5f, std::numeric_limits<float>::quiet_NaN(), -2.0f, 1e30f, -1e30f};
+            std::uint8_t codes[16];
             const dynamic_map::simd<arch> simd(*c.map);
             for (std::size_t i = 0; i < 16; i += xsimd::batch<float, arch>::size)
             {
-                simd.encode(xsimd::batch<float, arch>::load_aligned(x + i)).store_aligned(codes + i);
+                codec::narrow(xsimd::batch<std::int32_t, arch>(simd.codes(xsimd::batch<float, arch>::load_aligned(x + i))), codes + i);
             }
             for (std::size_t i = 0; i < 16; ++i)
             {
-                EXPECT_EQ(codes[i], float(c.map->encode(x[i]))) << c.key << " " << x[i];
+                EXPECT_EQ(codes[i], c.map->encode(x[i])) << c.key << " " << x[i];
             }
         }
     }

@@ -115,6 +115,8 @@ namespace xoptim
         // Batch encoding and decoding, with the map's tables loaded once into registers
         // (the byte stores of a code loop may alias anything, so tables read through the
         // map would be read again every batch). Same codes and values as the scalar forms.
+        // codes() gives 32-bit codes for narrow(); on AVX-512 a negative x whose mirror
+        // is below code 0 gives -1, which narrow()'s saturating packs make 0.
         template <class Arch, bool = std::is_base_of<xsimd::avx512f, Arch>::value>
         class simd
         {
@@ -128,15 +130,21 @@ namespace xoptim
             {
             }
 
-            batch encode(const batch& x) const noexcept
+            ibatch codes(const batch& x) const noexcept
             {
                 const dynamic_map& m = m_map;
                 const batch a = xsimd::abs(x);
                 const ibatch o = octave(a);
                 const batch above = xsimd::select(a >= batch::gather(m.m_octave_next.data(), o), batch(1.0f), batch(0.0f));
                 const ibatch count = ibatch::gather(m.m_octave_count.data(), o) + xsimd::batch_cast<std::int32_t>(above);
-                return finish(x, a, batch::gather(m.m_inv_width.data(), count), batch::gather(m.m_code_offset.data(), count),
-                              batch::gather(m.m_last_code.data(), count), m.m_signed);
+                B code = xsimd::min(xsimd::floor(fused(a, batch::gather(m.m_inv_width.data(), count),
+                                                       batch::gather(m.m_code_offset.data(), count))),
+                                    batch::gather(m.m_last_code.data(), count));
+                if (m.m_signed)
+                {
+                    code = xsimd::select(x < batch(0.0f), batch(254.0f) - xsimd::min(code, batch(254.0f)), code);
+                }
+                return xsimd::batch_cast<std::int32_t>(code);
             }
 
             batch decode(const ibatch& c) const noexcept
@@ -146,10 +154,14 @@ namespace xoptim
 
         private:
 
+            using B = batch;
             const dynamic_map& m_map;
         };
 
 #if defined(__AVX512F__)
+        // Counted in the ops that run two per cycle (permutes, conversions, compares,
+        // float arithmetic) against the integer ones that run four: a code costs nine of
+        // the first kind to encode and six to decode.
         template <class Arch>
         class simd<Arch, true>
         {
@@ -165,7 +177,7 @@ namespace xoptim
                   m_next_hi(_mm512_load_ps(m.m_octave_next.data() + 16)),
                   m_inv_width(_mm512_load_ps(m.m_inv_width.data())),
                   m_code_offset(_mm512_load_ps(m.m_code_offset.data())),
-                  m_last(_mm512_load_ps(m.m_last_code.data())),
+                  m_last(_mm512_maskz_cvttps_epi32(all_lanes, _mm512_load_ps(m.m_last_code.data()))),
                   m_width(_mm512_load_ps(m.m_width.data())),
                   m_offset(_mm512_load_ps(m.m_offset.data())),
                   m_centre(_mm512_set1_epi32(m.m_signed ? 127 : 0)),
@@ -173,32 +185,44 @@ namespace xoptim
             {
             }
 
-            batch encode(const batch& x) const noexcept
+            // The bucket by the octave's boundary count (one more at or above its
+            // boundary), the floor converted directly (unsigned: NaN and inf become the
+            // largest value, so the min with the bucket's last code takes them there),
+            // the mirror for negative x (signed map) by subtraction and blend.
+            __m512i codes(const batch& x) const noexcept
             {
-                const batch a = xsimd::abs(x);
-                const __m512i o = octave(a);
+                const __m512 a = _mm512_castsi512_ps(_mm512_and_si512(_mm512_castps_si512(x), _mm512_set1_epi32(0x7fffffff)));
+                const __m512i o = octave(batch(a));
                 const __m512i below = _mm512_permutex2var_epi32(m_count_lo, o, m_count_hi);
                 const __m512 next = _mm512_permutex2var_ps(m_next_lo, o, m_next_hi);
-                const __m512i count = _mm512_mask_add_epi32(below, _mm512_cmp_ps_mask(a, next, _CMP_GE_OQ), below,
-                                                            _mm512_set1_epi32(1));
-                return finish<batch>(x, a, _mm512_maskz_permutexvar_ps(all_lanes, count, m_inv_width),
-                                     _mm512_maskz_permutexvar_ps(all_lanes, count, m_code_offset), _mm512_maskz_permutexvar_ps(all_lanes, count, m_last),
-                                     m_signed);
+                const __m512i count = _mm512_mask_blend_epi32(_mm512_cmp_ps_mask(a, next, _CMP_GE_OQ), below,
+                                                              _mm512_add_epi32(below, _mm512_set1_epi32(1)));
+                const __m512 y = _mm512_fmadd_ps(a, _mm512_maskz_permutexvar_ps(all_lanes, count, m_inv_width),
+                                                 _mm512_maskz_permutexvar_ps(all_lanes, count, m_code_offset));
+                const __m512i floor = _mm512_maskz_cvt_roundps_epu32(all_lanes, y, _MM_FROUND_TO_NEG_INF | _MM_FROUND_NO_EXC);
+                const __m512i code =
+                    _mm512_maskz_min_epu32(all_lanes, floor, _mm512_maskz_permutexvar_epi32(all_lanes, count, m_last));
+                if (!m_signed)
+                {
+                    return code;
+                }
+                const __mmask16 negative = _mm512_cmp_ps_mask(x, _mm512_setzero_ps(), _CMP_LT_OQ);
+                return _mm512_mask_blend_epi32(negative, code, _mm512_sub_epi32(_mm512_set1_epi32(254), code));
             }
 
-            // q = |c - 127| (signed) or c; its octave picks (width, offset); getexp(0) is
-            // -inf, clamped to index 0.
-            // Branch-free over the map's kind: q = |c - centre| (centre 127 signed, 0
-            // unsigned); the bit length of q + bias (bias 1 unsigned, so code 0 is zero)
-            // is the octave index, 0 for zero.
+            // q = |c - centre| (centre 127 signed, 0 unsigned) by integer adds, the
+            // tables indexed by the leading zeros of q + bias (bias 1 unsigned, so code
+            // 0 is zero) mod 16, and the sign of c - centre put on the value.
             batch decode(const __m512i& c) const noexcept
             {
-                const __m512i q = _mm512_maskz_abs_epi32(all_lanes, _mm512_sub_epi32(c, m_centre));
-                const __m512i index = octave_of(_mm512_add_epi32(q, m_bias));
+                const __m512i d = _mm512_sub_epi32(c, m_centre);
+                const __m512i q = _mm512_maskz_max_epi32(all_lanes, d, _mm512_sub_epi32(_mm512_setzero_si512(), d));
+                const __m512i index = leading_zeros(_mm512_add_epi32(q, m_bias));
                 const __m512 qf = _mm512_maskz_cvtepi32_ps(all_lanes, q);
                 const __m512 v = _mm512_fmadd_ps(qf, _mm512_maskz_permutexvar_ps(all_lanes, index, m_width),
                                                  _mm512_maskz_permutexvar_ps(all_lanes, index, m_offset));
-                return _mm512_mask_sub_ps(v, _mm512_cmplt_epi32_mask(c, m_centre), _mm512_setzero_ps(), v);
+                const __m512i sign = _mm512_and_si512(d, _mm512_set1_epi32(std::int32_t(0x80000000u)));
+                return _mm512_castsi512_ps(_mm512_or_si512(_mm512_castps_si512(v), sign));
             }
 
         private:
@@ -206,20 +230,23 @@ namespace xoptim
             bool m_signed;
             __m512i m_count_lo, m_count_hi;
             __m512 m_next_lo, m_next_hi;
-            __m512 m_inv_width, m_code_offset, m_last;
+            __m512 m_inv_width, m_code_offset;
+            __m512i m_last;
             __m512 m_width, m_offset;
             __m512i m_centre;
             __m512i m_bias;
 
-            // The bit length of each lane (0 for 0): 32 - lzcnt, or the float exponent.
-            static __m512i octave_of(const __m512i& n) noexcept
+            // Leading zeros of each lane (32 for 0), or 32 minus the bit length from
+            // the float exponent.
+            static __m512i leading_zeros(const __m512i& n) noexcept
             {
 #if defined(__AVX512CD__)
-                return _mm512_sub_epi32(_mm512_set1_epi32(32), _mm512_maskz_lzcnt_epi32(all_lanes, n));
+                return _mm512_maskz_lzcnt_epi32(all_lanes, n);
 #else
                 const __m512 lg = _mm512_maskz_getexp_ps(all_lanes, _mm512_maskz_cvtepi32_ps(all_lanes, n));
-                return _mm512_maskz_cvttps_epi32(
+                const __m512i length = _mm512_maskz_cvttps_epi32(
                     all_lanes, _mm512_maskz_max_ps(all_lanes, _mm512_add_ps(lg, _mm512_set1_ps(1.0f)), _mm512_setzero_ps()));
+                return _mm512_sub_epi32(_mm512_set1_epi32(32), length);
 #endif
             }
         };
@@ -279,33 +306,11 @@ namespace xoptim
             }
         }
 
-        // min(floor(|x| * inv_width + offset), last), mirrored for negative x. The floor
-        // cannot fall below the bucket's first code: each bucket's boundary lies 0.2 of
-        // a bin or more above its low end. It can pass the last one, between the
-        // bucket's top and the next boundary.
-        template <class B>
-        static B finish(const B& x, const B& a, const B& inv_width, const B& offset, const B& last,
-                        bool is_signed) noexcept
+        // The decoding tables' slot for a bit length L of q (+ 1 unsigned): the
+        // leading zeros of q, 32 - L, mod 16 (as a 16-entry permute reads its index).
+        static constexpr std::size_t decode_index(std::size_t length) noexcept
         {
-            B code;
-#if defined(__AVX512F__)
-            if constexpr (std::is_base_of<xsimd::avx512f, typename B::arch_type>::value)
-            {
-                code = _mm512_maskz_min_ps(
-                    all_lanes,
-                    _mm512_maskz_roundscale_ps(all_lanes, fused(a, inv_width, offset), _MM_FROUND_TO_NEG_INF | _MM_FROUND_NO_EXC),
-                    last);
-            }
-            else
-#endif
-            {
-                code = xsimd::min(xsimd::floor(fused(a, inv_width, offset)), last);
-            }
-            if (is_signed)
-            {
-                code = xsimd::select(x < B(0.0f), B(254.0f) - xsimd::min(code, B(254.0f)), code);
-            }
-            return code;
+            return (32 - length) % 16;
         }
 
         static std::size_t octave_index(std::int32_t biased_exponent) noexcept
@@ -317,11 +322,12 @@ namespace xoptim
         explicit dynamic_map(bool is_signed)
             : m_signed(is_signed)
         {
-            // Decoding: index 0 is zero (signed q = 0), index t + 1 holds q in [2^t, 2^(t+1))
-            // of q = |c - 127| (signed) or c + 1 (unsigned, so index 1 is zero).
+            // Decoding, by bit length: 0 is zero (signed q = 0), t + 1 holds q in
+            // [2^t, 2^(t+1)) of q = |c - 127| (signed) or c + 1 (unsigned, so length 1 is
+            // zero); each kept at decode_index(length).
             const std::size_t zero_index = is_signed ? 0 : 1;
             const std::size_t one_index = is_signed ? 8 : 9;
-            m_offset[one_index] = 1.0f;
+            m_offset[decode_index(one_index)] = 1.0f;
             std::array<double, buckets> lo{}, width{};
             std::array<std::size_t, buckets> first{}, n{};
             for (std::size_t k = 0; k < buckets; ++k)
@@ -332,15 +338,15 @@ namespace xoptim
                 width[k] = 0.9 * scale / double(n[k]);
                 // q of the bucket's first value: the octave starts there.
                 const double q0 = is_signed ? double(n[k]) : double(n[k]) - 1;
-                m_width[zero_index + 1 + k] = float(width[k]);
-                m_offset[zero_index + 1 + k] = float(lo[k] + (0.5 - q0) * width[k]);
+                m_width[decode_index(zero_index + 1 + k)] = float(width[k]);
+                m_offset[decode_index(zero_index + 1 + k)] = float(lo[k] + (0.5 - q0) * width[k]);
                 first[k] = is_signed ? 127 + n[k] : n[k] - 1;
             }
             for (std::size_t c = 0; c < 256; ++c)
             {
                 const int q = is_signed ? std::abs(int(c) - 127) : int(c);
                 const int lg = is_signed ? (q == 0 ? -1 : std::ilogb(float(q))) : std::ilogb(float(q + 1));
-                const std::size_t index = std::size_t(std::max(lg + 1, 0));
+                const std::size_t index = decode_index(std::size_t(std::max(lg + 1, 0)));
                 const float v = std::fma(float(q), m_width[index], m_offset[index]);
                 m_values[c] = is_signed && c < 127 ? -v : v;
             }
@@ -381,7 +387,7 @@ namespace xoptim
 
         bool m_signed;
         alignas(64) std::array<float, 256> m_values{};
-        // Decoding, by octave index: value = fma(q, width, offset).
+        // Decoding, at decode_index(bit length of q): value = fma(q, width, offset).
         alignas(64) std::array<float, 16> m_width{};
         alignas(64) std::array<float, 16> m_offset{};
         // Bucket boundaries 0..6 open buckets 0..6; boundary 7 is the midpoint below 1.
@@ -534,6 +540,12 @@ namespace xoptim
         inline B max_abs(const B& a, const B& x) noexcept
         {
             const B m = xsimd::abs(x);
+#if defined(__AVX512F__)
+            if constexpr (is_avx512<typename B::arch_type>)
+            {
+                return _mm512_maskz_max_ps(all_lanes, m, a);  // vmaxps gives its second operand where one is NaN
+            }
+#endif
             return xsimd::select(m > a, m, a);
         }
 
@@ -691,10 +703,24 @@ namespace xoptim
                 [&](std::size_t i) { out[i] = table[codes[i]] * absmax; });
         }
 
-        // The largest lane, by a tree (xsimd 8 has no max reduction).
+        // The largest lane, by a tree (xsimd 8 has no max reduction); the lanes are not
+        // NaN.
         template <class B>
         inline float horizontal_max(const B& b) noexcept
         {
+#if defined(__AVX512F__)
+            if constexpr (is_avx512<typename B::arch_type>)
+            {
+                // Halves by extraction: GCC 12's cast to 256 bits is an extraction with
+                // an undefined pass-through (-Wuninitialized, bug 105593).
+                const __m512d x = _mm512_castps_pd(b);
+                const __m256 h = _mm256_max_ps(_mm256_castpd_ps(_mm512_maskz_extractf64x4_pd(0xF, x, 0)),
+                                               _mm256_castpd_ps(_mm512_maskz_extractf64x4_pd(0xF, x, 1)));
+                const __m128 q = _mm_max_ps(_mm256_castps256_ps128(h), _mm256_extractf128_ps(h, 1));
+                const __m128 p = _mm_max_ps(q, _mm_movehl_ps(q, q));
+                return _mm_cvtss_f32(_mm_max_ss(p, _mm_shuffle_ps(p, p, 1)));
+            }
+#endif
             alignas(64) float lanes[B::size];
             b.store_aligned(lanes);
             for (std::size_t half = B::size / 2; half > 0; half /= 2)
@@ -761,19 +787,22 @@ namespace xoptim
 #if defined(__AVX512F__)
             if constexpr (is_avx512<Arch>)
             {
-                const auto code = [&](std::size_t i) {
-                    return _mm512_maskz_cvttps_epi32(all_lanes, simd.encode(batch::load_aligned(in + i) * scale));
-                };
-                // Two word packs, one byte pack, one permute, one store.
+                // Written out: a loop here is not unrolled, and its codes go through memory.
+                const __m512i c0 = simd.codes(batch::load_aligned(in) * scale);
+                const __m512i c1 = simd.codes(batch::load_aligned(in + 16) * scale);
+                const __m512i c2 = simd.codes(batch::load_aligned(in + 32) * scale);
+                const __m512i c3 = simd.codes(batch::load_aligned(in + 48) * scale);
+                // Two word packs, one byte pack (saturating: -1 becomes 0), one permute,
+                // one store.
                 const __m512i order = _mm512_setr_epi32(0, 4, 8, 12, 1, 5, 9, 13, 2, 6, 10, 14, 3, 7, 11, 15);
-                const __m512i low = _mm512_packus_epi32(code(0), code(16));
-                const __m512i high = _mm512_packus_epi32(code(32), code(48));
+                const __m512i low = _mm512_packus_epi32(c0, c1);
+                const __m512i high = _mm512_packus_epi32(c2, c3);
                 _mm512_storeu_si512(codes, _mm512_maskz_permutexvar_epi32(all_lanes, order, _mm512_packus_epi16(low, high)));
             }
             else
 #endif
             {
-                narrow(xsimd::batch_cast<std::int32_t>(simd.encode(batch::load_aligned(in) * scale)), codes);
+                narrow(xsimd::batch<std::int32_t, Arch>(simd.codes(batch::load_aligned(in) * scale)), codes);
             }
         }
 
@@ -819,7 +848,7 @@ namespace xoptim
             }
             for (; i + batch::size <= n; i += batch::size)
             {
-                narrow(xsimd::batch_cast<std::int32_t>(simd.encode(batch::load_aligned(in + i) * scale)), codes + i);
+                narrow(xsimd::batch<std::int32_t, Arch>(simd.codes(batch::load_aligned(in + i) * scale)), codes + i);
             }
             for (; i < n; ++i)
             {

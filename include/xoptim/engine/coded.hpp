@@ -195,7 +195,7 @@ namespace xoptim
         };
 
         template <class Traits, class Arch, class Prepared, std::size_t S, std::size_t... K>
-        inline void run_q8_batch(const Prepared& prog, const prepared_transform<xsimd::batch<float, Arch>>& transform,
+        [[gnu::always_inline]] inline void run_q8_batch(const Prepared& prog, const prepared_transform<xsimd::batch<float, Arch>>& transform,
                                  const coded_slots& job, std::array<q8_lane<Arch>, S>& lanes,
                                  float (&buffer)[S][codec_block], std::size_t first, std::size_t i,
                                  std::index_sequence<K...>)
@@ -240,8 +240,40 @@ namespace xoptim
             return {q8_lane<Arch>(job.format[first_state + K])...};
         }
 
-        // Encodes the block's written states, all in one loop (their work interleaves),
-        // unless one needs encode_q8's rare paths (an inf, a subnormal scale).
+        // How many of states 0 .. k-1 the program writes.
+        template <class Traits>
+        constexpr std::size_t written_before(std::size_t k)
+        {
+            std::size_t n = 0;
+            for (std::size_t j = 0; j < k; ++j)
+            {
+                n += in_mask<Traits::stores>(first_state + j) ? 1 : 0;
+            }
+            return n;
+        }
+
+        // A block's scales from its written states' running maxima: false where one
+        // needs encode_q8's rare paths (an inf, a NaN, a subnormal scale).
+        template <class Traits, class Arch, std::size_t S>
+        bool block_scales(const std::array<q8_lane<Arch>, S>& lanes, float (&absmax)[S], float (&inverse)[S]) noexcept
+        {
+            bool regular = true;
+            for (std::size_t k = 0; k < S; ++k)
+            {
+                absmax[k] = codec::horizontal_max(lanes[k].top);
+                inverse[k] = codec::regular_inverse(absmax[k]);
+                regular = regular && (!in_mask<Traits::stores>(first_state + k) || inverse[k] > 0 || absmax[k] == 0);
+            }
+            return regular;
+        }
+
+        inline std::uint8_t* codes_of(const coded_slots& job, std::size_t k, std::size_t first) noexcept
+        {
+            return static_cast<std::uint8_t*>(job.target[first_state + k]) + first;
+        }
+
+        // Encodes a block's written states, all in one loop (their work interleaves),
+        // unless one needs encode_q8's rare paths.
         template <class Traits, class Arch, std::size_t S, std::size_t... K>
         void encode_lanes(const coded_slots& job, std::array<q8_lane<Arch>, S>& lanes,
                           float (&buffer)[S][codec_block], std::size_t first, std::size_t n, std::index_sequence<K...>)
@@ -249,23 +281,13 @@ namespace xoptim
             using batch = xsimd::batch<float, Arch>;
             constexpr bool written[] = {in_mask<Traits::stores>(first_state + K)...};
             float absmax[S], inverse[S];
-            bool regular = true;
-            for (std::size_t k = 0; k < S; ++k)
-            {
-                absmax[k] = codec::horizontal_max(lanes[k].top);
-                inverse[k] = codec::regular_inverse(absmax[k]);
-                regular = regular && (!written[k] || inverse[k] > 0 || absmax[k] == 0);
-            }
-            const auto codes = [&](std::size_t k) {
-                return static_cast<std::uint8_t*>(job.target[first_state + k]) + first;
-            };
             std::size_t i = 0;
-            if (regular)
+            if (block_scales<Traits>(lanes, absmax, inverse))
             {
                 const batch scale[S] = {batch(inverse[K])...};
                 for (; i + codec::encode_group_size<Arch> <= n; i += codec::encode_group_size<Arch>)
                 {
-                    ((written[K] ? codec::encode_group<Arch>(buffer[K] + i, scale[K], lanes[K].simd, codes(K) + i)
+                    ((written[K] ? codec::encode_group<Arch>(buffer[K] + i, scale[K], lanes[K].simd, codes_of(job, K, first) + i)
                                  : void()),
                      ...);
                 }
@@ -275,15 +297,67 @@ namespace xoptim
             {
                 if (written[k])
                 {
-                    job.absmax[first_state + k][first / codec_block] = codec::encode_q8<Arch>(
-                        buffer[k] + i, absmax[k], lanes[k].map, lanes[k].simd, codes(k) + i, n - i);
+                    job.absmax[first_state + k][first / codec_block] = i == n ? absmax[k] : codec::encode_q8<Arch>(
+                        buffer[k] + i, absmax[k], lanes[k].map, lanes[k].simd, codes_of(job, k, first) + i, n - i);
                 }
             }
         }
 
+        // A whole block of 8-bit states whose codes are still to be written: its new
+        // values in a buffer and their scales, encoded a group at a time between the
+        // next block's batches (see run_q8_blocks).
+        template <class Arch, std::size_t S>
+        struct q8_pending
+        {
+            const float (*values)[codec_block] = nullptr;  // null: none
+            std::size_t first = 0;
+            xsimd::batch<float, Arch> scale[S];
+        };
+
+        // Group g of a whole block (its batches) with group g of the pending block's
+        // codes written between them: each written state's encoding after its share of
+        // the batches. The batches' divisions and square roots wait on their own unit
+        // while the encoding's permutes and floors run beside them.
+        template <class Traits, class Arch, class Prepared, std::size_t S, std::size_t K, std::size_t... All>
+        [[gnu::always_inline]] inline void run_q8_part(const Prepared& prog,
+                                                       const prepared_transform<xsimd::batch<float, Arch>>& transform,
+                                                       const coded_slots& job, std::array<q8_lane<Arch>, S>& lanes,
+                                                       float (&buffer)[S][codec_block],
+                                                       const q8_pending<Arch, S>& pending, std::size_t first,
+                                                       std::size_t g, std::index_sequence<All...> states)
+        {
+            if constexpr (in_mask<Traits::stores>(first_state + K))
+            {
+                constexpr std::size_t group = codec::encode_group_size<Arch>;
+                constexpr std::size_t width = xsimd::batch<float, Arch>::size;
+                constexpr std::size_t per_group = group / width;
+                constexpr std::size_t written = written_before<Traits>(S);
+                constexpr std::size_t rank = written_before<Traits>(K);
+                for (std::size_t b = rank * per_group / written; b < (rank + 1) * per_group / written; ++b)
+                {
+                    run_q8_batch<Traits>(prog, transform, job, lanes, buffer, first, g * group + b * width, states);
+                }
+                codec::encode_group<Arch>(pending.values[K] + g * group, pending.scale[K], lanes[K].simd,
+                                          codes_of(job, K, pending.first) + g * group);
+            }
+        }
+
+        template <class Traits, class Arch, class Prepared, std::size_t S, std::size_t... K>
+        [[gnu::always_inline]] inline void run_q8_group(const Prepared& prog,
+                                                        const prepared_transform<xsimd::batch<float, Arch>>& transform,
+                                                        const coded_slots& job, std::array<q8_lane<Arch>, S>& lanes,
+                                                        float (&buffer)[S][codec_block],
+                                                        const q8_pending<Arch, S>& pending, std::size_t first,
+                                                        std::size_t g, std::index_sequence<K...> states)
+        {
+            (run_q8_part<Traits, Arch, Prepared, S, K>(prog, transform, job, lanes, buffer, pending, first, g, states), ...);
+        }
+
         // The fused path, for whole blocks of a parameter whose touched coded slots are
         // all 8-bit states: codes decoded in registers as the batch loads them, the
-        // block's new absmax kept as it is written, then one encoding pass.
+        // block's new absmax kept as it is written. A whole block with regular scales
+        // is encoded between the next block's batches, its new values kept in the
+        // other half of a double buffer until then; any other block at once.
         template <class Arch, class Prepared, class Traits>
         void run_q8_blocks(const Prepared& prog, const grad_transform& transform, const coded_slots& job,
                            std::size_t begin, std::size_t end)
@@ -291,11 +365,29 @@ namespace xoptim
             using batch = xsimd::batch<float, Arch>;
             // States 0 .. S-1 (the last one the program touches): only they get a lane.
             constexpr std::size_t S = std::max<std::size_t>(1, states_used<Traits>());
+            constexpr std::size_t group = codec::encode_group_size<Arch>;
+            constexpr bool pipelined = written_before<Traits>(S) > 0;
             using states = std::make_index_sequence<S>;
             auto lanes = make_lanes<Arch>(job, states{});
-            alignas(64) float buffer[S][codec_block];
+            alignas(64) float buffer[2][S][codec_block];
+            q8_pending<Arch, S> pending;
+            std::size_t half = 0;
             const Prepared local_prog = prog;
             const prepared_transform<batch> local_transform(transform);
+            const auto flush = [&] {
+                for (std::size_t g = 0; g < codec_block / group; ++g)
+                {
+                    for (std::size_t k = 0; k < S; ++k)
+                    {
+                        if (in_mask<Traits::stores>(first_state + k))
+                        {
+                            codec::encode_group<Arch>(pending.values[k] + g * group, pending.scale[k], lanes[k].simd,
+                                                      codes_of(job, k, pending.first) + g * group);
+                        }
+                    }
+                }
+                pending.values = nullptr;
+            };
             for (std::size_t first = begin; first < end; first += codec_block)
             {
                 const std::size_t n = std::min(codec_block, end - first);
@@ -308,11 +400,49 @@ namespace xoptim
                     }
                     lanes[k].top = batch(0.0f);
                 }
-                for (std::size_t i = 0; i < n; i += batch::size)
+                if (pending.values != nullptr && n == codec_block)
                 {
-                    run_q8_batch<Traits>(local_prog, local_transform, job, lanes, buffer, first, i, states{});
+                    for (std::size_t g = 0; g < codec_block / group; ++g)
+                    {
+                        run_q8_group<Traits>(local_prog, local_transform, job, lanes, buffer[half], pending, first, g,
+                                             states{});
+                    }
+                    pending.values = nullptr;
                 }
-                encode_lanes<Traits>(job, lanes, buffer, first, n, states{});
+                else
+                {
+                    for (std::size_t i = 0; i < n; i += batch::size)
+                    {
+                        run_q8_batch<Traits>(local_prog, local_transform, job, lanes, buffer[half], first, i, states{});
+                    }
+                    if (pending.values != nullptr)
+                    {
+                        flush();
+                    }
+                }
+                float absmax[S], inverse[S];
+                if (pipelined && n == codec_block && block_scales<Traits>(lanes, absmax, inverse))
+                {
+                    for (std::size_t k = 0; k < S; ++k)
+                    {
+                        if (in_mask<Traits::stores>(first_state + k))
+                        {
+                            job.absmax[first_state + k][block] = absmax[k];
+                        }
+                        pending.scale[k] = batch(inverse[k]);
+                    }
+                    pending.values = buffer[half];
+                    pending.first = first;
+                    half ^= 1;
+                }
+                else
+                {
+                    encode_lanes<Traits>(job, lanes, buffer[half], first, n, states{});
+                }
+            }
+            if (pending.values != nullptr)
+            {
+                flush();
             }
         }
     }
