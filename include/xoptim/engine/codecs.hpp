@@ -171,13 +171,13 @@ namespace xoptim
 
             explicit simd(const dynamic_map& m) noexcept
                 : m_signed(m.m_signed),
-                  m_count_lo(_mm512_load_si512(m.m_octave_count.data())),
-                  m_count_hi(_mm512_load_si512(m.m_octave_count.data() + 16)),
-                  m_next_lo(_mm512_load_ps(m.m_octave_next.data())),
-                  m_next_hi(_mm512_load_ps(m.m_octave_next.data() + 16)),
-                  m_inv_width(_mm512_load_ps(m.m_inv_width.data())),
-                  m_code_offset(_mm512_load_ps(m.m_code_offset.data())),
-                  m_last(_mm512_maskz_cvttps_epi32(all_lanes, _mm512_load_ps(m.m_last_code.data()))),
+                  m_next(_mm512_load_ps(m.m_window_next.data())),
+                  m_inv_width_lo(_mm512_load_ps(m.m_window_inv_width.data())),
+                  m_inv_width_hi(_mm512_load_ps(m.m_window_inv_width.data() + 16)),
+                  m_code_offset_lo(_mm512_load_ps(m.m_window_code_offset.data())),
+                  m_code_offset_hi(_mm512_load_ps(m.m_window_code_offset.data() + 16)),
+                  m_last_lo(_mm512_load_si512(m.m_window_last.data())),
+                  m_last_hi(_mm512_load_si512(m.m_window_last.data() + 16)),
                   m_width(_mm512_load_ps(m.m_width.data())),
                   m_offset(_mm512_load_ps(m.m_offset.data())),
                   m_centre(_mm512_set1_epi32(m.m_signed ? 127 : 0)),
@@ -185,23 +185,26 @@ namespace xoptim
             {
             }
 
-            // The bucket by the octave's boundary count (one more at or above its
-            // boundary), the floor converted directly (unsigned: NaN and inf become the
-            // largest value, so the min with the bucket's last code takes them there),
-            // the mirror for negative x (signed map) by subtraction and blend.
+            // |x| clamped to [2^-24, 1.5] as an integer (NaN to 1.5): its top bits are
+            // the window, whose boundary picks the bucket's half of the tables. The floor
+            // converted directly (unsigned: NaN and inf become the largest value, so the
+            // min with the bucket's last code takes them there); the mirror for negative
+            // x (signed map) by subtraction and blend.
             __m512i codes(const batch& x) const noexcept
             {
-                const __m512 a = _mm512_castsi512_ps(_mm512_and_si512(_mm512_castps_si512(x), _mm512_set1_epi32(0x7fffffff)));
-                const __m512i o = octave(batch(a));
-                const __m512i below = _mm512_permutex2var_epi32(m_count_lo, o, m_count_hi);
-                const __m512 next = _mm512_permutex2var_ps(m_next_lo, o, m_next_hi);
-                const __m512i count = _mm512_mask_blend_epi32(_mm512_cmp_ps_mask(a, next, _CMP_GE_OQ), below,
-                                                              _mm512_add_epi32(below, _mm512_set1_epi32(1)));
-                const __m512 y = _mm512_fmadd_ps(a, _mm512_maskz_permutexvar_ps(all_lanes, count, m_inv_width),
-                                                 _mm512_maskz_permutexvar_ps(all_lanes, count, m_code_offset));
+                const __m512i bits = _mm512_and_si512(_mm512_castps_si512(x), _mm512_set1_epi32(0x7fffffff));
+                const __m512i t = _mm512_maskz_min_epi32(
+                    all_lanes, _mm512_maskz_max_epi32(all_lanes, bits, _mm512_set1_epi32(0x33800000)),  // 2^-24
+                    _mm512_set1_epi32(0x3fc00000));                                                      // 1.5
+                const __m512i window = _mm512_maskz_srli_epi32(all_lanes, t, 24);
+                const __mmask16 above = _mm512_cmp_ps_mask(_mm512_castsi512_ps(t),
+                                                           _mm512_maskz_permutexvar_ps(all_lanes, window, m_next), _CMP_GE_OQ);
+                const __m512i index = _mm512_mask_blend_epi32(above, window, _mm512_xor_si512(window, _mm512_set1_epi32(16)));
+                const __m512 y = _mm512_fmadd_ps(_mm512_castsi512_ps(bits), _mm512_permutex2var_ps(m_inv_width_lo, index, m_inv_width_hi),
+                                                 _mm512_permutex2var_ps(m_code_offset_lo, index, m_code_offset_hi));
                 const __m512i floor = _mm512_maskz_cvt_roundps_epu32(all_lanes, y, _MM_FROUND_TO_NEG_INF | _MM_FROUND_NO_EXC);
                 const __m512i code =
-                    _mm512_maskz_min_epu32(all_lanes, floor, _mm512_maskz_permutexvar_epi32(all_lanes, count, m_last));
+                    _mm512_maskz_min_epu32(all_lanes, floor, _mm512_permutex2var_epi32(m_last_lo, index, m_last_hi));
                 if (!m_signed)
                 {
                     return code;
@@ -228,10 +231,9 @@ namespace xoptim
         private:
 
             bool m_signed;
-            __m512i m_count_lo, m_count_hi;
-            __m512 m_next_lo, m_next_hi;
-            __m512 m_inv_width, m_code_offset;
-            __m512i m_last;
+            __m512 m_next;
+            __m512 m_inv_width_lo, m_inv_width_hi, m_code_offset_lo, m_code_offset_hi;
+            __m512i m_last_lo, m_last_hi;
             __m512 m_width, m_offset;
             __m512i m_centre;
             __m512i m_bias;
@@ -383,6 +385,35 @@ namespace xoptim
                     }
                 }
             }
+            // The same by windows of two octaves (the thresholds are 6.9x apart or more,
+            // so a window also holds one at most), at the window's number mod 32 (as a
+            // two-table permute reads its index), that with bit 4 flipped above the
+            // boundary: the bucket's encoding values directly.
+            for (std::size_t w = window_first; w <= window_last; ++w)
+            {
+                const float low = std::ldexp(1.0f, 2 * int(w) - 127);  // window [low, 4 low)
+                std::size_t count = 0;
+                m_window_next[w % 16] = std::numeric_limits<float>::quiet_NaN();
+                for (std::size_t k = buckets + 1; k-- > 0;)
+                {
+                    if (m_threshold[k] <= low)
+                    {
+                        count += 1;
+                    }
+                    else
+                    {
+                        m_window_next[w % 16] = m_threshold[k];
+                    }
+                }
+                for (std::size_t above = 0; above < 2; ++above)
+                {
+                    const std::size_t slot = (w % 32) ^ (16 * above);
+                    const std::size_t bucket = std::min<std::size_t>(count + above, buckets + 1);
+                    m_window_inv_width[slot] = m_inv_width[bucket];
+                    m_window_code_offset[slot] = m_code_offset[bucket];
+                    m_window_last[slot] = std::int32_t(m_last_code[bucket]);
+                }
+            }
         }
 
         bool m_signed;
@@ -399,6 +430,15 @@ namespace xoptim
         // By octave of |x|: boundaries below it, the next one above (at most one inside).
         alignas(64) std::array<std::int32_t, 32> m_octave_count{};
         alignas(64) std::array<float, 32> m_octave_next{};
+        // By window of two octaves, [4^(w - 64), 4^(w - 63)) for the exponent's top
+        // seven bits w (|x| clamped to [2^-24, 1.5]): the next boundary, and the
+        // bucket's inverse width, code offset and last code below and above it.
+        static constexpr std::size_t window_first = (127 - 24) / 2;
+        static constexpr std::size_t window_last = 127 / 2;
+        alignas(64) std::array<float, 16> m_window_next{};
+        alignas(64) std::array<float, 32> m_window_inv_width{};
+        alignas(64) std::array<float, 32> m_window_code_offset{};
+        alignas(64) std::array<std::int32_t, 32> m_window_last{};
     };
 
     namespace codec
