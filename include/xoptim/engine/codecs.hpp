@@ -190,7 +190,7 @@ namespace xoptim
             // converted directly (unsigned: NaN and inf become the largest value, so the
             // min with the bucket's last code takes them there); the mirror for negative
             // x (signed map) by subtraction and blend.
-            __m512i codes(const batch& x) const noexcept
+            [[gnu::always_inline]] __m512i codes(const batch& x) const noexcept
             {
                 const __m512i bits = _mm512_and_si512(_mm512_castps_si512(x), _mm512_set1_epi32(0x7fffffff));
                 const __m512i t = _mm512_maskz_min_epi32(
