@@ -294,7 +294,7 @@ namespace
                 c.absmax[xoptim::first_state + 1] = s.scale[1];
                 return c;
             };
-            xoptim::detail::run_q8_blocks<arch, prepared_type, traits>(prepared, {}, job(a), 0, n);
+            xoptim::detail::run_q8_blocks<arch, prepared_type, traits>(prepared, {}, job(a), nullptr, 0, n);
             xoptim::detail::run_coded_block<arch, prepared_type, traits>(prepared, {}, job(b), 0, n, buffer);
             ASSERT_EQ(std::memcmp(&a, &b, sizeof a), 0) << "trial " << trial;
         }
