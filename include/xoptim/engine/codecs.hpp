@@ -159,9 +159,10 @@ namespace xoptim
         };
 
 #if defined(__AVX512F__)
-        // Counted in the ops that run two per cycle (permutes, conversions, compares,
-        // float arithmetic) against the integer ones that run four: a code costs nine of
-        // the first kind to encode and six to decode.
+        // Written for the ops that run two per cycle on AVX-512 cores (permutes,
+        // conversions, compares, shifts, float arithmetic) against the integer adds,
+        // min/max, logic and blends that run four: 16 codes cost ten of the first kind
+        // to encode (twelve signed), seven to decode (widening included).
         template <class Arch>
         class simd<Arch, true>
         {
@@ -259,53 +260,33 @@ namespace xoptim
         // Octaves 2^-24 .. 2^0 of |x|: everything below the first boundary (1.6e-7) is one.
         static constexpr std::size_t octaves = 25;
 
-        // The octave of |x| as an index 0..24 (2^-24 .. 2^0), from its float exponent.
+        // The octave of |x| as an index 0..24 (2^-24 .. 2^0), from its float exponent (the
+        // portable batch code; AVX-512 reads windows of two octaves).
         template <class B>
         static xsimd::batch<std::int32_t, typename B::arch_type> octave(const B& a) noexcept
         {
             using ibatch = xsimd::batch<std::int32_t, typename B::arch_type>;
             const ibatch low(127 - std::int32_t(octaves - 1));
             const ibatch high(std::int32_t(octaves - 1));
-#if defined(__AVX512F__)
-            if constexpr (std::is_base_of<xsimd::avx512f, typename B::arch_type>::value)
-            {
-                const __m512i exponent = _mm512_maskz_srai_epi32(all_lanes, _mm512_castps_si512(a), 23);
-                return _mm512_maskz_min_epi32(
-                    all_lanes, _mm512_maskz_max_epi32(all_lanes, _mm512_sub_epi32(exponent, low), _mm512_setzero_si512()),
-                    high);
-            }
-            else
-#endif
-            {
-                const ibatch exponent = xsimd::bitwise_cast<ibatch>(a) >> 23;
-                return xsimd::min(xsimd::max(exponent - low, ibatch(0)), high);
-            }
+            const ibatch exponent = xsimd::bitwise_cast<ibatch>(a) >> 23;
+            return xsimd::min(xsimd::max(exponent - low, ibatch(0)), high);
         }
 
-        // a * b + c rounded once, as the scalar encode's std::fma: xsimd 8 has no fused
-        // form for AVX-512 (its generic fma is a * b + c, fused or not as the compiler
-        // contracts), and none where the hardware has no FMA.
+        // a * b + c rounded once, as the scalar encode's std::fma, for the portable
+        // batch code (xsimd 8's generic fma is a * b + c, fused or not as the compiler
+        // contracts, and there is none where the hardware has no FMA).
         template <class B>
         static B fused(const B& a, const B& b, const B& c) noexcept
         {
-#if defined(__AVX512F__)
-            if constexpr (std::is_base_of<xsimd::avx512f, typename B::arch_type>::value)
+            alignas(64) float x[B::size], y[B::size], z[B::size];
+            a.store_aligned(x);
+            b.store_aligned(y);
+            c.store_aligned(z);
+            for (std::size_t i = 0; i < B::size; ++i)
             {
-                return _mm512_fmadd_ps(a, b, c);
+                x[i] = std::fma(x[i], y[i], z[i]);
             }
-            else
-#endif
-            {
-                alignas(64) float x[B::size], y[B::size], z[B::size];
-                a.store_aligned(x);
-                b.store_aligned(y);
-                c.store_aligned(z);
-                for (std::size_t i = 0; i < B::size; ++i)
-                {
-                    x[i] = std::fma(x[i], y[i], z[i]);
-                }
-                return B::load_aligned(x);
-            }
+            return B::load_aligned(x);
         }
 
         // The decoding tables' slot for a bit length L of q (+ 1 unsigned): the
