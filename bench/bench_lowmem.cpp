@@ -3,7 +3,8 @@
 //   - the 8-bit step's memory floor: a plain xsimd loop that moves exactly its bytes
 //     (p read and written, g read, two byte arrays read and written, two floats per
 //     block of 256 read and written) and computes nothing.
-// Cases: A = one tensor of 2^24 floats, B = 4096 tensors of 4096 floats.
+// Cases: A = one tensor of 2^24 floats, B = 4096 tensors of 4096 floats, C = one tensor
+// of 2^14 floats (in cache: the arithmetic alone).
 // And the state memory of a 100M-parameter AdamW step: each configuration runs in a
 // fresh process (this program, started again with --state-memory=native|8bit), which
 // reports its peak resident set beyond the parameters and gradients.
@@ -178,7 +179,7 @@ namespace
     void register_all()
     {
         const std::vector<std::size_t> threads = thread_counts();
-        for (const shape& s : {case_a, case_b})
+        for (const shape& s : {case_a, case_b, case_c})
         {
             register_xoptim_adamw(s);
             for (std::size_t t : threads)
