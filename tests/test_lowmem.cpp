@@ -260,7 +260,11 @@ namespace
         std::mt19937 rng(1);
         std::lognormal_distribution<float> spread(0, 3);
         std::normal_distribution<float> normal;
-        constexpr std::size_t n = 256;
+        // Five whole blocks (the fused loop writes each one's codes between the next
+        // one's batches) and a short one; now and then a gradient whose square
+        // overflows, so a block in the middle takes encode_q8's rare path.
+        constexpr std::size_t blocks = 6;
+        constexpr std::size_t n = 5 * 256 + 16;
         static float buffer[xoptim::first_local][xoptim::coded_chunk];
         for (int trial = 0; trial < 500; ++trial)
         {
@@ -268,7 +272,7 @@ namespace
             {
                 alignas(64) float p[n];
                 std::uint8_t m[n], v[n];
-                float scale[2][1];
+                float scale[2][blocks];
             } a, b;
             alignas(64) float grad[n];
             for (std::size_t i = 0; i < n; ++i)
@@ -278,8 +282,15 @@ namespace
                 a.m[i] = std::uint8_t(rng());
                 a.v[i] = std::uint8_t(rng());
             }
-            a.scale[0][0] = spread(rng) * 1e-3f;
-            a.scale[1][0] = spread(rng) * 1e-6f;
+            for (std::size_t k = 0; k < blocks; ++k)
+            {
+                a.scale[0][k] = spread(rng) * 1e-3f;
+                a.scale[1][k] = spread(rng) * 1e-6f;
+            }
+            if (trial % 5 == 0)
+            {
+                grad[rng() % n] = 1e30f;
+            }
             b = a;
             const auto job = [&](side& s) {
                 xoptim::coded_slots c;
@@ -295,7 +306,11 @@ namespace
                 return c;
             };
             xoptim::detail::run_q8_blocks<arch, prepared_type, traits>(prepared, {}, job(a), nullptr, 0, n);
-            xoptim::detail::run_coded_block<arch, prepared_type, traits>(prepared, {}, job(b), 0, n, buffer);
+            for (std::size_t first = 0; first < n; first += xoptim::coded_chunk)
+            {
+                xoptim::detail::run_coded_block<arch, prepared_type, traits>(
+                    prepared, {}, job(b), first, std::min(xoptim::coded_chunk, n - first), buffer);
+            }
             ASSERT_EQ(std::memcmp(&a, &b, sizeof a), 0) << "trial " << trial;
         }
     }
