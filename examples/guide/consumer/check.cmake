@@ -1,6 +1,7 @@
 # Builds and runs the guide's consumer project (docs/guide.md, "Using xoptim from
 # CMake") against this build of xoptim, installed into a scratch prefix.
 #   cmake -DBUILD_DIR=<xoptim build tree> -DWORK_DIR=<scratch> [-DCXX=<compiler>] -P check.cmake
+cmake_minimum_required(VERSION 3.19)  # COMMAND_ERROR_IS_FATAL
 if(NOT DEFINED BUILD_DIR OR NOT DEFINED WORK_DIR)
   message(FATAL_ERROR "check.cmake: -DBUILD_DIR=... and -DWORK_DIR=... are required")
 endif()
