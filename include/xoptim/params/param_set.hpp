@@ -8,8 +8,11 @@
 //         auto xoptim_params(mlp& m) {
 //             return std::make_tuple(xoptim::named("w1", m.w1), xoptim::named("b1", m.b1));
 //         }
+//         auto xoptim_params(const mlp& m) {   // for gradients, usually passed const
+//             return std::make_tuple(xoptim::named("w1", m.w1), xoptim::named("b1", m.b1));
+//         }
 //
-//     (add the same for `const mlp&` when gradients are passed const).
+//     (or one template for both; docs/guide.md has a complete program).
 //
 // Every parameter gets a dotted name from the path that reaches it: the given name,
 // else its position ("layers.0.weight", "2"). Names are built only when needed (state
@@ -137,6 +140,35 @@ namespace xoptim
 
         template <class T>
         using bare = std::remove_cv_t<std::remove_reference_t<T>>;
+
+        // A model reached through a const reference, as gradients usually are, needs the
+        // const overload too: said in words here rather than as a failed reference binding.
+        template <class M>
+        constexpr bool check_model_const() noexcept
+        {
+            constexpr bool listed = is_model<std::remove_reference_t<M>>::value;
+            static_assert(listed, "xoptim: a const model (gradients are usually passed const) needs "
+                                  "xoptim_params(const M&) too; add one that lists the same named members, or "
+                                  "write xoptim_params as one template for both");
+            return listed;
+        }
+
+        // Both sides of a leaf give their elements: a const tensor needs its trait's
+        // data(const C&) (tensor::check_data), checked before the visitor sees the leaf.
+        template <class P, class G>
+        constexpr bool check_leaf_data() noexcept
+        {
+            if constexpr (std::is_same_v<bare<G>, no_grads>)
+            {
+                return tensor::check_data<std::remove_reference_t<P>>();
+            }
+            else
+            {
+                constexpr bool param = tensor::check_data<std::remove_reference_t<P>>();
+                constexpr bool grad = tensor::check_data<std::remove_reference_t<G>>();
+                return param && grad;
+            }
+        }
 
         template <class T>
         const auto& unwrap(const T& t) noexcept
@@ -288,7 +320,10 @@ namespace xoptim
             {
                 static_assert(!has_grads || is_tensor_v<g_type>,
                               "xoptim: a tensor parameter needs a tensor gradient at the same position");
-                visitor.leaf(path, params, grads);
+                if constexpr (check_leaf_data<P, G>())
+                {
+                    visitor.leaf(path, params, grads);
+                }
             }
             else if constexpr (is_tuple<p_type>::value)
             {
@@ -325,9 +360,12 @@ namespace xoptim
                 {
                     static_assert(is_model<g_type>::value, "xoptim: a model needs gradients of a model type "
                                                            "(a struct with xoptim_params)");
-                    walk(visitor, xoptim_params(params), xoptim_params(grads), path);
+                    if constexpr (check_model_const<P>() && check_model_const<G>())
+                    {
+                        walk(visitor, xoptim_params(params), xoptim_params(grads), path);
+                    }
                 }
-                else
+                else if constexpr (check_model_const<P>())
                 {
                     walk(visitor, xoptim_params(params), grads, path);
                 }

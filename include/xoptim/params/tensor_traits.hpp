@@ -7,14 +7,17 @@
 // covers xt::xtensor, xt::xarray, xt::xtensor_fixed, adaptors and strided views,
 // without including xtensor here.
 //
-// A user's own tensor type plugs in with a specialization:
+// A user's own tensor type plugs in with a specialization (docs/guide.md has a
+// complete program). Gradients are usually passed const, so `data` needs both
+// overloads:
 //
 //     template <> struct xoptim::tensor_traits<my::tensor> {
 //         using value_type = float;
 //         static float* data(my::tensor& t) { return t.ptr(); }
+//         static const float* data(const my::tensor& t) { return t.ptr(); }
 //         static std::size_t size(const my::tensor& t) { return t.numel(); }
-//         static std::size_t rank(const my::tensor& t) { return t.dims(); }          // optional
-//         static std::size_t extent(const my::tensor& t, std::size_t d) { ... }      // optional
+//         static std::size_t rank(const my::tensor& t) { return t.dims(); }                 // optional
+//         static std::size_t extent(const my::tensor& t, std::size_t d) { return t.dim(d); }  // optional
 //     };
 #ifndef XOPTIM_PARAMS_TENSOR_TRAITS_HPP
 #define XOPTIM_PARAMS_TENSOR_TRAITS_HPP
@@ -425,6 +428,17 @@ namespace xoptim
                 : std::integral_constant<std::size_t, Tr::static_size>
             {
             };
+
+            template <class C, class = void>
+            struct has_data : std::false_type
+            {
+            };
+
+            template <class C>
+            struct has_data<C, std::void_t<decltype(tensor_traits<std::remove_cv_t<C>>::data(std::declval<C&>()))>>
+                : std::true_type
+            {
+            };
         }
 
         template <class C>
@@ -437,10 +451,29 @@ namespace xoptim
         template <class C>
         inline constexpr std::size_t static_size = detail::static_size_of<traits<C>>::value;
 
+        // Whether the trait gives C's elements when C is const, as a gradient usually is:
+        // a trait with only `data(C&)` is the mistake this names, in one message.
+        template <class C>
+        constexpr bool check_data() noexcept
+        {
+            constexpr bool readable = detail::has_data<C>::value;
+            static_assert(readable, "xoptim: a const tensor (gradients are usually passed const) needs "
+                                    "tensor_traits<C>::data(const C&) too; add `static const T* data(const C& c)` "
+                                    "beside `T* data(C& c)`");
+            return readable;
+        }
+
         template <class C>
         auto data(C& c) noexcept
         {
-            return traits<C>::data(c);
+            if constexpr (check_data<C>())
+            {
+                return traits<C>::data(c);
+            }
+            else
+            {
+                return static_cast<const value_type<C>*>(nullptr);  // after the message: no second error
+            }
         }
 
         template <class C>

@@ -1,0 +1,116 @@
+// docs/guide.md, "Optimizers": options, the common interface, bad options.
+#include <cstdio>
+#include <stdexcept>
+#include <tuple>
+#include <vector>
+
+#include <xoptim/xoptim.hpp>
+
+#include "require.hpp"
+
+namespace
+{
+
+    // The defaults the guide's tables give.
+    void check_defaults()
+    {
+        const xoptim::adam_options adam;
+        const xoptim::adamw_options adamw;
+        guide::require(adam.lr == 1e-3 && adam.betas[0] == 0.9 && adam.betas[1] == 0.999 && adam.eps == 1e-8
+                    && adam.weight_decay == 0 && !adam.amsgrad && !adam.maximize && adam.bias_correction,
+                "adam defaults");
+        guide::require(adamw.weight_decay == 1e-2, "adamw weight decay");
+        const xoptim::sgd_options sgd;
+        guide::require(sgd.lr != sgd.lr && sgd.momentum == 0 && sgd.dampening == 0 && !sgd.nesterov && sgd.weight_decay == 0
+                    && !sgd.maximize,
+                "sgd defaults");
+        const xoptim::lion_options lion;
+        guide::require(lion.lr == 1e-4 && lion.betas[0] == 0.9 && lion.betas[1] == 0.99 && lion.weight_decay == 0,
+                "lion defaults");
+        const xoptim::signsgd_options sign;
+        guide::require(sign.lr == 1e-2 && sign.weight_decay == 0.1, "signsgd defaults");
+    }
+}
+
+int main()
+{
+    check_defaults();
+    //! [interface]
+    std::vector<float> w(1000, 1.0f), b(10, 0.0f), gw(1000, 0.5f), gb(10, -0.5f);
+    xoptim::adamw adamw;  // every option at its default
+    adamw.step(std::tie(w, b), std::tie(gw, gb));
+    adamw.step(std::tie(w, b), std::tie(gw, gb));
+    std::printf("steps taken: %zu\n", adamw.step_count());
+    const xoptim::state_store& state = adamw.state();  // one entry per parameter, by name
+    for (std::size_t k = 0; k < state.size(); ++k)
+    {
+        std::printf("%s: %zu elements, %zu state tensors\n", state[k].name.c_str(), state[k].size, state[k].count);
+    }
+    // State tensor 0 of AdamW is exp_avg (xoptim::adamw::state_names lists them).
+    const auto exp_avg = state.view<float>("0", 0);
+    std::printf("exp_avg[0] = %g\n", double(exp_avg.data()[0]));
+    const xoptim::state_report r = adamw.report();
+    std::printf("state bytes %zu, parameter bytes %zu, ratio %.1f\n", r.state_bytes, r.param_bytes, r.ratio());
+
+    xoptim::adamw_options lower = adamw.options();
+    lower.lr = 1e-4;
+    adamw.set_options(lower);  // checked as the constructor checks them
+    //! [interface]
+    guide::require(adamw.step_count() == 2 && state.size() == 2 && r.ratio() == 2.0, "interface");
+
+    //! [sgd]
+    xoptim::sgd_options so;  // lr has no default, as in torch.optim.SGD
+    so.lr = 0.1;
+    so.momentum = 0.9;
+    so.nesterov = true;
+    xoptim::sgd sgd(so);
+    sgd.step(std::tie(w, b), std::tie(gw, gb));
+    //! [sgd]
+
+    //! [adamw]
+    xoptim::adamw_options o;
+    o.lr = 3e-4;
+    o.betas = {0.9, 0.95};
+    o.weight_decay = 0.1;
+    xoptim::adamw tuned(o);
+    tuned.step(std::tie(w, b), std::tie(gw, gb));
+    //! [adamw]
+
+    //! [lion]
+    xoptim::lion lion({/*lr*/ 3e-5, /*betas*/ {0.95, 0.98}, /*weight_decay*/ 1.0});
+    lion.step(std::tie(w, b), std::tie(gw, gb));
+    //! [lion]
+
+    //! [init]
+    xoptim::adamw fresh;
+    fresh.init(std::tie(w, b));  // the state now, before the first step
+    std::printf("after init: %zu steps, %zu state bytes\n", fresh.step_count(), fresh.report().state_bytes);
+    //! [init]
+
+    //! [bad_options]
+    try
+    {
+        xoptim::sgd unset(xoptim::sgd_options{});
+    }
+    catch (const std::invalid_argument& e)
+    {
+        std::printf("%s\n", e.what());
+    }
+    try
+    {
+        xoptim::adamw_options bad;
+        bad.betas[1] = 1.0;
+        xoptim::adamw broken(bad);
+    }
+    catch (const std::invalid_argument& e)
+    {
+        std::printf("%s\n", e.what());
+    }
+    //! [bad_options]
+
+    //! [signsgd]
+    xoptim::signsgd sign({/*lr*/ 1e-2, /*weight_decay*/ 0.1});  // stateless
+    sign.step(w, gw);
+    //! [signsgd]
+    guide::require(sign.state().size() == 1 && sign.report().state_bytes == 0, "signsgd keeps no state");
+}
