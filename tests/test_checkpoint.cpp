@@ -544,11 +544,11 @@ namespace
         EXPECT_EQ(refused(with_metadata([](auto& meta) { meta.erase("format"); })),
                   file("bad.safetensors") + ": metadata has no \"format\"");
         EXPECT_EQ(refused(with_metadata([](auto& meta) { meta["optimizer.optimizer"] = "lion"; })),
-                  file("bad.safetensors") + ": 'optimizer' was lion in the checkpoint, it is adamw here");
+                  file("bad.safetensors") + ": 'optimizer' was 'lion' in the checkpoint, it is adamw here");
         EXPECT_EQ(refused(with_metadata([](auto& meta) { meta.erase("xxh64/param/w"); })),
                   file("bad.safetensors") + ": no checksum for tensor 'param/w'");
         EXPECT_EQ(refused(with_metadata([](auto& meta) { meta["optimizer.step"] = "-1"; })),
-                  file("bad.safetensors") + ": metadata \"optimizer.step\" is not a count: \"-1\"");
+                  file("bad.safetensors") + ": metadata \"optimizer.step\" is not a count: '-1'");
     }
 
     TEST_F(checkpoint, a_failed_save_leaves_the_previous_file)

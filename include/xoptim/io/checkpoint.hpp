@@ -42,6 +42,7 @@
 #include "../optim/optimizer.hpp"
 #include "../optim/router.hpp"
 #include "../step/stepper.hpp"
+#include "quote.hpp"
 #include "safetensors.hpp"
 #include "xxh64.hpp"
 
@@ -401,7 +402,7 @@ namespace xoptim
                                 && std::all_of(s.begin(), s.end(), [](char c) { return c >= '0' && c <= '9'; });
             if (!digits)
             {
-                checkpoint_error(path, "metadata \"" + key + "\" is not a count: \"" + s + "\"");
+                checkpoint_error(path, "metadata \"" + key + "\" is not a count: " + io::quote(s));
             }
             for (const char c : s)
             {
@@ -475,7 +476,7 @@ namespace xoptim
         };
         if (text("format") != "xoptim.checkpoint")
         {
-            checkpoint_error(path, "not an xoptim checkpoint (format \"" + text("format") + "\")");
+            checkpoint_error(path, "not an xoptim checkpoint (format " + io::quote(text("format")) + ")");
         }
         const std::size_t version = detail::parse_count(path, meta, "format_version");
         if (version > std::size_t(checkpoint_format_version))
@@ -496,7 +497,8 @@ namespace xoptim
             const std::string saved = text(key + ".optimizer");
             if (saved != O::name)
             {
-                checkpoint_error(path, "'" + key + "' was " + saved + " in the checkpoint, it is " + O::name + " here");
+                checkpoint_error(path, "'" + key + "' was " + io::quote(saved) + " in the checkpoint, it is " + O::name
+                                           + " here");
             }
             // Files written before storage options have native states. (Which tensors
             // are 8-bit also depends on min_8bit_size: the tensors' dtypes check that.)
@@ -506,7 +508,7 @@ namespace xoptim
                 saved_storage != meta.end() ? saved_storage->second : to_string(state_storage::native);
             if (recorded != storage)
             {
-                checkpoint_error(path, "'" + key + "' stored its states as " + recorded + " in the checkpoint, here as "
+                checkpoint_error(path, "'" + key + "' stored its states as " + io::quote(recorded) + " in the checkpoint, here as "
                                            + storage + " (call set_storage before loading)");
             }
             steps.push_back(detail::parse_count(path, meta, key + ".step"));
@@ -577,8 +579,8 @@ namespace xoptim
             {
                 if (expected.count(info.name) == 0)
                 {
-                    checkpoint_error(path, "unexpected tensor '" + info.name
-                                               + "' (no such parameter or optimizer state here)");
+                    checkpoint_error(path, "unexpected tensor " + io::quote(info.name)
+                                               + " (no such parameter or optimizer state here)");
                 }
             }
             // Everything holds: restore.

@@ -19,6 +19,8 @@
 #include <type_traits>
 #include <vector>
 
+#include "quote.hpp"
+
 // Data bytes are copied to and from memory as they are, so the host must match the file.
 #if defined(__BYTE_ORDER__) && defined(__ORDER_LITTLE_ENDIAN__) && __BYTE_ORDER__ != __ORDER_LITTLE_ENDIAN__
 #error "xoptim/io/npy.hpp supports little-endian hosts only"
@@ -82,18 +84,6 @@ inline bool checked_product(const std::vector<std::size_t>& shape, std::size_t& 
     return true;
 }
 
-// File text quoted in a message must keep the message on one line and short.
-inline std::string printable(std::string_view s) {
-    constexpr std::size_t max_len = 40;
-    std::string out;
-    for (std::size_t i = 0; i < s.size() && i < max_len; ++i) {
-        const auto c = static_cast<unsigned char>(s[i]);
-        out += (c >= 0x20 && c < 0x7f) ? static_cast<char>(c) : '?';
-    }
-    if (s.size() > max_len) out += "...";
-    return out;
-}
-
 struct npy_header {
     std::string descr;
     bool fortran_order = false;
@@ -129,7 +119,7 @@ public:
                 mark_seen(seen_shape, key);
                 h.shape = parse_shape();
             } else {
-                error("unexpected key '" + printable(key) + "'");
+                error("unexpected key " + quote(key));
             }
             skip_space();
             if (consume(',')) continue;
@@ -167,7 +157,7 @@ private:
     }
 
     void mark_seen(bool& seen, const std::string& key) {
-        if (seen) error("duplicate key '" + key + "'");
+        if (seen) error("duplicate key " + quote(key));
         seen = true;
     }
 
@@ -329,7 +319,7 @@ std::vector<T> npy_array::values() const {
     const char* wanted = detail::dtype_of<T>();
     if (dtype != wanted)
         throw std::runtime_error("npy_array::values: requested dtype '" + std::string(wanted) +
-                                 "' but the array holds '" + detail::printable(dtype) + "'");
+                                 "' but the array holds " + quote(dtype));
     const std::size_t n = size();
     if (n > bytes.size() / sizeof(T) || bytes.size() != n * sizeof(T))
         throw std::runtime_error("npy_array::values: " + std::to_string(bytes.size()) +
@@ -392,8 +382,8 @@ inline npy_array read_npy(const std::string& path) {
 
     const std::size_t item = detail::item_size(header.descr);
     if (item == 0)
-        detail::fail(path, "unsupported dtype '" + detail::printable(header.descr) +
-                               "' (expected '<f4' or '<f8')");
+        detail::fail(path, "unsupported dtype " + quote(header.descr) +
+                               " (expected '<f4' or '<f8')");
     if (header.fortran_order) detail::fail(path, "fortran order arrays are not supported");
 
     std::size_t count = 0, data_size = 0;

@@ -34,6 +34,7 @@
 #include <vector>
 
 #include "atomic_file.hpp"
+#include "quote.hpp"
 
 #include <fcntl.h>
 #include <sys/stat.h>
@@ -277,28 +278,6 @@ namespace xoptim::io
             return true;
         }
 
-        // File text quoted in a message must keep the message on one line and short.
-        inline std::string printable(std::string_view s)
-        {
-            constexpr std::size_t max_len = 40;
-            std::string out;
-            for (std::size_t i = 0; i < s.size() && i < max_len; ++i)
-            {
-                const auto c = static_cast<unsigned char>(s[i]);
-                out += (c >= 0x20 && c < 0x7f) ? static_cast<char>(c) : '?';
-            }
-            if (s.size() > max_len)
-            {
-                out += "...";
-            }
-            return out;
-        }
-
-        inline std::string quoted_name(std::string_view name)
-        {
-            return "'" + printable(name) + "'";
-        }
-
         inline std::string shape_text(const std::vector<std::size_t>& shape)
         {
             constexpr std::size_t max_dims = 8;  // a hostile file may have millions
@@ -463,7 +442,7 @@ namespace xoptim::io
                         {
                             if (!names.insert(key).second)
                             {
-                                fail(m_what, "duplicate tensor name " + quoted_name(key));
+                                fail(m_what, "duplicate tensor name " + quote(key));
                             }
                             tensors.push_back(parse_tensor(std::move(key)));
                         }
@@ -754,20 +733,20 @@ namespace xoptim::io
                 parse_members([&](std::string key) {
                     if (peek() != '"')
                     {
-                        wrong_type("__metadata__ must be an object of strings (the value of " + quoted_name(key)
+                        wrong_type("__metadata__ must be an object of strings (the value of " + quote(key)
                                    + " is not a string)");
                     }
                     std::string value = parse_string();
                     if (!metadata.emplace(key, std::move(value)).second)
                     {
-                        fail(m_what, "__metadata__: duplicate key " + quoted_name(key));
+                        fail(m_what, "__metadata__: duplicate key " + quote(key));
                     }
                 });
             }
 
             st_tensor_info parse_tensor(std::string name)
             {
-                const std::string where = "tensor " + quoted_name(name) + ": ";
+                const std::string where = "tensor " + quote(name) + ": ";
                 if (peek() != '{')
                 {
                     wrong_type(where + "entry must be an object with dtype, shape and data_offsets");
@@ -778,7 +757,7 @@ namespace xoptim::io
                 const auto mark = [&](bool& seen, const std::string& key) {
                     if (seen)
                     {
-                        fail(m_what, where + "duplicate key " + quoted_name(key));
+                        fail(m_what, where + "duplicate key " + quote(key));
                     }
                     seen = true;
                 };
@@ -795,7 +774,7 @@ namespace xoptim::io
                         const std::optional<st_dtype> dtype = st_dtype_from_name(text);
                         if (!dtype)
                         {
-                            fail(m_what, where + "unknown dtype " + quoted_name(text)
+                            fail(m_what, where + "unknown dtype " + quote(text)
                                              + " (supported: F64, F32, BF16, F16, I64, I32, U32, I8, U8)");
                         }
                         info.dtype = *dtype;
@@ -817,7 +796,7 @@ namespace xoptim::io
                     }
                     else
                     {
-                        fail(m_what, where + "unexpected key " + quoted_name(key)
+                        fail(m_what, where + "unexpected key " + quote(key)
                                          + " (expected dtype, shape and data_offsets)");
                     }
                 });
@@ -865,7 +844,7 @@ namespace xoptim::io
                                         const void* data, std::size_t bytes)
     {
         namespace d = safetensors_detail;
-        const std::string where = "xoptim::io::safetensors_writer::add: tensor " + d::quoted_name(name) + ": ";
+        const std::string where = "xoptim::io::safetensors_writer::add: tensor " + quote(name) + ": ";
         if (name.empty())
         {
             throw std::invalid_argument(where + "the name is empty");
@@ -911,7 +890,7 @@ namespace xoptim::io
         if (!d::valid_utf8(key) || !d::valid_utf8(value))
         {
             throw std::invalid_argument("xoptim::io::safetensors_writer::metadata: key or value of "
-                                        + d::quoted_name(key) + " is not valid UTF-8");
+                                        + quote(key) + " is not valid UTF-8");
         }
         m_metadata[std::move(key)] = std::move(value);
     }
@@ -1110,7 +1089,7 @@ namespace xoptim::io
         {
             if (t->begin < covered)
             {
-                d::fail(what, "tensors " + d::quoted_name(previous->name) + " and " + d::quoted_name(t->name)
+                d::fail(what, "tensors " + quote(previous->name) + " and " + quote(t->name)
                                   + " overlap in the data section (bytes [" + std::to_string(previous->begin)
                                   + ", " + std::to_string(previous->end) + ") and [" + std::to_string(t->begin)
                                   + ", " + std::to_string(t->end) + "))");
@@ -1148,7 +1127,7 @@ namespace xoptim::io
         if (info.begin > info.end || info.end > data_size)
         {
             throw std::out_of_range("xoptim::io::safetensors_file::data: tensor "
-                                    + safetensors_detail::quoted_name(info.name)
+                                    + quote(info.name)
                                     + " is not inside this file's data section");
         }
         return m_bytes.data() + m_data_begin + info.begin;

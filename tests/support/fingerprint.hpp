@@ -1,0 +1,56 @@
+// Everything a trainer shows from outside, as one string, to tell "changed nothing"
+// from "changed something" after a checkpoint load: the parameters' bytes and, per
+// optimizer, its step count, options, schedules and state bytes; a stepper's counters
+// and accumulators; a router's routing table.
+#pragma once
+
+#include <cstring>
+#include <string>
+
+#include <xoptim/io/checkpoint.hpp>
+
+namespace xoptim_test
+{
+    inline void append_store(std::string& out, const xoptim::state_store& store)
+    {
+        for (std::size_t k = 0; k < store.size(); ++k)
+        {
+            const auto& e = store[k];
+            out += "[" + e.name + "]";
+            out.append(reinterpret_cast<const char*>(e.data.get()), e.bytes);
+        }
+        out += "|" + std::to_string(store.size());
+    }
+
+    template <class Trainer>
+    std::string fingerprint_of(const Trainer& trainer)
+    {
+        std::string out;
+        if constexpr (xoptim::detail::is_stepper<Trainer>::value)
+        {
+            out += "skipped " + std::to_string(trainer.skipped_steps()) + " pending "
+                   + std::to_string(trainer.pending_micro_batches()) + " accumulators ";
+            append_store(out, trainer.accumulators());
+            return out + " " + fingerprint_of(trainer.optimizer());
+        }
+        xoptim::detail::for_each_optimizer(trainer, "optimizer", [&](const std::string& key, const auto& o) {
+            out += key + " step " + std::to_string(o.step_count()) + " " + xoptim::detail::options_json(o.options())
+                   + " " + xoptim::detail::schedules_json(o.schedules()) + " state ";
+            append_store(out, o.state());
+        });
+        if constexpr (xoptim::detail::is_router<Trainer>::value)
+        {
+            out += " routes " + trainer.routing_table();
+        }
+        return out;
+    }
+
+    // The parameters' bytes, in the order given.
+    template <class... V>
+    std::string bytes_of(const V&... tensors)
+    {
+        std::string out;
+        (out.append(reinterpret_cast<const char*>(tensors.data()), tensors.size() * sizeof(tensors[0])), ...);
+        return out;
+    }
+}
