@@ -6,6 +6,9 @@
 #include <functional>
 #include <map>
 
+#include <fcntl.h>
+#include <unistd.h>
+
 #include <xoptim/io/checkpoint.hpp>
 #include <xoptim/io/npy.hpp>
 #include <xoptim/io/quote.hpp>
@@ -57,6 +60,58 @@ namespace
         EXPECT_LT(message.size(), 400u) << message.substr(0, 400);
         EXPECT_TRUE(std::all_of(message.begin(), message.end(), [](char c) { return c >= 0x20 && c < 0x7f; }))
             << message.substr(0, 400);
+    }
+
+    // The message of the std::runtime_error f() throws; any other outcome says what it was.
+    template <class F>
+    std::string runtime_error_of(F&& f)
+    {
+        try
+        {
+            f();
+        }
+        catch (const std::runtime_error& e)
+        {
+            return e.what();
+        }
+        catch (const std::exception& e)
+        {
+            return std::string("not a std::runtime_error: ") + e.what();
+        }
+        return "no exception";
+    }
+
+    // A sparse file of `size` bytes starting with `head`: no disk space, but a reader that
+    // sizes a buffer by the file asks for all of it. False where the file system refuses.
+    bool sparse_file(const std::string& path, std::uint64_t size, const std::string& head)
+    {
+        const int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
+        const bool ok = fd >= 0 && ::write(fd, head.data(), head.size()) == ssize_t(head.size())
+                        && ::ftruncate(fd, off_t(size)) == 0;
+        if (fd >= 0)
+        {
+            ::close(fd);
+        }
+        return ok;
+    }
+
+    // A safetensors header of one U8 tensor filling a file of `file_size` bytes.
+    std::string huge_tensor_header(std::uint64_t file_size)
+    {
+        std::string json;
+        for (std::size_t length = 0; length != json.size() || json.empty();)
+        {
+            length = json.size();
+            const std::string n = std::to_string(file_size - 8 - length);
+            json = "{\"huge\":{\"dtype\":\"U8\",\"shape\":[" + n + "],\"data_offsets\":[0," + n + "]}}";
+            json.append((8 - json.size() % 8) % 8, ' ');
+        }
+        std::string out(8, '\0');
+        for (int i = 0; i < 8; ++i)
+        {
+            out[std::size_t(i)] = char((json.size() >> (8 * i)) & 0xff);
+        }
+        return out + json;
     }
 
     class integrity : public xoptim_test::temp_dir_test
@@ -155,5 +210,37 @@ namespace
         }
         EXPECT_NE(error, "");
         expect_tame(error);
+    }
+
+    TEST_F(integrity, a_terabyte_file_is_refused_by_name_before_any_allocation)
+    {
+        constexpr std::uint64_t tib = std::uint64_t(1) << 40;
+        const std::string zeros = file("zeros.safetensors");
+        if (!sparse_file(zeros, tib, ""))
+        {
+            GTEST_SKIP() << "the file system refuses a sparse file of 1 TiB";
+        }
+        std::string error = runtime_error_of([&] { xoptim::io::safetensors_file::read(zeros); });
+        EXPECT_EQ(error, zeros + ": invalid JSON header: the header is empty (at byte 0 of the header)");
+
+        // A header that describes the whole terabyte: read as safetensors, then as a checkpoint.
+        const std::string huge = file("huge.safetensors");
+        ASSERT_TRUE(sparse_file(huge, tib, huge_tensor_header(tib)));
+        ASSERT_NO_THROW(xoptim::io::safetensors_file::read_header(huge));
+        error = runtime_error_of([&] { xoptim::io::safetensors_file::read(huge); });
+        EXPECT_EQ(error.rfind(huge + ": the data section of ", 0), 0u) << error;
+        tiny_model m;
+        xoptim::adamw opt;
+        error = runtime_error_of([&] { xoptim::load_checkpoint(huge, m.params(), opt); });
+        EXPECT_EQ(error, huge + ": metadata has no \"format\"");
+        EXPECT_TRUE(opt.state().empty());
+
+        // An npy header of a terabyte array.
+        const std::string dict = "{'descr': '<f8', 'fortran_order': False, 'shape': (137438953000,), }";
+        std::string head = std::string("\x93NUMPY\x01\x00", 8) + char(dict.size() + 1) + '\0' + dict + "\n";
+        const std::string npy = file("huge.npy");
+        ASSERT_TRUE(sparse_file(npy, head.size() + 137438953000ull * 8, head));
+        error = runtime_error_of([&] { xoptim::io::read_npy(npy); });
+        EXPECT_EQ(error.rfind(npy + ": the data of ", 0), 0u) << error;
     }
 }

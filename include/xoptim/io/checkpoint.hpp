@@ -464,7 +464,9 @@ namespace xoptim
     {
         detail::require_stepped_in_place<P>();
         using detail::checkpoint_error;
-        const io::safetensors_file file = io::safetensors_file::read(path);
+        // The header first: the data is read only once every tensor in it is known to be
+        // one this trainer expects, so a load never allocates more than the model's size.
+        io::safetensors_file file = io::safetensors_file::read_header(path);
         const auto& meta = file.metadata();
         const auto text = [&](const std::string& key) {
             const auto it = meta.find(key);
@@ -564,14 +566,9 @@ namespace xoptim
                                                + format_shape(info->shape) + ", the " + t.owner + " is "
                                                + io::st_dtype_name(t.dtype) + " " + format_shape(t.shape));
                 }
-                const auto sum = meta.find(detail::checksum_key(t.name));
-                if (sum == meta.end())
+                if (meta.count(detail::checksum_key(t.name)) == 0)
                 {
                     checkpoint_error(path, "no checksum for tensor '" + t.name + "'");
-                }
-                if (sum->second != detail::hex(io::xxh64(file.data(*info), info->bytes())))
-                {
-                    checkpoint_error(path, "tensor '" + t.name + "' is damaged (its checksum does not match)");
                 }
                 copies.emplace_back(&t, info);
             }
@@ -581,6 +578,14 @@ namespace xoptim
                 {
                     checkpoint_error(path, "unexpected tensor " + io::quote(info.name)
                                                + " (no such parameter or optimizer state here)");
+                }
+            }
+            file.read_data();
+            for (const auto& [t, info] : copies)
+            {
+                if (meta.at(detail::checksum_key(t->name)) != detail::hex(io::xxh64(file.data(*info), info->bytes())))
+                {
+                    checkpoint_error(path, "tensor '" + t->name + "' is damaged (its checksum does not match)");
                 }
             }
             // Everything holds: restore.

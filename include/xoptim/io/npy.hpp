@@ -20,6 +20,7 @@
 #include <vector>
 
 #include "quote.hpp"
+#include "read_buffer.hpp"
 
 // Data bytes are copied to and from memory as they are, so the host must match the file.
 #if defined(__BYTE_ORDER__) && defined(__ORDER_LITTLE_ENDIAN__) && __BYTE_ORDER__ != __ORDER_LITTLE_ENDIAN__
@@ -52,6 +53,9 @@ namespace detail {
 
 inline constexpr std::string_view npy_magic{"\x93NUMPY", 6};
 inline constexpr std::size_t npy_align = 64;
+// A header holds a dtype, a flag and a shape: a few hundred bytes. Longer ones are
+// damaged or hostile (numpy itself refuses more than 10,000 by default).
+inline constexpr std::uint64_t npy_max_header = 1 << 20;
 
 [[noreturn]] inline void fail(const std::string& path, const std::string& problem) {
     throw std::runtime_error(path + ": " + problem);
@@ -372,6 +376,9 @@ inline npy_array read_npy(const std::string& path) {
         detail::fail(path, "truncated header: header length " + std::to_string(header_size) +
                                " exceeds the " + std::to_string(file_size - header_begin) +
                                " bytes left in the file");
+    if (header_size > detail::npy_max_header)
+        detail::fail(path, "header length " + std::to_string(header_size) + " exceeds the " +
+                               std::to_string(detail::npy_max_header) + "-byte limit");
     std::string header_text(static_cast<std::size_t>(header_size), '\0');
     if (!detail::read_exact(in, header_text.data(), header_text.size()))
         detail::fail(path, "truncated header: file ends inside the header");
@@ -399,7 +406,7 @@ inline npy_array read_npy(const std::string& path) {
     npy_array out;
     out.dtype = std::move(header.descr);
     out.shape = std::move(header.shape);
-    out.bytes.resize(data_size);
+    resize_for_file(out.bytes, data_size, path, "the data");
     if (!detail::read_exact(in, out.bytes.data(), data_size))
         detail::fail(path, "data size does not match shape: file ends inside the data (too short)");
     return out;
