@@ -41,6 +41,7 @@ namespace
         const auto f = xoptim::io::safetensors_file::parse(good, "good");
         metadata meta = f.metadata();
         edit(meta);
+        xoptim::detail::sign_metadata(meta);  // what the load must find is the edit, not damage
         xoptim::io::safetensors_writer w;
         for (const auto& [k, v] : meta)
         {
@@ -242,5 +243,227 @@ namespace
         ASSERT_TRUE(sparse_file(npy, head.size() + 137438953000ull * 8, head));
         error = runtime_error_of([&] { xoptim::io::read_npy(npy); });
         EXPECT_EQ(error.rfind(npy + ": the data of ", 0), 0u) << error;
+    }
+
+    // The stepped hybrid's checkpoint and what loading it into a fresh one gives.
+    class counters : public integrity
+    {
+    protected:
+        void SetUp() override
+        {
+            integrity::SetUp();
+            tiny_model m;
+            auto trainer = xoptim_test::make_stepper();
+            xoptim_test::train(m, trainer, 7);
+            xoptim::save_checkpoint(file(), m.params(), trainer);
+            good = read_file(file());
+            loaded = loaded_from(file());
+        }
+
+        std::string loaded_from(const std::string& path)
+        {
+            tiny_model m;
+            auto trainer = xoptim_test::make_stepper();
+            xoptim::load_checkpoint(path, m.params(), trainer);
+            return m.bytes() + xoptim_test::fingerprint_of(trainer);
+        }
+
+        bytes good;
+        std::string loaded;
+    };
+
+    TEST_F(counters, a_flipped_bit_in_a_step_count_or_counter_is_refused)
+    {
+        for (const std::string key : {"optimizer.0.step", "optimizer.1.step", "stepper.skipped_steps",
+                                      "stepper.pending_micro_batches", "optimizer.1.hyperparameters"})
+        {
+            SCOPED_TRACE(key);
+            const std::string pattern = "\"" + key + "\":\"";
+            const auto at = std::search(good.begin(), good.end(), pattern.begin(), pattern.end());
+            ASSERT_NE(at, good.end());
+            bytes b = good;
+            b[std::size_t(at - good.begin()) + pattern.size()] ^= 1;  // '2' -> '3', '1' -> '0', '{' -> 'z'
+            EXPECT_EQ(load_error(b, xoptim_test::make_stepper()),
+                      file("bad.safetensors") + ": the metadata is damaged (its checksum does not match)");
+        }
+    }
+
+    TEST_F(counters, a_file_of_format_version_1_is_refused_and_upgraded)
+    {
+        // The file as format version `version` wrote it, without a metadata checksum.
+        const auto unsigned_file = [&](const char* version) {
+            const auto f = xoptim::io::safetensors_file::parse(good, "good");
+            metadata meta = f.metadata();
+            meta.erase("xxh64/__metadata__");
+            meta["format_version"] = version;
+            xoptim::io::safetensors_writer w;
+            for (const auto& [k, v] : meta)
+            {
+                w.metadata(k, v);
+            }
+            for (const auto& t : f.tensors())
+            {
+                w.add(t.name, t.dtype, t.shape, f.data(t), t.bytes());
+            }
+            return w.serialize();
+        };
+        const std::string v1 = unsigned_file("1");
+        EXPECT_EQ(load_error(bytes(v1.begin(), v1.end()), xoptim_test::make_stepper()),
+                  file("bad.safetensors") + ": format version 1 has no checksum of its metadata (step counts, "
+                                            "counters); rewrite it once with xoptim::upgrade_checkpoint "
+                                            "(docs/checkpoints.md)");
+        xoptim::upgrade_checkpoint(file("bad.safetensors"), file("upgraded.safetensors"));
+        EXPECT_EQ(read_file(file("upgraded.safetensors")), good);
+        xoptim::upgrade_checkpoint(file("bad.safetensors"), file("bad.safetensors"));  // in place
+        EXPECT_EQ(loaded_from(file("bad.safetensors")), loaded);
+        xoptim::upgrade_checkpoint(file(), file("again.safetensors"));  // a current file: as it is
+        EXPECT_EQ(read_file(file("again.safetensors")), good);
+
+        // Damaged tensors are not upgraded; nor is a version-2 file without its checksum.
+        bytes damaged(v1.begin(), v1.end());
+        damaged.back() ^= 1;
+        write_file(dir_ / "damaged.safetensors", damaged);
+        EXPECT_NE(runtime_error_of([&] { xoptim::upgrade_checkpoint(file("damaged.safetensors"), file("x")); })
+                      .find("is damaged (its checksum does not match), not upgraded"),
+                  std::string::npos);
+        EXPECT_FALSE(std::filesystem::exists(file("x")));
+        const std::string v2 = unsigned_file("2");
+        EXPECT_EQ(load_error(bytes(v2.begin(), v2.end()), xoptim_test::make_stepper()),
+                  file("bad.safetensors") + ": no checksum of the metadata (\"xxh64/__metadata__\")");
+    }
+
+    // A checkpoint of the stepped hybrid (2 steps, 1 skipped, 1 micro-batch pending).
+    class flips : public integrity
+    {
+    protected:
+        void SetUp() override
+        {
+            integrity::SetUp();
+            tiny_model m;
+            auto trainer = xoptim_test::make_stepper();
+            xoptim_test::train(m, trainer, 7);
+            xoptim::save_checkpoint(file(), m.params(), trainer);
+            good = read_file(file());
+            const auto f = xoptim::io::safetensors_file::parse(good, "good");
+            header_end = 8 + (good.size() - 8) - data_size(f);
+            tiny_model fresh;
+            auto loaded = xoptim_test::make_stepper();
+            xoptim::load_checkpoint(file(), fresh.params(), loaded);
+            original = fresh.bytes() + xoptim_test::fingerprint_of(loaded);
+            // What each flipped file is loaded into: another run, 3 calls in. Loaded from a
+            // file of its own, since training it afresh each time would be slow (BLAS threads).
+            tiny_model other;
+            other.fill(1.0);
+            auto trained = xoptim_test::make_stepper();
+            xoptim_test::train(other, trained, 3);
+            xoptim::save_checkpoint(file("other.safetensors"), other.params(), trained);
+        }
+
+        static std::size_t data_size(const xoptim::io::safetensors_file& f)
+        {
+            std::size_t n = 0;
+            for (const auto& t : f.tensors())
+            {
+                n += t.bytes();
+            }
+            return n;
+        }
+
+        // What loading the file with bit `bit` of byte `at` flipped, into a model and
+        // stepper 3 calls into another run, does: "" where it loaded exactly the original
+        // state, else the error (or what went wrong). The byte is flipped in place and
+        // back: rewriting the file each time would have the file system flush it.
+        std::string load_flipped(int fd, std::size_t at, int bit)
+        {
+            const auto put = [&](unsigned char c) {
+                if (::pwrite(fd, &c, 1, off_t(at)) != 1)
+                {
+                    throw std::logic_error("cannot write the test file");
+                }
+            };
+            put(good[at] ^ static_cast<unsigned char>(1u << bit));
+            const std::string outcome = load();
+            put(good[at]);
+            return outcome;
+        }
+
+        std::string load()
+        {
+            tiny_model m;
+            auto trainer = xoptim_test::make_stepper();
+            xoptim::load_checkpoint(file("other.safetensors"), m.params(), trainer);
+            const std::string before = m.bytes() + xoptim_test::fingerprint_of(trainer);
+            const std::string path = file("flipped.safetensors");
+            try
+            {
+                xoptim::load_checkpoint(path, m.params(), trainer);
+            }
+            catch (const std::runtime_error& e)
+            {
+                const std::string error = e.what();
+                if (m.bytes() + xoptim_test::fingerprint_of(trainer) != before)
+                {
+                    return "CHANGED by a refused load: " + error;
+                }
+                return error.rfind(path + ": ", 0) == 0 && error.size() > path.size() + 2 ? error
+                                                                                            : "UNNAMED: " + error;
+            }
+            return m.bytes() + xoptim_test::fingerprint_of(trainer) == original ? "" : "DIFFERENT";
+        }
+
+        bytes good;
+        std::size_t header_end = 0;
+        std::string original;
+    };
+
+    // Every bit of the header and one bit of every data byte, flipped in turn: each load
+    // fails with a message naming the file, or loads exactly the original state.
+    TEST_F(flips, every_flipped_bit_fails_by_name_or_changes_nothing)
+    {
+        std::size_t failed = 0, identical = 0, different = 0;
+        std::map<std::string, std::size_t> problems;
+        write_file(file("flipped.safetensors"), good);
+        const int fd = ::open(file("flipped.safetensors").c_str(), O_WRONLY);
+        ASSERT_GE(fd, 0);
+        const auto flip = [&](std::size_t at, int bit) {
+            const std::string outcome = load_flipped(fd, at, bit);
+            if (outcome.empty())
+            {
+                ++identical;
+                return;
+            }
+            const bool named = outcome.rfind("DIFFERENT", 0) != 0 && outcome.rfind("CHANGED", 0) != 0
+                               && outcome.rfind("UNNAMED", 0) != 0;
+            named ? ++failed : ++different;
+            if (!named && different <= 10)
+            {
+                ADD_FAILURE() << "byte " << at << " bit " << bit << ": " << outcome.substr(0, 300);
+            }
+            // The problem without the path and the details after it, to count kinds.
+            const std::string problem = outcome.substr(outcome.find(": ") + 2);
+            ++problems[problem.substr(0, std::min(problem.find_first_of("'\"(0123456789", 1), std::size_t(40)))];
+        };
+        for (std::size_t at = 0; at < header_end; ++at)
+        {
+            for (int bit = 0; bit < 8; ++bit)
+            {
+                flip(at, bit);
+            }
+        }
+        for (std::size_t at = header_end; at < good.size(); ++at)
+        {
+            flip(at, int(at % 8));
+        }
+        ::close(fd);
+        std::cout << "bit-flip sweep of a " << good.size() << "-byte checkpoint (" << header_end
+                  << " header bytes, every bit; " << good.size() - header_end << " data bytes, one bit each): "
+                  << failed << " failed to load, " << identical << " loaded identical, " << different
+                  << " loaded different\n";
+        for (const auto& [problem, count] : problems)
+        {
+            std::cout << "  " << count << " x " << problem << "\n";
+        }
+        EXPECT_EQ(different, 0u);
+        EXPECT_EQ(failed + identical + different, header_end * 8 + good.size() - header_end);
     }
 }

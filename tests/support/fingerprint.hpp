@@ -11,13 +11,22 @@
 
 namespace xoptim_test
 {
-    inline void append_store(std::string& out, const xoptim::state_store& store)
+    // The first `keep` state tensors of every entry (scratch states, which live within
+    // one step, are not part of what a trainer keeps).
+    inline void append_store(std::string& out, const xoptim::state_store& store, std::size_t keep)
     {
         for (std::size_t k = 0; k < store.size(); ++k)
         {
             const auto& e = store[k];
             out += "[" + e.name + "]";
-            out.append(reinterpret_cast<const char*>(e.data.get()), e.bytes);
+            for (std::size_t s = 0; s < std::min(keep, e.count); ++s)
+            {
+                out.append(static_cast<const char*>(e.states[s].data), e.size * e.element_bytes(s));
+                if (e.states[s].absmax != nullptr)
+                {
+                    out.append(reinterpret_cast<const char*>(e.states[s].absmax), e.blocks() * sizeof(float));
+                }
+            }
         }
         out += "|" + std::to_string(store.size());
     }
@@ -30,13 +39,14 @@ namespace xoptim_test
         {
             out += "skipped " + std::to_string(trainer.skipped_steps()) + " pending "
                    + std::to_string(trainer.pending_micro_batches()) + " accumulators ";
-            append_store(out, trainer.accumulators());
+            append_store(out, trainer.accumulators(), 1);
             return out + " " + fingerprint_of(trainer.optimizer());
         }
         xoptim::detail::for_each_optimizer(trainer, "optimizer", [&](const std::string& key, const auto& o) {
             out += key + " step " + std::to_string(o.step_count()) + " " + xoptim::detail::options_json(o.options())
                    + " " + xoptim::detail::schedules_json(o.schedules()) + " state ";
-            append_store(out, o.state());
+            using O = std::decay_t<decltype(o)>;
+            append_store(out, o.state(), O::state_names.size() - xoptim::detail::scratch_states<O>::value);
         });
         if constexpr (xoptim::detail::is_router<Trainer>::value)
         {

@@ -48,13 +48,22 @@
 
 namespace xoptim
 {
-    inline constexpr int checkpoint_format_version = 1;
+    // 2: the metadata carries a checksum of its own ("xxh64/__metadata__"). Files of
+    // version 1 are refused with a pointer to upgrade_checkpoint.
+    inline constexpr int checkpoint_format_version = 2;
 
     template <class P, class Trainer>
     void save_checkpoint(const std::string& path, P&& params, const Trainer& trainer);
 
     template <class P, class Trainer>
     void load_checkpoint(const std::string& path, P&& params, Trainer& trainer);
+
+    // Rewrites a checkpoint of format version 1 at `from` as version 2 at `to` (which may
+    // be `from`), adding the checksum of its metadata, after checking its tensors against
+    // their checksums. A version-1 file's metadata (step counts, counters) has nothing to
+    // check it by: upgrade files that loaded as expected before. A version-2 file is
+    // written back as it is. std::runtime_error naming the file on any problem.
+    void upgrade_checkpoint(const std::string& from, const std::string& to);
 
     template <class Opt>
     class stepper;
@@ -424,6 +433,87 @@ namespace xoptim
             std::snprintf(buffer, sizeof buffer, "%016llx", static_cast<unsigned long long>(x));
             return buffer;
         }
+
+        using checkpoint_metadata = std::map<std::string, std::string>;
+
+        // The checksum of the metadata itself (format version 2): a tensor name cannot be
+        // "__metadata__", so the key is no tensor's.
+        inline const std::string metadata_checksum_key = checksum_key("__metadata__");
+
+        // XXH64 of every other entry in key order (bytewise, as std::map and Python's
+        // sorted() order them), each key and value preceded by its length in bytes as 8
+        // little-endian bytes. It covers the step counts, counters, options and the
+        // tensors' checksums, so no bit of the metadata changes unnoticed.
+        inline std::string metadata_checksum(const checkpoint_metadata& meta)
+        {
+            std::string text;
+            const auto append = [&](const std::string& s) {
+                for (int i = 0; i < 8; ++i)
+                {
+                    text += static_cast<char>((std::uint64_t(s.size()) >> (8 * i)) & 0xff);
+                }
+                text += s;
+            };
+            for (const auto& [key, value] : meta)
+            {
+                if (key != metadata_checksum_key)
+                {
+                    append(key);
+                    append(value);
+                }
+            }
+            return hex(io::xxh64(text.data(), text.size()));
+        }
+
+        // Sets the metadata's checksum (after every other entry).
+        inline void sign_metadata(checkpoint_metadata& meta)
+        {
+            meta[metadata_checksum_key] = metadata_checksum(meta);
+        }
+
+        [[noreturn]] inline void old_format(const std::string& path)
+        {
+            checkpoint_error(path, "format version 1 has no checksum of its metadata (step counts, counters); "
+                                   "rewrite it once with xoptim::upgrade_checkpoint (docs/checkpoints.md)");
+        }
+
+        // The checks every load makes first: a checkpoint, of a version this reads, whose
+        // metadata is as it was written. Returns the version.
+        inline std::size_t check_metadata(const std::string& path, const checkpoint_metadata& meta)
+        {
+            const auto format = meta.find("format");
+            if (format == meta.end())
+            {
+                checkpoint_error(path, "metadata has no \"format\"");
+            }
+            if (format->second != "xoptim.checkpoint")
+            {
+                checkpoint_error(path, "not an xoptim checkpoint (format " + io::quote(format->second) + ")");
+            }
+            const std::size_t version = parse_count(path, meta, "format_version");
+            if (version > std::size_t(checkpoint_format_version))
+            {
+                checkpoint_error(path, "format version " + std::to_string(version) + " is newer than this xoptim reads ("
+                                           + std::to_string(checkpoint_format_version) + ")");
+            }
+            if (version < 1)
+            {
+                checkpoint_error(path, "format version 0 does not exist");
+            }
+            if (version >= 2)
+            {
+                const auto sum = meta.find(metadata_checksum_key);
+                if (sum == meta.end())
+                {
+                    checkpoint_error(path, "no checksum of the metadata (\"" + metadata_checksum_key + "\")");
+                }
+                if (sum->second != metadata_checksum(meta))
+                {
+                    checkpoint_error(path, "the metadata is damaged (its checksum does not match)");
+                }
+            }
+            return version;
+        }
     }
 
     template <class P, class Trainer>
@@ -431,30 +521,36 @@ namespace xoptim
     {
         flat_params flat;
         flat.collect(std::forward<P>(params), no_grads{}, "xoptim::save_checkpoint");
-        io::safetensors_writer writer;
-        writer.metadata("format", "xoptim.checkpoint");
-        writer.metadata("format_version", std::to_string(checkpoint_format_version));
-        writer.metadata("parameters", std::to_string(flat.size()));
+        detail::checkpoint_metadata meta;
+        meta["format"] = "xoptim.checkpoint";
+        meta["format_version"] = std::to_string(checkpoint_format_version);
+        meta["parameters"] = std::to_string(flat.size());
         detail::for_each_optimizer(trainer, "optimizer", [&](const std::string& key, const auto& o) {
             using O = std::remove_const_t<std::remove_reference_t<decltype(o)>>;
-            writer.metadata(key + ".optimizer", O::name);
-            writer.metadata(key + ".step", std::to_string(o.step_count()));
-            writer.metadata(key + ".storage", to_string(o.storage().states));
-            writer.metadata(key + ".hyperparameters", detail::options_json(o.options()));
-            writer.metadata(key + ".schedules", detail::schedules_json(o.schedules()));
+            meta[key + ".optimizer"] = O::name;
+            meta[key + ".step"] = std::to_string(o.step_count());
+            meta[key + ".storage"] = to_string(o.storage().states);
+            meta[key + ".hyperparameters"] = detail::options_json(o.options());
+            meta[key + ".schedules"] = detail::schedules_json(o.schedules());
         });
         bool pending = false;
         if constexpr (detail::is_stepper<Trainer>::value)
         {
             pending = trainer.pending_micro_batches() > 0;
-            writer.metadata("stepper.skipped_steps", std::to_string(trainer.skipped_steps()));
-            writer.metadata("stepper.pending_micro_batches", std::to_string(trainer.pending_micro_batches()));
-            writer.metadata("stepper.options", detail::stepper_json(trainer.options()));
+            meta["stepper.skipped_steps"] = std::to_string(trainer.skipped_steps());
+            meta["stepper.pending_micro_batches"] = std::to_string(trainer.pending_micro_batches());
+            meta["stepper.options"] = detail::stepper_json(trainer.options());
         }
+        io::safetensors_writer writer;
         for (const auto& t : detail::checkpoint_tensors(flat, trainer, pending))
         {
-            writer.metadata(detail::checksum_key(t.name), detail::hex(io::xxh64(t.data, t.bytes)));
+            meta[detail::checksum_key(t.name)] = detail::hex(io::xxh64(t.data, t.bytes));
             writer.add(t.name, t.dtype, t.shape, t.data, t.bytes);
+        }
+        detail::sign_metadata(meta);
+        for (auto& [key, value] : meta)
+        {
+            writer.metadata(key, std::move(value));
         }
         writer.write(path);
     }
@@ -476,19 +572,9 @@ namespace xoptim
             }
             return it->second;
         };
-        if (text("format") != "xoptim.checkpoint")
+        if (detail::check_metadata(path, meta) < 2)
         {
-            checkpoint_error(path, "not an xoptim checkpoint (format " + io::quote(text("format")) + ")");
-        }
-        const std::size_t version = detail::parse_count(path, meta, "format_version");
-        if (version > std::size_t(checkpoint_format_version))
-        {
-            checkpoint_error(path, "format version " + std::to_string(version) + " is newer than this xoptim reads ("
-                                       + std::to_string(checkpoint_format_version) + ")");
-        }
-        if (version < 1)
-        {
-            checkpoint_error(path, "format version 0 does not exist");
+            detail::old_format(path);
         }
 
         // The optimizers: kind and step count, checked before anything is created.
@@ -611,6 +697,31 @@ namespace xoptim
             detail::checkpoint_access::micro(trainer) = pending;
             detail::checkpoint_access::skipped(trainer) = skipped;
         }
+    }
+
+    inline void upgrade_checkpoint(const std::string& from, const std::string& to)
+    {
+        const io::safetensors_file file = io::safetensors_file::read(from);
+        detail::checkpoint_metadata meta = file.metadata();
+        detail::check_metadata(from, meta);
+        io::safetensors_writer writer;
+        for (const auto& t : file.tensors())
+        {
+            const auto sum = meta.find(detail::checksum_key(t.name));
+            if (sum == meta.end() || sum->second != detail::hex(io::xxh64(file.data(t), t.bytes())))
+            {
+                detail::checkpoint_error(from, "tensor " + io::quote(t.name)
+                                                   + " is damaged (its checksum does not match), not upgraded");
+            }
+            writer.add(t.name, t.dtype, t.shape, file.data(t), t.bytes());
+        }
+        meta["format_version"] = std::to_string(checkpoint_format_version);
+        detail::sign_metadata(meta);
+        for (auto& [key, value] : meta)
+        {
+            writer.metadata(key, std::move(value));
+        }
+        writer.write(to);
     }
 }
 
