@@ -115,6 +115,18 @@ namespace
         return out + json;
     }
 
+    template <class T>
+    T& unwrap(T& t)
+    {
+        return t;
+    }
+
+    template <class T>
+    T& unwrap(std::reference_wrapper<T> t)
+    {
+        return t.get();
+    }
+
     class integrity : public xoptim_test::temp_dir_test
     {
     protected:
@@ -124,6 +136,7 @@ namespace
         }
 
         // The message of the std::runtime_error a load of `b` gives into a fresh trainer.
+        // (By value: a fresh trainer; std::ref: that one.)
         template <class Trainer>
         std::string load_error(const bytes& b, Trainer trainer)
         {
@@ -131,7 +144,7 @@ namespace
             tiny_model m;
             try
             {
-                xoptim::load_checkpoint(file("bad.safetensors"), m.params(), trainer);
+                xoptim::load_checkpoint(file("bad.safetensors"), m.params(), unwrap(trainer));
             }
             catch (const std::runtime_error& e)
             {
@@ -330,6 +343,48 @@ namespace
         const std::string v2 = unsigned_file("2");
         EXPECT_EQ(load_error(bytes(v2.begin(), v2.end()), xoptim_test::make_stepper()),
                   file("bad.safetensors") + ": no checksum of the metadata (\"xxh64/__metadata__\")");
+    }
+
+    // A load refused after it made a fresh trainer's state (a damaged tensor is found
+    // last) leaves nothing of it: no state, the options as they were (not the schedules'
+    // values at the first step), no parameter names remembered.
+    TEST_F(counters, a_refused_load_changes_nothing_observable)
+    {
+        bytes damaged = good;
+        damaged.back() ^= 1;
+        auto fresh = xoptim_test::make_stepper();
+        const std::string before = xoptim_test::fingerprint_of(fresh);
+        const std::string error = load_error(damaged, std::ref(fresh));
+        EXPECT_NE(error.find("is damaged (its checksum does not match)"), std::string::npos) << error;
+        EXPECT_EQ(xoptim_test::fingerprint_of(fresh), before);
+        // The next call may pass other parameters: nothing was remembered of these.
+        std::vector<float> w(12, 0.5f), g(12, 0.25f);
+        const auto other = xoptim::view(w.data(), {4, 3});
+        EXPECT_NO_THROW(fresh(xoptim::named("other.weight", other), g));
+
+        tiny_model m;
+        auto opt = xoptim_test::make_adamw();
+        xoptim_test::train(m, opt, 2);
+        xoptim::save_checkpoint(file("adamw.safetensors"), m.params(), opt);
+        bytes adamw_file = read_file(file("adamw.safetensors"));
+        adamw_file.back() ^= 1;
+        auto fresh_adamw = xoptim_test::make_adamw();
+        const std::string before_adamw = xoptim_test::fingerprint_of(fresh_adamw);
+        EXPECT_NE(load_error(adamw_file, std::ref(fresh_adamw)), "");
+        EXPECT_EQ(xoptim_test::fingerprint_of(fresh_adamw), before_adamw);
+        EXPECT_EQ(fresh_adamw.options().lr, xoptim::adamw_options{}.lr);
+
+        // A stepper that keeps no accumulators walks the parameters too.
+        xoptim::stepper<xoptim::adamw> plain(xoptim_test::make_adamw());
+        xoptim_test::train(m, plain, 2);
+        xoptim::save_checkpoint(file("plain.safetensors"), m.params(), plain);
+        bytes plain_file = read_file(file("plain.safetensors"));
+        plain_file.back() ^= 1;
+        xoptim::stepper<xoptim::adamw> fresh_plain(xoptim_test::make_adamw());
+        const std::string before_plain = xoptim_test::fingerprint_of(fresh_plain);
+        EXPECT_NE(load_error(plain_file, std::ref(fresh_plain)), "");
+        EXPECT_EQ(xoptim_test::fingerprint_of(fresh_plain), before_plain);
+        EXPECT_NO_THROW(fresh_plain(xoptim::named("other.weight", other), g));
     }
 
     // A checkpoint of the stepped hybrid (2 steps, 1 skipped, 1 micro-batch pending).

@@ -134,6 +134,7 @@ namespace xoptim
             {
                 bool optimizers = false;    // routes and state of a trainer that had none
                 bool accumulators = false;  // a stepper's gradient sums
+                bool walk = false;          // a stepper's first walk of the parameters
             };
 
             // Creates what a fresh trainer lacks for `params`: routes, state, a
@@ -146,6 +147,7 @@ namespace xoptim
                     // The optimizer inside sees the parameters as the stepper hands them
                     // over (float parameters first, then double), so its state is made
                     // in that order too.
+                    c.walk = x.m_flat.size() == 0;
                     x.m_flat.collect(params, no_grads{}, "xoptim::load_checkpoint");
                     auto flat = x.m_flat.params();
                     init(x.m_opt, flat, c);
@@ -180,6 +182,9 @@ namespace xoptim
                     if (c.accumulators)
                     {
                         x.m_acc.truncate(0);
+                    }
+                    if (c.walk)
+                    {
                         x.m_flat.reset();
                     }
                 }
@@ -196,6 +201,7 @@ namespace xoptim
                 {
                     x.m_state.truncate(0);
                     x.m_checked.clear();
+                    x.restore_unscheduled();  // init set the schedules' values
                 }
             }
         };

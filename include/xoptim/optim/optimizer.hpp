@@ -896,13 +896,22 @@ namespace xoptim
         {
             throw std::logic_error(std::string("xoptim::") + Derived::name + ": init after the state exists");
         }
-        // The state the next step needs: with the schedules' values at that step.
+        // The state the next step needs: with the schedules' values at that step. The
+        // values they replaced are kept, for a checkpoint load that is refused after
+        // init to put back (restore_unscheduled); the next step replaces them.
         if (!m_schedules.empty())
         {
             apply_schedules(m_steps);
-            m_unscheduled.clear();
         }
-        collect(std::forward<P>(params), no_grads{});
+        try
+        {
+            collect(std::forward<P>(params), no_grads{});
+        }
+        catch (...)
+        {
+            restore_unscheduled();
+            throw;
+        }
     }
 }
 
