@@ -143,4 +143,88 @@ namespace
             EXPECT_NE(message_of([&] { xoptim::sparse_embedding_optimizer opt(e); }), "no std::invalid_argument thrown");
         }
     }
+
+    // Two parameters over one buffer: `hidden.weight` (4, 3) at element 0 and
+    // `embed.weight` (4, 3) at element `at`; the hybrid routes one to Muon, one to AdamW.
+    struct overlapping
+    {
+        std::vector<float> buffer = std::vector<float>(24, 0.5f);
+        std::vector<float> g1 = std::vector<float>(12, 0.1f), g2 = std::vector<float>(12, -0.1f);
+        xoptim::tensor_view<float> hidden, embed;
+
+        explicit overlapping(std::size_t at)
+            : hidden(xoptim::view(buffer.data(), {4, 3})), embed(xoptim::view(buffer.data() + at, {4, 3}))
+        {
+        }
+
+        auto params()
+        {
+            return std::make_tuple(xoptim::named("hidden.weight", hidden), xoptim::named("embed.weight", embed));
+        }
+    };
+
+    TEST(aliasing, a_router_refuses_parameters_of_two_shares_over_one_buffer)
+    {
+        overlapping m(6);
+        auto hybrid = xoptim::make_hybrid();
+        EXPECT_EQ(message_of([&] { hybrid.step(m.params(), std::tie(m.g1, m.g2)); }),
+                  "xoptim::router: parameter 'embed.weight': parameter 'embed.weight' shares memory with parameter "
+                  "'hidden.weight'");
+        EXPECT_EQ(m.buffer, std::vector<float>(24, 0.5f));
+        EXPECT_TRUE(hybrid.optimizer<0>().state().empty());
+        EXPECT_TRUE(hybrid.optimizer<1>().state().empty());
+        EXPECT_EQ(hybrid.routing_table(), "");  // a step that did not happen routed nothing
+
+        overlapping apart(12);  // side by side: fine
+        auto ok = xoptim::make_hybrid();
+        ok.step(apart.params(), std::tie(apart.g1, apart.g2));
+        EXPECT_EQ(ok.optimizer<0>().step_count(), 1u);
+        EXPECT_EQ(ok.optimizer<1>().step_count(), 1u);
+    }
+
+    TEST(aliasing, a_router_refuses_a_gradient_that_is_another_shares_parameter)
+    {
+        overlapping m(12);
+        auto hybrid = xoptim::make_hybrid();
+        hybrid.step(m.params(), std::tie(m.g1, m.g2));
+        const auto before = m.buffer;
+        // Muon's gradient is AdamW's parameter: every check within one share passes.
+        const auto g = xoptim::view(static_cast<const float*>(m.buffer.data() + 12), {4, 3});
+        EXPECT_EQ(message_of([&] { hybrid.step(m.params(), std::make_tuple(g, m.g2)); }),
+                  "xoptim::router: parameter 'embed.weight': the gradient of 'hidden.weight' shares memory with "
+                  "parameter 'embed.weight'");
+        EXPECT_EQ(m.buffer, before);
+        EXPECT_EQ(hybrid.optimizer<0>().step_count(), 1u);
+        EXPECT_EQ(hybrid.optimizer<1>().step_count(), 1u);
+    }
+
+    TEST(aliasing, param_groups_refuse_it_too)
+    {
+        overlapping m(6);
+        xoptim::param_groups<xoptim::adamw> groups;
+        groups.add("hidden", xoptim::name_matches({"hidden*"}), xoptim::adamw());
+        groups.fallback("rest", xoptim::adamw());
+        EXPECT_EQ(message_of([&] { groups.step(m.params(), std::tie(m.g1, m.g2)); }),
+                  "xoptim::router: parameter 'embed.weight': parameter 'embed.weight' shares memory with parameter "
+                  "'hidden.weight'");
+        EXPECT_EQ(m.buffer, std::vector<float>(24, 0.5f));
+        EXPECT_TRUE(groups.group(0).state().empty());
+    }
+
+    TEST(aliasing, a_stepper_accumulating_refuses_a_gradient_in_a_parameter)
+    {
+        // The accumulated sums, not the gradients, reach the optimizer: its own check
+        // cannot see the gradient the stepper reads.
+        std::vector<float> w(8, 1), v(8, 2), g(8, 0.5f);
+        xoptim::stepper_options o;
+        o.accumulate = 2;
+        xoptim::stepper<xoptim::adamw> step(xoptim::adamw(), o);
+        const auto params = std::make_tuple(xoptim::named("w", w), xoptim::named("v", v));
+        EXPECT_EQ(message_of([&] { step(params, std::tie(g, w)); }),
+                  "xoptim::stepper: parameter 'v': the gradient of 'v' shares memory with parameter 'w'");
+        EXPECT_EQ(step.pending_micro_batches(), 0u);
+        EXPECT_TRUE(step.accumulators().empty());
+        EXPECT_FALSE(step(params, std::tie(g, g)));  // good calls work after it
+        EXPECT_TRUE(step(params, std::tie(g, g)));
+    }
 }

@@ -200,7 +200,7 @@ namespace xoptim
                 else if (c.optimizers)
                 {
                     x.m_state.truncate(0);
-                    x.m_checked.clear();
+                    x.m_alias.forget();
                     x.restore_unscheduled();  // init set the schedules' values
                 }
             }
