@@ -19,5 +19,8 @@ cmake -S . -B build-asan -DCMAKE_BUILD_TYPE=Debug \
 cmake --build build-asan -j "$jobs"
 ctest --test-dir build-asan --output-on-failure -j2
 
+# The thread tests under ThreadSanitizer.
+tools/tsan.sh
+
 # The safetensors reader under libFuzzer (clang, ASan + UBSan) for FUZZ_SECONDS (default 60).
 FUZZ_SECONDS=${FUZZ_SECONDS:-60} tools/fuzz.sh
