@@ -5,8 +5,11 @@
 #include <fstream>
 #include <functional>
 #include <map>
+#include <set>
 
 #include <fcntl.h>
+#include <sys/file.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <xoptim/io/checkpoint.hpp>
@@ -256,6 +259,57 @@ namespace
         ASSERT_TRUE(sparse_file(npy, head.size() + 137438953000ull * 8, head));
         error = runtime_error_of([&] { xoptim::io::read_npy(npy); });
         EXPECT_EQ(error.rfind(npy + ": the data of ", 0), 0u) << error;
+    }
+
+    // A file `seconds_ago` old (its modification time).
+    void make_file(const std::filesystem::path& p, int seconds_ago)
+    {
+        write_file(p, bytes(100, 'x'));
+        const timespec when[2] = {{::time(nullptr) - seconds_ago, 0}, {::time(nullptr) - seconds_ago, 0}};
+        ::utimensat(AT_FDCWD, p.c_str(), when, 0);
+    }
+
+    // Temporary files a crashed save left beside its target go with the next save to that
+    // target; those of live writers (locked, or younger than ten minutes), of other
+    // targets, and anything not named as a temporary file stay.
+    TEST_F(integrity, a_save_removes_what_crashed_saves_to_its_path_left)
+    {
+        const std::filesystem::path target = dir_ / "c.safetensors";
+        const int hour = 3600;
+        make_file(dir_ / "c.safetensors.tmp123", hour);         // crashed: goes
+        make_file(dir_ / "c.safetensors.tmp4294967295", hour);  // crashed: goes
+        make_file(dir_ / "c.safetensors.tmp456", hour);         // a live writer's (locked below)
+        make_file(dir_ / "c.safetensors.tmp789", 10);           // just written: may be a live writer's
+        make_file(dir_ / "c.safetensors.tmp12x", hour);         // not a temporary file's name
+        make_file(dir_ / "c.safetensors.tmp", hour);
+        make_file(dir_ / "d.safetensors.tmp111", hour);         // another target's
+        std::filesystem::create_directory(dir_ / "c.safetensors.tmp222");
+        std::filesystem::create_symlink(dir_ / "d.safetensors.tmp111", dir_ / "c.safetensors.tmp333");
+        const int live = ::open((dir_ / "c.safetensors.tmp456").c_str(), O_RDONLY);
+        ASSERT_GE(live, 0);
+        ASSERT_EQ(::flock(live, LOCK_EX | LOCK_NB), 0);
+
+        tiny_model m;
+        xoptim::adamw opt;
+        xoptim::save_checkpoint(target.string(), m.params(), opt);
+        ::close(live);
+
+        std::set<std::string> left;
+        for (const auto& e : std::filesystem::directory_iterator(dir_))
+        {
+            left.insert(e.path().filename().string());
+        }
+        EXPECT_EQ(left, (std::set<std::string>{"c.safetensors", "c.safetensors.tmp456", "c.safetensors.tmp789",
+                                               "c.safetensors.tmp12x", "c.safetensors.tmp", "d.safetensors.tmp111",
+                                               "c.safetensors.tmp222", "c.safetensors.tmp333"}));
+        xoptim::adamw loaded;
+        EXPECT_NO_THROW(xoptim::load_checkpoint(target.string(), m.params(), loaded));
+
+        // The npy writer (tools, tests) and the token cache write through the same file.
+        make_file(dir_ / "a.npy.tmp5", hour);
+        const double x = 1;
+        xoptim::io::write_npy((dir_ / "a.npy").string(), &x, {1});
+        EXPECT_FALSE(std::filesystem::exists(dir_ / "a.npy.tmp5"));
     }
 
     // The stepped hybrid's checkpoint and what loading it into a fresh one gives.

@@ -6,12 +6,10 @@
 #include <cctype>
 #include <cerrno>
 #include <cstdint>
-#include <cstdio>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <limits>
-#include <random>
 #include <stdexcept>
 #include <string>
 #include <string_view>
@@ -19,6 +17,7 @@
 #include <type_traits>
 #include <vector>
 
+#include "atomic_file.hpp"
 #include "quote.hpp"
 #include "read_buffer.hpp"
 
@@ -261,55 +260,6 @@ inline std::string npy_prefix_and_header(const std::string& path, const char* dt
     return out + dict;
 }
 
-// Owns a temporary file until it is renamed; removes it on any failure.
-class temp_file {
-public:
-    explicit temp_file(const std::string& final_path) : final_path_(final_path) {
-        std::random_device random;
-        int error = 0;
-        for (int attempt = 0; attempt < 100; ++attempt) {
-            name_ = final_path + ".tmp" + std::to_string(random());
-            // "x": never reuse a file some other writer just created.
-            file_ = std::fopen(name_.c_str(), "wbx");
-            if (file_ != nullptr) return;
-            error = errno;
-            if (error != EEXIST) break;
-        }
-        fail(final_path, "cannot open temporary file '" + name_ + "' for writing: " + std::strerror(error));
-    }
-    temp_file(const temp_file&) = delete;
-    temp_file& operator=(const temp_file&) = delete;
-
-    ~temp_file() {
-        if (file_ != nullptr) std::fclose(file_);
-        if (!committed_) std::remove(name_.c_str());
-    }
-
-    void write(const char* data, std::size_t n) {
-        if (n != 0 && std::fwrite(data, 1, n, file_) != n) write_failed(errno);
-    }
-
-    void commit() {
-        const int closed = std::fclose(file_);
-        file_ = nullptr;
-        if (closed != 0) write_failed(errno);
-        std::error_code ec;
-        std::filesystem::rename(name_, final_path_, ec);  // replaces an existing file atomically on POSIX
-        if (ec) fail(final_path_, "cannot rename temporary file into place: " + ec.message());
-        committed_ = true;
-    }
-
-private:
-    [[noreturn]] void write_failed(int error) const {
-        fail(final_path_, std::string("cannot write temporary file: ") + std::strerror(error));
-    }
-
-    std::string final_path_;
-    std::string name_;
-    std::FILE* file_ = nullptr;
-    bool committed_ = false;
-};
-
 }  // namespace detail
 
 inline std::size_t npy_array::size() const {
@@ -425,9 +375,9 @@ void write_npy(const std::string& path, const T* data, const std::vector<std::si
 
     const std::string header = detail::npy_prefix_and_header(path, detail::dtype_of<T>(), shape);
 
-    detail::temp_file file(path);
+    atomic_file file(path);
     file.write(header.data(), header.size());
-    file.write(reinterpret_cast<const char*>(data), data_size);
+    file.write(data, data_size);
     file.commit();
 }
 
