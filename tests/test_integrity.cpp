@@ -441,6 +441,35 @@ namespace
         EXPECT_NO_THROW(fresh_plain(xoptim::named("other.weight", other), g));
     }
 
+    // Found by fuzz_checkpoint: a checkpoint saved before the first step holds no state
+    // tensors; loaded into a trainer that has state, the load must leave that state as a
+    // first step finds it (zeros), not the moments of the run it replaces.
+    TEST_F(integrity, a_checkpoint_saved_before_the_first_step_replaces_existing_state)
+    {
+        tiny_model m;
+        xoptim::adamw never;
+        xoptim::save_checkpoint(file(), m.params(), never);
+        auto trained = xoptim_test::make_stepper();
+        xoptim_test::train(m, trained, 7);
+        auto untouched = xoptim_test::make_stepper();
+        xoptim::save_checkpoint(file("never.safetensors"), m.params(), untouched);
+
+        tiny_model fresh_model;
+        auto fresh = xoptim_test::make_stepper();
+        xoptim::load_checkpoint(file("never.safetensors"), fresh_model.params(), fresh);
+        xoptim::load_checkpoint(file("never.safetensors"), m.params(), trained);
+        // (The options are the live trainers' own, kept by a load.)
+        EXPECT_EQ(xoptim_test::fingerprint_of(trained, false), xoptim_test::fingerprint_of(fresh, false));
+
+        xoptim::adamw stepped;
+        xoptim_test::train(m, stepped, 2);
+        xoptim::adamw fresh_adamw;
+        xoptim::load_checkpoint(file(), fresh_model.params(), fresh_adamw);
+        xoptim::load_checkpoint(file(), m.params(), stepped);
+        EXPECT_EQ(xoptim_test::fingerprint_of(stepped, false), xoptim_test::fingerprint_of(fresh_adamw, false));
+        EXPECT_EQ(m.bytes(), fresh_model.bytes());
+    }
+
     // A checkpoint of the stepped hybrid (2 steps, 1 skipped, 1 micro-batch pending).
     class flips : public integrity
     {

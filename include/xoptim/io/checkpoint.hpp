@@ -635,17 +635,20 @@ namespace xoptim
             const auto tensors = detail::checkpoint_tensors(flat, trainer, pending > 0);
             std::set<std::string> expected;
             std::vector<std::pair<const detail::checkpoint_tensor*, const io::st_tensor_info*>> copies;
+            std::vector<const detail::checkpoint_tensor*> zeros;  // the state of an unstepped optimizer
             for (const auto& t : tensors)
             {
                 expected.insert(t.name);
                 const io::st_tensor_info* info = file.find(t.name);
                 // An optimizer saved before its first step may have had no state yet:
-                // the zeros init made are its state.
+                // its state is the zeros a first step starts from (whatever state a
+                // trainer that stepped before had).
                 const bool may_lack = std::any_of(unstepped.begin(), unstepped.end(), [&](const std::string& prefix) {
                     return t.name.compare(0, prefix.size(), prefix) == 0;
                 });
                 if (info == nullptr && may_lack)
                 {
+                    zeros.push_back(&t);
                     continue;
                 }
                 if (info == nullptr)
@@ -688,6 +691,13 @@ namespace xoptim
                     std::memcpy(t->data, file.data(*info), t->bytes);
                 }
             }
+            for (const detail::checkpoint_tensor* t : zeros)
+            {
+                if (t->bytes > 0)
+                {
+                    std::memset(t->data, 0, t->bytes);
+                }
+            }
         }
         catch (...)
         {
@@ -702,6 +712,15 @@ namespace xoptim
         {
             detail::checkpoint_access::micro(trainer) = pending;
             detail::checkpoint_access::skipped(trainer) = skipped;
+            if (pending == 0)
+            {
+                // No sums in the file: those of the run this one replaces go too.
+                const state_store& sums = detail::checkpoint_access::accumulators(trainer);
+                for (std::size_t k = 0; k < sums.size(); ++k)
+                {
+                    std::memset(sums[k].data.get(), 0, sums[k].bytes);
+                }
+            }
         }
     }
 
