@@ -16,17 +16,21 @@
 //   accumulator/NAME                a stepper's gradient sums, when micro-batches are pending
 // and string metadata: format, format_version, per KEY its optimizer, step, how its
 // states are stored,
-// hyperparameters and schedules (JSON text), the stepper's counters and options, and
-// an XXH64 checksum per tensor (key "xxh64/TENSOR", 16 hex digits). A load needs the
-// live optimizer to store its states as the saved one did (set_storage first).
+// hyperparameters and schedules (JSON text), the stepper's counters and options, an
+// XXH64 checksum per tensor (key "xxh64/TENSOR", 16 hex digits) and one of all the
+// other metadata ("xxh64/__metadata__", format version 2). A load needs the live
+// optimizer to store its states as the saved one did (set_storage first).
 //
 // Saving is atomic (a temporary file renamed over the target after fsync): a failed
 // save leaves the previous file as it was (unless only the final directory flush
-// failed, when the new file is already in place; the message says so). Loading checks everything first (format,
-// version, checksums, names, dtypes, shapes, counters) and changes the live
-// parameters and state only when all of it holds; on any error it throws
-// std::runtime_error naming the file and the problem. The live optimizer's own
-// hyperparameters and schedules are used after a load: the saved ones are a record.
+// failed, when the new file is already in place; the message says so). Loading reads
+// the header first and the data only once every tensor in it is one the trainer
+// expects, checks everything (format, version, the metadata's checksum, names, dtypes,
+// shapes, counters, the tensors' checksums) and changes the live parameters and state
+// only when all of it holds; on any error it throws std::runtime_error naming the file
+// and the problem (file text in it quoted by io::quote), and nothing observable has
+// changed. The live optimizer's own hyperparameters and schedules are used after a
+// load: the saved ones are a record.
 #ifndef XOPTIM_IO_CHECKPOINT_HPP
 #define XOPTIM_IO_CHECKPOINT_HPP
 
@@ -602,8 +606,9 @@ namespace xoptim
                 saved_storage != meta.end() ? saved_storage->second : to_string(state_storage::native);
             if (recorded != storage)
             {
-                checkpoint_error(path, "'" + key + "' stored its states as " + io::quote(recorded) + " in the checkpoint, here as "
-                                           + storage + " (call set_storage before loading)");
+                checkpoint_error(path, "'" + key + "' stored its states as " + io::quote(recorded)
+                                           + " in the checkpoint, here as " + storage
+                                           + " (call set_storage before loading)");
             }
             steps.push_back(detail::parse_count(path, meta, key + ".step"));
             if (steps.back() == 0)
