@@ -14,23 +14,15 @@
 #include <xoptim/optim/hybrid.hpp>
 #include <xoptim/xoptim.hpp>
 
+#include "support/files.hpp"
+#include "support/rewrite.hpp"
 #include "support/temp_dir.hpp"
 
 namespace
 {
-    using bytes = std::vector<unsigned char>;
-
-    bytes read_file(const std::filesystem::path& p)
-    {
-        std::ifstream in(p, std::ios::binary);
-        return {std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>()};
-    }
-
-    void write_file(const std::filesystem::path& p, const bytes& b)
-    {
-        std::ofstream out(p, std::ios::binary);
-        out.write(reinterpret_cast<const char*>(b.data()), std::streamsize(b.size()));
-    }
+    using xoptim_test::bytes;
+    using xoptim_test::read_file;
+    using xoptim_test::write_file;
 
     // Every byte an optimizer keeps, to compare two of them bit for bit.
     template <class O>
@@ -409,22 +401,9 @@ namespace
         }
 
         // The file rewritten with `edit` applied to its metadata.
-        bytes with_metadata(const std::function<void(std::map<std::string, std::string>&)>& edit)
+        bytes with_metadata(const std::function<void(xoptim_test::metadata&)>& edit)
         {
-            const auto f = xoptim::io::safetensors_file::parse(good, "good");
-            auto meta = f.metadata();
-            edit(meta);
-            xoptim::detail::sign_metadata(meta);  // the edit is what the load must find, not damage
-            xoptim::io::safetensors_writer w;
-            for (const auto& [k, v] : meta)
-            {
-                w.metadata(k, v);
-            }
-            for (const auto& t : f.tensors())
-            {
-                w.add(t.name, t.dtype, t.shape, f.data(t), t.bytes());
-            }
-            const std::string s = w.serialize();
+            const std::string s = xoptim_test::rewritten(good, edit);
             return bytes(s.begin(), s.end());
         }
 

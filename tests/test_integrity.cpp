@@ -16,45 +16,26 @@
 #include <xoptim/io/npy.hpp>
 #include <xoptim/io/quote.hpp>
 
+#include "support/files.hpp"
 #include "support/fingerprint.hpp"
+#include "support/message_of.hpp"
+#include "support/rewrite.hpp"
 #include "support/temp_dir.hpp"
 #include "support/tiny_training.hpp"
 
 namespace
 {
-    using bytes = std::vector<unsigned char>;
-    using metadata = std::map<std::string, std::string>;
+    using xoptim_test::bytes;
+    using xoptim_test::metadata;
     using xoptim_test::tiny_model;
 
-    bytes read_file(const std::filesystem::path& p)
-    {
-        std::ifstream in(p, std::ios::binary);
-        return {std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>()};
-    }
-
-    void write_file(const std::filesystem::path& p, const bytes& b)
-    {
-        std::ofstream out(p, std::ios::binary);
-        out.write(reinterpret_cast<const char*>(b.data()), std::streamsize(b.size()));
-    }
+    using xoptim_test::read_file;
+    using xoptim_test::write_file;
 
     // The file with `edit` applied to its metadata.
     bytes edited(const bytes& good, const std::function<void(metadata&)>& edit)
     {
-        const auto f = xoptim::io::safetensors_file::parse(good, "good");
-        metadata meta = f.metadata();
-        edit(meta);
-        xoptim::detail::sign_metadata(meta);  // what the load must find is the edit, not damage
-        xoptim::io::safetensors_writer w;
-        for (const auto& [k, v] : meta)
-        {
-            w.metadata(k, v);
-        }
-        for (const auto& t : f.tensors())
-        {
-            w.add(t.name, t.dtype, t.shape, f.data(t), t.bytes());
-        }
-        const std::string s = w.serialize();
+        const std::string s = xoptim_test::rewritten(good, edit);
         return bytes(s.begin(), s.end());
     }
 
@@ -64,25 +45,6 @@ namespace
         EXPECT_LT(message.size(), 400u) << message.substr(0, 400);
         EXPECT_TRUE(std::all_of(message.begin(), message.end(), [](char c) { return c >= 0x20 && c < 0x7f; }))
             << message.substr(0, 400);
-    }
-
-    // The message of the std::runtime_error f() throws; any other outcome says what it was.
-    template <class F>
-    std::string runtime_error_of(F&& f)
-    {
-        try
-        {
-            f();
-        }
-        catch (const std::runtime_error& e)
-        {
-            return e.what();
-        }
-        catch (const std::exception& e)
-        {
-            return std::string("not a std::runtime_error: ") + e.what();
-        }
-        return "no exception";
     }
 
     // A sparse file of `size` bytes starting with `head`: no disk space, but a reader that
@@ -237,18 +199,18 @@ namespace
         {
             GTEST_SKIP() << "the file system refuses a sparse file of 1 TiB";
         }
-        std::string error = runtime_error_of([&] { xoptim::io::safetensors_file::read(zeros); });
+        std::string error = xoptim_test::message_of<std::runtime_error>([&] { xoptim::io::safetensors_file::read(zeros); });
         EXPECT_EQ(error, zeros + ": invalid JSON header: the header is empty (at byte 0 of the header)");
 
         // A header that describes the whole terabyte: read as safetensors, then as a checkpoint.
         const std::string huge = file("huge.safetensors");
         ASSERT_TRUE(sparse_file(huge, tib, huge_tensor_header(tib)));
         ASSERT_NO_THROW(xoptim::io::safetensors_file::read_header(huge));
-        error = runtime_error_of([&] { xoptim::io::safetensors_file::read(huge); });
+        error = xoptim_test::message_of<std::runtime_error>([&] { xoptim::io::safetensors_file::read(huge); });
         EXPECT_EQ(error.rfind(huge + ": the data section of ", 0), 0u) << error;
         tiny_model m;
         xoptim::adamw opt;
-        error = runtime_error_of([&] { xoptim::load_checkpoint(huge, m.params(), opt); });
+        error = xoptim_test::message_of<std::runtime_error>([&] { xoptim::load_checkpoint(huge, m.params(), opt); });
         EXPECT_EQ(error, huge + ": metadata has no \"format\"");
         EXPECT_TRUE(opt.state().empty());
 
@@ -257,7 +219,7 @@ namespace
         std::string head = std::string("\x93NUMPY\x01\x00", 8) + char(dict.size() + 1) + '\0' + dict + "\n";
         const std::string npy = file("huge.npy");
         ASSERT_TRUE(sparse_file(npy, head.size() + 137438953000ull * 8, head));
-        error = runtime_error_of([&] { xoptim::io::read_npy(npy); });
+        error = xoptim_test::message_of<std::runtime_error>([&] { xoptim::io::read_npy(npy); });
         EXPECT_EQ(error.rfind(npy + ": the data of ", 0), 0u) << error;
     }
 
@@ -359,20 +321,13 @@ namespace
     {
         // The file as format version `version` wrote it, without a metadata checksum.
         const auto unsigned_file = [&](const char* version) {
-            const auto f = xoptim::io::safetensors_file::parse(good, "good");
-            metadata meta = f.metadata();
-            meta.erase("xxh64/__metadata__");
-            meta["format_version"] = version;
-            xoptim::io::safetensors_writer w;
-            for (const auto& [k, v] : meta)
-            {
-                w.metadata(k, v);
-            }
-            for (const auto& t : f.tensors())
-            {
-                w.add(t.name, t.dtype, t.shape, f.data(t), t.bytes());
-            }
-            return w.serialize();
+            return xoptim_test::rewritten(
+                good,
+                [&](metadata& meta) {
+                    meta.erase("xxh64/__metadata__");
+                    meta["format_version"] = version;
+                },
+                {false, false});
         };
         const std::string v1 = unsigned_file("1");
         EXPECT_EQ(load_error(bytes(v1.begin(), v1.end()), xoptim_test::make_stepper()),
@@ -390,7 +345,7 @@ namespace
         bytes damaged(v1.begin(), v1.end());
         damaged.back() ^= 1;
         write_file(dir_ / "damaged.safetensors", damaged);
-        EXPECT_NE(runtime_error_of([&] { xoptim::upgrade_checkpoint(file("damaged.safetensors"), file("x")); })
+        EXPECT_NE(xoptim_test::message_of<std::runtime_error>([&] { xoptim::upgrade_checkpoint(file("damaged.safetensors"), file("x")); })
                       .find("is damaged (its checksum does not match), not upgraded"),
                   std::string::npos);
         EXPECT_FALSE(std::filesystem::exists(file("x")));
@@ -470,24 +425,16 @@ namespace
         EXPECT_EQ(m.bytes(), fresh_model.bytes());
     }
 
-    // A checkpoint of the stepped hybrid (2 steps, 1 skipped, 1 micro-batch pending).
-    class flips : public integrity
+    // The stepped hybrid's checkpoint (2 steps, 1 skipped, 1 micro-batch pending) with
+    // every bit flipped in turn.
+    class flips : public counters
     {
     protected:
         void SetUp() override
         {
-            integrity::SetUp();
-            tiny_model m;
-            auto trainer = xoptim_test::make_stepper();
-            xoptim_test::train(m, trainer, 7);
-            xoptim::save_checkpoint(file(), m.params(), trainer);
-            good = read_file(file());
+            counters::SetUp();
             const auto f = xoptim::io::safetensors_file::parse(good, "good");
             header_end = 8 + (good.size() - 8) - data_size(f);
-            tiny_model fresh;
-            auto loaded = xoptim_test::make_stepper();
-            xoptim::load_checkpoint(file(), fresh.params(), loaded);
-            original = fresh.bytes() + xoptim_test::fingerprint_of(loaded);
             // What each flipped file is loaded into: another run, 3 calls in. Loaded from a
             // file of its own, since training it afresh each time would be slow (BLAS threads).
             tiny_model other;
@@ -546,12 +493,10 @@ namespace
                 return error.rfind(path + ": ", 0) == 0 && error.size() > path.size() + 2 ? error
                                                                                             : "UNNAMED: " + error;
             }
-            return m.bytes() + xoptim_test::fingerprint_of(trainer) == original ? "" : "DIFFERENT";
+            return m.bytes() + xoptim_test::fingerprint_of(trainer) == loaded ? "" : "DIFFERENT";
         }
 
-        bytes good;
         std::size_t header_end = 0;
-        std::string original;
     };
 
     // Every bit of the header and one bit of every data byte, flipped in turn: each load
