@@ -6,6 +6,7 @@
 #include <functional>
 #include <map>
 #include <set>
+#include <thread>
 
 #include <fcntl.h>
 #include <sys/file.h>
@@ -221,6 +222,39 @@ namespace
         ASSERT_TRUE(sparse_file(npy, head.size() + 137438953000ull * 8, head));
         error = xoptim_test::message_of<std::runtime_error>([&] { xoptim::io::read_npy(npy); });
         EXPECT_EQ(error.rfind(npy + ": the data of ", 0), 0u) << error;
+    }
+
+    TEST_F(integrity, a_file_read_in_two_steps_must_not_change_between_them)
+    {
+        tiny_model m;
+        xoptim::adamw opt;
+        xoptim::save_checkpoint(file(), m.params(), opt);
+        const bytes good = read_file(file());
+        auto header = xoptim::io::safetensors_file::read_header(file());
+        const auto copy = header;  // a copy shares the open file
+        EXPECT_THROW(header.data(header.tensors()[0]), std::logic_error);
+        write_file(file(), bytes(good.begin(), good.end() - 4));  // truncated in between
+        EXPECT_EQ(xoptim_test::message_of<std::runtime_error>([&] { header.read_data(); }),
+                  file() + ": the file changed while it was read (its size is not the one its header was read with)");
+        write_file(file(), good);
+        auto again = copy;
+        again.read_data();
+        EXPECT_EQ(again.tensors().size(), xoptim::io::safetensors_file::parse(good, "good").tensors().size());
+    }
+
+    TEST_F(integrity, a_checkpoint_read_from_a_pipe)
+    {
+        tiny_model m;
+        xoptim::adamw opt;
+        xoptim::save_checkpoint(file(), m.params(), opt);
+        const bytes good = read_file(file());
+        const std::string fifo = file("fifo");
+        ASSERT_EQ(::mkfifo(fifo.c_str(), 0600), 0);
+        std::thread writer([&] { write_file(fifo, good); });
+        xoptim::adamw loaded;
+        EXPECT_NO_THROW(xoptim::load_checkpoint(fifo, m.params(), loaded));
+        writer.join();
+        EXPECT_EQ(loaded.state().size(), 3u);
     }
 
     // A file `seconds_ago` old (its modification time).

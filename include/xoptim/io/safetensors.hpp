@@ -23,6 +23,7 @@
 #include <filesystem>
 #include <limits>
 #include <map>
+#include <memory>
 #include <optional>
 #include <random>
 #include <set>
@@ -211,17 +212,18 @@ namespace xoptim::io
         class file_handle
         {
         public:
-            file_handle() = default;
             explicit file_handle(int fd) noexcept : m_fd(fd) {}
-            file_handle(file_handle&& other) noexcept : m_fd(other.release()) {}
-            file_handle& operator=(file_handle&& other) noexcept
+            file_handle(file_handle&& other) noexcept : m_fd(other.m_fd)
             {
-                reset(other.release());
-                return *this;
+                other.m_fd = -1;
             }
+            file_handle& operator=(file_handle&&) = delete;
             ~file_handle()
             {
-                reset();
+                if (m_fd >= 0)
+                {
+                    ::close(m_fd);
+                }
             }
 
             int get() const noexcept
@@ -229,24 +231,8 @@ namespace xoptim::io
                 return m_fd;
             }
 
-            int release() noexcept
-            {
-                const int fd = m_fd;
-                m_fd = -1;
-                return fd;
-            }
-
-            void reset(int fd = -1) noexcept
-            {
-                if (m_fd >= 0)
-                {
-                    ::close(m_fd);
-                }
-                m_fd = fd;
-            }
-
         private:
-            int m_fd = -1;
+            int m_fd;
         };
     }
 
@@ -300,7 +286,8 @@ namespace xoptim::io
         void parse_header(const unsigned char* text, std::size_t size, std::size_t data_size);
 
         std::string m_what;                      // the path, or what parse was given
-        safetensors_detail::file_handle m_file;  // open between read_header and read_data
+        // Open between read_header and read_data; shared, so a copy can read the data too.
+        std::shared_ptr<const safetensors_detail::file_handle> m_file;
         std::size_t m_data_offset = 0;           // file offset of the data section
         std::size_t m_data_size = 0;
         bool m_has_data = false;
@@ -1190,7 +1177,7 @@ namespace xoptim::io
         file.m_what = path;
         file.parse_header(header.data(), header_size, static_cast<std::size_t>(size - 8 - header_size));
         file.m_data_offset = 8 + header_size;
-        file.m_file = std::move(fd);
+        file.m_file = std::make_shared<const d::file_handle>(std::move(fd));
         return file;
     }
 
@@ -1201,15 +1188,15 @@ namespace xoptim::io
         {
             return;
         }
-        if (m_file.get() < 0)
+        if (m_file == nullptr)
         {
             throw std::logic_error("xoptim::io::safetensors_file::read_data: no file open (read_header first)");
         }
         std::vector<unsigned char> bytes;
         resize_for_file(bytes, m_data_size, m_what, "the data section");
         unsigned char beyond = 0;
-        if (d::read_at(m_file.get(), bytes.data(), m_data_size, m_data_offset, m_what) != m_data_size
-            || d::read_at(m_file.get(), &beyond, 1, m_data_offset + m_data_size, m_what) != 0)
+        if (d::read_at(m_file->get(), bytes.data(), m_data_size, m_data_offset, m_what) != m_data_size
+            || d::read_at(m_file->get(), &beyond, 1, m_data_offset + m_data_size, m_what) != 0)
         {
             d::changed(m_what);
         }
