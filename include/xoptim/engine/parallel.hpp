@@ -159,6 +159,8 @@ namespace xoptim
                     }
                 }
 
+                crew* abandoned_before = nullptr;  // see forked_child
+
                 bool try_run(task_function fn, void* ctx, std::size_t n)
                 {
                     std::unique_lock<std::mutex> serial(m_run_mutex, std::try_to_lock);
@@ -254,13 +256,21 @@ namespace xoptim
             }
 
             // pthread_atfork's child handler: the parent's crew is let go, never used or
-            // destroyed (it is only memory now), so the child can step and exit.
+            // destroyed (it is only memory now, kept reachable in a list), so the child
+            // can step and exit.
             static void forked_child() noexcept
             {
-                instance().m_crew.store(nullptr, std::memory_order_relaxed);
+                thread_pool& pool = instance();
+                crew* parents = pool.m_crew.exchange(nullptr, std::memory_order_relaxed);
+                if (parents != nullptr)
+                {
+                    parents->abandoned_before = pool.m_abandoned;
+                    pool.m_abandoned = parents;
+                }
             }
 
             std::atomic<crew*> m_crew{nullptr};
+            crew* m_abandoned = nullptr;  // the crews of the processes this one was forked from
         };
     }
 
