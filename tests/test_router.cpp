@@ -105,8 +105,8 @@ namespace
         xoptim::router hybrid(hybrid_rules(), xoptim::muon(), xoptim::adamw());
         const auto params = std::make_tuple(xoptim::named("embedding.weight", e), xoptim::named("linear1.weight", l1),
                                             xoptim::named("linear2.weight", l2), xoptim::named("output.weight", out));
-        // The Muon share is fine and checked first (its state is created); AdamW's last
-        // gradient is the output weight's own memory, which only AdamW's alias check sees.
+        // AdamW's last gradient is the output weight's own memory: the router's check over
+        // every share refuses it before any optimizer is asked.
         const auto grads = std::make_tuple(m.grad(0), m.grad(1), m.grad(2),
                                            xoptim::view(static_cast<const float*>(m.data[3].data()), {10, 64}));
         try
@@ -116,7 +116,7 @@ namespace
         }
         catch (const std::invalid_argument& e)
         {
-            EXPECT_STREQ(e.what(), "xoptim::adamw: parameter 'output.weight': gradient and parameter share memory");
+            EXPECT_STREQ(e.what(), "xoptim::router: parameter 'output.weight': gradient and parameter share memory");
         }
         EXPECT_EQ(m.data, before);
         EXPECT_TRUE(hybrid.optimizer<0>().state().empty());

@@ -19,5 +19,9 @@ cmake -S . -B build-asan -DCMAKE_BUILD_TYPE=Debug \
 cmake --build build-asan -j "$jobs"
 ctest --test-dir build-asan --output-on-failure -j2
 
-# The safetensors reader under libFuzzer (clang, ASan + UBSan) for FUZZ_SECONDS (default 60).
-FUZZ_SECONDS=${FUZZ_SECONDS:-60} tools/fuzz.sh
+# The thread tests under ThreadSanitizer.
+tools/tsan.sh
+
+# The file readers and the checkpoint load path under libFuzzer (clang, ASan + UBSan),
+# FUZZ_SECONDS each (default 30).
+FUZZ_SECONDS=${FUZZ_SECONDS:-30} tools/fuzz.sh

@@ -1,22 +1,24 @@
-// The message of the std::invalid_argument that f() throws, to compare whole messages.
+// The message of the exception of type E (std::invalid_argument unless given) that f()
+// throws, to compare whole messages; other exceptions go on to the test.
 #pragma once
 
 #include <stdexcept>
 #include <string>
+#include <type_traits>
 
 namespace xoptim_test
 {
-    template <class F>
+    template <class E = std::invalid_argument, class F>
     std::string message_of(F&& f)
     {
         try
         {
             f();
         }
-        catch (const std::invalid_argument& e)
+        catch (const E& e)
         {
             return e.what();
         }
-        return "no std::invalid_argument thrown";
+        return std::is_same_v<E, std::invalid_argument> ? "no std::invalid_argument thrown" : "no exception thrown";
     }
 }

@@ -10,11 +10,16 @@
 #include <atomic>
 #include <condition_variable>
 #include <cstddef>
+#include <memory>
 #include <mutex>
 #include <stdexcept>
 #include <string>
 #include <thread>
 #include <vector>
+
+#if defined(__unix__) || defined(__APPLE__)
+#include <pthread.h>
+#endif
 
 namespace xoptim
 {
@@ -34,6 +39,16 @@ namespace xoptim
 
     // Calls fn(ctx, k, n) for k in [0, n) on up to n threads, the caller running k = 0,
     // and returns when all are done. Allocates nothing once the pool has started.
+    //
+    // Never waits for the pool: a call made while another thread's call holds it, or
+    // from inside a task (a step nested in a task, on the caller's thread or a worker),
+    // runs its n tasks itself, in order, on the calling thread. Tasks are pieces of one
+    // split whose results do not depend on where they run, so the bits are the same.
+    //
+    // fork(): the child gets a pool of its own on its first parallel call (the parent's
+    // workers do not exist in it); it can step and exit. Fork between steps: a child
+    // forked while another thread steps sees that step half done, and one forked from
+    // inside a task cannot finish that call.
     using task_function = void (*)(void* ctx, std::size_t k, std::size_t n);
     void parallel_run(task_function fn, void* ctx, std::size_t n);
 
@@ -51,6 +66,41 @@ namespace xoptim
             return s;
         }
 
+        // Whether this thread is running a task of parallel_run.
+        inline bool& in_parallel_task() noexcept
+        {
+            static thread_local bool inside = false;
+            return inside;
+        }
+
+        // Marks this thread as inside a task for its lifetime.
+        class task_scope
+        {
+        public:
+            task_scope() noexcept : m_outer(in_parallel_task())
+            {
+                in_parallel_task() = true;
+            }
+            ~task_scope()
+            {
+                in_parallel_task() = m_outer;
+            }
+            task_scope(const task_scope&) = delete;
+            task_scope& operator=(const task_scope&) = delete;
+
+        private:
+            bool m_outer;
+        };
+
+        inline void run_inline(task_function fn, void* ctx, std::size_t n)
+        {
+            const task_scope scope;
+            for (std::size_t k = 0; k < n; ++k)
+            {
+                fn(ctx, k, n);
+            }
+        }
+
         class thread_pool
         {
         public:
@@ -61,93 +111,166 @@ namespace xoptim
                 return pool;
             }
 
-            thread_pool() = default;
+            thread_pool()
+            {
+#if defined(__unix__) || defined(__APPLE__)
+                ::pthread_atfork(nullptr, nullptr, &forked_child);
+#endif
+            }
+
             thread_pool(const thread_pool&) = delete;
             thread_pool& operator=(const thread_pool&) = delete;
 
             ~thread_pool()
             {
-                {
-                    std::lock_guard<std::mutex> lock(m_mutex);
-                    m_stop = true;
-                }
-                m_wake.notify_all();
-                for (auto& t : m_workers)
-                {
-                    t.join();
-                }
+                delete m_crew.exchange(nullptr);
             }
 
-            void run(task_function fn, void* ctx, std::size_t n)
+            // Runs the tasks on the workers and the calling thread; false, having run
+            // nothing, where another thread is using the pool.
+            bool try_run(task_function fn, void* ctx, std::size_t n)
             {
-                // One step at a time owns the pool; a second caller waits its turn.
-                std::lock_guard<std::mutex> serial(m_run_mutex);
-                ensure_workers(n - 1);
-                {
-                    std::lock_guard<std::mutex> lock(m_mutex);
-                    m_fn = fn;
-                    m_ctx = ctx;
-                    m_tasks = n;
-                    m_pending = n - 1;
-                    ++m_generation;
-                }
-                m_wake.notify_all();
-                fn(ctx, 0, n);
-                std::unique_lock<std::mutex> lock(m_mutex);
-                m_done.wait(lock, [this] { return m_pending == 0; });
+                return current().try_run(fn, ctx, n);
             }
 
         private:
 
-            void ensure_workers(std::size_t count)
+            // The workers and what they share. A forked child leaves its parent's crew
+            // alone (its threads, mutexes and condition variables are the parent's: joining,
+            // locking or signalling them could wait forever) and makes its own.
+            class crew
             {
-                while (m_workers.size() < count)
+            public:
+
+                crew() = default;
+                crew(const crew&) = delete;
+                crew& operator=(const crew&) = delete;
+
+                ~crew()
                 {
-                    const std::size_t index = m_workers.size() + 1;
-                    m_workers.emplace_back([this, index] { work(index); });
+                    {
+                        std::lock_guard<std::mutex> lock(m_mutex);
+                        m_stop = true;
+                    }
+                    m_wake.notify_all();
+                    for (auto& t : m_workers)
+                    {
+                        t.join();
+                    }
+                }
+
+                crew* abandoned_before = nullptr;  // see forked_child
+
+                bool try_run(task_function fn, void* ctx, std::size_t n)
+                {
+                    std::unique_lock<std::mutex> serial(m_run_mutex, std::try_to_lock);
+                    if (!serial.owns_lock())
+                    {
+                        return false;
+                    }
+                    ensure_workers(n - 1);
+                    {
+                        std::lock_guard<std::mutex> lock(m_mutex);
+                        m_fn = fn;
+                        m_ctx = ctx;
+                        m_tasks = n;
+                        m_pending = n - 1;
+                        ++m_generation;
+                    }
+                    m_wake.notify_all();
+                    {
+                        const task_scope scope;
+                        fn(ctx, 0, n);
+                    }
+                    std::unique_lock<std::mutex> lock(m_mutex);
+                    m_done.wait(lock, [this] { return m_pending == 0; });
+                    return true;
+                }
+
+            private:
+
+                void ensure_workers(std::size_t count)
+                {
+                    while (m_workers.size() < count)
+                    {
+                        const std::size_t index = m_workers.size() + 1;
+                        m_workers.emplace_back([this, index] { work(index); });
+                    }
+                }
+
+                void work(std::size_t index)
+                {
+                    const task_scope scope;  // a step inside a task runs inline
+                    std::size_t seen = 0;
+                    std::unique_lock<std::mutex> lock(m_mutex);
+                    for (;;)
+                    {
+                        m_wake.wait(lock, [&] { return m_stop || m_generation != seen; });
+                        if (m_stop)
+                        {
+                            return;
+                        }
+                        seen = m_generation;
+                        if (index >= m_tasks)
+                        {
+                            continue;
+                        }
+                        const task_function fn = m_fn;
+                        void* ctx = m_ctx;
+                        const std::size_t n = m_tasks;
+                        lock.unlock();
+                        fn(ctx, index, n);
+                        lock.lock();
+                        if (--m_pending == 0)
+                        {
+                            m_done.notify_one();
+                        }
+                    }
+                }
+
+                std::mutex m_run_mutex;
+                std::mutex m_mutex;
+                std::condition_variable m_wake;
+                std::condition_variable m_done;
+                std::vector<std::thread> m_workers;
+                task_function m_fn = nullptr;
+                void* m_ctx = nullptr;
+                std::size_t m_tasks = 0;
+                std::size_t m_pending = 0;
+                std::size_t m_generation = 0;
+                bool m_stop = false;
+            };
+
+            crew& current()
+            {
+                crew* c = m_crew.load(std::memory_order_acquire);
+                if (c == nullptr)
+                {
+                    auto fresh = std::make_unique<crew>();
+                    if (m_crew.compare_exchange_strong(c, fresh.get(), std::memory_order_acq_rel))
+                    {
+                        c = fresh.release();
+                    }
+                }
+                return *c;
+            }
+
+            // pthread_atfork's child handler: the parent's crew is let go, never used or
+            // destroyed (it is only memory now, kept reachable in a list), so the child
+            // can step and exit.
+            static void forked_child() noexcept
+            {
+                thread_pool& pool = instance();
+                crew* parents = pool.m_crew.exchange(nullptr, std::memory_order_relaxed);
+                if (parents != nullptr)
+                {
+                    parents->abandoned_before = pool.m_abandoned;
+                    pool.m_abandoned = parents;
                 }
             }
 
-            void work(std::size_t index)
-            {
-                std::size_t seen = 0;
-                std::unique_lock<std::mutex> lock(m_mutex);
-                for (;;)
-                {
-                    m_wake.wait(lock, [&] { return m_stop || m_generation != seen; });
-                    if (m_stop)
-                    {
-                        return;
-                    }
-                    seen = m_generation;
-                    if (index >= m_tasks)
-                    {
-                        continue;
-                    }
-                    const task_function fn = m_fn;
-                    void* ctx = m_ctx;
-                    const std::size_t n = m_tasks;
-                    lock.unlock();
-                    fn(ctx, index, n);
-                    lock.lock();
-                    if (--m_pending == 0)
-                    {
-                        m_done.notify_one();
-                    }
-                }
-            }
-
-            std::mutex m_run_mutex;
-            std::mutex m_mutex;
-            std::condition_variable m_wake;
-            std::condition_variable m_done;
-            std::vector<std::thread> m_workers;
-            task_function m_fn = nullptr;
-            void* m_ctx = nullptr;
-            std::size_t m_tasks = 0;
-            std::size_t m_pending = 0;
-            std::size_t m_generation = 0;
-            bool m_stop = false;
+            std::atomic<crew*> m_crew{nullptr};
+            crew* m_abandoned = nullptr;  // the crews of the processes this one was forked from
         };
     }
 
@@ -190,7 +313,10 @@ namespace xoptim
             fn(ctx, 0, 1);
             return;
         }
-        detail::thread_pool::instance().run(fn, ctx, n);
+        if (detail::in_parallel_task() || !detail::thread_pool::instance().try_run(fn, ctx, n))
+        {
+            detail::run_inline(fn, ctx, n);
+        }
     }
 }
 

@@ -2,19 +2,28 @@
 // temporary file beside the target, are flushed to disk, and only then renamed over the
 // target; the directory is flushed after. Any failure removes the temporary file and
 // leaves an existing target as it was. Errors are std::runtime_error "PATH: problem".
-// POSIX only. Used by the safetensors writer (checkpoints) and the token cache.
+// POSIX only. Used by the safetensors writer (checkpoints), the npy writer and the token
+// cache.
+//
+// A writer killed mid-write leaves its temporary file (TARGET.tmpNNN). Each writer holds
+// an flock on its own while it writes, and the next write to the same target removes the
+// ones nobody holds that are older than ten minutes: a crashed save's file goes, a live
+// writer's stays (the age also covers the instant between a writer's open and its lock,
+// and file systems where flock is only advisory between processes).
 #ifndef XOPTIM_IO_ATOMIC_FILE_HPP
 #define XOPTIM_IO_ATOMIC_FILE_HPP
 
 #include <algorithm>
 #include <cerrno>
 #include <cstring>
+#include <ctime>
 #include <filesystem>
 #include <random>
 #include <stdexcept>
 #include <string>
 
 #include <fcntl.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -45,6 +54,8 @@ namespace xoptim::io
                 m_fd = ::open(m_temp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0666);
                 if (m_fd >= 0)
                 {
+                    ::flock(m_fd, LOCK_EX | LOCK_NB);  // ours alone: cannot be held elsewhere
+                    remove_stale_temporaries();
                     return;
                 }
                 error = errno;
@@ -113,7 +124,60 @@ namespace xoptim::io
             sync_directory();
         }
 
+        // A temporary file is left alone while it is this young, locked or not.
+        static constexpr std::time_t stale_after_seconds = 600;
+
     private:
+
+        // Whether `name` is a temporary file's name for a target named `base`: base.tmpNNN.
+        static bool temporary_of(const std::string& name, const std::string& base) noexcept
+        {
+            const std::string prefix = base + ".tmp";
+            if (name.size() <= prefix.size() || name.size() > prefix.size() + 20
+                || name.compare(0, prefix.size(), prefix) != 0)
+            {
+                return false;
+            }
+            return std::all_of(name.begin() + std::ptrdiff_t(prefix.size()), name.end(),
+                               [](char c) { return c >= '0' && c <= '9'; });
+        }
+
+        // Removes the temporary files of earlier writes to this target that crashed:
+        // regular files of ours, older than stale_after_seconds, that no writer holds.
+        // Best effort: whatever cannot be looked at is left.
+        void remove_stale_temporaries() const noexcept
+        {
+            const std::filesystem::path target(m_path);
+            const std::string base = target.filename().string();
+            const std::filesystem::path dir = target.has_parent_path() ? target.parent_path() : ".";
+            std::error_code ec;
+            std::filesystem::directory_iterator it(dir, ec), end;
+            const std::time_t now = std::time(nullptr);
+            for (; !ec && it != end; it.increment(ec))
+            {
+                const std::string name = it->path().filename().string();
+                const std::string path = it->path().string();
+                if (!temporary_of(name, base) || path == m_temp)
+                {
+                    continue;
+                }
+                // O_NOFOLLOW: a link is not ours to follow; O_NONBLOCK: a FIFO does not hang us.
+                const int fd = ::open(path.c_str(), O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
+                if (fd < 0)
+                {
+                    continue;
+                }
+                struct stat held, named;
+                if (::fstat(fd, &held) == 0 && S_ISREG(held.st_mode) && held.st_uid == ::geteuid()
+                    && now - held.st_mtime >= stale_after_seconds && ::flock(fd, LOCK_EX | LOCK_NB) == 0
+                    && ::lstat(path.c_str(), &named) == 0 && named.st_dev == held.st_dev
+                    && named.st_ino == held.st_ino)
+                {
+                    ::unlink(path.c_str());
+                }
+                ::close(fd);
+            }
+        }
 
         [[noreturn]] void fail(const std::string& problem) const
         {

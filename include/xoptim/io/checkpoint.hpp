@@ -16,17 +16,21 @@
 //   accumulator/NAME                a stepper's gradient sums, when micro-batches are pending
 // and string metadata: format, format_version, per KEY its optimizer, step, how its
 // states are stored,
-// hyperparameters and schedules (JSON text), the stepper's counters and options, and
-// an XXH64 checksum per tensor (key "xxh64/TENSOR", 16 hex digits). A load needs the
-// live optimizer to store its states as the saved one did (set_storage first).
+// hyperparameters and schedules (JSON text), the stepper's counters and options, an
+// XXH64 checksum per tensor (key "xxh64/TENSOR", 16 hex digits) and one of all the
+// other metadata ("xxh64/__metadata__", format version 2). A load needs the live
+// optimizer to store its states as the saved one did (set_storage first).
 //
 // Saving is atomic (a temporary file renamed over the target after fsync): a failed
 // save leaves the previous file as it was (unless only the final directory flush
-// failed, when the new file is already in place; the message says so). Loading checks everything first (format,
-// version, checksums, names, dtypes, shapes, counters) and changes the live
-// parameters and state only when all of it holds; on any error it throws
-// std::runtime_error naming the file and the problem. The live optimizer's own
-// hyperparameters and schedules are used after a load: the saved ones are a record.
+// failed, when the new file is already in place; the message says so). Loading reads
+// the header first and the data only once every tensor in it is one the trainer
+// expects, checks everything (format, version, the metadata's checksum, names, dtypes,
+// shapes, counters, the tensors' checksums) and changes the live parameters and state
+// only when all of it holds; on any error it throws std::runtime_error naming the file
+// and the problem (file text in it quoted by io::quote), and nothing observable has
+// changed. The live optimizer's own hyperparameters and schedules are used after a
+// load: the saved ones are a record.
 #ifndef XOPTIM_IO_CHECKPOINT_HPP
 #define XOPTIM_IO_CHECKPOINT_HPP
 
@@ -42,18 +46,28 @@
 #include "../optim/optimizer.hpp"
 #include "../optim/router.hpp"
 #include "../step/stepper.hpp"
+#include "quote.hpp"
 #include "safetensors.hpp"
 #include "xxh64.hpp"
 
 namespace xoptim
 {
-    inline constexpr int checkpoint_format_version = 1;
+    // 2: the metadata carries a checksum of its own ("xxh64/__metadata__"). Files of
+    // version 1 are refused with a pointer to upgrade_checkpoint.
+    inline constexpr int checkpoint_format_version = 2;
 
     template <class P, class Trainer>
     void save_checkpoint(const std::string& path, P&& params, const Trainer& trainer);
 
     template <class P, class Trainer>
     void load_checkpoint(const std::string& path, P&& params, Trainer& trainer);
+
+    // Rewrites a checkpoint of format version 1 at `from` as version 2 at `to` (which may
+    // be `from`), adding the checksum of its metadata, after checking its tensors against
+    // their checksums. A version-1 file's metadata (step counts, counters) has nothing to
+    // check it by: upgrade files that loaded as expected before. A version-2 file is
+    // written back as it is. std::runtime_error naming the file on any problem.
+    void upgrade_checkpoint(const std::string& from, const std::string& to);
 
     template <class Opt>
     class stepper;
@@ -124,6 +138,7 @@ namespace xoptim
             {
                 bool optimizers = false;    // routes and state of a trainer that had none
                 bool accumulators = false;  // a stepper's gradient sums
+                bool walk = false;          // a stepper's first walk of the parameters
             };
 
             // Creates what a fresh trainer lacks for `params`: routes, state, a
@@ -136,6 +151,7 @@ namespace xoptim
                     // The optimizer inside sees the parameters as the stepper hands them
                     // over (float parameters first, then double), so its state is made
                     // in that order too.
+                    c.walk = x.m_flat.size() == 0;
                     x.m_flat.collect(params, no_grads{}, "xoptim::load_checkpoint");
                     auto flat = x.m_flat.params();
                     init(x.m_opt, flat, c);
@@ -170,6 +186,9 @@ namespace xoptim
                     if (c.accumulators)
                     {
                         x.m_acc.truncate(0);
+                    }
+                    if (c.walk)
+                    {
                         x.m_flat.reset();
                     }
                 }
@@ -185,7 +204,8 @@ namespace xoptim
                 else if (c.optimizers)
                 {
                     x.m_state.truncate(0);
-                    x.m_checked.clear();
+                    x.m_alias.forget();
+                    x.restore_unscheduled();  // init set the schedules' values
                 }
             }
         };
@@ -401,7 +421,7 @@ namespace xoptim
                                 && std::all_of(s.begin(), s.end(), [](char c) { return c >= '0' && c <= '9'; });
             if (!digits)
             {
-                checkpoint_error(path, "metadata \"" + key + "\" is not a count: \"" + s + "\"");
+                checkpoint_error(path, "metadata \"" + key + "\" is not a count: " + io::quote(s));
             }
             for (const char c : s)
             {
@@ -423,6 +443,87 @@ namespace xoptim
             std::snprintf(buffer, sizeof buffer, "%016llx", static_cast<unsigned long long>(x));
             return buffer;
         }
+
+        using checkpoint_metadata = std::map<std::string, std::string>;
+
+        // The checksum of the metadata itself (format version 2): a tensor name cannot be
+        // "__metadata__", so the key is no tensor's.
+        inline const std::string metadata_checksum_key = checksum_key("__metadata__");
+
+        // XXH64 of every other entry in key order (bytewise, as std::map and Python's
+        // sorted() order them), each key and value preceded by its length in bytes as 8
+        // little-endian bytes. It covers the step counts, counters, options and the
+        // tensors' checksums, so no bit of the metadata changes unnoticed.
+        inline std::string metadata_checksum(const checkpoint_metadata& meta)
+        {
+            std::string text;
+            const auto append = [&](const std::string& s) {
+                for (int i = 0; i < 8; ++i)
+                {
+                    text += static_cast<char>((std::uint64_t(s.size()) >> (8 * i)) & 0xff);
+                }
+                text += s;
+            };
+            for (const auto& [key, value] : meta)
+            {
+                if (key != metadata_checksum_key)
+                {
+                    append(key);
+                    append(value);
+                }
+            }
+            return hex(io::xxh64(text.data(), text.size()));
+        }
+
+        // Sets the metadata's checksum (after every other entry).
+        inline void sign_metadata(checkpoint_metadata& meta)
+        {
+            meta[metadata_checksum_key] = metadata_checksum(meta);
+        }
+
+        [[noreturn]] inline void old_format(const std::string& path)
+        {
+            checkpoint_error(path, "format version 1 has no checksum of its metadata (step counts, counters); "
+                                   "rewrite it once with xoptim::upgrade_checkpoint (docs/checkpoints.md)");
+        }
+
+        // The checks every load makes first: a checkpoint, of a version this reads, whose
+        // metadata is as it was written. Returns the version.
+        inline std::size_t check_metadata(const std::string& path, const checkpoint_metadata& meta)
+        {
+            const auto format = meta.find("format");
+            if (format == meta.end())
+            {
+                checkpoint_error(path, "metadata has no \"format\"");
+            }
+            if (format->second != "xoptim.checkpoint")
+            {
+                checkpoint_error(path, "not an xoptim checkpoint (format " + io::quote(format->second) + ")");
+            }
+            const std::size_t version = parse_count(path, meta, "format_version");
+            if (version > std::size_t(checkpoint_format_version))
+            {
+                checkpoint_error(path, "format version " + std::to_string(version) + " is newer than this xoptim reads ("
+                                           + std::to_string(checkpoint_format_version) + ")");
+            }
+            if (version < 1)
+            {
+                checkpoint_error(path, "format version 0 does not exist");
+            }
+            if (version >= 2)
+            {
+                const auto sum = meta.find(metadata_checksum_key);
+                if (sum == meta.end())
+                {
+                    checkpoint_error(path, "no checksum of the metadata (\"" + metadata_checksum_key + "\")");
+                }
+                if (sum->second != metadata_checksum(meta))
+                {
+                    checkpoint_error(path, "the metadata is damaged (its checksum does not match)");
+                }
+            }
+            return version;
+        }
     }
 
     template <class P, class Trainer>
@@ -430,30 +531,36 @@ namespace xoptim
     {
         flat_params flat;
         flat.collect(std::forward<P>(params), no_grads{}, "xoptim::save_checkpoint");
-        io::safetensors_writer writer;
-        writer.metadata("format", "xoptim.checkpoint");
-        writer.metadata("format_version", std::to_string(checkpoint_format_version));
-        writer.metadata("parameters", std::to_string(flat.size()));
+        detail::checkpoint_metadata meta;
+        meta["format"] = "xoptim.checkpoint";
+        meta["format_version"] = std::to_string(checkpoint_format_version);
+        meta["parameters"] = std::to_string(flat.size());
         detail::for_each_optimizer(trainer, "optimizer", [&](const std::string& key, const auto& o) {
             using O = std::remove_const_t<std::remove_reference_t<decltype(o)>>;
-            writer.metadata(key + ".optimizer", O::name);
-            writer.metadata(key + ".step", std::to_string(o.step_count()));
-            writer.metadata(key + ".storage", to_string(o.storage().states));
-            writer.metadata(key + ".hyperparameters", detail::options_json(o.options()));
-            writer.metadata(key + ".schedules", detail::schedules_json(o.schedules()));
+            meta[key + ".optimizer"] = O::name;
+            meta[key + ".step"] = std::to_string(o.step_count());
+            meta[key + ".storage"] = to_string(o.storage().states);
+            meta[key + ".hyperparameters"] = detail::options_json(o.options());
+            meta[key + ".schedules"] = detail::schedules_json(o.schedules());
         });
         bool pending = false;
         if constexpr (detail::is_stepper<Trainer>::value)
         {
             pending = trainer.pending_micro_batches() > 0;
-            writer.metadata("stepper.skipped_steps", std::to_string(trainer.skipped_steps()));
-            writer.metadata("stepper.pending_micro_batches", std::to_string(trainer.pending_micro_batches()));
-            writer.metadata("stepper.options", detail::stepper_json(trainer.options()));
+            meta["stepper.skipped_steps"] = std::to_string(trainer.skipped_steps());
+            meta["stepper.pending_micro_batches"] = std::to_string(trainer.pending_micro_batches());
+            meta["stepper.options"] = detail::stepper_json(trainer.options());
         }
+        io::safetensors_writer writer;
         for (const auto& t : detail::checkpoint_tensors(flat, trainer, pending))
         {
-            writer.metadata(detail::checksum_key(t.name), detail::hex(io::xxh64(t.data, t.bytes)));
+            meta[detail::checksum_key(t.name)] = detail::hex(io::xxh64(t.data, t.bytes));
             writer.add(t.name, t.dtype, t.shape, t.data, t.bytes);
+        }
+        detail::sign_metadata(meta);
+        for (auto& [key, value] : meta)
+        {
+            writer.metadata(key, std::move(value));
         }
         writer.write(path);
     }
@@ -463,7 +570,9 @@ namespace xoptim
     {
         detail::require_stepped_in_place<P>();
         using detail::checkpoint_error;
-        const io::safetensors_file file = io::safetensors_file::read(path);
+        // The header first: the data is read only once every tensor in it is known to be
+        // one this trainer expects, so a load never allocates more than the model's size.
+        io::safetensors_file file = io::safetensors_file::read_header(path);
         const auto& meta = file.metadata();
         const auto text = [&](const std::string& key) {
             const auto it = meta.find(key);
@@ -473,19 +582,9 @@ namespace xoptim
             }
             return it->second;
         };
-        if (text("format") != "xoptim.checkpoint")
+        if (detail::check_metadata(path, meta) < 2)
         {
-            checkpoint_error(path, "not an xoptim checkpoint (format \"" + text("format") + "\")");
-        }
-        const std::size_t version = detail::parse_count(path, meta, "format_version");
-        if (version > std::size_t(checkpoint_format_version))
-        {
-            checkpoint_error(path, "format version " + std::to_string(version) + " is newer than this xoptim reads ("
-                                       + std::to_string(checkpoint_format_version) + ")");
-        }
-        if (version < 1)
-        {
-            checkpoint_error(path, "format version 0 does not exist");
+            detail::old_format(path);
         }
 
         // The optimizers: kind and step count, checked before anything is created.
@@ -496,7 +595,8 @@ namespace xoptim
             const std::string saved = text(key + ".optimizer");
             if (saved != O::name)
             {
-                checkpoint_error(path, "'" + key + "' was " + saved + " in the checkpoint, it is " + O::name + " here");
+                checkpoint_error(path, "'" + key + "' was " + io::quote(saved) + " in the checkpoint, it is " + O::name
+                                           + " here");
             }
             // Files written before storage options have native states. (Which tensors
             // are 8-bit also depends on min_8bit_size: the tensors' dtypes check that.)
@@ -506,8 +606,9 @@ namespace xoptim
                 saved_storage != meta.end() ? saved_storage->second : to_string(state_storage::native);
             if (recorded != storage)
             {
-                checkpoint_error(path, "'" + key + "' stored its states as " + recorded + " in the checkpoint, here as "
-                                           + storage + " (call set_storage before loading)");
+                checkpoint_error(path, "'" + key + "' stored its states as " + io::quote(recorded)
+                                           + " in the checkpoint, here as " + storage
+                                           + " (call set_storage before loading)");
             }
             steps.push_back(detail::parse_count(path, meta, key + ".step"));
             if (steps.back() == 0)
@@ -539,17 +640,20 @@ namespace xoptim
             const auto tensors = detail::checkpoint_tensors(flat, trainer, pending > 0);
             std::set<std::string> expected;
             std::vector<std::pair<const detail::checkpoint_tensor*, const io::st_tensor_info*>> copies;
+            std::vector<const detail::checkpoint_tensor*> zeros;  // the state of an unstepped optimizer
             for (const auto& t : tensors)
             {
                 expected.insert(t.name);
                 const io::st_tensor_info* info = file.find(t.name);
                 // An optimizer saved before its first step may have had no state yet:
-                // the zeros init made are its state.
+                // its state is the zeros a first step starts from (whatever state a
+                // trainer that stepped before had).
                 const bool may_lack = std::any_of(unstepped.begin(), unstepped.end(), [&](const std::string& prefix) {
                     return t.name.compare(0, prefix.size(), prefix) == 0;
                 });
                 if (info == nullptr && may_lack)
                 {
+                    zeros.push_back(&t);
                     continue;
                 }
                 if (info == nullptr)
@@ -562,14 +666,9 @@ namespace xoptim
                                                + format_shape(info->shape) + ", the " + t.owner + " is "
                                                + io::st_dtype_name(t.dtype) + " " + format_shape(t.shape));
                 }
-                const auto sum = meta.find(detail::checksum_key(t.name));
-                if (sum == meta.end())
+                if (meta.count(detail::checksum_key(t.name)) == 0)
                 {
                     checkpoint_error(path, "no checksum for tensor '" + t.name + "'");
-                }
-                if (sum->second != detail::hex(io::xxh64(file.data(*info), info->bytes())))
-                {
-                    checkpoint_error(path, "tensor '" + t.name + "' is damaged (its checksum does not match)");
                 }
                 copies.emplace_back(&t, info);
             }
@@ -577,8 +676,16 @@ namespace xoptim
             {
                 if (expected.count(info.name) == 0)
                 {
-                    checkpoint_error(path, "unexpected tensor '" + info.name
-                                               + "' (no such parameter or optimizer state here)");
+                    checkpoint_error(path, "unexpected tensor " + io::quote(info.name)
+                                               + " (no such parameter or optimizer state here)");
+                }
+            }
+            file.read_data();
+            for (const auto& [t, info] : copies)
+            {
+                if (meta.at(detail::checksum_key(t->name)) != detail::hex(io::xxh64(file.data(*info), info->bytes())))
+                {
+                    checkpoint_error(path, "tensor '" + t->name + "' is damaged (its checksum does not match)");
                 }
             }
             // Everything holds: restore.
@@ -587,6 +694,13 @@ namespace xoptim
                 if (t->bytes > 0)  // an empty tensor may have no storage at all
                 {
                     std::memcpy(t->data, file.data(*info), t->bytes);
+                }
+            }
+            for (const detail::checkpoint_tensor* t : zeros)
+            {
+                if (t->bytes > 0)
+                {
+                    std::memset(t->data, 0, t->bytes);
                 }
             }
         }
@@ -603,7 +717,41 @@ namespace xoptim
         {
             detail::checkpoint_access::micro(trainer) = pending;
             detail::checkpoint_access::skipped(trainer) = skipped;
+            if (pending == 0)
+            {
+                // No sums in the file: those of the run this one replaces go too.
+                const state_store& sums = detail::checkpoint_access::accumulators(trainer);
+                for (std::size_t k = 0; k < sums.size(); ++k)
+                {
+                    std::memset(sums[k].data.get(), 0, sums[k].bytes);
+                }
+            }
         }
+    }
+
+    inline void upgrade_checkpoint(const std::string& from, const std::string& to)
+    {
+        const io::safetensors_file file = io::safetensors_file::read(from);
+        detail::checkpoint_metadata meta = file.metadata();
+        detail::check_metadata(from, meta);
+        io::safetensors_writer writer;
+        for (const auto& t : file.tensors())
+        {
+            const auto sum = meta.find(detail::checksum_key(t.name));
+            if (sum == meta.end() || sum->second != detail::hex(io::xxh64(file.data(t), t.bytes())))
+            {
+                detail::checkpoint_error(from, "tensor " + io::quote(t.name)
+                                                   + " is damaged (its checksum does not match), not upgraded");
+            }
+            writer.add(t.name, t.dtype, t.shape, file.data(t), t.bytes());
+        }
+        meta["format_version"] = std::to_string(checkpoint_format_version);
+        detail::sign_metadata(meta);
+        for (auto& [key, value] : meta)
+        {
+            writer.metadata(key, std::move(value));
+        }
+        writer.write(to);
     }
 }
 

@@ -6,18 +6,20 @@
 #include <cctype>
 #include <cerrno>
 #include <cstdint>
-#include <cstdio>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <limits>
-#include <random>
 #include <stdexcept>
 #include <string>
 #include <string_view>
 #include <system_error>
 #include <type_traits>
 #include <vector>
+
+#include "atomic_file.hpp"
+#include "quote.hpp"
+#include "read_buffer.hpp"
 
 // Data bytes are copied to and from memory as they are, so the host must match the file.
 #if defined(__BYTE_ORDER__) && defined(__ORDER_LITTLE_ENDIAN__) && __BYTE_ORDER__ != __ORDER_LITTLE_ENDIAN__
@@ -50,6 +52,9 @@ namespace detail {
 
 inline constexpr std::string_view npy_magic{"\x93NUMPY", 6};
 inline constexpr std::size_t npy_align = 64;
+// A header holds a dtype, a flag and a shape: a few hundred bytes. Longer ones are
+// damaged or hostile (numpy itself refuses more than 10,000 by default).
+inline constexpr std::uint64_t npy_max_header = 1 << 20;
 
 [[noreturn]] inline void fail(const std::string& path, const std::string& problem) {
     throw std::runtime_error(path + ": " + problem);
@@ -80,18 +85,6 @@ inline bool checked_product(const std::vector<std::size_t>& shape, std::size_t& 
     for (std::size_t d : shape)
         if (!checked_mul(out, d, out)) return false;
     return true;
-}
-
-// File text quoted in a message must keep the message on one line and short.
-inline std::string printable(std::string_view s) {
-    constexpr std::size_t max_len = 40;
-    std::string out;
-    for (std::size_t i = 0; i < s.size() && i < max_len; ++i) {
-        const auto c = static_cast<unsigned char>(s[i]);
-        out += (c >= 0x20 && c < 0x7f) ? static_cast<char>(c) : '?';
-    }
-    if (s.size() > max_len) out += "...";
-    return out;
 }
 
 struct npy_header {
@@ -129,7 +122,7 @@ public:
                 mark_seen(seen_shape, key);
                 h.shape = parse_shape();
             } else {
-                error("unexpected key '" + printable(key) + "'");
+                error("unexpected key " + quote(key));
             }
             skip_space();
             if (consume(',')) continue;
@@ -167,7 +160,7 @@ private:
     }
 
     void mark_seen(bool& seen, const std::string& key) {
-        if (seen) error("duplicate key '" + key + "'");
+        if (seen) error("duplicate key " + quote(key));
         seen = true;
     }
 
@@ -267,55 +260,6 @@ inline std::string npy_prefix_and_header(const std::string& path, const char* dt
     return out + dict;
 }
 
-// Owns a temporary file until it is renamed; removes it on any failure.
-class temp_file {
-public:
-    explicit temp_file(const std::string& final_path) : final_path_(final_path) {
-        std::random_device random;
-        int error = 0;
-        for (int attempt = 0; attempt < 100; ++attempt) {
-            name_ = final_path + ".tmp" + std::to_string(random());
-            // "x": never reuse a file some other writer just created.
-            file_ = std::fopen(name_.c_str(), "wbx");
-            if (file_ != nullptr) return;
-            error = errno;
-            if (error != EEXIST) break;
-        }
-        fail(final_path, "cannot open temporary file '" + name_ + "' for writing: " + std::strerror(error));
-    }
-    temp_file(const temp_file&) = delete;
-    temp_file& operator=(const temp_file&) = delete;
-
-    ~temp_file() {
-        if (file_ != nullptr) std::fclose(file_);
-        if (!committed_) std::remove(name_.c_str());
-    }
-
-    void write(const char* data, std::size_t n) {
-        if (n != 0 && std::fwrite(data, 1, n, file_) != n) write_failed(errno);
-    }
-
-    void commit() {
-        const int closed = std::fclose(file_);
-        file_ = nullptr;
-        if (closed != 0) write_failed(errno);
-        std::error_code ec;
-        std::filesystem::rename(name_, final_path_, ec);  // replaces an existing file atomically on POSIX
-        if (ec) fail(final_path_, "cannot rename temporary file into place: " + ec.message());
-        committed_ = true;
-    }
-
-private:
-    [[noreturn]] void write_failed(int error) const {
-        fail(final_path_, std::string("cannot write temporary file: ") + std::strerror(error));
-    }
-
-    std::string final_path_;
-    std::string name_;
-    std::FILE* file_ = nullptr;
-    bool committed_ = false;
-};
-
 }  // namespace detail
 
 inline std::size_t npy_array::size() const {
@@ -329,7 +273,7 @@ std::vector<T> npy_array::values() const {
     const char* wanted = detail::dtype_of<T>();
     if (dtype != wanted)
         throw std::runtime_error("npy_array::values: requested dtype '" + std::string(wanted) +
-                                 "' but the array holds '" + detail::printable(dtype) + "'");
+                                 "' but the array holds " + quote(dtype));
     const std::size_t n = size();
     if (n > bytes.size() / sizeof(T) || bytes.size() != n * sizeof(T))
         throw std::runtime_error("npy_array::values: " + std::to_string(bytes.size()) +
@@ -382,6 +326,9 @@ inline npy_array read_npy(const std::string& path) {
         detail::fail(path, "truncated header: header length " + std::to_string(header_size) +
                                " exceeds the " + std::to_string(file_size - header_begin) +
                                " bytes left in the file");
+    if (header_size > detail::npy_max_header)
+        detail::fail(path, "header length " + std::to_string(header_size) + " exceeds the " +
+                               std::to_string(detail::npy_max_header) + "-byte limit");
     std::string header_text(static_cast<std::size_t>(header_size), '\0');
     if (!detail::read_exact(in, header_text.data(), header_text.size()))
         detail::fail(path, "truncated header: file ends inside the header");
@@ -392,8 +339,8 @@ inline npy_array read_npy(const std::string& path) {
 
     const std::size_t item = detail::item_size(header.descr);
     if (item == 0)
-        detail::fail(path, "unsupported dtype '" + detail::printable(header.descr) +
-                               "' (expected '<f4' or '<f8')");
+        detail::fail(path, "unsupported dtype " + quote(header.descr) +
+                               " (expected '<f4' or '<f8')");
     if (header.fortran_order) detail::fail(path, "fortran order arrays are not supported");
 
     std::size_t count = 0, data_size = 0;
@@ -409,7 +356,7 @@ inline npy_array read_npy(const std::string& path) {
     npy_array out;
     out.dtype = std::move(header.descr);
     out.shape = std::move(header.shape);
-    out.bytes.resize(data_size);
+    resize_for_file(out.bytes, data_size, path, "the data");
     if (!detail::read_exact(in, out.bytes.data(), data_size))
         detail::fail(path, "data size does not match shape: file ends inside the data (too short)");
     return out;
@@ -428,9 +375,9 @@ void write_npy(const std::string& path, const T* data, const std::vector<std::si
 
     const std::string header = detail::npy_prefix_and_header(path, detail::dtype_of<T>(), shape);
 
-    detail::temp_file file(path);
+    atomic_file file(path);
     file.write(header.data(), header.size());
-    file.write(reinterpret_cast<const char*>(data), data_size);
+    file.write(data, data_size);
     file.commit();
 }
 

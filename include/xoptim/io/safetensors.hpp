@@ -23,6 +23,7 @@
 #include <filesystem>
 #include <limits>
 #include <map>
+#include <memory>
 #include <optional>
 #include <random>
 #include <set>
@@ -34,6 +35,8 @@
 #include <vector>
 
 #include "atomic_file.hpp"
+#include "quote.hpp"
+#include "read_buffer.hpp"
 
 #include <fcntl.h>
 #include <sys/stat.h>
@@ -203,13 +206,56 @@ namespace xoptim::io
         std::map<std::string, std::string> m_metadata;
     };
 
-    // A whole safetensors file in memory, checked on reading.
+    namespace safetensors_detail
+    {
+        // An open file descriptor, closed when it goes.
+        class file_handle
+        {
+        public:
+            explicit file_handle(int fd) noexcept : m_fd(fd) {}
+            file_handle(file_handle&& other) noexcept : m_fd(other.m_fd)
+            {
+                other.m_fd = -1;
+            }
+            file_handle& operator=(file_handle&&) = delete;
+            ~file_handle()
+            {
+                if (m_fd >= 0)
+                {
+                    ::close(m_fd);
+                }
+            }
+
+            int get() const noexcept
+            {
+                return m_fd;
+            }
+
+        private:
+            int m_fd;
+        };
+    }
+
+    // A safetensors file, checked on reading. The header is read and checked first: its
+    // length against the file's, its tensors against the data section (they must tile
+    // it). Only then is the data section read, into a buffer of exactly that size, so no
+    // allocation is ever sized by a number the file made up.
     class safetensors_file
     {
     public:
 
-        // Reads and checks a file; std::runtime_error "PATH: problem" on any failure.
+        // Reads and checks a whole file; std::runtime_error "PATH: problem" on any failure.
         static safetensors_file read(const std::string& path);
+
+        // Reads and checks the header only, leaving the file open: a caller checks the
+        // tensors' names, dtypes and shapes against what it expects, then read_data()
+        // brings in the data section (whose size is then bounded by what it expected).
+        static safetensors_file read_header(const std::string& path);
+
+        // Reads the data section of a file opened by read_header (nothing for one that
+        // has its data); std::runtime_error "PATH: problem" where it does not fit in
+        // memory or the file changed since its header was read.
+        void read_data();
 
         // Checks the bytes of a file; messages start with `what`.
         static safetensors_file parse(std::vector<unsigned char> bytes, const std::string& what);
@@ -230,13 +276,23 @@ namespace xoptim::io
 
         // The tensor's bytes (info.bytes() of them). Only byte alignment is guaranteed (files
         // from other writers may place tensors anywhere): copy out with std::memcpy.
-        // Throws std::out_of_range for an info whose range is not inside this file's data.
+        // Throws std::out_of_range for an info whose range is not inside this file's data,
+        // std::logic_error before read_data().
         const unsigned char* data(const st_tensor_info& info) const;
 
     private:
 
-        std::vector<unsigned char> m_bytes;
-        std::size_t m_data_begin = 0;  // file offset of the data section
+        // Checks the header text (`size` bytes) against a data section of `data_size` bytes.
+        void parse_header(const unsigned char* text, std::size_t size, std::size_t data_size);
+
+        std::string m_what;                      // the path, or what parse was given
+        // Open between read_header and read_data; shared, so a copy can read the data too.
+        std::shared_ptr<const safetensors_detail::file_handle> m_file;
+        std::size_t m_data_offset = 0;           // file offset of the data section
+        std::size_t m_data_size = 0;
+        bool m_has_data = false;
+        std::vector<unsigned char> m_bytes;  // the data section, from m_data_begin on
+        std::size_t m_data_begin = 0;
         std::map<std::string, std::string> m_metadata;
         std::vector<st_tensor_info> m_tensors;
     };
@@ -275,28 +331,6 @@ namespace xoptim::io
                 }
             }
             return true;
-        }
-
-        // File text quoted in a message must keep the message on one line and short.
-        inline std::string printable(std::string_view s)
-        {
-            constexpr std::size_t max_len = 40;
-            std::string out;
-            for (std::size_t i = 0; i < s.size() && i < max_len; ++i)
-            {
-                const auto c = static_cast<unsigned char>(s[i]);
-                out += (c >= 0x20 && c < 0x7f) ? static_cast<char>(c) : '?';
-            }
-            if (s.size() > max_len)
-            {
-                out += "...";
-            }
-            return out;
-        }
-
-        inline std::string quoted_name(std::string_view name)
-        {
-            return "'" + printable(name) + "'";
         }
 
         inline std::string shape_text(const std::vector<std::size_t>& shape)
@@ -463,7 +497,7 @@ namespace xoptim::io
                         {
                             if (!names.insert(key).second)
                             {
-                                fail(m_what, "duplicate tensor name " + quoted_name(key));
+                                fail(m_what, "duplicate tensor name " + quote(key));
                             }
                             tensors.push_back(parse_tensor(std::move(key)));
                         }
@@ -754,20 +788,20 @@ namespace xoptim::io
                 parse_members([&](std::string key) {
                     if (peek() != '"')
                     {
-                        wrong_type("__metadata__ must be an object of strings (the value of " + quoted_name(key)
+                        wrong_type("__metadata__ must be an object of strings (the value of " + quote(key)
                                    + " is not a string)");
                     }
                     std::string value = parse_string();
                     if (!metadata.emplace(key, std::move(value)).second)
                     {
-                        fail(m_what, "__metadata__: duplicate key " + quoted_name(key));
+                        fail(m_what, "__metadata__: duplicate key " + quote(key));
                     }
                 });
             }
 
             st_tensor_info parse_tensor(std::string name)
             {
-                const std::string where = "tensor " + quoted_name(name) + ": ";
+                const std::string where = "tensor " + quote(name) + ": ";
                 if (peek() != '{')
                 {
                     wrong_type(where + "entry must be an object with dtype, shape and data_offsets");
@@ -778,7 +812,7 @@ namespace xoptim::io
                 const auto mark = [&](bool& seen, const std::string& key) {
                     if (seen)
                     {
-                        fail(m_what, where + "duplicate key " + quoted_name(key));
+                        fail(m_what, where + "duplicate key " + quote(key));
                     }
                     seen = true;
                 };
@@ -795,7 +829,7 @@ namespace xoptim::io
                         const std::optional<st_dtype> dtype = st_dtype_from_name(text);
                         if (!dtype)
                         {
-                            fail(m_what, where + "unknown dtype " + quoted_name(text)
+                            fail(m_what, where + "unknown dtype " + quote(text)
                                              + " (supported: F64, F32, BF16, F16, I64, I32, U32, I8, U8)");
                         }
                         info.dtype = *dtype;
@@ -817,7 +851,7 @@ namespace xoptim::io
                     }
                     else
                     {
-                        fail(m_what, where + "unexpected key " + quoted_name(key)
+                        fail(m_what, where + "unexpected key " + quote(key)
                                          + " (expected dtype, shape and data_offsets)");
                     }
                 });
@@ -865,7 +899,7 @@ namespace xoptim::io
                                         const void* data, std::size_t bytes)
     {
         namespace d = safetensors_detail;
-        const std::string where = "xoptim::io::safetensors_writer::add: tensor " + d::quoted_name(name) + ": ";
+        const std::string where = "xoptim::io::safetensors_writer::add: tensor " + quote(name) + ": ";
         if (name.empty())
         {
             throw std::invalid_argument(where + "the name is empty");
@@ -911,7 +945,7 @@ namespace xoptim::io
         if (!d::valid_utf8(key) || !d::valid_utf8(value))
         {
             throw std::invalid_argument("xoptim::io::safetensors_writer::metadata: key or value of "
-                                        + d::quoted_name(key) + " is not valid UTF-8");
+                                        + quote(key) + " is not valid UTF-8");
         }
         m_metadata[std::move(key)] = std::move(value);
     }
@@ -1009,25 +1043,85 @@ namespace xoptim::io
         return out;
     }
 
+    namespace safetensors_detail
+    {
+        // The header length in the first 8 bytes, checked against the `available` bytes
+        // after them.
+        inline std::size_t header_length(const unsigned char* first8, std::uint64_t available, const std::string& what)
+        {
+            std::uint64_t header_size = 0;
+            for (int i = 7; i >= 0; --i)
+            {
+                header_size = header_size << 8 | first8[i];
+            }
+            if (header_size > max_header_size)
+            {
+                fail(what, "header length " + std::to_string(header_size) + " exceeds the "
+                               + std::to_string(max_header_size) + "-byte limit");
+            }
+            if (header_size > available)
+            {
+                fail(what, "header length " + std::to_string(header_size) + " exceeds the "
+                               + std::to_string(available) + " bytes after the length field");
+            }
+            return static_cast<std::size_t>(header_size);
+        }
+
+        [[noreturn]] inline void too_short(const std::string& what, std::size_t size)
+        {
+            fail(what, "file too short: " + std::to_string(size)
+                           + " bytes, a safetensors file starts with an 8-byte header length");
+        }
+
+        // Reads up to n bytes at `offset`; fewer only at the end of the file.
+        inline std::size_t read_at(int fd, unsigned char* out, std::size_t n, std::uint64_t offset,
+                                   const std::string& path)
+        {
+            std::size_t filled = 0;
+            while (filled < n)
+            {
+                const std::size_t chunk = std::min<std::size_t>(n - filled, std::size_t(1) << 30);
+                const ssize_t got = ::pread(fd, out + filled, chunk, static_cast<off_t>(offset + filled));
+                if (got < 0 && errno == EINTR)
+                {
+                    continue;
+                }
+                if (got < 0)
+                {
+                    fail(path, std::string("cannot read: ") + std::strerror(errno));
+                }
+                if (got == 0)
+                {
+                    break;
+                }
+                filled += static_cast<std::size_t>(got);
+            }
+            return filled;
+        }
+
+        [[noreturn]] inline void changed(const std::string& path)
+        {
+            fail(path, "the file changed while it was read (its size is not the one its header was read with)");
+        }
+    }
+
     inline safetensors_file safetensors_file::read(const std::string& path)
     {
+        safetensors_file file = read_header(path);
+        file.read_data();
+        return file;
+    }
+
+    inline safetensors_file safetensors_file::read_header(const std::string& path)
+    {
         namespace d = safetensors_detail;
-        const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
-        if (fd < 0)
+        d::file_handle fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
+        if (fd.get() < 0)
         {
             d::fail(path, std::string("cannot open: ") + std::strerror(errno));
         }
-        struct fd_closer
-        {
-            int fd;
-            ~fd_closer()
-            {
-                ::close(fd);
-            }
-        } closer{fd};
-
         struct stat st;
-        if (::fstat(fd, &st) != 0)
+        if (::fstat(fd.get(), &st) != 0)
         {
             d::fail(path, std::string("cannot read: ") + std::strerror(errno));
         }
@@ -1035,32 +1129,81 @@ namespace xoptim::io
         {
             d::fail(path, "cannot read: is a directory");
         }
-        // One byte more than the size, so the end of the file is seen without growing.
-        std::vector<unsigned char> bytes(S_ISREG(st.st_mode) ? static_cast<std::size_t>(st.st_size) + 1 : 65536);
-        std::size_t filled = 0;
-        for (;;)
+        if (!S_ISREG(st.st_mode))
         {
-            if (filled == bytes.size())
+            // A pipe or device has no size to check a header against: read it whole, up
+            // to the machine's memory, then check it as bytes.
+            std::vector<unsigned char> bytes;
+            std::size_t filled = 0;
+            for (;;)
             {
-                bytes.resize(bytes.size() * 2);
+                resize_for_file(bytes, std::max<std::size_t>(65536, 2 * filled), path, "the file");
+                const ssize_t n = ::read(fd.get(), bytes.data() + filled, bytes.size() - filled);
+                if (n < 0 && errno == EINTR)
+                {
+                    continue;
+                }
+                if (n < 0)
+                {
+                    d::fail(path, std::string("cannot read: ") + std::strerror(errno));
+                }
+                if (n == 0)
+                {
+                    break;
+                }
+                filled += static_cast<std::size_t>(n);
             }
-            const ssize_t n = ::read(fd, bytes.data() + filled, bytes.size() - filled);
-            if (n < 0 && errno == EINTR)
-            {
-                continue;
-            }
-            if (n < 0)
-            {
-                d::fail(path, std::string("cannot read: ") + std::strerror(errno));
-            }
-            if (n == 0)
-            {
-                break;
-            }
-            filled += static_cast<std::size_t>(n);
+            bytes.resize(filled);
+            return parse(std::move(bytes), path);
         }
-        bytes.resize(filled);
-        return parse(std::move(bytes), path);
+
+        const auto size = static_cast<std::uint64_t>(st.st_size);
+        unsigned char first8[8];
+        if (size < 8)
+        {
+            d::too_short(path, static_cast<std::size_t>(size));
+        }
+        if (d::read_at(fd.get(), first8, 8, 0, path) != 8)
+        {
+            d::changed(path);
+        }
+        const std::size_t header_size = d::header_length(first8, size - 8, path);
+        std::vector<unsigned char> header(header_size);
+        if (d::read_at(fd.get(), header.data(), header_size, 8, path) != header_size)
+        {
+            d::changed(path);
+        }
+        safetensors_file file;
+        file.m_what = path;
+        file.parse_header(header.data(), header_size, static_cast<std::size_t>(size - 8 - header_size));
+        file.m_data_offset = 8 + header_size;
+        file.m_file = std::make_shared<const d::file_handle>(std::move(fd));
+        return file;
+    }
+
+    inline void safetensors_file::read_data()
+    {
+        namespace d = safetensors_detail;
+        if (m_has_data)
+        {
+            return;
+        }
+        if (m_file == nullptr)
+        {
+            throw std::logic_error("xoptim::io::safetensors_file::read_data: no file open (read_header first)");
+        }
+        std::vector<unsigned char> bytes;
+        resize_for_file(bytes, m_data_size, m_what, "the data section");
+        unsigned char beyond = 0;
+        if (d::read_at(m_file->get(), bytes.data(), m_data_size, m_data_offset, m_what) != m_data_size
+            || d::read_at(m_file->get(), &beyond, 1, m_data_offset + m_data_size, m_what) != 0)
+        {
+            d::changed(m_what);
+        }
+        m_file.reset();
+        m_bytes = std::move(bytes);
+        m_data_begin = 0;
+        m_has_data = true;
     }
 
     inline safetensors_file safetensors_file::parse(std::vector<unsigned char> bytes, const std::string& what)
@@ -1068,36 +1211,30 @@ namespace xoptim::io
         namespace d = safetensors_detail;
         if (bytes.size() < 8)
         {
-            d::fail(what, "file too short: " + std::to_string(bytes.size())
-                              + " bytes, a safetensors file starts with an 8-byte header length");
+            d::too_short(what, bytes.size());
         }
-        std::uint64_t header_size = 0;
-        for (int i = 7; i >= 0; --i)
-        {
-            header_size = header_size << 8 | bytes[static_cast<std::size_t>(i)];
-        }
-        if (header_size > d::max_header_size)
-        {
-            d::fail(what, "header length " + std::to_string(header_size) + " exceeds the "
-                              + std::to_string(d::max_header_size) + "-byte limit");
-        }
-        const std::size_t after_length = bytes.size() - 8;
-        if (header_size > after_length)
-        {
-            d::fail(what, "header length " + std::to_string(header_size) + " exceeds the "
-                              + std::to_string(after_length) + " bytes after the length field");
-        }
-
+        const std::size_t header_size = d::header_length(bytes.data(), bytes.size() - 8, what);
         safetensors_file file;
-        file.m_data_begin = 8 + static_cast<std::size_t>(header_size);
-        const std::size_t data_size = bytes.size() - file.m_data_begin;
-        d::header_parser(what, bytes.data() + 8, static_cast<std::size_t>(header_size), data_size)
-            .parse(file.m_metadata, file.m_tensors);
+        file.m_what = what;
+        file.parse_header(bytes.data() + 8, header_size, bytes.size() - 8 - header_size);
+        file.m_data_offset = 8 + header_size;
+        file.m_bytes = std::move(bytes);
+        file.m_data_begin = file.m_data_offset;
+        file.m_has_data = true;
+        return file;
+    }
+
+    inline void safetensors_file::parse_header(const unsigned char* text, std::size_t size, std::size_t data_size)
+    {
+        namespace d = safetensors_detail;
+        const std::string& what = m_what;
+        m_data_size = data_size;
+        d::header_parser(what, text, size, data_size).parse(m_metadata, m_tensors);
 
         // The tensors must tile the data section: no byte belongs to two tensors or to none.
         std::vector<const st_tensor_info*> by_offset;
-        by_offset.reserve(file.m_tensors.size());
-        for (const st_tensor_info& t : file.m_tensors)
+        by_offset.reserve(m_tensors.size());
+        for (const st_tensor_info& t : m_tensors)
         {
             by_offset.push_back(&t);
         }
@@ -1110,7 +1247,7 @@ namespace xoptim::io
         {
             if (t->begin < covered)
             {
-                d::fail(what, "tensors " + d::quoted_name(previous->name) + " and " + d::quoted_name(t->name)
+                d::fail(what, "tensors " + quote(previous->name) + " and " + quote(t->name)
                                   + " overlap in the data section (bytes [" + std::to_string(previous->begin)
                                   + ", " + std::to_string(previous->end) + ") and [" + std::to_string(t->begin)
                                   + ", " + std::to_string(t->end) + "))");
@@ -1129,10 +1266,8 @@ namespace xoptim::io
                               + std::to_string(data_size) + ") at its end belong to no tensor");
         }
 
-        std::sort(file.m_tensors.begin(), file.m_tensors.end(),
+        std::sort(m_tensors.begin(), m_tensors.end(),
                   [](const st_tensor_info& a, const st_tensor_info& b) { return a.name < b.name; });
-        file.m_bytes = std::move(bytes);
-        return file;
     }
 
     inline const st_tensor_info* safetensors_file::find(const std::string& name) const
@@ -1144,11 +1279,13 @@ namespace xoptim::io
 
     inline const unsigned char* safetensors_file::data(const st_tensor_info& info) const
     {
-        const std::size_t data_size = m_bytes.size() - m_data_begin;
-        if (info.begin > info.end || info.end > data_size)
+        if (!m_has_data)
         {
-            throw std::out_of_range("xoptim::io::safetensors_file::data: tensor "
-                                    + safetensors_detail::quoted_name(info.name)
+            throw std::logic_error("xoptim::io::safetensors_file::data: the data section is not read yet (read_data)");
+        }
+        if (info.begin > info.end || info.end > m_data_size)
+        {
+            throw std::out_of_range("xoptim::io::safetensors_file::data: tensor " + quote(info.name)
                                     + " is not inside this file's data section");
         }
         return m_bytes.data() + m_data_begin + info.begin;

@@ -81,6 +81,14 @@ namespace xoptim
             detail::require_non_negative(o.weight_decay, name, "weight_decay");
             detail::require(o.ns_steps >= 1, name, "ns_steps", ">= 1", double(o.ns_steps));
             detail::require_positive(o.eps, name, "eps");
+            // Any finite triple is a valid iteration (Polar Express tables differ); a NaN or
+            // Inf would turn every parameter into NaN on the first step.
+            static constexpr const char* coefficient[] = {"ns_coefficients[0]", "ns_coefficients[1]",
+                                                          "ns_coefficients[2]"};
+            for (std::size_t k = 0; k < o.ns_coefficients.size(); ++k)
+            {
+                detail::require_finite(o.ns_coefficients[k], name, coefficient[k]);
+            }
         }
 
         const muon_options& options() const noexcept

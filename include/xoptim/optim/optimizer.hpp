@@ -14,6 +14,7 @@
 #include <vector>
 
 #include "../engine/executor.hpp"
+#include "../params/aliasing.hpp"
 #include "../params/param_set.hpp"
 #include "../schedule/schedule.hpp"
 #include "state.hpp"
@@ -118,23 +119,6 @@ namespace xoptim
                                       std::declval<const std::vector<std::size_t>&>()))>> : std::true_type
         {
         };
-
-        // A tensor's memory as seen by the alias check: bytes [begin, end) of parameter
-        // `index`, written by the step (the parameter) or only read (its gradient).
-        struct memory_span
-        {
-            std::uintptr_t begin;
-            std::uintptr_t end;
-            std::size_t index;
-            bool written;
-        };
-
-        template <class T>
-        memory_span span_of(const T* p, std::size_t n, std::size_t index, bool written) noexcept
-        {
-            const auto begin = reinterpret_cast<std::uintptr_t>(p);
-            return {begin, begin + n * sizeof(T), index, written};
-        }
     }
 
     // How an optimizer stores its states, and bf16 parameters (docs/quantization.md).
@@ -359,11 +343,9 @@ namespace xoptim
         job_list<float> m_floats;
         job_list<double> m_doubles;
         coded_job_list m_coded;
-        // Where this step's tensors live; where they lived at the last step that passed
-        // the alias check; scratch for that check. Reused: no allocation in steady state.
-        std::vector<detail::memory_span> m_memory;
-        std::vector<detail::memory_span> m_checked;
-        mutable std::vector<detail::memory_span> m_sorted;
+        // Where this step's tensors live, and where they lived at the last step that
+        // passed the alias check. Reused: no allocation in steady state.
+        detail::alias_check m_alias;
         std::vector<schedule_binding> m_schedules;
         std::vector<double> m_unscheduled;
         std::size_t m_steps = 0;
@@ -580,11 +562,8 @@ namespace xoptim
                                             + std::to_string(m_index) + " parameters, the optimizer state holds "
                                             + std::to_string(m_opt.m_state.size()));
             }
-            if (m_moved || m_opt.m_memory.size() != m_opt.m_checked.size())
-            {
-                check_aliasing();
-                m_opt.m_checked = m_opt.m_memory;
-            }
+            m_opt.m_alias.check([] { return std::string("xoptim::") + Derived::name; },
+                                [&](std::size_t k) -> const std::string& { return m_opt.m_state[k].name; });
         }
 
     private:
@@ -620,56 +599,12 @@ namespace xoptim
         template <class T>
         void track_memory(const name_path& path, const state_store::entry& e, const T* param, const T* grad)
         {
-            auto& memory = m_opt.m_memory;
-            const std::size_t k = memory.size();
-            memory.push_back(detail::span_of(param, e.size, m_index, true));
-            memory.push_back(detail::span_of(grad, grad == nullptr ? 0 : e.size, m_index, false));
-            const auto& checked = m_opt.m_checked;
-            const bool moved = k + 1 >= checked.size() || checked[k].begin != memory[k].begin
-                               || checked[k + 1].begin != memory[k + 1].begin;
+            const bool moved = m_opt.m_alias.track(param, grad, e.size, m_index);
             if (moved && !m_creating && path.name() != e.name)
             {
                 mismatch(path, "the optimizer state at this position belongs to '" + e.name
                                    + "' (parameters must keep their order)");
             }
-            m_moved = m_moved || moved;
-        }
-
-        void check_aliasing() const
-        {
-            m_opt.m_sorted = m_opt.m_memory;
-            auto& spans = m_opt.m_sorted;
-            std::sort(spans.begin(), spans.end(), [](const auto& a, const auto& b) { return a.begin < b.begin; });
-            const detail::memory_span* reach = nullptr;   // earlier span reaching furthest
-            const detail::memory_span* written = nullptr; // earlier written span reaching furthest
-            for (const auto& s : spans)
-            {
-                if (s.begin == s.end)
-                {
-                    continue;
-                }
-                const detail::memory_span* other = written != nullptr && s.begin < written->end ? written
-                                                   : s.written && reach != nullptr && s.begin < reach->end ? reach
-                                                                                                          : nullptr;
-                if (other != nullptr)
-                {
-                    report_alias(s, *other);
-                }
-                reach = reach == nullptr || s.end > reach->end ? &s : reach;
-                written = s.written && (written == nullptr || s.end > written->end) ? &s : written;
-            }
-        }
-
-        [[noreturn]] void report_alias(const detail::memory_span& a, const detail::memory_span& b) const
-        {
-            const auto& store = m_opt.m_state;
-            const auto what = [&](const detail::memory_span& s) {
-                return std::string(s.written ? "parameter '" : "the gradient of '") + store[s.index].name + "'";
-            };
-            const std::string message = a.index == b.index ? "gradient and parameter share memory"
-                                                           : what(a) + " shares memory with " + what(b);
-            throw std::invalid_argument(std::string("xoptim::") + Derived::name + ": parameter '"
-                                        + store[std::max(a.index, b.index)].name + "': " + message);
         }
 
         template <class P>
@@ -707,7 +642,6 @@ namespace xoptim
         optimizer& m_opt;
         bool m_with_grads;
         bool m_creating;
-        bool m_moved = false;
         std::size_t m_index = 0;
     };
 
@@ -719,7 +653,7 @@ namespace xoptim
         m_floats.clear();
         m_doubles.clear();
         m_coded.clear();
-        m_memory.clear();
+        m_alias.clear();
         visitor v(*this, !std::is_same_v<detail::bare<G>, no_grads>);
         try
         {
@@ -896,13 +830,22 @@ namespace xoptim
         {
             throw std::logic_error(std::string("xoptim::") + Derived::name + ": init after the state exists");
         }
-        // The state the next step needs: with the schedules' values at that step.
+        // The state the next step needs: with the schedules' values at that step. The
+        // values they replaced are kept, for a checkpoint load that is refused after
+        // init to put back (restore_unscheduled); the next step replaces them.
         if (!m_schedules.empty())
         {
             apply_schedules(m_steps);
-            m_unscheduled.clear();
         }
-        collect(std::forward<P>(params), no_grads{});
+        try
+        {
+            collect(std::forward<P>(params), no_grads{});
+        }
+        catch (...)
+        {
+            restore_unscheduled();
+            throw;
+        }
     }
 }
 

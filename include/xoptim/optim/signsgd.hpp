@@ -51,17 +51,18 @@ namespace xoptim
             return 0;
         }
 
-        template <class Step>
-        void update(const Step& step) const
-        {
-            step.run(assignment(m_o));
-        }
-
         // The update as one assignment, shared with the sparse-row variant (sparse.hpp).
+        // Defined before update(), whose call clang resolves where it reads the template.
         static auto assignment(const signsgd_options& o)
         {
             using namespace sym;
             return p = p * (1 - o.lr * o.weight_decay) - o.lr * sign(g);
+        }
+
+        template <class Step>
+        void update(const Step& step) const
+        {
+            step.run(assignment(m_o));
         }
 
     private:

@@ -21,6 +21,11 @@ namespace xoptim::detail
         }
     }
 
+    inline void require_finite(double x, const char* optimizer, const char* field)
+    {
+        require(std::isfinite(x), optimizer, field, "finite", x);
+    }
+
     inline void require_non_negative(double x, const char* optimizer, const char* field)
     {
         require(std::isfinite(x) && x >= 0, optimizer, field, ">= 0 and finite", x);

@@ -6,7 +6,10 @@
 // Names are recorded on the first walk; later walks must pass the same parameters in
 // the same order: a parameter found at a new address must carry the name recorded at
 // its position (so reordered parameters are an error, not a silent swap of their
-// state). A steady-state walk compares pointers and allocates nothing.
+// state). No memory may be written twice or written while read: the alias check runs over
+// the whole set (params/aliasing.hpp), so a router or param_groups sees overlaps between
+// its optimizers' shares and the stepper sees the gradients it reads itself. A
+// steady-state walk compares pointers and allocates nothing.
 #ifndef XOPTIM_PARAMS_FLAT_HPP
 #define XOPTIM_PARAMS_FLAT_HPP
 
@@ -14,6 +17,7 @@
 #include <string>
 #include <vector>
 
+#include "aliasing.hpp"
 #include "param_set.hpp"
 
 namespace xoptim
@@ -46,6 +50,7 @@ namespace xoptim
             m_names.clear();
             m_shapes.clear();
             m_addresses.clear();
+            m_alias.forget();
         }
 
         const std::string& name(std::size_t leaf) const noexcept
@@ -89,6 +94,7 @@ namespace xoptim
         std::vector<std::string> m_names;
         std::vector<std::vector<std::size_t>> m_shapes;
         std::vector<const void*> m_addresses;  // where each parameter was last seen
+        detail::alias_check m_alias;
         flat_share<float> m_floats;
         flat_share<double> m_doubles;
     };
@@ -111,6 +117,7 @@ namespace xoptim
         void leaf(const name_path& path, P& param, G& grad)
         {
             using T = tensor::value_type<P>;
+            const T* grad_data = nullptr;
             static_assert(std::is_same_v<T, float> || std::is_same_v<T, double>,
                           "xoptim: parameters must be float or double tensors here (bf16 parameters are stepped "
                           "by an optimizer itself; the stepper, routers and checkpoints take float and double)");
@@ -137,6 +144,7 @@ namespace xoptim
                     mismatch(path, "gradient is not contiguous");
                 }
                 m_flat.share<T>().grads.push_back(tensor_view<const T>::of(grad));
+                grad_data = tensor::data(grad);
             }
             const void* where = tensor::data(param);
             if (m_first)
@@ -159,6 +167,7 @@ namespace xoptim
                 }
                 m_flat.m_addresses[m_count] = where;
             }
+            m_flat.m_alias.track(static_cast<const T*>(tensor::data(param)), grad_data, tensor::size(param), m_count);
             auto& s = m_flat.share<T>();
             s.params.push_back(tensor_view<T>::of(param));
             s.leaves.push_back(m_count);
@@ -190,6 +199,7 @@ namespace xoptim
         clear(m_floats);
         clear(m_doubles);
         const bool first = m_names.empty();
+        m_alias.clear();
         visitor v(*this, who, first);
         try
         {
@@ -199,6 +209,7 @@ namespace xoptim
                 throw std::invalid_argument(std::string(who) + ": this call passed " + std::to_string(v.count())
                                             + " parameters, the first passed " + std::to_string(m_names.size()));
             }
+            m_alias.check([&] { return who; }, [&](std::size_t k) -> const std::string& { return m_names[k]; });
         }
         catch (...)
         {
