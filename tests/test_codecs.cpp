@@ -172,10 +172,10 @@ namespace
         {
             alignas(64) float x[16] = {inf, -inf, 1.5f, -1.5f, std::numeric_limits<float>::quiet_NaN(), -2.0f, 1e30f, -1e30f};
             std::uint8_t codes[16];
-            const dynamic_map::simd<arch> simd(*c.map);
+            const xoptim::arch::q8_codec<arch> coder(c.map->tables());
             for (std::size_t i = 0; i < 16; i += xsimd::batch<float, arch>::size)
             {
-                codec::narrow(xsimd::batch<std::int32_t, arch>(simd.codes(xsimd::batch<float, arch>::load_aligned(x + i))), codes + i);
+                coder.encode(xsimd::batch<float, arch>::load_aligned(x + i), codes + i);
             }
             for (std::size_t i = 0; i < 16; ++i)
             {

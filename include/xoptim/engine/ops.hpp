@@ -5,6 +5,7 @@
 
 #include <xsimd/xsimd.hpp>
 
+#include "arch/arch.hpp"
 #include "expression.hpp"
 
 namespace xoptim
@@ -79,28 +80,14 @@ namespace xoptim
             }
         };
 
-        // One rounding, always. xsimd 8.1 has no AVX-512 fma: its generic fallback is
-        // a * b + c, fused or not at the compiler's whim.
+        // One rounding, always (engine/arch).
         struct fused_multiply_add
         {
             template <class T, class Arch>
             static xsimd::batch<T, Arch> apply(const xsimd::batch<T, Arch>& a, const xsimd::batch<T, Arch>& b,
                                                const xsimd::batch<T, Arch>& c)
             {
-#if defined(__AVX512F__)
-                if constexpr (std::is_base_of_v<xsimd::avx512f, Arch> && std::is_same_v<T, float>)
-                {
-                    return _mm512_fmadd_ps(a, b, c);
-                }
-                else if constexpr (std::is_base_of_v<xsimd::avx512f, Arch> && std::is_same_v<T, double>)
-                {
-                    return _mm512_fmadd_pd(a, b, c);
-                }
-                else
-#endif
-                {
-                    return xsimd::fma(a, b, c);
-                }
+                return arch::fma(a, b, c);
             }
         };
 
