@@ -22,10 +22,13 @@ namespace xoptim
         }                                                                                          \
     };
 
+        // The arithmetic goes through engine/arch: IEEE's bits on every instruction set,
+        // and a product rounded on its own (never contracted into an fma: write fma()
+        // where one rounding is meant).
         XOPTIM_BINARY_FUNCTOR(plus, a + b)
         XOPTIM_BINARY_FUNCTOR(minus, a - b)
-        XOPTIM_BINARY_FUNCTOR(multiplies, a * b)
-        XOPTIM_BINARY_FUNCTOR(divides, a / b)
+        XOPTIM_BINARY_FUNCTOR(multiplies, arch::mul(a, b))
+        XOPTIM_BINARY_FUNCTOR(divides, arch::div(a, b))
         XOPTIM_BINARY_FUNCTOR(less, a < b)
         XOPTIM_BINARY_FUNCTOR(less_equal, a <= b)
         XOPTIM_BINARY_FUNCTOR(greater, a > b)
@@ -35,8 +38,9 @@ namespace xoptim
         XOPTIM_BINARY_FUNCTOR(not_equal_to, !(a == b))
         XOPTIM_BINARY_FUNCTOR(logical_and, a && b)
         XOPTIM_BINARY_FUNCTOR(logical_or, a || b)
-        XOPTIM_BINARY_FUNCTOR(minimum, xsimd::min(a, b))
-        XOPTIM_BINARY_FUNCTOR(maximum, xsimd::max(a, b))
+        // min(a, b) = a < b ? a : b, max(a, b) = a > b ? a : b: b where one is NaN.
+        XOPTIM_BINARY_FUNCTOR(minimum, arch::min(a, b))
+        XOPTIM_BINARY_FUNCTOR(maximum, arch::max(a, b))
 #undef XOPTIM_BINARY_FUNCTOR
 
         struct negate
@@ -53,7 +57,7 @@ namespace xoptim
             template <class A>
             static A apply(const A& a)
             {
-                return xsimd::sqrt(a);
+                return arch::sqrt(a);
             }
         };
 

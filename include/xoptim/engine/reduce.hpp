@@ -8,7 +8,9 @@
 #ifndef XOPTIM_ENGINE_REDUCE_HPP
 #define XOPTIM_ENGINE_REDUCE_HPP
 
+#include <array>
 #include <cmath>
+#include <utility>
 #include <vector>
 
 #include "arch/arch.hpp"
@@ -82,41 +84,65 @@ namespace xoptim
         };
 
         // Doubles can overflow when squared: finiteness is checked element by element,
-        // x - x being 0 for a finite x and NaN otherwise.
+        // x - x being 0 for a finite x and NaN otherwise. Chunks of 16 go to 16 running
+        // sums (an fma each, 16 / batch::size batches of them), what is left of a
+        // segment to one: the same sums in the same order on every instruction set.
         template <>
         class square_sum<double>
         {
         public:
 
+            square_sum() noexcept
+            {
+                m_acc.fill(batch(0.0));
+            }
+
             void add(const double* x, std::size_t n) noexcept
             {
                 std::size_t i = 0;
-                for (; i + 2 * w <= n; i += 2 * w)
+                for (; i + 16 <= n; i += 16)
                 {
-                    const batch a = batch::load_unaligned(x + i);
-                    const batch b = batch::load_unaligned(x + i + w);
-                    m_nan = m_nan + ((a - a) + (b - b));
-                    m_acc0 = arch::fma(a, a, m_acc0);
-                    m_acc1 = arch::fma(b, b, m_acc1);
+                    add_chunk(x + i, std::make_index_sequence<accumulators>{});
                 }
                 for (; i < n; ++i)
                 {
-                    m_rest += x[i] * x[i];
+                    m_rest = std::fma(x[i], x[i], m_rest);
                     m_rest_nan += x[i] - x[i];
                 }
             }
 
+            // (s[k] + s[k + 8]) for k = 0..7, then those eight pairwise.
             double total(double& bad) const noexcept
             {
-                bad += arch::reduce_add(m_nan) + m_rest_nan;
-                return arch::reduce_add(m_acc0 + m_acc1) + m_rest;
+                alignas(64) double s[16];
+                for (std::size_t k = 0; k < accumulators; ++k)
+                {
+                    m_acc[k].store_aligned(s + k * batch::size);
+                }
+                double l[8];
+                for (std::size_t k = 0; k < 8; ++k)
+                {
+                    l[k] = s[k] + s[k + 8];
+                }
+                bad += arch::reduce_add(m_nan) + m_rest_nan;  // 0 or NaN in any order
+                return (((l[0] + l[1]) + (l[2] + l[3])) + ((l[4] + l[5]) + (l[6] + l[7]))) + m_rest;
             }
 
         private:
 
             using batch = xsimd::batch<double>;
-            static constexpr std::size_t w = batch::size;
-            batch m_acc0 = batch(0.0), m_acc1 = batch(0.0), m_nan = batch(0.0);
+            static constexpr std::size_t accumulators = 16 / batch::size;
+
+            template <std::size_t... K>
+            void add_chunk(const double* x, std::index_sequence<K...>) noexcept
+            {
+                const batch v[] = {batch::load_unaligned(x + K * batch::size)...};
+                ((m_acc[K] = arch::fma(v[K], v[K], m_acc[K])), ...);
+                m_nan = m_nan + (... + (v[K] - v[K]));
+            }
+
+            std::array<batch, accumulators> m_acc;
+            batch m_nan = batch(0.0);
             double m_rest = 0, m_rest_nan = 0;
         };
 

@@ -3,7 +3,11 @@
 // style of xsimd's arch/ folder:
 //
 //   generic.hpp      every operation for any xsimd architecture (the fallback)
+//   x86_sse2.hpp     SSE2 to SSE4.2 (every x86-64; a build without -march flags)
+//   x86_avx2.hpp     AVX and AVX2 (x86-64-v3)
+//   x86_fma3.hpp     the FMA3 instructions (with AVX or AVX2)
 //   x86_avx512.hpp   AVX-512
+//   neon.hpp         ARM NEON (AArch64)
 //
 // This is the only place that asks which instruction set the build targets; the engine
 // files call the functions below and never do. A function here takes xsimd batches of
@@ -20,10 +24,23 @@
 #include <xsimd/xsimd.hpp>
 
 #include "generic.hpp"
+#include "product.hpp"
 #include "xsimd_version.hpp"
 
+#if defined(__SSE2__)
+#include "x86_sse2.hpp"
+#endif
+#if defined(__AVX__)
+#include "x86_avx2.hpp"
+#endif
+#if defined(__FMA__)
+#include "x86_fma3.hpp"
+#endif
 #if defined(__AVX512F__)
 #include "x86_avx512.hpp"
+#endif
+#if defined(__ARM_NEON)
+#include "neon.hpp"
 #endif
 
 namespace xoptim
@@ -34,7 +51,12 @@ namespace xoptim
          * Arithmetic *
          **************/
 
-        // a * b + c rounded once.
+        // The arithmetic gives IEEE's bits on every instruction set: the division and
+        // square root correctly rounded, a product rounded on its own, fma rounded once,
+        // min and max by compares. Only where an fma is written is a product fused.
+
+        // a * b + c rounded once: the instruction where there is one (FMA3, AVX-512,
+        // AArch64), an exact emulation where not (SSE2, generic; see kernel::fma).
         template <class T, class A>
         inline xsimd::batch<T, A> fma(const xsimd::batch<T, A>& a, const xsimd::batch<T, A>& b,
                                       const xsimd::batch<T, A>& c) noexcept
@@ -42,11 +64,40 @@ namespace xoptim
             return kernel::fma<A>(a, b, c, A{});
         }
 
+        // Whether arch::fma is one instruction on A.
+        template <class A>
+        constexpr bool hardware_fma() noexcept
+        {
+            return decltype(kernel::hardware_fma(A{}))::value;
+        }
+
+        // x unchanged, but unknown to the optimizer: no product before it is contracted
+        // with an add after it (GCC contracts a * b + c into an fma by default wherever
+        // the target has one, also across xsimd's operators; clang does within one
+        // expression).
+        template <class T, class A>
+        inline xsimd::batch<T, A> opaque(const xsimd::batch<T, A>& x) noexcept
+        {
+            return kernel::opaque<A>(x, A{});
+        }
+
         // a * b rounded on its own, never contracted with a following add.
         template <class T, class A>
         inline xsimd::batch<T, A> mul(const xsimd::batch<T, A>& a, const xsimd::batch<T, A>& b) noexcept
         {
             return kernel::mul<A>(a, b, A{});
+        }
+
+        template <class T, class A>
+        inline xsimd::batch<T, A> div(const xsimd::batch<T, A>& a, const xsimd::batch<T, A>& b) noexcept
+        {
+            return kernel::div<A>(a, b, A{});
+        }
+
+        template <class T, class A>
+        inline xsimd::batch<T, A> sqrt(const xsimd::batch<T, A>& a) noexcept
+        {
+            return kernel::sqrt<A>(a, A{});
         }
 
         // a < b ? a : b, lane by lane: b where one is NaN.
@@ -140,6 +191,12 @@ namespace xoptim
     inline std::size_t simd_width() noexcept
     {
         return xsimd::batch<float>::size;
+    }
+
+    // Whether the fused multiply-adds are one instruction (else an exact emulation).
+    inline bool simd_hardware_fma() noexcept
+    {
+        return arch::hardware_fma<xsimd::default_arch>();
     }
 }
 

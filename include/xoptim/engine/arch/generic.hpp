@@ -13,6 +13,7 @@
 #include <cmath>
 #include <cstddef>
 #include <cstdint>
+#include <type_traits>
 
 #include <xsimd/xsimd.hpp>
 
@@ -37,6 +38,8 @@ namespace xoptim
                                const xsimd::batch<T, A>& c) noexcept;
         template <class T, class A>
         xsimd::batch<T, A> min(const xsimd::batch<T, A>& a, const xsimd::batch<T, A>& b) noexcept;
+        template <class T, class A>
+        xsimd::batch<T, A> opaque(const xsimd::batch<T, A>& x) noexcept;
 
         namespace kernel
         {
@@ -46,40 +49,76 @@ namespace xoptim
              * Arithmetic *
              **************/
 
+            // x, through memory the compiler cannot see through (an ISA's file does it
+            // in a register): a product passed through here is never contracted with an
+            // add into an fma, whatever -ffp-contract says.
             template <class A, class T>
-            inline xsimd::batch<T, A> fma(const xsimd::batch<T, A>& a, const xsimd::batch<T, A>& b,
-                                          const xsimd::batch<T, A>& c, requires_arch<generic>) noexcept
-            {
-                return xsimd::fma(a, b, c);
-            }
-
-            // a * b rounded on its own: the product goes through memory the compiler
-            // cannot see through, so it is never contracted with an add into an fma.
-            template <class A, class T>
-            inline xsimd::batch<T, A> mul(const xsimd::batch<T, A>& a, const xsimd::batch<T, A>& b,
-                                          requires_arch<generic>) noexcept
+            inline xsimd::batch<T, A> opaque(const xsimd::batch<T, A>& x, requires_arch<generic>) noexcept
             {
                 alignas(64) T p[xsimd::batch<T, A>::size];
-                (a * b).store_aligned(p);
+                x.store_aligned(p);
 #if defined(__GNUC__)
                 asm volatile("" : : "r"(p) : "memory");
 #endif
                 return xsimd::batch<T, A>::load_aligned(p);
             }
 
-            // min(a, b) = a < b ? a : b and max(a, b) = a > b ? a : b: b where one is NaN.
+            template <class A, class T>
+            inline xsimd::batch<T, A> mul(const xsimd::batch<T, A>& a, const xsimd::batch<T, A>& b,
+                                          requires_arch<generic>) noexcept
+            {
+                return arch::opaque(a * b);
+            }
+
+            // xsimd's division and square root are IEEE's on x86 (divps, sqrtps); neon.hpp
+            // replaces them where they are not.
+            template <class A, class T>
+            inline xsimd::batch<T, A> div(const xsimd::batch<T, A>& a, const xsimd::batch<T, A>& b,
+                                          requires_arch<generic>) noexcept
+            {
+                return a / b;
+            }
+
+            template <class A, class T>
+            inline xsimd::batch<T, A> sqrt(const xsimd::batch<T, A>& a, requires_arch<generic>) noexcept
+            {
+                return xsimd::sqrt(a);
+            }
+
+            // One rounding without the instruction: lane by lane through the C library's
+            // fma (exact everywhere; x86_sse2.hpp has a batch form for floats).
+            template <class A, class T>
+            inline xsimd::batch<T, A> fma(const xsimd::batch<T, A>& a, const xsimd::batch<T, A>& b,
+                                          const xsimd::batch<T, A>& c, requires_arch<generic>) noexcept
+            {
+                alignas(64) T x[xsimd::batch<T, A>::size], y[xsimd::batch<T, A>::size], z[xsimd::batch<T, A>::size];
+                a.store_aligned(x);
+                b.store_aligned(y);
+                c.store_aligned(z);
+                for (std::size_t i = 0; i < xsimd::batch<T, A>::size; ++i)
+                {
+                    x[i] = std::fma(x[i], y[i], z[i]);
+                }
+                return xsimd::batch<T, A>::load_aligned(x);
+            }
+
+            // Whether fma is one instruction.
+            std::false_type hardware_fma(requires_arch<generic>);
+
+            // min(a, b) = a < b ? a : b and max(a, b) = a > b ? a : b: b where one is NaN
+            // (x86's rule, by compare and select; NEON's own min and max give the NaN).
             template <class A, class T>
             inline xsimd::batch<T, A> min(const xsimd::batch<T, A>& a, const xsimd::batch<T, A>& b,
                                           requires_arch<generic>) noexcept
             {
-                return xsimd::min(a, b);
+                return xsimd::select(a < b, a, b);
             }
 
             template <class A, class T>
             inline xsimd::batch<T, A> max(const xsimd::batch<T, A>& a, const xsimd::batch<T, A>& b,
                                           requires_arch<generic>) noexcept
             {
-                return xsimd::max(a, b);
+                return xsimd::select(a > b, a, b);
             }
 
             // max(a, |x|) by compare and select (a NaN x leaves a as it is).
@@ -182,12 +221,12 @@ namespace xoptim
                     const ibatch o = octave(a);
                     const batch above = xsimd::select(a >= batch::gather(t.octave_next.data(), o), batch(1.0f), batch(0.0f));
                     const ibatch count = ibatch::gather(t.octave_count.data(), o) + xsimd::batch_cast<std::int32_t>(above);
-                    batch code = xsimd::min(xsimd::floor(fused(a, batch::gather(t.inv_width.data(), count),
-                                                               batch::gather(t.code_offset.data(), count))),
-                                            batch::gather(t.last_code.data(), count));
+                    batch code = arch::min(xsimd::floor(arch::fma(a, batch::gather(t.inv_width.data(), count),
+                                                                  batch::gather(t.code_offset.data(), count))),
+                                           batch::gather(t.last_code.data(), count));
                     if (t.is_signed)
                     {
-                        code = xsimd::select(x < batch(0.0f), batch(254.0f) - xsimd::min(code, batch(254.0f)), code);
+                        code = xsimd::select(x < batch(0.0f), batch(254.0f) - arch::min(code, batch(254.0f)), code);
                     }
                     return xsimd::batch_cast<std::int32_t>(code);
                 }
@@ -220,22 +259,6 @@ namespace xoptim
                     const ibatch high(std::int32_t(q8_tables::octaves - 1));
                     const ibatch exponent = arch::bitwise_cast<std::int32_t>(a) >> 23;
                     return xsimd::min(xsimd::max(exponent - low, ibatch(0)), high);
-                }
-
-                // a * b + c rounded once, as the scalar encode's std::fma (xsimd 8's
-                // generic fma is a * b + c, fused or not as the compiler contracts, and
-                // there is none where the hardware has no FMA).
-                static batch fused(const batch& a, const batch& b, const batch& c) noexcept
-                {
-                    alignas(64) float x[batch::size], y[batch::size], z[batch::size];
-                    a.store_aligned(x);
-                    b.store_aligned(y);
-                    c.store_aligned(z);
-                    for (std::size_t i = 0; i < batch::size; ++i)
-                    {
-                        x[i] = std::fma(x[i], y[i], z[i]);
-                    }
-                    return batch::load_aligned(x);
                 }
             };
 

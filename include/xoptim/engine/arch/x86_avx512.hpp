@@ -40,12 +40,29 @@ namespace xoptim
                 return _mm512_fmadd_pd(a, b, c);
             }
 
-            // A rounding-mode product: the compiler never contracts it.
+            std::true_type hardware_fma(requires_arch<avx512f>);
+
+            template <class A, class T>
+            inline xsimd::batch<T, A> opaque(const xsimd::batch<T, A>& x, requires_arch<avx512f>) noexcept
+            {
+                typename xsimd::batch<T, A>::register_type r = x;
+                asm("" : "+v"(r));
+                return r;
+            }
+
+            // Rounding-mode products: the compiler never contracts them.
             template <class A>
             inline xsimd::batch<float, A> mul(const xsimd::batch<float, A>& a, const xsimd::batch<float, A>& b,
                                               requires_arch<avx512f>) noexcept
             {
                 return _mm512_maskz_mul_round_ps(all_lanes, a, b, _MM_FROUND_CUR_DIRECTION);
+            }
+
+            template <class A>
+            inline xsimd::batch<double, A> mul(const xsimd::batch<double, A>& a, const xsimd::batch<double, A>& b,
+                                               requires_arch<avx512f>) noexcept
+            {
+                return _mm512_maskz_mul_round_pd(__mmask8(0xFF), a, b, _MM_FROUND_CUR_DIRECTION);
             }
 
             template <class A>
