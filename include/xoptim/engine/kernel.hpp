@@ -352,7 +352,7 @@ namespace xoptim
         }
 
         template <class Traits, class Prepared, class B, class T>
-        inline void run_batch(const Prepared& prog, const prepared_transform<B>& transform, const tensor_slots<T>& s,
+        [[gnu::always_inline]] inline void run_batch(const Prepared& prog, const prepared_transform<B>& transform, const tensor_slots<T>& s,
                               std::size_t i)
         {
             registers<B> r;

@@ -5,6 +5,8 @@
 
 #include <emmintrin.h>
 
+#include <limits>
+
 #include "generic.hpp"
 
 namespace xoptim
@@ -92,12 +94,30 @@ namespace xoptim
                 return _mm_cvtpd_ps(r);
             }
 
+            // a * b + c rounded once, for four floats. In double, a * b is exact and the
+            // sum s is rounded once; s rounded to float is then the fma, except where s
+            // is exactly halfway between two floats (the exact sum may lie just off that
+            // midpoint, on either side) or where the result is below the normal floats
+            // (whose midpoints lie lower; zero included, to keep the test short): such a
+            // batch, rare, is computed again rounding to odd.
             inline __m128 fma_sse2(__m128 a, __m128 b, __m128 c) noexcept
             {
-                const __m128 low = fma_odd_half(_mm_cvtps_pd(a), _mm_cvtps_pd(b), _mm_cvtps_pd(c));
-                const __m128 high = fma_odd_half(_mm_cvtps_pd(_mm_movehl_ps(a, a)), _mm_cvtps_pd(_mm_movehl_ps(b, b)),
-                                                 _mm_cvtps_pd(_mm_movehl_ps(c, c)));
-                return _mm_movelh_ps(low, high);
+                const __m128d al = _mm_cvtps_pd(a), bl = _mm_cvtps_pd(b), cl = _mm_cvtps_pd(c);
+                const __m128d ah = _mm_cvtps_pd(_mm_movehl_ps(a, a)), bh = _mm_cvtps_pd(_mm_movehl_ps(b, b)),
+                              ch = _mm_cvtps_pd(_mm_movehl_ps(c, c));
+                const __m128d sl = _mm_add_pd(_mm_mul_pd(al, bl), cl);
+                const __m128d sh = _mm_add_pd(_mm_mul_pd(ah, bh), ch);
+                const __m128 r = _mm_movelh_ps(_mm_cvtpd_ps(sl), _mm_cvtpd_ps(sh));
+                // The low 32 bits of each double: the 29 below float precision, and 3 more.
+                const __m128i low = _mm_castps_si128(_mm_shuffle_ps(_mm_castpd_ps(sl), _mm_castpd_ps(sh), _MM_SHUFFLE(2, 0, 2, 0)));
+                const __m128 halfway =
+                    _mm_castsi128_ps(_mm_cmpeq_epi32(_mm_and_si128(low, _mm_set1_epi32(0x1fffffff)), _mm_set1_epi32(0x10000000)));
+                const __m128 tiny = _mm_cmplt_ps(_mm_andnot_ps(_mm_set1_ps(-0.0f), r), _mm_set1_ps(std::numeric_limits<float>::min()));
+                if (__builtin_expect(_mm_movemask_ps(_mm_or_ps(halfway, tiny)) != 0, 0))
+                {
+                    return _mm_movelh_ps(fma_odd_half(al, bl, cl), fma_odd_half(ah, bh, ch));
+                }
+                return r;
             }
 
             template <class A>
