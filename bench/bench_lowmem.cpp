@@ -210,6 +210,18 @@ namespace
         st.counters["reported_state_bytes_per_param"] = double(reported) / double(memory_params);
     }
 
+    // AdamW with states of type S (stored as `states`) and its floor.
+    template <class S>
+    void register_lowmem(const char* kind, xoptim::state_storage states, const shape& s, std::size_t t)
+    {
+        configure(benchmark::RegisterBenchmark(name((std::string("adamw_") + kind).c_str(), "xoptim", s, t).c_str(),
+                                               [s, t, states](benchmark::State& st) { bm_adamw_lowmem<S>(st, s, t, states); }),
+                  s);
+        configure(benchmark::RegisterBenchmark(name((std::string("floor_") + kind).c_str(), "xsimd", s, t).c_str(),
+                                               [s, t](benchmark::State& st) { bm_floor_lowmem<S>(st, s, t); }),
+                  s);
+    }
+
     void register_all()
     {
         const std::vector<std::size_t> threads = thread_counts();
@@ -218,22 +230,8 @@ namespace
             register_xoptim_adamw(s);
             for (std::size_t t : threads)
             {
-                configure(benchmark::RegisterBenchmark(name("adamw_8bit", "xoptim", s, t).c_str(),
-                                                       [s, t](benchmark::State& st) {
-                                                           bm_adamw_lowmem<std::uint8_t>(st, s, t, xoptim::state_storage::blockwise_8bit);
-                                                       }),
-                          s);
-                configure(benchmark::RegisterBenchmark(name("floor_8bit", "xsimd", s, t).c_str(),
-                                                       [s, t](benchmark::State& st) { bm_floor_lowmem<std::uint8_t>(st, s, t); }),
-                          s);
-                configure(benchmark::RegisterBenchmark(name("adamw_bf16", "xoptim", s, t).c_str(),
-                                                       [s, t](benchmark::State& st) {
-                                                           bm_adamw_lowmem<std::uint16_t>(st, s, t, xoptim::state_storage::bf16);
-                                                       }),
-                          s);
-                configure(benchmark::RegisterBenchmark(name("floor_bf16", "xsimd", s, t).c_str(),
-                                                       [s, t](benchmark::State& st) { bm_floor_lowmem<std::uint16_t>(st, s, t); }),
-                          s);
+                register_lowmem<std::uint8_t>("8bit", xoptim::state_storage::blockwise_8bit, s, t);
+                register_lowmem<std::uint16_t>("bf16", xoptim::state_storage::bf16, s, t);
             }
         }
         for (const char* kind : {"native", "8bit"})

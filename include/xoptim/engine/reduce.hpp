@@ -125,7 +125,7 @@ namespace xoptim
                     l[k] = s[k] + s[k + 8];
                 }
                 bad += arch::reduce_add(m_nan) + m_rest_nan;  // 0 or NaN in any order
-                return (((l[0] + l[1]) + (l[2] + l[3])) + ((l[4] + l[5]) + (l[6] + l[7]))) + m_rest;
+                return arch::sum_of_eight(l) + m_rest;
             }
 
         private:

@@ -41,6 +41,12 @@ namespace xoptim
         template <class T, class A>
         xsimd::batch<T, A> opaque(const xsimd::batch<T, A>& x) noexcept;
 
+        // The tree every sum of squares ends in, whatever the width it was summed at.
+        inline double sum_of_eight(const double* l) noexcept
+        {
+            return ((l[0] + l[1]) + (l[2] + l[3])) + ((l[4] + l[5]) + (l[6] + l[7]));
+        }
+
         namespace kernel
         {
             using xsimd::generic;
@@ -295,7 +301,7 @@ namespace xoptim
                     {
                         l[k] = (m_sum[k] + m_sum[k + 8]) + (m_sum[k + 16] + m_sum[k + 24]);
                     }
-                    return ((l[0] + l[1]) + (l[2] + l[3])) + ((l[4] + l[5]) + (l[6] + l[7]));
+                    return arch::sum_of_eight(l);
                 }
 
             private:

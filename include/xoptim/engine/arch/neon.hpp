@@ -102,32 +102,30 @@ namespace xoptim
 
             std::true_type hardware_fma(requires_arch<neon64>);
 
-            template <class A>
-            inline xsimd::batch<float, A> min(const xsimd::batch<float, A>& a, const xsimd::batch<float, A>& b,
-                                              requires_arch<neon64>) noexcept
+            template <class A, class T, std::enable_if_t<std::is_floating_point<T>::value, int> = 0>
+            inline xsimd::batch<T, A> min(const xsimd::batch<T, A>& a, const xsimd::batch<T, A>& b, requires_arch<neon64>) noexcept
             {
-                return vbslq_f32(vcltq_f32(a, b), a, b);
+                if constexpr (std::is_same<T, float>::value)
+                {
+                    return vbslq_f32(vcltq_f32(a, b), a, b);
+                }
+                else
+                {
+                    return vbslq_f64(vcltq_f64(a, b), a, b);
+                }
             }
 
-            template <class A>
-            inline xsimd::batch<double, A> min(const xsimd::batch<double, A>& a, const xsimd::batch<double, A>& b,
-                                               requires_arch<neon64>) noexcept
+            template <class A, class T, std::enable_if_t<std::is_floating_point<T>::value, int> = 0>
+            inline xsimd::batch<T, A> max(const xsimd::batch<T, A>& a, const xsimd::batch<T, A>& b, requires_arch<neon64>) noexcept
             {
-                return vbslq_f64(vcltq_f64(a, b), a, b);
-            }
-
-            template <class A>
-            inline xsimd::batch<float, A> max(const xsimd::batch<float, A>& a, const xsimd::batch<float, A>& b,
-                                              requires_arch<neon64>) noexcept
-            {
-                return vbslq_f32(vcgtq_f32(a, b), a, b);
-            }
-
-            template <class A>
-            inline xsimd::batch<double, A> max(const xsimd::batch<double, A>& a, const xsimd::batch<double, A>& b,
-                                               requires_arch<neon64>) noexcept
-            {
-                return vbslq_f64(vcgtq_f64(a, b), a, b);
+                if constexpr (std::is_same<T, float>::value)
+                {
+                    return vbslq_f32(vcgtq_f32(a, b), a, b);
+                }
+                else
+                {
+                    return vbslq_f64(vcgtq_f64(a, b), a, b);
+                }
             }
 
             /*********************************

@@ -65,32 +65,30 @@ namespace xoptim
                 return _mm512_maskz_mul_round_pd(__mmask8(0xFF), a, b, _MM_FROUND_CUR_DIRECTION);
             }
 
-            template <class A>
-            inline xsimd::batch<float, A> min(const xsimd::batch<float, A>& a, const xsimd::batch<float, A>& b,
-                                              requires_arch<avx512f>) noexcept
+            template <class A, class T, std::enable_if_t<std::is_floating_point<T>::value, int> = 0>
+            inline xsimd::batch<T, A> min(const xsimd::batch<T, A>& a, const xsimd::batch<T, A>& b, requires_arch<avx512f>) noexcept
             {
-                return _mm512_maskz_min_ps(all_lanes, a, b);
+                if constexpr (std::is_same<T, float>::value)
+                {
+                    return _mm512_maskz_min_ps(all_lanes, a, b);
+                }
+                else
+                {
+                    return _mm512_maskz_min_pd(__mmask8(0xFF), a, b);
+                }
             }
 
-            template <class A>
-            inline xsimd::batch<double, A> min(const xsimd::batch<double, A>& a, const xsimd::batch<double, A>& b,
-                                               requires_arch<avx512f>) noexcept
+            template <class A, class T, std::enable_if_t<std::is_floating_point<T>::value, int> = 0>
+            inline xsimd::batch<T, A> max(const xsimd::batch<T, A>& a, const xsimd::batch<T, A>& b, requires_arch<avx512f>) noexcept
             {
-                return _mm512_maskz_min_pd(__mmask8(0xFF), a, b);
-            }
-
-            template <class A>
-            inline xsimd::batch<float, A> max(const xsimd::batch<float, A>& a, const xsimd::batch<float, A>& b,
-                                              requires_arch<avx512f>) noexcept
-            {
-                return _mm512_maskz_max_ps(all_lanes, a, b);
-            }
-
-            template <class A>
-            inline xsimd::batch<double, A> max(const xsimd::batch<double, A>& a, const xsimd::batch<double, A>& b,
-                                               requires_arch<avx512f>) noexcept
-            {
-                return _mm512_maskz_max_pd(__mmask8(0xFF), a, b);
+                if constexpr (std::is_same<T, float>::value)
+                {
+                    return _mm512_maskz_max_ps(all_lanes, a, b);
+                }
+                else
+                {
+                    return _mm512_maskz_max_pd(__mmask8(0xFF), a, b);
+                }
             }
 
             // vmaxps gives its second operand where one is NaN.
@@ -331,7 +329,7 @@ namespace xoptim
                 {
                     alignas(64) double l[8];
                     _mm512_store_pd(l, _mm512_add_pd(_mm512_add_pd(m_acc0, m_acc1), _mm512_add_pd(m_acc2, m_acc3)));
-                    return ((l[0] + l[1]) + (l[2] + l[3])) + ((l[4] + l[5]) + (l[6] + l[7]));
+                    return arch::sum_of_eight(l);
                 }
 
             private:

@@ -29,32 +29,30 @@ namespace xoptim
                 return r;
             }
 
-            template <class A>
-            inline xsimd::batch<float, A> min(const xsimd::batch<float, A>& a, const xsimd::batch<float, A>& b,
-                                              requires_arch<sse2>) noexcept
+            template <class A, class T, std::enable_if_t<std::is_floating_point<T>::value, int> = 0>
+            inline xsimd::batch<T, A> min(const xsimd::batch<T, A>& a, const xsimd::batch<T, A>& b, requires_arch<sse2>) noexcept
             {
-                return _mm_min_ps(a, b);
+                if constexpr (std::is_same<T, float>::value)
+                {
+                    return _mm_min_ps(a, b);
+                }
+                else
+                {
+                    return _mm_min_pd(a, b);
+                }
             }
 
-            template <class A>
-            inline xsimd::batch<double, A> min(const xsimd::batch<double, A>& a, const xsimd::batch<double, A>& b,
-                                               requires_arch<sse2>) noexcept
+            template <class A, class T, std::enable_if_t<std::is_floating_point<T>::value, int> = 0>
+            inline xsimd::batch<T, A> max(const xsimd::batch<T, A>& a, const xsimd::batch<T, A>& b, requires_arch<sse2>) noexcept
             {
-                return _mm_min_pd(a, b);
-            }
-
-            template <class A>
-            inline xsimd::batch<float, A> max(const xsimd::batch<float, A>& a, const xsimd::batch<float, A>& b,
-                                              requires_arch<sse2>) noexcept
-            {
-                return _mm_max_ps(a, b);
-            }
-
-            template <class A>
-            inline xsimd::batch<double, A> max(const xsimd::batch<double, A>& a, const xsimd::batch<double, A>& b,
-                                               requires_arch<sse2>) noexcept
-            {
-                return _mm_max_pd(a, b);
+                if constexpr (std::is_same<T, float>::value)
+                {
+                    return _mm_max_ps(a, b);
+                }
+                else
+                {
+                    return _mm_max_pd(a, b);
+                }
             }
 
             template <class A>
