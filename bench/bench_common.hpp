@@ -135,6 +135,33 @@ namespace bench
     // AdamW reads p, g, m, v and writes p, m, v.
     inline constexpr std::size_t adamw_arrays = 7;
 
+    // Runs job.run(lo, hi) on pieces of [0, total) cut at multiples of `granularity` as
+    // xoptim cuts a step, one per thread of xoptim's own pool, with no more threads than
+    // one per parallel_threshold() elements (the floors' thread split).
+    template <class Job>
+    void run_split(const Job& job, std::size_t total, std::size_t granularity, std::size_t threads)
+    {
+        struct task
+        {
+            const Job* job;
+            std::size_t total;
+            std::size_t granularity;
+
+            static void call(void* self, std::size_t k, std::size_t n)
+            {
+                const auto& t = *static_cast<const task*>(self);
+                auto cut = [&](std::size_t j) {
+                    const std::size_t e = t.total / n * j + t.total % n * j / n;
+                    return j == n ? t.total : e - e % t.granularity;
+                };
+                t.job->run(cut(k), cut(k + 1));
+            }
+        };
+        task t{&job, total, granularity};
+        const std::size_t n = std::min(threads, std::max<std::size_t>(1, total / xoptim::parallel_threshold()));
+        xoptim::parallel_run(&task::call, &t, n);
+    }
+
     // A benchmark program's main after its benchmarks are registered: the common
     // context (the xsimd architecture, the hardware threads) plus `context` pairs.
     inline int run_main(int argc, char** argv, const std::vector<std::pair<std::string, std::string>>& context = {})

@@ -1,8 +1,10 @@
 // Low-memory training, side by side in one run (docs/benchmarks.md, "Low-memory states"):
-//   - AdamW with float states, and with 8-bit block-wise states, 1 thread and all;
-//   - the 8-bit step's memory floor: a plain xsimd loop that moves exactly its bytes
-//     (p read and written, g read, two byte arrays read and written, two floats per
-//     block of 256 read and written) and computes nothing.
+//   - AdamW with float states, with 8-bit block-wise states and with bf16 states,
+//     1 thread and all;
+//   - each low-memory step's memory floor: a plain xsimd loop that moves exactly its
+//     bytes (p read and written, g read, the two state arrays read and written, for
+//     8-bit two floats per block of 256 read and written) and computes nothing, split
+//     across threads as xoptim splits the step.
 // Cases: A = one tensor of 2^24 floats, B = 4096 tensors of 4096 floats, C = one tensor
 // of 2^14 floats (in cache: the arithmetic alone).
 // And the state memory of a 100M-parameter AdamW step: each configuration runs in a
@@ -23,41 +25,50 @@ namespace
 {
     using namespace bench;
 
-    xoptim::adamw make_adamw_8bit()
+    xoptim::adamw make_adamw_states(xoptim::state_storage states)
     {
         xoptim::adamw opt = make_adamw();
         xoptim::storage_options s;
-        s.states = xoptim::state_storage::blockwise_8bit;
+        s.states = states;
         opt.set_storage(s);
         return opt;
     }
 
-    // Bytes an 8-bit AdamW step moves per element: p 4 + 4, g 4, m and v 1 + 1 each;
-    // per block, two absmax floats read and written.
-    constexpr double bytes_8bit = 16.0 + 16.0 / double(xoptim::codec_block);
-
-    void set_bytes_8bit(benchmark::State& st, const shape& s, std::size_t threads)
+    xoptim::adamw make_adamw_8bit()
     {
-        st.SetBytesProcessed(static_cast<std::int64_t>(double(st.iterations()) * double(s.elements()) * bytes_8bit));
+        return make_adamw_states(xoptim::state_storage::blockwise_8bit);
+    }
+
+    // Bytes a step with states of type S moves per element: p 4 + 4, g 4, m and v
+    // 2 sizeof(S) each; for 8-bit, per block, two absmax floats read and written.
+    template <class S>
+    constexpr double bytes_per_element = 12.0 + 4.0 * sizeof(S) + (sizeof(S) == 1 ? 16.0 / double(xoptim::codec_block) : 0.0);
+
+    template <class S>
+    void set_bytes_lowmem(benchmark::State& st, const shape& s, std::size_t threads)
+    {
+        st.SetBytesProcessed(
+            static_cast<std::int64_t>(double(st.iterations()) * double(s.elements()) * bytes_per_element<S>));
         st.counters["threads"] = double(threads);
     }
 
-    struct floor_tensor_8bit
+    template <class S>
+    struct floor_tensor_lowmem
     {
         std::vector<float> p, g;
-        std::vector<std::uint8_t> m, v;
-        std::vector<float> m_scale, v_scale;
+        std::vector<S> m, v;
+        std::vector<float> m_scale, v_scale;  // 8-bit only
     };
 
-    // One pass, block by block: the same traffic as the 8-bit step, no arithmetic.
-    void floor_8bit(floor_tensor_8bit& t)
+    // One pass, block by block: the same traffic as the low-memory step, no arithmetic.
+    template <class S>
+    void floor_lowmem(floor_tensor_lowmem<S>& t, std::size_t lo, std::size_t hi)
     {
         using fbatch = xsimd::batch<float>;
-        using bbatch = xsimd::batch<std::uint8_t>;
-        const std::size_t n = t.p.size();
-        for (std::size_t b = 0; b < n; b += xoptim::codec_block)
+        using sbatch = xsimd::batch<S>;
+        for (std::size_t b = lo; b < hi; b += xoptim::codec_block)
         {
-            const std::size_t end = std::min(n, b + xoptim::codec_block);
+            const std::size_t end = std::min(hi, b + xoptim::codec_block);
             std::size_t i = b;
             for (; i + fbatch::size <= end; i += fbatch::size)
             {
@@ -69,46 +80,69 @@ namespace
                 t.p[i] += t.g[i];
             }
             std::size_t j = b;
-            for (; j + bbatch::size <= end; j += bbatch::size)
+            for (; j + sbatch::size <= end; j += sbatch::size)
             {
-                (bbatch::load_unaligned(t.m.data() + j) + bbatch(1)).store_unaligned(t.m.data() + j);
-                (bbatch::load_unaligned(t.v.data() + j) + bbatch(1)).store_unaligned(t.v.data() + j);
+                (sbatch::load_unaligned(t.m.data() + j) + sbatch(1)).store_unaligned(t.m.data() + j);
+                (sbatch::load_unaligned(t.v.data() + j) + sbatch(1)).store_unaligned(t.v.data() + j);
             }
             for (; j < end; ++j)
             {
                 ++t.m[j];
                 ++t.v[j];
             }
-            t.m_scale[b / xoptim::codec_block] += 1.0f;
-            t.v_scale[b / xoptim::codec_block] += 1.0f;
+            if constexpr (sizeof(S) == 1)
+            {
+                t.m_scale[b / xoptim::codec_block] += 1.0f;
+                t.v_scale[b / xoptim::codec_block] += 1.0f;
+            }
         }
     }
 
-    void bm_floor_8bit(benchmark::State& st, const shape& s)
+    // The flat element range over all tensors (of one size), as xoptim splits its work.
+    template <class S>
+    struct floor_job_lowmem
+    {
+        std::vector<floor_tensor_lowmem<S>>* tensors;
+        std::size_t size;
+
+        void run(std::size_t lo, std::size_t hi) const
+        {
+            for (std::size_t k = lo / size; k < tensors->size() && lo < hi; ++k)
+            {
+                const std::size_t base = k * size;
+                const std::size_t end = std::min(hi, base + size);
+                floor_lowmem((*tensors)[k], lo - base, end - base);
+                lo = end;
+            }
+        }
+    };
+
+    template <class S>
+    void bm_floor_lowmem(benchmark::State& st, const shape& s, std::size_t threads)
     {
         const std::size_t blocks = (s.size + xoptim::codec_block - 1) / xoptim::codec_block;
-        std::vector<floor_tensor_8bit> ts(s.count);
+        std::vector<floor_tensor_lowmem<S>> ts(s.count);
         for (auto& t : ts)
         {
-            t = {std::vector<float>(s.size, 0.5f), std::vector<float>(s.size, 1e-7f),
-                 std::vector<std::uint8_t>(s.size, 1), std::vector<std::uint8_t>(s.size, 1),
-                 std::vector<float>(blocks, 1.0f), std::vector<float>(blocks, 1.0f)};
+            t = {std::vector<float>(s.size, 0.5f), std::vector<float>(s.size, 1e-7f), std::vector<S>(s.size, 1),
+                 std::vector<S>(s.size, 1), std::vector<float>(sizeof(S) == 1 ? blocks : 0, 1.0f),
+                 std::vector<float>(sizeof(S) == 1 ? blocks : 0, 1.0f)};
         }
+        const floor_job_lowmem<S> job{&ts, s.size};
+        run_split(job, s.elements(), xoptim::codec_block, threads);  // warm-up: pool started
         for (auto _ : st)
         {
-            for (auto& t : ts)
-            {
-                floor_8bit(t);
-            }
+            run_split(job, s.elements(), xoptim::codec_block, threads);
             benchmark::ClobberMemory();
         }
-        set_bytes_8bit(st, s, 1);
+        set_bytes_lowmem<S>(st, s, threads);
     }
 
-    void bm_adamw_8bit(benchmark::State& st, const shape& s, std::size_t threads)
+    template <class S>
+    void bm_adamw_lowmem(benchmark::State& st, const shape& s, std::size_t threads, xoptim::state_storage states)
     {
-        run_xoptim(st, s, adamw_arrays, threads, make_adamw_8bit());
-        set_bytes_8bit(st, s, threads);
+        run_xoptim(st, s, adamw_arrays, threads, make_adamw_states(states));
+        set_bytes_lowmem<S>(st, s, threads);
     }
 
     /****************
@@ -176,6 +210,18 @@ namespace
         st.counters["reported_state_bytes_per_param"] = double(reported) / double(memory_params);
     }
 
+    // AdamW with states of type S (stored as `states`) and its floor.
+    template <class S>
+    void register_lowmem(const char* kind, xoptim::state_storage states, const shape& s, std::size_t t)
+    {
+        configure(benchmark::RegisterBenchmark(name((std::string("adamw_") + kind).c_str(), "xoptim", s, t).c_str(),
+                                               [s, t, states](benchmark::State& st) { bm_adamw_lowmem<S>(st, s, t, states); }),
+                  s);
+        configure(benchmark::RegisterBenchmark(name((std::string("floor_") + kind).c_str(), "xsimd", s, t).c_str(),
+                                               [s, t](benchmark::State& st) { bm_floor_lowmem<S>(st, s, t); }),
+                  s);
+    }
+
     void register_all()
     {
         const std::vector<std::size_t> threads = thread_counts();
@@ -184,13 +230,9 @@ namespace
             register_xoptim_adamw(s);
             for (std::size_t t : threads)
             {
-                configure(benchmark::RegisterBenchmark(name("adamw_8bit", "xoptim", s, t).c_str(),
-                                                       [s, t](benchmark::State& st) { bm_adamw_8bit(st, s, t); }),
-                          s);
+                register_lowmem<std::uint8_t>("8bit", xoptim::state_storage::blockwise_8bit, s, t);
+                register_lowmem<std::uint16_t>("bf16", xoptim::state_storage::bf16, s, t);
             }
-            configure(benchmark::RegisterBenchmark(name("floor_8bit", "xsimd", s, 1).c_str(),
-                                                   [s](benchmark::State& st) { bm_floor_8bit(st, s); }),
-                      s);
         }
         for (const char* kind : {"native", "8bit"})
         {

@@ -89,16 +89,6 @@ namespace
                 lo = end;
             }
         }
-
-        static void task(void* self, std::size_t k, std::size_t n)
-        {
-            const auto& job = *static_cast<const floor_job*>(self);
-            auto cut = [&](std::size_t j) {
-                const std::size_t e = job.total / n * j + job.total % n * j / n;
-                return j == n ? job.total : e - e % 64;
-            };
-            job.run(cut(k), cut(k + 1));
-        }
     };
 
     // 64-byte aligned float arrays, as xoptim's state store allocates its state.
@@ -169,12 +159,10 @@ namespace
             t.size = s.size;
             job.tensors.push_back(t);
         }
-        // Threads as xoptim picks them: no more than one per parallel_threshold() elements.
-        const std::size_t n = std::min(threads, std::max<std::size_t>(1, s.elements() / xoptim::parallel_threshold()));
-        xoptim::parallel_run(&floor_job<W>::task, &job, n);  // warm-up: pages touched, pool started
+        run_split(job, job.total, 64, threads);  // warm-up: pages touched, pool started
         for (auto _ : st)
         {
-            xoptim::parallel_run(&floor_job<W>::task, &job, n);
+            run_split(job, job.total, 64, threads);
             benchmark::ClobberMemory();
         }
         set_bytes(st, s, 2 * W + 1, threads);

@@ -78,6 +78,7 @@ int main()
     }
     std::printf("AdamW state: %zu bytes for %zu parameter bytes (%.1fx)\n", report.state_bytes, report.param_bytes,
                 report.ratio());
+    std::printf("kernels: %s, %zu floats per batch\n", report.simd_arch, report.simd_width);
     std::printf("bias learned: %.3f %.3f %.3f %.3f (true 0 0.5 1 1.5)\n", model.bias(0), model.bias(1),
                 model.bias(2), model.bias(3));
 }

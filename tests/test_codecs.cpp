@@ -2,7 +2,8 @@
 // transcription of its generator, nearest-value encoding, SIMD against scalar, bf16
 // rounding against torch, stochastic rounding's statistics, compensation.
 // Built twice: for this CPU (AVX-512 paths where it has them) and with AVX-512 off
-// (the xsimd fallback), so both paths are held to the same bits.
+// (AVX2's), so both paths are held to the same bits; every other build (SSE2, NEON)
+// runs it with its own batch codec.
 #include <cfloat>
 #include <cmath>
 #include <cstdint>
@@ -172,14 +173,81 @@ namespace
         {
             alignas(64) float x[16] = {inf, -inf, 1.5f, -1.5f, std::numeric_limits<float>::quiet_NaN(), -2.0f, 1e30f, -1e30f};
             std::uint8_t codes[16];
-            const dynamic_map::simd<arch> simd(*c.map);
+            const xoptim::arch::q8_codec<arch> coder(c.map->tables());
             for (std::size_t i = 0; i < 16; i += xsimd::batch<float, arch>::size)
             {
-                codec::narrow(xsimd::batch<std::int32_t, arch>(simd.codes(xsimd::batch<float, arch>::load_aligned(x + i))), codes + i);
+                coder.encode(xsimd::batch<float, arch>::load_aligned(x + i), codes + i);
             }
             for (std::size_t i = 0; i < 16; ++i)
             {
                 EXPECT_EQ(codes[i], c.map->encode(x[i])) << c.key << " " << x[i];
+            }
+        }
+    }
+
+    // The batch codec of this build (a table permute, byte lookups or cells per
+    // instruction set) decodes every code to the map's value, bit for bit.
+    TEST(dynamic_map, every_code_decodes_to_its_value_in_batches)
+    {
+        using batch = xsimd::batch<float, arch>;
+        for (const auto& c : maps)
+        {
+            const xoptim::arch::q8_codec<arch> coder(c.map->tables());
+            alignas(64) std::uint8_t codes[256];
+            for (std::size_t i = 0; i < 256; ++i)
+            {
+                codes[i] = std::uint8_t(i);
+            }
+            for (std::size_t i = 0; i < 256; i += batch::size)
+            {
+                alignas(64) float v[batch::size];
+                coder.decode(codes + i).store_aligned(v);
+                for (std::size_t k = 0; k < batch::size; ++k)
+                {
+                    ASSERT_EQ(bits_of(v[k]), bits_of(c.map->values()[i + k])) << c.key << " code " << i + k;
+                }
+            }
+        }
+    }
+
+    // Where the scalar encoder's code changes (found by bisection between every two
+    // neighbouring values, so within one float of its real boundary, which lies up to
+    // 1e-5 off the midpoint), the batch codec of this build gives the same codes to the
+    // floats around it, of both signs.
+    TEST(dynamic_map, batch_codes_change_where_the_scalar_codes_do)
+    {
+        using batch = xsimd::batch<float, arch>;
+        for (const auto& c : maps)
+        {
+            const auto& v = c.map->values();
+            std::vector<float> x;
+            for (std::size_t k = c.map->zero_code(); k < 255; ++k)
+            {
+                std::uint32_t below = bits_of(v[k]), past = bits_of(v[k + 1]);  // codes k and k + 1 (as |x|)
+                while (past - below > 1)
+                {
+                    const std::uint32_t mid = below + (past - below) / 2;
+                    (c.map->encode(float_of(mid)) == c.map->encode(v[k]) ? below : past) = mid;
+                }
+                for (std::uint32_t u = past - 3; u <= past + 3; ++u)
+                {
+                    x.push_back(float_of(u));
+                    x.push_back(-float_of(u));
+                }
+            }
+            while (x.size() % batch::size != 0)
+            {
+                x.push_back(0.0f);
+            }
+            const xoptim::arch::q8_codec<arch> coder(c.map->tables());
+            std::vector<std::uint8_t> codes(x.size());
+            for (std::size_t i = 0; i < x.size(); i += batch::size)
+            {
+                coder.encode(batch::load_unaligned(x.data() + i), codes.data() + i);
+            }
+            for (std::size_t i = 0; i < x.size(); ++i)
+            {
+                ASSERT_EQ(codes[i], c.map->encode(x[i])) << c.key << " x = " << x[i];
             }
         }
     }

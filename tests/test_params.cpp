@@ -2,6 +2,8 @@
 // model structs, each stepped in place and named as documented.
 #include <gtest/gtest.h>
 
+#include <sstream>
+
 #include <xtensor/xadapt.hpp>
 #include <xtensor/xfixed.hpp>
 #include <xtensor/xtensor.hpp>
@@ -237,5 +239,22 @@ namespace
         xoptim::signsgd sign;
         sign.init(w);
         EXPECT_EQ(sign.report().state_bytes, 0u);
+    }
+
+    // The report says which kernels the steps run: the build's instruction set, its
+    // batch width, and whether fma is the instruction or its exact emulation.
+    TEST(params, report_names_the_simd_kernels)
+    {
+        const xoptim::adamw opt;
+        const auto r = opt.report();
+        std::ostringstream text;
+        text << r;
+        EXPECT_NE(text.str().find(std::string("simd: ") + xsimd::default_arch::name()), std::string::npos) << text.str();
+        EXPECT_EQ(r.simd_width, xsimd::batch<float>::size);
+#if defined(__FMA__) || defined(__AVX512F__) || defined(__aarch64__)
+        EXPECT_TRUE(r.hardware_fma);
+#else
+        EXPECT_FALSE(r.hardware_fma);
+#endif
     }
 }

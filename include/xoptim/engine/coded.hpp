@@ -184,12 +184,12 @@ namespace xoptim
             using batch = xsimd::batch<float, Arch>;
 
             explicit q8_lane(slot_format f) noexcept
-                : map(codec::map_of(f)), simd(map)
+                : map(codec::map_of(f)), coder(map.tables())
             {
             }
 
             const dynamic_map& map;
-            typename dynamic_map::template simd<Arch> simd;
+            arch::q8_codec<Arch> coder;
             batch scale = batch(0.0f);
             batch top = batch(0.0f);
         };
@@ -214,8 +214,7 @@ namespace xoptim
                 if constexpr (has_slot<Traits::loads, first_state + k>)
                 {
                     const auto* codes = static_cast<const std::uint8_t*>(job.source[first_state + k]) + first + i;
-                    r[first_state + k] =
-                        codec::rounded_product(lanes[k].simd.decode(codec::widen<std::int32_t, Arch>(codes)), lanes[k].scale);
+                    r[first_state + k] = arch::mul(lanes[k].coder.decode(codes), lanes[k].scale);
                 }
             };
             (load(std::integral_constant<std::size_t, K>{}), ...);
@@ -228,7 +227,7 @@ namespace xoptim
                 if constexpr (has_slot<Traits::stores, first_state + k>)
                 {
                     r[first_state + k].store_aligned(buffer[k] + i);
-                    lanes[k].top = codec::max_abs(lanes[k].top, r[first_state + k]);
+                    lanes[k].top = arch::max_abs(lanes[k].top, r[first_state + k]);
                 }
             };
             (store(std::integral_constant<std::size_t, K>{}), ...);
@@ -260,7 +259,7 @@ namespace xoptim
             bool regular = true;
             for (std::size_t k = 0; k < S; ++k)
             {
-                absmax[k] = codec::horizontal_max(lanes[k].top);
+                absmax[k] = arch::horizontal_max(lanes[k].top);
                 inverse[k] = codec::regular_inverse(absmax[k]);
                 regular = regular && (!in_mask<Traits::stores>(first_state + k) || inverse[k] > 0 || absmax[k] == 0);
             }
@@ -285,9 +284,10 @@ namespace xoptim
             if (block_scales<Traits>(lanes, absmax, inverse))
             {
                 const batch scale[S] = {batch(inverse[K])...};
-                for (; i + codec::encode_group_size<Arch> <= n; i += codec::encode_group_size<Arch>)
+                constexpr std::size_t group = arch::q8_codec<Arch>::group;
+                for (; i + group <= n; i += group)
                 {
-                    ((written[K] ? codec::encode_group<Arch>(buffer[K] + i, scale[K], lanes[K].simd, codes_of(job, K, first) + i)
+                    ((written[K] ? lanes[K].coder.encode_group(buffer[K] + i, scale[K], codes_of(job, K, first) + i)
                                  : void()),
                      ...);
                 }
@@ -298,7 +298,7 @@ namespace xoptim
                 if (written[k])
                 {
                     job.absmax[first_state + k][first / codec_block] = i == n ? absmax[k] : codec::encode_q8<Arch>(
-                        buffer[k] + i, absmax[k], lanes[k].map, lanes[k].simd, codes_of(job, k, first) + i, n - i);
+                        buffer[k] + i, absmax[k], lanes[k].map, lanes[k].coder, codes_of(job, k, first) + i, n - i);
                 }
             }
         }
@@ -320,15 +320,15 @@ namespace xoptim
         [[gnu::always_inline]] inline void encode_pending(const coded_slots& job, const std::array<q8_lane<Arch>, S>& lanes,
                                                           q8_pending<Arch, S>& pending)
         {
-            constexpr std::size_t group = codec::encode_group_size<Arch>;
+            constexpr std::size_t group = arch::q8_codec<Arch>::group;
             for (std::size_t g = 0; pending.values != nullptr && g < codec_block / group; ++g)
             {
                 for (std::size_t k = 0; k < S; ++k)
                 {
                     if (in_mask<Traits::stores>(first_state + k))
                     {
-                        codec::encode_group<Arch>(pending.values[k] + g * group, pending.scale[k], lanes[k].simd,
-                                                  codes_of(job, k, pending.first) + g * group);
+                        lanes[k].coder.encode_group(pending.values[k] + g * group, pending.scale[k],
+                                                    codes_of(job, k, pending.first) + g * group);
                     }
                 }
             }
@@ -349,7 +349,7 @@ namespace xoptim
         {
             if constexpr (in_mask<Traits::stores>(first_state + K))
             {
-                constexpr std::size_t group = codec::encode_group_size<Arch>;
+                constexpr std::size_t group = arch::q8_codec<Arch>::group;
                 constexpr std::size_t width = xsimd::batch<float, Arch>::size;
                 constexpr std::size_t per_group = group / width;
                 constexpr std::size_t written = written_before<Traits>(S);
@@ -358,8 +358,8 @@ namespace xoptim
                 {
                     run_q8_batch<Traits>(prog, transform, job, lanes, buffer, first, g * group + b * width, states);
                 }
-                codec::encode_group<Arch>(pending.values[K] + g * group, pending.scale[K], lanes[K].simd,
-                                          codes_of(job, K, pending.first) + g * group);
+                lanes[K].coder.encode_group(pending.values[K] + g * group, pending.scale[K],
+                                            codes_of(job, K, pending.first) + g * group);
             }
         }
 
@@ -378,28 +378,28 @@ namespace xoptim
         [[gnu::always_inline]] inline void prefetch_lines(const coded_slots& job, std::size_t at) noexcept
         {
             constexpr std::size_t line = 64;
-            constexpr std::size_t group = codec::encode_group_size<Arch>;
+            constexpr std::size_t group = arch::q8_codec<Arch>::group;
             for (std::size_t i = 0; i < group; i += line / sizeof(float))
             {
                 if constexpr (has_slot<Traits::loads, param_slot>)
                 {
-                    __builtin_prefetch(job.plain.param + at + i);
+                    arch::prefetch(job.plain.param + at + i);
                 }
                 if constexpr (has_slot<Traits::loads, grad_slot>)
                 {
-                    __builtin_prefetch(job.plain.grad + at + i);
+                    arch::prefetch(job.plain.grad + at + i);
                 }
             }
             for (std::size_t k = 0; k < S; ++k)
             {
                 for (std::size_t i = 0; in_mask<Traits::loads>(first_state + k) && i < group; i += line)
                 {
-                    __builtin_prefetch(static_cast<const std::uint8_t*>(job.source[first_state + k]) + at + i);
+                    arch::prefetch(static_cast<const std::uint8_t*>(job.source[first_state + k]) + at + i);
                 }
             }
         }
 
-        // Asks for the lines of elements [at, at + encode_group_size) ahead of their
+        // Asks for the lines of elements [at, at + group) ahead of their
         // batches, or past the end of the range for those at the start of the next job:
         // with tensors of a few pages the hardware prefetchers, which start over at each
         // page, fall behind (4,096 tensors of 4,096, 1 thread: 14.0-14.9 ms without,
@@ -428,7 +428,7 @@ namespace xoptim
             {
                 if (scales != nullptr)
                 {
-                    __builtin_prefetch(scales);
+                    arch::prefetch(scales);
                 }
             }
         }
@@ -445,7 +445,7 @@ namespace xoptim
             using batch = xsimd::batch<float, Arch>;
             // States 0 .. S-1 (the last one the program touches): only they get a lane.
             constexpr std::size_t S = std::max<std::size_t>(1, states_used<Traits>());
-            constexpr std::size_t group = codec::encode_group_size<Arch>;
+            constexpr std::size_t group = arch::q8_codec<Arch>::group;
             constexpr bool pipelined = written_before<Traits>(S) > 0;
             using states = std::make_index_sequence<S>;
             auto lanes = make_lanes<Arch>(job, states{});

@@ -199,32 +199,6 @@ namespace xoptim
         template <class B>
         using registers = std::array<B, max_slots>;
 
-        // max(a, b) (Max) or min(a, b) as x86 computes them, b where one is NaN or both
-        // are equal; on AVX-512 in the zero-masking forms: GCC 12 warns
-        // (-Wuninitialized, bug 105593) where the plain forms' undefined pass-through
-        // operand gets inlined.
-        template <bool Max, class B>
-        inline B ordered(const B& a, const B& b)
-        {
-#if defined(__AVX512F__)
-            if constexpr (std::is_base_of<xsimd::avx512f, typename B::arch_type>::value)
-            {
-                if constexpr (std::is_same<typename B::value_type, float>::value)
-                {
-                    return Max ? _mm512_maskz_max_ps(__mmask16(0xFFFF), a, b) : _mm512_maskz_min_ps(__mmask16(0xFFFF), a, b);
-                }
-                else
-                {
-                    return Max ? _mm512_maskz_max_pd(__mmask8(0xFF), a, b) : _mm512_maskz_min_pd(__mmask8(0xFF), a, b);
-                }
-            }
-            else
-#endif
-            {
-                return Max ? xsimd::max(a, b) : xsimd::min(a, b);
-            }
-        }
-
         template <class B>
         struct prepared_transform
         {
@@ -238,7 +212,7 @@ namespace xoptim
             {
             }
 
-            // min(high, max(low, g * scale)) in that operand order: x86's min and max
+            // min(high, max(low, g * scale)) in that operand order: arch::min and max
             // give their second operand where one is NaN (or both are equal), so a NaN
             // gradient stays NaN, in two ops where compare-and-select takes four; none
             // for the identity, behind a branch that always goes the same way (in cache,
@@ -250,7 +224,7 @@ namespace xoptim
                 {
                     return g;
                 }
-                return ordered<false>(high, ordered<true>(low, g * scale));
+                return arch::min(high, arch::max(low, g * scale));
             }
 
             bool identity;
@@ -378,7 +352,7 @@ namespace xoptim
         }
 
         template <class Traits, class Prepared, class B, class T>
-        inline void run_batch(const Prepared& prog, const prepared_transform<B>& transform, const tensor_slots<T>& s,
+        [[gnu::always_inline]] inline void run_batch(const Prepared& prog, const prepared_transform<B>& transform, const tensor_slots<T>& s,
                               std::size_t i)
         {
             registers<B> r;

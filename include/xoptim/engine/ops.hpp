@@ -5,6 +5,7 @@
 
 #include <xsimd/xsimd.hpp>
 
+#include "arch/arch.hpp"
 #include "expression.hpp"
 
 namespace xoptim
@@ -21,10 +22,13 @@ namespace xoptim
         }                                                                                          \
     };
 
+        // The arithmetic goes through engine/arch: IEEE's bits on every instruction set,
+        // and a product rounded on its own (never contracted into an fma: write fma()
+        // where one rounding is meant).
         XOPTIM_BINARY_FUNCTOR(plus, a + b)
         XOPTIM_BINARY_FUNCTOR(minus, a - b)
-        XOPTIM_BINARY_FUNCTOR(multiplies, a * b)
-        XOPTIM_BINARY_FUNCTOR(divides, a / b)
+        XOPTIM_BINARY_FUNCTOR(multiplies, arch::mul(a, b))
+        XOPTIM_BINARY_FUNCTOR(divides, arch::div(a, b))
         XOPTIM_BINARY_FUNCTOR(less, a < b)
         XOPTIM_BINARY_FUNCTOR(less_equal, a <= b)
         XOPTIM_BINARY_FUNCTOR(greater, a > b)
@@ -34,8 +38,9 @@ namespace xoptim
         XOPTIM_BINARY_FUNCTOR(not_equal_to, !(a == b))
         XOPTIM_BINARY_FUNCTOR(logical_and, a && b)
         XOPTIM_BINARY_FUNCTOR(logical_or, a || b)
-        XOPTIM_BINARY_FUNCTOR(minimum, xsimd::min(a, b))
-        XOPTIM_BINARY_FUNCTOR(maximum, xsimd::max(a, b))
+        // min(a, b) = a < b ? a : b, max(a, b) = a > b ? a : b: b where one is NaN.
+        XOPTIM_BINARY_FUNCTOR(minimum, arch::min(a, b))
+        XOPTIM_BINARY_FUNCTOR(maximum, arch::max(a, b))
 #undef XOPTIM_BINARY_FUNCTOR
 
         struct negate
@@ -52,7 +57,7 @@ namespace xoptim
             template <class A>
             static A apply(const A& a)
             {
-                return xsimd::sqrt(a);
+                return arch::sqrt(a);
             }
         };
 
@@ -79,28 +84,14 @@ namespace xoptim
             }
         };
 
-        // One rounding, always. xsimd 8.1 has no AVX-512 fma: its generic fallback is
-        // a * b + c, fused or not at the compiler's whim.
+        // One rounding, always (engine/arch).
         struct fused_multiply_add
         {
             template <class T, class Arch>
             static xsimd::batch<T, Arch> apply(const xsimd::batch<T, Arch>& a, const xsimd::batch<T, Arch>& b,
                                                const xsimd::batch<T, Arch>& c)
             {
-#if defined(__AVX512F__)
-                if constexpr (std::is_base_of_v<xsimd::avx512f, Arch> && std::is_same_v<T, float>)
-                {
-                    return _mm512_fmadd_ps(a, b, c);
-                }
-                else if constexpr (std::is_base_of_v<xsimd::avx512f, Arch> && std::is_same_v<T, double>)
-                {
-                    return _mm512_fmadd_pd(a, b, c);
-                }
-                else
-#endif
-                {
-                    return xsimd::fma(a, b, c);
-                }
+                return arch::fma(a, b, c);
             }
         };
 

@@ -8,14 +8,13 @@
 #ifndef XOPTIM_ENGINE_REDUCE_HPP
 #define XOPTIM_ENGINE_REDUCE_HPP
 
+#include <array>
 #include <cmath>
+#include <utility>
 #include <vector>
 
+#include "arch/arch.hpp"
 #include "executor.hpp"
-
-#if defined(__AVX512F__)
-#include <immintrin.h>
-#endif
 
 namespace xoptim
 {
@@ -39,6 +38,9 @@ namespace xoptim
         //
         // Floats: a float squared cannot overflow a double (nor can any realistic count of
         // them), so the sum is finite exactly when every element is; no per-element check.
+        // Chunks of 32 go to the 32 running sums of arch::square_lanes, what is left of a
+        // segment to four scalar ones: the same sums in the same order on every
+        // instruction set, whatever its width.
         template <class T>
         class square_sum;
 
@@ -50,21 +52,10 @@ namespace xoptim
             void add(const float* x, std::size_t n) noexcept
             {
                 std::size_t i = 0;
-#if defined(__AVX512F__)
-                // Eight floats at a time widened to double straight from memory; four
-                // accumulators as named members (an indexed array stays in memory at -O2).
                 for (; i + 32 <= n; i += 32)
                 {
-                    const __m512d v0 = _mm512_cvtps_pd(_mm256_loadu_ps(x + i));
-                    const __m512d v1 = _mm512_cvtps_pd(_mm256_loadu_ps(x + i + 8));
-                    const __m512d v2 = _mm512_cvtps_pd(_mm256_loadu_ps(x + i + 16));
-                    const __m512d v3 = _mm512_cvtps_pd(_mm256_loadu_ps(x + i + 24));
-                    m_acc0 = _mm512_fmadd_pd(v0, v0, m_acc0);
-                    m_acc1 = _mm512_fmadd_pd(v1, v1, m_acc1);
-                    m_acc2 = _mm512_fmadd_pd(v2, v2, m_acc2);
-                    m_acc3 = _mm512_fmadd_pd(v3, v3, m_acc3);
+                    m_lanes.add(x + i);
                 }
-#endif
                 for (; i + 4 <= n; i += 4)
                 {
                     m_part0 += double(x[i]) * double(x[i]);
@@ -81,65 +72,77 @@ namespace xoptim
             // The sum; `bad` gets sum - sum: 0, or NaN when an element was not finite.
             double total(double& bad) const noexcept
             {
-                double sum = (m_part0 + m_part1) + (m_part2 + m_part3);
-#if defined(__AVX512F__)
-                // Lanes added through memory: GCC 12's _mm512_reduce_add_pd trips its own
-                // -Wuninitialized (bug 105593) in every user's build.
-                alignas(64) double lanes[8];
-                _mm512_store_pd(lanes, _mm512_add_pd(_mm512_add_pd(m_acc0, m_acc1), _mm512_add_pd(m_acc2, m_acc3)));
-                sum += ((lanes[0] + lanes[1]) + (lanes[2] + lanes[3])) + ((lanes[4] + lanes[5]) + (lanes[6] + lanes[7]));
-#endif
+                const double sum = ((m_part0 + m_part1) + (m_part2 + m_part3)) + m_lanes.total();
                 bad += sum - sum;
                 return sum;
             }
 
         private:
 
-#if defined(__AVX512F__)
-            __m512d m_acc0 = _mm512_setzero_pd();
-            __m512d m_acc1 = _mm512_setzero_pd();
-            __m512d m_acc2 = _mm512_setzero_pd();
-            __m512d m_acc3 = _mm512_setzero_pd();
-#endif
+            arch::square_lanes<xsimd::default_arch> m_lanes;
             double m_part0 = 0, m_part1 = 0, m_part2 = 0, m_part3 = 0;
         };
 
         // Doubles can overflow when squared: finiteness is checked element by element,
-        // x - x being 0 for a finite x and NaN otherwise.
+        // x - x being 0 for a finite x and NaN otherwise. Chunks of 16 go to 16 running
+        // sums (an fma each, 16 / batch::size batches of them), what is left of a
+        // segment to one: the same sums in the same order on every instruction set.
         template <>
         class square_sum<double>
         {
         public:
 
+            square_sum() noexcept
+            {
+                m_acc.fill(batch(0.0));
+            }
+
             void add(const double* x, std::size_t n) noexcept
             {
                 std::size_t i = 0;
-                for (; i + 2 * w <= n; i += 2 * w)
+                for (; i + 16 <= n; i += 16)
                 {
-                    const batch a = batch::load_unaligned(x + i);
-                    const batch b = batch::load_unaligned(x + i + w);
-                    m_nan = m_nan + ((a - a) + (b - b));
-                    m_acc0 = xsimd::fma(a, a, m_acc0);
-                    m_acc1 = xsimd::fma(b, b, m_acc1);
+                    add_chunk(x + i, std::make_index_sequence<accumulators>{});
                 }
                 for (; i < n; ++i)
                 {
-                    m_rest += x[i] * x[i];
+                    m_rest = std::fma(x[i], x[i], m_rest);
                     m_rest_nan += x[i] - x[i];
                 }
             }
 
+            // (s[k] + s[k + 8]) for k = 0..7, then those eight pairwise.
             double total(double& bad) const noexcept
             {
-                bad += xsimd::hadd(m_nan) + m_rest_nan;
-                return xsimd::hadd(m_acc0 + m_acc1) + m_rest;
+                alignas(64) double s[16];
+                for (std::size_t k = 0; k < accumulators; ++k)
+                {
+                    m_acc[k].store_aligned(s + k * batch::size);
+                }
+                double l[8];
+                for (std::size_t k = 0; k < 8; ++k)
+                {
+                    l[k] = s[k] + s[k + 8];
+                }
+                bad += arch::reduce_add(m_nan) + m_rest_nan;  // 0 or NaN in any order
+                return arch::sum_of_eight(l) + m_rest;
             }
 
         private:
 
             using batch = xsimd::batch<double>;
-            static constexpr std::size_t w = batch::size;
-            batch m_acc0 = batch(0.0), m_acc1 = batch(0.0), m_nan = batch(0.0);
+            static constexpr std::size_t accumulators = 16 / batch::size;
+
+            template <std::size_t... K>
+            void add_chunk(const double* x, std::index_sequence<K...>) noexcept
+            {
+                const batch v[] = {batch::load_unaligned(x + K * batch::size)...};
+                ((m_acc[K] = arch::fma(v[K], v[K], m_acc[K])), ...);
+                m_nan = m_nan + (... + (v[K] - v[K]));
+            }
+
+            std::array<batch, accumulators> m_acc;
+            batch m_nan = batch(0.0);
             double m_rest = 0, m_rest_nan = 0;
         };
 

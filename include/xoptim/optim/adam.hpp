@@ -3,7 +3,10 @@
 //   m = b1 * m + (1 - b1) * g'
 //   v = b2 * v + (1 - b2) * g'^2             amsgrad: vmax = max(vmax, v), used for v below
 //   p = p + (-lr / (1 - b1^t) * m) / (sqrt(v) / sqrt(1 - b2^t) + eps)
-// (multiplied before divided, in the order of torch's addcdiv_ kernel)
+// (multiplied before divided, in the order of torch's addcdiv_ kernel). Where torch's
+// kernels round once (add_ with alpha, addcmul_: one fma each on CPUs that have one),
+// the update writes fma: g' = fma(wd, p, ±g), m = fma(1 - b1, g', b1 * m),
+// v = fma((1 - b2) * g', g', b2 * v); every other product is rounded on its own.
 // Without bias correction the last line is MLX's p = p - lr * m / (sqrt(v) + eps).
 #ifndef XOPTIM_OPTIM_ADAM_HPP
 #define XOPTIM_OPTIM_ADAM_HPP
@@ -94,13 +97,22 @@ namespace xoptim
             const double bc2_sqrt = m_o.bias_correction ? std::sqrt(1 - std::pow(b2, t)) : 1;
             const double step_size = m_o.lr / bc1;
             const double sign = m_o.maximize ? -1 : 1;
-            const double decay = Decoupled ? 1 - m_o.lr * m_o.weight_decay : 1;
+            const double decay = Decoupled ? 1 - arch::product(m_o.lr, m_o.weight_decay) : 1;
             const double coupled = Decoupled ? 0 : m_o.weight_decay;
 
             const auto decayed = p = decay * p;
-            const auto grad = d = sign * g + coupled * p;
-            const auto first_moment = m = b1 * m + (1 - b1) * d;
-            const auto second_moment = v = b2 * v + (1 - b2) * d * d;
+            const auto grad = [&] {
+                if constexpr (Decoupled)
+                {
+                    return d = sign * g;
+                }
+                else
+                {
+                    return d = fma(coupled, p, sign * g);
+                }
+            }();
+            const auto first_moment = m = fma(1 - b1, d, b1 * m);
+            const auto second_moment = v = fma((1 - b2) * d, d, b2 * v);
             if (m_o.amsgrad)
             {
                 step.run(decayed, grad, first_moment, second_moment, vmax = max(vmax, v),

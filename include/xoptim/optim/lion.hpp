@@ -69,7 +69,7 @@ namespace xoptim
             const double b2 = m_o.betas[1];
             const double lr = m_o.lr;
             step.run(c = b1 * m + (1 - b1) * g,
-                     p = p * (1 - lr * m_o.weight_decay) - lr * sign(c),
+                     p = p * (1 - arch::product(lr, m_o.weight_decay)) - lr * sign(c),
                      m = b2 * m + (1 - b2) * g);
         }
 

@@ -152,7 +152,7 @@ namespace xoptim
                 ns.set_options(ns_options(m_o));  // a schedule may have changed eps
                 ns(update, update, rows, cols, scale(rows, cols));
             });
-            step.run(p = p * (1 - lr * m_o.weight_decay) - lr * u);
+            step.run(p = p * (1 - arch::product(lr, m_o.weight_decay)) - lr * u);
         }
 
     private:

@@ -2,6 +2,9 @@
 //   g' = ±g + wd * p
 //   b  = momentum * b + (1 - dampening) * g'      (b = g' on the first step)
 //   p  = p - lr * (nesterov ? g' + momentum * b : b)
+// each sum with a product an fma, as torch's add_(x, alpha) kernels compute it on CPUs
+// that have one: g' = fma(wd, p, ±g), b = fma(1 - dampening, g', momentum * b),
+// p = fma(-lr, nesterov ? fma(momentum, b, g') : b, p).
 // Plain SGD (momentum 0) keeps no state.
 #ifndef XOPTIM_OPTIM_SGD_HPP
 #define XOPTIM_OPTIM_SGD_HPP
@@ -88,18 +91,18 @@ namespace xoptim
             const bool first = step.count() == 1;
             const double keep = first ? 0 : mu;
             const double take = first ? 1 : 1 - m_o.dampening;
-            const auto grad = sign * g + m_o.weight_decay * p;
+            const auto grad = fma(m_o.weight_decay, p, sign * g);
             if (mu == 0)
             {
-                step.run(p = p - lr * grad);
+                step.run(p = fma(-lr, grad, p));
             }
             else if (m_o.nesterov)
             {
-                step.run(d = grad, buf = keep * buf + take * d, p = p - lr * (d + mu * buf));
+                step.run(d = grad, buf = fma(take, d, keep * buf), p = fma(-lr, fma(mu, buf, d), p));
             }
             else
             {
-                step.run(buf = keep * buf + take * grad, p = p - lr * buf);
+                step.run(buf = fma(take, grad, keep * buf), p = fma(-lr, buf, p));
             }
         }
 

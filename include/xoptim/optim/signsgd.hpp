@@ -56,7 +56,7 @@ namespace xoptim
         static auto assignment(const signsgd_options& o)
         {
             using namespace sym;
-            return p = p * (1 - o.lr * o.weight_decay) - o.lr * sign(g);
+            return p = p * (1 - arch::product(o.lr, o.weight_decay)) - o.lr * sign(g);
         }
 
         template <class Step>

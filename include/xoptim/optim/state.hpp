@@ -12,6 +12,7 @@
 #include <cstring>
 #include <memory>
 #include <new>
+#include <ostream>
 #include <string>
 #include <vector>
 
@@ -52,17 +53,32 @@ namespace xoptim
         return t == dtype::float64 ? dtype::float64 : dtype::float32;
     }
 
-    // Bytes held by an optimizer's state beside the bytes of the parameters it serves.
+    // Bytes held by an optimizer's state beside the bytes of the parameters it serves,
+    // and the kernels its steps run: the instruction set (xsimd's name: sse2,
+    // fma3+avx2, avx512bw, arm64+neon, ...), floats per batch, and whether a fused
+    // multiply-add is one instruction or its exact emulation.
     struct state_report
     {
         std::size_t state_bytes = 0;
         std::size_t param_bytes = 0;
+        const char* simd_arch = xoptim::simd_arch();
+        std::size_t simd_width = xoptim::simd_width();
+        bool hardware_fma = xoptim::simd_hardware_fma();
 
         double ratio() const noexcept
         {
             return param_bytes == 0 ? 0.0 : double(state_bytes) / double(param_bytes);
         }
     };
+
+    // E.g. "state: 2048 bytes for 1024 parameter bytes (2x)
+    //       simd: avx512bw, 16 floats per batch, fma in hardware"
+    inline std::ostream& operator<<(std::ostream& os, const state_report& r)
+    {
+        return os << "state: " << r.state_bytes << " bytes for " << r.param_bytes << " parameter bytes (" << r.ratio()
+                  << "x)\nsimd: " << r.simd_arch << ", " << r.simd_width << " floats per batch, fma "
+                  << (r.hardware_fma ? "in hardware" : "emulated (exact)") << "\n";
+    }
 
     namespace detail
     {

@@ -42,6 +42,7 @@
 
 #include <xsimd/xsimd.hpp>
 
+#include "../engine/arch/arch.hpp"
 #include "../optim/routing.hpp"
 #include "../params/param_set.hpp"
 #include "../params/tensor_traits.hpp"
@@ -336,16 +337,16 @@ namespace xoptim::quant
                 for (std::size_t i = n; i < g; i += n)
                 {
                     const fbatch x = fbatch::load_unaligned(w + i);
-                    lo = xsimd::min(lo, x);
-                    hi = xsimd::max(hi, x);
+                    lo = arch::min(lo, x);
+                    hi = arch::max(hi, x);
                 }
                 c = affine_coder(hmin(lo), hmax(hi), bits);
                 const fbatch scale(c.scale), bias(c.bias), zero(0.f), top(static_cast<float>((1 << bits) - 1));
                 for (std::size_t i = 0; i < g; i += n)
                 {
                     // Divide, not multiply by a reciprocal: the codes must be MLX's.
-                    fbatch q = xsimd::nearbyint((fbatch::load_unaligned(w + i) - bias) / scale);
-                    q = xsimd::min(xsimd::max(q, zero), top);
+                    fbatch q = xsimd::nearbyint(arch::div(fbatch::load_unaligned(w + i) - bias, scale));
+                    q = arch::min(arch::max(q, zero), top);
                     // The mask only matters for NaN, whose conversion is out of range.
                     (xsimd::to_int(q) & mask).store_unaligned(codes + i);
                 }
@@ -354,7 +355,7 @@ namespace xoptim::quant
             fbatch amax = xsimd::abs(fbatch::load_unaligned(w));
             for (std::size_t i = n; i < g; i += n)
             {
-                amax = xsimd::max(amax, xsimd::abs(fbatch::load_unaligned(w + i)));
+                amax = arch::max(amax, xsimd::abs(fbatch::load_unaligned(w + i)));
             }
             const int qmax = (1 << (bits - 1)) - 1;
             const ibatch offset(1 << (bits - 1));
@@ -371,17 +372,17 @@ namespace xoptim::quant
             const fbatch scale(c.scale), lo(static_cast<float>(-qmax)), hi(static_cast<float>(qmax));
             for (std::size_t i = 0; i < g; i += n)
             {
-                fbatch q = xsimd::nearbyint(fbatch::load_unaligned(w + i) / scale);
-                q = xsimd::min(xsimd::max(q, lo), hi);
+                fbatch q = xsimd::nearbyint(arch::div(fbatch::load_unaligned(w + i), scale));
+                q = arch::min(arch::max(q, lo), hi);
                 ((xsimd::to_int(q) + offset) & mask).store_unaligned(codes + i);
             }
             return c;
         }
 
-        // Values of one group from its codes: q * scale + bias as MLX writes it. Where the
-        // compiler fuses that into an FMA (GCC does by default when the target has one) it
-        // rounds once, MLX's CPU path twice: the two can differ in the last bit. This is the
-        // one decoder for dequantize and fake_quantize, so those two always agree to the bit.
+        // Values of one group from its codes: q * scale + bias as MLX writes it, rounded
+        // twice as MLX's CPU path does (arch::mul: never contracted into an fma, so the
+        // bits are the same on every build). This is the one decoder for dequantize and
+        // fake_quantize, so those two always agree to the bit.
         inline void decode_group(const std::int32_t* codes, int group_size, int bits, quant_mode mode,
                                  const group_coder& c, float* out)
         {
@@ -394,7 +395,7 @@ namespace xoptim::quant
                 for (std::size_t i = 0; i < g; i += n)
                 {
                     const fbatch q = xsimd::to_float(ibatch::load_unaligned(codes + i));
-                    (q * scale + bias).store_unaligned(out + i);
+                    (arch::mul(q, scale) + bias).store_unaligned(out + i);
                 }
                 return;
             }

@@ -33,6 +33,8 @@
 #include <utility>
 #include <vector>
 
+#include "../engine/arch/product.hpp"
+
 namespace xoptim
 {
     namespace detail
@@ -209,8 +211,8 @@ namespace xoptim
             [=](std::size_t k) {
                 const double t = static_cast<double>(std::min(k, n));
                 return base
-                       * (min_ratio
-                          + (1 - min_ratio) * 0.5 * (1 + std::cos(detail::schedule_pi * t / static_cast<double>(n))));
+                       * (min_ratio + arch::product((1 - min_ratio) * 0.5,
+                                                    1 + std::cos(detail::schedule_pi * t / static_cast<double>(n))));
             },
             "cosine_decay(base=" + detail::schedule_number(base) + ", steps=" + std::to_string(steps)
                 + ", min_ratio=" + detail::schedule_number(min_ratio) + ")");
@@ -245,7 +247,7 @@ namespace xoptim
                     return base * min_ratio;
                 }
                 const double progress = static_cast<double>(k - w) / static_cast<double>(total - w);
-                return base * (min_ratio + (1 - min_ratio) * 0.5 * (1 + std::cos(detail::schedule_pi * progress)));
+                return base * (min_ratio + arch::product((1 - min_ratio) * 0.5, 1 + std::cos(detail::schedule_pi * progress)));
             },
             "warmup_cosine(base=" + detail::schedule_number(base) + ", warmup_steps=" + std::to_string(warmup_steps)
                 + ", total_steps=" + std::to_string(total_steps) + ", min_ratio=" + detail::schedule_number(min_ratio)
