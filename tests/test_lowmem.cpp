@@ -265,7 +265,7 @@ namespace
         // overflows, so a block in the middle takes encode_q8's rare path.
         constexpr std::size_t blocks = 6;
         constexpr std::size_t n = 5 * 256 + 16;
-        static float buffer[xoptim::first_local][xoptim::coded_chunk];
+        alignas(64) static float buffer[xoptim::first_local][xoptim::coded_chunk];  // the engine stores aligned
         for (int trial = 0; trial < 500; ++trial)
         {
             struct side

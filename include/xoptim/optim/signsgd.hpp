@@ -51,17 +51,19 @@ namespace xoptim
             return 0;
         }
 
-        template <class Step>
-        void update(const Step& step) const
-        {
-            step.run(assignment(m_o));
-        }
-
         // The update as one assignment, shared with the sparse-row variant (sparse.hpp).
+        // Defined before update(): clang resolves the non-dependent call there, and a
+        // deduced return type cannot be used before its definition.
         static auto assignment(const signsgd_options& o)
         {
             using namespace sym;
             return p = p * (1 - o.lr * o.weight_decay) - o.lr * sign(g);
+        }
+
+        template <class Step>
+        void update(const Step& step) const
+        {
+            step.run(assignment(m_o));
         }
 
     private:
