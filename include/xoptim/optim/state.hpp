@@ -57,6 +57,9 @@ namespace xoptim
     {
         std::size_t state_bytes = 0;
         std::size_t param_bytes = 0;
+        // The CBLAS the optimizer's matrix products run on (Muon, and routers holding
+        // it): blas::library().text(). Empty for element-wise optimizers.
+        std::string blas;
 
         double ratio() const noexcept
         {
