@@ -106,13 +106,15 @@ failed=0
 for stage in "${stages[@]}"; do
   echo "=== stage $stage ==="
   start=$SECONDS
+  # CPU time beside wall time: on a shared machine the wall time says little alone.
+  TIMEFORMAT="=== stage $stage: %R s wall, %U s user + %S s system CPU ==="
   set +e
-  (set -e; "stage_$stage")
+  time (set -e; "stage_$stage")
   rc=$?
   set -e
   if [ $rc -eq 0 ]; then result=passed; else result=FAILED; failed=1; fi
   summary+=("$(printf '%-8s %-7s %5d s' "$stage" "$result" $((SECONDS - start)))")
-  echo "=== stage $stage: $result in $((SECONDS - start)) s ==="
+  echo "=== stage $stage: $result ==="
 done
 echo "=== summary ==="
 printf '%s\n' "${summary[@]}"
