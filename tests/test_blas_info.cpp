@@ -8,7 +8,7 @@
 
 #include <xoptim/linalg/blas_info.hpp>
 
-#ifndef XOPTIM_TEST_NO_BLAS
+#ifndef XOPTIM_TEST_NO_BLAS  // test_blas_none: only its own test, so no name is in both programs
 #include <xoptim/optim/adam.hpp>
 #include <xoptim/optim/muon.hpp>
 #include <xoptim/optim/router.hpp>
@@ -16,7 +16,13 @@
 
 namespace
 {
-    using xoptim::blas::cpu_features;
+#ifdef XOPTIM_TEST_NO_BLAS
+    TEST(blas_library, a_program_without_a_cblas_has_none_identified)
+    {
+        EXPECT_EQ(xoptim::blas::library().name, "");
+        EXPECT_FALSE(xoptim::blas::set_library_threads(1));
+    }
+#else
     using xoptim::blas::generic_kernel_warning;
     using xoptim::blas::library_info;
 
@@ -77,13 +83,6 @@ namespace
         EXPECT_EQ(library_info{}.text(), "CBLAS (not identified)");
     }
 
-#ifdef XOPTIM_TEST_NO_BLAS
-    TEST(blas_library, a_program_without_a_cblas_has_none_identified)
-    {
-        EXPECT_EQ(xoptim::blas::library().name, "");
-        EXPECT_FALSE(xoptim::blas::set_library_threads(1));
-    }
-#else
     // The name the library gives itself for each XOPTIM_BLAS_VENDOR ("" where it has no
     // function to say it).
     std::string expected_name()
