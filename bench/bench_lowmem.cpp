@@ -13,13 +13,11 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
-#include <fstream>
 #include <string>
 #include <vector>
 
-#include <unistd.h>
-
 #include "bench_common.hpp"
+#include <xoptim/train/memory.hpp>
 
 namespace
 {
@@ -151,21 +149,6 @@ namespace
 
     constexpr std::size_t memory_params = 100'000'000;
 
-    std::size_t status_kib(const char* field)
-    {
-        std::ifstream in("/proc/self/status");
-        std::string line;
-        const std::size_t n = std::strlen(field);
-        while (std::getline(in, line))
-        {
-            if (line.compare(0, n, field) == 0 && line.size() > n && line[n] == ':')
-            {
-                return std::stoul(line.substr(n + 1));
-            }
-        }
-        return 0;
-    }
-
     // In the child: p and g resident, the peak reset to now, one step, then the peak
     // growth in bytes on stdout.
     int state_memory_child(const std::string& kind)
@@ -174,28 +157,22 @@ namespace
         std::vector<float> p(memory_params, 0.5f);
         std::vector<float> g(memory_params, 1e-3f);
         xoptim::adamw opt = kind == "8bit" ? make_adamw_8bit() : make_adamw();
-        std::ofstream("/proc/self/clear_refs") << "5";  // VmHWM := VmRSS
-        const std::size_t before = status_kib("VmRSS");
+        xoptim::train::memory_profiler profiler;
+        xoptim::train::memory_scope scope(profiler, "step");  // the kernel's mark reset to now
         opt.step(p, g);
-        const std::size_t peak = status_kib("VmHWM");
-        std::printf("%zu %zu\n", (peak - before) * 1024, opt.report().state_bytes);
+        std::printf("%zu %zu\n", scope.stop().peak_rise(), opt.report().state_bytes);
         return 0;
     }
+
+    // This program, as main was called (the child is started by that path).
+    std::string program_path;
 
     void bm_state_memory(benchmark::State& st, const char* kind)
     {
         std::size_t grown = 0, reported = 0;
         for (auto _ : st)
         {
-            // This program, by its own path (in the shell popen starts, /proc/self/exe
-            // would be the shell).
-            char self[4096] = {};
-            if (readlink("/proc/self/exe", self, sizeof self - 1) <= 0)
-            {
-                st.SkipWithError("cannot find this program's path");
-                return;
-            }
-            const std::string command = std::string(self) + " --state-memory=" + kind;
+            const std::string command = program_path + " --state-memory=" + kind;
             FILE* child = popen(command.c_str(), "r");
             if (child == nullptr || std::fscanf(child, "%zu %zu", &grown, &reported) != 2)
             {
@@ -251,6 +228,7 @@ int main(int argc, char** argv)
     {
         return state_memory_child(std::string(argv[1]).substr(flag.size()));
     }
+    program_path = argv[0];
     register_all();
     return bench::run_main(argc, argv);
 }

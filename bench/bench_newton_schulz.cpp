@@ -12,6 +12,8 @@
 
 #include <benchmark/benchmark.h>
 
+#include "bench_common.hpp"
+#include <xoptim/linalg/blas_info.hpp>
 #include <xoptim/linalg/newton_schulz.hpp>
 #include <xoptim/optim/muon.hpp>
 
@@ -164,7 +166,7 @@ BENCHMARK(bm_torch)->Apply(shapes);
 
 int main(int argc, char** argv)
 {
-    openblas_set_num_threads(1);
-    benchmark::Initialize(&argc, argv);
-    benchmark::RunSpecifiedBenchmarks();
+    // One BLAS thread whichever CBLAS is linked; the context names it and its kernels.
+    xoptim::blas::set_library_threads(1);
+    return bench::run_main(argc, argv, {{"blas", xoptim::blas::library().text()}});
 }

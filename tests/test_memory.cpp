@@ -32,13 +32,16 @@ namespace
         return v;
     }
 
-    // A page-touched block of `bytes`, so that it is resident, not just reserved.
+    // A page-touched block of `bytes`, so that it is resident, not just reserved. The pages
+    // are written through a volatile pointer: nothing reads the block, and an optimizer may
+    // remove an allocation whose plain stores nobody reads (clang does), volatile ones never.
     std::vector<char> resident_block(std::size_t bytes)
     {
         std::vector<char> block(bytes);
+        volatile char* page = block.data();
         for (std::size_t i = 0; i < bytes; i += 4096)
         {
-            block[i] = char(i / 4096 + 1);
+            page[i] = char(i / 4096 + 1);
         }
         return block;
     }
@@ -269,4 +272,40 @@ TEST(memory, format_bytes)
     EXPECT_EQ(format_bytes(12 * 1024, true), "+12.0 KB");
     EXPECT_EQ(format_bytes(-3 * mb), "-3.00 MB");
     EXPECT_EQ(format_bytes(1.5 * 1024 * mb), "1.50 GB");
+}
+
+// What the readers of each system add to the raw numbers (memory.hpp, "What the system
+// says"): macOS's readers are compiled there only, their conversions here.
+TEST(memory_conversions, ru_maxrss_is_kilobytes_on_linux_and_bytes_on_macos)
+{
+    using xoptim::train::detail::ru_maxrss_bytes;
+    EXPECT_EQ(ru_maxrss_bytes(2048, 1024), std::size_t(2) << 20);
+    EXPECT_EQ(ru_maxrss_bytes(2048, 1), 2048u);
+    EXPECT_EQ(ru_maxrss_bytes(-1, 1024), 0u);
+#if defined(__APPLE__)
+    EXPECT_EQ(xoptim::train::detail::ru_maxrss_unit, 1u);
+#else
+    EXPECT_EQ(xoptim::train::detail::ru_maxrss_unit, 1024u);
+    // A wrong unit would put the process's peak a thousand times off its current RSS.
+    const std::size_t now = current_rss();
+    const std::size_t peak = xoptim::train::detail::rusage_peak("test");
+    EXPECT_GE(peak, now / 2) << format_bytes(double(peak)) << " vs " << format_bytes(double(now));
+    EXPECT_LE(peak, std::max(peak_rss(), now) * 2) << format_bytes(double(peak));
+#endif
+}
+
+TEST(memory_conversions, task_info_gives_bytes_and_a_mark_never_below_the_rss)
+{
+    using xoptim::train::detail::marks_from_task_info;
+    EXPECT_EQ(marks_from_task_info(100 << 20, 300 << 20).rss, std::size_t(100) << 20);
+    EXPECT_EQ(marks_from_task_info(100 << 20, 300 << 20).hwm, std::size_t(300) << 20);
+    EXPECT_EQ(marks_from_task_info(300 << 20, 100 << 20).hwm, std::size_t(300) << 20);
+}
+
+TEST(memory_conversions, available_memory_on_macos_is_free_less_speculative_plus_inactive)
+{
+    using xoptim::train::detail::available_from_vm_statistics;
+    // 16 KiB pages (Apple silicon): (1000 - 200 + 500) pages.
+    EXPECT_EQ(available_from_vm_statistics(1000, 200, 500, 16384), std::size_t(1300) * 16384);
+    EXPECT_EQ(available_from_vm_statistics(100, 200, 500, 4096), std::size_t(500) * 4096);
 }

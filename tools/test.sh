@@ -1,27 +1,127 @@
 #!/usr/bin/env bash
-# The whole test suite: a Release build (with benchmarks) and an ASan/UBSan Debug build.
-# README and .ci/run both call this script.
+# The whole test suite, one stage per function, each timed. README and .ci/run both call
+# this script; `tools/test.sh STAGE...` runs only the stages named (tools/test.sh --list).
+# tools/install-deps.sh installs everything the stages need.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 jobs=$(nproc)
 
-cmake -S . -B build -DXOPTIM_BUILD_BENCHMARKS=ON
-cmake --build build -j "$jobs"
-ctest --test-dir build --output-on-failure -j2
+# The tests the per-ISA stages run (labels: one per test program, tests/CMakeLists.txt).
+isa_tests=(test_engine test_codecs test_lowmem test_trajectories)
+# ARM64 under qemu adds the checkpoint and Muon tests.
+arm64_tests=("${isa_tests[@]}" test_checkpoint test_muon)
 
-export ASAN_OPTIONS=halt_on_error=1:detect_leaks=1
-export UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1
-# -Wno-uninitialized: GCC 12 flags the `__Y = __Y` idiom inside its own AVX-512 intrinsics
-# at -O1 (GCC bug 105593).
-cmake -S . -B build-asan -DCMAKE_BUILD_TYPE=Debug \
-  -DCMAKE_CXX_FLAGS="-O1 -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined -Wno-uninitialized" \
-  -DXOPTIM_BUILD_BENCHMARKS=OFF
-cmake --build build-asan -j "$jobs"
-ctest --test-dir build-asan --output-on-failure -j2
+# Builds the given targets (all when none) in $1 and runs their tests.
+build_and_test() {
+  local dir=$1
+  shift
+  if [ $# -eq 0 ]; then
+    cmake --build "$dir" -j "$jobs"
+    ctest --test-dir "$dir" --output-on-failure -j2
+  else
+    cmake --build "$dir" -j "$jobs" --target "$@"
+    local labels
+    labels=$(IFS='|'; echo "$*")
+    ctest --test-dir "$dir" --output-on-failure -j2 -L "^($labels)\$"
+  fi
+}
+
+# GCC for this CPU (-march=native), Release, benchmarks built: every test. Says whether
+# the CPU has AVX-512, so whether the AVX-512 paths ran.
+stage_native() {
+  if grep -qw avx512f /proc/cpuinfo; then
+    echo "native: this CPU has AVX-512: the AVX-512 paths run"
+  else
+    echo "native: this CPU has no AVX-512: the AVX-512 paths are NOT run (only AVX2 and the portable code)"
+  fi
+  cmake -S . -B build -DXOPTIM_BUILD_BENCHMARKS=ON
+  build_and_test build
+}
+
+# GCC, ASan + UBSan, Debug at -O1: every test.
+stage_asan() {
+  export ASAN_OPTIONS=halt_on_error=1:detect_leaks=1
+  export UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1
+  # -Wno-uninitialized: GCC 12 flags the `__Y = __Y` idiom inside its own AVX-512 intrinsics
+  # at -O1 (GCC bug 105593).
+  cmake -S . -B build-asan -DCMAKE_BUILD_TYPE=Debug \
+    -DCMAKE_CXX_FLAGS="-O1 -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined -Wno-uninitialized" \
+    -DXOPTIM_BUILD_BENCHMARKS=OFF
+  build_and_test build-asan
+}
 
 # The thread tests under ThreadSanitizer.
-tools/tsan.sh
+stage_tsan() {
+  tools/tsan.sh
+}
 
 # The file readers and the checkpoint load path under libFuzzer (clang, ASan + UBSan),
 # FUZZ_SECONDS each (default 30).
-FUZZ_SECONDS=${FUZZ_SECONDS:-30} tools/fuzz.sh
+stage_fuzz() {
+  FUZZ_SECONDS=${FUZZ_SECONDS:-30} tools/fuzz.sh
+}
+
+# clang 14 with libstdc++, for this CPU, Release: every test, with BLIS as Muon's CBLAS
+# (OpenBLAS is the native stage's).
+stage_clang() {
+  cmake -S . -B build-clang -DCMAKE_CXX_COMPILER=clang++ -DXOPTIM_BUILD_BENCHMARKS=OFF -DXOPTIM_BLAS_VENDOR=BLIS
+  build_and_test build-clang
+}
+
+# GCC for generic x86-64 (SSE2) and for x86-64-v3 (AVX2, FMA): the engine, codec,
+# low-memory and trajectory tests.
+stage_sse2() {
+  cmake -S . -B build-sse2 -DXOPTIM_NATIVE=OFF -DCMAKE_CXX_FLAGS=-march=x86-64 -DXOPTIM_BUILD_BENCHMARKS=OFF \
+    -DXOPTIM_BUILD_EXAMPLES=OFF
+  build_and_test build-sse2 "${isa_tests[@]}"
+}
+
+stage_avx2() {
+  cmake -S . -B build-avx2 -DXOPTIM_NATIVE=OFF -DCMAKE_CXX_FLAGS=-march=x86-64-v3 -DXOPTIM_BUILD_BENCHMARKS=OFF \
+    -DXOPTIM_BUILD_EXAMPLES=OFF
+  build_and_test build-avx2 "${isa_tests[@]}"
+}
+
+# ARM64 (NEON): cross-built with g++-aarch64-linux-gnu, run under qemu-aarch64.
+stage_arm64() {
+  cmake -S . -B build-arm64 -DCMAKE_TOOLCHAIN_FILE=cmake/toolchains/aarch64-linux-gnu.cmake \
+    -DXOPTIM_BUILD_BENCHMARKS=OFF -DXOPTIM_BUILD_EXAMPLES=OFF
+  build_and_test build-arm64 "${arm64_tests[@]}"
+}
+
+all_stages=(native asan tsan fuzz clang sse2 avx2 arm64)
+if [ "${1:-}" = "--list" ]; then
+  echo "${all_stages[@]}"
+  exit 0
+fi
+stages=("$@")
+if [ $# -eq 0 ]; then
+  stages=("${all_stages[@]}")
+fi
+for stage in "${stages[@]}"; do
+  if ! declare -F "stage_$stage" >/dev/null; then
+    echo "tools/test.sh: no stage '$stage' (stages: ${all_stages[*]})" >&2
+    exit 2
+  fi
+done
+
+# Every stage runs, even after one fails; the summary gives each one's time and result.
+# A stage runs in a subshell with errexit on (an `if` around it would turn errexit off).
+summary=()
+failed=0
+for stage in "${stages[@]}"; do
+  echo "=== stage $stage ==="
+  start=$SECONDS
+  # CPU time beside wall time: on a shared machine the wall time says little alone.
+  TIMEFORMAT="=== stage $stage: %R s wall, %U s user + %S s system CPU ==="
+  set +e
+  time (set -e; "stage_$stage")
+  rc=$?
+  set -e
+  if [ $rc -eq 0 ]; then result=passed; else result=FAILED; failed=1; fi
+  summary+=("$(printf '%-8s %-7s %5d s' "$stage" "$result" $((SECONDS - start)))")
+  echo "=== stage $stage: $result ==="
+done
+echo "=== summary ==="
+printf '%s\n' "${summary[@]}"
+exit $failed

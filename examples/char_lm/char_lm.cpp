@@ -82,7 +82,7 @@ namespace
         if (pipe == nullptr || pclose(pipe) != 0 || text.size() < 1000000)
         {
             throw std::runtime_error("cannot read the King James Bible through `bible`: install it with\n"
-                                     "  sudo apt-get install -y bible-kjv bible-kjv-text\n"
+                                     "  tools/install-deps.sh (or apt-get install bible-kjv bible-kjv-text)\n"
                                      "or give a text file with --text FILE");
         }
         std::ofstream out(file, std::ios::binary);

@@ -23,6 +23,7 @@
 #include <vector>
 
 #include "blas.hpp"
+#include "blas_info.hpp"
 
 namespace xoptim
 {
@@ -102,6 +103,7 @@ namespace xoptim
         {
             return;
         }
+        blas::warn_once_about_kernels();
         // A tall rows x cols row-major matrix is its cols x rows transpose, column-major.
         const auto l = rows > cols ? blas::layout::col_major : blas::layout::row_major;
         const std::size_t m = std::min(rows, cols);

@@ -129,6 +129,14 @@ namespace xoptim
                        : 0.2 * std::sqrt(double(std::max(rows, cols)));
         }
 
+        // The state's bytes, and the CBLAS the Newton-Schulz products run on.
+        state_report report() const
+        {
+            state_report r = optimizer<muon>::report();
+            r.blas = blas::library().text();
+            return r;
+        }
+
         template <class Step>
         void update(const Step& step)
         {

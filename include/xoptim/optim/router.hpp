@@ -72,6 +72,20 @@ namespace xoptim
                 return out;
             }
 
+            // Every optimizer's state bytes together, and the CBLAS of the one (Muon)
+            // whose report names one.
+            state_report report() const
+            {
+                state_report total;
+                each([&](std::size_t, const auto& o) {
+                    const state_report r = o.report();
+                    total.state_bytes += r.state_bytes;
+                    total.param_bytes += r.param_bytes;
+                    total.blas = total.blas.empty() ? r.blas : total.blas;
+                });
+                return total;
+            }
+
             // Calls f(k, optimizer) for every optimizer in rule order.
             template <class F>
             void each(F&& f)

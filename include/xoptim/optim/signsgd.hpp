@@ -52,7 +52,8 @@ namespace xoptim
         }
 
         // The update as one assignment, shared with the sparse-row variant (sparse.hpp).
-        // Defined before update(), whose call clang resolves where it reads the template.
+        // Defined before update(): clang resolves the non-dependent call there, and a
+        // deduced return type cannot be used before its definition.
         static auto assignment(const signsgd_options& o)
         {
             using namespace sym;

@@ -64,6 +64,9 @@ namespace xoptim
         const char* simd_arch = xoptim::simd_arch();
         std::size_t simd_width = xoptim::simd_width();
         bool hardware_fma = xoptim::simd_hardware_fma();
+        // The CBLAS the optimizer's matrix products run on (Muon, and routers holding
+        // it): blas::library().text(). Empty for element-wise optimizers.
+        std::string blas;
 
         double ratio() const noexcept
         {

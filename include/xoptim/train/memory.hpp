@@ -13,11 +13,15 @@
 //     }
 //     std::cout << prof.report();
 //
-// Linux only: the numbers come from /proc (getrusage where a line is missing). Sizes are
-// bytes; in text, 1 KB = 1024 bytes, 1 MB = 2^20 bytes.
+// Where the numbers come from: on Linux, /proc (getrusage where a line is missing); on
+// macOS, the Mach kernel (task_info, host_statistics64, sysctl hw.memsize). The readers
+// are one block per system (detail, "What the system says"); the conversions of their
+// raw values are plain functions compiled and tested everywhere. Sizes are bytes; in
+// text, 1 KB = 1024 bytes, 1 MB = 2^20 bytes.
 //
 // What a scope's peak is: the kernel's high-water mark of the resident set (VmHWM), reset
-// at scope entry by writing "5" to /proc/self/clear_refs (Linux >= 4.0). The kernel
+// at scope entry by writing "5" to /proc/self/clear_refs (Linux >= 4.0; macOS has no
+// reset, so there a scope's peak is exact only where it raised the process's). The kernel
 // refreshes the mark whenever memory is unmapped and whenever it is read, so memory
 // allocated and freed inside the scope counts; memory a heap keeps mapped after free still
 // counts as resident. Where the reset is refused, a scope reports the process's mark if
@@ -45,9 +49,15 @@
 #include <sys/resource.h>
 #include <unistd.h>
 
+#if defined(__APPLE__)
+#include <mach/mach.h>
+#include <sys/sysctl.h>
+#endif
+
 namespace xoptim::train
 {
-    // A /proc file that cannot be read or lacks the expected line; the message names it.
+    // A /proc file that cannot be read or lacks the expected line, or a system call that
+    // failed; the message names it.
     struct memory_error : std::runtime_error
     {
         using std::runtime_error::runtime_error;
@@ -59,18 +69,23 @@ namespace xoptim::train
         std::size_t available = 0;  // MemAvailable: what can still be allocated without swapping
     };
 
-    // Resident set size of this process now (VmRSS of /proc/self/status).
+    // Resident set size of this process now (VmRSS of /proc/self/status; macOS:
+    // task_info's resident_size).
     std::size_t current_rss();
 
     // Highest resident set size since the process started (VmHWM of /proc/self/status,
-    // together with the marks memory_scope saw before resetting it).
+    // together with the marks memory_scope saw before resetting it; macOS: task_info's
+    // resident_size_max).
     std::size_t peak_rss();
 
     // Whether memory_scope can reset the kernel's mark, so that a scope's peak is its own
-    // (Linux >= 4.0; some sandboxes refuse). Tries a reset, which changes no reading.
+    // (Linux >= 4.0; some sandboxes refuse; never on macOS). Tries a reset, which changes
+    // no reading.
     bool peak_reset_supported();
 
-    // MemTotal and MemAvailable of /proc/meminfo (the host's, not a container's limit).
+    // MemTotal and MemAvailable of /proc/meminfo (the host's, not a container's limit);
+    // macOS: hw.memsize, and free (less speculative) plus inactive pages, as psutil counts
+    // available memory there.
     system_memory_info system_memory();
 
     // One pass through a memory_scope.
@@ -336,6 +351,108 @@ namespace xoptim::train
             std::size_t hwm = 0;  // the kernel's mark since the last reset; >= rss
         };
 
+        /***************************************************
+         * What the system says: conversions, then readers *
+         ***************************************************/
+
+        // getrusage's ru_maxrss is kilobytes on Linux and bytes on macOS.
+        inline constexpr std::size_t ru_maxrss_unit =
+#if defined(__APPLE__)
+            1;
+#else
+            1024;
+#endif
+
+        constexpr std::size_t ru_maxrss_bytes(long ru_maxrss, std::size_t unit) noexcept
+        {
+            return ru_maxrss > 0 ? std::size_t(ru_maxrss) * unit : 0;
+        }
+
+        // macOS: mach_task_basic_info's resident_size and resident_size_max, in bytes.
+        constexpr rss_marks marks_from_task_info(std::uint64_t resident_size, std::uint64_t resident_size_max) noexcept
+        {
+            return {std::size_t(resident_size), std::size_t(std::max(resident_size, resident_size_max))};
+        }
+
+        // macOS: available memory from host_statistics64's page counts, as psutil counts it
+        // (psutil/_psosx.py, virtual_memory: free less speculative, plus inactive).
+        constexpr std::size_t available_from_vm_statistics(std::uint64_t free_count, std::uint64_t speculative_count,
+                                                           std::uint64_t inactive_count,
+                                                           std::uint64_t page_size) noexcept
+        {
+            const std::uint64_t free = free_count > speculative_count ? free_count - speculative_count : 0;
+            return std::size_t((free + inactive_count) * page_size);
+        }
+
+        // The process's peak from getrusage, where the system has no better reading.
+        inline std::size_t rusage_peak(const char* who)
+        {
+            rusage usage{};
+            if (::getrusage(RUSAGE_SELF, &usage) != 0)
+            {
+                throw memory_error(std::string("xoptim::train::") + who
+                                   + ": getrusage failed: " + std::strerror(errno));
+            }
+            return ru_maxrss_bytes(usage.ru_maxrss, ru_maxrss_unit);
+        }
+
+#if defined(__APPLE__)
+        // Compiled on macOS only (not where the test suite runs so far); the conversions
+        // above are what it adds to the numbers.
+        inline rss_marks read_marks(const char* who)
+        {
+            mach_task_basic_info_data_t info{};
+            mach_msg_type_number_t count = MACH_TASK_BASIC_INFO_COUNT;
+            if (::task_info(::mach_task_self(), MACH_TASK_BASIC_INFO, reinterpret_cast<task_info_t>(&info), &count)
+                != KERN_SUCCESS)
+            {
+                throw memory_error(std::string("xoptim::train::") + who + ": task_info(MACH_TASK_BASIC_INFO) failed");
+            }
+            const rss_marks m = marks_from_task_info(info.resident_size, info.resident_size_max);
+            note_reading(m.hwm);
+            return m;
+        }
+
+        // macOS keeps no resettable mark.
+        inline bool write_clear_refs()
+        {
+            return false;
+        }
+
+        inline std::size_t read_current_rss(const char* who)
+        {
+            return read_marks(who).rss;
+        }
+
+        inline std::size_t read_peak_rss(const char* who)
+        {
+            return read_marks(who).hwm;
+        }
+
+        inline system_memory_info read_system_memory(const char* who)
+        {
+            const std::string name = std::string("xoptim::train::") + who;
+            std::uint64_t total = 0;
+            std::size_t size = sizeof total;
+            if (::sysctlbyname("hw.memsize", &total, &size, nullptr, 0) != 0)
+            {
+                throw memory_error(name + ": sysctl hw.memsize failed: " + std::strerror(errno));
+            }
+            vm_statistics64_data_t vm{};
+            mach_msg_type_number_t count = HOST_VM_INFO64_COUNT;
+            vm_size_t page = 0;
+            if (::host_statistics64(::mach_host_self(), HOST_VM_INFO64, reinterpret_cast<host_info64_t>(&vm), &count)
+                    != KERN_SUCCESS
+                || ::host_page_size(::mach_host_self(), &page) != KERN_SUCCESS)
+            {
+                throw memory_error(name + ": host_statistics64(HOST_VM_INFO64) failed");
+            }
+            system_memory_info info;
+            info.total = std::size_t(total);
+            info.available = available_from_vm_statistics(vm.free_count, vm.speculative_count, vm.inactive_count, page);
+            return info;
+        }
+#else
         // VmRSS and VmHWM from one read of /proc/self/status.
         inline rss_marks read_marks(const char* who)
         {
@@ -362,6 +479,69 @@ namespace xoptim::train
             ::close(fd);
             return ok;
         }
+
+        inline std::size_t read_current_rss(const char* who)
+        {
+            // /proc/self/statm (pages) stands in where status lacks the line.
+            const std::string text = read_proc("/proc/self/status", who);
+            std::size_t bytes = 0;
+            if (find_kb(text, "VmRSS", bytes))
+            {
+                return bytes;
+            }
+            const std::string statm = read_proc("/proc/self/statm", who);
+            unsigned long long size = 0;
+            unsigned long long resident = 0;
+            if (std::sscanf(statm.c_str(), "%llu %llu", &size, &resident) != 2)
+            {
+                throw memory_error(std::string("xoptim::train::") + who
+                                   + ": no VmRSS line in /proc/self/status and no resident page count in "
+                                     "/proc/self/statm");
+            }
+            return std::size_t(resident) * std::size_t(::sysconf(_SC_PAGESIZE));
+        }
+
+        // VmHWM (never below VmRSS); ru_maxrss where status lacks the line. Unlike VmHWM,
+        // ru_maxrss is never reset by clear_refs.
+        inline std::size_t read_peak_rss(const char* who)
+        {
+            const std::string text = read_proc("/proc/self/status", who);
+            std::size_t bytes = 0;
+            if (find_kb(text, "VmHWM", bytes))
+            {
+                std::size_t rss = 0;
+                find_kb(text, "VmRSS", rss);
+                return std::max(bytes, rss);
+            }
+            return rusage_peak(who);
+        }
+
+        inline system_memory_info read_system_memory(const char* who)
+        {
+            const std::string name = std::string("xoptim::train::") + who;
+            const std::string text = read_proc("/proc/meminfo", who);
+            system_memory_info info;
+            if (!find_kb(text, "MemTotal", info.total))
+            {
+                throw memory_error(name + ": no MemTotal line in /proc/meminfo");
+            }
+            if (!find_kb(text, "MemAvailable", info.available))
+            {
+                // Before Linux 3.14: free memory plus the page cache, the usual estimate.
+                std::size_t free = 0;
+                std::size_t buffers = 0;
+                std::size_t cached = 0;
+                if (!find_kb(text, "MemFree", free))
+                {
+                    throw memory_error(name + ": no MemAvailable or MemFree line in /proc/meminfo");
+                }
+                find_kb(text, "Buffers", buffers);
+                find_kb(text, "Cached", cached);
+                info.available = free + buffers + cached;
+            }
+            return info;
+        }
+#endif
 
         // Open scopes' peak slots. Before the mark is reset, its value so far is folded
         // into each, so that a reset by one scope does not hide a peak from another (and,
@@ -504,43 +684,13 @@ namespace xoptim::train
 
     inline std::size_t current_rss()
     {
-        // /proc/self/statm (pages) stands in where status lacks the line.
-        const std::string text = detail::read_proc("/proc/self/status", "current_rss");
-        std::size_t bytes = 0;
-        if (detail::find_kb(text, "VmRSS", bytes))
-        {
-            return detail::note_reading(bytes);
-        }
-        const std::string statm = detail::read_proc("/proc/self/statm", "current_rss");
-        unsigned long long size = 0;
-        unsigned long long resident = 0;
-        if (std::sscanf(statm.c_str(), "%llu %llu", &size, &resident) != 2)
-        {
-            throw memory_error("xoptim::train::current_rss: no VmRSS line in /proc/self/status and no "
-                               "resident page count in /proc/self/statm");
-        }
-        return detail::note_reading(std::size_t(resident) * std::size_t(::sysconf(_SC_PAGESIZE)));
+        return detail::note_reading(detail::read_current_rss("current_rss"));
     }
 
     inline std::size_t peak_rss()
     {
-        const std::string text = detail::read_proc("/proc/self/status", "peak_rss");
-        std::size_t bytes = 0;
-        if (detail::find_kb(text, "VmHWM", bytes))
-        {
-            std::size_t rss = 0;
-            detail::find_kb(text, "VmRSS", rss);
-            detail::note_reading(std::max(bytes, rss));
-            return detail::highest_seen().load();
-        }
-        // ru_maxrss is in KB on Linux, and is never reset by clear_refs.
-        rusage usage{};
-        if (::getrusage(RUSAGE_SELF, &usage) != 0)
-        {
-            throw memory_error("xoptim::train::peak_rss: no VmHWM line in /proc/self/status and getrusage failed: "
-                               + std::string(std::strerror(errno)));
-        }
-        return std::size_t(usage.ru_maxrss) * 1024;
+        detail::note_reading(detail::read_peak_rss("peak_rss"));
+        return detail::highest_seen().load();
     }
 
     inline bool peak_reset_supported()
@@ -553,27 +703,7 @@ namespace xoptim::train
 
     inline system_memory_info system_memory()
     {
-        const std::string text = detail::read_proc("/proc/meminfo", "system_memory");
-        system_memory_info info;
-        if (!detail::find_kb(text, "MemTotal", info.total))
-        {
-            throw memory_error("xoptim::train::system_memory: no MemTotal line in /proc/meminfo");
-        }
-        if (!detail::find_kb(text, "MemAvailable", info.available))
-        {
-            // Before Linux 3.14: free memory plus the page cache, the usual estimate.
-            std::size_t free = 0;
-            std::size_t buffers = 0;
-            std::size_t cached = 0;
-            if (!detail::find_kb(text, "MemFree", free))
-            {
-                throw memory_error("xoptim::train::system_memory: no MemAvailable or MemFree line in /proc/meminfo");
-            }
-            detail::find_kb(text, "Buffers", buffers);
-            detail::find_kb(text, "Cached", cached);
-            info.available = free + buffers + cached;
-        }
-        return info;
+        return detail::read_system_memory("system_memory");
     }
 
     inline std::string format_bytes(double bytes, bool show_sign)
