@@ -167,3 +167,118 @@ TEST(dist_local, a_bad_gradient_is_an_error_that_changes_nothing)
     // The next, good step is a first step.
     EXPECT_TRUE(dp.step(m.params(), g.grads()));
 }
+
+// Checkpoints on one rank: the gathered file is byte for byte the one-process file, and
+// a load resumes bit for bit.
+#include <xoptim/dist/checkpoint.hpp>
+
+#include <fstream>
+#include <iterator>
+
+#include "../support/temp_dir.hpp"
+
+namespace
+{
+    std::string read_bytes(const std::filesystem::path& p)
+    {
+        std::ifstream in(p, std::ios::binary);
+        return {std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>()};
+    }
+
+    xoptim::adamw eight_bit_adamw()
+    {
+        xoptim::adamw opt;
+        xoptim::storage_options s;
+        s.states = xoptim::state_storage::blockwise_8bit;
+        s.min_8bit_size = 256;
+        opt.set_storage(s);
+        return opt;
+    }
+
+    // One step of a one-process trainer: a stepper's call or an optimizer's step.
+    template <class Trainer, class P, class G>
+    void step_one(Trainer& t, P&& params, G&& grads)
+    {
+        if constexpr (xoptim::detail::is_stepper<Trainer>::value)
+        {
+            t(params, grads);
+        }
+        else
+        {
+            t.step(params, grads);
+        }
+    }
+
+    class dist_local_checkpoint : public xoptim_test::temp_dir_test
+    {
+    protected:
+        template <class MakeTrainer>
+        void same_file_and_resume(MakeTrainer make, dist::mode how)
+        {
+            model a, b;
+            a.fill(1);
+            b.fill(1);
+            auto one = make();
+            dist::options o;
+            o.mode = how;
+            o.bucket_bytes = 1024;
+            dist::data_parallel dp(dist::local_comm{}, make(), o);
+            model g;
+            for (std::size_t t = 0; t < 3; ++t)
+            {
+                g.fill(10 + t);
+                step_one(one, a.params(), g.grads());
+                dp.step(b.params(), g.grads());
+            }
+            const auto one_file = dir_ / "one.safetensors";
+            const auto dist_file = dir_ / "dist.safetensors";
+            xoptim::save_checkpoint(one_file.string(), a.params(), one);
+            dist::save_checkpoint(dist_file.string(), b.params(), dp);
+            EXPECT_EQ(read_bytes(one_file), read_bytes(dist_file)) << "not the one-process file";
+            dist::save_sharded((dir_ / "sharded").string(), b.params(), dp);
+
+            // Resume: two more steps after a load equal two more uninterrupted steps.
+            std::vector<model> resumed_models;
+            for (const bool sharded : {false, true})
+            {
+                model c;
+                dist::data_parallel resumed(dist::local_comm{}, make(), o);
+                if (sharded)
+                {
+                    dist::load_sharded((dir_ / "sharded").string(), c.params(), resumed);
+                }
+                else
+                {
+                    dist::load_checkpoint(dist_file.string(), c.params(), resumed);
+                }
+                expect_same_model(c, b);
+                for (std::size_t t = 3; t < 5; ++t)
+                {
+                    g.fill(10 + t);
+                    resumed.step(c.params(), g.grads());
+                }
+                resumed_models.push_back(c);
+            }
+            for (std::size_t t = 3; t < 5; ++t)
+            {
+                g.fill(10 + t);
+                dp.step(b.params(), g.grads());
+            }
+            for (const model& c : resumed_models)
+            {
+                expect_same_model(c, b);
+            }
+        }
+    };
+}
+
+TEST_F(dist_local_checkpoint, the_gathered_file_is_the_one_process_file)
+{
+    for (const auto how : {dist::mode::data_parallel, dist::mode::zero1})
+    {
+        same_file_and_resume([] { return xoptim::stepper(xoptim::adamw()); }, how);
+        same_file_and_resume([] { return xoptim::stepper(xoptim::make_hybrid()); }, how);
+        same_file_and_resume([] { return xoptim::stepper(eight_bit_adamw()); }, how);
+        same_file_and_resume([] { return xoptim::adamw(); }, how);
+    }
+}

@@ -7,6 +7,7 @@
 //
 // Every test runs its collectives to the end before it checks (EXPECT, not ASSERT), so a
 // failed check on one rank never leaves the others waiting.
+#include <xoptim/dist/checkpoint.hpp>
 #include <xoptim/dist/data_parallel.hpp>
 #include <xoptim/dist/mpi.hpp>
 #include <xoptim/optim/hybrid.hpp>
@@ -15,6 +16,10 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <iterator>
 #include <limits>
 #include <string>
 #include <vector>
@@ -602,6 +607,223 @@ TEST(dist_mpi, the_assignment_shows_owners_and_shards)
     EXPECT_NE(table.find("embedding.weight (37, 11) -> adamw, ranks "), std::string::npos) << table;
     EXPECT_NE(table.find("rank 0: "), std::string::npos) << table;
     EXPECT_TRUE(same_everywhere(std::hash<std::string>{}(table)));
+}
+
+namespace
+{
+    // A scratch directory every rank sees (made by rank 0), removed at the end.
+    struct shared_dir
+    {
+        std::filesystem::path path;
+
+        shared_dir()
+        {
+            std::string made;
+            if (world().rank() == 0)
+            {
+                char name[] = "/tmp/xoptim-dist-XXXXXX";
+                made = mkdtemp(name) != nullptr ? name : "";
+            }
+            path = dist::allgather_strings(world(), made)[0];
+        }
+
+        ~shared_dir()
+        {
+            dist::allgather_value(world(), 0);  // every rank is done with it
+            if (world().rank() == 0)
+            {
+                std::error_code ec;
+                std::filesystem::remove_all(path, ec);
+            }
+        }
+    };
+
+    std::string read_bytes(const std::filesystem::path& p)
+    {
+        std::ifstream in(p, std::ios::binary);
+        return {std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>()};
+    }
+
+    // A communicator of the first `ranks` ranks of the world; the others get none.
+    struct first_ranks
+    {
+        MPI_Comm comm = MPI_COMM_NULL;
+
+        explicit first_ranks(int ranks)
+        {
+            const int rank = world().rank();
+            MPI_Comm_split(MPI_COMM_WORLD, rank < ranks ? 0 : MPI_UNDEFINED, rank, &comm);
+        }
+
+        ~first_ranks()
+        {
+            if (comm != MPI_COMM_NULL)
+            {
+                MPI_Comm_free(&comm);
+            }
+        }
+    };
+
+    xoptim::adamw eight_bit_adamw()
+    {
+        xoptim::adamw opt;
+        xoptim::storage_options s;
+        s.states = xoptim::state_storage::blockwise_8bit;
+        s.min_8bit_size = 1024;
+        opt.set_storage(s);
+        return opt;
+    }
+
+    template <class MakeTrainer>
+    void gathered_checkpoint_round_trip(MakeTrainer make, dist::mode how, const shared_dir& dir)
+    {
+        const auto comm = world();
+        const auto specs = uneven();
+        const dist::options o = with_mode(how);
+        const auto file = dir.path / (std::string("gathered-") + dist::to_string(how) + ".safetensors");
+        // N ranks: 3 steps, save, 2 more steps.
+        net p(specs);
+        p.fill(7, 0);
+        dist::data_parallel dp(comm, make(), o);
+        net g(specs);
+        for (std::size_t t = 0; t < 3; ++t)
+        {
+            g.fill_gradient(7, t, comm.rank());
+            dp.step(p.params(), g.grads());
+        }
+        dist::save_checkpoint(file.string(), p.params(), dp);
+        const net saved = p;
+        for (std::size_t t = 3; t < 5; ++t)
+        {
+            g.fill_gradient(7, t, comm.rank());
+            dp.step(p.params(), g.grads());
+        }
+        // The same N ranks resume bit for bit.
+        {
+            net q(specs);
+            dist::data_parallel resumed(comm, make(), o);
+            dist::load_checkpoint(file.string(), q.params(), resumed);
+            EXPECT_TRUE(q.same_bits(saved));
+            for (std::size_t t = 3; t < 5; ++t)
+            {
+                g.fill_gradient(7, t, comm.rank());
+                resumed.step(q.params(), g.grads());
+            }
+            EXPECT_TRUE(q.same_bits(p)) << "resume on the same ranks is not bit-identical";
+        }
+        // Fewer ranks: the load holds the same state (saving it again gives the same
+        // file), and two steps continue as one process would on their mean gradient.
+        for (int m = comm.size() - 1; m >= 1; --m)
+        {
+            SCOPED_TRACE("loaded on " + std::to_string(m) + " ranks");
+            const first_ranks sub(m);
+            if (sub.comm == MPI_COMM_NULL)
+            {
+                continue;
+            }
+            const dist::mpi_comm fewer(sub.comm);
+            net q(specs);
+            dist::data_parallel resumed(fewer, make(), o);
+            dist::load_checkpoint(file.string(), q.params(), resumed);
+            EXPECT_TRUE(q.same_bits(saved));
+            const auto again = dir.path / ("again-" + std::to_string(m) + ".safetensors");
+            dist::save_checkpoint(again.string(), q.params(), resumed);
+            if (fewer.rank() == 0)
+            {
+                EXPECT_EQ(read_bytes(again), read_bytes(file)) << "the state changed on its way through " << m << " ranks";
+            }
+            net one = saved;
+            auto reference = make();
+            xoptim::load_checkpoint(file.string(), one.params(), reference);
+            for (std::size_t t = 3; t < 5; ++t)
+            {
+                g.fill_gradient(7, t, fewer.rank());
+                resumed.step(q.params(), g.grads());
+                net mean(specs);
+                mean.fill_mean_gradient(7, t, m);
+                reference(one.params(), mean.grads());
+            }
+            EXPECT_LE(dist_test::max_relative(q.f, one.f), 1e-6);
+            if (power_of_two(m))
+            {
+                EXPECT_TRUE(q.same_bits(one));
+            }
+        }
+    }
+}
+
+TEST(dist_mpi, a_gathered_checkpoint_loads_on_fewer_ranks_and_resumes)
+{
+    const shared_dir dir;
+    for (const auto how : {dist::mode::data_parallel, dist::mode::zero1})
+    {
+        SCOPED_TRACE(dist::to_string(how));
+        gathered_checkpoint_round_trip([] { return xoptim::stepper(xoptim::adamw()); }, how, dir);
+        gathered_checkpoint_round_trip([] { return xoptim::stepper(xoptim::make_hybrid()); }, how, dir);
+        gathered_checkpoint_round_trip([] { return xoptim::stepper(eight_bit_adamw()); }, how, dir);
+    }
+}
+
+TEST(dist_mpi, a_sharded_checkpoint_resumes_on_the_same_ranks_only)
+{
+    const shared_dir dir;
+    const auto comm = world();
+    const auto specs = uneven();
+    for (const auto how : {dist::mode::data_parallel, dist::mode::zero1})
+    {
+        SCOPED_TRACE(dist::to_string(how));
+        const auto where = dir.path / dist::to_string(how);
+        net p(specs);
+        p.fill(7, 0);
+        dist::data_parallel dp(comm, xoptim::stepper(xoptim::make_hybrid()), with_mode(how));
+        net g(specs);
+        for (std::size_t t = 0; t < 5; ++t)
+        {
+            if (t == 2 || t == 3)
+            {
+                dist::save_sharded(where.string(), p.params(), dp);  // the second replaces the first
+            }
+            g.fill_gradient(7, t, comm.rank());
+            dp.step(p.params(), g.grads());
+        }
+        net q(specs);
+        dist::data_parallel resumed(comm, xoptim::stepper(xoptim::make_hybrid()), with_mode(how));
+        dist::load_sharded(where.string(), q.params(), resumed);
+        for (std::size_t t = 3; t < 5; ++t)
+        {
+            g.fill_gradient(7, t, comm.rank());
+            resumed.step(q.params(), g.grads());
+        }
+        EXPECT_TRUE(q.same_bits(p)) << "sharded resume is not bit-identical";
+        std::size_t files = 0;
+        for (const auto& entry : std::filesystem::directory_iterator(where))
+        {
+            files += entry.path().filename().string().rfind("shard-", 0) == 0 ? 1 : 0;
+        }
+        EXPECT_EQ(files, how == dist::mode::zero1 ? std::size_t(comm.size()) : 1u) << "the older shards stayed";
+        // Another rank count: the same error on every rank of that run.
+        if (comm.size() > 1)
+        {
+            const first_ranks sub(1);
+            if (sub.comm != MPI_COMM_NULL)
+            {
+                const dist::mpi_comm one(sub.comm);
+                net r(specs);
+                dist::data_parallel other(one, xoptim::stepper(xoptim::make_hybrid()), with_mode(how));
+                std::string message = "no error";
+                try
+                {
+                    dist::load_sharded(where.string(), r.params(), other);
+                }
+                catch (const std::runtime_error& e)
+                {
+                    message = e.what();
+                }
+                EXPECT_NE(message.find("saved by " + std::to_string(comm.size()) + " ranks in "), std::string::npos)
+                    << message;
+            }
+        }
+    }
 }
 
 int main(int argc, char** argv)

@@ -227,6 +227,10 @@ namespace
                         sharded(70000, dtype::float32, 4096)},
                        1 << 20});
         out.push_back({"8-bit larger than a bucket", {sharded(70000, dtype::float32, 4096)}, 65536});
+        out.push_back({"8-bit pieces between two cuts",
+                       {sharded(3000, dtype::float32, 1024), sharded(4099, dtype::float32, 1024), sharded(100)},
+                       1 << 20});
+        out.push_back({"8-bit pieces between two cuts, larger than a bucket", {sharded(3000, dtype::float32, 1024)}, 2048});
         out.push_back({"owned and sharded",
                        {sharded(64), owned(4096, 3e6), sharded(100), owned(1024, 5e5), owned(8192, 1e7), sharded(10)},
                        1 << 20});

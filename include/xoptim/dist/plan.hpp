@@ -183,9 +183,11 @@ namespace xoptim::dist
                 const std::size_t s = starts[k];
                 offer(s);
                 offer(s + t.size);
-                // Inside: block boundaries x with 0 < x < size (and, for min_piece, x and
-                // size - x both at least min_piece).
-                const std::size_t lo = std::max<std::size_t>(codec_block, (t.min_piece + codec_block - 1) / codec_block * codec_block);
+                // Inside: block boundaries x with 0 < x < size (and, for min_piece, the
+                // pieces on both sides, from the previous cut or the start and to the end,
+                // at least min_piece).
+                const std::size_t from = previous > s ? previous - s : 0;
+                const std::size_t lo = std::max<std::size_t>(codec_block, (from + t.min_piece + codec_block - 1) / codec_block * codec_block);
                 const std::size_t top = t.size > t.min_piece ? t.size - t.min_piece : 0;
                 const std::size_t hi = t.size > 0 ? std::min((t.size - 1) / codec_block * codec_block, top / codec_block * codec_block) : 0;
                 if (lo <= hi)
