@@ -209,6 +209,17 @@ namespace xoptim::dist
         // one line per rank with its share (elements, Newton-Schulz work).
         std::string assignment() const;
 
+        // `name (shape) -> optimizer`, one line per parameter, as a router prints it.
+        std::string routing_table() const
+        {
+            std::string out;
+            for (std::size_t i = 0; i < m_route.size(); ++i)
+            {
+                out += m_flat.name(i) + " " + format_shape(m_flat.shape(i)) + " -> " + m_optimizer_names[m_route[i]] + "\n";
+            }
+            return out;
+        }
+
         // Parameter names in walk order (after the first step or init).
         const std::string& name(std::size_t index) const noexcept
         {
