@@ -139,6 +139,10 @@ namespace
         }
         // ZeRO-1 against data parallel: exact sums, the same scaling, the same bits.
         EXPECT_TRUE(results[0].same_bits(results[1])) << "ZeRO-1 differs from data parallel";
+        // Collectives started non-blocking by the step instead of run on a thread: the same bits.
+        dist::options o = with_mode(dist::mode::zero1);
+        o.progress_thread = false;
+        EXPECT_TRUE(run_distributed(specs, make(), o, calls).params.same_bits(results[1]));
     }
 }
 
@@ -462,7 +466,10 @@ TEST(dist_mpi, an_error_on_one_rank_is_every_ranks_error_and_changes_nothing)
             const outcome clean = run_distributed(specs, xoptim::adamw(), with_mode(how), 3);
             net p(specs);
             p.fill(7, 0);
-            dist::data_parallel dp(comm, xoptim::adamw(), with_mode(how));
+            // With grad_ready, the collectives started before the error run non-blocking.
+            dist::options o = with_mode(how);
+            o.progress_thread = !overlap;
+            dist::data_parallel dp(comm, xoptim::adamw(), o);
             net g(specs);
             net short_bias(specs);
             short_bias.f[2] = dist_test::tensor<float>({39});
@@ -527,28 +534,33 @@ TEST(dist_mpi, grad_ready_overlaps_and_changes_no_bit)
     for (const auto how : {dist::mode::data_parallel, dist::mode::zero1})
     {
         const outcome plain = run_distributed(specs, xoptim::stepper(xoptim::adamw(), s), with_mode(how, 512), 6);
-        net p(specs);
-        p.fill(7, 0);
-        dist::data_parallel dp(comm, xoptim::stepper(xoptim::adamw(), s), with_mode(how, 512));
-        net g(specs);
-        for (std::size_t t = 0; t < 6; ++t)
+        for (const bool thread : {true, false})
         {
-            g.fill_gradient(7, t, comm.rank());
-            // A backward pass: gradients ready in reverse order, by name and by index.
-            for (std::size_t i = dp.size(); i-- > 0;)
+            net p(specs);
+            p.fill(7, 0);
+            dist::options o = with_mode(how, 512);
+            o.progress_thread = thread;
+            dist::data_parallel dp(comm, xoptim::stepper(xoptim::adamw(), s), o);
+            net g(specs);
+            for (std::size_t t = 0; t < 6; ++t)
             {
-                if (i % 2)
+                g.fill_gradient(7, t, comm.rank());
+                // A backward pass: gradients ready in reverse order, by name and by index.
+                for (std::size_t i = dp.size(); i-- > 0;)
                 {
-                    dp.grad_ready(i);
+                    if (i % 2)
+                    {
+                        dp.grad_ready(i);
+                    }
+                    else if (dp.planned())
+                    {
+                        dp.grad_ready(dp.name(i));
+                    }
                 }
-                else if (dp.planned())
-                {
-                    dp.grad_ready(dp.name(i));
-                }
+                dp.step(p.params(), g.grads());
             }
-            dp.step(p.params(), g.grads());
+            EXPECT_TRUE(p.same_bits(plain.params)) << dist::to_string(how) << (thread ? ", on a thread" : "");
         }
-        EXPECT_TRUE(p.same_bits(plain.params)) << dist::to_string(how);
     }
 }
 

@@ -22,6 +22,10 @@
 
 #include <chrono>
 #include <cmath>
+#include <condition_variable>
+#include <functional>
+#include <mutex>
+#include <thread>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
@@ -48,6 +52,11 @@ namespace xoptim::dist
         // Every this many steps, check that every rank holds bit-identical parameters
         // (a checksum of each, compared across ranks); 0: never.
         std::size_t check_every = 0;
+        // Run the gradients' collectives on a thread of their own, so that they progress
+        // while grad_ready's caller computes (MPI progresses a collective only inside MPI
+        // calls). Used where the communicator allows calls from several threads
+        // (mpi_comm: MPI_THREAD_MULTIPLE, which mpi_session asks for).
+        bool progress_thread = true;
     };
 
     // Where the last step's time went (seconds, this rank).
@@ -68,6 +77,103 @@ namespace xoptim::dist
         {
             return std::chrono::duration<double>(std::chrono::steady_clock::now() - t).count();
         }
+
+        // A communicator that takes calls from several threads at once says so with
+        // `bool concurrent() const`.
+        template <class Comm, class = void>
+        struct has_concurrent : std::false_type
+        {
+        };
+
+        template <class Comm>
+        struct has_concurrent<Comm, std::void_t<decltype(std::declval<const Comm&>().concurrent())>> : std::true_type
+        {
+        };
+
+        template <class Comm>
+        bool concurrent(const Comm& comm)
+        {
+            if constexpr (has_concurrent<Comm>::value)
+            {
+                return comm.concurrent();
+            }
+            else
+            {
+                return false;
+            }
+        }
+
+        // Runs jobs (blocking collectives) one after another, in the order pushed, on a
+        // thread of its own.
+        class collective_worker
+        {
+        public:
+
+            explicit collective_worker(std::function<void(std::size_t)> run)
+                : m_run(std::move(run)), m_thread([this] { loop(); })
+            {
+            }
+
+            collective_worker(const collective_worker&) = delete;
+            collective_worker& operator=(const collective_worker&) = delete;
+
+            ~collective_worker()
+            {
+                {
+                    std::lock_guard<std::mutex> lock(m_mutex);
+                    m_stop = true;
+                }
+                m_wake.notify_one();
+                m_thread.join();
+            }
+
+            void push(std::size_t job)
+            {
+                {
+                    std::lock_guard<std::mutex> lock(m_mutex);
+                    m_jobs.push_back(job);
+                }
+                m_wake.notify_one();
+            }
+
+            // Until every job pushed so far has run.
+            void wait_all()
+            {
+                std::unique_lock<std::mutex> lock(m_mutex);
+                m_idle.wait(lock, [this] { return m_done == m_jobs.size(); });
+                m_jobs.clear();
+                m_done = 0;
+            }
+
+        private:
+
+            void loop()
+            {
+                std::unique_lock<std::mutex> lock(m_mutex);
+                for (;;)
+                {
+                    m_wake.wait(lock, [this] { return m_stop || m_done < m_jobs.size(); });
+                    if (m_done == m_jobs.size())
+                    {
+                        return;  // stopped with nothing left
+                    }
+                    const std::size_t job = m_jobs[m_done];
+                    lock.unlock();
+                    m_run(job);
+                    lock.lock();
+                    ++m_done;
+                    m_idle.notify_all();
+                }
+            }
+
+            std::function<void(std::size_t)> m_run;
+            std::mutex m_mutex;
+            std::condition_variable m_wake, m_idle;
+            std::vector<std::size_t> m_jobs;  // keeps its capacity
+            std::size_t m_done = 0;
+            bool m_stop = false;
+            std::thread m_thread;  // last: starts once the rest is in place
+        };
 
         inline std::size_t elements(const std::vector<std::size_t>& shape) noexcept
         {
@@ -271,6 +377,15 @@ namespace xoptim::dist
             return m_o.mode == mode::zero1;
         }
 
+        // The gradients' collectives on a thread of their own (blocking calls there).
+        bool use_worker() const
+        {
+            return m_o.progress_thread && m_comm.size() > 1 && detail::concurrent(m_comm);
+        }
+
+        // Bucket b's collective, blocking (on the worker) or started.
+        void run_collective(std::size_t b, bool blocking);
+
         template <class T>
         buffer<T>& flat_buffer() noexcept
         {
@@ -387,6 +502,8 @@ namespace xoptim::dist
         std::size_t m_steps = 0;
         double m_last_norm = std::numeric_limits<double>::quiet_NaN();
         step_timing m_timing;
+        // Last: stopped (joined) before anything it uses goes.
+        std::unique_ptr<detail::collective_worker> m_worker;
     };
 
     template <class Comm, class Trainer>
@@ -467,7 +584,8 @@ namespace xoptim::dist
         });
         config.push_back("stepper: " + xoptim::detail::stepper_json(m_around));
         config.push_back(std::string("dist: mode ") + to_string(m_o.mode) + ", bucket_bytes "
-                         + std::to_string(m_o.bucket_bytes) + ", check_every " + std::to_string(m_o.check_every));
+                         + std::to_string(m_o.bucket_bytes) + ", check_every " + std::to_string(m_o.check_every)
+                         + ", collectives " + (use_worker() ? "on a thread" : "non-blocking"));
     }
 
     template <class Trainer, class Comm>
@@ -566,6 +684,10 @@ namespace xoptim::dist
                     m_shard_double.resize(m_plan.shard[rank][1]);
                 }
             }
+            if (use_worker() && !m_worker)
+            {
+                m_worker = std::make_unique<detail::collective_worker>([this](std::size_t b) { run_collective(b, true); });
+            }
             m_ready = true;
             end_cycle();
         }
@@ -663,14 +785,22 @@ namespace xoptim::dist
     }
 
     template <class Trainer, class Comm>
-    void data_parallel<Trainer, Comm>::start(std::size_t b)
+    void data_parallel<Trainer, Comm>::run_collective(std::size_t b, bool blocking)
     {
         const bucket& bk = m_plan.buckets[b];
         const auto go = [&](auto* flat, auto* shard) {
-            if (zero1())
+            const std::size_t rank = std::size_t(m_comm.rank());
+            if (zero1() && blocking)
             {
-                m_comm.ireduce_scatter_sum(flat + bk.begin, shard + bk.shard_at[std::size_t(m_comm.rank())],
-                                           bk.counts.data(), m_requests[b]);
+                m_comm.reduce_scatter_sum(flat + bk.begin, shard + bk.shard_at[rank], bk.counts.data());
+            }
+            else if (zero1())
+            {
+                m_comm.ireduce_scatter_sum(flat + bk.begin, shard + bk.shard_at[rank], bk.counts.data(), m_requests[b]);
+            }
+            else if (blocking)
+            {
+                m_comm.allreduce_sum(flat + bk.begin, bk.length);
             }
             else
             {
@@ -685,6 +815,19 @@ namespace xoptim::dist
         {
             go(m_flat_float.data.get(), m_shard_float.data.get());
         }
+    }
+
+    template <class Trainer, class Comm>
+    void data_parallel<Trainer, Comm>::start(std::size_t b)
+    {
+        if (m_worker)
+        {
+            m_worker->push(b);
+        }
+        else
+        {
+            run_collective(b, false);
+        }
         m_started[b] = 1;
     }
 
@@ -696,8 +839,8 @@ namespace xoptim::dist
         {
             start(m_next++);
         }
-        // Drives MPI's progress on what is in flight.
-        for (std::size_t b = 0; b < m_next; ++b)
+        // Drives MPI's progress on what is in flight (the worker's calls progress by themselves).
+        for (std::size_t b = 0; b < m_next && !m_worker; ++b)
         {
             m_comm.test(m_requests[b]);
         }
@@ -719,13 +862,17 @@ namespace xoptim::dist
     template <class Trainer, class Comm>
     void data_parallel<Trainer, Comm>::wait_started()
     {
+        if (m_worker)
+        {
+            m_worker->wait_all();
+        }
         for (std::size_t b = 0; b < m_plan.buckets.size(); ++b)
         {
-            if (m_started[b])
+            if (m_started[b] && !m_worker)
             {
                 m_comm.wait(m_requests[b]);
-                m_started[b] = 0;
             }
+            m_started[b] = 0;
         }
     }
 
@@ -929,6 +1076,11 @@ namespace xoptim::dist
             local = capture([&] { prepare(); });
         }
         m_timing.update += detail::seconds_since(update_start);
+        const auto wait_start = clock::now();
+        if (m_worker)
+        {
+            wait_started();  // no other collective while the worker's run on this communicator
+        }
         const status all = capture([&] { agree(m_comm, local); });
         if (!all.ok())
         {
@@ -937,7 +1089,6 @@ namespace xoptim::dist
             end_cycle();
             rethrow(all.kind, all.message);
         }
-        const auto wait_start = clock::now();
         wait_started();
         m_timing.communicate = detail::seconds_since(wait_start);
 

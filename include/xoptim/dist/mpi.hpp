@@ -123,6 +123,14 @@ namespace xoptim::dist
             return m_handle->comm;
         }
 
+        // Whether threads may call MPI at the same time (MPI_THREAD_MULTIPLE).
+        bool concurrent() const noexcept
+        {
+            int provided = MPI_THREAD_SINGLE;
+            MPI_Query_thread(&provided);
+            return provided == MPI_THREAD_MULTIPLE;
+        }
+
         template <class T>
         void allreduce_sum(T* data, std::size_t n) const
         {
@@ -276,17 +284,19 @@ namespace xoptim::dist
     };
 
     // MPI_Init_thread on construction and MPI_Finalize on destruction, unless MPI was
-    // already initialized (then it does neither). Declare it before xoptim's objects.
+    // already initialized (then it does neither). Declare it before xoptim's objects. It
+    // asks for MPI_THREAD_MULTIPLE: data_parallel then runs the gradients' collectives on
+    // a thread of their own (options::progress_thread).
     class mpi_session
     {
     public:
 
-        mpi_session(int& argc, char**& argv, int required = MPI_THREAD_FUNNELED)
+        mpi_session(int& argc, char**& argv, int required = MPI_THREAD_MULTIPLE)
         {
             start(&argc, &argv, required);
         }
 
-        explicit mpi_session(int required = MPI_THREAD_FUNNELED)
+        explicit mpi_session(int required = MPI_THREAD_MULTIPLE)
         {
             start(nullptr, nullptr, required);
         }
