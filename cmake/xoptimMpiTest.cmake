@@ -3,8 +3,8 @@
 # run as root (CI does) and more ranks than cores unless told; MPICH needs neither.
 # mpiexec's own timeout (OpenMPI --timeout, MPICH MPIEXEC_TIMEOUT) and ctest's TIMEOUT
 # turn a hang into a failure. Sets XOPTIM_MPIEXEC_FLAGS and XOPTIM_MPI_ENV (lists) for
-# tests that launch mpiexec themselves.
-include_guard(GLOBAL)
+# tests that launch mpiexec themselves, in the including directory's scope (no include
+# guard: every directory that includes this gets them).
 
 set(XOPTIM_MPI_TEST_TIMEOUT 170 CACHE STRING "Seconds an MPI test may run")
 execute_process(COMMAND ${MPIEXEC_EXECUTABLE} --version OUTPUT_VARIABLE xoptim_mpiexec_version
