@@ -422,12 +422,14 @@ namespace xoptim::dist
             return m_flat.share<T>().grads[m_slot[tensor]].data();
         }
 
-        // Gradients into the buckets: `tensors` (all if empty), added to what the
-        // buckets hold when `add`.
-        void pack(const std::vector<std::size_t>& tensors, bool add);
+        // Gradients into the buckets, segment by segment (those of tensors grad_ready has
+        // not packed), added to what the buckets hold when `add`.
         template <class T>
-        void pack_typed(const std::vector<std::size_t>& tensors, bool add);
-        void pack_remaining();
+        void pack_segments(const std::vector<segment>& segments, bool add);
+        void pack_segments(dtype type, const std::vector<segment>& segments, bool add);
+        // The last micro-batch: each bucket not started is packed, then started at once,
+        // so its communication runs while the next one is packed.
+        void pack_and_start_remaining();
         void accumulate();
 
         void start(std::size_t b);
@@ -495,7 +497,6 @@ namespace xoptim::dist
         job_list<float> m_float_jobs;
         job_list<double> m_double_jobs;
         std::vector<double> m_partials;
-        std::vector<std::size_t> m_scratch;
 
         std::size_t m_micro = 0;
         std::size_t m_skipped = 0;
@@ -704,29 +705,21 @@ namespace xoptim::dist
 
     template <class Trainer, class Comm>
     template <class T>
-    void data_parallel<Trainer, Comm>::pack_typed(const std::vector<std::size_t>& tensors, bool add)
+    void data_parallel<Trainer, Comm>::pack_segments(const std::vector<segment>& segments, bool add)
     {
         job_list<T>& list = jobs<T>();
         list.clear();
         T* flat = flat_buffer<T>().data.get();
-        const auto push = [&](std::size_t i) {
-            if (m_type[i] != dtype_of<T>())
-            {
-                return;
-            }
-            const T* g = grad_data<T>(i);
-            for (const segment& s : m_segments[i])
+        for (const segment& s : segments)
+        {
+            if (!m_packed[s.tensor])
             {
                 tensor_slots<T> slots;
                 slots.param = flat + s.at;
-                slots.grad = g + s.offset;
+                slots.grad = grad_data<T>(s.tensor) + s.offset;
                 slots.size = s.length;
                 list.push_back(slots);
             }
-        };
-        for (std::size_t i : tensors)
-        {
-            push(i);
         }
         using sym::g;
         using sym::p;
@@ -741,10 +734,16 @@ namespace xoptim::dist
     }
 
     template <class Trainer, class Comm>
-    void data_parallel<Trainer, Comm>::pack(const std::vector<std::size_t>& tensors, bool add)
+    void data_parallel<Trainer, Comm>::pack_segments(dtype type, const std::vector<segment>& segments, bool add)
     {
-        pack_typed<float>(tensors, add);
-        pack_typed<double>(tensors, add);
+        if (type == dtype::float64)
+        {
+            pack_segments<double>(segments, add);
+        }
+        else
+        {
+            pack_segments<float>(segments, add);
+        }
     }
 
     // Micro-batches before the last: the buckets are the accumulators.
@@ -755,33 +754,29 @@ namespace xoptim::dist
         {
             return;
         }
-        m_scratch.clear();
-        for (std::size_t i = 0; i < m_flat.size(); ++i)
+        for (const bucket& b : m_plan.buckets)
         {
-            m_scratch.push_back(i);
+            pack_segments(b.type, b.segments, m_micro > 0);
         }
-        pack(m_scratch, m_micro > 0);
     }
 
     template <class Trainer, class Comm>
-    void data_parallel<Trainer, Comm>::pack_remaining()
+    void data_parallel<Trainer, Comm>::pack_and_start_remaining()
     {
         if (direct())
         {
             return;
         }
-        const auto start = clock::now();
-        m_scratch.clear();
-        for (std::size_t i = 0; i < m_flat.size(); ++i)
+        const bool add = m_micro > 0 && !m_around.caller_accumulates;
+        while (m_next < m_plan.buckets.size())
         {
-            if (!m_packed[i])
-            {
-                m_scratch.push_back(i);
-                m_packed[i] = 1;
-            }
+            const auto start = clock::now();
+            const bucket& b = m_plan.buckets[m_next];
+            pack_segments(b.type, b.segments, add);
+            m_timing.pack += detail::seconds_since(start);
+            this->start(m_next++);
         }
-        pack(m_scratch, m_micro > 0 && !m_around.caller_accumulates);
-        m_timing.pack += detail::seconds_since(start);
+        std::fill(m_packed.begin(), m_packed.end(), 1);
     }
 
     template <class Trainer, class Comm>
@@ -904,8 +899,7 @@ namespace xoptim::dist
             return;
         }
         const auto start = clock::now();
-        m_scratch.assign(1, index);
-        pack(m_scratch, m_micro > 0 && !m_around.caller_accumulates);
+        pack_segments(m_type[index], m_segments[index], m_micro > 0 && !m_around.caller_accumulates);
         m_packed[index] = 1;
         for (const std::size_t b : m_plan.buckets_of[index])
         {
@@ -1067,9 +1061,9 @@ namespace xoptim::dist
         // so that no rank waits for a collective another never starts.
         if (local.ok())
         {
-            local = capture([&] { pack_remaining(); });
+            local = capture([&] { pack_and_start_remaining(); });
         }
-        start_remaining();
+        start_remaining();  // what is left after an error: every rank starts every collective
         const auto update_start = clock::now();
         if (local.ok())
         {
