@@ -65,9 +65,24 @@ namespace
                 }
             }
             EXPECT_EQ(at, bk.begin + bk.length);
+            if (bk.contiguous)
+            {
+                // One run of one tensor, in rank order.
+                for (std::size_t k = 1; k < bk.segments.size(); ++k)
+                {
+                    EXPECT_EQ(bk.segments[k].tensor, bk.segments[0].tensor);
+                    EXPECT_EQ(bk.segments[k].offset, bk.segments[k - 1].offset + bk.segments[k - 1].length);
+                }
+            }
             const std::size_t cap = std::max<std::size_t>(1, bucket_bytes / xoptim::dtype_size(bk.type));
             const bool one_owned = bk.segments.size() == 1 && tensors[bk.segments[0].tensor].owned && zero1;
-            if (!one_owned)
+            if (bk.contiguous)
+            {
+                // A chunk of a large tensor: whole blocks, a tail under min_piece joined.
+                const std::size_t min_piece = tensors[bk.segments[0].tensor].min_piece;
+                EXPECT_LE(bk.length, std::max({cap, block, (min_piece + block - 1) / block * block}) + min_piece);
+            }
+            else if (!one_owned)
             {
                 EXPECT_LE(bk.length, cap);
             }
@@ -118,7 +133,12 @@ namespace
         {
             const tensor_desc& t = tensors[pc.tensor];
             SCOPED_TRACE("piece of tensor " + std::to_string(pc.tensor) + " on rank " + std::to_string(pc.rank));
-            EXPECT_EQ((++per_rank[{pc.tensor, pc.rank}]), 1u);
+            // One piece per tensor and rank, but of a tensor larger than a bucket (one per chunk).
+            const std::size_t cap = std::max<std::size_t>(1, bucket_bytes / xoptim::dtype_size(t.type));
+            if (t.size <= cap || !zero1)
+            {
+                EXPECT_EQ((++per_rank[{pc.tensor, pc.rank}]), 1u);
+            }
             if (!zero1)
             {
                 EXPECT_EQ(pc.rank, -1);

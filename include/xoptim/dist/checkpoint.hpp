@@ -144,10 +144,15 @@ namespace xoptim::dist
             template <class DP>
             static auto fresh(DP& dp)
             {
+                // Routed by name: the parameters', and the names of this rank's pieces.
                 std::vector<std::set<std::string>> names(dp.m_optimizers);
                 for (std::size_t i = 0; i < dp.m_flat.size(); ++i)
                 {
                     names[dp.m_route[i]].insert(dp.m_flat.name(i));
+                }
+                for (std::size_t k = 0; k < dp.m_mine.size(); ++k)
+                {
+                    names[dp.m_route[dp.m_mine[k].tensor]].insert(dp.m_piece_names[k]);
                 }
                 using I = bare<decltype(inner(dp.m_trainer))>;
                 I copy = fresh_inner(inner(dp.m_trainer), names);
@@ -180,35 +185,38 @@ namespace xoptim::dist
                 return out;
             }
 
-            // This rank's pieces (whole tensors with their shape, shards 1-D) or every
-            // parameter whole, as staging tensors.
+            // This rank's pieces (whole tensors with their shape, shards 1-D, under the
+            // names the optimizers know them by) or every parameter whole, as staging
+            // tensors.
             template <class DP>
             static staging stage(const DP& dp, bool pieces_only)
             {
                 staging s;
-                const auto add = [&](std::size_t i, std::vector<std::size_t> shape, std::size_t n) {
+                const auto add = [&](std::size_t i, const std::string& name, std::vector<std::size_t> shape, std::size_t n) {
                     if (dp.m_type[i] == dtype::float64)
                     {
-                        s.template add<double>(dp.m_flat.name(i), std::move(shape), n);
+                        s.template add<double>(name, std::move(shape), n);
                     }
                     else
                     {
-                        s.template add<float>(dp.m_flat.name(i), std::move(shape), n);
+                        s.template add<float>(name, std::move(shape), n);
                     }
                 };
                 if (pieces_only)
                 {
-                    for (const piece& p : dp.m_mine)
+                    for (std::size_t k = 0; k < dp.m_mine.size(); ++k)
                     {
+                        const piece& p = dp.m_mine[k];
                         const bool whole = !dp.zero1() || dp.m_plan.owner[p.tensor] >= 0;
-                        add(p.tensor, whole ? dp.m_flat.shape(p.tensor) : std::vector<std::size_t>{p.length}, p.length);
+                        add(p.tensor, dp.m_piece_names[k],
+                            whole ? dp.m_flat.shape(p.tensor) : std::vector<std::size_t>{p.length}, p.length);
                     }
                 }
                 else
                 {
                     for (std::size_t i = 0; i < dp.m_flat.size(); ++i)
                     {
-                        add(i, dp.m_flat.shape(i), elements(dp.m_flat.shape(i)));
+                        add(i, dp.m_flat.name(i), dp.m_flat.shape(i), elements(dp.m_flat.shape(i)));
                     }
                 }
                 return s;
@@ -333,10 +341,11 @@ namespace xoptim::dist
                 }
             }
 
-            // This rank's pieces of every state of `from` (holding whole tensors, or the
-            // same pieces) into the live optimizer k, and its step count.
+            // This rank's pieces of every state of `from` into the live optimizer k, and its
+            // step count. `from` holds every tensor whole (a gathered load) or exactly
+            // this rank's pieces (a sharded load).
             template <class DP, class O>
-            static void take_state(DP& dp, std::size_t k, const O& from, O& to)
+            static void take_state(DP& dp, std::size_t k, const O& from, O& to, bool from_pieces)
             {
                 const state_store& live = to.state();
                 const std::vector<piece> pieces = pieces_of(dp, dp.m_mine, k);
@@ -348,8 +357,8 @@ namespace xoptim::dist
                 for (std::size_t e = 0; e < live.size() && e < pieces.size(); ++e)
                 {
                     const state_store::entry& mine = live[e];
-                    const state_store::entry& src = from.state()[index.at(mine.name)];
-                    const std::size_t offset = src.size == mine.size ? 0 : pieces[e].offset;
+                    const state_store::entry& src = from.state()[index.at(from_pieces ? mine.name : dp.m_flat.name(pieces[e].tensor))];
+                    const std::size_t offset = from_pieces ? 0 : pieces[e].offset;
                     for (std::size_t s = 0; s < mine.count; ++s)
                     {
                         if (src.states[s].format != mine.states[s].format)
@@ -497,7 +506,7 @@ namespace xoptim::dist
         access::copy_staged(dp, staged, false, false);
         std::size_t steps = 0;
         detail::each_pair(dp.trainer(), whole, [&](std::size_t k, auto& live, const auto& copy) {
-            access::take_state(dp, k, copy, live);
+            access::take_state(dp, k, copy, live, false);
             steps = copy.step_count();
         });
         access::steps(dp) = steps;
@@ -637,7 +646,7 @@ namespace xoptim::dist
         agree(comm, read);
         access::copy_staged(dp, staged, true, false);
         detail::each_pair(dp.trainer(), copy, [&](std::size_t k, auto& live, const auto& from) {
-            access::take_state(dp, k, from, live);
+            access::take_state(dp, k, from, live, true);
         });
         access::steps(dp) = step;
         access::skipped(dp) = skipped;

@@ -20,6 +20,7 @@
 #ifndef XOPTIM_DIST_DATA_PARALLEL_HPP
 #define XOPTIM_DIST_DATA_PARALLEL_HPP
 
+#include <algorithm>
 #include <chrono>
 #include <cmath>
 #include <condition_variable>
@@ -224,6 +225,10 @@ namespace xoptim::dist
         // optimizer owned elsewhere. Throws std::invalid_argument for bad options.
         data_parallel(Comm comm, Trainer trainer, const options& o = {});
 
+        // Not copied or moved: its worker thread refers to it.
+        data_parallel(const data_parallel&) = delete;
+        data_parallel& operator=(const data_parallel&) = delete;
+
         // One micro-batch of this rank's gradients. Returns true when the optimizers
         // stepped (on every rank), false when the call only accumulated or every rank
         // skipped a non-finite step.
@@ -352,6 +357,7 @@ namespace xoptim::dist
         struct share
         {
             std::vector<std::size_t> tensors;
+            std::vector<std::size_t> pieces;  // index in m_mine
             std::vector<tensor_view<T>> params;
             std::vector<named_ref<tensor_view<T>>> named;
             std::vector<tensor_view<const T>> grads;
@@ -375,6 +381,13 @@ namespace xoptim::dist
         bool zero1() const noexcept
         {
             return m_o.mode == mode::zero1;
+        }
+
+        // ZeRO-1 over several ranks: a bucket that is one run of a tensor is reduced from
+        // its gradient and gathered into its parameter in place.
+        bool in_place(const bucket& b) const noexcept
+        {
+            return zero1() && b.contiguous && m_comm.size() > 1;
         }
 
         // The gradients' collectives on a thread of their own (blocking calls there).
@@ -439,7 +452,7 @@ namespace xoptim::dist
 
         void build_shares(bool with_grads);
         template <class T>
-        void add_piece(const piece& p, bool with_grads);
+        void add_piece(std::size_t k, bool with_grads);
 
         // Every optimizer over its share: prepare (all), commit, abandon, init.
         template <class F>
@@ -471,6 +484,11 @@ namespace xoptim::dist
         bool m_ready = false;
         dist::plan m_plan;
         std::vector<piece> m_mine;
+        // The name each piece is stepped under: its tensor's, or "NAME[a:b]" where this
+        // rank steps several pieces of a tensor (one per chunk of a large one).
+        std::vector<std::string> m_piece_names;
+        // Per tensor: its gradient is read in place by the collectives (not packed).
+        std::vector<char> m_in_place;
         // Per tensor (walk order).
         std::vector<std::size_t> m_route;
         std::vector<std::size_t> m_slot;                // position in its element type's share
@@ -478,6 +496,7 @@ namespace xoptim::dist
         std::vector<std::vector<segment>> m_segments;   // where its elements travel
         std::vector<const void*> m_grad_at;             // its gradient at the last walk
         std::vector<char> m_packed;
+        std::vector<std::pair<std::string_view, std::size_t>> m_by_name;  // sorted: grad_ready(name)
         // Per optimizer.
         std::vector<std::string> m_optimizer_names;
         std::vector<char> m_whole;
@@ -661,6 +680,26 @@ namespace xoptim::dist
             }
             m_plan = make_plan(tensors, std::size_t(m_comm.size()), m_o.mode, m_o.bucket_bytes);
             m_mine = m_plan.pieces_of(m_comm.rank());
+            m_piece_names.clear();
+            for (std::size_t k = 0; k < m_mine.size(); ++k)
+            {
+                const piece& p = m_mine[k];
+                const bool several = (k > 0 && m_mine[k - 1].tensor == p.tensor)
+                                     || (k + 1 < m_mine.size() && m_mine[k + 1].tensor == p.tensor);
+                m_piece_names.push_back(several ? m_flat.name(p.tensor) + "[" + std::to_string(p.offset) + ":"
+                                                      + std::to_string(p.offset + p.length) + "]"
+                                                : m_flat.name(p.tensor));
+            }
+            // A tensor whose buckets are all runs of it: its collectives read its gradient
+            // in place, unless the buckets accumulate micro-batches.
+            m_in_place.assign(n, 0);
+            const bool accumulating = m_around.accumulate > 1 && !m_around.caller_accumulates;
+            for (std::size_t i = 0; i < n; ++i)
+            {
+                const auto& of = m_plan.buckets_of[i];
+                m_in_place[i] = !accumulating && !of.empty()
+                                && std::all_of(of.begin(), of.end(), [&](std::size_t b) { return in_place(m_plan.buckets[b]); });
+            }
             m_segments.assign(n, {});
             for (const bucket& b : m_plan.buckets)
             {
@@ -671,6 +710,12 @@ namespace xoptim::dist
             }
             m_grad_at.assign(n, nullptr);
             m_packed.assign(n, 0);
+            m_by_name.clear();
+            for (std::size_t i = 0; i < n; ++i)
+            {
+                m_by_name.emplace_back(m_flat.name(i), i);
+            }
+            std::sort(m_by_name.begin(), m_by_name.end());
             m_requests = std::vector<request>(m_plan.buckets.size());
             m_missing.assign(m_plan.buckets.size(), 0);
             m_started.assign(m_plan.buckets.size(), 0);
@@ -712,7 +757,7 @@ namespace xoptim::dist
         T* flat = flat_buffer<T>().data.get();
         for (const segment& s : segments)
         {
-            if (!m_packed[s.tensor])
+            if (!m_packed[s.tensor] && !m_in_place[s.tensor])
             {
                 tensor_slots<T> slots;
                 slots.param = flat + s.at;
@@ -784,14 +829,18 @@ namespace xoptim::dist
     {
         const bucket& bk = m_plan.buckets[b];
         const auto go = [&](auto* flat, auto* shard) {
+            using T = std::remove_pointer_t<decltype(flat)>;
             const std::size_t rank = std::size_t(m_comm.rank());
+            const bool gradient_in_place = !bk.segments.empty() && m_in_place[bk.segments[0].tensor];
+            const T* send = gradient_in_place ? grad_data<T>(bk.segments[0].tensor) + bk.segments[0].offset
+                                              : flat + bk.begin;
             if (zero1() && blocking)
             {
-                m_comm.reduce_scatter_sum(flat + bk.begin, shard + bk.shard_at[rank], bk.counts.data());
+                m_comm.reduce_scatter_sum(send, shard + bk.shard_at[rank], bk.counts.data());
             }
             else if (zero1())
             {
-                m_comm.ireduce_scatter_sum(flat + bk.begin, shard + bk.shard_at[rank], bk.counts.data(), m_requests[b]);
+                m_comm.ireduce_scatter_sum(send, shard + bk.shard_at[rank], bk.counts.data(), m_requests[b]);
             }
             else if (blocking)
             {
@@ -912,13 +961,11 @@ namespace xoptim::dist
     template <class Trainer, class Comm>
     void data_parallel<Trainer, Comm>::grad_ready(std::string_view name)
     {
-        for (std::size_t i = 0; i < m_flat.size(); ++i)
+        const auto it = std::lower_bound(m_by_name.begin(), m_by_name.end(), name,
+                                         [](const auto& entry, std::string_view n) { return entry.first < n; });
+        if (it != m_by_name.end() && it->first == name)
         {
-            if (m_flat.name(i) == name)
-            {
-                grad_ready(i);
-                return;
-            }
+            grad_ready(it->second);
         }
     }
 
@@ -928,9 +975,11 @@ namespace xoptim::dist
 
     template <class Trainer, class Comm>
     template <class T>
-    void data_parallel<Trainer, Comm>::add_piece(const piece& p, bool with_grads)
+    void data_parallel<Trainer, Comm>::add_piece(std::size_t k, bool with_grads)
     {
+        const piece& p = m_mine[k];
         share<T>& s = shares<T>()[m_route[p.tensor]];
+        s.pieces.push_back(k);
         // Whole tensors keep their shape (Muon needs it); shards are 1-D runs.
         const bool whole = !zero1() || m_plan.owner[p.tensor] >= 0;
         const auto view_of = [&](auto* first) {
@@ -955,6 +1004,7 @@ namespace xoptim::dist
             for (auto& s : all)
             {
                 s.tensors.clear();
+                s.pieces.clear();
                 s.params.clear();
                 s.named.clear();
                 s.grads.clear();
@@ -962,15 +1012,15 @@ namespace xoptim::dist
         };
         clear(m_float_shares);
         clear(m_double_shares);
-        for (const piece& p : m_mine)
+        for (std::size_t k = 0; k < m_mine.size(); ++k)
         {
-            if (m_type[p.tensor] == dtype::float64)
+            if (m_type[m_mine[k].tensor] == dtype::float64)
             {
-                add_piece<double>(p, with_grads);
+                add_piece<double>(k, with_grads);
             }
             else
             {
-                add_piece<float>(p, with_grads);
+                add_piece<float>(k, with_grads);
             }
         }
         // Named once the views are in place (the names refer to them).
@@ -979,7 +1029,7 @@ namespace xoptim::dist
             {
                 for (std::size_t j = 0; j < s.params.size(); ++j)
                 {
-                    s.named.push_back(named(m_flat.name(s.tensors[j]), s.params[j]));
+                    s.named.push_back(named(m_piece_names[s.pieces[j]], s.params[j]));
                 }
             }
         };
@@ -1320,36 +1370,47 @@ namespace xoptim::dist
         run_program(fuse(p = g), list);
     }
 
-    // ZeRO-1: every rank's updated pieces to every rank, bucket by bucket.
+    // ZeRO-1: every rank's updated pieces to every rank, bucket by bucket; a bucket that
+    // is one run of a tensor straight into the parameter (each rank's piece is in place).
     template <class Trainer, class Comm>
     void data_parallel<Trainer, Comm>::gather_parameters()
     {
-        for (std::size_t b = 0; b < m_plan.buckets.size(); ++b)
-        {
-            const bucket& bk = m_plan.buckets[b];
+        const auto each_typed = [&](const bucket& bk, auto f) {
             if (bk.type == dtype::float64)
             {
-                copy_region<double>(bk, true, true);
-                m_comm.iallgather(m_flat_double.data.get() + bk.begin, bk.counts.data(), m_requests[b]);
+                f(m_flat_double.data.get(), static_cast<double*>(nullptr));
             }
             else
             {
-                copy_region<float>(bk, true, true);
-                m_comm.iallgather(m_flat_float.data.get() + bk.begin, bk.counts.data(), m_requests[b]);
+                f(m_flat_float.data.get(), static_cast<float*>(nullptr));
             }
+        };
+        for (std::size_t b = 0; b < m_plan.buckets.size(); ++b)
+        {
+            const bucket& bk = m_plan.buckets[b];
+            each_typed(bk, [&](auto* flat, auto* type) {
+                using T = std::remove_pointer_t<decltype(type)>;
+                if (in_place(bk))
+                {
+                    T* param = param_data<T>(bk.segments[0].tensor) + bk.segments[0].offset;
+                    m_comm.iallgather(param, bk.counts.data(), m_requests[b]);
+                    return;
+                }
+                copy_region<T>(bk, true, true);
+                m_comm.iallgather(flat + bk.begin, bk.counts.data(), m_requests[b]);
+            });
         }
         for (std::size_t b = 0; b < m_plan.buckets.size(); ++b)
         {
             const bucket& bk = m_plan.buckets[b];
             m_comm.wait(m_requests[b]);
-            if (bk.type == dtype::float64)
-            {
-                copy_region<double>(bk, false, false);
-            }
-            else
-            {
-                copy_region<float>(bk, false, false);
-            }
+            each_typed(bk, [&](auto*, auto* type) {
+                using T = std::remove_pointer_t<decltype(type)>;
+                if (!in_place(bk))
+                {
+                    copy_region<T>(bk, false, false);
+                }
+            });
         }
     }
 

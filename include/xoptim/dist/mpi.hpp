@@ -147,7 +147,7 @@ namespace xoptim::dist
         template <class T>
         void reduce_scatter_sum(const T* send, T* recv, const std::size_t* counts) const
         {
-            request r;
+            request& r = scratch();
             if (set_counts(r, counts, false))
             {
                 MPI_Reduce_scatter_block(send, recv, r.m_counts[0], detail::mpi_type<T>(), MPI_SUM, native());
@@ -176,7 +176,7 @@ namespace xoptim::dist
         template <class T>
         void allgather(T* data, const std::size_t* counts) const
         {
-            request r;
+            request& r = scratch();
             if (set_counts(r, counts, true))
             {
                 MPI_Allgather(MPI_IN_PLACE, 0, MPI_DATATYPE_NULL, data, r.m_counts[0], detail::mpi_type<T>(), native());
@@ -208,7 +208,7 @@ namespace xoptim::dist
         template <class T>
         void gather(const T* send, std::size_t n, T* recv, const std::size_t* counts, int root) const
         {
-            request r;
+            request& r = scratch();
             if (m_rank == root)
             {
                 set_counts(r, counts, true);
@@ -256,6 +256,13 @@ namespace xoptim::dist
                 }
             }
         };
+
+        // The counts of a blocking call, kept per thread: a steady state allocates nothing.
+        static request& scratch()
+        {
+            thread_local request r;
+            return r;
+        }
 
         // Fills r's int counts (and displacements when asked); true if all are equal.
         bool set_counts(request& r, const std::size_t* counts, bool displacements) const

@@ -14,10 +14,10 @@
 // tensors of a bucket, concatenated, are cut into ranks parts, every cut between two
 // tensors or on a 256-element block boundary of the tensor it falls in (and, for a
 // tensor with `min_piece`, leaving no piece of it under min_piece). A sharded tensor
-// larger than a bucket is cut into rank ranges first and each range into chunks, one
-// chunk per bucket. A reduce-scatter with the regions' counts leaves rank r the sum of
-// its regions, which it keeps one after another in its shard buffer; every rank steps
-// at most one piece of each tensor.
+// larger than a bucket is cut into contiguous chunks, one bucket each, each chunk cut
+// among the ranks: a rank then steps one piece of it per chunk. A reduce-scatter with
+// the regions' counts leaves rank r the sum of its regions, which it keeps one after
+// another in its shard buffer.
 #ifndef XOPTIM_DIST_PLAN_HPP
 #define XOPTIM_DIST_PLAN_HPP
 
@@ -77,6 +77,8 @@ namespace xoptim::dist
         std::vector<std::size_t> shard_at;
         std::vector<segment> segments;
         std::size_t last;    // the highest tensor index it holds: buckets start in reverse walk order
+        // ZeRO-1: the bucket is one run of one tensor, its regions in rank order.
+        bool contiguous = false;
     };
 
     // The part of a tensor one rank steps.
@@ -304,43 +306,48 @@ namespace xoptim::dist
                 m_open += n;
             }
 
-            // A sharded tensor larger than a bucket: rank ranges, each sent in chunks.
+            // A sharded tensor larger than a bucket: contiguous chunks of it, one bucket
+            // each, each cut among the ranks, so that such a bucket is one run of the
+            // tensor in rank order (its collectives can read the gradient and write the
+            // parameter in place). An 8-bit tensor's chunks are long enough for every
+            // piece to stay 8-bit.
             void add_large_sharded(std::size_t i)
             {
-                const std::size_t n = m_tensors[i].size;
-                const std::vector<std::size_t> bounds = cut_evenly(m_tensors, {i}, m_ranks);
-                const std::size_t chunks = (n + m_cap - 1) / m_cap;
-                for (std::size_t r = 0; r < m_ranks; ++r)
+                const tensor_desc& t = m_tensors[i];
+                const std::size_t n = t.size;
+                // Chunks of whole blocks, each at most a bucket (at least a block, and at
+                // least min_piece); a tail shorter than min_piece joins the chunk before.
+                const auto blocks = [](std::size_t x) { return (x + codec_block - 1) / codec_block * codec_block; };
+                const std::size_t chunk = std::max({codec_block, m_cap / codec_block * codec_block, blocks(t.min_piece)});
+                for (std::size_t begin = 0; begin < n;)
                 {
-                    if (bounds[r + 1] > bounds[r])
-                    {
-                        m_plan.pieces.push_back({i, bounds[r], bounds[r + 1] - bounds[r],
-                                                 m_plan.shard[r][type_index(m_type)], int(r)});
-                    }
-                }
-                for (std::size_t c = 0; c < chunks; ++c)
-                {
+                    std::size_t end = std::min(n, begin + chunk);
+                    end = n - end < std::max<std::size_t>(1, t.min_piece) ? n : end;
+                    tensor_desc part = t;
+                    part.size = end - begin;
+                    const std::vector<std::size_t> bounds = cut_evenly({part}, {0}, m_ranks);
                     bucket b = open_bucket();
+                    b.contiguous = true;
                     for (std::size_t r = 0; r < m_ranks; ++r)
                     {
                         const std::size_t len = bounds[r + 1] - bounds[r];
-                        const std::size_t from = bounds[r] + len * c / chunks;
-                        const std::size_t to = bounds[r] + len * (c + 1) / chunks;
-                        if (to > from)
+                        if (len > 0)
                         {
-                            b.segments.push_back({i, from, to - from, b.begin + b.length});
+                            m_plan.pieces.push_back({i, begin + bounds[r], len, m_plan.shard[r][type_index(m_type)], int(r)});
+                            b.segments.push_back({i, begin + bounds[r], len, b.begin + b.length});
                         }
-                        b.length += to - from;
-                        b.counts[r] = to - from;
+                        b.length += len;
+                        b.counts[r] = len;
                     }
                     b.last = i;
                     close_bucket(std::move(b));
+                    begin = end;
                 }
             }
 
             bucket open_bucket() const
             {
-                bucket b{m_type, m_plan.flat[type_index(m_type)], 0, {}, {}, {}, 0};
+                bucket b{m_type, m_plan.flat[type_index(m_type)], 0, {}, {}, {}, 0, false};
                 if (m_plan.how == mode::zero1)
                 {
                     b.counts.assign(m_ranks, 0);
