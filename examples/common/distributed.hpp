@@ -33,7 +33,9 @@ namespace examples
 #ifdef XOPTIM_EXAMPLES_MPI
             m_session = std::make_unique<xoptim::dist::mpi_session>(argc, argv);
             m_comm = std::make_unique<xoptim::dist::mpi_comm>(MPI_COMM_WORLD);
-            if (m_comm->rank() != 0 && std::freopen("/dev/null", "w", stdout) == nullptr)
+            m_rank = m_comm->rank();
+            m_size = m_comm->size();
+            if (m_rank != 0 && std::freopen("/dev/null", "w", stdout) == nullptr)
             {
                 std::cout.rdbuf(nullptr);  // rank 0 speaks for all
             }
@@ -46,20 +48,12 @@ namespace examples
 
         int rank() const noexcept
         {
-#ifdef XOPTIM_EXAMPLES_MPI
-            return m_comm ? m_comm->rank() : 0;
-#else
-            return 0;
-#endif
+            return m_rank;
         }
 
         int size() const noexcept
         {
-#ifdef XOPTIM_EXAMPLES_MPI
-            return m_comm ? m_comm->size() : 1;
-#else
-            return 1;
-#endif
+            return m_size;
         }
 
         // Waits until every rank is here.
@@ -109,6 +103,8 @@ namespace examples
 
     private:
 
+        int m_rank = 0;
+        int m_size = 1;
 #ifdef XOPTIM_EXAMPLES_MPI
         std::unique_ptr<xoptim::dist::mpi_session> m_session;
         std::unique_ptr<xoptim::dist::mpi_comm> m_comm;

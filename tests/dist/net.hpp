@@ -8,8 +8,13 @@
 
 #include <cmath>
 #include <cstdint>
+#include <filesystem>
+#include <fstream>
+#include <iterator>
 #include <string>
 #include <vector>
+
+#include <xoptim/optim/adam.hpp>
 
 #include "../support/reference.hpp"
 
@@ -252,5 +257,22 @@ namespace dist_test
                                                 }
                                             });
         return h;
+    }
+
+    inline std::string read_bytes(const std::filesystem::path& p)
+    {
+        std::ifstream in(p, std::ios::binary);
+        return {std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>()};
+    }
+
+    // AdamW with 8-bit states for tensors of at least `min_8bit_size` elements.
+    inline xoptim::adamw eight_bit_adamw(std::size_t min_8bit_size)
+    {
+        xoptim::adamw opt;
+        xoptim::storage_options s;
+        s.states = xoptim::state_storage::blockwise_8bit;
+        s.min_8bit_size = min_8bit_size;
+        opt.set_storage(s);
+        return opt;
     }
 }

@@ -183,6 +183,20 @@ TEST(dist_mpi, the_hybrid_owns_muon_matrices_and_shards_adamw)
     expect_mean_step([] { return xoptim::stepper(xoptim::make_hybrid()); }, 3);
 }
 
+TEST(dist_mpi, param_groups_with_a_schedule_equal_one_process)
+{
+    const auto make = [] {
+        xoptim::adamw_options no_decay;
+        no_decay.weight_decay = 0;
+        xoptim::param_groups<xoptim::adamw> g;
+        g.add("no_decay", xoptim::name_matches({"*.bias", "scale", "gain"}), xoptim::adamw(no_decay));
+        g.fallback("decay", xoptim::adamw());
+        g.group(1).schedule("lr", xoptim::warmup_cosine(1e-3, 10, 2, 0.1));
+        return xoptim::stepper(std::move(g));
+    };
+    expect_mean_step(make, 4);
+}
+
 TEST(dist_mpi, accumulation_communicates_once_per_step)
 {
     xoptim::stepper_options s;
@@ -247,13 +261,7 @@ TEST(dist_mpi, eight_bit_states_shard_on_block_boundaries)
     // 70,000 elements (8-bit, cut into pieces of at least 4,096), 5,000 (8-bit, too
     // small to cut into two such pieces: whole on one rank), 300 (float states).
     const std::vector<spec> specs{{"big", {70000}}, {"mid", {5000}}, {"small", {300}}};
-    const auto make = [] {
-        xoptim::adamw opt;
-        xoptim::storage_options s;
-        s.states = xoptim::state_storage::blockwise_8bit;
-        opt.set_storage(s);
-        return xoptim::stepper(std::move(opt));
-    };
+    const auto make = [] { return xoptim::stepper(dist_test::eight_bit_adamw(4096)); };
     const net one = run_one_process(specs, make(), 4);
     const auto comm = world();
     std::vector<net> results;
@@ -650,12 +658,6 @@ namespace
         }
     };
 
-    std::string read_bytes(const std::filesystem::path& p)
-    {
-        std::ifstream in(p, std::ios::binary);
-        return {std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>()};
-    }
-
     // A communicator of the first `ranks` ranks of the world; the others get none.
     struct first_ranks
     {
@@ -675,16 +677,6 @@ namespace
             }
         }
     };
-
-    xoptim::adamw eight_bit_adamw()
-    {
-        xoptim::adamw opt;
-        xoptim::storage_options s;
-        s.states = xoptim::state_storage::blockwise_8bit;
-        s.min_8bit_size = 1024;
-        opt.set_storage(s);
-        return opt;
-    }
 
     template <class MakeTrainer>
     void gathered_checkpoint_round_trip(MakeTrainer make, dist::mode how, const shared_dir& dir)
@@ -742,7 +734,7 @@ namespace
             dist::save_checkpoint(again.string(), q.params(), resumed);
             if (fewer.rank() == 0)
             {
-                EXPECT_EQ(read_bytes(again), read_bytes(file)) << "the state changed on its way through " << m << " ranks";
+                EXPECT_EQ(dist_test::read_bytes(again), dist_test::read_bytes(file)) << "the state changed on its way through " << m << " ranks";
             }
             net one = saved;
             auto reference = make();
@@ -772,7 +764,7 @@ TEST(dist_mpi, a_gathered_checkpoint_loads_on_fewer_ranks_and_resumes)
         SCOPED_TRACE(dist::to_string(how));
         gathered_checkpoint_round_trip([] { return xoptim::stepper(xoptim::adamw()); }, how, dir);
         gathered_checkpoint_round_trip([] { return xoptim::stepper(xoptim::make_hybrid()); }, how, dir);
-        gathered_checkpoint_round_trip([] { return xoptim::stepper(eight_bit_adamw()); }, how, dir);
+        gathered_checkpoint_round_trip([] { return xoptim::stepper(dist_test::eight_bit_adamw(1024)); }, how, dir);
     }
 }
 

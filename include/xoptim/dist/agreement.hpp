@@ -59,6 +59,11 @@ namespace xoptim::dist
     template <class Comm>
     std::vector<std::uint64_t> allgather_value(const Comm& comm, std::uint64_t value);
 
+    // Every rank's list of n values (n may differ), concatenated in rank order; `counts`
+    // gets each rank's n.
+    template <class T, class Comm>
+    std::vector<T> allgather_lists(const Comm& comm, const T* mine, std::size_t n, std::vector<std::size_t>& counts);
+
     // Every rank's string, in rank order.
     template <class Comm>
     std::vector<std::string> allgather_strings(const Comm& comm, const std::string& s);
@@ -150,29 +155,37 @@ namespace xoptim::dist
         return all;
     }
 
-    template <class Comm>
-    std::vector<std::string> allgather_strings(const Comm& comm, const std::string& s)
+    template <class T, class Comm>
+    std::vector<T> allgather_lists(const Comm& comm, const T* mine, std::size_t n, std::vector<std::size_t>& counts)
     {
-        const std::vector<std::uint64_t> sizes = allgather_value(comm, s.size());
-        std::vector<std::size_t> counts(sizes.begin(), sizes.end());
+        const std::vector<std::uint64_t> sizes = allgather_value(comm, n);
+        counts.assign(sizes.begin(), sizes.end());
         std::size_t total = 0;
-        std::size_t mine = 0;
+        std::size_t at = 0;
         for (std::size_t r = 0; r < counts.size(); ++r)
         {
-            mine = r == std::size_t(comm.rank()) ? total : mine;
+            at = r == std::size_t(comm.rank()) ? total : at;
             total += counts[r];
         }
-        std::string all(total, '\0');
-        s.copy(all.data() + mine, s.size());
+        std::vector<T> all(total);
+        std::copy(mine, mine + n, all.begin() + std::ptrdiff_t(at));
         if (total > 0)
         {
             comm.allgather(all.data(), counts.data());
         }
+        return all;
+    }
+
+    template <class Comm>
+    std::vector<std::string> allgather_strings(const Comm& comm, const std::string& s)
+    {
+        std::vector<std::size_t> counts;
+        const std::vector<char> all = allgather_lists(comm, s.data(), s.size(), counts);
         std::vector<std::string> out;
         std::size_t at = 0;
         for (std::size_t c : counts)
         {
-            out.push_back(all.substr(at, c));
+            out.emplace_back(all.data() + at, c);
             at += c;
         }
         return out;
@@ -255,18 +268,8 @@ namespace xoptim::dist
             return;
         }
         // Every rank's hashes, to find the first item that differs.
-        const std::vector<std::uint64_t> sizes = allgather_value(comm, items.size());
-        std::vector<std::size_t> counts(sizes.begin(), sizes.end());
-        std::size_t total = 0;
-        std::size_t mine = 0;
-        for (std::size_t r = 0; r < counts.size(); ++r)
-        {
-            mine = r == std::size_t(comm.rank()) ? total : mine;
-            total += counts[r];
-        }
-        std::vector<std::uint64_t> every(total, 0);
-        std::copy(hashes.begin(), hashes.end(), every.begin() + std::ptrdiff_t(mine));
-        comm.allgather(every.data(), counts.data());
+        std::vector<std::size_t> counts;
+        const std::vector<std::uint64_t> every = allgather_lists(comm, hashes.data(), hashes.size(), counts);
         std::size_t longest = *std::max_element(counts.begin(), counts.end());
         std::size_t first = longest;
         for (std::size_t k = 0; k < longest && first == longest; ++k)

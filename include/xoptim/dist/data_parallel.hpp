@@ -199,7 +199,6 @@ namespace xoptim::dist
             };
 
             std::unique_ptr<T, release> data;
-            std::size_t size = 0;
 
             void resize(std::size_t n)
             {
@@ -211,7 +210,6 @@ namespace xoptim::dist
                 }
                 std::memset(raw, 0, bytes);
                 data.reset(static_cast<T*>(raw));
-                size = n;
             }
         };
     }
