@@ -471,6 +471,8 @@ namespace xoptim::dist
                 agree(comm, capture([&] { access::gather_state(dp, k, live, s, &copy); }));
             }
             detail::set_step_count(copy, live.step_count());
+            // The values the live step ran with (the copy's init applied its schedules at step 0).
+            copy.set_options(live.options());
         });
         detail::on_rank0(comm, [&] {
             if constexpr (detail::is_stepper<detail::bare<decltype(whole)>>::value)
