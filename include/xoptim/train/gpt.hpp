@@ -26,6 +26,7 @@
 
 #include "../params/param_set.hpp"
 #include "attention.hpp"
+#include "elementwise.hpp"
 #include "layers.hpp"
 #include "mlp.hpp"
 #include "norm.hpp"
@@ -135,6 +136,16 @@ namespace xoptim::train
     /******************
      * Implementation *
      ******************/
+
+    namespace detail
+    {
+        // out += in over n elements (a residual connection, in place in the stream).
+        template <class T>
+        void add_to(T* out, const T* in, std::size_t n)
+        {
+            map(n, out, [](auto a, auto b) { return a + b; }, out, in);
+        }
+    }
 
     inline void gpt_config::check() const
     {
@@ -307,24 +318,16 @@ namespace xoptim::train
         check_ids(ids, rows, "token id");
         resize(rows);
         embed(ids, batch, context);
-        const auto add_into = [&](const T* a, const T* b, T* out) {
-            parallel_for(rows, d, [&](std::size_t begin, std::size_t end) {
-                for (std::size_t i = begin * d; i < end * d; ++i)
-                {
-                    out[i] = a[i] + b[i];
-                }
-            });
-        };
         for (std::size_t l = 0; l < m_blocks.size(); ++l)
         {
             block& b = m_blocks[l];
             const T* x = m_stream[l].data();
             b.ln1.forward(x, rows, b.h1.data());
             b.attn.forward(b.h1.data(), batch, context, b.mid.data());
-            add_into(x, b.mid.data(), b.mid.data());
+            detail::add_to(b.mid.data(), x, rows * d);
             b.ln2.forward(b.mid.data(), rows, b.h2.data());
             b.ff.forward(b.h2.data(), rows, m_stream[l + 1].data());
-            add_into(b.mid.data(), m_stream[l + 1].data(), m_stream[l + 1].data());
+            detail::add_to(m_stream[l + 1].data(), b.mid.data(), rows * d);
         }
         m_ln_f.forward(m_stream.back().data(), rows, m_final.data());
         blas::gemm(false, true, int(rows), int(m_config.vocab), int(d), T(1), m_final.data(), head_weight().data(), T(0),
@@ -386,28 +389,17 @@ namespace xoptim::train
         blas::gemm(false, false, int(rows), int(d), int(v), T(1), m_d_logits.data(), head_weight().data(), T(0),
                    m_d_norm.data());
         m_ln_f.backward(m_stream.back().data(), m_d_norm.data(), rows, m_d_stream.data());
-        // d_stream += d_branch
-        const auto accumulate = [&]() {
-            T* out = m_d_stream.data();
-            const T* in = m_d_branch.data();
-            parallel_for(rows, d, [&](std::size_t begin, std::size_t end) {
-                for (std::size_t i = begin * d; i < end * d; ++i)
-                {
-                    out[i] += in[i];
-                }
-            });
-        };
         for (std::size_t l = m_blocks.size(); l-- > 0;)
         {
             block& b = m_blocks[l];
             // stream[l+1] = mid + mlp(ln2(mid))
             b.ff.backward(b.h2.data(), m_d_stream.data(), rows, m_d_norm.data());
             b.ln2.backward(b.mid.data(), m_d_norm.data(), rows, m_d_branch.data());
-            accumulate();
+            detail::add_to(m_d_stream.data(), m_d_branch.data(), rows * d);
             // mid = stream[l] + attn(ln1(stream[l]))
             b.attn.backward(b.h1.data(), m_d_stream.data(), batch, context, m_d_norm.data());
             b.ln1.backward(m_stream[l].data(), m_d_norm.data(), rows, m_d_branch.data());
-            accumulate();
+            detail::add_to(m_d_stream.data(), m_d_branch.data(), rows * d);
         }
         m_tok.backward(ids, m_d_stream.data(), rows, m_config.tied_head);
         // Each position's gradient summed over the sequences, in sequence order.

@@ -5,10 +5,11 @@
 #ifndef XOPTIM_TRAIN_MLP_HPP
 #define XOPTIM_TRAIN_MLP_HPP
 
+#include <algorithm>
 #include <vector>
 
 #include "layers.hpp"
-#include "parallel_for.hpp"
+#include "elementwise.hpp"
 
 namespace xoptim::train
 {
@@ -16,25 +17,17 @@ namespace xoptim::train
     template <class T>
     void relu_squared(const T* x, std::size_t n, T* y)
     {
-        parallel_for(n, 1, [&](std::size_t begin, std::size_t end) {
-            for (std::size_t i = begin; i < end; ++i)
-            {
-                const T r = x[i] > T(0) ? x[i] : T(0);
-                y[i] = r * r;
-            }
-        });
+        map(n, y, [](auto v) {
+            const auto r = xsimd::max(v, decltype(v)(0));
+            return r * r;
+        }, x);
     }
 
-    // dx = dy * 2 max(x, 0), from the input x.
+    // d *= 2 max(x, 0): the gradient through relu_squared, in place, from its input x.
     template <class T>
-    void relu_squared_backward(const T* x, const T* dy, std::size_t n, T* dx)
+    void relu_squared_backward(const T* x, T* d, std::size_t n)
     {
-        parallel_for(n, 1, [&](std::size_t begin, std::size_t end) {
-            for (std::size_t i = begin; i < end; ++i)
-            {
-                dx[i] = x[i] > T(0) ? T(2) * x[i] * dy[i] : T(0);
-            }
-        });
+        map(n, d, [](auto v, auto g) { return g * (T(2) * xsimd::max(v, decltype(v)(0))); }, x, d);
     }
 
     template <class T>
@@ -62,7 +55,7 @@ namespace xoptim::train
         {
             m_grad.resize(m_act.size());
             proj.backward(m_act.data(), dy, rows, m_grad.data());
-            relu_squared_backward(m_pre.data(), m_grad.data(), m_grad.size(), m_grad.data());
+            relu_squared_backward(m_pre.data(), m_grad.data(), m_grad.size());
             fc.backward(x, m_grad.data(), rows, dx);
         }
 

@@ -40,10 +40,12 @@ namespace xoptim::train
                     const T* xr = x + r * dim();
                     row_stats(xr, m_stats[2 * r], m_stats[2 * r + 1]);
                     const T mean = m_stats[2 * r], rstd = m_stats[2 * r + 1];
-                    T* yr = y + r * dim();
+                    const T* __restrict w = weight.data();
+                    const T* __restrict b = bias.data();
+                    T* __restrict yr = y + r * dim();
                     for (std::size_t j = 0; j < dim(); ++j)
                     {
-                        yr[j] = (xr[j] - mean) * rstd * weight.values[j] + bias.values[j];
+                        yr[j] = (xr[j] - mean) * rstd * w[j] + b[j];
                     }
                 }
             });
