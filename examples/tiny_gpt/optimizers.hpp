@@ -74,13 +74,13 @@ namespace tiny_gpt
     inline const std::vector<optimizer_entry>& optimizer_table()
     {
         static const std::vector<optimizer_entry> table = {
-            {"adamw", "AdamW, betas (0.9, 0.99), weight decay 0.01", 3e-3, {1e-3, 2e-3, 4e-3, 8e-3},
+            {"adamw", "AdamW, betas (0.9, 0.99), weight decay 0.01", 3e-3, {1e-3, 3e-3, 1e-2},
              [](trainer& t, double lr) { return t.run(scheduled(xoptim::adamw(adamw_settings()), t, lr)); }},
             {"hybrid", "Muon (momentum 0.95, Nesterov, 5 Newton-Schulz steps) on the blocks' matrices, AdamW on the rest",
-             0.02, {0.005, 0.01, 0.02, 0.04}, train_hybrid},
+             0.02, {0.01, 0.02, 0.05}, train_hybrid},
             {"adamw8bit", "AdamW with 8-bit block-wise states (tensors of 4,096 elements or more)", 3e-3,
-             {1e-3, 2e-3, 4e-3, 8e-3}, [](trainer& t, double lr) { return t.run(scheduled(adamw_8bit(), t, lr)); }},
-            {"lion", "Lion, betas (0.9, 0.99), weight decay 0.1", 3e-4, {1e-4, 2e-4, 4e-4, 8e-4},
+             {1e-3, 3e-3, 1e-2}, [](trainer& t, double lr) { return t.run(scheduled(adamw_8bit(), t, lr)); }},
+            {"lion", "Lion, betas (0.9, 0.99), weight decay 0.1", 3e-4, {1e-4, 3e-4, 1e-3},
              [](trainer& t, double lr) { return t.run(scheduled(xoptim::lion(lion_settings()), t, lr)); }},
         };
         return table;

@@ -206,7 +206,9 @@ int main(int argc, char** argv)
                   << s.model.d_model << ", " << s.model.heads << " heads, context " << s.model.context << ", "
                   << (s.model.tied_head ? "tied" : "untied") << " head; batch " << s.batch << " x "
                   << s.model.context << " characters, " << s.steps << " steps (warmup " << s.warmup
-                  << ", cosine to 10%), clipping at " << s.clip << "; " << xoptim::num_threads() << " threads\n";
+                  << ", cosine to 10%), clipping at " << s.clip << "\nthreads: " << xoptim::num_threads() << "; SIMD: "
+                  << xsimd::default_arch::name() << "; BLAS: " << openblas_get_config() << " ("
+                  << openblas_get_corename() << ", " << openblas_get_num_threads() << " threads)\n";
 
         xoptim::train::memory_profiler memory;
         trainer t(s, text, memory);
