@@ -2,8 +2,9 @@
 #
 #   cmake -DEXE=path/to/tiny_gpt -DTEXT=README.md -DWORK=scratch/dir -DMODE=resume -P checks.cmake
 #
-# MODE resume: for every optimizer, a run of 30 steps straight through and one stopped
-#   after step 13 and resumed in a new process end in byte-identical checkpoints; a
+# MODE resume: for every optimizer (and with accumulation), a run of 30 steps straight
+#   through and one stopped after step 13 and resumed in a new process end in
+#   byte-identical checkpoints; a
 #   resume with another model shape or optimizer fails naming the difference and leaves
 #   the checkpoint, its run record and the outputs as they were.
 # MODE bad_input: an empty, binary or too short --text, and a diverging run, each fail
@@ -31,34 +32,42 @@ endfunction()
 
 file(REMOVE_RECURSE ${WORK})
 if(MODE STREQUAL "resume")
-  foreach(optimizer adamw hybrid adamw8bit lion)
-    run_tiny_gpt(TRUE --text ${TEXT} --optimizer ${optimizer} --out ${WORK}/straight)
-    run_tiny_gpt(TRUE --text ${TEXT} --optimizer ${optimizer} --out ${WORK}/split --stop-after 13)
-    expect_output("stopped at step 13 of 30")
-    run_tiny_gpt(TRUE --text ${TEXT} --optimizer ${optimizer} --out ${WORK}/split
-                 --resume ${WORK}/split/${optimizer}.safetensors)
-    expect_output("resumed at step 13")
-    file(SHA256 ${WORK}/straight/${optimizer}.safetensors straight)
-    file(SHA256 ${WORK}/split/${optimizer}.safetensors split)
-    if(NOT straight STREQUAL split)
-      message(FATAL_ERROR "${optimizer}: the resumed run's checkpoint differs from the straight run's")
+  # The last case accumulates 3 micro-batches per step.
+  foreach(case adamw hybrid adamw8bit lion lion:3)
+    string(REPLACE ":" ";" parts ${case})
+    list(GET parts 0 optimizer)
+    list(LENGTH parts n)
+    set(options --text ${TEXT} --optimizer ${optimizer})
+    if(n EQUAL 2)
+      list(GET parts 1 micro)
+      list(APPEND options --accumulate ${micro})
     endif()
-    message(STATUS "${optimizer}: resumed run bit-identical")
+    run_tiny_gpt(TRUE ${options} --out ${WORK}/${case}/straight)
+    run_tiny_gpt(TRUE ${options} --out ${WORK}/${case}/split --stop-after 13)
+    expect_output("stopped at step 13 of 30")
+    run_tiny_gpt(TRUE ${options} --out ${WORK}/${case}/split --resume ${WORK}/${case}/split/${optimizer}.safetensors)
+    expect_output("resumed at step 13")
+    file(SHA256 ${WORK}/${case}/straight/${optimizer}.safetensors straight)
+    file(SHA256 ${WORK}/${case}/split/${optimizer}.safetensors split)
+    if(NOT straight STREQUAL split)
+      message(FATAL_ERROR "${case}: the resumed run's checkpoint differs from the straight run's")
+    endif()
+    message(STATUS "${case}: resumed run bit-identical")
   endforeach()
 
-  set(saved ${WORK}/split/adamw.safetensors)
+  set(saved ${WORK}/adamw/split/adamw.safetensors)
   file(SHA256 ${saved} before)
   file(SHA256 ${saved}.run record_before)
-  file(SHA256 ${WORK}/split/tiny_gpt.csv csv_before)
-  run_tiny_gpt(FALSE --text ${TEXT} --optimizer adamw --out ${WORK}/split --resume ${saved} --layers 3)
+  file(SHA256 ${WORK}/adamw/split/tiny_gpt.csv csv_before)
+  run_tiny_gpt(FALSE --text ${TEXT} --optimizer adamw --out ${WORK}/adamw/split --resume ${saved} --layers 3)
   expect_output("cannot resume from .*adamw.safetensors: it was trained with layers 2 \\(here 3\\)")
-  run_tiny_gpt(FALSE --text ${TEXT} --optimizer lion --out ${WORK}/split --resume ${saved})
+  run_tiny_gpt(FALSE --text ${TEXT} --optimizer lion --out ${WORK}/adamw/split --resume ${saved})
   expect_output("optimizer adamw \\(here lion\\)")
-  run_tiny_gpt(FALSE --text ${TEXT} --optimizer adamw --out ${WORK}/split --resume ${saved} --heads 4)
+  run_tiny_gpt(FALSE --text ${TEXT} --optimizer adamw --out ${WORK}/adamw/split --resume ${saved} --heads 4)
   expect_output("heads 2 \\(here 4\\)")
   file(SHA256 ${saved} after)
   file(SHA256 ${saved}.run record_after)
-  file(SHA256 ${WORK}/split/tiny_gpt.csv csv_after)
+  file(SHA256 ${WORK}/adamw/split/tiny_gpt.csv csv_after)
   if(NOT before STREQUAL after OR NOT record_before STREQUAL record_after OR NOT csv_before STREQUAL csv_after)
     message(FATAL_ERROR "a refused resume changed the checkpoint, its record or the CSV")
   endif()

@@ -54,6 +54,7 @@ namespace tiny_gpt
                 {"lr", number(lr)},
                 {"optimizer_detail", detail.empty() ? "-" : detail},
                 {"batch", std::to_string(s.batch)},
+                {"accumulate", std::to_string(s.accumulate)},
                 {"steps", std::to_string(s.steps)},
                 {"warmup", std::to_string(s.warmup)},
                 {"clip", number(s.clip)},

@@ -16,7 +16,8 @@ namespace tiny_gpt
     struct settings
     {
         xoptim::train::gpt_config model;  // 4 layers, d_model 128, 4 heads, context 128, ASCII
-        std::size_t batch = 16;           // sequences of `context` characters per step
+        std::size_t batch = 16;           // sequences of `context` characters per micro-batch
+        std::size_t accumulate = 1;       // micro-batches per optimizer step (their mean gradient)
         std::size_t steps = 1000;
         std::size_t warmup = 100;  // linear warmup, then cosine down to 10% at `steps`
         double clip = 1.0;         // global gradient norm

@@ -38,7 +38,8 @@ namespace
   --steps N             optimizer steps per run (default 1000)
   --warmup N            steps of linear warmup before the cosine decay (default 100, at
                         most a tenth of --steps)
-  --batch B             sequences per step (default 16)
+  --batch B             sequences per micro-batch (default 16)
+  --accumulate K        micro-batches per optimizer step, their gradients averaged (default 1)
   --clip X              global gradient norm clipping (default 1; 0: none)
   --eval-every N        steps between validations (default 25, at most a tenth of --steps)
   --layers N --d-model N --heads N --context N --tied
@@ -116,6 +117,7 @@ namespace
                 else if (name == "--steps") s.steps = count(name, value(), 1);
                 else if (name == "--warmup") warmup = count(name, value(), 0);
                 else if (name == "--batch") s.batch = count(name, value(), 1);
+                else if (name == "--accumulate") s.accumulate = count(name, value(), 1);
                 else if (name == "--clip") s.clip = number(name, value());
                 else if (name == "--eval-every") eval_every = count(name, value(), 1);
                 else if (name == "--layers") s.model.layers = count(name, value(), 1);
@@ -205,7 +207,7 @@ int main(int argc, char** argv)
         std::cout << "tiny_gpt: " << text.describe() << "\nmodel: " << s.model.layers << " layers, d_model "
                   << s.model.d_model << ", " << s.model.heads << " heads, context " << s.model.context << ", "
                   << (s.model.tied_head ? "tied" : "untied") << " head; batch " << s.batch << " x "
-                  << s.model.context << " characters, " << s.steps << " steps (warmup " << s.warmup
+                  << s.model.context << " characters" << (s.accumulate > 1 ? " x " + std::to_string(s.accumulate) + " micro-batches" : "") << ", " << s.steps << " steps (warmup " << s.warmup
                   << ", cosine to 10%), clipping at " << s.clip << "\nthreads: " << xoptim::num_threads() << "; SIMD: "
                   << xsimd::default_arch::name() << "; BLAS: " << openblas_get_config() << " ("
                   << openblas_get_corename() << ", " << openblas_get_num_threads() << " threads)\n";

@@ -211,6 +211,7 @@ namespace tiny_gpt
         xoptim::stepper_options so;
         so.clip_global_norm = m_s.clip;
         so.on_non_finite = xoptim::non_finite::raise;  // a NaN gradient ends the run, named
+        so.accumulate = m_s.accumulate;
         xoptim::stepper<Opt> step(std::move(opt), so);
 
         run_result r;
@@ -235,11 +236,12 @@ namespace tiny_gpt
                     double(r.state.state_bytes) / 1048576.0, double(r.state.param_bytes) / 1048576.0,
                     r.state.ratio());
 
+        // Batch k of the run is micro-batch k % accumulate of step k / accumulate + 1.
+        const std::size_t micro = m_s.accumulate, batch = m_s.batch;
         xoptim::train::loader_options lo;
         lo.workers = m_s.workers;
-        lo.first = first;
-        lo.count = last > first ? last - first : 0;
-        const std::size_t batch = m_s.batch;
+        lo.first = first * micro;
+        lo.count = last > first ? (last - first) * micro : 0;
         xoptim::train::batch_loader<lm_batch> loader(
             [this, batch](std::size_t index, lm_batch& b) { m_corpus.fill(index, batch, b); }, lo);
 
@@ -257,6 +259,7 @@ namespace tiny_gpt
         bar.start_step(first);
         const auto start = clock::now();
         double outside = 0;  // validation and checkpoints, left out of the training time
+        double loss_sum = 0;
         for (;;)
         {
             const auto wait = clock::now();
@@ -266,7 +269,7 @@ namespace tiny_gpt
             {
                 break;
             }
-            const std::size_t t = b.index() + 1;
+            const std::size_t t = b.index() / micro + 1;
             const auto t0 = clock::now();
             const double loss = model.loss(b->ids.data(), b->targets.data(), batch, m_s.model.context, true);
             r.model_seconds += seconds_since(t0);
@@ -276,10 +279,12 @@ namespace tiny_gpt
                 r.diverged = "step " + std::to_string(t) + ": the training loss is " + std::to_string(loss);
                 break;
             }
+            loss_sum += loss;
             const auto t1 = clock::now();
+            bool stepped = false;
             try
             {
-                step(model.params(), model.grads());
+                stepped = step(model.params(), model.grads());  // true on a step's last micro-batch
             }
             catch (const xoptim::non_finite_error& e)
             {
@@ -287,8 +292,13 @@ namespace tiny_gpt
                 break;
             }
             r.step_seconds += seconds_since(t1);
+            if (!stepped)
+            {
+                continue;
+            }
             r.steps.push_back(double(t));
-            r.train_loss.push_back(loss);
+            r.train_loss.push_back(loss_sum / double(micro));
+            loss_sum = 0;
             m_memory.record_step(m_memory.steps_recorded());
             ++r.steps_run;
             const auto pause = clock::now();
@@ -299,11 +309,12 @@ namespace tiny_gpt
                 {
                     break;
                 }
-                bar.update(t, {{"loss", loss}, {"val", r.val_loss.back()}});
+                bar.update(t, {{"loss", r.train_loss.back()}, {"val", r.val_loss.back()}});
+                std::cout << std::flush;  // a log file sees the progress as it happens
             }
             else
             {
-                bar.update(t, {{"loss", loss}});
+                bar.update(t, {{"loss", r.train_loss.back()}});
             }
             if (m_s.save_every > 0 && t % m_s.save_every == 0 && t != last)
             {
