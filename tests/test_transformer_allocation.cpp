@@ -9,6 +9,7 @@
 #include <xoptim/xoptim.hpp>
 
 #include "support/count_allocations.hpp"
+#include "support/gpt_problem.hpp"
 
 namespace
 {
@@ -19,27 +20,16 @@ namespace
     std::size_t steady_state_allocations(Opt opt, std::size_t threads)
     {
         xoptim::set_num_threads(threads);
-        xoptim::train::gpt_config c;
-        c.vocab = 32;
-        c.context = 32;
-        c.layers = 2;
-        c.d_model = 64;
-        const std::size_t batch = 8, rows = batch * c.context;
-        std::vector<std::int32_t> ids(rows), targets(rows);
-        for (std::size_t i = 0; i < rows; ++i)
-        {
-            ids[i] = std::int32_t(i * 7 % 32);
-            targets[i] = std::int32_t(i * 11 % 32);
-        }
-        xoptim::train::gpt<float> model(c);
+        const auto p = xoptim_test::small_gpt_problem(32, 8);
+        xoptim::train::gpt<float> model(p.config);
         xoptim::stepper_options o;
         o.clip_global_norm = 1.0;
         o.on_non_finite = xoptim::non_finite::raise;
         xoptim::stepper<Opt> step(std::move(opt), o);
         const auto train_and_validate = [&] {
-            model.loss(ids.data(), targets.data(), batch, c.context, true);
+            model.loss(p.ids.data(), p.targets.data(), p.batch, p.config.context, true);
             step(model.params(), model.grads());
-            model.loss(ids.data(), targets.data(), batch / 2, c.context, false);
+            model.loss(p.ids.data(), p.targets.data(), p.batch / 2, p.config.context, false);
         };
         const std::size_t start = allocations;
         train_and_validate();

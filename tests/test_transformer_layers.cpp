@@ -9,6 +9,7 @@
 #include <nlohmann/json.hpp>
 #include <xoptim/train/gpt.hpp>
 
+#include "support/gpt_problem.hpp"
 #include "support/gradient_check.hpp"
 #include "support/reference.hpp"
 
@@ -34,6 +35,15 @@ namespace
         return "nothing thrown";
     }
 
+    // The weight and bias gradients of a linear layer or a norm, as `loss` sees them.
+    template <class Layer>
+    void expect_weight_and_bias_gradients(Layer& layer, const std::function<double()>& loss, const std::string& name)
+    {
+        const auto dw = layer.grad_weight.values, db = layer.grad_bias.values;
+        expect_gradient(layer.weight.values, dw, loss, name + ".weight");
+        expect_gradient(layer.bias.values, db, loss, name + ".bias");
+    }
+
     TEST(transformer_layers, layer_norm_gradients_match_central_differences)
     {
         const std::size_t rows = 3, dim = 6;
@@ -49,9 +59,7 @@ namespace
         };
         loss();
         norm.backward(x.data(), r.data(), rows, dx.data());
-        const auto dw = norm.grad_weight.values, db = norm.grad_bias.values;
-        expect_gradient(norm.weight.values, dw, loss, "weight");
-        expect_gradient(norm.bias.values, db, loss, "bias");
+        expect_weight_and_bias_gradients(norm, loss, "norm");
         expect_gradient(x, dx, loss, "input");
     }
 
@@ -90,12 +98,8 @@ namespace
         };
         loss();
         ff.backward(x.data(), r.data(), rows, dx.data());
-        const auto dw1 = ff.fc.grad_weight.values, db1 = ff.fc.grad_bias.values;
-        const auto dw2 = ff.proj.grad_weight.values, db2 = ff.proj.grad_bias.values;
-        expect_gradient(ff.fc.weight.values, dw1, loss, "fc.weight");
-        expect_gradient(ff.fc.bias.values, db1, loss, "fc.bias");
-        expect_gradient(ff.proj.weight.values, dw2, loss, "proj.weight");
-        expect_gradient(ff.proj.bias.values, db2, loss, "proj.bias");
+        expect_weight_and_bias_gradients(ff.fc, loss, "fc");
+        expect_weight_and_bias_gradients(ff.proj, loss, "proj");
         expect_gradient(x, dx, loss, "input");
     }
 
@@ -126,12 +130,8 @@ namespace
         };
         loss();
         attn.backward(x.data(), r.data(), batch, context, dx.data());
-        const auto dqw = attn.qkv.grad_weight.values, dqb = attn.qkv.grad_bias.values;
-        const auto dpw = attn.proj.grad_weight.values, dpb = attn.proj.grad_bias.values;
-        expect_gradient(attn.qkv.weight.values, dqw, loss, "qkv.weight");
-        expect_gradient(attn.qkv.bias.values, dqb, loss, "qkv.bias");
-        expect_gradient(attn.proj.weight.values, dpw, loss, "proj.weight");
-        expect_gradient(attn.proj.bias.values, dpb, loss, "proj.bias");
+        expect_weight_and_bias_gradients(attn.qkv, loss, "qkv");
+        expect_weight_and_bias_gradients(attn.proj, loss, "proj");
         expect_gradient(x, dx, loss, "input");
     }
 
@@ -287,23 +287,11 @@ namespace
 
     TEST(transformer_layers, gpt_gives_the_same_bits_for_any_thread_count)
     {
-        train::gpt_config c;
-        c.vocab = 32;
-        c.context = 64;
-        c.layers = 2;
-        c.d_model = 64;
-        c.heads = 4;
-        const std::size_t batch = 8, rows = batch * c.context;
-        std::vector<std::int32_t> ids(rows), targets(rows);
-        for (std::size_t i = 0; i < rows; ++i)
-        {
-            ids[i] = std::int32_t(i * 7 % 32);
-            targets[i] = std::int32_t(i * 5 % 32);
-        }
+        const auto p = xoptim_test::small_gpt_problem(64, 8);  // enough rows for two threads
         const auto run = [&](std::size_t threads) {
             xoptim::set_num_threads(threads);
-            train::gpt<float> model(c);
-            const double l = model.loss(ids.data(), targets.data(), batch, c.context, true);
+            train::gpt<float> model(p.config);
+            const double l = model.loss(p.ids.data(), p.targets.data(), p.batch, p.config.context, true);
             std::vector<float> all;
             for (const auto& g : model.grads())
             {

@@ -36,22 +36,14 @@ Floats are repr() of float64 values: exact. The output is deterministic.
 import json
 import math
 import os
+import sys
 
 import torch
 import torch.nn.functional as F
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-MASK = (1 << 64) - 1
-
-
-def u(seed, t, i):
-    x = (seed * 0x9E3779B97F4A7C15 + t * 0xBF58476D1CE4E5B9 + i * 0x94D049BB133111EB) & MASK
-    x ^= x >> 30
-    x = (x * 0xBF58476D1CE4E5B9) & MASK
-    x ^= x >> 27
-    x = (x * 0x94D049BB133111EB) & MASK
-    x ^= x >> 31
-    return ((x >> 40) - 2 ** 23) / 2 ** 23
+sys.path.insert(0, HERE)
+from generate import u  # noqa: E402  (the inputs' hash, shared with the other references)
 
 
 def param_names(layers, tied):

@@ -105,6 +105,14 @@ namespace xoptim::train
         };
 
         void add(const std::string& name, tensor& value, tensor& grad);
+
+        // A layer's NAME.weight and NAME.bias (a linear or a norm).
+        template <class Layer>
+        void add_pair(const std::string& name, Layer& layer)
+        {
+            add(name + ".weight", layer.weight, layer.grad_weight);
+            add(name + ".bias", layer.bias, layer.grad_bias);
+        }
         void check_ids(const std::int32_t* ids, std::size_t n, const char* what) const;
         void resize(std::size_t rows);
         void embed(const std::int32_t* ids, std::size_t batch, std::size_t context);
@@ -214,21 +222,14 @@ namespace xoptim::train
         {
             block& b = m_blocks[l];
             const std::string p = "layers." + std::to_string(l) + ".";
-            add(p + "ln1.weight", b.ln1.weight, b.ln1.grad_weight);
-            add(p + "ln1.bias", b.ln1.bias, b.ln1.grad_bias);
-            add(p + "attn.qkv.weight", b.attn.qkv.weight, b.attn.qkv.grad_weight);
-            add(p + "attn.qkv.bias", b.attn.qkv.bias, b.attn.qkv.grad_bias);
-            add(p + "attn.proj.weight", b.attn.proj.weight, b.attn.proj.grad_weight);
-            add(p + "attn.proj.bias", b.attn.proj.bias, b.attn.proj.grad_bias);
-            add(p + "ln2.weight", b.ln2.weight, b.ln2.grad_weight);
-            add(p + "ln2.bias", b.ln2.bias, b.ln2.grad_bias);
-            add(p + "mlp.fc.weight", b.ff.fc.weight, b.ff.fc.grad_weight);
-            add(p + "mlp.fc.bias", b.ff.fc.bias, b.ff.fc.grad_bias);
-            add(p + "mlp.proj.weight", b.ff.proj.weight, b.ff.proj.grad_weight);
-            add(p + "mlp.proj.bias", b.ff.proj.bias, b.ff.proj.grad_bias);
+            add_pair(p + "ln1", b.ln1);
+            add_pair(p + "attn.qkv", b.attn.qkv);
+            add_pair(p + "attn.proj", b.attn.proj);
+            add_pair(p + "ln2", b.ln2);
+            add_pair(p + "mlp.fc", b.ff.fc);
+            add_pair(p + "mlp.proj", b.ff.proj);
         }
-        add("ln_f.weight", m_ln_f.weight, m_ln_f.grad_weight);
-        add("ln_f.bias", m_ln_f.bias, m_ln_f.grad_bias);
+        add_pair("ln_f", m_ln_f);
         if (!c.tied_head)
         {
             add("head.weight", m_head, m_head_grad);
