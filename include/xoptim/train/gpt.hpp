@@ -113,6 +113,7 @@ namespace xoptim::train
             add(name + ".weight", layer.weight, layer.grad_weight);
             add(name + ".bias", layer.bias, layer.grad_bias);
         }
+
         void check_ids(const std::int32_t* ids, std::size_t n, const char* what) const;
         void resize(std::size_t rows);
         void embed(const std::int32_t* ids, std::size_t batch, std::size_t context);
