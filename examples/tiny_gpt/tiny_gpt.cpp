@@ -34,7 +34,8 @@ namespace
   --lr X                learning rate instead of the optimizer's default (the hybrid: Muon's)
   --adamw-lr X          the hybrid's AdamW learning rate (default: AdamW's)
   --sweep               train each optimizer at every learning rate of its sweep list and
-                        compare them at their best (AdamW's best sets the hybrid's AdamW lr)
+                        compare them at their best (AdamW's best sets the hybrid's AdamW lr;
+                        no checkpoints or samples)
   --steps N             optimizer steps per run (default 1000)
   --warmup N            steps of linear warmup before the cosine decay (default 100, at
                         most a tenth of --steps)
