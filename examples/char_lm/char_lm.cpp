@@ -34,6 +34,7 @@
 #include <xoptim/xoptim.hpp>
 
 #include "../common/distributed.hpp"
+#include "../common/ascii_text.hpp"
 #include "../common/options.hpp"
 #include "../common/svg_plot.hpp"
 
@@ -46,7 +47,7 @@ namespace
     constexpr std::size_t context = 8;
     constexpr std::size_t embed_dim = 32;
     constexpr std::size_t width = context * embed_dim;  // 256
-    constexpr std::size_t vocab = 128;                  // ASCII
+    constexpr std::size_t vocab = examples::ascii_vocab;
     constexpr std::size_t batch = 256;
 
     struct settings
@@ -63,55 +64,6 @@ namespace
         double adamw_lr = 1e-2;
         double muon_lr = 0.01;
         bool data_parallel = false;
-    };
-
-    // The Bible as `bible` prints it, verse numbers dropped, into `file`.
-    void write_bible(const fs::path& file)
-    {
-        std::FILE* pipe = popen("bible 'Gen1:1-Rev22:21' 2>/dev/null", "r");
-        std::string text;
-        char line[4096];
-        while (pipe != nullptr && std::fgets(line, sizeof line, pipe) != nullptr)
-        {
-            const char* p = line;
-            while (*p == ' ')
-            {
-                ++p;
-            }
-            const char* q = p;
-            while (*q >= '0' && *q <= '9')
-            {
-                ++q;
-            }
-            text += (q != p && *q == ' ') ? q + 1 : p;
-        }
-        if (pipe == nullptr || pclose(pipe) != 0 || text.size() < 1000000)
-        {
-            throw std::runtime_error("cannot read the King James Bible through `bible`: install it with\n"
-                                     "  tools/install-deps.sh (or apt-get install bible-kjv bible-kjv-text)\n"
-                                     "or give a text file with --text FILE");
-        }
-        std::ofstream out(file, std::ios::binary);
-        out << text;
-        if (!out.flush())
-        {
-            throw std::runtime_error("cannot write " + file.string());
-        }
-    }
-
-    // Bytes as ids; anything outside ASCII becomes '?'.
-    struct ascii_tokenizer
-    {
-        std::vector<std::uint8_t> operator()(std::string_view text) const
-        {
-            std::vector<std::uint8_t> ids(text.size());
-            for (std::size_t i = 0; i < text.size(); ++i)
-            {
-                const auto c = static_cast<unsigned char>(text[i]);
-                ids[i] = c < vocab ? c : '?';
-            }
-            return ids;
-        }
     };
 
     struct lm_batch
@@ -409,10 +361,10 @@ int main(int argc, char** argv)
             fs::create_directories(s.out);
             if (!fs::exists(source))
             {
-                write_bible(source);
+                examples::write_bible(source);
             }
             return xoptim::train::load_or_build_tokens<std::uint8_t>(
-                source.string(), (s.out / (source.filename().string() + ".tokens")).string(), ascii_tokenizer{});
+                source.string(), (s.out / (source.filename().string() + ".tokens")).string(), examples::ascii_tokenizer{});
         };
         std::optional<decltype(prepare())> prepared;
         if (cluster.rank() == 0)
