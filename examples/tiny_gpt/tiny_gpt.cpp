@@ -20,6 +20,8 @@
 #include <string>
 #include <vector>
 
+#include <xoptim/linalg/blas_info.hpp>
+
 #include "../common/options.hpp"
 #include "optimizers.hpp"
 #include "report.hpp"
@@ -210,8 +212,7 @@ int main(int argc, char** argv)
                   << (s.model.tied_head ? "tied" : "untied") << " head; batch " << s.batch << " x "
                   << s.model.context << " characters" << (s.accumulate > 1 ? " x " + std::to_string(s.accumulate) + " micro-batches" : "") << ", " << s.steps << " steps (warmup " << s.warmup
                   << ", cosine to 10%), clipping at " << s.clip << "\nthreads: " << xoptim::num_threads() << "; SIMD: "
-                  << xsimd::default_arch::name() << "; BLAS: " << openblas_get_config() << " ("
-                  << openblas_get_corename() << ", " << openblas_get_num_threads() << " threads)\n";
+                  << xsimd::default_arch::name() << "; BLAS: " << xoptim::blas::library().text() << "\n";
 
         xoptim::train::memory_profiler memory;
         trainer t(s, text, memory);
