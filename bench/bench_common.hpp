@@ -163,7 +163,8 @@ namespace bench
     }
 
     // A benchmark program's main after its benchmarks are registered: the common
-    // context (the xsimd architecture, the hardware threads) plus `context` pairs.
+    // context (the xsimd architecture, xoptim's kernels, the hardware threads) plus
+    // `context` pairs.
     inline int run_main(int argc, char** argv, const std::vector<std::pair<std::string, std::string>>& context = {})
     {
         benchmark::Initialize(&argc, argv);
@@ -172,6 +173,7 @@ namespace bench
             return 1;
         }
         benchmark::AddCustomContext("xsimd_arch", xsimd::default_arch::name());
+        benchmark::AddCustomContext("xoptim_simd_arch", xoptim::simd_arch());
         benchmark::AddCustomContext("hardware_concurrency", std::to_string(all_threads()));
         for (const auto& [key, value] : context)
         {

@@ -4,8 +4,9 @@
 Reads the Google Benchmark JSON of bench_step and bench_lowmem from one build (one
 instruction set) and prints a markdown table: each step (AdamW with float, 8-bit and
 bf16 states, SGD-momentum, Lion) against the memory floor that moves its bytes,
-compiled for the same instruction set, for cases A and B at 1 thread and all, and the
-low-memory steps against float AdamW of the same run.
+compiled for the same instruction set, for cases A and B (and C where run) at 1 thread
+and all, and the low-memory steps against float AdamW of the same run (wall time; at 1
+thread also CPU time).
 
     tools/bench_arch.py step.json lowmem.json
 """
@@ -15,6 +16,10 @@ import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from bench_summary import CASE_A, CASE_B, fmt_ms, load_medians, max_threads, pair  # noqa: E402
+
+# In cache (bench_lowmem and bench_step's AdamW and its floor only): the arithmetic alone,
+# for an emulated build (XOPTIM_BENCH_CASES).
+CASE_C = "1x2^14"
 
 STEPS = [
     # (label, algorithm, floor, compared with float AdamW)
@@ -29,22 +34,27 @@ STEPS = [
 def table(results, contexts):
     top = max_threads(results)
     arch = sorted({c.get("xsimd_arch", "?") for c in contexts.values()})
-    lines = [f"xsimd architecture: {', '.join(arch)}", "",
-             "| step | case | threads | xoptim (ms) | floor (ms) | xoptim / floor | / float AdamW |",
-             "| --- | --- | ---: | ---: | ---: | ---: | ---: |"]
-    for case in (CASE_A, CASE_B):
+    simd = sorted({c["xoptim_simd_arch"] for c in contexts.values() if "xoptim_simd_arch" in c}) or ["?"]
+    lines = [f"xoptim::simd_arch(): {', '.join(simd)}; xsimd architecture: {', '.join(arch)}", "",
+             "| step | case | threads | xoptim (ms) | floor (ms) | xoptim / floor | / float AdamW | / float AdamW, CPU time |",
+             "| --- | --- | ---: | ---: | ---: | ---: | ---: | ---: |"]
+    for case in (CASE_A, CASE_B, CASE_C):
         for threads in sorted({1, top}):
             for label, algo, floor, vs_float in STEPS:
                 p = pair(results, (algo, "xoptim", case, threads), (floor, "xsimd", case, threads))
                 if p is None:
                     continue
                 step, fl = p
-                cell = ""
+                cell = cpu_cell = ""
                 if vs_float:
                     q = pair(results, (algo, "xoptim", case, threads), ("adamw", "xoptim", case, threads))
                     cell = f"{q[0]['median_ms'] / q[1]['median_ms']:.2f}" if q else ""
+                    # One thread runs on the timing thread, whose CPU time leaves out the
+                    # time other processes of a shared machine held the core.
+                    if q and threads == 1:
+                        cpu_cell = f"{q[0]['cpu_ms'] / q[1]['cpu_ms']:.2f}"
                 lines.append(f"| {label} | {case} | {threads} | {fmt_ms(step['median_ms'])} | {fmt_ms(fl['median_ms'])} "
-                             f"| {step['median_ms'] / fl['median_ms']:.2f} | {cell} |")
+                             f"| {step['median_ms'] / fl['median_ms']:.2f} | {cell} | {cpu_cell} |")
     return "\n".join(lines)
 
 
