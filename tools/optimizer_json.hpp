@@ -11,6 +11,7 @@
 #include <stdexcept>
 #include <string>
 
+#include <xoptim/optim/ademamix.hpp>
 #include <xoptim/optim/hybrid.hpp>
 #include <xoptim/optim/muon.hpp>
 #include <xoptim/xoptim.hpp>
@@ -65,12 +66,14 @@ namespace xoptim::tools
                 }
             }
 
+            // A count; null reads as 0, which means "none" for the counts that may be None
+            // in their reference (AdEMAMix's warmups).
             void read(const char* key, std::size_t& x)
             {
                 if (const auto* v = find(key))
                 {
-                    require(v->is_number_unsigned(), key, "a non-negative integer");
-                    x = v->get<std::size_t>();
+                    require(v->is_number_unsigned() || v->is_null(), key, "a non-negative integer or null");
+                    x = v->is_null() ? 0 : v->get<std::size_t>();
                 }
             }
 
@@ -187,7 +190,8 @@ namespace xoptim::tools
         f(opt);
     }
 
-    // Constructs the optimizer called `name` ("sgd", "adam", "adamw", "lion", "signsgd", "muon")
+    // Constructs the optimizer called `name` ("sgd", "adam", "adamw", "lion", "signsgd", "muon",
+    // "ademamix")
     // from `hyper` and calls f(optimizer&).
     template <class F>
     void with_optimizer(const std::string& name, const nlohmann::json& hyper, F&& f)
@@ -216,10 +220,14 @@ namespace xoptim::tools
         {
             detail::build<muon>(name, hyper, f);
         }
+        else if (name == "ademamix")
+        {
+            detail::build<ademamix>(name, hyper, f);
+        }
         else
         {
             throw std::invalid_argument("unknown optimizer \"" + name
-                                        + "\" (expected adamw, adam, sgd, lion, signsgd, muon or hybrid)");
+                                        + "\" (expected adamw, adam, sgd, lion, signsgd, muon, ademamix or hybrid)");
         }
     }
 }
