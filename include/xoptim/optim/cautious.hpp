@@ -15,6 +15,8 @@
 #include <algorithm>
 #include <cstddef>
 
+#include <xsimd/xsimd.hpp>
+
 #include "state.hpp"
 
 namespace xoptim
@@ -44,6 +46,47 @@ namespace xoptim
             return static_cast<T>(n) / (static_cast<T>(count) + T(1));
         }
 
+        // The non-zeros of x[0, n): batches of 0/1 summed in T per chunk of 4096 (exact),
+        // the chunks' sums in an integer.
+        template <class T>
+        std::size_t count_nonzero(const T* x, std::size_t n) noexcept
+        {
+            using batch = xsimd::batch<T>;
+            constexpr std::size_t chunk = 4096;
+            std::size_t count = 0;
+            std::size_t i = 0;
+            while (i + batch::size <= n)
+            {
+                batch ones(T(0));
+                const std::size_t end = std::min(n, i + chunk);
+                for (; i + batch::size <= end; i += batch::size)
+                {
+                    ones += xsimd::select(batch::load_unaligned(x + i) != batch(T(0)), batch(T(1)), batch(T(0)));
+                }
+                count += static_cast<std::size_t>(arch::reduce_add(ones));
+            }
+            for (; i < n; ++i)
+            {
+                count += x[i] != T(0);
+            }
+            return count;
+        }
+
+        template <class T>
+        void scale(T* x, std::size_t n, T factor) noexcept
+        {
+            using batch = xsimd::batch<T>;
+            std::size_t i = 0;
+            for (; i + batch::size <= n; i += batch::size)
+            {
+                (batch::load_unaligned(x + i) * batch(factor)).store_unaligned(x + i);
+            }
+            for (; i < n; ++i)
+            {
+                x[i] *= factor;
+            }
+        }
+
         // Scales the mask in state `slot` of every parameter by its tensor's factor: a
         // mask element is 0 or ±1, so the product is exact.
         template <class Step>
@@ -52,16 +95,8 @@ namespace xoptim
             step.for_each_parameter([&](const state_store::entry& e, const auto& slots) {
                 auto* mask = slots.states[slot];
                 using T = std::remove_pointer_t<decltype(mask)>;
-                std::size_t count = 0;
-                for (std::size_t i = 0; i < e.size; ++i)
-                {
-                    count += mask[i] != T(0);
-                }
-                const T factor = caution_factor<T>(count, e.size, how);
-                for (std::size_t i = 0; i < e.size; ++i)
-                {
-                    mask[i] *= factor;
-                }
+                const T factor = caution_factor<T>(count_nonzero(mask, e.size), e.size, how);
+                scale(mask, e.size, factor);
             });
         }
     }
