@@ -216,6 +216,27 @@ TEST_F(replay_broken, unknown_optimizer) {
     expect_failure({"unknown optimizer", "adamax"});
 }
 
+// The optimizers of 2026 by their JSON names and keys (trajectories: their own tests).
+TEST_F(replay_broken, runs_the_2026_optimizers_by_name) {
+    const std::vector<std::pair<std::string, json>> runs = {
+        {"ademamix", {{"betas", {0.9, 0.999, 0.9999}}, {"alpha_warmup", 3}, {"beta3_warmup", nullptr}}},
+        {"adamw_schedulefree", {{"warmup_steps", 2}, {"paper", true}}},
+        {"sgd_schedulefree", {{"lr", 0.1}, {"momentum", 0.9}}},
+        {"adamw", {{"caution", true}, {"caution_normalize", "count_plus_one"}}},
+        {"lion", {{"caution", true}}}};
+    for (const auto& [name, hyper] : runs) {
+        SCOPED_TRACE(name);
+        edit_case([&](json& j) { j["optimizer"] = name; j["hyper"] = hyper; });
+        fs::remove_all(dir_ / "out");
+        const run_result r = replay(case_, dir_ / "out");
+        ASSERT_EQ(r.code, 0) << r.error;
+        EXPECT_NE(read_text(dir_ / "out" / "head.weight.final.npy"), read_text(case_ / "head.weight.init.npy"));
+    }
+    edit_case([](json& j) { j["optimizer"] = "lion"; j["hyper"] = {{"caution_normalize", "median"}}; });
+    fs::remove_all(dir_ / "out");
+    expect_failure({"hyperparameter \"caution_normalize\" of lion must be \"mean\" or \"count_plus_one\""});
+}
+
 TEST_F(replay_broken, hybrid_without_routing) {
     edit_case([](json& j) { j["optimizer"] = "hybrid"; j["hyper"] = json::object(); });
     expect_failure({"missing key \"routing\"", "hybrid"});
