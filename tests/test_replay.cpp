@@ -237,6 +237,21 @@ TEST_F(replay_broken, runs_the_2026_optimizers_by_name) {
     expect_failure({"hyperparameter \"caution_normalize\" of lion must be \"mean\" or \"count_plus_one\""});
 }
 
+// An EMA of the weights beside the optimizer: after one step its first update copies the
+// parameters; a bad key is named.
+TEST_F(replay_broken, writes_the_ema_of_the_weights) {
+    edit_case([](json& j) { j["steps"] = 1; j["ema"] = {{"decay", 0.99}, {"shadow_dtype", "same"}}; });
+    const run_result r = replay(case_, dir_ / "out");
+    ASSERT_EQ(r.code, 0) << r.error;
+    for (const std::string name : {"layer0.weight", "layer0.bias", "head.weight"})
+        EXPECT_EQ(read_text(dir_ / "out" / (name + ".ema.npy")), read_text(dir_ / "out" / (name + ".final.npy")));
+    edit_case([](json& j) { j["ema"] = {{"decay", 2.0}}; });
+    fs::remove_all(dir_ / "out");
+    expect_failure({"xoptim::ema: decay must be in [0, 1]"});
+    edit_case([](json& j) { j["ema"] = {{"beta", 0.9}}; });
+    expect_failure({"unknown hyperparameter \"beta\" for ema"});
+}
+
 TEST_F(replay_broken, hybrid_without_routing) {
     edit_case([](json& j) { j["optimizer"] = "hybrid"; j["hyper"] = json::object(); });
     expect_failure({"missing key \"routing\"", "hybrid"});

@@ -2,7 +2,8 @@
 //
 // Reads CASE_DIR/case.json, NAME.init.npy and NAME.grad.T.npy (T = 1..steps) for every
 // parameter, runs one optimizer (or the Muon + AdamW hybrid) over all parameters
-// together and writes OUT_DIR/NAME.final.npy (and routing.txt for the hybrid). The format is described in docs/replay.md.
+// together and writes OUT_DIR/NAME.final.npy (and routing.txt for the hybrid; NAME.ema.npy, the
+// EMA of the weights, when case.json asks for one). The format is described in docs/replay.md.
 //
 // Exit codes: 0 done, 2 wrong usage or a malformed case, 1 the output could not be
 // written. Every failure prints one line on stderr starting with "xoptim-replay: ".
@@ -66,6 +67,7 @@ namespace
         json hyper;
         json routing;   // the hybrid's routing entry; null for single optimizers
         json schedule;  // {"lr": {...}}, per group for the hybrid; null if none
+        json ema;       // timm ModelEmaV3's options for an EMA of the weights; null if none
         xoptim::stepper_options around;  // clip_global_norm, accumulate
         std::size_t steps = 0;
         std::string dtype;
@@ -116,8 +118,8 @@ namespace
         {
             throw case_error(file.string() + ": not a JSON object");
         }
-        static const std::set<std::string> known = {"optimizer", "hyper", "routing", "schedule",
-                                                    "clip_global_norm", "accumulate", "steps", "dtype", "params"};
+        static const std::set<std::string> known = {"optimizer", "hyper",  "routing", "schedule", "clip_global_norm",
+                                                    "accumulate", "steps", "dtype",   "params",   "ema"};
         for (const auto& item : j.items())
         {
             if (known.count(item.key()) == 0)
@@ -151,6 +153,11 @@ namespace
         {
             c.schedule = j["schedule"];
             require_type(c.schedule.is_object(), "schedule", "an object");
+        }
+        if (j.contains("ema"))
+        {
+            c.ema = j["ema"];
+            require_type(c.ema.is_object(), "ema", "an object");
         }
         // The replayed run is PyTorch's: a NaN goes through (no guard), as in torch.
         c.around.on_non_finite = xoptim::non_finite::ignore;
@@ -281,6 +288,11 @@ namespace
             named.push_back(xoptim::named(c.params[k], params[k]));
         }
 
+        // The EMA of the weights, updated after every step taken (its options checked first).
+        xoptim::ema average(xoptim::tools::detail::read_options<xoptim::ema_options>(
+            "ema", c.ema.is_null() ? json::object() : c.ema));
+        std::size_t taken = 0;
+
         std::vector<host_tensor<T>> grads(params.size());
         for (std::size_t t = 1; t <= c.steps * c.around.accumulate; ++t)
         {
@@ -295,7 +307,25 @@ namespace
                                      + xoptim::format_shape(params[k].dims));
                 }
             }
-            opt(named, grads);
+            if (opt(named, grads) && !c.ema.is_null())
+            {
+                average.update(named, ++taken);
+            }
+        }
+        // The shadows (the initial parameters if no step was taken).
+        std::vector<host_tensor<T>> shadows;
+        if (!c.ema.is_null())
+        {
+            shadows = params;
+        }
+        if (taken > 0)
+        {
+            std::vector<xoptim::named_ref<host_tensor<T>>> named_shadows;
+            for (std::size_t k = 0; k < shadows.size(); ++k)
+            {
+                named_shadows.push_back(xoptim::named(c.params[k], shadows[k]));
+            }
+            average.copy_to(named_shadows);
         }
 
         try
@@ -305,6 +335,11 @@ namespace
             {
                 const fs::path file = out / (c.params[k] + ".final.npy");
                 xoptim::io::write_npy(file.string(), params[k].data(), params[k].dims);
+                if (!c.ema.is_null())
+                {
+                    const fs::path ema_file = out / (c.params[k] + ".ema.npy");
+                    xoptim::io::write_npy(ema_file.string(), shadows[k].data(), shadows[k].dims);
+                }
             }
             if constexpr (has_routing_table<Optimizer>::value)
             {

@@ -155,31 +155,29 @@ void expect_resume_bit_identical(Make&& make, const std::string& file,
     return std::make_tuple(xoptim::named("a", p[0]), xoptim::named("b", p[1]), xoptim::named("c", p[2]),
                            xoptim::named("d", p[3]), xoptim::named("e", p[4]));
   };
+  // Steps first..last of the inputs.
+  const auto steps = [&](auto& opt, std::vector<std::vector<float>>& x, int first, int last) {
+    for (int t = first; t <= last; ++t) {
+      auto g = check_tensors<float>(5, t);
+      opt.step(names(x), tied(g));
+    }
+  };
   auto straight = make();
   straight.set_storage(s);
   auto p = check_tensors<float>(5, 0);
-  for (int t = 1; t <= 10; ++t) {
-    auto g = check_tensors<float>(5, t);
-    straight.step(names(p), tied(g));
-  }
+  steps(straight, p, 1, 10);
 
   auto first = make();
   first.set_storage(s);
   auto q = check_tensors<float>(5, 0);
-  for (int t = 1; t <= 4; ++t) {
-    auto g = check_tensors<float>(5, t);
-    first.step(names(q), tied(g));
-  }
+  steps(first, q, 1, 4);
   xoptim::save_checkpoint(file, names(q), first);
   auto resumed = make();
   resumed.set_storage(s);
   auto r = check_tensors<float>(99, 0);  // overwritten by the load
   xoptim::load_checkpoint(file, names(r), resumed);
   EXPECT_EQ(resumed.step_count(), 4u);
-  for (int t = 5; t <= 10; ++t) {
-    auto g = check_tensors<float>(5, t);
-    resumed.step(names(r), tied(g));
-  }
+  steps(resumed, r, 5, 10);
   EXPECT_EQ(r, p);
   // The states too: both saved, the files are the same bytes.
   const auto bytes = [&](auto& opt, std::vector<std::vector<float>>& x) {
