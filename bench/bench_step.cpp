@@ -7,6 +7,10 @@
 // Cases: A = one tensor of 2^24 floats, B = 4096 tensors of 4096 floats.
 // All three touch memory laid out the same way: p and g in std::vector<float>, the
 // optimizer state 64-byte aligned (see `placement`).
+// The optimizers of 2026 (1 thread, cases A and B), each against the floor of the arrays
+// it moves: AdEMAMix (5 read / 4 written), Schedule-Free AdamW (4 / 3) and SGD (3 / 2),
+// the EMA of the weights (2 / 1), cautious AdamW and Lion (two passes: against AdamW's
+// and Lion's one-pass floors, 4 / 3 and 3 / 2).
 // Diagnostics: an in-cache case C = one tensor of 2^14 floats (the arithmetic's cost),
 // and case A with every array 64-byte aligned (what misaligned p and g cost).
 #include <array>
@@ -23,6 +27,9 @@
 #include <xtensor/xmath.hpp>
 #include <xtensor/xnoalias.hpp>
 #include <xtensor/xtensor.hpp>
+
+#include <xoptim/optim/ema.hpp>
+#include <xoptim/optim/schedulefree.hpp>
 
 #include "bench_common.hpp"
 
@@ -255,12 +262,83 @@ namespace
     // SGD-momentum and Lion both read p, g, state and write p, state.
     constexpr std::size_t three_array_traffic = 5;
 
+    xoptim::ademamix make_ademamix()
+    {
+        xoptim::ademamix_options o;
+        o.lr = lr;
+        o.weight_decay = weight_decay;
+        return xoptim::ademamix(o);
+    }
+
+    xoptim::adamw_schedulefree make_adamw_schedulefree()
+    {
+        xoptim::adamw_schedulefree_options o;
+        o.weight_decay = weight_decay;
+        return xoptim::adamw_schedulefree(o);
+    }
+
+    xoptim::adamw make_cautious_adamw()
+    {
+        xoptim::adamw o = make_adamw();
+        auto options = o.options();
+        options.caution = true;
+        return xoptim::adamw(options);
+    }
+
+    xoptim::lion make_cautious_lion()
+    {
+        auto options = make_lion().options();
+        options.caution = true;
+        return xoptim::lion(options);
+    }
+
+    // The EMA as run_xoptim steps an optimizer: update(params, step) per call.
+    struct ema_updates
+    {
+        xoptim::ema average{xoptim::ema_options{}};
+        std::size_t k = 0;
+
+        template <class P, class G>
+        void step(P& params, const G&)
+        {
+            average.update(params, ++k);
+        }
+    };
+
+    template <class Make>
+    void register_against_floor(const char* algorithm, const shape& s, std::size_t arrays, Make make)
+    {
+        configure(benchmark::RegisterBenchmark(name(algorithm, "xoptim", s, 1).c_str(),
+                                               [s, arrays, make](benchmark::State& st) {
+                                                   run_xoptim(st, s, arrays, 1, make());
+                                               }),
+                  s);
+    }
+
+    void register_2026(const shape& s)
+    {
+        register_against_floor("ademamix", s, 9, make_ademamix);
+        register_against_floor("adamw_schedulefree", s, adamw_arrays, make_adamw_schedulefree);
+        register_against_floor("sgd_schedulefree", s, three_array_traffic,
+                               [] { return xoptim::sgd_schedulefree(xoptim::sgd_schedulefree_options{}); });
+        register_against_floor("ema", s, 3, [] { return ema_updates{}; });
+        register_against_floor("adamw_cautious", s, adamw_arrays, make_cautious_adamw);
+        register_against_floor("lion_cautious", s, three_array_traffic, make_cautious_lion);
+        configure(benchmark::RegisterBenchmark(name("floor_r5w4", "xsimd", s, 1).c_str(),
+                                               [s](benchmark::State& st) { bm_floor<4>(st, s, 1, placement::like_xoptim); }),
+                  s);
+        configure(benchmark::RegisterBenchmark(name("floor_r2w1", "xsimd", s, 1).c_str(),
+                                               [s](benchmark::State& st) { bm_floor<1>(st, s, 1, placement::like_xoptim); }),
+                  s);
+    }
+
     void register_all()
     {
         const std::vector<std::size_t> threads = thread_counts();
         for (const shape& s : {case_a, case_b})
         {
             register_xoptim_adamw(s);
+            register_2026(s);
             for (std::size_t t : threads)
             {
                 configure(benchmark::RegisterBenchmark(name("floor_r4w3", "xsimd", s, t).c_str(),

@@ -9,6 +9,7 @@
 #include <vector>
 
 #include <xoptim/optim/hybrid.hpp>
+#include <xoptim/optim/schedulefree.hpp>
 #include <xoptim/optim/sparse.hpp>
 #include <xoptim/step/stepper.hpp>
 #include <xoptim/xoptim.hpp>
@@ -113,6 +114,9 @@ namespace
         expect_every_number_checked<xoptim::lion>();
         expect_every_number_checked<xoptim::signsgd>();
         expect_every_number_checked<xoptim::muon>();
+        expect_every_number_checked<xoptim::ademamix>();
+        expect_every_number_checked<xoptim::adamw_schedulefree>();
+        expect_every_number_checked<xoptim::sgd_schedulefree>();
     }
 
     TEST(hyperparameters, muon_newton_schulz_coefficients_name_the_element)

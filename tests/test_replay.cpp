@@ -218,6 +218,42 @@ TEST_F(replay_broken, unknown_optimizer) {
     expect_failure({"unknown optimizer", "adamax"});
 }
 
+// The optimizers of 2026 by their JSON names and keys (trajectories: their own tests).
+TEST_F(replay_broken, runs_the_2026_optimizers_by_name) {
+    const std::vector<std::pair<std::string, json>> runs = {
+        {"ademamix", {{"betas", {0.9, 0.999, 0.9999}}, {"alpha_warmup", 3}, {"beta3_warmup", nullptr}}},
+        {"adamw_schedulefree", {{"warmup_steps", 2}, {"paper", true}}},
+        {"sgd_schedulefree", {{"lr", 0.1}, {"momentum", 0.9}}},
+        {"adamw", {{"caution", true}, {"caution_normalize", "count_plus_one"}}},
+        {"lion", {{"caution", true}}}};
+    for (const auto& [name, hyper] : runs) {
+        SCOPED_TRACE(name);
+        edit_case([&](json& j) { j["optimizer"] = name; j["hyper"] = hyper; });
+        fs::remove_all(dir_ / "out");
+        const run_result r = replay(case_, dir_ / "out");
+        ASSERT_EQ(r.code, 0) << r.error;
+        EXPECT_NE(read_text(dir_ / "out" / "head.weight.final.npy"), read_text(case_ / "head.weight.init.npy"));
+    }
+    edit_case([](json& j) { j["optimizer"] = "lion"; j["hyper"] = {{"caution_normalize", "median"}}; });
+    fs::remove_all(dir_ / "out");
+    expect_failure({"hyperparameter \"caution_normalize\" of lion must be \"mean\" or \"count_plus_one\""});
+}
+
+// An EMA of the weights beside the optimizer: after one step its first update copies the
+// parameters; a bad key is named.
+TEST_F(replay_broken, writes_the_ema_of_the_weights) {
+    edit_case([](json& j) { j["steps"] = 1; j["ema"] = {{"decay", 0.99}, {"shadow_dtype", "same"}}; });
+    const run_result r = replay(case_, dir_ / "out");
+    ASSERT_EQ(r.code, 0) << r.error;
+    for (const std::string name : {"layer0.weight", "layer0.bias", "head.weight"})
+        EXPECT_EQ(read_text(dir_ / "out" / (name + ".ema.npy")), read_text(dir_ / "out" / (name + ".final.npy")));
+    edit_case([](json& j) { j["ema"] = {{"decay", 2.0}}; });
+    fs::remove_all(dir_ / "out");
+    expect_failure({"xoptim::ema: decay must be in [0, 1]"});
+    edit_case([](json& j) { j["ema"] = {{"beta", 0.9}}; });
+    expect_failure({"unknown hyperparameter \"beta\" for ema"});
+}
+
 TEST_F(replay_broken, hybrid_without_routing) {
     edit_case([](json& j) { j["optimizer"] = "hybrid"; j["hyper"] = json::object(); });
     expect_failure({"missing key \"routing\"", "hybrid"});

@@ -11,8 +11,11 @@
 #include <stdexcept>
 #include <string>
 
+#include <xoptim/optim/ademamix.hpp>
+#include <xoptim/optim/ema.hpp>
 #include <xoptim/optim/hybrid.hpp>
 #include <xoptim/optim/muon.hpp>
+#include <xoptim/optim/schedulefree.hpp>
 #include <xoptim/xoptim.hpp>
 
 namespace xoptim::tools
@@ -65,12 +68,33 @@ namespace xoptim::tools
                 }
             }
 
+            // A count; null reads as 0, which means "none" for the counts that may be None
+            // in their reference (AdEMAMix's warmups).
             void read(const char* key, std::size_t& x)
             {
                 if (const auto* v = find(key))
                 {
-                    require(v->is_number_unsigned(), key, "a non-negative integer");
-                    x = v->get<std::size_t>();
+                    require(v->is_number_unsigned() || v->is_null(), key, "a non-negative integer or null");
+                    x = v->is_null() ? 0 : v->get<std::size_t>();
+                }
+            }
+
+            void read(const char* key, caution_normalization& x)
+            {
+                if (const auto* v = find(key))
+                {
+                    require(v->is_string() && (*v == "mean" || *v == "count_plus_one"), key,
+                            "\"mean\" or \"count_plus_one\"");
+                    x = *v == "mean" ? caution_normalization::mean : caution_normalization::count_plus_one;
+                }
+            }
+
+            void read(const char* key, ema_shadow& x)
+            {
+                if (const auto* v = find(key))
+                {
+                    require(v->is_string() && (*v == "same" || *v == "bfloat16"), key, "\"same\" or \"bfloat16\"");
+                    x = *v == "same" ? ema_shadow::same : ema_shadow::bfloat16;
                 }
             }
 
@@ -187,7 +211,8 @@ namespace xoptim::tools
         f(opt);
     }
 
-    // Constructs the optimizer called `name` ("sgd", "adam", "adamw", "lion", "signsgd", "muon")
+    // Constructs the optimizer called `name` ("sgd", "adam", "adamw", "lion", "signsgd", "muon",
+    // "ademamix", "adamw_schedulefree", "sgd_schedulefree")
     // from `hyper` and calls f(optimizer&).
     template <class F>
     void with_optimizer(const std::string& name, const nlohmann::json& hyper, F&& f)
@@ -216,10 +241,23 @@ namespace xoptim::tools
         {
             detail::build<muon>(name, hyper, f);
         }
+        else if (name == "ademamix")
+        {
+            detail::build<ademamix>(name, hyper, f);
+        }
+        else if (name == "adamw_schedulefree")
+        {
+            detail::build<adamw_schedulefree>(name, hyper, f);
+        }
+        else if (name == "sgd_schedulefree")
+        {
+            detail::build<sgd_schedulefree>(name, hyper, f);
+        }
         else
         {
             throw std::invalid_argument("unknown optimizer \"" + name
-                                        + "\" (expected adamw, adam, sgd, lion, signsgd, muon or hybrid)");
+                                        + "\" (expected adamw, adam, sgd, lion, signsgd, muon, ademamix, "
+                                        "adamw_schedulefree, sgd_schedulefree or hybrid)");
         }
     }
 }

@@ -2,7 +2,8 @@
 //
 // Reads CASE_DIR/case.json, NAME.init.npy and NAME.grad.T.npy (T = 1..steps) for every
 // parameter, runs one optimizer (or the Muon + AdamW hybrid) over all parameters
-// together and writes OUT_DIR/NAME.final.npy (and routing.txt for the hybrid). The format is described in docs/replay.md.
+// together and writes OUT_DIR/NAME.final.npy (and routing.txt for the hybrid; NAME.ema.npy, the
+// EMA of the weights, when case.json asks for one). The format is described in docs/replay.md.
 // A case with "ranks": N runs distributed (mpiexec -n N xoptim-replay ...), each rank R
 // reading NAME.grad.T.rR.npy; rank 0 writes.
 //
@@ -74,6 +75,7 @@ namespace
         json hyper;
         json routing;   // the hybrid's routing entry; null for single optimizers
         json schedule;  // {"lr": {...}}, per group for the hybrid; null if none
+        json ema;       // timm ModelEmaV3's options for an EMA of the weights; null if none
         xoptim::stepper_options around;  // clip_global_norm, accumulate
         std::size_t steps = 0;
         std::string dtype;
@@ -129,7 +131,7 @@ namespace
         }
         static const std::set<std::string> known = {"optimizer", "hyper",  "routing", "schedule", "clip_global_norm",
                                                     "accumulate", "steps",  "dtype",   "params",   "ranks",
-                                                    "mode"};
+                                                    "mode",       "ema"};
         for (const auto& item : j.items())
         {
             if (known.count(item.key()) == 0)
@@ -164,6 +166,11 @@ namespace
             c.schedule = j["schedule"];
             require_type(c.schedule.is_object(), "schedule", "an object");
         }
+        if (j.contains("ema"))
+        {
+            c.ema = j["ema"];
+            require_type(c.ema.is_object(), "ema", "an object");
+        }
         // The replayed run is PyTorch's: a NaN goes through (no guard), as in torch.
         c.around.on_non_finite = xoptim::non_finite::ignore;
         if (j.contains("clip_global_norm"))
@@ -195,6 +202,10 @@ namespace
             require_type(mode.is_string() && (mode == "data_parallel" || mode == "zero1"), "mode",
                          "\"data_parallel\" or \"zero1\"");
             c.mode = mode == "zero1" ? xoptim::dist::mode::zero1 : xoptim::dist::mode::data_parallel;
+        }
+        if (c.ranks > 0 && !c.ema.is_null())
+        {
+            throw case_error("case.json: \"ema\" is not supported in a case with \"ranks\"");
         }
 
         const json& steps = require_key(j, "steps");
@@ -339,13 +350,21 @@ namespace
             named.push_back(xoptim::named(c.params[k], params[k]));
         }
 
+        // The EMA of the weights, updated after every step taken (its options checked first).
+        xoptim::ema average(xoptim::tools::detail::read_options<xoptim::ema_options>(
+            "ema", c.ema.is_null() ? json::object() : c.ema));
+        std::size_t taken = 0;
+
         std::string table;
         if (c.ranks == 0)
         {
             for (std::size_t t = 1; t <= c.steps * c.around.accumulate; ++t)
             {
                 load_gradients(c, params, t, 0, grads);
-                opt(named, grads);
+                if (opt(named, grads) && !c.ema.is_null())
+                {
+                    average.update(named, ++taken);
+                }
             }
             if constexpr (has_routing_table<Optimizer>::value)
             {
@@ -371,6 +390,21 @@ namespace
         {
             return;  // rank 0 writes
         }
+        // The shadows (the initial parameters if no step was taken).
+        std::vector<host_tensor<T>> shadows;
+        if (!c.ema.is_null())
+        {
+            shadows = params;
+        }
+        if (taken > 0)
+        {
+            std::vector<xoptim::named_ref<host_tensor<T>>> named_shadows;
+            for (std::size_t k = 0; k < shadows.size(); ++k)
+            {
+                named_shadows.push_back(xoptim::named(c.params[k], shadows[k]));
+            }
+            average.copy_to(named_shadows);
+        }
         try
         {
             fs::create_directories(out);
@@ -378,6 +412,11 @@ namespace
             {
                 const fs::path file = out / (c.params[k] + ".final.npy");
                 xoptim::io::write_npy(file.string(), params[k].data(), params[k].dims);
+                if (!c.ema.is_null())
+                {
+                    const fs::path ema_file = out / (c.params[k] + ".ema.npy");
+                    xoptim::io::write_npy(ema_file.string(), shadows[k].data(), shadows[k].dims);
+                }
             }
             if constexpr (has_routing_table<Optimizer>::value)
             {

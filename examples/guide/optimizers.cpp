@@ -4,6 +4,8 @@
 #include <tuple>
 #include <vector>
 
+#include <xoptim/optim/ema.hpp>
+#include <xoptim/optim/schedulefree.hpp>
 #include <xoptim/xoptim.hpp>
 
 #include "require.hpp"
@@ -29,6 +31,27 @@ namespace
                 "lion defaults");
         const xoptim::signsgd_options sign;
         guide::require(sign.lr == 1e-2 && sign.weight_decay == 0.1, "signsgd defaults");
+        guide::require(!adamw.caution && adamw.caution_normalize == xoptim::caution_normalization::mean && !lion.caution,
+                       "caution defaults");
+        const xoptim::ademamix_options ademamix;
+        guide::require(ademamix.lr == 1e-3 && ademamix.betas[0] == 0.9 && ademamix.betas[1] == 0.999
+                           && ademamix.betas[2] == 0.9999 && ademamix.alpha == 2 && ademamix.beta3_warmup == 0
+                           && ademamix.alpha_warmup == 0 && ademamix.eps == 1e-8 && ademamix.weight_decay == 0,
+                       "ademamix defaults");
+        const xoptim::adamw_schedulefree_options sf;
+        guide::require(sf.lr == 0.0025 && sf.betas[0] == 0.9 && sf.betas[1] == 0.999 && sf.eps == 1e-8
+                           && sf.weight_decay == 0 && sf.warmup_steps == 0 && sf.r == 0 && sf.weight_lr_power == 2
+                           && !sf.paper,
+                       "adamw_schedulefree defaults");
+        const xoptim::sgd_schedulefree_options sgd_sf;
+        guide::require(sgd_sf.lr == 1 && sgd_sf.momentum == 0.9 && sgd_sf.weight_decay == 0 && sgd_sf.warmup_steps == 0
+                           && sgd_sf.r == 0 && sgd_sf.weight_lr_power == 2,
+                       "sgd_schedulefree defaults");
+        const xoptim::ema_options ema;
+        guide::require(ema.decay == 0.9999 && ema.min_decay == 0 && ema.update_after_step == 0 && !ema.use_warmup
+                           && ema.warmup_gamma == 1 && ema.warmup_power == 2.0 / 3.0
+                           && ema.shadow_dtype == xoptim::ema_shadow::same,
+                       "ema defaults");
     }
 }
 
@@ -107,6 +130,48 @@ int main()
         std::printf("%s\n", e.what());
     }
     //! [bad_options]
+
+    //! [cautious]
+    xoptim::adamw_options careful = o;
+    careful.caution = true;  // mask where the update and the gradient disagree in sign
+    xoptim::adamw cautious(careful);
+    cautious.step(std::tie(w, b), std::tie(gw, gb));
+    //! [cautious]
+
+    //! [ademamix]
+    xoptim::ademamix_options ao;
+    ao.lr = 1e-3;
+    ao.betas = {0.9, 0.999, 0.9999};
+    ao.alpha = 8;
+    ao.alpha_warmup = 10000;  // steps; 0: none
+    ao.beta3_warmup = 10000;
+    xoptim::ademamix ademamix(ao);
+    ademamix.step(std::tie(w, b), std::tie(gw, gb));
+    //! [ademamix]
+
+    //! [schedulefree]
+    xoptim::adamw_schedulefree_options fo;
+    fo.lr = 2.5e-3;
+    fo.warmup_steps = 100;
+    xoptim::adamw_schedulefree schedule_free(fo);
+    schedule_free.step(std::tie(w, b), std::tie(gw, gb));  // the parameters hold y
+    schedule_free.eval(std::tie(w, b));           // now x: evaluate or save the model
+    schedule_free.train(std::tie(w, b));          // y again, before the next step
+    schedule_free.step(std::tie(w, b), std::tie(gw, gb));
+    //! [schedulefree]
+    guide::require(!schedule_free.in_eval_mode() && schedule_free.step_count() == 2, "schedule-free");
+
+    //! [ema]
+    xoptim::ema_options eo;
+    eo.decay = 0.999;
+    eo.use_warmup = true;
+    xoptim::ema average(eo);
+    tuned.step(std::tie(w, b), std::tie(gw, gb));
+    average.update(std::tie(w, b), tuned.step_count());  // after each step
+    average.swap(std::tie(w, b));                        // evaluate the average...
+    average.swap(std::tie(w, b));                        // ...and train on
+    //! [ema]
+    guide::require(average.state().size() == 2, "ema");
 
     //! [signsgd]
     xoptim::signsgd sign({/*lr*/ 1e-2, /*weight_decay*/ 0.1});  // stateless

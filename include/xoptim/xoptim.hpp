@@ -3,6 +3,7 @@
 #define XOPTIM_XOPTIM_HPP
 
 #include "optim/adam.hpp"
+#include "optim/ademamix.hpp"
 #include "optim/lion.hpp"
 #include "optim/sgd.hpp"
 #include "optim/signsgd.hpp"

@@ -48,8 +48,7 @@ namespace xoptim_test
             out += key + " step " + std::to_string(o.step_count()) + " "
                    + (options ? xoptim::detail::options_json(o.options()) : "") + " "
                    + xoptim::detail::schedules_json(o.schedules()) + " state ";
-            using O = std::decay_t<decltype(o)>;
-            append_store(out, o.state(), O::state_names.size() - xoptim::detail::scratch_states<O>::value);
+            append_store(out, o.state(), xoptim::detail::kept_states(o));
         });
         if constexpr (xoptim::detail::is_router<Trainer>::value)
         {

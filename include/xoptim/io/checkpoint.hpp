@@ -35,7 +35,9 @@
 #define XOPTIM_IO_CHECKPOINT_HPP
 
 #include <algorithm>
+#include <cmath>
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <map>
 #include <set>
@@ -387,7 +389,7 @@ namespace xoptim
             };
             for_each_optimizer(trainer, "optimizer", [&](const std::string& key, auto& o) {
                 using O = std::remove_const_t<std::remove_reference_t<decltype(o)>>;
-                const std::size_t keep = O::state_names.size() - scratch_states<O>::value;
+                const std::size_t keep = kept_states(o);
                 add_store(checkpoint_access::state(o), "state/" + key + "/", O::state_names, keep,
                           "optimizer state");
             });
@@ -428,6 +430,40 @@ namespace xoptim
                 value = value * 10 + std::size_t(c - '0');
             }
             return value;
+        }
+
+        // An optimizer that keeps numbers on the host beyond its step count (Schedule-Free:
+        // lr_max, weight_sum, the eval/train mode) lists them with
+        // `template <class O, class F> static void host_fields(O& o, F&& f)`, f(name, double&):
+        // saved as metadata KEY.host.NAME (%.17g: the same double back), restored by a load.
+        template <class O, class = void>
+        struct has_host_fields : std::false_type
+        {
+        };
+
+        template <class O>
+        struct has_host_fields<O, std::void_t<decltype(O::host_fields(std::declval<O&>(),
+                                                                      std::declval<void (*)(const char*, double&)>()))>>
+            : std::true_type
+        {
+        };
+
+        inline double parse_host_number(const std::string& path, const std::map<std::string, std::string>& meta,
+                                        const std::string& key)
+        {
+            const auto it = meta.find(key);
+            if (it == meta.end())
+            {
+                checkpoint_error(path, "metadata has no \"" + key + "\"");
+            }
+            const char* text = it->second.c_str();
+            char* end = nullptr;
+            const double x = std::strtod(text, &end);
+            if (it->second.empty() || end != text + it->second.size() || !std::isfinite(x))
+            {
+                checkpoint_error(path, "\"" + key + "\" is " + io::quote(it->second) + ", not a finite number");
+            }
+            return x;
         }
 
         // The metadata key of a tensor's checksum: one key each, so a load finds every
@@ -542,6 +578,12 @@ namespace xoptim
             meta[key + ".storage"] = to_string(o.storage().states);
             meta[key + ".hyperparameters"] = detail::options_json(o.options());
             meta[key + ".schedules"] = detail::schedules_json(o.schedules());
+            if constexpr (detail::has_host_fields<O>::value)
+            {
+                O::host_fields(const_cast<O&>(o), [&](const char* name, double& x) {
+                    meta[key + ".host." + name] = detail::json_number(x);
+                });
+            }
         });
         bool pending = false;
         if constexpr (detail::is_stepper<Trainer>::value)
@@ -589,6 +631,7 @@ namespace xoptim
 
         // The optimizers: kind and step count, checked before anything is created.
         std::vector<std::size_t> steps;
+        std::vector<double> host;  // every optimizer's host fields, in order
         std::vector<std::string> unstepped;  // "state/KEY/" of optimizers saved before a step
         detail::for_each_optimizer(trainer, "optimizer", [&](const std::string& key, auto& o) {
             using O = std::remove_reference_t<decltype(o)>;
@@ -611,6 +654,12 @@ namespace xoptim
                                            + " (call set_storage before loading)");
             }
             steps.push_back(detail::parse_count(path, meta, key + ".step"));
+            if constexpr (detail::has_host_fields<O>::value)
+            {
+                O::host_fields(o, [&](const char* name, double&) {
+                    host.push_back(detail::parse_host_number(path, meta, key + ".host." + name));
+                });
+            }
             if (steps.back() == 0)
             {
                 unstepped.push_back("state/" + key + "/");
@@ -710,8 +759,14 @@ namespace xoptim
             throw;
         }
         std::size_t k = 0;
+        std::size_t h = 0;
         detail::for_each_optimizer(trainer, "optimizer", [&](const std::string&, auto& o) {
             detail::checkpoint_access::steps(o) = steps[k++];
+            using O = std::remove_reference_t<decltype(o)>;
+            if constexpr (detail::has_host_fields<O>::value)
+            {
+                O::host_fields(o, [&](const char*, double& x) { x = host[h++]; });
+            }
         });
         if constexpr (detail::is_stepper<Trainer>::value)
         {

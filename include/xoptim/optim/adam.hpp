@@ -8,12 +8,15 @@
 // the update writes fma: g' = fma(wd, p, ±g), m = fma(1 - b1, g', b1 * m),
 // v = fma((1 - b2) * g', g', b2 * v); every other product is rounded on its own.
 // Without bias correction the last line is MLX's p = p - lr * m / (sqrt(v) + eps).
+// caution (timm's AdamW, caution=True; cautious.hpp): m in the last line becomes
+// m * mask / normalizer, mask = (m * g' > 0), in two passes.
 #ifndef XOPTIM_OPTIM_ADAM_HPP
 #define XOPTIM_OPTIM_ADAM_HPP
 
 #include <array>
 #include <cmath>
 
+#include "cautious.hpp"
 #include "optimizer.hpp"
 #include "validate.hpp"
 
@@ -29,6 +32,8 @@ namespace xoptim
         bool amsgrad = false;
         bool maximize = false;
         bool bias_correction = true;
+        bool caution = false;  // timm's name
+        caution_normalization caution_normalize = caution_normalization::mean;
 
         // Every hyperparameter with its PyTorch name: f(name, field).
         template <class O, class F>
@@ -41,6 +46,8 @@ namespace xoptim
             f("amsgrad", o.amsgrad);
             f("maximize", o.maximize);
             f("bias_correction", o.bias_correction);
+            f("caution", o.caution);
+            f("caution_normalize", o.caution_normalize);
         }
     };
 
@@ -54,7 +61,9 @@ namespace xoptim
 
         using options_type = adam_options_base<Decoupled>;
         static constexpr const char* name = Decoupled ? "adamw" : "adam";
-        static constexpr std::array<const char*, 3> state_names = {"exp_avg", "exp_avg_sq", "max_exp_avg_sq"};
+        // With caution, a scratch state (the mask) follows the last of these.
+        static constexpr std::array<const char*, 4> state_names = {"exp_avg", "exp_avg_sq", "max_exp_avg_sq",
+                                                                   "caution_mask"};
         static constexpr std::array<bool, 3> unsigned_states = {false, true, true};
 
         explicit adam_base(const options_type& o = {})
@@ -79,7 +88,12 @@ namespace xoptim
 
         std::size_t num_states() const noexcept
         {
-            return m_o.amsgrad ? 3 : 2;
+            return (m_o.amsgrad ? 3 : 2) + num_scratch_states();
+        }
+
+        std::size_t num_scratch_states() const noexcept
+        {
+            return m_o.caution ? 1 : 0;
         }
 
         template <class Step>
@@ -113,7 +127,26 @@ namespace xoptim
             }();
             const auto first_moment = m = fma(1 - b1, d, b1 * m);
             const auto second_moment = v = fma((1 - b2) * d, d, b2 * v);
-            if (m_o.amsgrad)
+            if (m_o.caution)
+            {
+                // Pass 1: the moments and the mask; then the mask normalized per tensor;
+                // pass 2: the update (the decay applied where p is written).
+                const auto& mask = sym::state<3>;
+                const auto& mask_after_v = sym::state<2>;
+                if (m_o.amsgrad)
+                {
+                    step.run(grad, first_moment, second_moment, vmax = max(vmax, v), mask = where(m * d > 0, 1.0, 0.0));
+                    detail::normalize_caution(step, 3, m_o.caution_normalize);
+                    step.run(p = decay * p + (-step_size * (m * mask)) / (sqrt(vmax) / bc2_sqrt + eps()));
+                }
+                else
+                {
+                    step.run(grad, first_moment, second_moment, mask_after_v = where(m * d > 0, 1.0, 0.0));
+                    detail::normalize_caution(step, 2, m_o.caution_normalize);
+                    step.run(p = decay * p + (-step_size * (m * mask_after_v)) / (sqrt(v) / bc2_sqrt + eps()));
+                }
+            }
+            else if (m_o.amsgrad)
             {
                 step.run(decayed, grad, first_moment, second_moment, vmax = max(vmax, v),
                          p = p + (-step_size * m) / (sqrt(vmax) / bc2_sqrt + eps()));

@@ -2,11 +2,14 @@
 //   c = b1 * m + (1 - b1) * g
 //   p = p * (1 - lr * wd) - lr * sign(c)
 //   m = b2 * m + (1 - b2) * g
+// caution (C-Optim's c_lion.py; timm's lion.py for "mean"; cautious.hpp): sign(c) becomes
+// sign(c) * mask / normalizer, mask = (sign(c) * g > 0), in two passes.
 #ifndef XOPTIM_OPTIM_LION_HPP
 #define XOPTIM_OPTIM_LION_HPP
 
 #include <array>
 
+#include "cautious.hpp"
 #include "optimizer.hpp"
 #include "validate.hpp"
 
@@ -17,6 +20,8 @@ namespace xoptim
         double lr = 1e-4;
         std::array<double, 2> betas = {0.9, 0.99};
         double weight_decay = 0;
+        bool caution = false;
+        caution_normalization caution_normalize = caution_normalization::mean;
 
         template <class O, class F>
         static void fields(O& o, F&& f)
@@ -24,6 +29,8 @@ namespace xoptim
             f("lr", o.lr);
             f("betas", o.betas);
             f("weight_decay", o.weight_decay);
+            f("caution", o.caution);
+            f("caution_normalize", o.caution_normalize);
         }
     };
 
@@ -33,7 +40,8 @@ namespace xoptim
 
         using options_type = lion_options;
         static constexpr const char* name = "lion";
-        static constexpr std::array<const char*, 1> state_names = {"exp_avg"};
+        // With caution, a scratch state: sign(c) masked, then normalized.
+        static constexpr std::array<const char*, 2> state_names = {"exp_avg", "caution_update"};
 
         explicit lion(const lion_options& o = {})
             : m_o(o)
@@ -56,7 +64,12 @@ namespace xoptim
 
         std::size_t num_states() const noexcept
         {
-            return 1;
+            return 1 + num_scratch_states();
+        }
+
+        std::size_t num_scratch_states() const noexcept
+        {
+            return m_o.caution ? 1 : 0;
         }
 
         template <class Step>
@@ -68,9 +81,20 @@ namespace xoptim
             const double b1 = m_o.betas[0];
             const double b2 = m_o.betas[1];
             const double lr = m_o.lr;
-            step.run(c = b1 * m + (1 - b1) * g,
-                     p = p * (1 - arch::product(lr, m_o.weight_decay)) - lr * sign(c),
-                     m = b2 * m + (1 - b2) * g);
+            const double decay = 1 - arch::product(lr, m_o.weight_decay);
+            const auto interpolated = c = b1 * m + (1 - b1) * g;
+            const auto momentum = m = b2 * m + (1 - b2) * g;
+            if (m_o.caution)
+            {
+                const auto& u = sym::state<1>;
+                step.run(interpolated, u = where(sign(c) * g > 0, sign(c), 0.0), momentum);
+                detail::normalize_caution(step, 1, m_o.caution_normalize);
+                step.run(p = p * decay - lr * u);
+            }
+            else
+            {
+                step.run(interpolated, p = p * decay - lr * sign(c), momentum);
+            }
         }
 
     private:

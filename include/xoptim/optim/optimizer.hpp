@@ -312,6 +312,13 @@ namespace xoptim
 
         optimizer() = default;
 
+        // Runs `assignments`, which read no gradient, over `params` (the parameters the
+        // state was made for, checked as a step checks them) in one fused pass: work
+        // between steps, such as Schedule-Free's eval() and train(). Before the first step
+        // (no state) it runs nothing.
+        template <class P, class... A>
+        void run_without_grads(P&& params, A&&... assignments);
+
     private:
 
         friend struct detail::checkpoint_access;
@@ -322,8 +329,9 @@ namespace xoptim
         void apply_schedules(std::size_t k);
         void restore_unscheduled() noexcept;
 
+        // With `jobs_without_grads`, a set without gradients is prepared to run as well.
         template <class P, class G>
-        void collect(P&& params, G&& grads);
+        void collect(P&& params, G&& grads, bool jobs_without_grads = false);
 
         const Derived& derived() const noexcept
         {
@@ -373,6 +381,19 @@ namespace xoptim
         {
         };
 
+        // States that must keep the math type under any storage (Schedule-Free's z, an
+        // average of the parameters) are the first `full_precision_states`.
+        template <class D, class = void>
+        struct full_precision_states : std::integral_constant<std::size_t, 0>
+        {
+        };
+
+        template <class D>
+        struct full_precision_states<D, std::void_t<decltype(D::full_precision_states)>>
+            : std::integral_constant<std::size_t, D::full_precision_states>
+        {
+        };
+
         template <class D, class = void>
         struct scratch_states : std::integral_constant<std::size_t, 0>
         {
@@ -383,6 +404,46 @@ namespace xoptim
             : std::integral_constant<std::size_t, D::scratch_states>
         {
         };
+
+        // An optimizer whose options decide whether it has a scratch state (cautious
+        // AdamW) says so with `std::size_t num_scratch_states() const` instead.
+        template <class D, class = void>
+        struct has_scratch_count : std::false_type
+        {
+        };
+
+        template <class D>
+        struct has_scratch_count<D, std::void_t<decltype(std::declval<const D&>().num_scratch_states())>>
+            : std::true_type
+        {
+        };
+
+        template <class D>
+        std::size_t scratch_count(const D& d) noexcept
+        {
+            if constexpr (has_scratch_count<D>::value)
+            {
+                return d.num_scratch_states();
+            }
+            else
+            {
+                return scratch_states<D>::value;
+            }
+        }
+
+        // How many states a checkpoint saves (the first ones, at most): all but the scratch ones.
+        template <class D>
+        std::size_t kept_states(const D& d) noexcept
+        {
+            if constexpr (has_scratch_count<D>::value)
+            {
+                return d.num_states() - std::min(d.num_states(), d.num_scratch_states());
+            }
+            else
+            {
+                return D::state_names.size() - scratch_states<D>::value;
+            }
+        }
     }
 
     template <class Derived>
@@ -390,9 +451,9 @@ namespace xoptim
     {
         state_layout layout;
         layout.count = derived().num_states();
-        const std::size_t kept = layout.count - std::min(layout.count, detail::scratch_states<Derived>::value);
+        const std::size_t kept = layout.count - std::min(layout.count, detail::scratch_count(derived()));
         const bool narrow = type != dtype::float64;
-        for (std::size_t k = 0; k < kept && narrow; ++k)
+        for (std::size_t k = detail::full_precision_states<Derived>::value; k < kept && narrow; ++k)
         {
             bool non_negative = false;
             if constexpr (detail::declares_unsigned<Derived>::value)
@@ -424,8 +485,8 @@ namespace xoptim
     {
     public:
 
-        visitor(optimizer& o, bool with_grads) noexcept
-            : m_opt(o), m_with_grads(with_grads), m_creating(o.m_state.empty())
+        visitor(optimizer& o, bool with_jobs) noexcept
+            : m_opt(o), m_with_jobs(with_jobs), m_creating(o.m_state.empty())
         {
         }
 
@@ -487,7 +548,7 @@ namespace xoptim
             }
             const state_store::entry& e = state_for(path, param);
             track_memory(path, e, param_data, grad_data);
-            if (m_with_grads)
+            if (m_with_jobs)
             {
                 add_job(e, param_data, grad_data);
             }
@@ -640,21 +701,21 @@ namespace xoptim
         }
 
         optimizer& m_opt;
-        bool m_with_grads;
+        bool m_with_jobs;
         bool m_creating;
         std::size_t m_index = 0;
     };
 
     template <class Derived>
     template <class P, class G>
-    void optimizer<Derived>::collect(P&& params, G&& grads)
+    void optimizer<Derived>::collect(P&& params, G&& grads, bool jobs_without_grads)
     {
         const std::size_t before = m_state.size();
         m_floats.clear();
         m_doubles.clear();
         m_coded.clear();
         m_alias.clear();
-        visitor v(*this, !std::is_same_v<detail::bare<G>, no_grads>);
+        visitor v(*this, jobs_without_grads || !std::is_same_v<detail::bare<G>, no_grads>);
         try
         {
             walk_params(v, std::forward<P>(params), std::forward<G>(grads));
@@ -817,6 +878,34 @@ namespace xoptim
             restore_unscheduled();
         }
         m_prepared = false;
+        m_floats.clear();
+        m_doubles.clear();
+        m_coded.clear();
+    }
+
+    template <class Derived>
+    template <class P, class... A>
+    void optimizer<Derived>::run_without_grads(P&& params, A&&... assignments)
+    {
+        detail::require_stepped_in_place<P>();
+        if (m_state.empty())
+        {
+            return;
+        }
+        collect(std::forward<P>(params), no_grads{}, true);
+        const step_context<detail::element_types_v<P>> ctx(m_steps, derived().num_states(), m_state, m_floats,
+                                                           m_doubles, m_coded, grad_transform{});
+        try
+        {
+            ctx.run(std::forward<A>(assignments)...);
+        }
+        catch (...)
+        {
+            m_floats.clear();
+            m_doubles.clear();
+            m_coded.clear();
+            throw;
+        }
         m_floats.clear();
         m_doubles.clear();
         m_coded.clear();

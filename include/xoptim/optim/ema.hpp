@@ -1,0 +1,177 @@
+// An exponential moving average of the parameters (Polyak averaging), as timm's ModelEmaV3
+// (huggingface/pytorch-image-models timm/utils/model_ema.py, commit 0a044bf4):
+//   s = max(0, step - update_after_step - 1)
+//   decay = 0 if s == 0, else use_warmup ? clamp(1 - (1 + s / warmup_gamma)^-warmup_power,
+//                                                min_decay, decay)
+//                                        : decay
+//   shadow = lerp(shadow, p, 1 - decay)
+// one fused pass over the parameters and their shadows per update(params, step), called
+// after the optimizer's step with step = the steps taken (opt.step_count()): the first
+// update copies the parameters. lerp is ATen's, in its two forms (w < 0.5:
+// shadow + w (p - shadow); else p - (p - shadow)(1 - w)). The shadow is kept in the
+// parameters' type or, with shadow_dtype bfloat16, in bf16 (computed in float, rounded to
+// nearest even). swap(params) exchanges parameters and shadows for evaluation (twice
+// restores them, bit for bit); copy_to(params) overwrites the parameters with the shadow.
+// The shadows are this object's state: save_checkpoint(path, params, ema) keeps them.
+#ifndef XOPTIM_OPTIM_EMA_HPP
+#define XOPTIM_OPTIM_EMA_HPP
+
+#include <algorithm>
+#include <array>
+#include <cmath>
+#include <stdexcept>
+#include <string>
+
+#include "optimizer.hpp"
+#include "validate.hpp"
+
+namespace xoptim
+{
+    enum class ema_shadow
+    {
+        same,     // the parameters' type
+        bfloat16  // bf16 (float parameters only; double parameters keep double shadows)
+    };
+
+    inline const char* to_string(ema_shadow s) noexcept
+    {
+        return s == ema_shadow::same ? "same" : "bfloat16";
+    }
+
+    struct ema_options
+    {
+        double decay = 0.9999;
+        double min_decay = 0;
+        std::size_t update_after_step = 0;
+        bool use_warmup = false;
+        double warmup_gamma = 1.0;
+        double warmup_power = 2.0 / 3.0;
+        ema_shadow shadow_dtype = ema_shadow::same;  // fixed at construction
+
+        template <class O, class F>
+        static void fields(O& o, F&& f)
+        {
+            f("decay", o.decay);
+            f("min_decay", o.min_decay);
+            f("update_after_step", o.update_after_step);
+            f("use_warmup", o.use_warmup);
+            f("warmup_gamma", o.warmup_gamma);
+            f("warmup_power", o.warmup_power);
+            f("shadow_dtype", o.shadow_dtype);
+        }
+    };
+
+    class ema : public optimizer<ema>
+    {
+    public:
+
+        using options_type = ema_options;
+        static constexpr const char* name = "ema";
+        static constexpr std::array<const char*, 1> state_names = {"shadow"};
+
+        explicit ema(const ema_options& o = {})
+            : m_o(o)
+        {
+            check(o);
+            storage_options s;
+            s.states = o.shadow_dtype == ema_shadow::bfloat16 ? state_storage::bf16 : state_storage::native;
+            set_storage(s);
+        }
+
+        static void check(const ema_options& o)
+        {
+            detail::require(o.decay >= 0 && o.decay <= 1, name, "decay", "in [0, 1]", o.decay);
+            detail::require(o.min_decay >= 0 && o.min_decay <= 1, name, "min_decay", "in [0, 1]", o.min_decay);
+            detail::require_positive(o.warmup_gamma, name, "warmup_gamma");
+            detail::require_non_negative(o.warmup_power, name, "warmup_power");
+        }
+
+        const ema_options& options() const noexcept
+        {
+            return m_o;
+        }
+
+        std::size_t num_states() const noexcept
+        {
+            return 1;
+        }
+
+        // timm's get_decay(step).
+        double decay_at(std::size_t step) const noexcept
+        {
+            const std::size_t after = m_o.update_after_step + 1;
+            const double s = step > after ? static_cast<double>(step - after) : 0.0;
+            if (s <= 0)
+            {
+                return 0;
+            }
+            if (!m_o.use_warmup)
+            {
+                return m_o.decay;
+            }
+            const double warm = 1 - std::pow(1 + s / m_o.warmup_gamma, -m_o.warmup_power);
+            return std::max(std::min(warm, m_o.decay), m_o.min_decay);
+        }
+
+        // shadow = lerp(shadow, p, 1 - decay_at(step)); the first call makes the shadows.
+        template <class P>
+        void update(P&& params, std::size_t step)
+        {
+            using namespace sym;
+            if (state().empty())
+            {
+                init(params);
+            }
+            const auto& shadow = sym::state<0>;
+            const double w = 1 - decay_at(step);
+            if (std::abs(w) < 0.5)
+            {
+                run_without_grads(std::forward<P>(params), shadow = shadow + w * (p - shadow));
+            }
+            else
+            {
+                // 1 - w in the element type, as ATen computes it (a struct: schedule.hpp has a
+                // function of the same name).
+                const struct constant one{1}, weight{w};
+                run_without_grads(std::forward<P>(params), shadow = p - (p - shadow) * (one - weight));
+            }
+        }
+
+        // Parameters and shadows change places: call before evaluating and again after.
+        // Refused for a bf16 shadow (the parameters' low bits would be lost: copy_to a copy).
+        template <class P>
+        void swap(P&& params)
+        {
+            using namespace sym;
+            if (m_o.shadow_dtype == ema_shadow::bfloat16)
+            {
+                throw std::logic_error("xoptim::ema: swap with a bfloat16 shadow would round the parameters to "
+                                       "bf16 (use copy_to on a copy of the model)");
+            }
+            const auto& shadow = sym::state<0>;
+            const auto& held = sym::local<0>;
+            run_without_grads(std::forward<P>(params), held = p, p = shadow, shadow = held);
+        }
+
+        // The parameters become the shadows (a model to evaluate or export).
+        template <class P>
+        void copy_to(P&& params)
+        {
+            using namespace sym;
+            run_without_grads(std::forward<P>(params), p = sym::state<0>);
+        }
+
+    private:
+
+        friend class optimizer<ema>;
+
+        // An average is not stepped with gradients.
+        using optimizer<ema>::step;
+        using optimizer<ema>::prepare;
+        using optimizer<ema>::commit;
+
+        ema_options m_o;
+    };
+}
+
+#endif

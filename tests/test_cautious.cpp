@@ -1,0 +1,172 @@
+// Cautious AdamW and Lion against the float64 transcriptions of timm's adamw.py and
+// C-Optim's c_lion.py (tests/reference/ref2026/cautious.py), and the checks every
+// optimizer gets.
+#include <gtest/gtest.h>
+
+#include "../tools/optimizer_json.hpp"
+#include "support/optimizer_checks.hpp"
+
+namespace
+{
+    using xoptim_test::reference_case_2026;
+
+    std::vector<reference_case_2026> cautious_cases()
+    {
+        std::vector<reference_case_2026> out;
+        for (auto& c : xoptim_test::load_reference_cases_2026())
+        {
+            if (c.hyper.value("caution", false))
+            {
+                out.push_back(std::move(c));
+            }
+        }
+        return out;
+    }
+
+    template <class Opt>
+    void replay(const reference_case_2026& c)
+    {
+        Opt opt(xoptim::tools::detail::read_options<typename Opt::options_type>(c.optimizer, c.hyper));
+        if (c.dtype == "float32")
+        {
+            xoptim_test::replay_case<float>(c, opt);
+        }
+        else
+        {
+            xoptim_test::replay_case<double>(c, opt);
+        }
+    }
+
+    class cautious_trajectory : public ::testing::TestWithParam<reference_case_2026>
+    {
+    };
+
+    TEST_P(cautious_trajectory, matches_reference)
+    {
+        const reference_case_2026& c = GetParam();
+        if (c.optimizer == "adamw")
+        {
+            replay<xoptim::adamw>(c);
+        }
+        else
+        {
+            ASSERT_EQ(c.optimizer, "lion");
+            replay<xoptim::lion>(c);
+        }
+    }
+
+    INSTANTIATE_TEST_SUITE_P(reference, cautious_trajectory, ::testing::ValuesIn(cautious_cases()),
+                             [](const auto& info) { return info.param.name; });
+
+    TEST(cautious, has_every_reference_case)
+    {
+        EXPECT_EQ(cautious_cases().size(), 10u);
+    }
+
+    xoptim::adamw cautious_adamw(bool amsgrad = false,
+                                 xoptim::caution_normalization how = xoptim::caution_normalization::mean)
+    {
+        xoptim::adamw_options o;
+        o.lr = 1e-2;
+        o.caution = true;
+        o.amsgrad = amsgrad;
+        o.caution_normalize = how;
+        return xoptim::adamw(o);
+    }
+
+    xoptim::lion cautious_lion(xoptim::caution_normalization how = xoptim::caution_normalization::mean)
+    {
+        xoptim::lion_options o;
+        o.lr = 1e-3;
+        o.weight_decay = 0.1;
+        o.caution = true;
+        o.caution_normalize = how;
+        return xoptim::lion(o);
+    }
+
+    TEST(cautious, threads_change_no_bits)
+    {
+        xoptim_test::expect_thread_invariant([] { return cautious_adamw(true); });
+        xoptim_test::expect_thread_invariant([] { return cautious_lion(xoptim::caution_normalization::count_plus_one); });
+    }
+
+    TEST(cautious, resumes_bit_for_bit_and_saves_no_mask)
+    {
+        for (auto storage : {xoptim::state_storage::native, xoptim::state_storage::blockwise_8bit})
+        {
+            xoptim_test::expect_resume_bit_identical([] { return cautious_adamw(); }, "cautious_resume.safetensors",
+                                                     storage);
+            xoptim_test::expect_resume_bit_identical([] { return cautious_lion(); }, "cautious_resume.safetensors",
+                                                     storage);
+        }
+        xoptim_test::expect_resume_bit_identical([] { return cautious_adamw(true); }, "cautious_resume.safetensors");
+        // The mask is scratch: a cautious AdamW's checkpoint holds what a plain AdamW's holds.
+        auto with = cautious_adamw();
+        std::vector<float> p(9, 0.5f), g(9, 0.25f);
+        with.step(p, g);
+        EXPECT_EQ(with.state()[0].count, 3u);
+        EXPECT_EQ(xoptim::detail::kept_states(with), 2u);
+        EXPECT_EQ(xoptim::detail::kept_states(cautious_adamw(true)), 3u);
+        EXPECT_EQ(xoptim::detail::kept_states(cautious_lion()), 1u);
+    }
+
+    TEST(cautious, steps_through_groups_and_stepper)
+    {
+        xoptim_test::expect_groups_and_stepper([] { return cautious_adamw(); });
+        xoptim_test::expect_groups_and_stepper([] { return cautious_lion(); });
+    }
+
+    TEST(cautious, low_memory_states_track_float)
+    {
+        // 20 steps of lr 1e-2 (AdamW) and 1e-3 (Lion, whose steps are ±lr * factor).
+        xoptim_test::expect_low_memory_tracks_native([] { return cautious_adamw(); }, 5e-3);
+        xoptim_test::expect_low_memory_tracks_native([] { return cautious_lion(); }, 5e-3);
+    }
+
+    TEST(cautious, masks_exactly_where_update_and_gradient_disagree)
+    {
+        // One step of Lion from m = 0 with b1 = 0.5: c = g / 2, sign(c) = sign(g) everywhere
+        // but where g = 0: mask 1 on the 3 non-zero elements, 0 on the zero gradient.
+        xoptim::lion_options o;
+        o.lr = 1;
+        o.betas = {0.5, 0.5};
+        o.caution = true;
+        o.caution_normalize = xoptim::caution_normalization::count_plus_one;
+        xoptim::lion lion(o);
+        std::vector<double> p(4, 0.0), g = {0.5, -2.0, 0.0, 1.0};
+        lion.step(p, g);
+        const double factor = 4.0 / (3.0 + 1.0);  // numel / (count + 1)
+        EXPECT_EQ(p, (std::vector<double>{-factor, factor, 0.0, -factor}));
+        // mean: 1 / max(3/4, 1e-3).
+        o.caution_normalize = xoptim::caution_normalization::mean;
+        xoptim::lion mean(o);
+        std::vector<double> q(4, 0.0);
+        mean.step(q, g);
+        EXPECT_EQ(q, (std::vector<double>{-4.0 / 3.0, 4.0 / 3.0, 0.0, -4.0 / 3.0}));
+        EXPECT_EQ(xoptim::detail::caution_factor<float>(0, 5, xoptim::caution_normalization::mean), 1.0f / 1e-3f);
+        EXPECT_EQ(xoptim::detail::caution_factor<float>(0, 0, xoptim::caution_normalization::count_plus_one), 0.0f);
+    }
+
+    TEST(cautious, without_caution_adamw_and_lion_keep_their_bits)
+    {
+        xoptim::adamw_options a;
+        a.caution = false;
+        xoptim::adamw plain(a);
+        EXPECT_EQ(plain.num_states(), 2u);
+        EXPECT_EQ(xoptim::detail::kept_states(plain), 2u);
+        EXPECT_EQ(xoptim::lion().num_states(), 1u);
+    }
+
+    TEST(cautious, json_names_the_bad_normalization)
+    {
+        try
+        {
+            xoptim::tools::detail::read_options<xoptim::adamw_options>("adamw", {{"caution_normalize", "median"}});
+            ADD_FAILURE() << "accepted \"median\"";
+        }
+        catch (const std::invalid_argument& e)
+        {
+            EXPECT_NE(std::string(e.what()).find("caution_normalize"), std::string::npos) << e.what();
+        }
+    }
+}

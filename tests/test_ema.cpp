@@ -1,0 +1,208 @@
+// The EMA of the weights against the float64 transcription of timm's ModelEmaV3
+// (tests/reference/ref2026/ema.py) over torch.optim.AdamW, and its own checks: threads,
+// checkpoints, swap, bf16 shadows.
+#include <gtest/gtest.h>
+
+#include <xoptim/optim/ema.hpp>
+
+#include "../tools/optimizer_json.hpp"
+#include "support/optimizer_checks.hpp"
+
+namespace
+{
+    using xoptim_test::reference_case_2026;
+
+    template <class T>
+    void replay(const reference_case_2026& c)
+    {
+        ASSERT_EQ(c.base.at("optimizer"), "adamw");
+        xoptim::adamw opt(xoptim::tools::detail::read_options<xoptim::adamw_options>("adamw", c.base.at("hyper")));
+        xoptim::ema average(xoptim::tools::detail::read_options<xoptim::ema_options>("ema", c.hyper));
+        xoptim_test::case_tensors<T> x(c);
+        double worst = 0;
+        for (int t = 1; t <= c.steps; ++t)
+        {
+            x.set_grads(c, t);
+            opt.step(x.param_views, x.grad_views);
+            average.update(x.param_views, opt.step_count());
+            if (c.ema_checkpoints.count(t) == 0)
+            {
+                continue;
+            }
+            // The parameters are AdamW's (bit for bit torch's); the shadow is the EMA's.
+            xoptim_test::expect_close_scaled(x.params, c.checkpoints.at(t), xoptim_test::tolerance_2026(c),
+                                             c.name + " parameters at step " + std::to_string(t));
+            xoptim_test::case_tensors<T> shadow(c);
+            average.copy_to(shadow.param_views);
+            worst = std::max(worst, xoptim_test::expect_close_scaled(shadow.params, c.ema_checkpoints.at(t),
+                                                                     xoptim_test::tolerance_2026(c),
+                                                                     c.name + " shadow at step " + std::to_string(t)));
+        }
+        std::printf("%-40s worst scaled error of the shadow %.3g\n", c.name.c_str(), worst);
+    }
+
+    class ema_trajectory : public ::testing::TestWithParam<reference_case_2026>
+    {
+    };
+
+    TEST_P(ema_trajectory, matches_reference)
+    {
+        const reference_case_2026& c = GetParam();
+        c.dtype == "float32" ? replay<float>(c) : replay<double>(c);
+    }
+
+    INSTANTIATE_TEST_SUITE_P(reference, ema_trajectory, ::testing::ValuesIn(xoptim_test::cases_2026("ema")),
+                             [](const auto& info) { return info.param.name; });
+
+    TEST(ema, has_every_reference_case)
+    {
+        EXPECT_EQ(xoptim_test::cases_2026("ema").size(), 7u);
+    }
+
+    xoptim::ema_options warm(xoptim::ema_shadow shadow = xoptim::ema_shadow::same)
+    {
+        xoptim::ema_options o;
+        o.decay = 0.99;
+        o.use_warmup = true;
+        o.shadow_dtype = shadow;
+        return o;
+    }
+
+    // 12 AdamW steps, the EMA updated after each; the shadow copied out.
+    std::vector<std::vector<float>> averaged(const xoptim::ema_options& o)
+    {
+        xoptim::adamw opt;
+        xoptim::ema average(o);
+        auto p = xoptim_test::check_tensors<float>(6, 0);
+        for (int t = 1; t <= 12; ++t)
+        {
+            opt.step(p, xoptim_test::check_tensors<float>(6, t));
+            average.update(p, opt.step_count());
+        }
+        average.copy_to(p);
+        return p;
+    }
+
+    TEST(ema, threads_change_no_bits)
+    {
+        std::vector<std::vector<std::vector<float>>> results;
+        for (std::size_t threads : {1, 2, 3})
+        {
+            xoptim::set_num_threads(threads);
+            xoptim::set_parallel_threshold(64);
+            results.push_back(averaged(warm()));
+            results.push_back(averaged(warm(xoptim::ema_shadow::bfloat16)));
+        }
+        xoptim::set_num_threads(std::max(1u, std::thread::hardware_concurrency()));
+        xoptim::set_parallel_threshold(std::size_t(1) << 16);
+        EXPECT_EQ(results[0], results[2]);
+        EXPECT_EQ(results[0], results[4]);
+        EXPECT_EQ(results[1], results[3]);
+        EXPECT_EQ(results[1], results[5]);
+    }
+
+    TEST(ema, a_bf16_shadow_tracks_the_float_one)
+    {
+        const auto f = averaged(warm());
+        const auto b = averaged(warm(xoptim::ema_shadow::bfloat16));
+        double worst = 0;
+        for (std::size_t k = 0; k < f.size(); ++k)
+        {
+            for (std::size_t i = 0; i < f[k].size(); ++i)
+            {
+                worst = std::max(worst, std::abs(double(b[k][i]) - double(f[k][i])));
+            }
+        }
+        EXPECT_GT(worst, 0.0);
+        // Values up to about 1.5, where a bf16 ulp is 2^-7 = 7.8e-3; measured 8.0e-3 after
+        // 12 roundings of the shadow.
+        EXPECT_LE(worst, 2e-2);
+        xoptim::ema bf(warm(xoptim::ema_shadow::bfloat16));
+        std::vector<float> p(4, 1.0f);
+        bf.update(p, 1);
+        EXPECT_EQ(bf.state()[0].states[0].format, xoptim::slot_format::bf16);
+        EXPECT_THROW(bf.swap(p), std::logic_error);
+    }
+
+    TEST(ema, swap_twice_restores_the_parameters)
+    {
+        xoptim::ema average(warm());
+        auto p = xoptim_test::check_tensors<float>(7, 0);
+        average.update(p, 1);
+        p = xoptim_test::check_tensors<float>(7, 1);
+        average.update(p, 2);
+        const auto trained = p;
+        average.swap(p);
+        EXPECT_NE(p, trained);
+        std::vector<std::vector<float>> shadow = xoptim_test::check_tensors<float>(7, 0);
+        average.copy_to(shadow);
+        EXPECT_EQ(shadow, trained);  // after the swap the state holds the parameters
+        average.swap(p);
+        EXPECT_EQ(p, trained);
+    }
+
+    TEST(ema, decay_follows_timm)
+    {
+        xoptim::ema_options o;
+        o.decay = 0.99;
+        o.min_decay = 0.5;
+        o.update_after_step = 5;
+        o.use_warmup = true;
+        o.warmup_gamma = 2;
+        xoptim::ema average(o);
+        EXPECT_EQ(average.decay_at(6), 0.0);  // max(0, 6 - 5 - 1) = 0: a copy
+        EXPECT_EQ(average.decay_at(7), std::max(std::min(1 - std::pow(1 + 1 / 2.0, -2.0 / 3.0), 0.99), 0.5));
+        EXPECT_EQ(average.decay_at(100000), 0.99);
+        o.use_warmup = false;
+        EXPECT_EQ(xoptim::ema(o).decay_at(7), 0.99);
+    }
+
+    TEST(ema, resumes_bit_for_bit_from_a_checkpoint)
+    {
+        const std::string file = "ema_resume.safetensors";
+        for (auto shadow : {xoptim::ema_shadow::same, xoptim::ema_shadow::bfloat16})
+        {
+            xoptim::adamw opt;
+            xoptim::ema average(warm(shadow));
+            auto p = xoptim_test::check_tensors<float>(6, 0);
+            for (int t = 1; t <= 5; ++t)
+            {
+                opt.step(p, xoptim_test::check_tensors<float>(6, t));
+                average.update(p, opt.step_count());
+            }
+            xoptim::save_checkpoint(file, p, average);
+            xoptim::ema resumed(warm(shadow));
+            auto q = xoptim_test::check_tensors<float>(9, 0);
+            xoptim::load_checkpoint(file, q, resumed);
+            std::remove(file.c_str());
+            EXPECT_EQ(q, p);
+            for (int t = 6; t <= 8; ++t)
+            {
+                opt.step(p, xoptim_test::check_tensors<float>(6, t));
+                average.update(p, opt.step_count());
+                resumed.update(p, opt.step_count());
+            }
+            auto a = p, b = p;
+            average.copy_to(a);
+            resumed.copy_to(b);
+            EXPECT_EQ(a, b);
+        }
+    }
+
+    TEST(ema, refuses_bad_hyperparameters_by_name)
+    {
+        using xoptim_test::expect_refused;
+        xoptim::ema_options o;
+        o.decay = 1.5;
+        expect_refused<xoptim::ema>(o, "decay");
+        o = {};
+        o.min_decay = -0.1;
+        expect_refused<xoptim::ema>(o, "min_decay");
+        o = {};
+        o.warmup_gamma = 0;
+        expect_refused<xoptim::ema>(o, "warmup_gamma");
+        o = {};
+        o.warmup_power = -1;
+        expect_refused<xoptim::ema>(o, "warmup_power");
+    }
+}
