@@ -44,8 +44,9 @@ namespace
     // bf16 products: 4 bf16 ulps of the update's largest element, lr * adjust * 4 * 2^-8
     // (entries of an orthogonalized matrix are below 1). The reference sums each product
     // exactly, xoptim in float (as torch does): where a float sum lands on the other side
-    // of a bf16 rounding boundary an element of one step's O moves by one ulp. Summed
-    // exactly instead, the three bf16 cases match to 1.2e-7.
+    // of a bf16 rounding boundary an element of one step's O moves by one ulp (3.9e-5 here
+    // with another summation order). In xoptim's order none does on these cases: the
+    // three match to 1.2e-7, the float rounding of the parameter update.
     template <class T>
     double tolerance(const reference_case_2026& c)
     {

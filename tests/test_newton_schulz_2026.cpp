@@ -111,14 +111,15 @@ namespace
 
     // The hardware kernel (where this build has one) and the portable loop give the same
     // bits: random values of every exponent, tiny ones whose products underflow
-    // (flushed), ties, odd row counts, several chunks.
+    // (flushed), odd row counts and lengths, more columns than one register holds, and
+    // the symmetric form (upper triangle computed, then mirrored).
     TEST(newton_schulz_2026, bf16_products_same_bits_portable_and_hardware)
     {
         std::mt19937 rng(7);
         std::size_t compared = 0;
         for (int trial = 0; trial < 120; ++trial)
         {
-            const std::size_t m = 1 + rng() % 9, n = 1 + rng() % 9, k = 32 * (1 + rng() % 4);
+            const std::size_t m = 1 + rng() % 9, n = 1 + rng() % 90, k = 2 * (1 + rng() % 40);
             std::vector<std::uint16_t> l(m * k), r(n * k);
             for (auto* v : {&l, &r})
             {
@@ -132,10 +133,16 @@ namespace
                 }
             }
             std::vector<float> hw(m * n), portable(m * n);
-            xoptim::linalg::bf16_products(l.data(), m, r.data(), n, k, hw.data(), n);
+            xoptim::linalg::bf16_workspace w;
+            xoptim::linalg::bf16_products(l.data(), m, r.data(), n, k, hw.data(), n, w);
             xoptim::linalg::bf16_products_portable(l.data(), m, r.data(), n, k, portable.data(), n);
             ASSERT_EQ(std::memcmp(hw.data(), portable.data(), hw.size() * sizeof(float)), 0) << "trial " << trial;
-            compared += hw.size();
+            std::vector<float> square(n * n), square_portable(n * n);
+            xoptim::linalg::bf16_products(r.data(), n, r.data(), n, k, square.data(), n, w, true);
+            xoptim::linalg::bf16_products_portable(r.data(), n, r.data(), n, k, square_portable.data(), n);
+            ASSERT_EQ(std::memcmp(square.data(), square_portable.data(), square.size() * sizeof(float)), 0)
+                << "trial " << trial;
+            compared += hw.size() + square.size();
         }
         std::printf("%zu outputs compared, hardware kernel: %s\n", compared,
                     xoptim::linalg::bf16_dot_in_hardware() ? "AVX-512 BF16" : "none (portable only)");

@@ -1,23 +1,24 @@
-// Matrix products of bf16 matrices with float accumulation, for Newton-Schulz's bf16
-// precision (newton_schulz.hpp):
-//   C[i][j] = sum_k L[i][k] R[j][k]       L: rows_l x k, R: rows_r x k, both row-major bf16
-// The sum has one order, the same on every machine, so every build gives the same bits:
-//   lane l (0..15) of each 32-element chunk adds the exact product of elements 2l+1,
-//   then of 2l, to its float accumulator (one rounding each, denormals flushed to zero:
-//   AVX-512 BF16's VDPBF16PS, an FMA with "DAZ in, FTZ out, round to nearest even");
-//   the 16 lanes are then summed as a tree: l + (l + 8), then + 4, + 2, + 1.
-// With AVX-512 BF16 (__AVX512BF16__) the chunks run on VDPBF16PS, four rows of L against
-// four of R at once; otherwise a portable loop computes the same bits. k must be a
-// multiple of 32 (rows padded with zeros: a zero product leaves the sum as it is).
+// Matrix products of bf16 matrices with float sums, for Newton-Schulz's bf16 precision
+// (newton_schulz.hpp):
+//   C[i][j] = sum_k L[i][k] R[j][k]       L: rows_l x k, R: rows_r x k, row-major bf16
+// Every output sums in one order, the same on every machine, so every build gives the
+// same bits: k in pairs (2p, 2p + 1), the exact product of element 2p + 1 added to a float
+// accumulator, then that of 2p, one rounding each, denormal inputs read as zero and
+// denormal sums flushed to zero: AVX-512 BF16's VDPBF16PS ("DAZ in, FTZ out, round to
+// nearest even"), one output per float lane, so no lanes are summed across.
+// With AVX-512 BF16 (__AVX512BF16__) the pairs run on VDPBF16PS, four rows of L against
+// a panel of 64 columns of R (packed as pairs, contiguous) at once; otherwise a portable loop computes the same bits. Rows are padded
+// to an even length with zeros (a zero product leaves the sum as it is).
 // Debian 12's OpenBLAS exports no cblas_sbgemm, and a BLAS's order is its own: hence a
 // kernel of our own.
 #ifndef XOPTIM_LINALG_BF16_PRODUCTS_HPP
 #define XOPTIM_LINALG_BF16_PRODUCTS_HPP
 
+#include <algorithm>
 #include <cstddef>
 #include <cstdint>
 #include <cstring>
-#include <initializer_list>
+#include <vector>
 
 #if defined(__AVX512BF16__) && defined(__AVX512F__)
 #include <immintrin.h>
@@ -28,12 +29,10 @@
 
 namespace xoptim::linalg
 {
-    // Elements per chunk (a 512-bit register of bf16) and float lanes.
-    inline constexpr std::size_t bf16_chunk = 32;
-
+    // Row lengths a product reads: whole pairs.
     constexpr std::size_t bf16_padded(std::size_t k) noexcept
     {
-        return (k + bf16_chunk - 1) / bf16_chunk * bf16_chunk;
+        return (k + 1) / 2 * 2;
     }
 
     // True where the products run on the CPU's bf16 dot-product instruction.
@@ -64,46 +63,22 @@ namespace xoptim::linalg
             return x;
         }
 
-        // The lane tree: l + (l + 8), then + 4, + 2, + 1.
-        inline float sum_lanes(const float* lane) noexcept
-        {
-            float s[8];
-            for (int l = 0; l < 8; ++l)
-            {
-                s[l] = lane[l] + lane[l + 8];
-            }
-            for (int l = 0; l < 4; ++l)
-            {
-                s[l] = s[l] + s[l + 4];
-            }
-            for (int l = 0; l < 2; ++l)
-            {
-                s[l] = s[l] + s[l + 2];
-            }
-            return s[0] + s[1];
-        }
-
-        // One output, portably: the order above, step by step.
+        // One output, portably: the order above, step by step. k is even.
         inline float bf16_dot_portable(const std::uint16_t* l, const std::uint16_t* r, std::size_t k) noexcept
         {
-            float lane[16] = {};
-            for (std::size_t c = 0; c < k; c += bf16_chunk)
+            float sum = 0;
+            for (std::size_t e = 0; e < k; e += 2)
             {
-                for (std::size_t j = 0; j < 16; ++j)
-                {
-                    for (std::size_t e : {2 * j + 1, 2 * j})
-                    {
-                        const float p = bf16_value(l[c + e]) * bf16_value(r[c + e]);  // exact
-                        lane[j] = flush_denormal(lane[j] + p);
-                    }
-                }
+                sum = flush_denormal(sum + bf16_value(l[e + 1]) * bf16_value(r[e + 1]));  // exact products
+                sum = flush_denormal(sum + bf16_value(l[e]) * bf16_value(r[e]));
             }
-            return sum_lanes(lane);
+            return sum;
         }
     }
 
-    // C (rows_l x rows_r, leading dimension ldc) = L R^T as described above, every output
-    // computed in the portable order (the reference for the hardware kernel's bits).
+    // C (rows_l x rows_r, leading dimension ldc) = L R^T in the order above, every output
+    // by the portable loop (the reference for the hardware kernel's bits). L and R have
+    // leading dimension k (even).
     inline void bf16_products_portable(const std::uint16_t* l, std::size_t rows_l, const std::uint16_t* r,
                                        std::size_t rows_r, std::size_t k, float* c, std::size_t ldc) noexcept
     {
@@ -116,81 +91,143 @@ namespace xoptim::linalg
         }
     }
 
+    // Workspace of the hardware kernel: R packed as pairs, column by column.
+    struct bf16_workspace
+    {
+        std::vector<std::uint32_t> packed;
+    };
+
 #if XOPTIM_BF16_DOT_HARDWARE
     namespace detail
     {
-        // A block of I x J outputs: I rows of L against J rows of R, VDPBF16PS per chunk.
-        template <int I, int J>
-        void bf16_block(const std::uint16_t* l, const std::uint16_t* r, std::size_t k, float* c,
-                        std::size_t ldc) noexcept
+        constexpr std::size_t bf16_columns = 16;         // float lanes of a register
+        constexpr std::size_t bf16_panel = 4 * bf16_columns;  // columns of one block
+
+        // R packed panel by panel: panel q holds, for each pair p, the 32-bit pairs
+        // (R[j][2p], R[j][2p + 1]) of its 64 columns j, contiguous (zeros past rows_r).
+        inline void bf16_pack_pairs(const std::uint16_t* r, std::size_t rows_r, std::size_t k,
+                                    std::vector<std::uint32_t>& packed)
         {
-            __m512 acc[I][J];
-            for (int i = 0; i < I; ++i)
+            const std::size_t panels = (rows_r + bf16_panel - 1) / bf16_panel, pairs = k / 2;
+            packed.assign(panels * pairs * bf16_panel, 0);
+            for (std::size_t j = 0; j < rows_r; ++j)
             {
-                for (int j = 0; j < J; ++j)
+                const std::uint16_t* row = r + j * k;
+                std::uint32_t* out = packed.data() + j / bf16_panel * pairs * bf16_panel + j % bf16_panel;
+                for (std::size_t p = 0; p < pairs; ++p)
+                {
+                    out[p * bf16_panel] = std::uint32_t(row[2 * p]) | std::uint32_t(row[2 * p + 1]) << 16;
+                }
+            }
+        }
+
+        // I rows of L against one panel; its first `valid` columns are stored.
+        template <int I>
+        void bf16_block(const std::uint16_t* l, std::size_t k, const std::uint32_t* panel, float* c,
+                        std::size_t ldc, std::size_t valid) noexcept
+        {
+            constexpr int J = int(bf16_panel / bf16_columns);
+            __m512 acc[I][J];
+            // Unrolled, so that the accumulators stay in registers.
+#define XOPTIM_UNROLL _Pragma("GCC unroll 4")
+            XOPTIM_UNROLL for (int i = 0; i < I; ++i)
+            {
+                XOPTIM_UNROLL for (int j = 0; j < J; ++j)
                 {
                     acc[i][j] = _mm512_setzero_ps();
                 }
             }
-            for (std::size_t e = 0; e < k; e += bf16_chunk)
+            for (std::size_t p = 0; p < k / 2; ++p)
             {
                 __m512bh rv[J];
-                for (int j = 0; j < J; ++j)
+                XOPTIM_UNROLL for (int j = 0; j < J; ++j)
                 {
-                    rv[j] = (__m512bh)_mm512_loadu_si512(r + j * k + e);
+                    rv[j] = (__m512bh)_mm512_loadu_si512(panel + p * bf16_panel + std::size_t(j) * bf16_columns);
                 }
-                for (int i = 0; i < I; ++i)
+                XOPTIM_UNROLL for (int i = 0; i < I; ++i)
                 {
-                    const __m512bh lv = (__m512bh)_mm512_loadu_si512(l + i * k + e);
-                    for (int j = 0; j < J; ++j)
+                    std::uint32_t pair;
+                    std::memcpy(&pair, l + std::size_t(i) * k + 2 * p, sizeof pair);
+                    const __m512bh lv = (__m512bh)_mm512_set1_epi32(static_cast<int>(pair));
+                    XOPTIM_UNROLL for (int j = 0; j < J; ++j)
                     {
                         acc[i][j] = _mm512_dpbf16_ps(acc[i][j], lv, rv[j]);
                     }
                 }
             }
-            alignas(64) float lane[16];
             for (int i = 0; i < I; ++i)
             {
                 for (int j = 0; j < J; ++j)
                 {
-                    _mm512_store_ps(lane, acc[i][j]);
-                    c[i * ldc + j] = sum_lanes(lane);
+                    const std::size_t first = std::size_t(j) * bf16_columns;
+                    if (first >= valid)
+                    {
+                        break;
+                    }
+                    const std::size_t n = std::min(bf16_columns, valid - first);
+                    const __mmask16 mask = static_cast<__mmask16>((1u << n) - 1u);
+                    _mm512_mask_storeu_ps(c + std::size_t(i) * ldc + first, mask, acc[i][j]);
                 }
             }
+#undef XOPTIM_UNROLL
         }
     }
 #endif
 
     // C (rows_l x rows_r, leading dimension ldc) = L R^T: the hardware kernel where there is
-    // one, else the portable loop; the same bits either way.
+    // one, else the portable loop; the same bits either way. L and R have leading
+    // dimension k (even). `symmetric` (L = R): only the upper triangle is computed, then
+    // mirrored (both halves are the same sums).
     inline void bf16_products(const std::uint16_t* l, std::size_t rows_l, const std::uint16_t* r, std::size_t rows_r,
-                              std::size_t k, float* c, std::size_t ldc) noexcept
+                              std::size_t k, float* c, std::size_t ldc, bf16_workspace& w, bool symmetric = false)
     {
 #if XOPTIM_BF16_DOT_HARDWARE
-        constexpr std::size_t B = 4;
-        std::size_t i = 0;
-        for (; i + B <= rows_l; i += B)
+        using detail::bf16_panel;
+        detail::bf16_pack_pairs(r, rows_r, k, w.packed);
+        // Panel by panel (it stays in cache), every block of four rows of L against it;
+        // symmetric: the rows up to the panel's last column only.
+        for (std::size_t q = 0; q * bf16_panel < rows_r; ++q)
         {
-            std::size_t j = 0;
-            for (; j + B <= rows_r; j += B)
+            const std::uint32_t* panel = w.packed.data() + q * (k / 2) * bf16_panel;
+            const std::size_t j = q * bf16_panel, valid = std::min(bf16_panel, rows_r - j);
+            const std::size_t rows = symmetric ? std::min(rows_l, j + valid) : rows_l;
+            std::size_t i = 0;
+            for (; i + 4 <= rows; i += 4)
             {
-                detail::bf16_block<B, B>(l + i * k, r + j * k, k, c + i * ldc + j, ldc);
+                detail::bf16_block<4>(l + i * k, k, panel, c + i * ldc + j, ldc, valid);
             }
-            for (; j < rows_r; ++j)
+            for (; i < rows; ++i)
             {
-                detail::bf16_block<B, 1>(l + i * k, r + j * k, k, c + i * ldc + j, ldc);
-            }
-        }
-        for (; i < rows_l; ++i)
-        {
-            for (std::size_t j = 0; j < rows_r; ++j)
-            {
-                detail::bf16_block<1, 1>(l + i * k, r + j * k, k, c + i * ldc + j, ldc);
+                detail::bf16_block<1>(l + i * k, k, panel, c + i * ldc + j, ldc, valid);
             }
         }
 #else
-        bf16_products_portable(l, rows_l, r, rows_r, k, c, ldc);
+        (void)w;
+        if (symmetric)
+        {
+            for (std::size_t i = 0; i < rows_l; ++i)
+            {
+                for (std::size_t j = i; j < rows_r; ++j)
+                {
+                    c[i * ldc + j] = detail::bf16_dot_portable(l + i * k, r + j * k, k);
+                }
+            }
+        }
+        else
+        {
+            bf16_products_portable(l, rows_l, r, rows_r, k, c, ldc);
+        }
 #endif
+        if (symmetric)
+        {
+            for (std::size_t i = 1; i < rows_l; ++i)
+            {
+                for (std::size_t j = 0; j < i; ++j)
+                {
+                    c[i * ldc + j] = c[j * ldc + i];
+                }
+            }
+        }
     }
 }
 

@@ -161,9 +161,10 @@ namespace xoptim
         std::vector<T> m_a;  // X X^T, m x m
         std::vector<T> m_b;  // c A A + b A + a I, m x m
         // bf16 precision: X (m x n), its transpose, A, c A and B as bf16 (rows padded to
-        // whole chunks with zeros), and a product's float results.
+        // whole pairs with zeros), a product's float results and the kernel's workspace.
         std::vector<std::uint16_t> m_hx, m_hxt, m_ha, m_hca, m_hb;
         std::vector<float> m_product;
+        linalg::bf16_workspace m_bf16;
     };
 
     namespace detail
@@ -306,7 +307,7 @@ namespace xoptim
             const auto [a64, b64, c64] = m_o.row(k);
             const float a = static_cast<float>(a64), b = static_cast<float>(b64), c = static_cast<float>(c64);
             // A = bf16(X X^T), c A
-            linalg::bf16_products(m_hx.data(), m, m_hx.data(), m, np, m_product.data(), m);
+            linalg::bf16_products(m_hx.data(), m, m_hx.data(), m, np, m_product.data(), m, m_bf16, true);
             for (std::size_t i = 0; i < m; ++i)
             {
                 for (std::size_t j = 0; j < m; ++j)
@@ -317,7 +318,7 @@ namespace xoptim
                 }
             }
             // B = bf16(bf16(b A) + bf16((c A) A)): A is symmetric, its rows are its columns.
-            linalg::bf16_products(m_hca.data(), m, m_ha.data(), m, mp, m_product.data(), m);
+            linalg::bf16_products(m_hca.data(), m, m_ha.data(), m, mp, m_product.data(), m, m_bf16);
             for (std::size_t i = 0; i < m; ++i)
             {
                 for (std::size_t j = 0; j < m; ++j)
@@ -334,7 +335,7 @@ namespace xoptim
                     m_hxt[j * mp + i] = m_hx[i * np + j];
                 }
             }
-            linalg::bf16_products(m_hb.data(), m, m_hxt.data(), n, mp, m_product.data(), n);
+            linalg::bf16_products(m_hb.data(), m, m_hxt.data(), n, mp, m_product.data(), n, m_bf16);
             for (std::size_t i = 0; i < m; ++i)
             {
                 for (std::size_t j = 0; j < n; ++j)
