@@ -33,11 +33,11 @@
 #include <cmath>
 #include <cstddef>
 #include <cstdint>
+#include <cstring>
 #include <stdexcept>
 #include <string>
 #include <vector>
 
-#include "../engine/bfloat16.hpp"
 #include "bf16_products.hpp"
 #include "blas.hpp"
 #include "blas_info.hpp"
@@ -250,16 +250,31 @@ namespace xoptim
             x = y;
         }
     }
+
     namespace detail
     {
-        inline float to_bf16(float x) noexcept
-        {
-            return bfloat16::to_float(bfloat16::round_nearest_even(x));
-        }
-
+        // bf16 rounding (nearest even, a NaN kept quiet: xoptim::bfloat16's) without a
+        // branch, so that loops of it vectorize.
         inline std::uint16_t bf16_bits(float x) noexcept
         {
-            return bfloat16::round_nearest_even(x);
+            std::uint32_t u;
+            std::memcpy(&u, &x, sizeof u);
+            const std::uint32_t rounded = (u + 0x7fffu + (u >> 16 & 1u)) >> 16;
+            const std::uint32_t quiet = u >> 16 | 0x40u;  // a NaN stays a NaN
+            return static_cast<std::uint16_t>((u & 0x7fffffffu) > 0x7f800000u ? quiet : rounded);
+        }
+
+        inline float bf16_float(std::uint16_t b) noexcept
+        {
+            const std::uint32_t u = std::uint32_t(b) << 16;
+            float x;
+            std::memcpy(&x, &u, sizeof x);
+            return x;
+        }
+
+        inline float to_bf16(float x) noexcept
+        {
+            return bf16_float(bf16_bits(x));
         }
     }
 
@@ -268,7 +283,7 @@ namespace xoptim
     {
         using detail::bf16_bits;
         using detail::to_bf16;
-        const auto value = [](std::uint16_t b) { return bfloat16::to_float(b); };
+        const auto value = detail::bf16_float;
         const bool tall = rows > cols;
         const std::size_t m = std::min(rows, cols), n = std::max(rows, cols);
         const std::size_t np = linalg::bf16_padded(n), mp = linalg::bf16_padded(m);
