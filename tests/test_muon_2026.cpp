@@ -229,16 +229,22 @@ namespace
         }
     };
 
+    // Steps first..last-1 of the test problem on p.
+    void advance(xoptim::muon& opt, model& p, int first, int last)
+    {
+        auto pv = p.views();
+        for (int t = first; t < last; ++t)
+        {
+            model g(1.0 + t);
+            opt.step(pv, g.views());
+        }
+    }
+
     std::vector<std::vector<float>> run_steps(const xoptim::muon_options& o, int steps)
     {
         model p(0);
         xoptim::muon opt(o);
-        for (int t = 0; t < steps; ++t)
-        {
-            model g(1.0 + t);
-            auto pv = p.views();
-            opt.step(pv, g.views());
-        }
+        advance(opt, p, 0, steps);
         return p.w;
     }
 
@@ -278,12 +284,7 @@ namespace
             model p(0);
             {
                 xoptim::muon opt(o);
-                for (int t = 0; t < 3; ++t)
-                {
-                    model g(1.0 + t);
-                    auto pv = p.views();
-                    opt.step(pv, g.views());
-                }
+                advance(opt, p, 0, 3);
                 auto pv = p.views();
                 xoptim::save_checkpoint(path, pv, opt);
                 // The second moment is in the file: a row's value in each of its elements.
@@ -295,11 +296,7 @@ namespace
             xoptim::muon resumed(o);
             auto qv = q.views();
             xoptim::load_checkpoint(path, qv, resumed);
-            for (int t = 3; t < 6; ++t)
-            {
-                model g(1.0 + t);
-                resumed.step(qv, g.views());
-            }
+            advance(resumed, q, 3, 6);
             EXPECT_EQ(q.w, straight);
         }
     }
@@ -311,19 +308,9 @@ namespace
         const auto straight = run_steps(o, 6);
         model p(0);
         xoptim::muon first(o);
-        for (int t = 0; t < 3; ++t)
-        {
-            model g(1.0 + t);
-            auto pv = p.views();
-            first.step(pv, g.views());
-        }
+        advance(first, p, 0, 3);
         xoptim::muon fresh(o);
-        for (int t = 3; t < 6; ++t)
-        {
-            model g(1.0 + t);
-            auto pv = p.views();
-            fresh.step(pv, g.views());
-        }
+        advance(fresh, p, 3, 6);
         EXPECT_NE(p.w, straight);
     }
 
