@@ -3,7 +3,8 @@
 //   xoptim        xoptim::newton_schulz (syrk, syrk, symm per iteration)
 //   xoptim_bf16   the same with ns_precision bf16 (torch.optim.Muon's bf16 iteration: bf16
 //                 products, float sums, on AVX-512 BF16 where the build has it)
-//   xoptim_bf16_portable  the bf16 products' portable loop (same bits), 768 x 768 only
+//   xoptim_bf16_portable  the bf16 products as a build without AVX-512 BF16 runs them (same
+//                 bits), 768 x 768 only
 //   three_gemm    the same formula with three general products per iteration through the
 //                 same BLAS, scalars folded into alpha/beta as well
 //   blas_floor    only the BLAS calls xoptim's iteration makes (its floor; row-major)
@@ -88,8 +89,8 @@ namespace
         st.counters["hardware_bf16"] = xoptim::linalg::bf16_dot_in_hardware() ? 1 : 0;
     }
 
-    // One iteration's three products through the portable loop, times `steps`: what a
-    // machine without AVX-512 BF16 pays (the element-wise work around them is small).
+    // One iteration's three products as a build without AVX-512 BF16 runs them, times
+    // `steps` (the element-wise work around them is left out).
     void bm_xoptim_bf16_portable(benchmark::State& st)
     {
         iteration_buffers w(st);
@@ -97,13 +98,14 @@ namespace
         const std::size_t np = xoptim::linalg::bf16_padded(n), mp = xoptim::linalg::bf16_padded(m);
         std::vector<std::uint16_t> x(m * np, 0x3c00), xt(n * mp, 0x3c00), a(m * mp, 0x3c00);
         std::vector<float> out(m * n);
+        xoptim::linalg::bf16_workspace ws;
         for (auto _ : st)
         {
             for (int k = 0; k < steps; ++k)
             {
-                xoptim::linalg::bf16_products_portable(x.data(), m, x.data(), m, np, out.data(), m);  // full: no mirror
-                xoptim::linalg::bf16_products_portable(a.data(), m, a.data(), m, mp, out.data(), m);
-                xoptim::linalg::bf16_products_portable(a.data(), m, xt.data(), n, mp, out.data(), n);
+                xoptim::linalg::bf16_products_without_hardware(x.data(), m, x.data(), m, np, out.data(), m, ws, true);
+                xoptim::linalg::bf16_products_without_hardware(a.data(), m, a.data(), m, mp, out.data(), m, ws);
+                xoptim::linalg::bf16_products_without_hardware(a.data(), m, xt.data(), n, mp, out.data(), n, ws);
             }
             benchmark::DoNotOptimize(out.data());
         }

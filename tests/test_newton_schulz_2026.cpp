@@ -109,8 +109,8 @@ namespace
         EXPECT_EQ(cases.front().ns_coefficients, xoptim::polar_express_coefficients());
     }
 
-    // The hardware kernel (where this build has one) and the portable loop give the same
-    // bits: random values of every exponent, tiny ones whose products underflow
+    // The hardware kernel (where this build has one), the portable panels (what a build
+    // without it runs) and the portable loop give the same bits: random values of every exponent, tiny ones whose products underflow
     // (flushed), odd row counts and lengths, more columns than one register holds, and
     // the symmetric form (upper triangle computed, then mirrored).
     TEST(newton_schulz_2026, bf16_products_same_bits_portable_and_hardware)
@@ -137,6 +137,9 @@ namespace
             xoptim::linalg::bf16_products(l.data(), m, r.data(), n, k, hw.data(), n, w);
             xoptim::linalg::bf16_products_portable(l.data(), m, r.data(), n, k, portable.data(), n);
             ASSERT_EQ(std::memcmp(hw.data(), portable.data(), hw.size() * sizeof(float)), 0) << "trial " << trial;
+            std::vector<float> panels(m * n);
+            xoptim::linalg::bf16_products_without_hardware(l.data(), m, r.data(), n, k, panels.data(), n, w);
+            ASSERT_EQ(std::memcmp(panels.data(), portable.data(), hw.size() * sizeof(float)), 0) << "trial " << trial;
             std::vector<float> square(n * n), square_portable(n * n);
             xoptim::linalg::bf16_products(r.data(), n, r.data(), n, k, square.data(), n, w, true);
             xoptim::linalg::bf16_products_portable(r.data(), n, r.data(), n, k, square_portable.data(), n);

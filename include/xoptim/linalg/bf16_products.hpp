@@ -97,7 +97,6 @@ namespace xoptim::linalg
         std::vector<std::uint32_t> packed;
     };
 
-#if XOPTIM_BF16_DOT_HARDWARE
     namespace detail
     {
         constexpr std::size_t bf16_columns = 16;         // float lanes of a register
@@ -121,6 +120,52 @@ namespace xoptim::linalg
             }
         }
 
+        // The portable loop over a packed panel: row i of L against 64 columns at once, the
+        // same operations per column as bf16_dot_portable, in a form compilers vectorize.
+        inline void bf16_panel_portable(const std::uint16_t* l, std::size_t k, const std::uint32_t* panel, float* c,
+                                        std::size_t valid) noexcept
+        {
+            float acc[bf16_panel] = {};
+            for (std::size_t p = 0; p < k / 2; ++p)
+            {
+                const float hi = bf16_value(l[2 * p + 1]), lo = bf16_value(l[2 * p]);
+                const std::uint32_t* pairs = panel + p * bf16_panel;
+                for (std::size_t j = 0; j < bf16_panel; ++j)
+                {
+                    const float r_hi = bf16_value(static_cast<std::uint16_t>(pairs[j] >> 16));
+                    const float r_lo = bf16_value(static_cast<std::uint16_t>(pairs[j] & 0xffffu));
+                    acc[j] = flush_denormal(acc[j] + hi * r_hi);  // exact products
+                    acc[j] = flush_denormal(acc[j] + lo * r_lo);
+                }
+            }
+            std::copy(acc, acc + valid, c);
+        }
+    }
+
+    // What bf16_products runs without AVX-512 BF16 (callable anywhere, for the tests):
+    // the portable operations over packed panels, vectorized by the compiler; only the
+    // upper triangle when symmetric (mirrored by bf16_products).
+    inline void bf16_products_without_hardware(const std::uint16_t* l, std::size_t rows_l, const std::uint16_t* r,
+                                               std::size_t rows_r, std::size_t k, float* c, std::size_t ldc,
+                                               bf16_workspace& w, bool symmetric = false)
+    {
+        using detail::bf16_panel;
+        detail::bf16_pack_pairs(r, rows_r, k, w.packed);
+        for (std::size_t q = 0; q * bf16_panel < rows_r; ++q)
+        {
+            const std::uint32_t* panel = w.packed.data() + q * (k / 2) * bf16_panel;
+            const std::size_t j = q * bf16_panel, valid = std::min(bf16_panel, rows_r - j);
+            const std::size_t rows = symmetric ? std::min(rows_l, j + valid) : rows_l;
+            for (std::size_t i = 0; i < rows; ++i)
+            {
+                detail::bf16_panel_portable(l + i * k, k, panel, c + i * ldc + j, valid);
+            }
+        }
+    }
+
+#if XOPTIM_BF16_DOT_HARDWARE
+    namespace detail
+    {
         // I rows of L against one panel; its first `valid` columns are stored.
         template <int I>
         void bf16_block(const std::uint16_t* l, std::size_t k, const std::uint32_t* panel, float* c,
@@ -202,21 +247,7 @@ namespace xoptim::linalg
             }
         }
 #else
-        (void)w;
-        if (symmetric)
-        {
-            for (std::size_t i = 0; i < rows_l; ++i)
-            {
-                for (std::size_t j = i; j < rows_r; ++j)
-                {
-                    c[i * ldc + j] = detail::bf16_dot_portable(l + i * k, r + j * k, k);
-                }
-            }
-        }
-        else
-        {
-            bf16_products_portable(l, rows_l, r, rows_r, k, c, ldc);
-        }
+        bf16_products_without_hardware(l, rows_l, r, rows_r, k, c, ldc, w, symmetric);
 #endif
         if (symmetric)
         {
