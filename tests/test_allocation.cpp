@@ -1,45 +1,16 @@
 // A steady-state step allocates nothing: counted by replacing global operator new.
 #include <gtest/gtest.h>
 
-#include <atomic>
-#include <cstdlib>
-#include <new>
-
 #include <xoptim/optim/router.hpp>
 #include <xoptim/step/stepper.hpp>
 #include <xoptim/xoptim.hpp>
 
-namespace
-{
-    std::atomic<std::size_t> allocations{0};
-}
-
-// The replacements below pair malloc with free; GCC cannot tell they replace the
-// global operators and warns about a mismatch that is not there.
-#pragma GCC diagnostic ignored "-Wmismatched-new-delete"
-
-void* operator new(std::size_t n)
-{
-    ++allocations;
-    if (void* p = std::malloc(n == 0 ? 1 : n))
-    {
-        return p;
-    }
-    throw std::bad_alloc();
-}
-
-void operator delete(void* p) noexcept
-{
-    std::free(p);
-}
-
-void operator delete(void* p, std::size_t) noexcept
-{
-    std::free(p);
-}
+#include "support/count_allocations.hpp"
 
 namespace
 {
+    using xoptim_test::allocations;
+
     struct block
     {
         std::vector<float> weight, bias;

@@ -3,52 +3,15 @@
 // the bias and the input) matches (L(x + h) - L(x - h)) / 2h.
 #include <gtest/gtest.h>
 
-#include <functional>
-
 #include <xoptim/train/layers.hpp>
+
+#include "support/gradient_check.hpp"
 
 namespace
 {
-    using xoptim::train::hash_uniform;
-
-    std::vector<double> random_vector(std::size_t n, std::uint64_t seed)
-    {
-        std::vector<double> v(n);
-        for (std::size_t i = 0; i < n; ++i)
-        {
-            v[i] = hash_uniform(seed, i);
-        }
-        return v;
-    }
-
-    double dot(const std::vector<double>& a, const std::vector<double>& b)
-    {
-        double s = 0;
-        for (std::size_t i = 0; i < a.size(); ++i)
-        {
-            s += a[i] * b[i];
-        }
-        return s;
-    }
-
-    // Checks d loss / d x[i] for every i of `x` against central differences.
-    void expect_gradient(std::vector<double>& x, const std::vector<double>& analytic,
-                         const std::function<double()>& loss, const char* what)
-    {
-        ASSERT_EQ(x.size(), analytic.size()) << what;
-        const double h = 1e-6;
-        for (std::size_t i = 0; i < x.size(); ++i)
-        {
-            const double keep = x[i];
-            x[i] = keep + h;
-            const double up = loss();
-            x[i] = keep - h;
-            const double down = loss();
-            x[i] = keep;
-            const double numeric = (up - down) / (2 * h);
-            EXPECT_NEAR(analytic[i], numeric, 1e-7 * std::max(1.0, std::abs(numeric))) << what << " element " << i;
-        }
-    }
+    using xoptim_test::dot;
+    using xoptim_test::expect_gradient;
+    using xoptim_test::random_vector;
 
     TEST(layers, linear_gradients_match_central_differences)
     {

@@ -16,6 +16,8 @@ packages=(
   clang libclang-rt-14-dev
   # Muon on BLIS
   libblis-dev
+  # distributed training (tests/dist, the examples' --data-parallel)
+  libopenmpi-dev openmpi-bin
   # ARM64: cross compiler, user-mode emulator, arm64 libraries the tests link
   g++-aarch64-linux-gnu qemu-user
   libgtest-dev:arm64 libopenblas-dev:arm64 libxsimd-dev:arm64

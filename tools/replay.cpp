@@ -3,6 +3,8 @@
 // Reads CASE_DIR/case.json, NAME.init.npy and NAME.grad.T.npy (T = 1..steps) for every
 // parameter, runs one optimizer (or the Muon + AdamW hybrid) over all parameters
 // together and writes OUT_DIR/NAME.final.npy (and routing.txt for the hybrid). The format is described in docs/replay.md.
+// A case with "ranks": N runs distributed (mpiexec -n N xoptim-replay ...), each rank R
+// reading NAME.grad.T.rR.npy; rank 0 writes.
 //
 // Exit codes: 0 done, 2 wrong usage or a malformed case, 1 the output could not be
 // written. Every failure prints one line on stderr starting with "xoptim-replay: ".
@@ -21,9 +23,15 @@
 
 #include <nlohmann/json.hpp>
 
+#include <xoptim/dist/data_parallel.hpp>
 #include <xoptim/io/npy.hpp>
 #include <xoptim/step/stepper.hpp>
 #include <xoptim/xoptim.hpp>
+#ifdef XOPTIM_REPLAY_MPI
+#include <optional>
+
+#include <xoptim/dist/mpi.hpp>
+#endif
 
 #include "optimizer_json.hpp"
 #include "schedule_json.hpp"
@@ -70,6 +78,9 @@ namespace
         std::size_t steps = 0;
         std::string dtype;
         std::vector<std::string> params;
+        // Distributed: 0 for one process; else the ranks, each with its own gradients.
+        std::size_t ranks = 0;
+        xoptim::dist::mode mode = xoptim::dist::mode::data_parallel;
     };
 
     const json& require_key(const json& j, const char* key)
@@ -116,8 +127,9 @@ namespace
         {
             throw case_error(file.string() + ": not a JSON object");
         }
-        static const std::set<std::string> known = {"optimizer", "hyper", "routing", "schedule",
-                                                    "clip_global_norm", "accumulate", "steps", "dtype", "params"};
+        static const std::set<std::string> known = {"optimizer", "hyper",  "routing", "schedule", "clip_global_norm",
+                                                    "accumulate", "steps",  "dtype",   "params",   "ranks",
+                                                    "mode"};
         for (const auto& item : j.items())
         {
             if (known.count(item.key()) == 0)
@@ -165,6 +177,24 @@ namespace
             const json& k = j["accumulate"];
             require_type(k.is_number_unsigned() && k.get<std::size_t>() >= 1, "accumulate", "an integer >= 1");
             c.around.accumulate = k.get<std::size_t>();
+        }
+
+        if (j.contains("ranks"))
+        {
+            const json& ranks = j["ranks"];
+            require_type(ranks.is_number_unsigned() && ranks.get<std::size_t>() >= 1, "ranks", "an integer >= 1");
+            c.ranks = ranks.get<std::size_t>();
+        }
+        if (j.contains("mode"))
+        {
+            const json& mode = j["mode"];
+            if (c.ranks == 0)
+            {
+                throw case_error("case.json: \"mode\" is only for a case with \"ranks\"");
+            }
+            require_type(mode.is_string() && (mode == "data_parallel" || mode == "zero1"), "mode",
+                         "\"data_parallel\" or \"zero1\"");
+            c.mode = mode == "zero1" ? xoptim::dist::mode::zero1 : xoptim::dist::mode::data_parallel;
         }
 
         const json& steps = require_key(j, "steps");
@@ -260,9 +290,30 @@ namespace
         }
     }
 
-    template <class T, class Optimizer>
-    void replay(Optimizer& optimizer, const replay_case& c, const fs::path& out)
+    // Gradients of optimizer step (or micro-batch) t: NAME.grad.T.npy, or NAME.grad.T.rR.npy
+    // for rank R of a distributed case.
+    template <class T>
+    void load_gradients(const replay_case& c, const std::vector<host_tensor<T>>& params, std::size_t t, int rank,
+                        std::vector<host_tensor<T>>& grads)
     {
+        for (std::size_t k = 0; k < params.size(); ++k)
+        {
+            const std::string suffix = c.ranks > 0 ? ".r" + std::to_string(rank) : "";
+            const std::string file = c.params[k] + ".grad." + std::to_string(t) + suffix + ".npy";
+            grads[k] = load<T>(c.dir / file, c.dtype);
+            if (grads[k].dims != params[k].dims)
+            {
+                throw case_error("param \"" + c.params[k] + "\" step " + std::to_string(t) + ": gradient shape "
+                                 + xoptim::format_shape(grads[k].dims) + " differs from init shape "
+                                 + xoptim::format_shape(params[k].dims));
+            }
+        }
+    }
+
+    template <class T, class Optimizer, class Comm>
+    void replay(Optimizer& optimizer, const replay_case& c, const fs::path& out, const Comm& comm)
+    {
+        namespace dist = xoptim::dist;
         if (!c.schedule.is_null())
         {
             add_schedules(optimizer, c.schedule);
@@ -270,34 +321,56 @@ namespace
         // Accumulation and clipping around the optimizer; with neither, the very same step.
         xoptim::stepper<Optimizer&> opt(optimizer, c.around);
         std::vector<host_tensor<T>> params;
-        for (const std::string& name : c.params)
-        {
-            params.push_back(load<T>(c.dir / (name + ".init.npy"), c.dtype));
-        }
         // Named, so that the optimizer's state is known by the parameter names.
         std::vector<xoptim::named_ref<host_tensor<T>>> named;
+        std::vector<host_tensor<T>> grads(c.params.size());
+        // Distributed: every rank reads its own files; a rank's problem is every rank's.
+        const auto on_every_rank = [&](auto&& f) {
+            c.ranks > 0 ? dist::agree(comm, dist::capture(f)) : f();
+        };
+        on_every_rank([&] {
+            for (const std::string& name : c.params)
+            {
+                params.push_back(load<T>(c.dir / (name + ".init.npy"), c.dtype));
+            }
+        });
         for (std::size_t k = 0; k < params.size(); ++k)
         {
             named.push_back(xoptim::named(c.params[k], params[k]));
         }
 
-        std::vector<host_tensor<T>> grads(params.size());
-        for (std::size_t t = 1; t <= c.steps * c.around.accumulate; ++t)
+        std::string table;
+        if (c.ranks == 0)
         {
-            for (std::size_t k = 0; k < params.size(); ++k)
+            for (std::size_t t = 1; t <= c.steps * c.around.accumulate; ++t)
             {
-                const std::string file = c.params[k] + ".grad." + std::to_string(t) + ".npy";
-                grads[k] = load<T>(c.dir / file, c.dtype);
-                if (grads[k].dims != params[k].dims)
-                {
-                    throw case_error("param \"" + c.params[k] + "\" step " + std::to_string(t) + ": gradient shape "
-                                     + xoptim::format_shape(grads[k].dims) + " differs from init shape "
-                                     + xoptim::format_shape(params[k].dims));
-                }
+                load_gradients(c, params, t, 0, grads);
+                opt(named, grads);
             }
-            opt(named, grads);
+            if constexpr (has_routing_table<Optimizer>::value)
+            {
+                table = optimizer.routing_table();
+            }
         }
-
+        else
+        {
+            dist::options o;
+            o.mode = c.mode;
+            dist::data_parallel dp(comm, std::move(opt), o);
+            for (std::size_t t = 1; t <= c.steps * c.around.accumulate; ++t)
+            {
+                on_every_rank([&] { load_gradients(c, params, t, comm.rank(), grads); });
+                dp.step(named, grads);
+            }
+            if constexpr (has_routing_table<Optimizer>::value)
+            {
+                table = dp.routing_table();
+            }
+        }
+        if (comm.rank() != 0)
+        {
+            return;  // rank 0 writes
+        }
         try
         {
             fs::create_directories(out);
@@ -308,9 +381,9 @@ namespace
             }
             if constexpr (has_routing_table<Optimizer>::value)
             {
-                std::ofstream table(out / "routing.txt");
-                table << optimizer.routing_table();
-                if (!table.flush())
+                std::ofstream routing(out / "routing.txt");
+                routing << table;
+                if (!routing.flush())
                 {
                     throw std::runtime_error("cannot write " + (out / "routing.txt").string());
                 }
@@ -343,41 +416,68 @@ int main(int argc, char** argv)
     {
         std::cerr << "usage: xoptim-replay CASE_DIR OUT_DIR\n"
                      "Replays CASE_DIR/case.json and writes OUT_DIR/NAME.final.npy per parameter "
-                     "(see docs/replay.md).\n";
+                     "(see docs/replay.md); a case with \"ranks\": N runs as mpiexec -n N xoptim-replay ...\n";
         return 2;
     }
+    int rank = 0;  // errors are reported by rank 0
     try
     {
         const replay_case c = read_case(argv[1]);
         const fs::path out = argv[2];
-        const auto run = [&](auto& opt) {
-            if (c.dtype == "float32")
+        const auto with_comm = [&](const auto& comm) {
+            rank = comm.rank();
+            if (c.ranks > 0 && std::size_t(comm.size()) != c.ranks)
             {
-                replay<float>(opt, c, out);
+                throw case_error("the case needs " + std::to_string(c.ranks) + " ranks, this run has "
+                                 + std::to_string(comm.size()) + " (mpiexec -n " + std::to_string(c.ranks)
+                                 + " xoptim-replay ...)");
+            }
+            const auto run = [&](auto& opt) {
+                if (c.dtype == "float32")
+                {
+                    replay<float>(opt, c, out, comm);
+                }
+                else
+                {
+                    replay<double>(opt, c, out, comm);
+                }
+            };
+            // Parse the hyperparameters and construct the optimizer; both throw
+            // std::invalid_argument naming the key or field.
+            if (c.optimizer == "hybrid")
+            {
+                xoptim::tools::with_hybrid(c.hyper, c.routing, run);
             }
             else
             {
-                replay<double>(opt, c, out);
+                xoptim::tools::with_optimizer(c.optimizer, c.hyper, run);
             }
         };
-        // Parse the hyperparameters and construct the optimizer; both throw
-        // std::invalid_argument naming the key or field.
-        if (c.optimizer == "hybrid")
+#ifdef XOPTIM_REPLAY_MPI
+        // MPI only for a distributed case: every other case runs without it.
+        std::optional<xoptim::dist::mpi_session> session;
+        if (c.ranks > 0)
         {
-            xoptim::tools::with_hybrid(c.hyper, c.routing, run);
+            session.emplace(argc, argv);
+            with_comm(xoptim::dist::mpi_comm(MPI_COMM_WORLD));
+            return 0;
         }
-        else
+#else
+        if (c.ranks > 1)
         {
-            xoptim::tools::with_optimizer(c.optimizer, c.hyper, run);
+            throw case_error("the case needs " + std::to_string(c.ranks)
+                             + " ranks: this xoptim-replay is built without MPI");
         }
+#endif
+        with_comm(xoptim::dist::local_comm{});
         return 0;
     }
     catch (const output_error& e)
     {
-        return fail(1, e.what());
+        return rank == 0 ? fail(1, e.what()) : 1;
     }
     catch (const std::exception& e)
     {
-        return fail(2, e.what());
+        return rank == 0 ? fail(2, e.what()) : 2;
     }
 }

@@ -7,7 +7,10 @@
 // stayed flat.
 //
 //   digits [--steps N] [--batch B] [--out DIR] [--threads T] [--runs NAME,NAME,...]
-//          [--require-8bit-within POINTS]
+//          [--require-8bit-within POINTS] [--data-parallel]
+//
+// --data-parallel (under mpiexec -n N) trains every run on N ranks, each on its share of
+// every batch, with ZeRO-1: sharded optimizer states, Muon's matrices owned by ranks.
 //
 // --runs picks some of adamw, adamw_8bit, sgd_momentum, muon_adamw. With
 // --require-8bit-within, the program fails unless adamw_8bit ends within POINTS
@@ -32,6 +35,7 @@
 #include <xoptim/step/stepper.hpp>
 #include <xoptim/xoptim.hpp>
 
+#include "../common/distributed.hpp"
 #include "../common/options.hpp"
 #include "../common/svg_plot.hpp"
 
@@ -197,6 +201,7 @@ namespace
         std::filesystem::path out = "digits_out";
         std::string runs = "adamw,adamw_8bit,sgd_momentum,muon_adamw";
         double require_8bit_within = -1;  // points; negative: no check
+        bool data_parallel = false;
 
         bool wants(const std::string& name) const
         {
@@ -206,11 +211,22 @@ namespace
 
     template <class Optimizer>
     run_result train(const std::string& name, Optimizer optimizer, const dataset& train_set, const dataset& test_set,
-                     const settings& s, xoptim::train::memory_profiler& memory)
+                     const settings& s, xoptim::train::memory_profiler& memory, const examples::cluster& cluster)
+    {
+        run_result r;
+        // Guarded steps: a NaN or Inf gradient would be skipped and counted, never applied.
+        cluster.with_trainer(std::move(optimizer), xoptim::stepper_options{},
+                             [&](auto& step) { r = train_with(name, step, train_set, test_set, s, memory, cluster); });
+        return r;
+    }
+
+    template <class Trainer>
+    run_result train_with(const std::string& name, Trainer& step, const dataset& train_set, const dataset& test_set,
+                          const settings& s, xoptim::train::memory_profiler& memory, const examples::cluster& cluster)
     {
         mlp model;
-        // Guarded steps: a NaN or Inf gradient would be skipped and counted, never applied.
-        xoptim::stepper<Optimizer> step(std::move(optimizer), xoptim::stepper_options{});
+        // This rank's rows of every batch (all of them in one process).
+        const auto [first, rows] = cluster.share(s.batch);
         run_result r;
         r.name = name;
         std::vector<float> bx(s.batch * pixels);
@@ -233,8 +249,12 @@ namespace
                 by[k] = train_set.y[row];
             }
             const auto start = std::chrono::steady_clock::now();
-            const double loss = model.train_batch(bx.data(), by.data(), s.batch);
+            const double loss = cluster.mean(model.train_batch(bx.data() + first * pixels, by.data() + first, rows));
             step(model.params(), model.grads());
+            if (t == 0 && cluster.size() > 1)
+            {
+                std::cout << examples::assignment_of(step);
+            }
             seconds += std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
             r.steps.push_back(double(t + 1));
             r.loss.push_back(loss);
@@ -332,13 +352,18 @@ namespace
                 {
                     s.require_8bit_within = std::stod(value());
                 }
+                else if (name == "--data-parallel")
+                {
+                    s.data_parallel = true;
+                }
                 else
                 {
                     return false;
                 }
                 return true;
             },
-            "--steps N, --batch B, --out DIR, --threads T, --runs NAME,..., --require-8bit-within POINTS");
+            "--steps N, --batch B, --out DIR, --threads T, --runs NAME,..., --require-8bit-within POINTS, "
+            "--data-parallel");
         if (s.steps == 0 || s.batch == 0)
         {
             throw std::invalid_argument("--steps and --batch must be at least 1");
@@ -352,6 +377,7 @@ int main(int argc, char** argv)
     try
     {
         const settings s = parse(argc, argv);
+        const examples::cluster cluster(s.data_parallel, argc, argv);
         const dataset all = load_digits(XOPTIM_DIGITS_DATA);
         // A fixed split: 80% to train, 20% to test.
         const auto order = shuffled(all.size(), 7);
@@ -359,13 +385,19 @@ int main(int argc, char** argv)
         const dataset train_set = subset(all, {order.begin(), order.begin() + long(n_train)});
         const dataset test_set = subset(all, {order.begin() + long(n_train), order.end()});
         std::cout << "digits: " << train_set.size() << " training and " << test_set.size()
-                  << " test images, MLP 64-256-256-10, batch " << s.batch << ", " << s.steps << " steps\n";
+                  << " test images, MLP 64-256-256-10, batch " << s.batch << ", " << s.steps << " steps";
+        if (cluster.size() > 1)
+        {
+            std::cout << ", " << cluster.size() << " ranks (ZeRO-1), " << cluster.share(s.batch).second
+                      << " rows of each batch per rank";
+        }
+        std::cout << "\n";
 
         xoptim::train::memory_profiler memory;
         std::vector<run_result> runs;
         if (s.wants("adamw"))
         {
-            runs.push_back(train("adamw", xoptim::adamw(), train_set, test_set, s, memory));
+            runs.push_back(train("adamw", xoptim::adamw(), train_set, test_set, s, memory, cluster));
         }
         if (s.wants("adamw_8bit"))
         {
@@ -373,35 +405,41 @@ int main(int argc, char** argv)
             xoptim::storage_options storage;
             storage.states = xoptim::state_storage::blockwise_8bit;
             eight_bit.set_storage(storage);
-            runs.push_back(train("adamw_8bit", std::move(eight_bit), train_set, test_set, s, memory));
+            runs.push_back(train("adamw_8bit", std::move(eight_bit), train_set, test_set, s, memory, cluster));
         }
         if (s.wants("sgd_momentum"))
         {
             xoptim::sgd_options sgd;
             sgd.lr = 0.05;
             sgd.momentum = 0.9;
-            runs.push_back(train("sgd_momentum", xoptim::sgd(sgd), train_set, test_set, s, memory));
+            runs.push_back(train("sgd_momentum", xoptim::sgd(sgd), train_set, test_set, s, memory, cluster));
         }
         if (s.wants("muon_adamw"))
         {
-            runs.push_back(train("muon_adamw", xoptim::make_hybrid(), train_set, test_set, s, memory));
+            runs.push_back(train("muon_adamw", xoptim::make_hybrid(), train_set, test_set, s, memory, cluster));
         }
         if (runs.empty())
         {
             throw std::invalid_argument("--runs names none of adamw, adamw_8bit, sgd_momentum, muon_adamw");
         }
 
-        std::filesystem::create_directories(s.out);
-        write_csv(s.out / "digits.csv", runs);
+        if (cluster.rank() == 0)
+        {
+            std::filesystem::create_directories(s.out);
+            write_csv(s.out / "digits.csv", runs);
+        }
         std::vector<examples::series> loss, accuracy;
         for (const auto& r : runs)
         {
             loss.push_back({r.name, r.steps, smoothed(r.loss, 20)});
             accuracy.push_back({r.name, r.eval_steps, r.accuracy});
         }
-        examples::write_svg((s.out / "digits.svg").string(), "Handwritten digits, MLP 64-256-256-10",
-                            {{"training loss (mean of 20 steps)", "step", "loss", loss, true},
-                             {"test accuracy", "step", "accuracy", accuracy, false}});
+        if (cluster.rank() == 0)
+        {
+            examples::write_svg((s.out / "digits.svg").string(), "Handwritten digits, MLP 64-256-256-10",
+                                {{"training loss (mean of 20 steps)", "step", "loss", loss, true},
+                                 {"test accuracy", "step", "accuracy", accuracy, false}});
+        }
 
         std::printf("\n%-14s %10s %10s %14s %14s\n", "optimizer", "test acc", "train s", "steps to 95%", "seconds to 95%");
         for (const auto& r : runs)

@@ -52,20 +52,28 @@ namespace xoptim::blas
         cblas_dsymm(detail::order(l), CblasLeft, detail::triangle(l), m, n, alpha, s, m, b, ld, beta, c, ld);
     }
 
-    // C = alpha * op(A) * op(B) + beta * C, all row-major and packed: op(A) is m x k,
-    // op(B) is k x n, C is m x n; op transposes where asked.
-    inline void gemm(bool trans_a, bool trans_b, int m, int n, int k, float alpha, const float* a, const float* b,
-                     float beta, float* c)
+    // C = alpha * op(A) * op(B) + beta * C, row-major: op(A) is m x k, op(B) is k x n, C is
+    // m x n; op transposes where asked. lda, ldb and ldc are the rows' strides, so each may
+    // be a block of a wider matrix (a head's columns of a fused projection).
+    inline void gemm(bool trans_a, bool trans_b, int m, int n, int k, float alpha, const float* a, int lda,
+                     const float* b, int ldb, float beta, float* c, int ldc)
     {
         cblas_sgemm(CblasRowMajor, trans_a ? CblasTrans : CblasNoTrans, trans_b ? CblasTrans : CblasNoTrans, m, n, k,
-                    alpha, a, trans_a ? m : k, b, trans_b ? k : n, beta, c, n);
+                    alpha, a, lda, b, ldb, beta, c, ldc);
     }
 
-    inline void gemm(bool trans_a, bool trans_b, int m, int n, int k, double alpha, const double* a, const double* b,
-                     double beta, double* c)
+    inline void gemm(bool trans_a, bool trans_b, int m, int n, int k, double alpha, const double* a, int lda,
+                     const double* b, int ldb, double beta, double* c, int ldc)
     {
         cblas_dgemm(CblasRowMajor, trans_a ? CblasTrans : CblasNoTrans, trans_b ? CblasTrans : CblasNoTrans, m, n, k,
-                    alpha, a, trans_a ? m : k, b, trans_b ? k : n, beta, c, n);
+                    alpha, a, lda, b, ldb, beta, c, ldc);
+    }
+
+    // The same with packed matrices.
+    template <class T>
+    void gemm(bool trans_a, bool trans_b, int m, int n, int k, T alpha, const T* a, const T* b, T beta, T* c)
+    {
+        gemm(trans_a, trans_b, m, n, k, alpha, a, trans_a ? m : k, b, trans_b ? k : n, beta, c, n);
     }
 }
 

@@ -86,6 +86,12 @@ namespace xoptim
                 return total;
             }
 
+            // The rules that route the parameters (distributed steps route by them too).
+            const routing& rules() const noexcept
+            {
+                return m_rules;
+            }
+
             // Calls f(k, optimizer) for every optimizer in rule order.
             template <class F>
             void each(F&& f)

@@ -183,10 +183,14 @@ namespace xoptim::train
             }
         }
 
-        // The table's gradient: dout's rows added into the rows of their ids.
-        void backward(const std::int32_t* ids, const T* dout, std::size_t n)
+        // The table's gradient: dout's rows added into the rows of their ids (into the
+        // gradient already there with `accumulate`, as a tied output head needs).
+        void backward(const std::int32_t* ids, const T* dout, std::size_t n, bool accumulate = false)
         {
-            std::fill(grad_weight.values.begin(), grad_weight.values.end(), T(0));
+            if (!accumulate)
+            {
+                std::fill(grad_weight.values.begin(), grad_weight.values.end(), T(0));
+            }
             for (std::size_t k = 0; k < n; ++k)
             {
                 check_id(ids[k], k);
@@ -220,15 +224,18 @@ namespace xoptim::train
 
     // Mean softmax cross-entropy of logits (batch, classes) against labels, as
     // torch.nn.functional.cross_entropy; dlogits = (softmax - onehot) / batch. Computed
-    // in double per row, with the maximum subtracted first.
+    // in double per row, with the maximum subtracted first. With `mean_over` > 0 the sum
+    // is divided by it instead of by batch (a slice of a larger batch: its rows' share
+    // of the mean and of the gradient).
     template <class T>
     double softmax_cross_entropy(const T* logits, const std::int32_t* labels, std::size_t batch, std::size_t classes,
-                                 T* dlogits)
+                                 T* dlogits, std::size_t mean_over = 0)
     {
         if (batch == 0)
         {
             return 0;  // no rows, no loss
         }
+        const double divisor = double(mean_over > 0 ? mean_over : batch);
         double total = 0;
         for (std::size_t r = 0; r < batch; ++r)
         {
@@ -250,10 +257,10 @@ namespace xoptim::train
             for (std::size_t j = 0; j < classes; ++j)
             {
                 const double p = std::exp(double(z[j]) - log_sum);
-                dlogits[r * classes + j] = T((p - (std::size_t(labels[r]) == j ? 1.0 : 0.0)) / double(batch));
+                dlogits[r * classes + j] = T((p - (std::size_t(labels[r]) == j ? 1.0 : 0.0)) / divisor);
             }
         }
-        return total / double(batch);
+        return total / divisor;
     }
 
     // Rows whose largest logit is at their label.

@@ -1,0 +1,90 @@
+// The optimizers --optimizer knows: one line each. An entry names the optimizer, says
+// what it is, gives its default learning rate (the best of the sweep in
+// docs/training.md), the learning rates --sweep tries, and how to build and train it.
+// The learning rate follows the run's warmup-cosine schedule (trainer::lr_schedule).
+#ifndef XOPTIM_EXAMPLES_TINY_GPT_OPTIMIZERS_HPP
+#define XOPTIM_EXAMPLES_TINY_GPT_OPTIMIZERS_HPP
+
+#include <string>
+#include <vector>
+
+#include <xoptim/optim/hybrid.hpp>
+#include <xoptim/xoptim.hpp>
+
+#include "trainer.hpp"
+
+namespace tiny_gpt
+{
+    struct optimizer_entry
+    {
+        const char* name;
+        const char* description;
+        double lr;
+        std::vector<double> sweep;
+        run_result (*train)(trainer&, double lr);
+    };
+
+    // AdamW as this model trains best with it (betas as nanoGPT's character-level
+    // Shakespeare; the decay PyTorch's default); the hybrid and the 8-bit run share it.
+    inline xoptim::adamw_options adamw_settings()
+    {
+        xoptim::adamw_options o;
+        o.betas = {0.9, 0.99};
+        o.weight_decay = 0.01;
+        return o;
+    }
+
+    inline xoptim::adamw adamw_8bit()
+    {
+        xoptim::adamw opt(adamw_settings());
+        xoptim::storage_options storage;
+        storage.states = xoptim::state_storage::blockwise_8bit;  // tensors of >= 4,096 elements
+        opt.set_storage(storage);
+        return opt;
+    }
+
+    inline xoptim::lion_options lion_settings()
+    {
+        xoptim::lion_options o;
+        o.betas = {0.9, 0.99};
+        o.weight_decay = 0.1;  // Lion's lr is ~10x lower than AdamW's: the same lr * wd
+        return o;
+    }
+
+    template <class Opt>
+    Opt scheduled(Opt opt, const trainer& t, double lr)
+    {
+        opt.schedule("lr", t.lr_schedule(lr));
+        return opt;
+    }
+
+    // Muon on the hidden matrices at `muon_lr`, AdamW on the rest at --adamw-lr.
+    inline run_result train_hybrid(trainer& t, double muon_lr)
+    {
+        xoptim::hybrid_options o;
+        o.adamw = adamw_settings();
+        auto opt = xoptim::make_hybrid(o);
+        const double adamw_lr = t.options().adamw_lr;
+        opt.optimizer<0>().schedule("lr", t.lr_schedule(muon_lr));
+        opt.optimizer<1>().schedule("lr", t.lr_schedule(adamw_lr));
+        t.note("adamw lr " + format("%g", adamw_lr));
+        return t.run(std::move(opt));
+    }
+
+    inline const std::vector<optimizer_entry>& optimizer_table()
+    {
+        static const std::vector<optimizer_entry> table = {
+            {"adamw", "AdamW, betas (0.9, 0.99), weight decay 0.01", 3e-3, {1e-3, 3e-3, 1e-2},
+             [](trainer& t, double lr) { return t.run(scheduled(xoptim::adamw(adamw_settings()), t, lr)); }},
+            {"hybrid", "Muon (momentum 0.95, Nesterov, 5 Newton-Schulz steps) on the blocks' matrices, AdamW on the rest",
+             0.02, {0.01, 0.02, 0.05}, train_hybrid},
+            {"adamw8bit", "AdamW with 8-bit block-wise states (tensors of 4,096 elements or more)", 3e-3,
+             {1e-3, 3e-3, 1e-2}, [](trainer& t, double lr) { return t.run(scheduled(adamw_8bit(), t, lr)); }},
+            {"lion", "Lion, betas (0.9, 0.99), weight decay 0.1", 3e-4, {1e-4, 3e-4, 1e-3},
+             [](trainer& t, double lr) { return t.run(scheduled(xoptim::lion(lion_settings()), t, lr)); }},
+        };
+        return table;
+    }
+}
+
+#endif

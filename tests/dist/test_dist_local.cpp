@@ -1,0 +1,228 @@
+// dist::data_parallel on the one-rank communicator (no MPI): it must be the one-process
+// step, bit for bit, in both modes, with accumulation, clipping, the guard and routers;
+// errors come through as the same error, with nothing changed; a gathered checkpoint is
+// byte for byte the one-process file, and a load resumes bit for bit.
+#include <xoptim/dist/checkpoint.hpp>
+#include <xoptim/dist/data_parallel.hpp>
+#include <xoptim/optim/hybrid.hpp>
+#include <xoptim/xoptim.hpp>
+
+#include <gtest/gtest.h>
+
+#include <limits>
+#include <string>
+#include <vector>
+
+#include "../support/message_of.hpp"
+#include "../support/temp_dir.hpp"
+#include "net.hpp"
+
+namespace
+{
+    namespace dist = xoptim::dist;
+    using dist_test::net;
+
+    // Matrices (Muon takes them in the hybrid), vectors, odd sizes, a double tensor.
+    net small_model()
+    {
+        return net({{"layers.0.weight", {24, 40}},
+                    {"layers.0.bias", {40}},
+                    {"layers.1.weight", {40, 7}},
+                    {"output.weight", {7, 3}},
+                    {"scale", {5}, true}});
+    }
+
+    // One step of a one-process trainer: a stepper's call or an optimizer's step.
+    template <class Trainer, class P, class G>
+    bool step_one(Trainer& t, P&& params, G&& grads)
+    {
+        if constexpr (xoptim::detail::is_stepper<Trainer>::value)
+        {
+            return t(params, grads);
+        }
+        else
+        {
+            t.step(params, grads);
+            return true;
+        }
+    }
+
+    // The same trainer, alone and through data_parallel on one rank (buckets of 1 KiB:
+    // several, tensors across them), stepped side by side.
+    template <class MakeTrainer>
+    struct side_by_side
+    {
+        net alone = small_model(), distributed = small_model(), g = small_model();
+        decltype(std::declval<MakeTrainer&>()()) one;
+        dist::data_parallel<decltype(std::declval<MakeTrainer&>()()), dist::local_comm> dp;
+
+        side_by_side(MakeTrainer make, dist::mode how)
+            : one(make()), dp(dist::local_comm{}, make(), options(how))
+        {
+            alone.fill(1, 0);
+            distributed.fill(1, 0);
+        }
+
+        static dist::options options(dist::mode how)
+        {
+            dist::options o;
+            o.mode = how;
+            o.bucket_bytes = 1024;
+            return o;
+        }
+
+        // Calls [from, to): gradient t is the hash's at 10 + t; NaN in one at `nan_at`.
+        void run(std::size_t from, std::size_t to, std::size_t nan_at = std::size_t(-1))
+        {
+            for (std::size_t t = from; t < to; ++t)
+            {
+                g.fill(10 + t, 0, 0.1);
+                if (t == nan_at)
+                {
+                    g.f[1][5] = std::numeric_limits<float>::quiet_NaN();
+                }
+                const bool stepped_one = step_one(one, alone.params(), g.grads());
+                EXPECT_EQ(stepped_one, dp.step(distributed.params(), g.grads())) << "call " << t;
+            }
+        }
+    };
+
+    template <class MakeTrainer>
+    void expect_one_process_bits(MakeTrainer make, dist::mode how, std::size_t calls, bool nan_at_3 = false)
+    {
+        side_by_side<MakeTrainer> s(make, how);
+        s.run(0, calls, nan_at_3 ? 3 : std::size_t(-1));
+        EXPECT_TRUE(s.alone.same_bits(s.distributed));
+    }
+}
+
+TEST(dist_local, adamw_is_the_one_process_step_in_both_modes)
+{
+    for (const auto how : {dist::mode::data_parallel, dist::mode::zero1})
+    {
+        expect_one_process_bits([] { return xoptim::stepper(xoptim::adamw()); }, how, 5);
+    }
+}
+
+TEST(dist_local, accumulation_clipping_and_the_guard_are_the_steppers)
+{
+    xoptim::stepper_options s;
+    s.accumulate = 3;
+    s.clip_global_norm = 0.5;
+    s.clip_value = 0.8;
+    for (const auto how : {dist::mode::data_parallel, dist::mode::zero1})
+    {
+        expect_one_process_bits([&] { return xoptim::stepper(xoptim::adamw(), s); }, how, 12, true);
+    }
+}
+
+TEST(dist_local, the_hybrid_is_the_one_process_hybrid)
+{
+    for (const auto how : {dist::mode::data_parallel, dist::mode::zero1})
+    {
+        expect_one_process_bits([] { return xoptim::stepper(xoptim::make_hybrid()); }, how, 4);
+    }
+}
+
+namespace
+{
+    // Parameter groups (no decay for the biases and the scale), a schedule, bf16 states.
+    xoptim::param_groups<xoptim::adamw> groups()
+    {
+        xoptim::adamw_options no_decay;
+        no_decay.weight_decay = 0;
+        xoptim::param_groups<xoptim::adamw> g;
+        g.add("no_decay", xoptim::name_matches({"*.bias", "scale"}), xoptim::adamw(no_decay));
+        g.fallback("decay", xoptim::adamw());
+        g.group(1).schedule("lr", xoptim::warmup_cosine(1e-3, 10, 2, 0.1));
+        return g;
+    }
+
+    xoptim::adamw bf16_adamw()
+    {
+        xoptim::adamw opt;
+        xoptim::storage_options s;
+        s.states = xoptim::state_storage::bf16;
+        opt.set_storage(s);
+        return opt;
+    }
+}
+
+TEST(dist_local, param_groups_schedules_and_bf16_states_are_the_one_process_ones)
+{
+    for (const auto how : {dist::mode::data_parallel, dist::mode::zero1})
+    {
+        expect_one_process_bits([] { return xoptim::stepper(groups()); }, how, 5);
+        expect_one_process_bits([] { return xoptim::stepper(bf16_adamw()); }, how, 5);
+    }
+}
+
+TEST(dist_local, a_bad_gradient_is_an_error_that_changes_nothing)
+{
+    net m = small_model();
+    m.fill(2, 0);
+    const net before = m;
+    dist::data_parallel dp(dist::local_comm{}, xoptim::adamw());
+    net g = small_model();
+    g.fill(3, 0);
+    net bad = g;
+    bad.f[1] = dist_test::tensor<float>({39});
+    const std::string message = xoptim_test::message_of([&] { dp.step(m.params(), bad.grads()); });
+    EXPECT_NE(message.find("xoptim::dist: rank 0 of 1:"), std::string::npos) << message;
+    EXPECT_NE(message.find("'layers.0.bias'"), std::string::npos) << message;
+    EXPECT_TRUE(m.same_bits(before));
+    EXPECT_TRUE(dp.trainer().state().empty());
+    // The next, good step is a first step.
+    EXPECT_TRUE(dp.step(m.params(), g.grads()));
+}
+
+namespace
+{
+    class dist_local_checkpoint : public xoptim_test::temp_dir_test
+    {
+    protected:
+        template <class MakeTrainer>
+        void same_file_and_resume(MakeTrainer make, dist::mode how)
+        {
+            side_by_side<MakeTrainer> s(make, how);
+            s.run(0, 3);
+            const auto one_file = dir_ / "one.safetensors";
+            const auto dist_file = dir_ / "dist.safetensors";
+            xoptim::save_checkpoint(one_file.string(), s.alone.params(), s.one);
+            dist::save_checkpoint(dist_file.string(), s.distributed.params(), s.dp);
+            EXPECT_EQ(dist_test::read_bytes(one_file), dist_test::read_bytes(dist_file)) << "not the one-process file";
+            dist::save_sharded((dir_ / "sharded").string(), s.distributed.params(), s.dp);
+            s.run(3, 5);
+            // Two more steps after a load equal two more uninterrupted steps.
+            for (const bool sharded : {false, true})
+            {
+                side_by_side<MakeTrainer> resumed(make, how);
+                if (sharded)
+                {
+                    dist::load_sharded((dir_ / "sharded").string(), resumed.distributed.params(), resumed.dp);
+                }
+                else
+                {
+                    dist::load_checkpoint(dist_file.string(), resumed.distributed.params(), resumed.dp);
+                }
+                xoptim::load_checkpoint(one_file.string(), resumed.alone.params(), resumed.one);
+                resumed.run(3, 5);
+                EXPECT_TRUE(resumed.distributed.same_bits(s.distributed)) << (sharded ? "sharded" : "gathered");
+                EXPECT_TRUE(resumed.alone.same_bits(s.distributed));
+            }
+        }
+    };
+}
+
+TEST_F(dist_local_checkpoint, the_gathered_file_is_the_one_process_file)
+{
+    for (const auto how : {dist::mode::data_parallel, dist::mode::zero1})
+    {
+        same_file_and_resume([] { return xoptim::stepper(xoptim::adamw()); }, how);
+        same_file_and_resume([] { return xoptim::stepper(xoptim::make_hybrid()); }, how);
+        same_file_and_resume([] { return xoptim::stepper(dist_test::eight_bit_adamw(256)); }, how);
+        same_file_and_resume([] { return xoptim::adamw(); }, how);
+        same_file_and_resume([] { return xoptim::stepper(groups()); }, how);
+        same_file_and_resume([] { return xoptim::stepper(bf16_adamw()); }, how);
+    }
+}
