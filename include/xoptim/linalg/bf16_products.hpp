@@ -63,14 +63,25 @@ namespace xoptim::linalg
             return x;
         }
 
+        // sum + a b with one rounding, as VDPBF16PS adds a product: in double the product of
+        // two bf16 values is exact and so is the sum but where the two are 2^30 or more apart
+        // (then the smaller is below half a float ulp of the larger, and rounding to float
+        // gives what one rounding gives). A float a * b + sum would round twice wherever a
+        // compiler does not contract it into an fma (SSE2, sanitizer builds): different bits
+        // when the product is tiny or huge.
+        inline float add_product(float sum, float a, float b) noexcept
+        {
+            return flush_denormal(static_cast<float>(double(sum) + double(a) * double(b)));
+        }
+
         // One output, portably: the order above, step by step. k is even.
         inline float bf16_dot_portable(const std::uint16_t* l, const std::uint16_t* r, std::size_t k) noexcept
         {
             float sum = 0;
             for (std::size_t e = 0; e < k; e += 2)
             {
-                sum = flush_denormal(sum + bf16_value(l[e + 1]) * bf16_value(r[e + 1]));  // exact products
-                sum = flush_denormal(sum + bf16_value(l[e]) * bf16_value(r[e]));
+                sum = add_product(sum, bf16_value(l[e + 1]), bf16_value(r[e + 1]));
+                sum = add_product(sum, bf16_value(l[e]), bf16_value(r[e]));
             }
             return sum;
         }
@@ -134,8 +145,8 @@ namespace xoptim::linalg
                 {
                     const float r_hi = bf16_value(static_cast<std::uint16_t>(pairs[j] >> 16));
                     const float r_lo = bf16_value(static_cast<std::uint16_t>(pairs[j] & 0xffffu));
-                    acc[j] = flush_denormal(acc[j] + hi * r_hi);  // exact products
-                    acc[j] = flush_denormal(acc[j] + lo * r_lo);
+                    acc[j] = add_product(acc[j], hi, r_hi);
+                    acc[j] = add_product(acc[j], lo, r_lo);
                 }
             }
             std::copy(acc, acc + valid, c);
