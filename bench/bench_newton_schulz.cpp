@@ -1,6 +1,10 @@
 // Newton-Schulz, 5 steps, fp32, one thread, shapes 1024x4096, 4096x1024, 768x768,
 // side by side in one run:
 //   xoptim        xoptim::newton_schulz (syrk, syrk, symm per iteration)
+//   xoptim_bf16   the same with ns_precision bf16 (torch.optim.Muon's bf16 iteration: bf16
+//                 products, float sums, on AVX-512 BF16 where the build has it)
+//   xoptim_bf16_portable  the bf16 products as a build without AVX-512 BF16 runs them (same
+//                 bits), 768 x 768 only
 //   three_gemm    the same formula with three general products per iteration through the
 //                 same BLAS, scalars folded into alpha/beta as well
 //   blas_floor    only the BLAS calls xoptim's iteration makes (its floor; row-major)
@@ -64,6 +68,45 @@ namespace
         for (auto _ : st)
         {
             ns(g.data(), out.data(), rows, cols);
+            benchmark::DoNotOptimize(out.data());
+        }
+    }
+
+    void bm_xoptim_bf16(benchmark::State& st)
+    {
+        const auto rows = static_cast<std::size_t>(st.range(0)), cols = static_cast<std::size_t>(st.range(1));
+        const auto g = input(rows * cols);
+        std::vector<float> out(rows * cols);
+        xoptim::newton_schulz_options o;
+        o.precision = xoptim::ns_precision::bf16;
+        xoptim::newton_schulz<float> ns(o);
+        ns(g.data(), out.data(), rows, cols);  // workspace
+        for (auto _ : st)
+        {
+            ns(g.data(), out.data(), rows, cols);
+            benchmark::DoNotOptimize(out.data());
+        }
+        st.counters["hardware_bf16"] = xoptim::linalg::bf16_dot_in_hardware() ? 1 : 0;
+    }
+
+    // One iteration's three products as a build without AVX-512 BF16 runs them, times
+    // `steps` (the element-wise work around them is left out).
+    void bm_xoptim_bf16_portable(benchmark::State& st)
+    {
+        iteration_buffers w(st);
+        const std::size_t m = std::size_t(w.m), n = std::size_t(w.n);
+        const std::size_t np = xoptim::linalg::bf16_padded(n), mp = xoptim::linalg::bf16_padded(m);
+        std::vector<std::uint16_t> x(m * np, 0x3c00), xt(n * mp, 0x3c00), a(m * mp, 0x3c00);
+        std::vector<float> out(m * n);
+        xoptim::linalg::bf16_workspace ws;
+        for (auto _ : st)
+        {
+            for (int k = 0; k < steps; ++k)
+            {
+                xoptim::linalg::bf16_products_without_hardware(x.data(), m, x.data(), m, np, out.data(), m, ws, true);
+                xoptim::linalg::bf16_products_without_hardware(a.data(), m, a.data(), m, mp, out.data(), m, ws);
+                xoptim::linalg::bf16_products_without_hardware(a.data(), m, xt.data(), n, mp, out.data(), n, ws);
+            }
             benchmark::DoNotOptimize(out.data());
         }
     }
@@ -157,6 +200,13 @@ namespace
 }
 
 BENCHMARK(bm_xoptim)->Apply(shapes);
+BENCHMARK(bm_xoptim_bf16)->Apply(shapes);
+BENCHMARK(bm_xoptim_bf16_portable)
+    ->Args({768, 768})
+    ->Unit(benchmark::kMillisecond)
+    ->UseRealTime()
+    ->Repetitions(3)
+    ->ReportAggregatesOnly(true);
 BENCHMARK(bm_three_gemm)->Apply(shapes);
 BENCHMARK(bm_blas_floor)->Apply(shapes);
 BENCHMARK(bm_muon_step)->Apply(shapes);

@@ -405,3 +405,47 @@ TEST_F(replay_broken, param_name_with_a_path) {
 }
 
 }  // namespace
+
+// Muon's newer keys: at their defaults the case's expected output; Polar Express,
+// NorMuon, bf16 products and the lerp form another one; a bad value named.
+class replay_muon_keys : public replay_test {
+protected:
+    void SetUp() override {
+        replay_test::SetUp();
+        case_ = dir_ / "case";
+        fs::copy(cases_dir / "muon_f32", case_, fs::copy_options::recursive);
+    }
+
+    run_result run_with(const json& extra, const fs::path& out) {
+        json j = json::parse(read_text(case_ / "case.json"));
+        for (const auto& [key, value] : extra.items()) j["hyper"][key] = value;
+        write_text(case_ / "case.json", j.dump(2));
+        return replay(case_, out);
+    }
+
+    fs::path case_;
+};
+
+TEST_F(replay_muon_keys, new_keys) {
+    const json defaults = {{"ns_coefficient_table", json::array()}, {"ns_norm", "add_eps"}, {"ns_norm_scale", 1.0},
+                           {"ns_precision", "working"}, {"normuon", false}, {"beta2", 0.95},
+                           {"normuon_eps", 1e-10}, {"normuon_scale", "preserve_norm"}, {"momentum_form", "ema"}};
+    const run_result same = run_with(defaults, dir_ / "defaults");
+    ASSERT_EQ(same.code, 0) << same.error;
+    for (const char* file : {"layer0.weight.final.npy", "conv.weight.final.npy"})
+        expect_close(dir_ / "defaults" / file, case_ / "expected" / file, 1e-6);
+
+    const json newer = {{"ns_coefficient_table", "polar_express"}, {"ns_norm_scale", 1.01}, {"ns_precision", "bf16"},
+                        {"normuon", true}, {"normuon_scale", "rms"}, {"momentum_form", "lerp"}};
+    const run_result other = run_with(newer, dir_ / "newer");
+    ASSERT_EQ(other.code, 0) << other.error;
+    const auto got = read_npy((dir_ / "newer" / "layer0.weight.final.npy").string()).values<float>();
+    const auto want = read_npy((case_ / "expected" / "layer0.weight.final.npy").string()).values<float>();
+    EXPECT_NE(got, want);
+
+    const run_result bad = run_with({{"ns_precision", "fp8"}}, dir_ / "bad");
+    EXPECT_EQ(bad.code, 2);
+    EXPECT_NE(bad.error.find("hyperparameter \"ns_precision\" of muon must be \"working\" or \"bf16\""),
+              std::string::npos)
+        << bad.error;
+}

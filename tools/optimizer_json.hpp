@@ -6,10 +6,12 @@
 #define XOPTIM_TOOLS_OPTIMIZER_JSON_HPP
 
 #include <algorithm>
+#include <initializer_list>
 #include <nlohmann/json.hpp>
 #include <set>
 #include <stdexcept>
 #include <string>
+#include <vector>
 
 #include <xoptim/optim/ademamix.hpp>
 #include <xoptim/optim/ema.hpp>
@@ -108,6 +110,50 @@ namespace xoptim::tools
                 }
             }
 
+            // Muon's per-step coefficients: "polar_express" or [[a, b, c], ...].
+            void read(const char* key, std::vector<ns_coefficient_row>& x)
+            {
+                if (const auto* v = find(key))
+                {
+                    if (v->is_string() && *v == "polar_express")
+                    {
+                        x = polar_express_coefficients();
+                        return;
+                    }
+                    const auto row = [](const nlohmann::json& r) {
+                        return r.is_array() && r.size() == 3
+                               && std::all_of(r.begin(), r.end(), [](const auto& e) { return e.is_number(); });
+                    };
+                    require(v->is_array() && std::all_of(v->begin(), v->end(), row), key,
+                            "\"polar_express\" or an array of [a, b, c] rows");
+                    x.clear();
+                    for (const auto& r : *v)
+                    {
+                        x.push_back({r[0].get<double>(), r[1].get<double>(), r[2].get<double>()});
+                    }
+                }
+            }
+
+            void read(const char* key, ns_norm& x)
+            {
+                read_enum(key, x, {ns_norm::add_eps, ns_norm::clamp_eps});
+            }
+
+            void read(const char* key, ns_precision& x)
+            {
+                read_enum(key, x, {ns_precision::working, ns_precision::bf16});
+            }
+
+            void read(const char* key, muon_momentum_form& x)
+            {
+                read_enum(key, x, {muon_momentum_form::ema, muon_momentum_form::lerp});
+            }
+
+            void read(const char* key, normuon_scale& x)
+            {
+                read_enum(key, x, {normuon_scale::preserve_norm, normuon_scale::rms});
+            }
+
             // Every key given must have been read: a typo is an error, not a default.
             void finish() const
             {
@@ -122,6 +168,26 @@ namespace xoptim::tools
             }
 
         private:
+
+            // One of `values`, by its to_string name.
+            template <class E>
+            void read_enum(const char* key, E& x, std::initializer_list<E> values)
+            {
+                if (const auto* v = find(key))
+                {
+                    std::string names;
+                    for (const E e : values)
+                    {
+                        if (v->is_string() && *v == to_string(e))
+                        {
+                            x = e;
+                            return;
+                        }
+                        names += (names.empty() ? "\"" : "\" or \"") + std::string(to_string(e));
+                    }
+                    require(false, key, (names + "\"").c_str());
+                }
+            }
 
             const nlohmann::json* find(const char* key)
             {

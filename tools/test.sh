@@ -6,8 +6,9 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 jobs=$(nproc)
 
-# The tests the per-ISA stages run (labels: one per test program, tests/CMakeLists.txt).
-isa_tests=(test_engine test_codecs test_lowmem test_trajectories)
+# The tests the per-ISA stages run (labels: one per test program, tests/CMakeLists.txt);
+# test_newton_schulz_2026 runs the bf16 products' portable code where there is no AVX-512 BF16.
+isa_tests=(test_engine test_codecs test_lowmem test_trajectories test_newton_schulz_2026)
 # ARM64 under qemu adds the checkpoint and Muon tests.
 arm64_tests=("${isa_tests[@]}" test_checkpoint test_muon)
 

@@ -31,6 +31,13 @@ int main()
             std::printf("%s\n", e.what());
         }
         //! [muon_1d]
+        //! [muon_newer]
+        auto po = xoptim::muon_options::polar_express();  // the table and X / (||X|| 1.01 + eps)
+        po.normuon = true;                                 // NorMuon's per-row second moment
+        po.ns_precision = xoptim::ns_precision::bf16;      // torch.optim.Muon's bf16 iteration
+        xoptim::muon newer(po);
+        newer.step(xoptim::named("linear2.weight", model.linear2), grads.linear2);
+        //! [muon_newer]
     }
     //! [hybrid]
     xoptim::hybrid_options ho;     // Muon lr 0.02, AdamW lr 1e-3 (and every other default)

@@ -11,15 +11,15 @@
 
 namespace xoptim_test
 {
-    // The first `keep` state tensors of every entry (scratch states, which live within
-    // one step, are not part of what a trainer keeps).
-    inline void append_store(std::string& out, const xoptim::state_store& store, std::size_t keep)
+    // The state tensors of every entry but its last `scratch` (scratch states, which live
+    // within one step, are not part of what a trainer keeps), as checkpoints save them.
+    inline void append_store(std::string& out, const xoptim::state_store& store, std::size_t scratch)
     {
         for (std::size_t k = 0; k < store.size(); ++k)
         {
             const auto& e = store[k];
             out += "[" + e.name + "]";
-            for (std::size_t s = 0; s < std::min(keep, e.count); ++s)
+            for (std::size_t s = 0; s < e.count - std::min(e.count, scratch); ++s)
             {
                 out.append(static_cast<const char*>(e.states[s].data), e.size * e.element_bytes(s));
                 if (e.states[s].absmax != nullptr)
@@ -41,14 +41,14 @@ namespace xoptim_test
         {
             out += "skipped " + std::to_string(trainer.skipped_steps()) + " pending "
                    + std::to_string(trainer.pending_micro_batches()) + " accumulators ";
-            append_store(out, trainer.accumulators(), 1);
+            append_store(out, trainer.accumulators(), 0);
             return out + " " + fingerprint_of(trainer.optimizer(), options);
         }
         xoptim::detail::for_each_optimizer(trainer, "optimizer", [&](const std::string& key, const auto& o) {
             out += key + " step " + std::to_string(o.step_count()) + " "
                    + (options ? xoptim::detail::options_json(o.options()) : "") + " "
                    + xoptim::detail::schedules_json(o.schedules()) + " state ";
-            append_store(out, o.state(), xoptim::detail::kept_states(o));
+            append_store(out, o.state(), xoptim::detail::scratch_count(o));
         });
         if constexpr (xoptim::detail::is_router<Trainer>::value)
         {

@@ -446,12 +446,7 @@ namespace xoptim::dist
             });
         }
 
-        // The states a checkpoint keeps of an optimizer (not its scratch).
-        template <class O>
-        std::size_t kept_states(const O& o) noexcept
-        {
-            return std::min(O::state_names.size() - xoptim::detail::scratch_states<O>::value, o.num_states());
-        }
+        using xoptim::detail::kept_states;
     }
 
     template <class P, class Trainer, class Comm>

@@ -288,7 +288,7 @@ namespace xoptim
                 std::string out = "[";
                 for (std::size_t k = 0; k < field.size(); ++k)
                 {
-                    out += (k ? ", " : "") + json_number(field[k]);
+                    out += (k ? ", " : "") + json_value(field[k]);  // numbers, or rows of numbers
                 }
                 return out + "]";
             }
@@ -365,13 +365,15 @@ namespace xoptim
             add_params(flat.share<double>());
             // Each state tensor as it is stored: float or double, bf16, or 8-bit codes
             // (U8) with their per-block scales (NAME.absmax, F32).
+            // The last `scratch` tensors of an entry are left out (Muon's update: the last of the
+            // states its options create).
             const auto add_store = [&](const state_store& store, const std::string& prefix, const auto& names,
-                                       std::size_t keep, const char* what) {
+                                       std::size_t keep, std::size_t scratch, const char* what) {
                 for (std::size_t k = 0; k < store.size(); ++k)
                 {
                     const state_store::entry& e = store[k];
                     const std::string owner = std::string(what) + " of parameter '" + e.name + "'";
-                    for (std::size_t s = 0; s < std::min(keep, e.count); ++s)
+                    for (std::size_t s = 0; s < std::min(keep, e.count - std::min(e.count, scratch)); ++s)
                     {
                         const state_store::state_tensor& t = e.states[s];
                         const std::string name = prefix + e.name + (names.empty() ? "" : "/" + std::string(names[s]));
@@ -389,15 +391,14 @@ namespace xoptim
             };
             for_each_optimizer(trainer, "optimizer", [&](const std::string& key, auto& o) {
                 using O = std::remove_const_t<std::remove_reference_t<decltype(o)>>;
-                const std::size_t keep = kept_states(o);
-                add_store(checkpoint_access::state(o), "state/" + key + "/", O::state_names, keep,
-                          "optimizer state");
+                add_store(checkpoint_access::state(o), "state/" + key + "/", O::state_names, kept_states(o),
+                          scratch_count(o), "optimizer state");
             });
             if constexpr (is_stepper<std::remove_const_t<Trainer>>::value)
             {
                 if (pending)
                 {
-                    add_store(checkpoint_access::accumulators(trainer), "accumulator/", std::vector<const char*>{}, 1,
+                    add_store(checkpoint_access::accumulators(trainer), "accumulator/", std::vector<const char*>{}, 1, 0,
                               "gradient accumulator");
                 }
             }

@@ -1,6 +1,10 @@
 // Newton-Schulz (quintic) orthogonalization, Muon's inner step (Jordan et al. 2024):
-//   X = G (transposed when it has more rows than columns), X /= (||X||_F + eps)
-//   repeat: A = X X^T;  B = b A + c A A;  X = a X + B X
+//   X = G (transposed when it has more rows than columns)
+//   X /= ||X||_F * norm_scale + eps      (norm add_eps: Keller Jordan, Polar Express)
+//   X /= max(||X||_F, eps)               (norm clamp_eps: torch.optim.Muon)
+//   iteration k: (a, b, c) = row k of the table (the last row repeats; no table: the
+//   fixed `coefficients`);  A = X X^T;  B = b A + c A A;  X = a X + B X
+// Polar Express (Amsel et al. 2025) is such a table: polar_express_coefficients().
 // Both products of an iteration are symmetric, so each goes to a symmetric BLAS call
 // with the scalar work folded into alpha, beta and a diagonal:
 //   A = X X^T                syrk              m^2 n flops  (a general product: 2 m^2 n)
@@ -10,6 +14,16 @@
 // iteration's alphas (s^2 and s), and a tall input is read as the column-major matrix
 // it is, so nothing is transposed or copied. Workspace is kept between calls: a steady
 // state of same-shaped calls allocates nothing.
+//
+// Precision bf16 computes as torch.optim.Muon (PyTorch >= 2.9) and the Keller Jordan
+// reference do: G cast to bf16, every tensor operation's float result rounded to bf16
+// (nearest even), products of bf16 matrices summed in float (bf16_products.hpp, on the
+// CPU's bf16 dot products where it has them):
+//   X = bf16(G);  n = bf16(||X||_F)   (summed in double)
+//   X = bf16(X / max(n, bf16(eps)))                       clamp_eps
+//   X = bf16(X / bf16(bf16(n * norm_scale) + bf16(eps)))  add_eps (n itself when the scale is 1)
+//   A = bf16(X X^T);  B = bf16(bf16(b A) + bf16(bf16(c A) A));  X = bf16(bf16(a X) + bf16(B X))
+// The output is the last X's bf16 values (times the scale), in the working type.
 #ifndef XOPTIM_LINALG_NEWTON_SCHULZ_HPP
 #define XOPTIM_LINALG_NEWTON_SCHULZ_HPP
 
@@ -18,20 +32,77 @@
 #include <climits>
 #include <cmath>
 #include <cstddef>
+#include <cstdint>
+#include <cstring>
 #include <stdexcept>
 #include <string>
 #include <vector>
 
+#include "bf16_products.hpp"
 #include "blas.hpp"
 #include "blas_info.hpp"
 
 namespace xoptim
 {
+    // How the input is normalized before the first iteration (see above).
+    enum class ns_norm
+    {
+        add_eps,
+        clamp_eps
+    };
+
+    inline const char* to_string(ns_norm n) noexcept
+    {
+        return n == ns_norm::add_eps ? "add_eps" : "clamp_eps";
+    }
+
+    // The precision of the products: the working type (float or double), or bf16.
+    enum class ns_precision
+    {
+        working,
+        bf16
+    };
+
+    inline const char* to_string(ns_precision p) noexcept
+    {
+        return p == ns_precision::working ? "working" : "bf16";
+    }
+
+    using ns_coefficient_row = std::array<double, 3>;
+
+    // Polar Express's published table (Amsel, Persson, Musco, Gower 2025, arXiv 2505.16932;
+    // NoahAmsel/PolarExpress polar_express/basic.py at 7f0fb573: optimal_composition(l=1e-3,
+    // num_iters=8, safety_factor_eps=1e-2, cushion=0.02)), every row but the last divided
+    // by (1.01, 1.01^3, 1.01^5) as that file does. Use it with norm_scale 1.01
+    // (X / (||X|| 1.01 + 1e-7)), as the paper's code does.
+    inline std::vector<ns_coefficient_row> polar_express_coefficients()
+    {
+        return {{8.205160414005574, -22.90193498705605, 16.460724910180314},
+                {4.066395159942775, -2.8611540867551426, 0.5183995226694741},
+                {3.9095949044379155, -2.823351735039516, 0.5250369769390025},
+                {3.2855640171986153, -2.415301959635945, 0.48529406552790866},
+                {2.277873287083977, -1.619821765265441, 0.39848078704168355},
+                {1.8725756512746514, -1.2307042574884297, 0.35851616209511666},
+                {1.856437109755889, -1.2132392819185351, 0.35679978941375945},
+                {1.875, -1.25, 0.375}};
+    }
+
     struct newton_schulz_options
     {
         std::size_t steps = 5;
-        std::array<double, 3> coefficients = {3.4445, -4.7750, 2.0315};
+        ns_coefficient_row coefficients = {3.4445, -4.7750, 2.0315};
+        // Per-iteration coefficients: row k for iteration k, the last row repeating. Empty:
+        // `coefficients` every iteration.
+        std::vector<ns_coefficient_row> table;
         double eps = 1e-7;
+        double norm_scale = 1;
+        ns_norm norm = ns_norm::add_eps;
+        ns_precision precision = ns_precision::working;
+
+        const ns_coefficient_row& row(std::size_t k) const noexcept
+        {
+            return table.empty() ? coefficients : table[std::min(k, table.size() - 1)];
+        }
     };
 
     template <class T>
@@ -54,6 +125,21 @@ namespace xoptim
             {
                 throw std::invalid_argument("xoptim::newton_schulz: eps must be > 0 and finite");
             }
+            if (!(o.norm_scale > 0) || !std::isfinite(o.norm_scale))
+            {
+                throw std::invalid_argument("xoptim::newton_schulz: norm_scale must be > 0 and finite");
+            }
+            for (std::size_t k = 0; k <= o.table.size(); ++k)
+            {
+                const ns_coefficient_row& r = k < o.table.size() ? o.table[k] : o.coefficients;
+                if (!std::isfinite(r[0]) || !std::isfinite(r[1]) || !std::isfinite(r[2]))
+                {
+                    throw std::invalid_argument(
+                        "xoptim::newton_schulz: "
+                        + (k < o.table.size() ? "table[" + std::to_string(k) + "]" : std::string("coefficients"))
+                        + " must be finite");
+                }
+            }
             m_o = o;
         }
 
@@ -68,10 +154,17 @@ namespace xoptim
 
     private:
 
+        void run_bf16(const T* g, T* out, std::size_t rows, std::size_t cols, double scale);
+
         newton_schulz_options m_o;
         std::vector<T> m_x;  // an iterate, m x n (the other is the output)
         std::vector<T> m_a;  // X X^T, m x m
         std::vector<T> m_b;  // c A A + b A + a I, m x m
+        // bf16 precision: X (m x n), its transpose, A, c A and B as bf16 (rows padded to
+        // whole pairs with zeros), a product's float results and the kernel's workspace.
+        std::vector<std::uint16_t> m_hx, m_hxt, m_ha, m_hca, m_hb;
+        std::vector<float> m_product;
+        linalg::bf16_workspace m_bf16;
     };
 
     namespace detail
@@ -103,6 +196,11 @@ namespace xoptim
         {
             return;
         }
+        if (m_o.precision == ns_precision::bf16)
+        {
+            run_bf16(g, out, rows, cols, scale);
+            return;
+        }
         blas::warn_once_about_kernels();
         // A tall rows x cols row-major matrix is its cols x rows transpose, column-major.
         const auto l = rows > cols ? blas::layout::col_major : blas::layout::row_major;
@@ -119,8 +217,8 @@ namespace xoptim
         {
             sum += double(g[i]) * double(g[i]);
         }
-        const double s = 1 / (std::sqrt(sum) + m_o.eps);
-        const auto [a, b, c] = m_o.coefficients;
+        const double s = m_o.norm == ns_norm::add_eps ? 1 / (std::sqrt(sum) * m_o.norm_scale + m_o.eps)
+                                                      : 1 / std::max(std::sqrt(sum), m_o.eps);
         if (m_o.steps == 0)
         {
             std::transform(g, g + size, out, [&](T x) { return static_cast<T>(x * (s * scale)); });
@@ -137,6 +235,7 @@ namespace xoptim
         for (std::size_t k = 0; k < m_o.steps; ++k)
         {
             const bool first = k == 0;
+            const auto [a, b, c] = m_o.row(k);
             T* y = target(k);
             blas::syrk(l, im, in, static_cast<T>(first ? s * s : 1), x, ld, T(0), m_a.data());
             detail::mirror_upper(m_a.data(), m);
@@ -149,6 +248,125 @@ namespace xoptim
             const double alpha = (first ? s : 1) * (k + 1 == m_o.steps ? scale : 1);
             blas::symm(l, im, in, static_cast<T>(alpha), m_b.data(), x, T(0), y, ld);
             x = y;
+        }
+    }
+
+    namespace detail
+    {
+        // bf16 rounding (nearest even, a NaN kept quiet: xoptim::bfloat16's) without a
+        // branch, so that loops of it vectorize.
+        inline std::uint16_t bf16_bits(float x) noexcept
+        {
+            std::uint32_t u;
+            std::memcpy(&u, &x, sizeof u);
+            const std::uint32_t rounded = (u + 0x7fffu + (u >> 16 & 1u)) >> 16;
+            const std::uint32_t quiet = u >> 16 | 0x40u;  // a NaN stays a NaN
+            return static_cast<std::uint16_t>((u & 0x7fffffffu) > 0x7f800000u ? quiet : rounded);
+        }
+
+        inline float bf16_float(std::uint16_t b) noexcept
+        {
+            const std::uint32_t u = std::uint32_t(b) << 16;
+            float x;
+            std::memcpy(&x, &u, sizeof x);
+            return x;
+        }
+
+        inline float to_bf16(float x) noexcept
+        {
+            return bf16_float(bf16_bits(x));
+        }
+    }
+
+    template <class T>
+    void newton_schulz<T>::run_bf16(const T* g, T* out, std::size_t rows, std::size_t cols, double scale)
+    {
+        using detail::bf16_bits;
+        using detail::to_bf16;
+        const auto value = detail::bf16_float;
+        const bool tall = rows > cols;
+        const std::size_t m = std::min(rows, cols), n = std::max(rows, cols);
+        const std::size_t np = linalg::bf16_padded(n), mp = linalg::bf16_padded(m);
+        m_hx.assign(m * np, 0);
+        m_hxt.assign(n * mp, 0);
+        m_ha.assign(m * mp, 0);
+        m_hca.assign(m * mp, 0);
+        m_hb.assign(m * mp, 0);
+        m_product.resize(m * n);
+        // X = bf16(G), m x n (a tall G transposed), and its norm summed in double.
+        double sum = 0;
+        for (std::size_t i = 0; i < m; ++i)
+        {
+            for (std::size_t j = 0; j < n; ++j)
+            {
+                const std::uint16_t x = bf16_bits(static_cast<float>(tall ? g[j * cols + i] : g[i * cols + j]));
+                m_hx[i * np + j] = x;
+                sum += double(value(x)) * double(value(x));
+            }
+        }
+        const float norm = to_bf16(static_cast<float>(std::sqrt(sum)));
+        const float eps = to_bf16(static_cast<float>(m_o.eps));
+        const float divisor =
+            m_o.norm == ns_norm::clamp_eps
+                ? std::max(norm, eps)
+                : to_bf16((m_o.norm_scale == 1 ? norm : to_bf16(norm * static_cast<float>(m_o.norm_scale))) + eps);
+        for (std::size_t i = 0; i < m; ++i)
+        {
+            for (std::size_t j = 0; j < n; ++j)
+            {
+                m_hx[i * np + j] = bf16_bits(value(m_hx[i * np + j]) / divisor);
+            }
+        }
+        for (std::size_t k = 0; k < m_o.steps; ++k)
+        {
+            const auto [a64, b64, c64] = m_o.row(k);
+            const float a = static_cast<float>(a64), b = static_cast<float>(b64), c = static_cast<float>(c64);
+            // A = bf16(X X^T), c A
+            linalg::bf16_products(m_hx.data(), m, m_hx.data(), m, np, m_product.data(), m, m_bf16, true);
+            for (std::size_t i = 0; i < m; ++i)
+            {
+                for (std::size_t j = 0; j < m; ++j)
+                {
+                    const std::uint16_t x = bf16_bits(m_product[i * m + j]);
+                    m_ha[i * mp + j] = x;
+                    m_hca[i * mp + j] = bf16_bits(c * value(x));
+                }
+            }
+            // B = bf16(bf16(b A) + bf16((c A) A)): A is symmetric, its rows are its columns.
+            linalg::bf16_products(m_hca.data(), m, m_ha.data(), m, mp, m_product.data(), m, m_bf16);
+            for (std::size_t i = 0; i < m; ++i)
+            {
+                for (std::size_t j = 0; j < m; ++j)
+                {
+                    m_hb[i * mp + j] =
+                        bf16_bits(to_bf16(b * value(m_ha[i * mp + j])) + to_bf16(m_product[i * m + j]));
+                }
+            }
+            // X = bf16(bf16(a X) + bf16(B X)): B X against the rows of X^T.
+            for (std::size_t i = 0; i < m; ++i)
+            {
+                for (std::size_t j = 0; j < n; ++j)
+                {
+                    m_hxt[j * mp + i] = m_hx[i * np + j];
+                }
+            }
+            linalg::bf16_products(m_hb.data(), m, m_hxt.data(), n, mp, m_product.data(), n, m_bf16);
+            for (std::size_t i = 0; i < m; ++i)
+            {
+                for (std::size_t j = 0; j < n; ++j)
+                {
+                    m_hx[i * np + j] =
+                        bf16_bits(to_bf16(a * value(m_hx[i * np + j])) + to_bf16(m_product[i * n + j]));
+                }
+            }
+        }
+        for (std::size_t i = 0; i < m; ++i)
+        {
+            for (std::size_t j = 0; j < n; ++j)
+            {
+                const T x = static_cast<T>(value(m_hx[i * np + j]));
+                (tall ? out[j * cols + i] : out[i * cols + j]) = scale == 1 ? x : static_cast<T>(x * scale);
+            }
         }
     }
 }

@@ -7,12 +7,31 @@
 //   s = 0.2 * sqrt(max(rows, cols))    "match_rms_adamw" (reuses AdamW's lr and wd)
 // The two element-wise lines are fused passes of the engine; s is folded into the last
 // BLAS product of NS. Matrices only: 0-D and 1-D parameters are refused by name.
+//
+// Newer iterations, as options:
+// - momentum_form lerp: torch.optim.Muon's and NorMuon's forms of the same momentum,
+//   m = lerp(m, g, 1 - mu), u = lerp(g, m, mu) (torch's lerp: start + w (end - start) for
+//   w < 0.5, else end - (end - start)(1 - w)); they round differently from the SPEC's;
+// - per-step coefficients (ns_coefficient_table; Polar Express, Amsel et al. 2025:
+//   muon_options::polar_express()), the normalization (ns_norm, ns_norm_scale) and the
+//   precision of the products (ns_precision bf16: torch.optim.Muon's bf16 iteration),
+//   see linalg/newton_schulz.hpp;
+// - NorMuon (Li et al. 2025, zichongli5/NorMuon normuon.py), after NS, per row i of the
+//   (rows, cols) view:
+//     v_i = lerp(v_i, mean_j O_ij^2, 1 - beta2)          torch's lerp
+//     O_hat = O / (sqrt(v_i) + normuon_eps)
+//     "preserve_norm": O = O_hat * (||O|| / (||O_hat|| + normuon_eps)) * s
+//     "rms":           O = O_hat * 0.2 sqrt(rows cols) / ||O_hat||   (s unused; 0 if O_hat = 0)
+//   then p = p * (1 - lr * wd) - lr * O. v is the state second_momentum_buffer, kept in the
+//   working type with the parameter's shape, v_i in every element of row i (the
+//   reference's (rows, 1) tensor broadcast over the row).
 // Needs a CBLAS at link time (not included by xoptim.hpp for that reason).
 #ifndef XOPTIM_OPTIM_MUON_HPP
 #define XOPTIM_OPTIM_MUON_HPP
 
 #include <cmath>
 #include <string>
+#include <vector>
 
 #include "../linalg/newton_schulz.hpp"
 #include "optimizer.hpp"
@@ -31,6 +50,30 @@ namespace xoptim
         return a == muon_lr_adjust::original ? "original" : "match_rms_adamw";
     }
 
+    // How the momentum is written (see above): the SPEC's, or torch's lerp.
+    enum class muon_momentum_form
+    {
+        ema,
+        lerp
+    };
+
+    inline const char* to_string(muon_momentum_form f) noexcept
+    {
+        return f == muon_momentum_form::ema ? "ema" : "lerp";
+    }
+
+    // NorMuon's final scaling (see above).
+    enum class normuon_scale
+    {
+        preserve_norm,
+        rms
+    };
+
+    inline const char* to_string(normuon_scale s) noexcept
+    {
+        return s == normuon_scale::preserve_norm ? "preserve_norm" : "rms";
+    }
+
     struct muon_options
     {
         double lr = 0.02;
@@ -41,6 +84,26 @@ namespace xoptim
         std::array<double, 3> ns_coefficients = {3.4445, -4.7750, 2.0315};
         double eps = 1e-7;
         muon_lr_adjust lr_adjust = muon_lr_adjust::original;
+        // Per-step (a, b, c): row k for iteration k, the last repeating; empty: ns_coefficients.
+        std::vector<ns_coefficient_row> ns_coefficient_table;
+        xoptim::ns_norm ns_norm = xoptim::ns_norm::add_eps;
+        double ns_norm_scale = 1;
+        xoptim::ns_precision ns_precision = xoptim::ns_precision::working;
+        bool normuon = false;
+        double beta2 = 0.95;
+        double normuon_eps = 1e-10;
+        xoptim::normuon_scale normuon_scale = xoptim::normuon_scale::preserve_norm;
+        muon_momentum_form momentum_form = muon_momentum_form::ema;
+
+        // Polar Express as its paper's code runs it: the published table and
+        // X / (||X|| 1.01 + 1e-7).
+        static muon_options polar_express()
+        {
+            muon_options o;
+            o.ns_coefficient_table = polar_express_coefficients();
+            o.ns_norm_scale = 1.01;
+            return o;
+        }
 
         template <class O, class F>
         static void fields(O& o, F&& f)
@@ -53,6 +116,15 @@ namespace xoptim
             f("ns_coefficients", o.ns_coefficients);
             f("eps", o.eps);
             f("lr_adjust", o.lr_adjust);
+            f("ns_coefficient_table", o.ns_coefficient_table);
+            f("ns_norm", o.ns_norm);
+            f("ns_norm_scale", o.ns_norm_scale);
+            f("ns_precision", o.ns_precision);
+            f("normuon", o.normuon);
+            f("beta2", o.beta2);
+            f("normuon_eps", o.normuon_eps);
+            f("normuon_scale", o.normuon_scale);
+            f("momentum_form", o.momentum_form);
         }
     };
 
@@ -62,16 +134,20 @@ namespace xoptim
 
         using options_type = muon_options;
         static constexpr const char* name = "muon";
-        // The second tensor holds u, then NS(u), between the passes of one step: scratch,
-        // left out of checkpoints.
-        static constexpr std::array<const char*, 2> state_names = {"momentum_buffer", "update"};
+        // The last tensor holds u, then NS(u), between the passes of one step: scratch,
+        // left out of checkpoints. NorMuon's second moment comes before it.
+        static constexpr std::array<const char*, 3> state_names = {"momentum_buffer", "second_momentum_buffer",
+                                                                   "update"};
         static constexpr std::size_t scratch_states = 1;
 
         // The options are checked before the Newton-Schulz members see them, so a bad
         // eps is reported as Muon's.
         explicit muon(const muon_options& o = {})
-            : m_o(checked(o)), m_ns_float(ns_options(o)), m_ns_double(ns_options(o))
+            : m_o(checked(o))
         {
+            fill(m_ns, m_o);
+            m_ns_float.set_options(m_ns);
+            m_ns_double.set_options(m_ns);
         }
 
         static void check(const muon_options& o)
@@ -89,6 +165,17 @@ namespace xoptim
             {
                 detail::require_finite(o.ns_coefficients[k], name, coefficient[k]);
             }
+            for (std::size_t r = 0; r < o.ns_coefficient_table.size(); ++r)
+            {
+                for (std::size_t k = 0; k < 3; ++k)
+                {
+                    const std::string field = "ns_coefficient_table[" + std::to_string(r) + "][" + std::to_string(k) + "]";
+                    detail::require_finite(o.ns_coefficient_table[r][k], name, field.c_str());
+                }
+            }
+            detail::require_positive(o.ns_norm_scale, name, "ns_norm_scale");
+            detail::require_unit_interval(o.beta2, name, "beta2");
+            detail::require_positive(o.normuon_eps, name, "normuon_eps");
         }
 
         const muon_options& options() const noexcept
@@ -98,7 +185,7 @@ namespace xoptim
 
         std::size_t num_states() const noexcept
         {
-            return 2;
+            return m_o.normuon ? 3 : 2;
         }
 
         std::string unsupported_shape(const std::vector<std::size_t>& shape) const
@@ -140,27 +227,22 @@ namespace xoptim
         template <class Step>
         void update(const Step& step)
         {
-            using namespace sym;
-            const auto& m = sym::state<0>;
-            const auto& u = sym::state<1>;
-            const double mu = m_o.momentum;
-            const double lr = m_o.lr;
-            if (m_o.nesterov)
+            if (m_o.normuon)
             {
-                step.run(m = mu * m + (1 - mu) * g, u = (1 - mu) * g + mu * m);
+                step.for_each_parameter([&](const state_store::entry& e, const auto&) {
+                    if (e.states[1].format != slot_format::native)
+                    {
+                        throw std::invalid_argument("xoptim::muon: parameter '" + e.name
+                                                    + "': NorMuon keeps its second moment in the working type; "
+                                                      "its state storage must be native, not bf16 or 8-bit");
+                    }
+                });
+                update_with(step, sym::state<2>);
             }
             else
             {
-                step.run(m = mu * m + (1 - mu) * g, u = m);
+                update_with(step, sym::state<1>);
             }
-            step.for_each_parameter([&](const state_store::entry& e, const auto& slots) {
-                const auto [rows, cols] = matrix_view(e.shape);
-                auto* update = slots.states[1];
-                auto& ns = ns_for(update);
-                ns.set_options(ns_options(m_o));  // a schedule may have changed eps
-                ns(update, update, rows, cols, scale(rows, cols));
-            });
-            step.run(p = p * (1 - arch::product(lr, m_o.weight_decay)) - lr * u);
         }
 
     private:
@@ -173,13 +255,159 @@ namespace xoptim
             return o;
         }
 
-        static newton_schulz_options ns_options(const muon_options& o) noexcept
+        // u is the scratch state: state<1>, or state<2> after NorMuon's second moment.
+        template <class Step, class U>
+        void update_with(const Step& step, const U& u)
         {
-            newton_schulz_options n;
+            using namespace sym;
+            const auto& m = sym::state<0>;
+            const double mu = m_o.momentum;
+            const double lr = m_o.lr;
+            if (m_o.momentum_form == muon_momentum_form::lerp)
+            {
+                lerp_momentum(step, m, u);
+            }
+            else if (m_o.nesterov)
+            {
+                step.run(m = mu * m + (1 - mu) * g, u = (1 - mu) * g + mu * m);
+            }
+            else
+            {
+                step.run(m = mu * m + (1 - mu) * g, u = m);
+            }
+            fill(m_ns, m_o);  // a schedule may have changed eps or a coefficient
+            step.for_each_parameter([&](const state_store::entry& e, const auto& slots) {
+                const auto [rows, cols] = matrix_view(e.shape);
+                auto* update = slots.states[m_o.normuon ? 2 : 1];
+                auto& ns = ns_for(update);
+                ns.set_options(m_ns);
+                if (m_o.normuon)
+                {
+                    ns(update, update, rows, cols, 1);
+                    normalize_rows(update, slots.states[1], rows, cols);
+                }
+                else
+                {
+                    ns(update, update, rows, cols, scale(rows, cols));
+                }
+            });
+            step.run(p = p * (1 - arch::product(lr, m_o.weight_decay)) - lr * u);
+        }
+
+        // m = lerp(m, g, 1 - mu); u = lerp(g, m, mu) or m; torch's lerp picks its form by
+        // the weight, here known before the pass, and computes 1 - w in the tensor's type
+        // (one_minus(w): w rounded to the type, then 1 - w in the pass).
+        static auto one_minus(double w) noexcept
+        {
+            using scalar = struct constant;  // the engine's leaf, not the schedule
+            return 1.0 - scalar{w};
+        }
+
+        template <class Step, class M, class U>
+        void lerp_momentum(const Step& step, const M& m, const U& u) const
+        {
+            using namespace sym;
+            const double w = 1 - m_o.momentum;
+            const double mu = m_o.momentum;
+            const auto advance = [&](const auto& next) {
+                if (w < 0.5)
+                {
+                    step.run(m = m + w * (g - m), next);
+                }
+                else
+                {
+                    step.run(m = g - (g - m) * one_minus(w), next);
+                }
+            };
+            if (!m_o.nesterov)
+            {
+                advance(u = m);
+            }
+            else if (mu < 0.5)
+            {
+                advance(u = g + mu * (m - g));
+            }
+            else
+            {
+                advance(u = m - (m - g) * one_minus(mu));
+            }
+        }
+
+        // NorMuon on O = NS(u), rows x cols, in place; v holds v_i in every element of row i.
+        // Sums in double, every other operation rounded to T as the reference's tensors are.
+        template <class T>
+        void normalize_rows(T* o, T* v, std::size_t rows, std::size_t cols) const
+        {
+            const auto norm = [&] {
+                double sum = 0;
+                for (std::size_t i = 0; i < rows * cols; ++i)
+                {
+                    sum += double(o[i]) * double(o[i]);
+                }
+                return static_cast<T>(std::sqrt(sum));
+            };
+            const T before = norm();
+            const T w = static_cast<T>(1 - m_o.beta2);
+            const T eps = static_cast<T>(m_o.normuon_eps);
+            for (std::size_t i = 0; i < rows; ++i)
+            {
+                T* row = o + i * cols;
+                double sum = 0;
+                for (std::size_t j = 0; j < cols; ++j)
+                {
+                    sum += double(static_cast<T>(row[j] * row[j]));
+                }
+                const T mean = static_cast<T>(sum / double(cols));
+                const T vi = lerp(v[i * cols], mean, w);
+                std::fill(v + i * cols, v + (i + 1) * cols, vi);
+                const T step = static_cast<T>(T(1) / static_cast<T>(static_cast<T>(std::sqrt(vi)) + eps));
+                for (std::size_t j = 0; j < cols; ++j)
+                {
+                    row[j] = static_cast<T>(row[j] * step);
+                }
+            }
+            const T after = norm();
+            T factor = 0;
+            if (m_o.normuon_scale == normuon_scale::preserve_norm)
+            {
+                const T ratio = static_cast<T>(before / static_cast<T>(after + eps));
+                const T s = static_cast<T>(scale(rows, cols));
+                for (std::size_t i = 0; i < rows * cols; ++i)
+                {
+                    o[i] = static_cast<T>(static_cast<T>(o[i] * ratio) * s);
+                }
+                return;
+            }
+            factor = after > 0 ? static_cast<T>(0.2 * std::sqrt(double(rows) * double(cols)) / double(after)) : T(0);
+            for (std::size_t i = 0; i < rows * cols; ++i)
+            {
+                o[i] = static_cast<T>(o[i] * factor);
+            }
+        }
+
+        // torch.lerp(start, end, weight): two forms, as ATen computes them.
+        template <class T>
+        static T lerp(T start, T end, T weight) noexcept
+        {
+            const T diff = static_cast<T>(end - start);
+            if (std::abs(weight) < T(0.5))
+            {
+                return static_cast<T>(start + static_cast<T>(weight * diff));
+            }
+            return static_cast<T>(end - static_cast<T>(diff * static_cast<T>(T(1) - weight)));
+        }
+
+        // Muon's options as Newton-Schulz's, written into n (no allocation once its table
+        // has the capacity).
+        static void fill(newton_schulz_options& n, const muon_options& o)
+        {
             n.steps = o.ns_steps;
             n.coefficients = o.ns_coefficients;
+            n.table = o.ns_coefficient_table;
             n.eps = o.eps;
-            return n;
+            n.norm_scale = o.ns_norm_scale;
+            n.norm = o.ns_norm;
+            n.precision = o.ns_precision;
         }
 
         newton_schulz<float>& ns_for(float*) noexcept
@@ -193,6 +421,7 @@ namespace xoptim
         }
 
         muon_options m_o;
+        newton_schulz_options m_ns;
         newton_schulz<float> m_ns_float;
         newton_schulz<double> m_ns_double;
     };

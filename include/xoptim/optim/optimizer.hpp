@@ -431,18 +431,13 @@ namespace xoptim
             }
         }
 
-        // How many states a checkpoint saves (the first ones, at most): all but the scratch ones.
+        // How many states a checkpoint saves (the first ones, at most): all the optimizer
+        // creates under its options but the scratch ones (Muon's update, cautious AdamW's
+        // mask; NorMuon's second moment comes before Muon's scratch).
         template <class D>
         std::size_t kept_states(const D& d) noexcept
         {
-            if constexpr (has_scratch_count<D>::value)
-            {
-                return d.num_states() - std::min(d.num_states(), d.num_scratch_states());
-            }
-            else
-            {
-                return D::state_names.size() - scratch_states<D>::value;
-            }
+            return d.num_states() - std::min(d.num_states(), scratch_count(d));
         }
     }
 
