@@ -7,6 +7,7 @@
 
 #include <algorithm>
 #include <nlohmann/json.hpp>
+#include <optional>
 #include <set>
 #include <stdexcept>
 #include <string>
@@ -38,6 +39,16 @@ namespace xoptim::tools
                 {
                     require(v->is_number(), key, "a number");
                     x = v->get<double>();
+                }
+            }
+
+            // A number or null (none: the option is off).
+            void read(const char* key, std::optional<double>& x)
+            {
+                if (const auto* v = find(key))
+                {
+                    require(v->is_number() || v->is_null(), key, "a number or null");
+                    x = v->is_null() ? std::nullopt : std::optional<double>(v->get<double>());
                 }
             }
 
@@ -187,7 +198,7 @@ namespace xoptim::tools
         f(opt);
     }
 
-    // Constructs the optimizer called `name` ("sgd", "adam", "adamw", "lion", "signsgd", "muon")
+    // Constructs the optimizer called `name` ("sgd", "adam", "adamw", "lion", "lamb", "signsgd", "muon")
     // from `hyper` and calls f(optimizer&).
     template <class F>
     void with_optimizer(const std::string& name, const nlohmann::json& hyper, F&& f)
@@ -204,6 +215,10 @@ namespace xoptim::tools
         {
             detail::build<sgd>(name, hyper, f);
         }
+        else if (name == "lamb")
+        {
+            detail::build<lamb>(name, hyper, f);
+        }
         else if (name == "lion")
         {
             detail::build<lion>(name, hyper, f);
@@ -219,7 +234,7 @@ namespace xoptim::tools
         else
         {
             throw std::invalid_argument("unknown optimizer \"" + name
-                                        + "\" (expected adamw, adam, sgd, lion, signsgd, muon or hybrid)");
+                                        + "\" (expected adamw, adam, sgd, lion, lamb, signsgd, muon or hybrid)");
         }
     }
 }

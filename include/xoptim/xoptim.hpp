@@ -4,6 +4,7 @@
 
 #include "optim/adam.hpp"
 #include "optim/lion.hpp"
+#include "optim/lamb.hpp"
 #include "optim/sgd.hpp"
 #include "optim/signsgd.hpp"
 

@@ -38,6 +38,7 @@
 #include <cstdio>
 #include <cstring>
 #include <map>
+#include <optional>
 #include <set>
 #include <stdexcept>
 #include <string>
@@ -267,9 +268,23 @@ namespace xoptim
         }
 
         template <class F>
+        struct is_optional : std::false_type
+        {
+        };
+
+        template <class F>
+        struct is_optional<std::optional<F>> : std::true_type
+        {
+        };
+
+        template <class F>
         std::string json_value(const F& field)
         {
-            if constexpr (std::is_same_v<F, bool>)
+            if constexpr (is_optional<F>::value)
+            {
+                return field ? json_value(*field) : "null";
+            }
+            else if constexpr (std::is_same_v<F, bool>)
             {
                 return field ? "true" : "false";
             }

@@ -93,6 +93,33 @@ namespace xoptim
             }
         }
 
+        // The sum over every parameter of one reduction, in one pass: `step.total(sum_squares(g))`
+        // is the squared global norm of the gradients as the step sees them. Each tensor's sum
+        // as a finalizer gets it, added in a fixed order (float, then bf16/8-bit, then double
+        // parameters, each in order): the same for any thread count.
+        template <class Kind, class E>
+        double total(const reduction<Kind, E>& r) const
+        {
+            run(symbol<total_scalar>{} = r);
+            double sum = 0;
+            const auto add = [&](const auto& jobs) {
+                for (std::size_t k = 0; k < jobs.size(); ++k)
+                {
+                    sum += jobs.scalars(k)[max_scalars];
+                }
+            };
+            if constexpr ((Types & detail::float_bit) != 0)
+            {
+                add(m_floats);
+                add(m_coded);
+            }
+            if constexpr ((Types & detail::double_bit) != 0)
+            {
+                add(m_doubles);
+            }
+            return sum;
+        }
+
     private:
 
         std::size_t m_t;

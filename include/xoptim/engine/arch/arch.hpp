@@ -18,6 +18,7 @@
 #ifndef XOPTIM_ENGINE_ARCH_ARCH_HPP
 #define XOPTIM_ENGINE_ARCH_ARCH_HPP
 
+#include <array>
 #include <cstddef>
 #include <cstdint>
 
@@ -112,6 +113,13 @@ namespace xoptim
         inline xsimd::batch<T, A> max(const xsimd::batch<T, A>& a, const xsimd::batch<T, A>& b) noexcept
         {
             return kernel::max<A>(a, b, A{});
+        }
+
+        // The lanes of x as doubles (exact): the low half, then the high one.
+        template <class A>
+        inline std::array<xsimd::batch<double, A>, 2> widen_halves(const xsimd::batch<float, A>& x) noexcept
+        {
+            return kernel::widen_halves<A>(x, A{});
         }
 
         // max(a, |x|), a where x is NaN.
