@@ -5,7 +5,10 @@
 //   - LAMB as optax (no built-in clipping): 7 read, 3 written;
 //   - the floors: plain xsimd loops moving the same arrays in the same passes and
 //     computing nothing (floor_lamb: the three passes, floor_lamb_noclip: the last two);
-//   - AdamW and its floor (4 read, 3 written), the one-pass reference point.
+//   - AdamW and its floor (4 read, 3 written), the one-pass reference point;
+//   - Adafactor (torch.optim.Adafactor) on one 4096 x 4096 matrix, against the issue's
+//     floor (p and g read, p written: floor_r2w1) and its own passes' (p g, g, g, p g -> p:
+//     floor_adafactor, 6 read, 1 written).
 // Cases: A = one tensor of 2^24 floats, B = 4096 tensors of 4096 floats.
 #include <vector>
 
@@ -129,6 +132,95 @@ namespace
         set_bytes(st, s, clip ? 11 : 10, threads);
     }
 
+    // Adafactor's passes as plain loops: reads of p and g (summed, so not removed), and
+    // p += g.
+    struct matrix_floor
+    {
+        float* p;
+        const float* g;
+        mutable float sink = 0;
+
+        template <int Pass>
+        void range(std::size_t lo, std::size_t hi) const
+        {
+            batch acc(0.0f);
+            for (std::size_t i = lo; i + batch::size <= hi; i += batch::size)
+            {
+                const batch g_ = batch::load_unaligned(g + i);
+                if constexpr (Pass == 0)
+                {
+                    acc += batch::load_unaligned(p + i) + g_;
+                }
+                else if constexpr (Pass == 1)
+                {
+                    acc += g_;
+                }
+                else
+                {
+                    (batch::load_unaligned(p + i) + g_).store_unaligned(p + i);
+                }
+            }
+            sink += xoptim::arch::reduce_add(acc);
+        }
+    };
+
+    template <int Pass>
+    struct matrix_pass
+    {
+        const matrix_floor* f;
+
+        void run(std::size_t lo, std::size_t hi) const
+        {
+            f->range<Pass>(lo, hi);
+        }
+    };
+
+    constexpr std::size_t side = 4096;
+
+    void bm_floor_adafactor(benchmark::State& st, std::size_t threads, bool own_passes)
+    {
+        std::vector<float> p(side * side, 0.5f), g(side * side, 1e-3f);
+        const matrix_floor f{p.data(), g.data()};
+        const std::size_t n = side * side;
+        const auto step = [&] {
+            if (own_passes)
+            {
+                run_split(matrix_pass<0>{&f}, n, 64, threads);
+                run_split(matrix_pass<1>{&f}, n, 64, threads);
+                run_split(matrix_pass<1>{&f}, n, 64, threads);
+            }
+            run_split(matrix_pass<2>{&f}, n, 64, threads);
+        };
+        step();
+        for (auto _ : st)
+        {
+            step();
+            benchmark::ClobberMemory();
+        }
+        benchmark::DoNotOptimize(f.sink);
+        st.SetBytesProcessed(static_cast<std::int64_t>(st.iterations()) * (own_passes ? 7 : 3)
+                             * static_cast<std::int64_t>(n * sizeof(float)));
+        st.counters["threads"] = static_cast<double>(threads);
+    }
+
+    void bm_adafactor(benchmark::State& st, std::size_t threads)
+    {
+        xoptim::set_num_threads(threads);
+        std::vector<float> p(side * side, 0.5f), g(side * side, 1e-3f);
+        const auto pv = xoptim::view(p.data(), {side, side});
+        const auto gv = xoptim::view(g.data(), {side, side});
+        xoptim::adafactor opt;
+        opt.step(pv, gv);
+        for (auto _ : st)
+        {
+            opt.step(pv, gv);
+            benchmark::ClobberMemory();
+        }
+        st.SetBytesProcessed(static_cast<std::int64_t>(st.iterations()) * 3
+                             * static_cast<std::int64_t>(side * side * sizeof(float)));
+        st.counters["threads"] = static_cast<double>(threads);
+    }
+
     xoptim::lamb make_lamb(bool clip)
     {
         xoptim::lamb_options o;  // apex's defaults: weight decay 0.01, so the trust ratio applies
@@ -141,6 +233,19 @@ namespace
 
     void register_all()
     {
+        const shape matrix{"4096x4096_matrix", 1, side * side};
+        for (std::size_t t : thread_counts())
+        {
+            configure(benchmark::RegisterBenchmark(name("adafactor", "xoptim", matrix, t).c_str(),
+                                                   [t](benchmark::State& st) { bm_adafactor(st, t); }),
+                      matrix);
+            configure(benchmark::RegisterBenchmark(name("floor_r2w1", "xsimd", matrix, t).c_str(),
+                                                   [t](benchmark::State& st) { bm_floor_adafactor(st, t, false); }),
+                      matrix);
+            configure(benchmark::RegisterBenchmark(name("floor_adafactor", "xsimd", matrix, t).c_str(),
+                                                   [t](benchmark::State& st) { bm_floor_adafactor(st, t, true); }),
+                      matrix);
+        }
         for (const shape& s : {case_a, case_b})
         {
             register_xoptim_adamw(s);

@@ -52,6 +52,19 @@ namespace xoptim::tools
                 }
             }
 
+            // [a number or null, a number] (Adafactor's eps: eps1 may be none).
+            void read(const char* key, std::array<std::optional<double>, 2>& x)
+            {
+                if (const auto* v = find(key))
+                {
+                    const bool ok = v->is_array() && v->size() == 2 && ((*v)[0].is_number() || (*v)[0].is_null())
+                                    && (*v)[1].is_number();
+                    require(ok, key, "[a number or null, a number]");
+                    x[0] = (*v)[0].is_null() ? std::nullopt : std::optional<double>((*v)[0].get<double>());
+                    x[1] = (*v)[1].get<double>();
+                }
+            }
+
             void read(const char* key, bool& x)
             {
                 if (const auto* v = find(key))
@@ -198,7 +211,7 @@ namespace xoptim::tools
         f(opt);
     }
 
-    // Constructs the optimizer called `name` ("sgd", "adam", "adamw", "lion", "lamb", "signsgd", "muon")
+    // Constructs the optimizer called `name` ("sgd", "adam", "adamw", "lion", "lamb", "adafactor", "signsgd", "muon")
     // from `hyper` and calls f(optimizer&).
     template <class F>
     void with_optimizer(const std::string& name, const nlohmann::json& hyper, F&& f)
@@ -219,6 +232,21 @@ namespace xoptim::tools
         {
             detail::build<lamb>(name, hyper, f);
         }
+        else if (name == "adafactor")
+        {
+            // trajectories_2026.json names the variant; torch.optim.Adafactor's is the one built.
+            nlohmann::json h = hyper;
+            if (h.is_object() && h.contains("variant"))
+            {
+                if (h["variant"] != "torch")
+                {
+                    throw std::invalid_argument("hyperparameter \"variant\" of adafactor must be \"torch\" "
+                                                "(torch.optim.Adafactor)");
+                }
+                h.erase("variant");
+            }
+            detail::build<adafactor>(name, h, f);
+        }
         else if (name == "lion")
         {
             detail::build<lion>(name, hyper, f);
@@ -234,7 +262,7 @@ namespace xoptim::tools
         else
         {
             throw std::invalid_argument("unknown optimizer \"" + name
-                                        + "\" (expected adamw, adam, sgd, lion, lamb, signsgd, muon or hybrid)");
+                                        + "\" (expected adamw, adam, sgd, lion, lamb, adafactor, signsgd, muon or hybrid)");
         }
     }
 }

@@ -2,6 +2,7 @@
 #ifndef XOPTIM_XOPTIM_HPP
 #define XOPTIM_XOPTIM_HPP
 
+#include "optim/adafactor.hpp"
 #include "optim/adam.hpp"
 #include "optim/lion.hpp"
 #include "optim/lamb.hpp"

@@ -292,7 +292,7 @@ namespace xoptim
         // A finalizing assignment's right-hand side, in double, once per tensor: its
         // reductions' sums from `sums` (in program order), scalars from `values`. The
         // operations are the element ones, on one-value batches.
-        using host_batch = xsimd::batch<double>;
+        using host_batch = xsimd::batch<double, arch::host_arch>;
 
         inline host_batch host_eval(const constant& c, const double*, const job_scalars&)
         {

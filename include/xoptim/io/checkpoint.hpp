@@ -301,7 +301,7 @@ namespace xoptim
                 std::string out = "[";
                 for (std::size_t k = 0; k < field.size(); ++k)
                 {
-                    out += (k ? ", " : "") + json_number(field[k]);
+                    out += (k ? ", " : "") + json_value(field[k]);
                 }
                 return out + "]";
             }
@@ -391,7 +391,11 @@ namespace xoptim
                         const io::st_dtype type = t.format == slot_format::native ? st_dtype_of(math_type(e.type))
                                                   : is_8bit(t.format)            ? io::st_dtype::U8
                                                                                  : io::st_dtype::BF16;
-                        out.push_back({name, type, e.shape, t.data, e.size * e.element_bytes(s), owner});
+                        if (e.extents[s] == state_extent::none)
+                        {
+                            continue;  // a state this parameter does not have (Adafactor's vector moments of a matrix)
+                        }
+                        out.push_back({name, type, e.state_shape(s), t.data, e.state_size(s) * e.element_bytes(s), owner});
                         if (is_8bit(t.format))
                         {
                             out.push_back({name + ".absmax", io::st_dtype::F32, {e.blocks()}, t.absmax,

@@ -48,6 +48,15 @@ namespace xoptim
 {
     namespace arch
     {
+        // The architecture of one-value arithmetic on the host (the engine's finalizing
+        // assignments): the narrowest batches of the build. (GCC 12 warns, bug 105593,
+        // where an AVX-512 square root of a constant is folded.)
+#if defined(__SSE2__)
+        using host_arch = xsimd::sse2;
+#else
+        using host_arch = xsimd::default_arch;
+#endif
+
         /**************
          * Arithmetic *
          **************/

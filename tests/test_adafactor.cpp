@@ -1,0 +1,315 @@
+// Adafactor (torch.optim.Adafactor, PyTorch >= 2.5) against tests/reference/
+// trajectories_2026.json (a float64 transcription, tests/reference/ref2026/adafactor.py):
+// 60 steps over matrices, vectors, rank-3 and rank-4 (factored over the last two
+// dimensions), odd and 1-wide shapes, float and double, also the final statistics with
+// their own shapes; thread-count invariance, bit-identical resume with the factored
+// states saved in their own shapes, named errors, the stepper.
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <limits>
+
+#include <xoptim/io/checkpoint.hpp>
+#include <xoptim/step/stepper.hpp>
+
+#include "../tools/optimizer_json.hpp"
+#include "support/message_of.hpp"
+#include "support/reference_2026.hpp"
+#include "support/temp_dir.hpp"
+
+namespace
+{
+    using xoptim_test::reference_case_2026;
+
+    std::vector<reference_case_2026> adafactor_cases()
+    {
+        std::vector<reference_case_2026> out;
+        for (auto& c : xoptim_test::load_reference_cases_2026())
+        {
+            if (c.optimizer == "adafactor" && c.hyper.value("variant", "") == "torch")
+            {
+                out.push_back(std::move(c));
+            }
+        }
+        return out;
+    }
+
+    // |ours - ref| <= tol * max(|ref|, 1), the tolerances of tests/reference/README.md.
+    template <class T>
+    constexpr double tolerance = std::is_same_v<T, float> ? 1e-6 : 1e-12;
+
+    template <class T>
+    void replay(const reference_case_2026& c)
+    {
+        std::vector<std::vector<T>> params, grads;
+        std::vector<xoptim::tensor_view<T>> param_views, grad_views;
+        for (std::size_t k = 0; k < c.shapes.size(); ++k)
+        {
+            const std::size_t n = xoptim_test::numel(c.shapes[k]);
+            params.emplace_back(n);
+            grads.emplace_back(n);
+            for (std::size_t i = 0; i < n; ++i)
+            {
+                params[k][i] = static_cast<T>(xoptim_test::init_value(c, k, i));
+            }
+        }
+        for (std::size_t k = 0; k < c.shapes.size(); ++k)
+        {
+            param_views.emplace_back(params[k].data(), c.shapes[k]);
+            grad_views.emplace_back(grads[k].data(), c.shapes[k]);
+        }
+        xoptim::tools::with_optimizer(c.optimizer, c.hyper, [&](auto& opt) {
+            double worst = 0;
+            for (int t = 1; t <= c.steps; ++t)
+            {
+                for (std::size_t k = 0; k < grads.size(); ++k)
+                {
+                    for (std::size_t i = 0; i < grads[k].size(); ++i)
+                    {
+                        grads[k][i] = static_cast<T>(xoptim_test::grad_value(c, k, t, i));
+                    }
+                }
+                opt.step(param_views, grad_views);
+                const auto expected = c.checkpoints.find(t);
+                if (expected == c.checkpoints.end())
+                {
+                    continue;
+                }
+                for (std::size_t k = 0; k < params.size(); ++k)
+                {
+                    ASSERT_EQ(expected->second[k].size(), params[k].size());
+                    for (std::size_t i = 0; i < params[k].size(); ++i)
+                    {
+                        const double want = expected->second[k][i];
+                        const double err = std::abs(double(params[k][i]) - want) / std::max(std::abs(want), 1.0);
+                        worst = std::max(worst, err);
+                        ASSERT_LE(err, tolerance<T>) << c.name << " step " << t << " param " << k << " element "
+                                                     << i << ": got " << params[k][i] << ", reference " << want;
+                    }
+                }
+            }
+            std::printf("%-32s worst scaled error %.3g\n", c.name.c_str(), worst);
+            // The statistics after the last step, by torch's names (row_var (..., R, 1) and
+            // col_var (..., 1, C): the same values as ours of shape[:-1] and shape[:-2] + shape[-1:]).
+            const auto& state = opt.state();
+            ASSERT_EQ(c.final_states.size(), params.size());
+            for (std::size_t k = 0; k < params.size(); ++k)
+            {
+                const std::string name = state[k].name;
+                for (const auto& [key, want] : c.final_states[k])
+                {
+                    const std::size_t s = key == "row_var" ? 0 : key == "col_var" ? 1 : 2;
+                    const std::vector<double> got = state.values(name, s);
+                    ASSERT_EQ(got.size(), want.values.size()) << key;
+                    for (std::size_t i = 0; i < got.size(); ++i)
+                    {
+                        const double err = std::abs(got[i] - want.values[i]) / std::max(std::abs(want.values[i]), 1e-30);
+                        ASSERT_LE(err, 10 * tolerance<T>) << c.name << " " << key << " of parameter " << k << " element " << i;
+                    }
+                }
+            }
+        });
+    }
+
+    class adafactor_trajectory : public ::testing::TestWithParam<reference_case_2026>
+    {
+    };
+
+    TEST_P(adafactor_trajectory, matches_reference)
+    {
+        const reference_case_2026& c = GetParam();
+        ASSERT_GE(c.steps, 50);
+        if (c.dtype == "float32")
+        {
+            replay<float>(c);
+        }
+        else
+        {
+            replay<double>(c);
+        }
+    }
+
+    INSTANTIATE_TEST_SUITE_P(reference, adafactor_trajectory, ::testing::ValuesIn(adafactor_cases()),
+                             [](const auto& info) { return info.param.name; });
+
+    // Matrices split over threads (many rows), a rank-3 stack, a vector, a double tensor.
+    struct model
+    {
+        std::vector<float> w = std::vector<float>(300 * 257);
+        std::vector<float> stack = std::vector<float>(3 * 40 * 33);
+        std::vector<float> b = std::vector<float>(70001);
+        std::vector<double> d = std::vector<double>(129 * 65);
+        xoptim::tensor_view<float> vw = xoptim::view(w.data(), {300, 257});
+        xoptim::tensor_view<float> vs = xoptim::view(stack.data(), {3, 40, 33});
+        xoptim::tensor_view<float> vb = xoptim::view(b.data(), {70001});
+        xoptim::tensor_view<double> vd = xoptim::view(d.data(), {129, 65});
+
+        model(const model&) = delete;  // the views point into this model
+
+        model()
+        {
+            fill(w, 1.0, 0);
+            fill(stack, 1.5, 0);
+            fill(b, 2.0, 0);
+            fill(d, 3.0, 0);
+        }
+
+        template <class V>
+        static void fill(V& v, double f, int t)
+        {
+            for (std::size_t i = 0; i < v.size(); ++i)
+            {
+                v[i] = static_cast<typename V::value_type>(std::sin(f * double(i + 1) + 0.1 * t));
+            }
+        }
+
+        auto params()
+        {
+            return std::make_tuple(xoptim::named("w", vw), xoptim::named("stack", vs), xoptim::named("b", vb),
+                                   xoptim::named("d", vd));
+        }
+
+        template <class Opt>
+        void steps(Opt& opt, int from, int to)
+        {
+            std::vector<float> gw(w.size()), gs(stack.size()), gb(b.size());
+            std::vector<double> gd(d.size());
+            for (int t = from; t < to; ++t)
+            {
+                fill(gw, 0.7, t);
+                fill(gs, 0.5, t);
+                fill(gb, 0.3, t);
+                fill(gd, 0.9, t);
+                opt.step(params(), std::make_tuple(xoptim::view(gw.data(), {300, 257}), xoptim::view(gs.data(), {3, 40, 33}),
+                                                   xoptim::view(gb.data(), {70001}), xoptim::view(gd.data(), {129, 65})));
+            }
+        }
+    };
+
+    TEST(adafactor, the_same_bits_for_any_thread_count)
+    {
+        const std::size_t before = xoptim::num_threads();
+        const std::size_t threshold = xoptim::parallel_threshold();
+        xoptim::set_parallel_threshold(1024);
+        std::vector<model> models(3);
+        for (std::size_t n : {1, 2, 3})
+        {
+            xoptim::set_num_threads(n);
+            xoptim::adafactor opt;
+            models[n - 1].steps(opt, 0, 4);
+        }
+        xoptim::set_num_threads(before);
+        xoptim::set_parallel_threshold(threshold);
+        for (std::size_t n : {2, 3})
+        {
+            EXPECT_EQ(models[n - 1].w, models[0].w) << n << " threads";
+            EXPECT_EQ(models[n - 1].stack, models[0].stack) << n << " threads";
+            EXPECT_EQ(models[n - 1].b, models[0].b) << n << " threads";
+            EXPECT_EQ(models[n - 1].d, models[0].d) << n << " threads";
+        }
+        EXPECT_NE(models[0].w, model().w);
+    }
+
+    class adafactor_checkpoint : public xoptim_test::temp_dir_test
+    {
+    };
+
+    TEST_F(adafactor_checkpoint, resumes_bit_for_bit_with_statistics_in_their_own_shapes)
+    {
+        const std::string file = (dir_ / "adafactor.safetensors").string();
+        model whole;
+        xoptim::adafactor a;
+        whole.steps(a, 0, 5);
+
+        model first;
+        xoptim::adafactor b;
+        first.steps(b, 0, 3);
+        EXPECT_EQ(b.state().at("w").state_shape(0), (std::vector<std::size_t>{300}));
+        EXPECT_EQ(b.state().at("w").state_shape(1), (std::vector<std::size_t>{257}));
+        EXPECT_EQ(b.state().at("stack").state_shape(0), (std::vector<std::size_t>{3, 40}));
+        EXPECT_EQ(b.state().at("stack").state_shape(1), (std::vector<std::size_t>{3, 33}));
+        EXPECT_EQ(b.state().at("b").state_size(0), 0u);
+        EXPECT_EQ(b.state().at("b").state_shape(2), (std::vector<std::size_t>{70001}));
+        // The factored states are R + C values per matrix, not a parameter's size.
+        EXPECT_LT(b.report().state_bytes, (300u + 257u + 3 * (40 + 33) + 70001u) * 4 + (129u + 65u) * 8 + 1);
+        xoptim::save_checkpoint(file, first.params(), b);
+        model resumed;
+        xoptim::adafactor c;
+        xoptim::load_checkpoint(file, resumed.params(), c);
+        EXPECT_EQ(c.step_count(), 3u);
+        EXPECT_EQ(c.state().values("stack", 1), b.state().values("stack", 1));
+        resumed.steps(c, 3, 5);
+        EXPECT_EQ(resumed.w, whole.w);
+        EXPECT_EQ(resumed.stack, whole.stack);
+        EXPECT_EQ(resumed.b, whole.b);
+        EXPECT_EQ(resumed.d, whole.d);
+    }
+
+    TEST(adafactor, bad_hyperparameters_are_named)
+    {
+        const auto refused = [](auto change, const char* field) {
+            xoptim::adafactor_options o;
+            change(o);
+            const std::string what = xoptim_test::message_of([&] { xoptim::adafactor{o}; });
+            EXPECT_NE(what.find("xoptim::adafactor: "), std::string::npos) << what;
+            EXPECT_NE(what.find(field), std::string::npos) << what;
+        };
+        refused([](auto& o) { o.lr = -1; }, "lr");
+        refused([](auto& o) { o.beta2_decay = 0.5; }, "beta2_decay");
+        refused([](auto& o) { o.eps[0] = -1.0; }, "eps[0]");
+        refused([](auto& o) { o.eps[1] = std::nullopt; }, "eps[1]");
+        refused([](auto& o) { o.d = 0.5; }, "d");
+        refused([](auto& o) { o.weight_decay = std::numeric_limits<double>::infinity(); }, "weight_decay");
+    }
+
+    // The stepper's gradient transform reaches every read of g (the engine's passes and
+    // the column sums): a clipped step equals a plain step on the clipped gradients.
+    TEST(adafactor, through_the_stepper)
+    {
+        xoptim::stepper_options so;
+        so.clip_value = 0.5;
+        xoptim::stepper<xoptim::adafactor> s(xoptim::adafactor(), so);
+        model m1, m2;
+        std::vector<float> gw(m1.w.size()), gs(m1.stack.size()), gb(m1.b.size());
+        std::vector<double> gd(m1.d.size());
+        model::fill(gw, 0.7, 0);
+        model::fill(gs, 0.5, 0);
+        model::fill(gb, 0.3, 0);
+        model::fill(gd, 0.9, 0);
+        const auto grads = [&] {
+            return std::make_tuple(xoptim::view(gw.data(), {300, 257}), xoptim::view(gs.data(), {3, 40, 33}),
+                                   xoptim::view(gb.data(), {70001}), xoptim::view(gd.data(), {129, 65}));
+        };
+        ASSERT_TRUE(s(m1.params(), grads()));
+        for (auto* v : {&gw, &gs, &gb})
+        {
+            for (auto& x : *v) x = std::min(0.5f, std::max(-0.5f, x));
+        }
+        for (auto& x : gd) x = std::min(0.5, std::max(-0.5, x));
+        xoptim::adafactor plain;
+        plain.step(m2.params(), grads());
+        EXPECT_EQ(m1.w, m2.w);
+        EXPECT_EQ(m1.stack, m2.stack);
+        EXPECT_EQ(m1.b, m2.b);
+        EXPECT_EQ(m1.d, m2.d);
+    }
+
+    TEST(adafactor, refuses_coded_storage_with_a_message)
+    {
+        xoptim::adafactor opt;
+        xoptim::storage_options s;
+        s.states = xoptim::state_storage::blockwise_8bit;
+        s.min_8bit_size = 1;
+        opt.set_storage(s);
+        model m;
+        std::vector<float> gw(m.w.size()), gs(m.stack.size()), gb(m.b.size());
+        std::vector<double> gd(m.d.size());
+        const std::string what = xoptim_test::message_of<std::logic_error>([&] {
+            opt.step(m.params(), std::make_tuple(xoptim::view(gw.data(), {300, 257}), xoptim::view(gs.data(), {3, 40, 33}),
+                                                 xoptim::view(gb.data(), {70001}), xoptim::view(gd.data(), {129, 65})));
+        });
+        EXPECT_NE(what.find("xoptim::adafactor"), std::string::npos) << what;
+        EXPECT_TRUE(opt.state().empty());
+        EXPECT_EQ(m.b, model().b);
+    }
+}
