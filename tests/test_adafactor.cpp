@@ -26,7 +26,7 @@ namespace
         std::vector<reference_case_2026> out;
         for (auto& c : xoptim_test::load_reference_cases_2026())
         {
-            if (c.optimizer == "adafactor" && c.hyper.value("variant", "") == "torch")
+            if (c.optimizer == "adafactor")
             {
                 out.push_back(std::move(c));
             }
@@ -98,7 +98,10 @@ namespace
                 const std::string name = state[k].name;
                 for (const auto& [key, want] : c.final_states[k])
                 {
-                    const std::size_t s = key == "row_var" ? 0 : key == "col_var" ? 1 : 2;
+                    const std::size_t s = key == "row_var" || key == "exp_avg_sq_row"   ? 0
+                                          : key == "col_var" || key == "exp_avg_sq_col" ? 1
+                                          : key == "exp_avg"                            ? 3
+                                                                                        : 2;
                     const std::vector<double> got = state.values(name, s);
                     ASSERT_EQ(got.size(), want.values.size()) << key;
                     for (std::size_t i = 0; i < got.size(); ++i)
@@ -186,7 +189,18 @@ namespace
         }
     };
 
-    TEST(adafactor, the_same_bits_for_any_thread_count)
+    // transformers' variant with its first moment (an element-wise state beside the
+    // factored ones) and weight decay.
+    xoptim::adafactor_transformers make_transformers()
+    {
+        xoptim::adafactor_transformers_options o;
+        o.beta1 = 0.9;
+        o.weight_decay = 0.01;
+        return xoptim::adafactor_transformers(o);
+    }
+
+    template <class Make>
+    void expect_thread_invariance(Make make)
     {
         const std::size_t before = xoptim::num_threads();
         const std::size_t threshold = xoptim::parallel_threshold();
@@ -195,7 +209,7 @@ namespace
         for (std::size_t n : {1, 2, 3})
         {
             xoptim::set_num_threads(n);
-            xoptim::adafactor opt;
+            auto opt = make();
             models[n - 1].steps(opt, 0, 4);
         }
         xoptim::set_num_threads(before);
@@ -208,6 +222,55 @@ namespace
             EXPECT_EQ(models[n - 1].d, models[0].d) << n << " threads";
         }
         EXPECT_NE(models[0].w, model().w);
+    }
+
+    TEST(adafactor, the_same_bits_for_any_thread_count)
+    {
+        expect_thread_invariance([] { return xoptim::adafactor(); });
+        expect_thread_invariance(make_transformers);
+    }
+
+    class adafactor_transformers_checkpoint : public xoptim_test::temp_dir_test
+    {
+    };
+
+    TEST_F(adafactor_transformers_checkpoint, resumes_bit_for_bit)
+    {
+        const std::string file = (dir_ / "adafactor_transformers.safetensors").string();
+        model whole;
+        auto a = make_transformers();
+        whole.steps(a, 0, 5);
+        model first;
+        auto b = make_transformers();
+        first.steps(b, 0, 3);
+        EXPECT_EQ(b.state().at("w").state_shape(3), (std::vector<std::size_t>{300, 257}));  // exp_avg
+        xoptim::save_checkpoint(file, first.params(), b);
+        model resumed;
+        auto c = make_transformers();
+        xoptim::load_checkpoint(file, resumed.params(), c);
+        resumed.steps(c, 3, 5);
+        EXPECT_EQ(resumed.w, whole.w);
+        EXPECT_EQ(resumed.stack, whole.stack);
+        EXPECT_EQ(resumed.b, whole.b);
+        EXPECT_EQ(resumed.d, whole.d);
+    }
+
+    TEST(adafactor_transformers, bad_hyperparameters_are_named)
+    {
+        const auto refused = [](auto change, const char* field) {
+            xoptim::adafactor_transformers_options o;
+            change(o);
+            const std::string what = xoptim_test::message_of([&] { xoptim::adafactor_transformers{o}; });
+            EXPECT_NE(what.find("xoptim::adafactor_transformers: "), std::string::npos) << what;
+            EXPECT_NE(what.find(field), std::string::npos) << what;
+        };
+        refused([](auto& o) { o.lr = 0.01; }, "lr");  // with relative_step
+        refused([](auto& o) { o.relative_step = false; }, "lr");  // no lr then
+        refused([](auto& o) { o.clip_threshold = 0; }, "clip_threshold");
+        refused([](auto& o) { o.decay_rate = 0.1; }, "decay_rate");
+        refused([](auto& o) { o.beta1 = 1.0; }, "beta1");
+        refused([](auto& o) { o.eps[1] = -1; }, "eps[1]");
+        refused([](auto& o) { o.relative_step = false; o.lr = 0.01; o.warmup_init = true; }, "warmup_init");
     }
 
     class adafactor_checkpoint : public xoptim_test::temp_dir_test

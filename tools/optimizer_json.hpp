@@ -234,18 +234,29 @@ namespace xoptim::tools
         }
         else if (name == "adafactor")
         {
-            // trajectories_2026.json names the variant; torch.optim.Adafactor's is the one built.
+            // trajectories_2026.json's `variant`: "torch" (torch.optim.Adafactor, the default)
+            // or "transformers" (HF transformers' Adafactor, xoptim::adafactor_transformers).
             nlohmann::json h = hyper;
+            const std::string variant = h.is_object() && h.contains("variant") && h["variant"].is_string()
+                                            ? h["variant"].get<std::string>()
+                                            : "torch";
             if (h.is_object() && h.contains("variant"))
             {
-                if (h["variant"] != "torch")
+                if (variant != "torch" && variant != "transformers")
                 {
-                    throw std::invalid_argument("hyperparameter \"variant\" of adafactor must be \"torch\" "
-                                                "(torch.optim.Adafactor)");
+                    throw std::invalid_argument("hyperparameter \"variant\" of adafactor must be \"torch\" or "
+                                                "\"transformers\"");
                 }
                 h.erase("variant");
             }
-            detail::build<adafactor>(name, h, f);
+            if (variant == "transformers")
+            {
+                detail::build<adafactor_transformers>(name, h, f);
+            }
+            else
+            {
+                detail::build<adafactor>(name, h, f);
+            }
         }
         else if (name == "lion")
         {

@@ -125,6 +125,11 @@ namespace xoptim
             return m_jobs[k];
         }
 
+        Slots& operator[](std::size_t k) noexcept
+        {
+            return m_jobs[k];
+        }
+
         // Index of the job holding flat element `e`.
         std::size_t find(std::size_t e) const noexcept
         {

@@ -102,6 +102,7 @@ namespace xoptim
             std::vector<tensor> plain;
             std::vector<double> column_sums;
             std::vector<T> row_means;  // per matrix of a tensor
+            std::vector<T> column_factors;  // transformers: rsqrt of the column statistics
 
             void clear() noexcept
             {
@@ -110,7 +111,72 @@ namespace xoptim
                 matrices.clear();
                 plain.clear();
             }
+
+            // A parameter's jobs: one per row of every matrix (rank >= 2), else one.
+            void add(const state_store::entry& e, const tensor_slots<T>& s)
+            {
+                tensor t{0, matrix_view::of(e.shape), e.size, s.states[0], s.states[1], s.grad};
+                if (e.shape.size() < 2)
+                {
+                    t.first_job = vectors.size();
+                    vectors.push_back(s);
+                    plain.push_back(t);
+                    return;
+                }
+                t.first_job = rows.size();
+                const matrix_view& v = t.view;
+                for (std::size_t b = 0; b < v.batches; ++b)
+                {
+                    for (std::size_t r = 0; r < v.rows; ++r)
+                    {
+                        tensor_slots<T> row;
+                        const std::size_t at = (b * v.rows + r) * v.cols;
+                        row.param = s.param + at;
+                        row.grad = s.grad + at;
+                        row.states[1] = s.states[1] + b * v.cols;  // the column statistics, read by column
+                        for (std::size_t k = 2; k < max_states; ++k)
+                        {
+                            row.states[k] = e.extents[k] == state_extent::elements && k < e.count ? s.states[k] + at
+                                                                                                  : nullptr;
+                        }
+                        row.size = v.cols;
+                        rows.push_back(row);
+                    }
+                }
+                matrices.push_back(t);
+            }
         };
+
+        // Sum over jobs [first, first + n) of their scalar K, in job order.
+        template <class T>
+        double job_sum(const job_list<T>& jobs, std::size_t first, std::size_t n, std::size_t K) noexcept
+        {
+            double sum = 0;
+            for (std::size_t k = first; k < first + n; ++k)
+            {
+                sum += jobs.scalars(k)[K];
+            }
+            return sum;
+        }
+
+        // A factored optimizer's step, first part: every parameter's jobs, by element type.
+        template <class Step>
+        void collect_factored(const Step& step, const char* name, factored_workspace<float>& floats,
+                              factored_workspace<double>& doubles)
+        {
+            floats.clear();
+            doubles.clear();
+            step.for_each_parameter([&](const state_store::entry& e, const auto& slots) {
+                using T = std::remove_const_t<std::remove_pointer_t<decltype(slots.param)>>;
+                if (!e.plain() || slots.param == nullptr)
+                {
+                    throw std::logic_error(std::string("xoptim::") + name + ": parameter '" + e.name
+                                           + "' is bf16 or has 8-bit/bf16 states; it steps float and double "
+                                             "parameters with native states");
+                }
+                by_type<T>(floats, doubles).add(e, slots);
+            });
+        }
     }
 
     class adafactor : public optimizer<adafactor>
@@ -167,18 +233,7 @@ namespace xoptim
         template <class Step>
         void update(const Step& step)
         {
-            m_floats.clear();
-            m_doubles.clear();
-            step.for_each_parameter([&](const state_store::entry& e, const auto& slots) {
-                using T = std::remove_const_t<std::remove_pointer_t<decltype(slots.param)>>;
-                if (!e.plain() || slots.param == nullptr)
-                {
-                    throw std::logic_error("xoptim::adafactor: parameter '" + e.name
-                                           + "' is bf16 or has 8-bit/bf16 states; Adafactor steps float and double "
-                                             "parameters with native states");
-                }
-                collect(detail::by_type<T>(m_floats, m_doubles), e, slots);
-            });
+            detail::collect_factored(step, name, m_floats, m_doubles);
             run_type(step, m_floats);
             run_type(step, m_doubles);
         }
@@ -186,36 +241,6 @@ namespace xoptim
     private:
 
         friend class optimizer<adafactor>;
-
-        template <class T>
-        static void collect(detail::factored_workspace<T>& w, const state_store::entry& e, const tensor_slots<T>& s)
-        {
-            typename detail::factored_workspace<T>::tensor t{0, matrix_view::of(e.shape), e.size, s.states[0],
-                                                             s.states[1], s.grad};
-            if (e.shape.size() < 2)
-            {
-                t.first_job = w.vectors.size();
-                w.vectors.push_back(s);
-                w.plain.push_back(t);
-                return;
-            }
-            t.first_job = w.rows.size();
-            const matrix_view& v = t.view;
-            for (std::size_t b = 0; b < v.batches; ++b)
-            {
-                for (std::size_t r = 0; r < v.rows; ++r)
-                {
-                    tensor_slots<T> row;
-                    const std::size_t at = (b * v.rows + r) * v.cols;
-                    row.param = s.param + at;
-                    row.grad = s.grad + at;
-                    row.states[1] = s.states[1] + b * v.cols;  // col_var, read by column
-                    row.size = v.cols;
-                    w.rows.push_back(row);
-                }
-            }
-            w.matrices.push_back(t);
-        }
 
         // The scalar inputs of a step, for element type T.
         template <class T>
@@ -278,22 +303,11 @@ namespace xoptim
             }
         }
 
-        // Sum over a tensor's jobs [first, first + n) of scalar K, in job order.
-        template <class T>
-        static double job_sum(const job_list<T>& jobs, std::size_t first, std::size_t n, std::size_t K) noexcept
-        {
-            double sum = 0;
-            for (std::size_t k = first; k < first + n; ++k)
-            {
-                sum += jobs.scalars(k)[K];
-            }
-            return sum;
-        }
-
         template <class Step, class T>
         void run_matrices(const Step& step, detail::factored_workspace<T>& w, const step_scalars<T>& s) const
         {
             using namespace sym;
+            using detail::job_sum;
             const auto& grad = sym::local<0>;
             const auto& col_var = sym::state<1>;
             const auto& row_var = sym::scalar<0>;
@@ -386,6 +400,264 @@ namespace xoptim
         }
 
         adafactor_options m_o;
+        detail::factored_workspace<float> m_floats;
+        detail::factored_workspace<double> m_doubles;
+    };
+    // Adafactor as HF transformers computes it (src/transformers/optimization.py,
+    // `Adafactor`), the relative-step variant:
+    //   rms = RMS(p);  rel = relative_step ? min(warmup_init ? 1e-6 t : 1e-2, 1 / sqrt(t)) : lr
+    //   lr_t = scale_parameter ? max(eps2, rms) * rel : rel;   b2 = 1 - t^decay_rate
+    //   u = g^2 + eps1
+    //   matrices: row = b2 * row + (1 - b2) * mean over columns of u;  col likewise over rows
+    //             u = rsqrt(row / mean(row)) * rsqrt(col) * g       (outer product of factors)
+    //   vectors:  v = b2 * v + (1 - b2) * u;  u = rsqrt(v) * g
+    //   u = u / max(1, RMS(u) / clip_threshold) * lr_t
+    //   beta1: m = beta1 * m + (1 - beta1) * u; u = m
+    //   p = p - weight_decay * lr_t * p - u
+    // RMS and lr_t are tensors of the parameter's type there: rounded as such.
+    struct adafactor_transformers_options
+    {
+        std::optional<double> lr;  // none: the relative step
+        std::array<double, 2> eps = {1e-30, 1e-3};
+        double clip_threshold = 1.0;
+        double decay_rate = -0.8;
+        std::optional<double> beta1;  // none: no first moment
+        double weight_decay = 0.0;
+        bool scale_parameter = true;
+        bool relative_step = true;
+        bool warmup_init = false;
+
+        // Every hyperparameter with transformers' name.
+        template <class O, class F>
+        static void fields(O& o, F&& f)
+        {
+            f("lr", o.lr);
+            f("eps", o.eps);
+            f("clip_threshold", o.clip_threshold);
+            f("decay_rate", o.decay_rate);
+            f("beta1", o.beta1);
+            f("weight_decay", o.weight_decay);
+            f("scale_parameter", o.scale_parameter);
+            f("relative_step", o.relative_step);
+            f("warmup_init", o.warmup_init);
+        }
+    };
+
+    class adafactor_transformers : public optimizer<adafactor_transformers>
+    {
+    public:
+
+        using options_type = adafactor_transformers_options;
+        static constexpr const char* name = "adafactor_transformers";
+        static constexpr std::array<const char*, 4> state_names = {"exp_avg_sq_row", "exp_avg_sq_col", "exp_avg_sq",
+                                                                   "exp_avg"};
+
+        explicit adafactor_transformers(const options_type& o = {})
+            : m_o(o)
+        {
+            check(o);
+        }
+
+        static void check(const options_type& o)
+        {
+            detail::require(!(o.lr && o.relative_step), name, "lr", "none with relative_step (transformers: "
+                            "cannot combine manual lr and relative_step)", o.lr ? *o.lr : 0.0);
+            detail::require(o.lr.has_value() || o.relative_step, name, "lr", "set without relative_step",
+                            std::numeric_limits<double>::quiet_NaN());
+            if (o.lr)
+            {
+                detail::require_non_negative(*o.lr, name, "lr");
+            }
+            detail::require_non_negative(o.eps[0], name, "eps[0]");
+            detail::require_non_negative(o.eps[1], name, "eps[1]");
+            detail::require_positive(o.clip_threshold, name, "clip_threshold");
+            detail::require(std::isfinite(o.decay_rate) && o.decay_rate <= 0, name, "decay_rate", "<= 0 and finite",
+                            o.decay_rate);
+            if (o.beta1)
+            {
+                detail::require_unit_interval(*o.beta1, name, "beta1");
+            }
+            detail::require_non_negative(o.weight_decay, name, "weight_decay");
+            detail::require(!o.warmup_init || o.relative_step, name, "warmup_init", "false without relative_step",
+                            1.0);
+        }
+
+        const options_type& options() const noexcept
+        {
+            return m_o;
+        }
+
+        std::size_t num_states() const noexcept
+        {
+            return m_o.beta1 ? 4 : 3;
+        }
+
+        static std::array<state_extent, 4> state_extents(const std::vector<std::size_t>& shape) noexcept
+        {
+            if (shape.size() >= 2)
+            {
+                return {state_extent::rows, state_extent::cols, state_extent::none, state_extent::elements};
+            }
+            return {state_extent::none, state_extent::none, state_extent::elements, state_extent::elements};
+        }
+
+        template <class Step>
+        void update(const Step& step)
+        {
+            detail::collect_factored(step, name, m_floats, m_doubles);
+            run_type(step, m_floats);
+            run_type(step, m_doubles);
+        }
+
+    private:
+
+        friend class optimizer<adafactor_transformers>;
+
+        // The per-tensor numbers of the last pass, in T as transformers' 0-d tensors: the
+        // step size lr_t, the clip divisor and the decay's factor -weight_decay * lr_t.
+        template <class T>
+        void finish_tensor(job_scalars& out, double param_squares, double update_squares, std::size_t n,
+                           double relative) const noexcept
+        {
+            using detail::rounded;
+            const T root = T(std::sqrt(double(n)));
+            const T rms = rounded<T>(T(std::sqrt(param_squares)) / root);
+            const bool lr_is_tensor = m_o.scale_parameter && double(rms) > m_o.eps[1];
+            const double lr = lr_is_tensor ? double(rounded<T>(rms * T(relative)))
+                                           : (m_o.scale_parameter ? m_o.eps[1] : 1.0) * relative;
+            const T update_rms = rounded<T>(T(std::sqrt(update_squares)) / root);
+            out[1] = double(std::max(rounded<T>(update_rms / T(m_o.clip_threshold)), T(1)));
+            out[2] = lr_is_tensor ? double(rounded<T>(T(-m_o.weight_decay) * T(lr))) : double(T(-m_o.weight_decay * lr));
+            out[3] = double(T(lr));
+        }
+
+        template <class Step, class T>
+        void run_type(const Step& step, detail::factored_workspace<T>& w)
+        {
+            using namespace sym;
+            using detail::job_sum;
+            using detail::rounded;
+            if (w.matrices.empty() && w.plain.empty())
+            {
+                return;
+            }
+            const double t = static_cast<double>(step.count());
+            const double relative =
+                m_o.relative_step ? std::min(m_o.warmup_init ? 1e-6 * t : 1e-2, 1 / std::sqrt(t)) : *m_o.lr;
+            const double b2 = 1 - std::pow(t, m_o.decay_rate);
+            const T keep = T(b2);
+            const T add = T(1 - b2);
+            const double eps1 = m_o.eps[0];
+            const auto& u = sym::local<0>;
+            const auto& factor = sym::state<1>;  // matrices: rsqrt of the column statistic
+            const auto& v = sym::state<2>;
+            const auto& m = sym::state<3>;
+            const auto& row_factor = sym::scalar<0>;
+            const auto& clip = sym::scalar<1>;
+            const auto& decay = sym::scalar<2>;
+            const auto& lr = sym::scalar<3>;
+            const auto g2 = u = g * g + eps1;
+            // The last pass: p - wd * lr * p - u, through the first moment with beta1.
+            const auto last = [&](const auto& jobs, const auto& direction) {
+                const auto scaled = (direction / clip) * lr;
+                if (m_o.beta1)
+                {
+                    step.run_on(jobs, m = *m_o.beta1 * m + (1 - *m_o.beta1) * scaled, p = (p + decay * p) - m);
+                }
+                else
+                {
+                    step.run_on(jobs, p = (p + decay * p) - scaled);
+                }
+            };
+
+            if (!w.matrices.empty())
+            {
+                const auto direction = (row_factor * factor) * g;
+                // Pass 1: ||p||^2 and the row sums of g^2 + eps1.
+                step.run_on(w.rows, g2, scalar<0> = sum_squares(p), scalar<1> = sum(u));
+                const detail::prepared_transform<xsimd::batch<T>> transform(step.transform());
+                const xsimd::batch<T> e1(static_cast<T>(eps1));
+                std::size_t factors = 0;
+                for (const auto& x : w.matrices)
+                {
+                    factors += x.view.batches * x.view.cols;
+                }
+                w.column_factors.resize(factors);
+                std::vector<double> param_squares(w.matrices.size());
+                T* cf = w.column_factors.data();
+                for (std::size_t k = 0; k < w.matrices.size(); ++k)
+                {
+                    auto& x = w.matrices[k];
+                    const matrix_view& mv = x.view;
+                    param_squares[k] = job_sum(w.rows, x.first_job, mv.batches * mv.rows, 0);
+                    for (std::size_t b = 0; b < mv.batches; ++b, cf += mv.cols)
+                    {
+                        // Pass 2 (per matrix): the column sums of g^2 + eps1.
+                        w.column_sums.assign(mv.cols, 0.0);
+                        for (std::size_t r = 0; r < mv.rows; ++r)
+                        {
+                            add_columns<false>(x.grad + (b * mv.rows + r) * mv.cols, mv.cols, w.column_sums.data(),
+                                               transform, [&](const auto& y) { return arch::mul(y, y) + e1; });
+                        }
+                        double row_total = 0;
+                        for (std::size_t r = 0; r < mv.rows; ++r)
+                        {
+                            const double mean = w.rows.scalars(x.first_job + b * mv.rows + r)[1] / double(mv.cols);
+                            T& s = x.row_var[b * mv.rows + r];
+                            s = rounded<T>(rounded<T>(s * keep) + rounded<T>(add * T(mean)));
+                            row_total += double(s);
+                        }
+                        const T row_mean = T(row_total / double(mv.rows));
+                        for (std::size_t r = 0; r < mv.rows; ++r)
+                        {
+                            const T ratio = rounded<T>(x.row_var[b * mv.rows + r] / row_mean);
+                            w.rows.scalars(x.first_job + b * mv.rows + r)[0] = double(rounded<T>(T(1) / T(std::sqrt(ratio))));
+                        }
+                        for (std::size_t j = 0; j < mv.cols; ++j)
+                        {
+                            T& s = x.col_var[b * mv.cols + j];
+                            s = rounded<T>(rounded<T>(s * keep) + rounded<T>(add * T(w.column_sums[j] / double(mv.rows))));
+                            cf[j] = rounded<T>(T(1) / T(std::sqrt(s)));
+                        }
+                        for (std::size_t r = 0; r < mv.rows; ++r)
+                        {
+                            w.rows[x.first_job + b * mv.rows + r].states[1] = cf;
+                        }
+                    }
+                }
+                // Pass 3: ||u||^2 per row (scalar 2), then the tensor's numbers.
+                step.run_on(w.rows, scalar<2> = sum_squares(direction));
+                for (std::size_t k = 0; k < w.matrices.size(); ++k)
+                {
+                    const auto& x = w.matrices[k];
+                    const std::size_t n = x.view.batches * x.view.rows;
+                    job_scalars numbers{};
+                    finish_tensor<T>(numbers, param_squares[k], job_sum(w.rows, x.first_job, n, 2), x.size, relative);
+                    for (std::size_t j = x.first_job; j < x.first_job + n; ++j)
+                    {
+                        std::copy(numbers.begin() + 1, numbers.end(), w.rows.scalars(j).begin() + 1);
+                    }
+                }
+                // Pass 4: the update.
+                last(w.rows, direction);
+            }
+            if (!w.plain.empty())
+            {
+                const auto direction = (1 / sqrt(v)) * g;
+                // Pass 1: ||p||^2, the second moment, ||u||^2.
+                step.run_on(w.vectors, g2, scalar<0> = sum_squares(p), v = keep * v + add * u,
+                            scalar<1> = sum_squares(direction));
+                for (const auto& x : w.plain)
+                {
+                    auto& numbers = w.vectors.scalars(x.first_job);
+                    finish_tensor<T>(numbers, numbers[0], numbers[1], x.size, relative);
+                }
+                // Pass 2: the update.
+                last(w.vectors, direction);
+            }
+        }
+
+        options_type m_o;
         detail::factored_workspace<float> m_floats;
         detail::factored_workspace<double> m_doubles;
     };
