@@ -12,9 +12,9 @@
 #include <xoptim/io/checkpoint.hpp>
 #include <xoptim/step/stepper.hpp>
 
-#include "../tools/optimizer_json.hpp"
 #include "support/message_of.hpp"
 #include "support/reference_2026.hpp"
+#include "support/trajectory_2026.hpp"
 #include "support/temp_dir.hpp"
 
 namespace
@@ -34,84 +34,31 @@ namespace
         return out;
     }
 
-    // |ours - ref| <= tol * max(|ref|, 1), the tolerances of tests/reference/README.md.
+    // The statistics after the last step, by the reference's names (torch's row_var
+    // (..., R, 1) and col_var (..., 1, C) hold the same values as ours of shape[:-1] and
+    // shape[:-2] + shape[-1:]; transformers' names are ours).
     template <class T>
-    constexpr double tolerance = std::is_same_v<T, float> ? 1e-6 : 1e-12;
-
-    template <class T>
-    void replay(const reference_case_2026& c)
+    void expect_final_states(const reference_case_2026& c, const xoptim::state_store& state)
     {
-        std::vector<std::vector<T>> params, grads;
-        std::vector<xoptim::tensor_view<T>> param_views, grad_views;
-        for (std::size_t k = 0; k < c.shapes.size(); ++k)
+        ASSERT_EQ(c.final_states.size(), state.size());
+        for (std::size_t k = 0; k < state.size(); ++k)
         {
-            const std::size_t n = xoptim_test::numel(c.shapes[k]);
-            params.emplace_back(n);
-            grads.emplace_back(n);
-            for (std::size_t i = 0; i < n; ++i)
+            for (const auto& [key, want] : c.final_states[k])
             {
-                params[k][i] = static_cast<T>(xoptim_test::init_value(c, k, i));
+                const std::size_t s = key == "row_var" || key == "exp_avg_sq_row"   ? 0
+                                      : key == "col_var" || key == "exp_avg_sq_col" ? 1
+                                      : key == "exp_avg"                            ? 3
+                                                                                    : 2;
+                const std::vector<double> got = state.values(state[k].name, s);
+                ASSERT_EQ(got.size(), want.values.size()) << key;
+                for (std::size_t i = 0; i < got.size(); ++i)
+                {
+                    const double err = std::abs(got[i] - want.values[i]) / std::max(std::abs(want.values[i]), 1e-30);
+                    ASSERT_LE(err, 10 * xoptim_test::tolerance_2026<T>)
+                        << c.name << " " << key << " of parameter " << k << " element " << i;
+                }
             }
         }
-        for (std::size_t k = 0; k < c.shapes.size(); ++k)
-        {
-            param_views.emplace_back(params[k].data(), c.shapes[k]);
-            grad_views.emplace_back(grads[k].data(), c.shapes[k]);
-        }
-        xoptim::tools::with_optimizer(c.optimizer, c.hyper, [&](auto& opt) {
-            double worst = 0;
-            for (int t = 1; t <= c.steps; ++t)
-            {
-                for (std::size_t k = 0; k < grads.size(); ++k)
-                {
-                    for (std::size_t i = 0; i < grads[k].size(); ++i)
-                    {
-                        grads[k][i] = static_cast<T>(xoptim_test::grad_value(c, k, t, i));
-                    }
-                }
-                opt.step(param_views, grad_views);
-                const auto expected = c.checkpoints.find(t);
-                if (expected == c.checkpoints.end())
-                {
-                    continue;
-                }
-                for (std::size_t k = 0; k < params.size(); ++k)
-                {
-                    ASSERT_EQ(expected->second[k].size(), params[k].size());
-                    for (std::size_t i = 0; i < params[k].size(); ++i)
-                    {
-                        const double want = expected->second[k][i];
-                        const double err = std::abs(double(params[k][i]) - want) / std::max(std::abs(want), 1.0);
-                        worst = std::max(worst, err);
-                        ASSERT_LE(err, tolerance<T>) << c.name << " step " << t << " param " << k << " element "
-                                                     << i << ": got " << params[k][i] << ", reference " << want;
-                    }
-                }
-            }
-            std::printf("%-32s worst scaled error %.3g\n", c.name.c_str(), worst);
-            // The statistics after the last step, by torch's names (row_var (..., R, 1) and
-            // col_var (..., 1, C): the same values as ours of shape[:-1] and shape[:-2] + shape[-1:]).
-            const auto& state = opt.state();
-            ASSERT_EQ(c.final_states.size(), params.size());
-            for (std::size_t k = 0; k < params.size(); ++k)
-            {
-                const std::string name = state[k].name;
-                for (const auto& [key, want] : c.final_states[k])
-                {
-                    const std::size_t s = key == "row_var" || key == "exp_avg_sq_row"   ? 0
-                                          : key == "col_var" || key == "exp_avg_sq_col" ? 1
-                                          : key == "exp_avg"                            ? 3
-                                                                                        : 2;
-                    const std::vector<double> got = state.values(name, s);
-                    ASSERT_EQ(got.size(), want.values.size()) << key;
-                    for (std::size_t i = 0; i < got.size(); ++i)
-                    {
-                        const double err = std::abs(got[i] - want.values[i]) / std::max(std::abs(want.values[i]), 1e-30);
-                        ASSERT_LE(err, 10 * tolerance<T>) << c.name << " " << key << " of parameter " << k << " element " << i;
-                    }
-                }
-            }
-        });
     }
 
     class adafactor_trajectory : public ::testing::TestWithParam<reference_case_2026>
@@ -124,11 +71,11 @@ namespace
         ASSERT_GE(c.steps, 50);
         if (c.dtype == "float32")
         {
-            replay<float>(c);
+            xoptim_test::replay_2026<float>(c, [&](const auto& opt) { expect_final_states<float>(c, opt.state()); });
         }
         else
         {
-            replay<double>(c);
+            xoptim_test::replay_2026<double>(c, [&](const auto& opt) { expect_final_states<double>(c, opt.state()); });
         }
     }
 

@@ -12,9 +12,9 @@
 #include <xoptim/optim/router.hpp>
 #include <xoptim/step/stepper.hpp>
 
-#include "../tools/optimizer_json.hpp"
 #include "support/message_of.hpp"
 #include "support/reference_2026.hpp"
+#include "support/trajectory_2026.hpp"
 #include "support/temp_dir.hpp"
 
 namespace
@@ -34,64 +34,6 @@ namespace
         return out;
     }
 
-    // |ours - ref| <= tol * max(|ref|, 1), the tolerances of tests/reference/README.md.
-    template <class T>
-    constexpr double tolerance = std::is_same_v<T, float> ? 1e-6 : 1e-12;
-
-    template <class T>
-    void replay(const reference_case_2026& c)
-    {
-        std::vector<std::vector<T>> params, grads;
-        std::vector<xoptim::tensor_view<T>> param_views, grad_views;
-        for (std::size_t k = 0; k < c.shapes.size(); ++k)
-        {
-            const std::size_t n = xoptim_test::numel(c.shapes[k]);
-            params.emplace_back(n);
-            grads.emplace_back(n);
-            for (std::size_t i = 0; i < n; ++i)
-            {
-                params[k][i] = static_cast<T>(xoptim_test::init_value(c, k, i));
-            }
-        }
-        for (std::size_t k = 0; k < c.shapes.size(); ++k)
-        {
-            param_views.emplace_back(params[k].data(), c.shapes[k]);
-            grad_views.emplace_back(grads[k].data(), c.shapes[k]);
-        }
-        xoptim::tools::with_optimizer(c.optimizer, c.hyper, [&](auto& opt) {
-            double worst = 0;
-            for (int t = 1; t <= c.steps; ++t)
-            {
-                for (std::size_t k = 0; k < grads.size(); ++k)
-                {
-                    for (std::size_t i = 0; i < grads[k].size(); ++i)
-                    {
-                        grads[k][i] = static_cast<T>(xoptim_test::grad_value(c, k, t, i));
-                    }
-                }
-                opt.step(param_views, grad_views);
-                const auto expected = c.checkpoints.find(t);
-                if (expected == c.checkpoints.end())
-                {
-                    continue;
-                }
-                for (std::size_t k = 0; k < params.size(); ++k)
-                {
-                    ASSERT_EQ(expected->second[k].size(), params[k].size());
-                    for (std::size_t i = 0; i < params[k].size(); ++i)
-                    {
-                        const double want = expected->second[k][i];
-                        const double err = std::abs(double(params[k][i]) - want) / std::max(std::abs(want), 1.0);
-                        worst = std::max(worst, err);
-                        ASSERT_LE(err, tolerance<T>) << c.name << " step " << t << " param " << k << " element "
-                                                     << i << ": got " << params[k][i] << ", reference " << want;
-                    }
-                }
-            }
-            std::printf("%-32s worst scaled error %.3g\n", c.name.c_str(), worst);
-        });
-    }
-
     class lamb_trajectory : public ::testing::TestWithParam<reference_case_2026>
     {
     };
@@ -100,13 +42,14 @@ namespace
     {
         const reference_case_2026& c = GetParam();
         ASSERT_GE(c.steps, 50);
+        const auto nothing_more = [](const auto&) {};
         if (c.dtype == "float32")
         {
-            replay<float>(c);
+            xoptim_test::replay_2026<float>(c, nothing_more);
         }
         else
         {
-            replay<double>(c);
+            xoptim_test::replay_2026<double>(c, nothing_more);
         }
     }
 

@@ -401,11 +401,12 @@ namespace xoptim
             (store_slot<Traits::stores, I>(r, s, i), ...);
         }
 
+        // One batch at element i: the loads, the assignments, the stores; `r` holds the
+        // registers as the assignments leave them.
         template <class Traits, class Prepared, class B, class T>
-        [[gnu::always_inline]] inline void run_batch(const Prepared& prog, const prepared_transform<B>& transform, const tensor_slots<T>& s,
-                              std::size_t i)
+        [[gnu::always_inline]] inline void run_batch(const Prepared& prog, const prepared_transform<B>& transform,
+                                                     const tensor_slots<T>& s, std::size_t i, registers<B>& r)
         {
-            registers<B> r;
             load_slots<Traits>(r, s, i, std::make_index_sequence<first_local>{});
             if constexpr ((Traits::loads & scalar_mask) != 0)
             {
@@ -417,6 +418,29 @@ namespace xoptim
             }
             run_steps(prog, r);
             store_slots<Traits>(r, s, i, std::make_index_sequence<first_local>{});
+        }
+
+        template <class Traits, class Prepared, class B, class T>
+        [[gnu::always_inline]] inline void run_batch(const Prepared& prog, const prepared_transform<B>& transform,
+                                                     const tensor_slots<T>& s, std::size_t i)
+        {
+            registers<B> r;
+            run_batch<Traits>(prog, transform, s, i, r);
+        }
+
+        // The tail's slots: every tensor slot `width` elements of `buffer`, slot after slot.
+        template <std::size_t Width, class T>
+        tensor_slots<T> tail_slots(T* buffer, const tensor_slots<T>& s) noexcept
+        {
+            tensor_slots<T> tail;
+            tail.scalars = s.scalars;
+            tail.param = buffer + param_slot * Width;
+            tail.grad = buffer + grad_slot * Width;
+            for (std::size_t k = 0; k < max_states; ++k)
+            {
+                tail.states[k] = buffer + (first_state + k) * Width;
+            }
+            return tail;
         }
 
         // Tail helpers: move `count` elements of every slot in Mask between the tensors
@@ -483,14 +507,7 @@ namespace xoptim
         {
             const std::size_t rest = end - i;
             alignas(64) T buffer[first_local * width] = {};
-            tensor_slots<T> tail;
-            tail.scalars = s.scalars;
-            tail.param = buffer + param_slot * width;
-            tail.grad = buffer + grad_slot * width;
-            for (std::size_t k = 0; k < max_states; ++k)
-            {
-                tail.states[k] = buffer + (first_state + k) * width;
-            }
+            const tensor_slots<T> tail = detail::tail_slots<width>(buffer, s);
             detail::copy_slots<Traits::loads>(buffer, width, s, i, rest, slot_indices{});
             detail::run_batch<Traits, Prepared, batch>(prog, detail::prepared_transform<batch>(transform), tail, 0);
             detail::copy_back_slots<Traits::stores>(buffer, width, s, i, rest, slot_indices{});
@@ -646,17 +663,7 @@ namespace xoptim
                                                               std::size_t rest, std::index_sequence<R...>)
         {
             registers<B> r;
-            load_slots<Traits>(r, s, i, std::make_index_sequence<first_local>{});
-            if constexpr ((Traits::loads & scalar_mask) != 0)
-            {
-                load_scalars<Traits>(r, s, std::make_index_sequence<max_scalars>{});
-            }
-            if constexpr (has_slot<Traits::loads, grad_slot>)
-            {
-                r[grad_slot] = transform.apply(r[grad_slot]);
-            }
-            run_steps(prog, r);
-            store_slots<Traits>(r, s, i, std::make_index_sequence<first_local>{});
+            run_batch<Traits>(prog, transform, s, i, r);
             const auto masked = [&](const B& x) {
                 if (rest == B::size)
                 {
@@ -718,14 +725,7 @@ namespace xoptim
                 const std::size_t rest = end - at;
                 using slot_indices = std::make_index_sequence<first_local>;
                 alignas(64) T buffer[first_local * width] = {};
-                tensor_slots<T> tail;
-                tail.scalars = s.scalars;
-                tail.param = buffer + param_slot * width;
-                tail.grad = buffer + grad_slot * width;
-                for (std::size_t k = 0; k < max_states; ++k)
-                {
-                    tail.states[k] = buffer + (first_state + k) * width;
-                }
+                const tensor_slots<T> tail = detail::tail_slots<width>(buffer, s);
                 detail::copy_slots<Traits::loads>(buffer, width, s, at, rest, slot_indices{});
                 detail::run_reducing_batch<Traits, J>(local_prog, local_reds, lanes, transform_b, tail, 0, rest,
                                                       reduction_indices{});
