@@ -101,6 +101,7 @@ namespace xoptim
             std::vector<tensor> matrices;
             std::vector<tensor> plain;
             std::vector<double> column_sums;
+            std::vector<double> param_squares;  // per matrix tensor
             std::vector<T> row_means;  // per matrix of a tensor
             std::vector<T> column_factors;  // transformers: rsqrt of the column statistics
 
@@ -319,7 +320,8 @@ namespace xoptim
             // Pass 1: ||p||^2 and the row sums of g'^2 (scalars 0 and 1 of each row).
             step.run_on(w.rows, g_, scalar<0> = sum_squares(p), scalar<1> = sum_squares(grad));
             const detail::prepared_transform<xsimd::batch<T>> transform(step.transform());
-            std::vector<double> param_squares(w.matrices.size());
+            std::vector<double>& param_squares = w.param_squares;
+            param_squares.resize(w.matrices.size());
             for (std::size_t k = 0; k < w.matrices.size(); ++k)
             {
                 auto& t = w.matrices[k];
@@ -583,7 +585,8 @@ namespace xoptim
                     factors += x.view.batches * x.view.cols;
                 }
                 w.column_factors.resize(factors);
-                std::vector<double> param_squares(w.matrices.size());
+                std::vector<double>& param_squares = w.param_squares;
+                param_squares.resize(w.matrices.size());
                 T* cf = w.column_factors.data();
                 for (std::size_t k = 0; k < w.matrices.size(); ++k)
                 {
