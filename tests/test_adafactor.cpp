@@ -10,6 +10,7 @@
 #include <limits>
 
 #include <xoptim/io/checkpoint.hpp>
+#include <xoptim/optim/router.hpp>
 #include <xoptim/step/stepper.hpp>
 
 #include "support/message_of.hpp"
@@ -302,6 +303,44 @@ namespace
         EXPECT_EQ(m1.stack, m2.stack);
         EXPECT_EQ(m1.b, m2.b);
         EXPECT_EQ(m1.d, m2.d);
+    }
+
+    // Parameter groups: each group's statistics and norms are its own tensors', so the
+    // groups step as two optimizers over their parameters alone would.
+    TEST(adafactor, in_parameter_groups)
+    {
+        xoptim::adafactor_options slow;
+        slow.lr = 1e-3;
+        const auto make = [&] {
+            xoptim::param_groups<xoptim::adafactor> g;
+            g.add("matrices", xoptim::name_matches({"w", "stack"}), xoptim::adafactor(slow));
+            g.fallback("rest", xoptim::adafactor());
+            return g;
+        };
+        auto groups = make();
+        model m;
+        m.steps(groups, 0, 2);
+
+        model alone;
+        xoptim::adafactor matrices(slow), rest;
+        std::vector<float> gw(alone.w.size()), gs(alone.stack.size()), gb(alone.b.size());
+        std::vector<double> gd(alone.d.size());
+        for (int t = 0; t < 2; ++t)
+        {
+            model::fill(gw, 0.7, t);
+            model::fill(gs, 0.5, t);
+            model::fill(gb, 0.3, t);
+            model::fill(gd, 0.9, t);
+            matrices.step(std::make_tuple(xoptim::named("w", alone.vw), xoptim::named("stack", alone.vs)),
+                          std::make_tuple(xoptim::view(gw.data(), {300, 257}), xoptim::view(gs.data(), {3, 40, 33})));
+            rest.step(std::make_tuple(xoptim::named("b", alone.vb), xoptim::named("d", alone.vd)),
+                      std::make_tuple(xoptim::view(gb.data(), {70001}), xoptim::view(gd.data(), {129, 65})));
+        }
+        EXPECT_EQ(m.w, alone.w);
+        EXPECT_EQ(m.stack, alone.stack);
+        EXPECT_EQ(m.b, alone.b);
+        EXPECT_EQ(m.d, alone.d);
+        EXPECT_NE(m.w, model().w);
     }
 
     TEST(adafactor, refuses_coded_storage_with_a_message)
