@@ -7,7 +7,7 @@ cd "$(dirname "$0")/.."
 jobs=$(nproc)
 
 # The tests the per-ISA stages run (labels: one per test program, tests/CMakeLists.txt).
-isa_tests=(test_engine test_codecs test_lowmem test_trajectories)
+isa_tests=(test_engine test_codecs test_lowmem test_trajectories test_reach)
 # ARM64 under qemu adds the checkpoint and Muon tests.
 arm64_tests=("${isa_tests[@]}" test_checkpoint test_muon)
 
