@@ -53,6 +53,25 @@ namespace
         EXPECT_EQ(steady_state_allocations(opt, p, g), 0u);
     }
 
+    // The optimizers with per-tensor reductions and row statistics: their job lists,
+    // units, partial sums and workspaces are kept across steps.
+    TEST(allocation, none_in_steady_state_with_reductions_and_factored_states)
+    {
+        std::vector<float> w(64 * 300, 1.0f), b(77, 1.0f), gw(w.size(), 0.5f), gb(b.size(), 0.25f);
+        auto wv = xoptim::view(w.data(), {64, 300});
+        auto params = std::make_tuple(xoptim::named("w", wv), xoptim::named("b", b));
+        const auto grads = std::make_tuple(xoptim::view(gw.data(), {64, 300}), gb);
+        xoptim::set_num_threads(2);
+        xoptim::lamb lamb;
+        EXPECT_EQ(steady_state_allocations(lamb, params, grads), 0u);
+        xoptim::adafactor adafactor;
+        EXPECT_EQ(steady_state_allocations(adafactor, params, grads), 0u);
+        xoptim::adafactor_transformers_options o;
+        o.beta1 = 0.9;
+        xoptim::adafactor_transformers transformers(o);
+        EXPECT_EQ(steady_state_allocations(transformers, params, grads), 0u);
+    }
+
     TEST(allocation, none_in_steady_state_over_a_tuple_and_a_model)
     {
         std::vector<float> a(100, 1.0f), b(7, 1.0f);

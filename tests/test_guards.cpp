@@ -112,6 +112,9 @@ namespace
         expect_every_number_checked<xoptim::adam>();
         expect_every_number_checked<xoptim::adamw>();
         expect_every_number_checked<xoptim::lion>();
+        expect_every_number_checked<xoptim::lamb>();
+        expect_every_number_checked<xoptim::adafactor>();
+        expect_every_number_checked<xoptim::adafactor_transformers>();
         expect_every_number_checked<xoptim::signsgd>();
         expect_every_number_checked<xoptim::muon>();
         expect_every_number_checked<xoptim::ademamix>();

@@ -8,6 +8,7 @@
 #include <algorithm>
 #include <initializer_list>
 #include <nlohmann/json.hpp>
+#include <optional>
 #include <set>
 #include <stdexcept>
 #include <string>
@@ -43,6 +44,29 @@ namespace xoptim::tools
                 {
                     require(v->is_number(), key, "a number");
                     x = v->get<double>();
+                }
+            }
+
+            // A number or null (none: the option is off).
+            void read(const char* key, std::optional<double>& x)
+            {
+                if (const auto* v = find(key))
+                {
+                    require(v->is_number() || v->is_null(), key, "a number or null");
+                    x = v->is_null() ? std::nullopt : std::optional<double>(v->get<double>());
+                }
+            }
+
+            // [a number or null, a number] (Adafactor's eps: eps1 may be none).
+            void read(const char* key, std::array<std::optional<double>, 2>& x)
+            {
+                if (const auto* v = find(key))
+                {
+                    const bool ok = v->is_array() && v->size() == 2 && ((*v)[0].is_number() || (*v)[0].is_null())
+                                    && (*v)[1].is_number();
+                    require(ok, key, "[a number or null, a number]");
+                    x[0] = (*v)[0].is_null() ? std::nullopt : std::optional<double>((*v)[0].get<double>());
+                    x[1] = (*v)[1].get<double>();
                 }
             }
 
@@ -277,8 +301,8 @@ namespace xoptim::tools
         f(opt);
     }
 
-    // Constructs the optimizer called `name` ("sgd", "adam", "adamw", "lion", "signsgd", "muon",
-    // "ademamix", "adamw_schedulefree", "sgd_schedulefree")
+    // Constructs the optimizer called `name` ("sgd", "adam", "adamw", "lion", "lamb", "adafactor", "signsgd",
+    // "muon", "ademamix", "adamw_schedulefree", "sgd_schedulefree")
     // from `hyper` and calls f(optimizer&).
     template <class F>
     void with_optimizer(const std::string& name, const nlohmann::json& hyper, F&& f)
@@ -294,6 +318,36 @@ namespace xoptim::tools
         else if (name == "sgd")
         {
             detail::build<sgd>(name, hyper, f);
+        }
+        else if (name == "lamb")
+        {
+            detail::build<lamb>(name, hyper, f);
+        }
+        else if (name == "adafactor")
+        {
+            // trajectories_2026.json's `variant`: "torch" (torch.optim.Adafactor, the default)
+            // or "transformers" (HF transformers' Adafactor, xoptim::adafactor_transformers).
+            nlohmann::json h = hyper;
+            const std::string variant = h.is_object() && h.contains("variant") && h["variant"].is_string()
+                                            ? h["variant"].get<std::string>()
+                                            : "torch";
+            if (h.is_object() && h.contains("variant"))
+            {
+                if (variant != "torch" && variant != "transformers")
+                {
+                    throw std::invalid_argument("hyperparameter \"variant\" of adafactor must be \"torch\" or "
+                                                "\"transformers\"");
+                }
+                h.erase("variant");
+            }
+            if (variant == "transformers")
+            {
+                detail::build<adafactor_transformers>(name, h, f);
+            }
+            else
+            {
+                detail::build<adafactor>(name, h, f);
+            }
         }
         else if (name == "lion")
         {
@@ -322,7 +376,7 @@ namespace xoptim::tools
         else
         {
             throw std::invalid_argument("unknown optimizer \"" + name
-                                        + "\" (expected adamw, adam, sgd, lion, signsgd, muon, ademamix, "
+                                        + "\" (expected adamw, adam, sgd, lion, lamb, adafactor, signsgd, muon, ademamix, "
                                         "adamw_schedulefree, sgd_schedulefree or hybrid)");
         }
     }

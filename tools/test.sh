@@ -8,7 +8,7 @@ jobs=$(nproc)
 
 # The tests the per-ISA stages run (labels: one per test program, tests/CMakeLists.txt);
 # test_newton_schulz_2026 runs the bf16 products' portable code where there is no AVX-512 BF16.
-isa_tests=(test_engine test_codecs test_lowmem test_trajectories test_newton_schulz_2026)
+isa_tests=(test_engine test_codecs test_lowmem test_trajectories test_newton_schulz_2026 test_reach)
 # ARM64 under qemu adds the checkpoint and Muon tests.
 arm64_tests=("${isa_tests[@]}" test_checkpoint test_muon)
 

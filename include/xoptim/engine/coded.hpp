@@ -133,9 +133,10 @@ namespace xoptim
         // The generic path for elements [first, first + n): every coded slot decoded
         // into its buffer, the batch loop over the buffers and the float tensors, every
         // coded slot written encoded back.
-        template <class Arch, class Prepared, class Traits>
-        void run_coded_block(const Prepared& prog, const grad_transform& transform, const coded_slots& job,
-                             std::size_t first, std::size_t n, float (&buffer)[first_local][coded_chunk])
+        // `run(slots, n)` runs the loop over the block's slots.
+        template <class Traits, class Arch, class Run>
+        void run_coded_block_with(const coded_slots& job, std::size_t first, std::size_t n,
+                                  float (&buffer)[first_local][coded_chunk], Run&& run)
         {
             constexpr std::uint64_t used = Traits::loads | Traits::stores;
             tensor_slots<float> s = job.plain;
@@ -165,7 +166,7 @@ namespace xoptim
                     float_slot(s, i) = buffer[i];
                 }
             }
-            run_prepared<Arch, float, Prepared, Traits>(prog, transform, s, 0, n);
+            run(s, n);
             for (std::size_t i = 0; i < first_local; ++i)
             {
                 if (in_mask<Traits::stores>(i) && job.format[i] != slot_format::native)
@@ -174,6 +175,15 @@ namespace xoptim
                                         n, buffer[i]);
                 }
             }
+        }
+
+        template <class Arch, class Prepared, class Traits>
+        void run_coded_block(const Prepared& prog, const grad_transform& transform, const coded_slots& job,
+                             std::size_t first, std::size_t n, float (&buffer)[first_local][coded_chunk])
+        {
+            run_coded_block_with<Traits, Arch>(job, first, n, buffer, [&](const tensor_slots<float>& s, std::size_t m) {
+                run_prepared<Arch, float, Prepared, Traits>(prog, transform, s, 0, m);
+            });
         }
 
         // One 8-bit state in the fused loop: its map's tables in registers, the block's
@@ -538,7 +548,9 @@ namespace xoptim
             run_prepared<Arch, float, Prepared, Traits>(prog, transform, job.plain, begin, end);
             return;
         }
-        if (only_8bit_states)
+        // The fused 8-bit loop loads no per-tensor scalars: programs that read them take
+        // the generic path.
+        if (only_8bit_states && (Traits::loads & detail::scalar_mask) == 0)
         {
             // A last block ending within a batch goes the generic way, whole.
             const std::size_t last = (end - begin) % codec_block;
@@ -555,6 +567,23 @@ namespace xoptim
         {
             detail::run_coded_block<Arch, Prepared, Traits>(prog, transform, job, first,
                                                             std::min(coded_chunk, end - first), buffer);
+        }
+    }
+
+    // The reducing form (kernel.hpp, run_prepared_reducing) over elements [begin, end) of
+    // a job with coded slots: always the generic block path, so the reductions see each
+    // value as the pass computes it (before a coded state is encoded).
+    template <class Arch, class Prepared, class Traits, class Reductions>
+    void run_coded_reducing(const Prepared& prog, const Reductions& reds, const grad_transform& transform,
+                            const coded_slots& job, std::size_t begin, std::size_t end, double* sums)
+    {
+        alignas(64) float buffer[first_local][coded_chunk];
+        for (std::size_t first = begin; first < end; first += coded_chunk)
+        {
+            detail::run_coded_block_with<Traits, Arch>(
+                job, first, std::min(coded_chunk, end - first), buffer, [&](const tensor_slots<float>& s, std::size_t n) {
+                    run_prepared_reducing<Arch, float, Prepared, Traits>(prog, reds, transform, s, 0, n, sums);
+                });
         }
     }
 }

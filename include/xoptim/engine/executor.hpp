@@ -9,6 +9,7 @@
 #define XOPTIM_ENGINE_EXECUTOR_HPP
 
 #include <algorithm>
+#include <array>
 #include <vector>
 
 #include "coded.hpp"
@@ -40,7 +41,24 @@ namespace xoptim
         {
             return s.plain.size;
         }
+
+        // A reducing pass is cut into units that depend on the shapes only: each tensor
+        // in pieces of this many elements (whole codec blocks), so each unit's sums, and
+        // their sum in unit order, are the same for any thread count.
+        inline constexpr std::size_t reduction_unit = std::size_t(1) << 15;
+
+        struct unit
+        {
+            std::size_t job;
+            std::size_t lo;
+            std::size_t hi;
+            std::size_t start;  // in the flat range: where the thread split places it
+        };
     }
+
+    // The per-tensor scalars of one job (sym::scalar<K>, then step_context::total's), in
+    // double: what a finalizing assignment wrote, read by the passes after it.
+    using job_scalars = std::array<double, max_scalars + 1>;
 
     // The tensors of one step, as one flat range of elements, cut into thread ranges
     // at multiples of `granularity`.
@@ -57,6 +75,7 @@ namespace xoptim
         {
             m_jobs.clear();
             m_ends.clear();
+            m_scalars.clear();
         }
 
         void push_back(const Slots& s)
@@ -64,6 +83,26 @@ namespace xoptim
             const std::size_t n = detail::size_of(s);
             m_jobs.push_back(s);
             m_ends.push_back(total() + (n + padding - 1) / padding * padding);
+            m_scalars.push_back({});
+        }
+
+        // The step's per-tensor values: written by the executor on the calling thread,
+        // between passes, never while a pass reads them.
+        job_scalars& scalars(std::size_t k) const noexcept
+        {
+            return m_scalars[k];
+        }
+
+        // Scratch of the reducing passes (units, their partial sums), kept across steps:
+        // a steady step allocates nothing.
+        std::vector<detail::unit>& units() const noexcept
+        {
+            return m_units;
+        }
+
+        std::vector<double>& partials() const noexcept
+        {
+            return m_partials;
         }
 
         std::size_t size() const noexcept
@@ -86,6 +125,11 @@ namespace xoptim
             return m_jobs[k];
         }
 
+        Slots& operator[](std::size_t k) noexcept
+        {
+            return m_jobs[k];
+        }
+
         // Index of the job holding flat element `e`.
         std::size_t find(std::size_t e) const noexcept
         {
@@ -101,6 +145,9 @@ namespace xoptim
 
         std::vector<Slots> m_jobs;
         std::vector<std::size_t> m_ends;
+        mutable std::vector<job_scalars> m_scalars;
+        mutable std::vector<detail::unit> m_units;
+        mutable std::vector<double> m_partials;
     };
 
     template <class T>
@@ -110,6 +157,35 @@ namespace xoptim
 
     namespace detail
     {
+        template <class Traits, class T>
+        void set_scalars(tensor_slots<T>& s, const job_scalars& values) noexcept
+        {
+            if constexpr ((Traits::loads & scalar_mask) != 0)
+            {
+                for (std::size_t k = 0; k < max_scalars; ++k)
+                {
+                    s.scalars[k] = static_cast<T>(values[k]);
+                }
+            }
+        }
+
+        // The job's tensors with its scalars, for a program that reads them.
+        template <class Traits, class T>
+        tensor_slots<T> with_scalars(const tensor_slots<T>& s, const job_scalars& values) noexcept
+        {
+            tensor_slots<T> out = s;
+            set_scalars<Traits>(out, values);
+            return out;
+        }
+
+        template <class Traits>
+        coded_slots with_scalars(const coded_slots& s, const job_scalars& values) noexcept
+        {
+            coded_slots out = s;
+            set_scalars<Traits>(out.plain, values);
+            return out;
+        }
+
         template <class Arch, class Prepared, class Traits, class T>
         void run_job(const Prepared& prog, const grad_transform& transform, const tensor_slots<T>& s,
                      const tensor_slots<T>*, std::size_t begin, std::size_t end)
@@ -134,8 +210,16 @@ namespace xoptim
                 const std::size_t end = std::min(hi, base + size_of(jobs[k]));
                 if (lo < end)
                 {
-                    run_job<Arch, Prepared, Traits>(prog, transform, jobs[k], k + 1 < jobs.size() ? &jobs[k + 1] : nullptr,
-                                                    lo - base, end - base);
+                    const Slots* next = k + 1 < jobs.size() ? &jobs[k + 1] : nullptr;
+                    if constexpr ((Traits::loads & scalar_mask) != 0)
+                    {
+                        run_job<Arch, Prepared, Traits>(prog, transform, with_scalars<Traits>(jobs[k], jobs.scalars(k)),
+                                                        next, lo - base, end - base);
+                    }
+                    else
+                    {
+                        run_job<Arch, Prepared, Traits>(prog, transform, jobs[k], next, lo - base, end - base);
+                    }
                 }
                 lo = std::max(lo, std::min(hi, jobs.begin_of(k + 1)));
             }
@@ -159,6 +243,168 @@ namespace xoptim
                 run_flat_range<Arch, Slots, Prepared, Traits>(*t.prog, *t.transform, *t.jobs, cut(k), cut(k + 1));
             }
         };
+
+        /*******************
+         * Reducing passes *
+         *******************/
+
+        template <class Arch, class Prepared, class Traits, class Reductions, class T>
+        void run_unit(const Prepared& prog, const Reductions& reds, const grad_transform& transform,
+                      const tensor_slots<T>& s, std::size_t lo, std::size_t hi, double* sums)
+        {
+            run_prepared_reducing<Arch, T, Prepared, Traits>(prog, reds, transform, s, lo, hi, sums);
+        }
+
+        template <class Arch, class Prepared, class Traits, class Reductions>
+        void run_unit(const Prepared& prog, const Reductions& reds, const grad_transform& transform,
+                      const coded_slots& s, std::size_t lo, std::size_t hi, double* sums)
+        {
+            run_coded_reducing<Arch, Prepared, Traits>(prog, reds, transform, s, lo, hi, sums);
+        }
+
+        template <class Arch, class Slots, class Prepared, class Reductions, class Traits>
+        struct reducing_task
+        {
+            const Prepared* prog;
+            const Reductions* reds;
+            const grad_transform* transform;
+            const basic_job_list<Slots>* jobs;
+
+            // Thread k of n runs the units that start in its share of the flat range.
+            static void call(void* self, std::size_t k, std::size_t n)
+            {
+                const auto& t = *static_cast<const reducing_task*>(self);
+                const std::vector<unit>& units = t.jobs->units();
+                const std::size_t total = t.jobs->total();
+                auto cut = [&](std::size_t j) { return j == n ? total + 1 : total / n * j + total % n * j / n; };
+                const auto first_at = [&](std::size_t e) {
+                    return std::lower_bound(units.begin(), units.end(), e,
+                                            [](const unit& u, std::size_t x) { return u.start < x; });
+                };
+                constexpr std::size_t count = std::tuple_size_v<Reductions>;
+                double* partials = t.jobs->partials().data();
+                for (auto u = first_at(cut(k)), last = first_at(cut(k + 1)); u != last; ++u)
+                {
+                    double* sums = partials + static_cast<std::size_t>(u - units.begin()) * count;
+                    std::fill(sums, sums + count, 0.0);
+                    run_unit<Arch, Prepared, Traits>(*t.prog, *t.reds, *t.transform,
+                                                     with_scalars<Traits>((*t.jobs)[u->job], t.jobs->scalars(u->job)),
+                                                     u->lo, u->hi, sums);
+                }
+            }
+        };
+
+        // A finalizing assignment's right-hand side, in double, once per tensor: its
+        // reductions' sums from `sums` (in program order), scalars from `values`. The
+        // operations are the element ones, on one-value batches.
+        using host_batch = xsimd::batch<double, arch::host_arch>;
+
+        inline host_batch host_eval(const constant& c, const double*, const job_scalars&)
+        {
+            return host_batch(c.value);
+        }
+
+        template <std::size_t I>
+        host_batch host_eval(const symbol<I>&, const double*, const job_scalars& values)
+        {
+            static_assert(I >= first_scalar, "xoptim: a finalizing assignment reads scalars and reductions only");
+            return host_batch(values[I - first_scalar]);
+        }
+
+        template <class Kind, class E>
+        host_batch host_eval(const reduction<Kind, E>&, const double* sums, const job_scalars&)
+        {
+            return host_batch(sums[0]);
+        }
+
+        template <class Op, class A>
+        auto host_eval(const node<Op, A>& n, const double* sums, const job_scalars& values)
+        {
+            return Op::apply(host_eval(n.a, sums, values));
+        }
+
+        template <class Op, class A, class C>
+        auto host_eval(const node<Op, A, C>& n, const double* sums, const job_scalars& values)
+        {
+            return Op::apply(host_eval(n.a, sums, values), host_eval(n.b, sums + reductions_in<A>::value, values));
+        }
+
+        template <class Op, class A, class C, class D>
+        auto host_eval(const node<Op, A, C, D>& n, const double* sums, const job_scalars& values)
+        {
+            const double* sums_c = sums + reductions_in<A>::value;
+            return Op::apply(host_eval(n.a, sums, values), host_eval(n.b, sums_c, values),
+                             host_eval(n.c, sums_c + reductions_in<C>::value, values));
+        }
+
+        inline void finalize(const program<>&, const double*, job_scalars&)
+        {
+        }
+
+        template <std::size_t I, class E, class... R>
+        void finalize(const program<assignment<I, E>, R...>& p, const double* sums, job_scalars& values)
+        {
+            if constexpr (I >= first_scalar)
+            {
+                values[I - first_scalar] = host_eval(p.first.rhs, sums, values).get(0);
+                finalize(p.rest, sums + reductions_in<E>::value, values);
+            }
+            else
+            {
+                finalize(p.rest, sums, values);
+            }
+        }
+
+        // A program with finalizing assignments: the pass over units, each unit's sums in
+        // its own slots, the sums of a tensor added in unit order, then the finalizers
+        // per tensor on the calling thread.
+        template <class Arch, class T, class Slots, class Traits, class... A>
+        void run_finalizing(const program<A...>& prog, const basic_job_list<Slots>& jobs,
+                            const grad_transform& transform)
+        {
+            const auto prepared = prepare_program<Arch, T>(prog);
+            const auto reds = program_reductions(prepared);
+            using prepared_type = std::decay_t<decltype(prepared)>;
+            using reductions_type = std::decay_t<decltype(reds)>;
+            constexpr std::size_t count = std::tuple_size_v<reductions_type>;
+            std::vector<unit>& units = jobs.units();
+            units.clear();
+            for (std::size_t k = 0; k < jobs.size(); ++k)
+            {
+                const std::size_t n = size_of(jobs[k]);
+                for (std::size_t lo = 0; lo < n; lo += reduction_unit)
+                {
+                    units.push_back({k, lo, std::min(n, lo + reduction_unit), jobs.begin_of(k) + lo});
+                }
+            }
+            jobs.partials().assign(units.size() * count, 0.0);
+            const std::size_t total = jobs.total();
+            const std::size_t per_thread = std::max<std::size_t>(parallel_threshold(), reduction_unit);
+            const std::size_t n = std::min({num_threads(), std::max<std::size_t>(1, units.size()),
+                                            std::max<std::size_t>(1, total / per_thread)});
+            if (!units.empty())
+            {
+                reducing_task<Arch, Slots, prepared_type, reductions_type, Traits> task{&prepared, &reds, &transform,
+                                                                                       &jobs};
+                parallel_run(&decltype(task)::call, &task, n);
+            }
+            std::size_t u = 0;
+            std::array<double, count + 1> sums{};
+            for (std::size_t k = 0; k < jobs.size(); ++k)
+            {
+                sums.fill(0.0);
+                bool first = true;
+                for (; u < units.size() && units[u].job == k; ++u, first = false)
+                {
+                    for (std::size_t r = 0; r < count; ++r)
+                    {
+                        const double x = jobs.partials()[u * count + r];
+                        sums[r] = first ? x : sums[r] + x;
+                    }
+                }
+                finalize(prog, sums.data(), jobs.scalars(k));
+            }
+        }
 
         template <class Slots>
         struct math_type_of;
@@ -184,14 +430,21 @@ namespace xoptim
     {
         using T = typename detail::math_type_of<Slots>::type;
         using traits = detail::program_traits<program<A...>>;
-        const auto prepared = prepare_program<Arch, T>(prog);
-        using prepared_type = std::decay_t<decltype(prepared)>;
-        const std::size_t total = jobs.total();
-        const std::size_t per_thread = std::max<std::size_t>(parallel_threshold(), basic_job_list<Slots>::granularity);
-        const std::size_t n = std::min(num_threads(), std::max<std::size_t>(1, total / per_thread));
-        // One code path for any thread count: the kernel is instantiated once.
-        detail::parallel_task<Arch, Slots, prepared_type, traits> task{&prepared, &transform, &jobs};
-        parallel_run(&decltype(task)::call, &task, n);
+        if constexpr (traits::finalizes)
+        {
+            detail::run_finalizing<Arch, T, Slots, traits>(prog, jobs, transform);
+        }
+        else
+        {
+            const auto prepared = prepare_program<Arch, T>(prog);
+            using prepared_type = std::decay_t<decltype(prepared)>;
+            const std::size_t total = jobs.total();
+            const std::size_t per_thread = std::max<std::size_t>(parallel_threshold(), basic_job_list<Slots>::granularity);
+            const std::size_t n = std::min(num_threads(), std::max<std::size_t>(1, total / per_thread));
+            // One code path for any thread count: the kernel is instantiated once.
+            detail::parallel_task<Arch, Slots, prepared_type, traits> task{&prepared, &transform, &jobs};
+            parallel_run(&decltype(task)::call, &task, n);
+        }
     }
 }
 

@@ -26,7 +26,14 @@ namespace xoptim
     inline constexpr std::size_t max_states = 6;
     inline constexpr std::size_t first_local = first_state + max_states;
     inline constexpr std::size_t max_locals = 4;
-    inline constexpr std::size_t max_slots = first_local + max_locals;
+    // Then per-tensor scalars: values one per tensor (a job), read by an element program
+    // like a hyperparameter (broadcast), written by a finalizing assignment after a pass
+    // whose reductions they hold (`ratio = lr * sqrt(sum_squares(p))`). The last one is
+    // the engine's own (step_context::total).
+    inline constexpr std::size_t first_scalar = first_local + max_locals;
+    inline constexpr std::size_t max_scalars = 4;
+    inline constexpr std::size_t total_scalar = first_scalar + max_scalars;
+    inline constexpr std::size_t max_slots = total_scalar + 1;
 
     // A hyperparameter or derived scalar, captured by value. Stored in double and
     // rounded once to the tensor's element type when the kernel is prepared.
@@ -81,6 +88,25 @@ namespace xoptim
         C c;
     };
 
+    // A sum over the whole tensor of an element expression, accumulated in double while
+    // a pass runs (engine/kernel.hpp, engine/executor.hpp): `Kind` is reduce_sum (of e)
+    // or reduce_sum_squares (of e * e, the square taken in double). Only in the
+    // right-hand side of an assignment to a per-tensor scalar.
+    struct reduce_sum
+    {
+    };
+
+    struct reduce_sum_squares
+    {
+    };
+
+    template <class Kind, class E>
+    struct reduction
+    {
+        using kind = Kind;
+        E e;
+    };
+
     /**********
      * Traits *
      **********/
@@ -102,6 +128,11 @@ namespace xoptim
 
     template <class Op, class... E>
     struct is_expression<node<Op, E...>> : std::true_type
+    {
+    };
+
+    template <class Kind, class E>
+    struct is_expression<reduction<Kind, E>> : std::true_type
     {
     };
 
@@ -156,6 +187,50 @@ namespace xoptim
         struct symbols_of<node<Op, E...>>
         {
             static constexpr std::uint64_t mask = (std::uint64_t(0) | ... | symbols_of<E>::mask);
+        };
+
+        // Symbols read outside any reduction: what an expression needs per element in
+        // an element assignment, per tensor in a finalizing one.
+        template <class Kind, class E>
+        struct symbols_of<reduction<Kind, E>>
+        {
+            static constexpr std::uint64_t mask = 0;
+        };
+
+        // Symbols read inside reductions: what a reducing pass evaluates per element.
+        template <class E>
+        struct reduced_symbols_of
+        {
+            static constexpr std::uint64_t mask = 0;
+        };
+
+        template <class Op, class... E>
+        struct reduced_symbols_of<node<Op, E...>>
+        {
+            static constexpr std::uint64_t mask = (std::uint64_t(0) | ... | reduced_symbols_of<E>::mask);
+        };
+
+        template <class Kind, class E>
+        struct reduced_symbols_of<reduction<Kind, E>>
+        {
+            static_assert(reduced_symbols_of<E>::mask == 0, "xoptim: a reduction inside a reduction");
+            static constexpr std::uint64_t mask = symbols_of<E>::mask;
+        };
+
+        // The number of reductions in an expression.
+        template <class E>
+        struct reductions_in : std::integral_constant<std::size_t, 0>
+        {
+        };
+
+        template <class Op, class... E>
+        struct reductions_in<node<Op, E...>> : std::integral_constant<std::size_t, (std::size_t(0) + ... + reductions_in<E>::value)>
+        {
+        };
+
+        template <class Kind, class E>
+        struct reductions_in<reduction<Kind, E>> : std::integral_constant<std::size_t, 1>
+        {
         };
     }
 
@@ -219,6 +294,16 @@ namespace xoptim
      * Leaves  *
      ***********/
 
+    namespace detail
+    {
+        template <std::size_t K>
+        constexpr std::size_t scalar_slot()
+        {
+            static_assert(K < max_scalars, "xoptim: sym::scalar<K> takes K < max_scalars (4)");
+            return first_scalar + K;
+        }
+    }
+
     namespace sym
     {
         inline constexpr symbol<param_slot> p{};
@@ -229,6 +314,9 @@ namespace xoptim
 
         template <std::size_t K>
         inline constexpr symbol<first_local + K> local{};
+
+        template <std::size_t K>
+        inline constexpr symbol<detail::scalar_slot<K>()> scalar{};
     }
 }
 

@@ -8,6 +8,8 @@
 #include <array>
 #include <cstring>
 #include <limits>
+#include <tuple>
+#include <type_traits>
 
 #include "ops.hpp"
 
@@ -22,6 +24,9 @@ namespace xoptim
         const T* grad = nullptr;
         std::array<T*, max_states> states{};
         std::size_t size = 0;
+        // The per-tensor scalars (sym::scalar<K>), rounded to T; set by the executor from
+        // the job list for the programs that read them.
+        std::array<T, max_scalars> scalars{};
     };
 
     // How a program sees the gradient: g' = clamp(scale * g, -clip, clip), applied as g
@@ -71,15 +76,30 @@ namespace xoptim
         template <class A>
         struct assignment_traits;
 
+        inline constexpr std::uint64_t scalar_mask = ((std::uint64_t(1) << (max_scalars + 1)) - 1) << first_scalar;
+
+        // An element assignment writes a slot per element; a finalizing one (its target a
+        // per-tensor scalar) runs once per tensor after the pass, from the pass's
+        // reductions and the scalars before it.
         template <std::size_t I, class E>
         struct assignment_traits<assignment<I, E>>
         {
+            static constexpr bool finalizing = I >= first_scalar;
             static constexpr std::uint64_t reads = symbols_of<E>::mask;
+            static constexpr std::uint64_t reduced = reduced_symbols_of<E>::mask;
             static constexpr std::uint64_t writes = std::uint64_t(1) << I;
+            static constexpr std::size_t reductions = reductions_in<E>::value;
+            static_assert(finalizing || reductions == 0,
+                          "xoptim: a reduction (sum, sum_squares) gives one value per tensor: assign it to "
+                          "sym::scalar<K> and read that scalar from the next step.run on");
+            static_assert(!finalizing || (reads & ~scalar_mask) == 0,
+                          "xoptim: an assignment to sym::scalar<K> reads the parameter, gradient, states and "
+                          "locals only inside reductions (sum, sum_squares)");
         };
 
         // Slots read before the program writes them must come from memory; slots
         // written must go back to memory, except locals, which live in registers.
+        // Reductions read the registers as the element assignments leave them.
         template <class P>
         struct program_traits;
 
@@ -93,17 +113,28 @@ namespace xoptim
             {
                 std::uint64_t written = 0;
                 std::uint64_t loads = 0;
-                ((loads |= assignment_traits<A>::reads & ~written,
-                  written |= assignment_traits<A>::writes),
+                ((loads |= assignment_traits<A>::finalizing ? 0 : assignment_traits<A>::reads & ~written,
+                  written |= assignment_traits<A>::finalizing ? 0 : assignment_traits<A>::writes),
                  ...);
-                return loads;
+                const std::uint64_t reduced = (std::uint64_t(0) | ... | assignment_traits<A>::reduced);
+                return loads | (reduced & ~written);
             }
 
-            static constexpr std::uint64_t writes = (std::uint64_t(0) | ... | assignment_traits<A>::writes);
+            static constexpr std::uint64_t writes =
+                (std::uint64_t(0) | ... | (assignment_traits<A>::finalizing ? 0 : assignment_traits<A>::writes));
+            static constexpr std::uint64_t finalized =
+                (std::uint64_t(0) | ... | (assignment_traits<A>::finalizing ? assignment_traits<A>::writes : 0));
             static constexpr std::uint64_t loads = compute_loads();
             static constexpr std::uint64_t stores = writes & ~local_mask;
+            static constexpr std::size_t reductions = (std::size_t(0) + ... + assignment_traits<A>::reductions);
+            // A program with finalizing assignments runs on the executor's reducing path;
+            // any other compiles to the plain loop.
+            static constexpr bool finalizes = finalized != 0;
             static_assert((loads & local_mask) == 0,
                           "xoptim: a local is read before it is assigned in this program");
+            static_assert((loads & finalized) == 0,
+                          "xoptim: a per-tensor scalar is read in the pass that computes it; its value is "
+                          "available from the next step.run on");
         };
 
         // One past the highest state slot a program (given by its traits) loads or
@@ -156,6 +187,8 @@ namespace xoptim
             return {B(static_cast<value_type>(c.value))};
         }
 
+        template <class B, class Kind, class E>
+        auto prepare(const reduction<Kind, E>& r);
         template <class B, class Op, class A>
         auto prepare(const node<Op, A>& n);
         template <class B, class Op, class A, class C>
@@ -180,6 +213,12 @@ namespace xoptim
         {
             return node<Op, decltype(prepare<B>(n.a)), decltype(prepare<B>(n.b)), decltype(prepare<B>(n.c))>{
                 prepare<B>(n.a), prepare<B>(n.b), prepare<B>(n.c)};
+        }
+
+        template <class B, class Kind, class E>
+        auto prepare(const reduction<Kind, E>& r)
+        {
+            return reduction<Kind, decltype(prepare<B>(r.e))>{prepare<B>(r.e)};
         }
 
         template <class B>
@@ -279,7 +318,10 @@ namespace xoptim
         template <class B, std::size_t I, class E, class... R>
         inline void run_steps(const program<assignment<I, E>, R...>& p, registers<B>& r)
         {
-            r[I] = eval(p.first.rhs, r);
+            if constexpr (I < first_scalar)
+            {
+                r[I] = eval(p.first.rhs, r);
+            }
             run_steps(p.rest, r);
         }
 
@@ -345,24 +387,60 @@ namespace xoptim
             (load_slot<Traits::loads, I>(r, s, i), ...);
         }
 
+        // Per-tensor scalars the program reads, broadcast (hoisted out of the loop: the
+        // slots are a local copy).
+        template <class Traits, class B, class T, std::size_t... K>
+        inline void load_scalars(registers<B>& r, const tensor_slots<T>& s, std::index_sequence<K...>)
+        {
+            ((has_slot<Traits::loads, first_scalar + K> ? void(r[first_scalar + K] = B(s.scalars[K])) : void()), ...);
+        }
+
         template <class Traits, class B, class T, std::size_t... I>
         inline void store_slots(const registers<B>& r, const tensor_slots<T>& s, std::size_t i, std::index_sequence<I...>)
         {
             (store_slot<Traits::stores, I>(r, s, i), ...);
         }
 
+        // One batch at element i: the loads, the assignments, the stores; `r` holds the
+        // registers as the assignments leave them.
         template <class Traits, class Prepared, class B, class T>
-        [[gnu::always_inline]] inline void run_batch(const Prepared& prog, const prepared_transform<B>& transform, const tensor_slots<T>& s,
-                              std::size_t i)
+        [[gnu::always_inline]] inline void run_batch(const Prepared& prog, const prepared_transform<B>& transform,
+                                                     const tensor_slots<T>& s, std::size_t i, registers<B>& r)
         {
-            registers<B> r;
             load_slots<Traits>(r, s, i, std::make_index_sequence<first_local>{});
+            if constexpr ((Traits::loads & scalar_mask) != 0)
+            {
+                load_scalars<Traits>(r, s, std::make_index_sequence<max_scalars>{});
+            }
             if constexpr (has_slot<Traits::loads, grad_slot>)
             {
                 r[grad_slot] = transform.apply(r[grad_slot]);
             }
             run_steps(prog, r);
             store_slots<Traits>(r, s, i, std::make_index_sequence<first_local>{});
+        }
+
+        template <class Traits, class Prepared, class B, class T>
+        [[gnu::always_inline]] inline void run_batch(const Prepared& prog, const prepared_transform<B>& transform,
+                                                     const tensor_slots<T>& s, std::size_t i)
+        {
+            registers<B> r;
+            run_batch<Traits>(prog, transform, s, i, r);
+        }
+
+        // The tail's slots: every tensor slot `width` elements of `buffer`, slot after slot.
+        template <std::size_t Width, class T>
+        tensor_slots<T> tail_slots(T* buffer, const tensor_slots<T>& s) noexcept
+        {
+            tensor_slots<T> tail;
+            tail.scalars = s.scalars;
+            tail.param = buffer + param_slot * Width;
+            tail.grad = buffer + grad_slot * Width;
+            for (std::size_t k = 0; k < max_states; ++k)
+            {
+                tail.states[k] = buffer + (first_state + k) * Width;
+            }
+            return tail;
         }
 
         // Tail helpers: move `count` elements of every slot in Mask between the tensors
@@ -429,16 +507,234 @@ namespace xoptim
         {
             const std::size_t rest = end - i;
             alignas(64) T buffer[first_local * width] = {};
-            tensor_slots<T> tail;
-            tail.param = buffer + param_slot * width;
-            tail.grad = buffer + grad_slot * width;
-            for (std::size_t k = 0; k < max_states; ++k)
-            {
-                tail.states[k] = buffer + (first_state + k) * width;
-            }
+            const tensor_slots<T> tail = detail::tail_slots<width>(buffer, s);
             detail::copy_slots<Traits::loads>(buffer, width, s, i, rest, slot_indices{});
             detail::run_batch<Traits, Prepared, batch>(prog, detail::prepared_transform<batch>(transform), tail, 0);
             detail::copy_back_slots<Traits::stores>(buffer, width, s, i, rest, slot_indices{});
+        }
+    }
+
+    namespace detail
+    {
+        /**************
+         * Reductions *
+         **************/
+
+        // The reductions of a program's finalizing assignments, in order (depth first,
+        // left to right): the order the pass accumulates them in and the finalizers read
+        // their sums in.
+        template <class E>
+        std::tuple<> reductions_of(const E&);
+        template <class Kind, class E>
+        std::tuple<reduction<Kind, E>> reductions_of(const reduction<Kind, E>& r);
+        template <class Op, class A>
+        auto reductions_of(const node<Op, A>& n);
+        template <class Op, class A, class C>
+        auto reductions_of(const node<Op, A, C>& n);
+        template <class Op, class A, class C, class D>
+        auto reductions_of(const node<Op, A, C, D>& n);
+
+        template <class E>
+        std::tuple<> reductions_of(const E&)
+        {
+            return {};
+        }
+
+        template <class Kind, class E>
+        std::tuple<reduction<Kind, E>> reductions_of(const reduction<Kind, E>& r)
+        {
+            return {r};
+        }
+
+        template <class Op, class A>
+        auto reductions_of(const node<Op, A>& n)
+        {
+            return reductions_of(n.a);
+        }
+
+        template <class Op, class A, class C>
+        auto reductions_of(const node<Op, A, C>& n)
+        {
+            return std::tuple_cat(reductions_of(n.a), reductions_of(n.b));
+        }
+
+        template <class Op, class A, class C, class D>
+        auto reductions_of(const node<Op, A, C, D>& n)
+        {
+            return std::tuple_cat(reductions_of(n.a), reductions_of(n.b), reductions_of(n.c));
+        }
+
+        inline std::tuple<> program_reductions(const program<>&)
+        {
+            return {};
+        }
+
+        template <std::size_t I, class E, class... R>
+        auto program_reductions(const program<assignment<I, E>, R...>& p)
+        {
+            if constexpr (I >= first_scalar)
+            {
+                return std::tuple_cat(reductions_of(p.first.rhs), program_reductions(p.rest));
+            }
+            else
+            {
+                return program_reductions(p.rest);
+            }
+        }
+
+        // The running sums of one reduction over a range: 16 double lanes, element e of
+        // the range (from its first element) going to lane e mod 16 whatever the batch
+        // width, the lanes added in one fixed tree at the end. So a sum depends only on
+        // the range, not on the instruction set or the thread split.
+        template <class T, class Arch>
+        class reduction_lanes
+        {
+        public:
+
+            using batch = xsimd::batch<T, Arch>;
+            using dbatch = xsimd::batch<double, Arch>;
+            static constexpr std::size_t lanes = 16;
+            static constexpr std::size_t positions = lanes / batch::size;  // batches per 16 elements
+            static_assert(lanes % batch::size == 0, "xoptim: a batch width that does not divide 16");
+
+            reduction_lanes() noexcept
+            {
+                m_acc.fill(dbatch(0.0));
+            }
+
+            // Adds x, the batch at position J of its group of 16 elements.
+            template <class Kind, std::size_t J>
+            [[gnu::always_inline]] void add(const batch& x) noexcept
+            {
+                if constexpr (std::is_same_v<T, double>)
+                {
+                    put<Kind>(m_acc[J], x);
+                }
+                else
+                {
+                    const auto halves = arch::widen_halves(x);
+                    put<Kind>(m_acc[2 * J], halves[0]);
+                    put<Kind>(m_acc[2 * J + 1], halves[1]);
+                }
+            }
+
+            // (l[k] + l[k + 8]) for k = 0..7, then those eight pairwise.
+            double total() const noexcept
+            {
+                alignas(64) double l[lanes];
+                for (std::size_t k = 0; k < m_acc.size(); ++k)
+                {
+                    m_acc[k].store_unaligned(l + k * dbatch::size);
+                }
+                double e[8];
+                for (std::size_t k = 0; k < 8; ++k)
+                {
+                    e[k] = l[k] + l[k + 8];
+                }
+                return arch::sum_of_eight(e);
+            }
+
+        private:
+
+            template <class Kind>
+            [[gnu::always_inline]] static void put(dbatch& acc, const dbatch& x) noexcept
+            {
+                if constexpr (std::is_same_v<Kind, reduce_sum_squares>)
+                {
+                    acc = arch::fma(x, x, acc);
+                }
+                else
+                {
+                    acc = acc + x;
+                }
+            }
+
+            std::array<dbatch, lanes / dbatch::size> m_acc;
+        };
+
+        // One batch of a reducing pass: the element assignments, then every reduction's
+        // expression added to its lanes. `rest` < width only for the zero-padded tail,
+        // whose padding lanes must not reach the sums.
+        template <class Traits, std::size_t J, class Prepared, class Reductions, class Lanes, class B, class T,
+                  std::size_t... R>
+        [[gnu::always_inline]] inline void run_reducing_batch(const Prepared& prog, const Reductions& reds,
+                                                              Lanes& lanes, const prepared_transform<B>& transform,
+                                                              const tensor_slots<T>& s, std::size_t i,
+                                                              std::size_t rest, std::index_sequence<R...>)
+        {
+            registers<B> r;
+            run_batch<Traits>(prog, transform, s, i, r);
+            const auto masked = [&](const B& x) {
+                if (rest == B::size)
+                {
+                    return x;
+                }
+                alignas(64) T v[B::size];
+                x.store_unaligned(v);
+                std::fill(v + rest, v + B::size, T(0));
+                return B::load_unaligned(v);
+            };
+            (lanes[R].template add<typename std::tuple_element_t<R, Reductions>::kind, J>(
+                 masked(B(eval(std::get<R>(reds).e, r)))),
+             ...);
+        }
+
+        template <std::size_t... J, class F>
+        [[gnu::always_inline]] inline void for_positions(std::index_sequence<J...>, F&& f)
+        {
+            (f(std::integral_constant<std::size_t, J>{}), ...);
+        }
+    }
+
+    // The reducing form of run_prepared: the same element arithmetic over [begin, end),
+    // and the sums of the program's reductions over the range added to sums[0..R).
+    template <class Arch, class T, class Prepared, class Traits, class Reductions>
+    void run_prepared_reducing(const Prepared& prog, const Reductions& reds, const grad_transform& transform,
+                               const tensor_slots<T>& slots, std::size_t begin, std::size_t end, double* sums)
+    {
+        const tensor_slots<T> s = slots;
+        using batch = xsimd::batch<T, Arch>;
+        using lanes_type = detail::reduction_lanes<T, Arch>;
+        constexpr std::size_t width = batch::size;
+        constexpr std::size_t count = std::tuple_size_v<Reductions>;
+        using reduction_indices = std::make_index_sequence<count>;
+        using positions = std::make_index_sequence<lanes_type::positions>;
+        std::array<lanes_type, count> lanes;
+        const Prepared local_prog = prog;
+        const Reductions local_reds = reds;
+        const detail::prepared_transform<batch> transform_b(transform);
+        std::size_t i = begin;
+        for (; i + lanes_type::lanes <= end; i += lanes_type::lanes)
+        {
+            detail::for_positions(positions{}, [&](auto j) {
+                detail::run_reducing_batch<Traits, decltype(j)::value>(local_prog, local_reds, lanes, transform_b, s,
+                                                                       i + j * width, width, reduction_indices{});
+            });
+        }
+        // Fewer than 16 left: whole batches at their positions, then the padded tail.
+        detail::for_positions(positions{}, [&](auto j) {
+            constexpr std::size_t J = decltype(j)::value;
+            const std::size_t at = i + J * width;
+            if (at + width <= end)
+            {
+                detail::run_reducing_batch<Traits, J>(local_prog, local_reds, lanes, transform_b, s, at, width,
+                                                      reduction_indices{});
+            }
+            else if (at < end)
+            {
+                const std::size_t rest = end - at;
+                using slot_indices = std::make_index_sequence<first_local>;
+                alignas(64) T buffer[first_local * width] = {};
+                const tensor_slots<T> tail = detail::tail_slots<width>(buffer, s);
+                detail::copy_slots<Traits::loads>(buffer, width, s, at, rest, slot_indices{});
+                detail::run_reducing_batch<Traits, J>(local_prog, local_reds, lanes, transform_b, tail, 0, rest,
+                                                      reduction_indices{});
+                detail::copy_back_slots<Traits::stores>(buffer, width, s, at, rest, slot_indices{});
+            }
+        });
+        for (std::size_t r = 0; r < count; ++r)
+        {
+            sums[r] += lanes[r].total();
         }
     }
 

@@ -156,6 +156,26 @@ namespace xoptim
     XOPTIM_FUNCTION(fma, fused_multiply_add, 3)  // fma(a, b, c) = a*b + c, rounded once
     XOPTIM_FUNCTION(where, where, 3)             // where(condition, if_true, if_false)
 #undef XOPTIM_FUNCTION
+
+    /**************
+     * Reductions *
+     **************/
+
+    // sum(e): the sum over the tensor of e; sum_squares(e): of e * e, squared in double.
+    // Accumulated in double (the element type's double for double data) in a fixed order:
+    // the same bits for any thread count and any instruction set (docs/design.md,
+    // "Reductions and per-tensor scalars"). Only in an assignment to sym::scalar<K>.
+    template <class E, std::enable_if_t<is_expression_v<E>, int> = 0>
+    constexpr auto sum(E&& e)
+    {
+        return reduction<reduce_sum, std::decay_t<E>>{std::forward<E>(e)};
+    }
+
+    template <class E, std::enable_if_t<is_expression_v<E>, int> = 0>
+    constexpr auto sum_squares(E&& e)
+    {
+        return reduction<reduce_sum_squares, std::decay_t<E>>{std::forward<E>(e)};
+    }
 }
 
 #endif

@@ -8,8 +8,10 @@
 #ifndef XOPTIM_ENGINE_REDUCE_HPP
 #define XOPTIM_ENGINE_REDUCE_HPP
 
+#include <algorithm>
 #include <array>
 #include <cmath>
+#include <type_traits>
 #include <utility>
 #include <vector>
 
@@ -201,6 +203,59 @@ namespace xoptim
         }
         s.finite = !std::isnan(bad);
         return s;
+    }
+
+    // Column sums: sums[j] += f(x[j]) (Square: f(x[j])^2, squared in double), in double,
+    // one rounding each, for a row x of n elements as a pass sees the gradient (through
+    // `transform`); f maps batches of T, computed in T. Called row after row, each
+    // column's sum runs over the rows in order: the same bits for any thread count and
+    // instruction set. (Adafactor's column statistics; not yet a reduction of the fused
+    // passes.)
+    template <bool Square, class T, class Arch, class F>
+    void add_columns(const T* x, std::size_t n, double* sums,
+                     const detail::prepared_transform<xsimd::batch<T, Arch>>& transform, F&& f) noexcept
+    {
+        using batch = xsimd::batch<T, Arch>;
+        using dbatch = xsimd::batch<double, Arch>;
+        const auto put = [](const dbatch& v, double* at) {
+            const dbatch acc = dbatch::load_unaligned(at);
+            (Square ? arch::fma(v, v, acc) : acc + v).store_unaligned(at);
+        };
+        const auto add = [&](const batch& v, std::size_t j) {
+            if constexpr (std::is_same_v<T, double>)
+            {
+                put(v, sums + j);
+            }
+            else
+            {
+                const auto halves = arch::widen_halves(v);
+                put(halves[0], sums + j);
+                put(halves[1], sums + j + dbatch::size);
+            }
+        };
+        std::size_t j = 0;
+        for (; j + batch::size <= n; j += batch::size)
+        {
+            add(f(transform.apply(batch::load_unaligned(x + j))), j);
+        }
+        if (j < n)
+        {
+            alignas(64) T rest[batch::size] = {};
+            std::copy(x + j, x + n, rest);
+            f(transform.apply(batch::load_aligned(rest))).store_aligned(rest);
+            for (std::size_t i = 0; i < n - j; ++i)
+            {
+                const double v = rest[i];
+                sums[j + i] = Square ? std::fma(v, v, sums[j + i]) : sums[j + i] + v;
+            }
+        }
+    }
+
+    template <class T, class Arch>
+    void add_column_squares(const T* x, std::size_t n, double* sums,
+                            const detail::prepared_transform<xsimd::batch<T, Arch>>& transform) noexcept
+    {
+        add_columns<true>(x, n, sums, transform, [](const auto& v) { return v; });
     }
 
     inline grad_stats operator+(const grad_stats& a, const grad_stats& b) noexcept

@@ -40,6 +40,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <map>
+#include <optional>
 #include <set>
 #include <stdexcept>
 #include <string>
@@ -269,9 +270,23 @@ namespace xoptim
         }
 
         template <class F>
+        struct is_optional : std::false_type
+        {
+        };
+
+        template <class F>
+        struct is_optional<std::optional<F>> : std::true_type
+        {
+        };
+
+        template <class F>
         std::string json_value(const F& field)
         {
-            if constexpr (std::is_same_v<F, bool>)
+            if constexpr (is_optional<F>::value)
+            {
+                return field ? json_value(*field) : "null";
+            }
+            else if constexpr (std::is_same_v<F, bool>)
             {
                 return field ? "true" : "false";
             }
@@ -380,7 +395,11 @@ namespace xoptim
                         const io::st_dtype type = t.format == slot_format::native ? st_dtype_of(math_type(e.type))
                                                   : is_8bit(t.format)            ? io::st_dtype::U8
                                                                                  : io::st_dtype::BF16;
-                        out.push_back({name, type, e.shape, t.data, e.size * e.element_bytes(s), owner});
+                        if (e.extents[s] == state_extent::none)
+                        {
+                            continue;  // a state this parameter does not have (Adafactor's vector moments of a matrix)
+                        }
+                        out.push_back({name, type, e.state_shape(s), t.data, e.state_size(s) * e.element_bytes(s), owner});
                         if (is_8bit(t.format))
                         {
                             out.push_back({name + ".absmax", io::st_dtype::F32, {e.blocks()}, t.absmax,

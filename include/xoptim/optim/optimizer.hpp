@@ -69,6 +69,12 @@ namespace xoptim
             return m_t;
         }
 
+        // How every pass of this step sees the gradient (clipping, accumulation mean).
+        const grad_transform& transform() const noexcept
+        {
+            return m_transform;
+        }
+
         // Fuses the assignments into one pass and runs it over every parameter, the
         // gradient seen through the step's transform (clipping, accumulation mean).
         template <class... A>
@@ -91,6 +97,45 @@ namespace xoptim
             {
                 run_program(prog, m_doubles, m_transform);
             }
+        }
+
+        // Runs a program over job lists the optimizer built itself (Adafactor's rows of
+        // matrix views: a job per row, its statistics as per-job scalars and a state
+        // slot), the gradient seen through the step's transform.
+        template <class Slots, class... A>
+        void run_on(const basic_job_list<Slots>& jobs, A&&... assignments) const
+        {
+            if (!jobs.empty())
+            {
+                run_program(fuse(std::forward<A>(assignments)...), jobs, m_transform);
+            }
+        }
+
+        // The sum over every parameter of one reduction, in one pass: `step.total(sum_squares(g))`
+        // is the squared global norm of the gradients as the step sees them. Each tensor's sum
+        // as a finalizer gets it, added in a fixed order (float, then bf16/8-bit, then double
+        // parameters, each in order): the same for any thread count.
+        template <class Kind, class E>
+        double total(const reduction<Kind, E>& r) const
+        {
+            run(symbol<total_scalar>{} = r);
+            double sum = 0;
+            const auto add = [&](const auto& jobs) {
+                for (std::size_t k = 0; k < jobs.size(); ++k)
+                {
+                    sum += jobs.scalars(k)[max_scalars];
+                }
+            };
+            if constexpr ((Types & detail::float_bit) != 0)
+            {
+                add(m_floats);
+                add(m_coded);
+            }
+            if constexpr ((Types & detail::double_bit) != 0)
+            {
+                add(m_doubles);
+            }
+            return sum;
         }
 
     private:
@@ -344,7 +389,7 @@ namespace xoptim
             return static_cast<Derived&>(*this);
         }
 
-        state_layout layout_for(dtype type, std::size_t size) const noexcept;
+        state_layout layout_for(dtype type, const std::vector<std::size_t>& shape, std::size_t size) const;
 
         state_store m_state;
         storage_options m_storage;
@@ -399,6 +444,19 @@ namespace xoptim
         {
         };
 
+        // An optimizer whose states are not all shaped like their parameter declares
+        // `std::array<state_extent, N> state_extents(const std::vector<std::size_t>& shape) const`.
+        template <class D, class = void>
+        struct declares_extents : std::false_type
+        {
+        };
+
+        template <class D>
+        struct declares_extents<D, std::void_t<decltype(std::declval<const D&>().state_extents(
+                                       std::declval<const std::vector<std::size_t>&>()))>> : std::true_type
+        {
+        };
+
         template <class D>
         struct scratch_states<D, std::void_t<decltype(D::scratch_states)>>
             : std::integral_constant<std::size_t, D::scratch_states>
@@ -442,14 +500,24 @@ namespace xoptim
     }
 
     template <class Derived>
-    state_layout optimizer<Derived>::layout_for(dtype type, std::size_t size) const noexcept
+    state_layout optimizer<Derived>::layout_for(dtype type, const std::vector<std::size_t>& shape,
+                                                std::size_t size) const
     {
         state_layout layout;
         layout.count = derived().num_states();
+        if constexpr (detail::declares_extents<Derived>::value)
+        {
+            const auto extents = derived().state_extents(shape);
+            std::copy(extents.begin(), extents.end(), layout.extents.begin());
+        }
         const std::size_t kept = layout.count - std::min(layout.count, detail::scratch_count(derived()));
         const bool narrow = type != dtype::float64;
         for (std::size_t k = detail::full_precision_states<Derived>::value; k < kept && narrow; ++k)
         {
+            if (layout.extents[k] != state_extent::elements)
+            {
+                continue;  // statistics stay in the math type
+            }
             bool non_negative = false;
             if constexpr (detail::declares_unsigned<Derived>::value)
             {
@@ -678,7 +746,8 @@ namespace xoptim
                         mismatch(path, problem);
                     }
                 }
-                return store.add(path.name(), param, m_opt.layout_for(dtype_of<T>(), tensor::size(param)));
+                return store.add(path.name(), param,
+                                 m_opt.layout_for(dtype_of<T>(), tensor::shape(param), tensor::size(param)));
             }
             if (m_index >= store.size())
             {

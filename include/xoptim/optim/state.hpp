@@ -100,6 +100,41 @@ namespace xoptim
         return f == slot_format::native ? dtype_size(math) : is_8bit(f) ? 1 : 2;
     }
 
+    // The extent of a state tensor. Most states are shaped like their parameter; a
+    // factored optimizer (Adafactor) keeps statistics of a matrix view instead, the
+    // parameter seen as a stack of (shape[-2], shape[-1]) matrices (leading dimensions
+    // batch): one value per row of every matrix (shape[:-1]) or per column
+    // (shape[:-2] + shape[-1:]), or nothing for a parameter that does not need the state.
+    // Statistics are always stored in the parameter's math type.
+    enum class state_extent
+    {
+        elements,
+        rows,
+        cols,
+        none
+    };
+
+    // The (rows, cols) of one matrix of a parameter's matrix view, and how many matrices.
+    struct matrix_view
+    {
+        std::size_t batches = 1;
+        std::size_t rows = 1;
+        std::size_t cols = 1;
+
+        static matrix_view of(const std::vector<std::size_t>& shape) noexcept
+        {
+            matrix_view v;
+            const std::size_t rank = shape.size();
+            v.cols = rank >= 1 ? shape[rank - 1] : 1;
+            v.rows = rank >= 2 ? shape[rank - 2] : 1;
+            for (std::size_t k = 0; k + 2 < rank; ++k)
+            {
+                v.batches *= shape[k];
+            }
+            return v;
+        }
+    };
+
     // How the tensors of one parameter's entry are stored: the parameter's own format
     // (a bf16 parameter's rounding) and each state's.
     struct state_layout
@@ -107,6 +142,7 @@ namespace xoptim
         std::size_t count = 0;  // state tensors
         std::array<slot_format, max_states> formats{};
         slot_format param = slot_format::native;
+        std::array<state_extent, max_states> extents{};
     };
 
     class state_store
@@ -132,6 +168,33 @@ namespace xoptim
             std::uint16_t* compensation;    // bf16_compensated: the parameter's low halves
             std::size_t bytes;              // of `data`, every tensor of the entry
             std::unique_ptr<unsigned char, detail::free_deleter> data;
+            std::array<state_extent, max_states> extents{};
+
+            // Elements and shape of state k (state_extent).
+            std::size_t state_size(std::size_t k) const noexcept
+            {
+                const matrix_view v = matrix_view::of(shape);
+                switch (extents[k])
+                {
+                    case state_extent::rows: return v.batches * v.rows;
+                    case state_extent::cols: return v.batches * v.cols;
+                    case state_extent::none: return 0;
+                    default: return size;
+                }
+            }
+
+            std::vector<std::size_t> state_shape(std::size_t k) const
+            {
+                std::vector<std::size_t> out = shape;
+                switch (extents[k])
+                {
+                    case state_extent::rows: out.pop_back(); break;
+                    case state_extent::cols: out.erase(out.end() - 2); break;
+                    case state_extent::none: out = {0}; break;
+                    default: break;
+                }
+                return out;
+            }
 
             // A state tensor stored in the parameter's math type (float or double).
             template <class T>
@@ -153,7 +216,7 @@ namespace xoptim
 
             std::size_t state_bytes(std::size_t k) const noexcept
             {
-                return size * element_bytes(k) + (is_8bit(states[k].format) ? blocks() * sizeof(float) : 0);
+                return state_size(k) * element_bytes(k) + (is_8bit(states[k].format) ? blocks() * sizeof(float) : 0);
             }
 
             // Everything of this entry in the step's simple path: the parameter and its
@@ -205,7 +268,7 @@ namespace xoptim
                 throw std::out_of_range("xoptim: parameter '" + name + "' has no " + dtype_name(dtype_of<T>())
                                         + " state number " + std::to_string(k));
             }
-            return {e.state<T>(k), e.size};
+            return {e.state<T>(k), e.state_size(k)};
         }
 
         // State tensor k of a parameter as the step sees it (decoded), in double.
@@ -217,11 +280,12 @@ namespace xoptim
                 throw std::out_of_range("xoptim: parameter '" + name + "' has no state number " + std::to_string(k));
             }
             const state_tensor& s = e.states[k];
-            std::vector<double> out(e.size);
+            const std::size_t size = e.state_size(k);
+            std::vector<double> out(size);
             alignas(64) float block[codec_block];
-            for (std::size_t b = 0; b < e.size; b += codec_block)
+            for (std::size_t b = 0; b < size; b += codec_block)
             {
-                const std::size_t n = std::min(codec_block, e.size - b);
+                const std::size_t n = std::min(codec_block, size - b);
                 if (s.format == slot_format::native)
                 {
                     if (e.type == dtype::float64)
@@ -247,14 +311,15 @@ namespace xoptim
             const std::size_t n = tensor::size(param);
             const dtype type = dtype_of<T>();
             const auto padded = [](std::size_t bytes) { return (bytes + 63) / 64 * 64; };
-            entry e{std::move(name), type, tensor::shape(param), n, layout.count, {}, layout.param, nullptr, 0, nullptr};
+            entry e{std::move(name), type, tensor::shape(param), n, layout.count, {}, layout.param, nullptr, 0, nullptr,
+                    layout.extents};
             std::vector<std::size_t> offsets;
             std::size_t bytes = 0;
             for (std::size_t k = 0; k < layout.count; ++k)
             {
                 e.states[k].format = layout.formats[k];
                 offsets.push_back(bytes);
-                bytes += padded(n * format_bytes(layout.formats[k], math_type(type)));
+                bytes += padded(e.state_size(k) * format_bytes(layout.formats[k], math_type(type)));
                 offsets.push_back(bytes);
                 bytes += is_8bit(layout.formats[k]) ? padded(e.blocks() * sizeof(float)) : 0;
             }

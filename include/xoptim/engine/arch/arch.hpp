@@ -18,6 +18,7 @@
 #ifndef XOPTIM_ENGINE_ARCH_ARCH_HPP
 #define XOPTIM_ENGINE_ARCH_ARCH_HPP
 
+#include <array>
 #include <cstddef>
 #include <cstdint>
 
@@ -47,6 +48,15 @@ namespace xoptim
 {
     namespace arch
     {
+        // The architecture of one-value arithmetic on the host (the engine's finalizing
+        // assignments): the narrowest batches of the build. (GCC 12 warns, bug 105593,
+        // where an AVX-512 square root of a constant is folded.)
+#if defined(__SSE2__)
+        using host_arch = xsimd::sse2;
+#else
+        using host_arch = xsimd::default_arch;
+#endif
+
         /**************
          * Arithmetic *
          **************/
@@ -112,6 +122,13 @@ namespace xoptim
         inline xsimd::batch<T, A> max(const xsimd::batch<T, A>& a, const xsimd::batch<T, A>& b) noexcept
         {
             return kernel::max<A>(a, b, A{});
+        }
+
+        // The lanes of x as doubles (exact): the low half, then the high one.
+        template <class A>
+        inline std::array<xsimd::batch<double, A>, 2> widen_halves(const xsimd::batch<float, A>& x) noexcept
+        {
+            return kernel::widen_halves<A>(x, A{});
         }
 
         // max(a, |x|), a where x is NaN.

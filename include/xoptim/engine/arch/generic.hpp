@@ -9,6 +9,7 @@
 #ifndef XOPTIM_ENGINE_ARCH_GENERIC_HPP
 #define XOPTIM_ENGINE_ARCH_GENERIC_HPP
 
+#include <array>
 #include <algorithm>
 #include <cmath>
 #include <cstddef>
@@ -311,6 +312,23 @@ namespace xoptim
 
             template <class A>
             square_lanes_generic<A> square_lanes_of(requires_arch<generic>);
+
+            // The lanes of a float batch as doubles (exact): the low half, then the high.
+            template <class A>
+            inline std::array<xsimd::batch<double, A>, 2> widen_halves(const xsimd::batch<float, A>& x,
+                                                                       requires_arch<generic>) noexcept
+            {
+                constexpr std::size_t n = xsimd::batch<double, A>::size;
+                static_assert(xsimd::batch<float, A>::size == 2 * n, "xoptim: a float batch holds two double batches");
+                alignas(64) float f[2 * n];
+                alignas(64) double d[2 * n];
+                x.store_unaligned(f);
+                for (std::size_t i = 0; i < 2 * n; ++i)
+                {
+                    d[i] = f[i];
+                }
+                return {xsimd::batch<double, A>::load_unaligned(d), xsimd::batch<double, A>::load_unaligned(d + n)};
+            }
 
             /*********
              * Cache *

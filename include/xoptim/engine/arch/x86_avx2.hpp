@@ -26,6 +26,15 @@ namespace xoptim
                 return r;
             }
 
+            template <class A>
+            inline std::array<xsimd::batch<double, A>, 2> widen_halves(const xsimd::batch<float, A>& x,
+                                                                       requires_arch<avx>) noexcept
+            {
+                const __m256 v = x;
+                return {xsimd::batch<double, A>(_mm256_cvtps_pd(_mm256_castps256_ps128(v))),
+                        xsimd::batch<double, A>(_mm256_cvtps_pd(_mm256_extractf128_ps(v, 1)))};
+            }
+
             template <class A, class T, std::enable_if_t<std::is_floating_point<T>::value, int> = 0>
             inline xsimd::batch<T, A> min(const xsimd::batch<T, A>& a, const xsimd::batch<T, A>& b, requires_arch<avx>) noexcept
             {

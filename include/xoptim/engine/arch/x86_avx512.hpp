@@ -102,6 +102,16 @@ namespace xoptim
             // Halves by extraction: GCC 12's cast to 256 bits is an extraction with an
             // undefined pass-through (-Wuninitialized, bug 105593).
             template <class A>
+            inline std::array<xsimd::batch<double, A>, 2> widen_halves(const xsimd::batch<float, A>& x,
+                                                                       requires_arch<avx512f>) noexcept
+            {
+                const __m512 v = x;
+                const __m256 high = _mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(v), 1));
+                return {xsimd::batch<double, A>(_mm512_cvtps_pd(_mm512_castps512_ps256(v))),
+                        xsimd::batch<double, A>(_mm512_cvtps_pd(high))};
+            }
+
+            template <class A>
             inline float horizontal_max(const xsimd::batch<float, A>& b, requires_arch<avx512f>) noexcept
             {
                 const __m512d x = _mm512_castps_pd(b);

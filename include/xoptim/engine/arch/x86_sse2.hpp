@@ -29,6 +29,14 @@ namespace xoptim
                 return r;
             }
 
+            template <class A>
+            inline std::array<xsimd::batch<double, A>, 2> widen_halves(const xsimd::batch<float, A>& x,
+                                                                       requires_arch<sse2>) noexcept
+            {
+                const __m128 v = x;
+                return {xsimd::batch<double, A>(_mm_cvtps_pd(v)), xsimd::batch<double, A>(_mm_cvtps_pd(_mm_movehl_ps(v, v)))};
+            }
+
             template <class A, class T, std::enable_if_t<std::is_floating_point<T>::value, int> = 0>
             inline xsimd::batch<T, A> min(const xsimd::batch<T, A>& a, const xsimd::batch<T, A>& b, requires_arch<sse2>) noexcept
             {

@@ -1,0 +1,669 @@
+// Adafactor (Shazeer & Stern 2018), as torch.optim.Adafactor computes it (PyTorch >= 2.5,
+// torch/optim/_adafactor.py, `_single_tensor_adafactor`):
+//   g' = maximize ? -g : g;   w = t^beta2_decay;   rho = min(lr, 1 / sqrt(t))
+//   alpha = max(eps2, RMS(p)) * rho                       (before the decay)
+//   p = p * (1 - lr * wd)
+//   matrices (the last two dimensions; leading ones batch):
+//     row_var = lerp(row_var, mean over columns of g'^2, w)    one value per row
+//     col_var = lerp(col_var, mean over rows of g'^2, w)       one value per column
+//     v = row_var * col_var / max(mean(row_var), eps1)         per matrix
+//   vectors: variance = lerp(variance, g'^2, w);  v = variance
+//   u = rsqrt(max(v, eps1^2)) * g'
+//   p = p - alpha / max(1, RMS(u) / d) * u
+// eps1 none is the element type's machine epsilon. Every product, quotient and lerp is
+// rounded as ATen rounds it (lerp in its two forms; rsqrt = 1 / sqrt).
+//
+// Passes over memory, matrices: p g (||p|| and the row sums, one fused pass over rows),
+// g (the column sums), g (the update's norm), p g -> p: 6 reads and a write of a
+// parameter-sized tensor, against a floor of 2 reads and a write (the reference's
+// semantics need all of g before the statistics and the whole update before p is
+// written); vectors: p g v -> v (with ||p|| and ||u||), p g v -> p. The statistics are
+// R + C values per matrix.
+#ifndef XOPTIM_OPTIM_ADAFACTOR_HPP
+#define XOPTIM_OPTIM_ADAFACTOR_HPP
+
+#include <algorithm>
+#include <array>
+#include <cmath>
+#include <limits>
+#include <optional>
+#include <stdexcept>
+#include <vector>
+
+#include "../engine/reduce.hpp"
+#include "optimizer.hpp"
+#include "validate.hpp"
+
+namespace xoptim
+{
+    struct adafactor_options
+    {
+        double lr = 1e-2;
+        double beta2_decay = -0.8;
+        std::array<std::optional<double>, 2> eps = {std::nullopt, 1e-3};  // eps1 (none: machine epsilon), eps2
+        double d = 1.0;
+        double weight_decay = 0.0;
+        bool maximize = false;
+
+        // Every hyperparameter with torch.optim.Adafactor's name.
+        template <class O, class F>
+        static void fields(O& o, F&& f)
+        {
+            f("lr", o.lr);
+            f("beta2_decay", o.beta2_decay);
+            f("eps", o.eps);
+            f("d", o.d);
+            f("weight_decay", o.weight_decay);
+            f("maximize", o.maximize);
+        }
+    };
+
+    namespace detail
+    {
+        // x rounded to T on its own: host arithmetic on the statistics is never contracted.
+        template <class T>
+        T rounded(T x) noexcept
+        {
+            volatile T v = x;
+            return v;
+        }
+
+        // ATen's lerp(start, end, weight) in T, in its two forms.
+        template <class T>
+        T aten_lerp(T start, T end, T weight) noexcept
+        {
+            const T diff = rounded<T>(end - start);
+            if (std::abs(weight) < T(0.5))
+            {
+                return rounded<T>(start + rounded<T>(weight * diff));
+            }
+            return rounded<T>(end - rounded<T>(diff * rounded<T>(T(1) - weight)));
+        }
+
+        // The rows of a step's matrix parameters as jobs (one per row: the parameter's and
+        // the gradient's row, state 1 the matrix's column statistics, scalars the row's
+        // statistic), and its vectors as jobs of their own.
+        template <class T>
+        struct factored_workspace
+        {
+            struct tensor
+            {
+                std::size_t first_job;  // in rows (matrices) or vectors
+                matrix_view view;
+                std::size_t size;
+                T* row_var;
+                T* col_var;
+                const T* grad;
+            };
+
+            job_list<T> rows;
+            job_list<T> vectors;
+            std::vector<tensor> matrices;
+            std::vector<tensor> plain;
+            std::vector<double> column_sums;
+            std::vector<double> param_squares;  // per matrix tensor
+            std::vector<T> row_means;  // per matrix of a tensor
+            std::vector<T> column_factors;  // transformers: rsqrt of the column statistics
+
+            void clear() noexcept
+            {
+                rows.clear();
+                vectors.clear();
+                matrices.clear();
+                plain.clear();
+            }
+
+            // A parameter's jobs: one per row of every matrix (rank >= 2), else one.
+            void add(const state_store::entry& e, const tensor_slots<T>& s)
+            {
+                tensor t{0, matrix_view::of(e.shape), e.size, s.states[0], s.states[1], s.grad};
+                if (e.shape.size() < 2)
+                {
+                    t.first_job = vectors.size();
+                    vectors.push_back(s);
+                    plain.push_back(t);
+                    return;
+                }
+                t.first_job = rows.size();
+                const matrix_view& v = t.view;
+                for (std::size_t b = 0; b < v.batches; ++b)
+                {
+                    for (std::size_t r = 0; r < v.rows; ++r)
+                    {
+                        tensor_slots<T> row;
+                        const std::size_t at = (b * v.rows + r) * v.cols;
+                        row.param = s.param + at;
+                        row.grad = s.grad + at;
+                        row.states[1] = s.states[1] + b * v.cols;  // the column statistics, read by column
+                        for (std::size_t k = 2; k < max_states; ++k)
+                        {
+                            row.states[k] = e.extents[k] == state_extent::elements && k < e.count ? s.states[k] + at
+                                                                                                  : nullptr;
+                        }
+                        row.size = v.cols;
+                        rows.push_back(row);
+                    }
+                }
+                matrices.push_back(t);
+            }
+        };
+
+        // Sum over jobs [first, first + n) of their scalar K, in job order.
+        template <class T>
+        double job_sum(const job_list<T>& jobs, std::size_t first, std::size_t n, std::size_t K) noexcept
+        {
+            double sum = 0;
+            for (std::size_t k = first; k < first + n; ++k)
+            {
+                sum += jobs.scalars(k)[K];
+            }
+            return sum;
+        }
+
+        // A factored optimizer's step, first part: every parameter's jobs, by element type.
+        template <class Step>
+        void collect_factored(const Step& step, const char* name, factored_workspace<float>& floats,
+                              factored_workspace<double>& doubles)
+        {
+            floats.clear();
+            doubles.clear();
+            step.for_each_parameter([&](const state_store::entry& e, const auto& slots) {
+                using T = std::remove_const_t<std::remove_pointer_t<decltype(slots.param)>>;
+                if (!e.plain() || slots.param == nullptr)
+                {
+                    throw std::logic_error(std::string("xoptim::") + name + ": parameter '" + e.name
+                                           + "' is bf16 or has 8-bit/bf16 states; it steps float and double "
+                                             "parameters with native states");
+                }
+                by_type<T>(floats, doubles).add(e, slots);
+            });
+        }
+    }
+
+    class adafactor : public optimizer<adafactor>
+    {
+    public:
+
+        using options_type = adafactor_options;
+        static constexpr const char* name = "adafactor";
+        static constexpr std::array<const char*, 3> state_names = {"row_var", "col_var", "variance"};
+
+        explicit adafactor(const adafactor_options& o = {})
+            : m_o(o)
+        {
+            check(o);
+        }
+
+        static void check(const adafactor_options& o)
+        {
+            detail::require_non_negative(o.lr, name, "lr");
+            detail::require(std::isfinite(o.beta2_decay) && o.beta2_decay <= 0, name, "beta2_decay", "<= 0 and finite",
+                            o.beta2_decay);
+            if (o.eps[0])
+            {
+                detail::require_non_negative(*o.eps[0], name, "eps[0]");
+            }
+            detail::require(o.eps[1].has_value(), name, "eps[1]", "a number (eps2 has no default)",
+                            std::numeric_limits<double>::quiet_NaN());
+            detail::require_non_negative(*o.eps[1], name, "eps[1]");
+            detail::require(std::isfinite(o.d) && o.d >= 1, name, "d", ">= 1 and finite", o.d);
+            detail::require_non_negative(o.weight_decay, name, "weight_decay");
+        }
+
+        const adafactor_options& options() const noexcept
+        {
+            return m_o;
+        }
+
+        std::size_t num_states() const noexcept
+        {
+            return 3;
+        }
+
+        // Matrices (rank >= 2) keep row and column statistics, vectors an element-wise
+        // second moment.
+        static std::array<state_extent, 3> state_extents(const std::vector<std::size_t>& shape) noexcept
+        {
+            if (shape.size() >= 2)
+            {
+                return {state_extent::rows, state_extent::cols, state_extent::none};
+            }
+            return {state_extent::none, state_extent::none, state_extent::elements};
+        }
+
+        template <class Step>
+        void update(const Step& step)
+        {
+            detail::collect_factored(step, name, m_floats, m_doubles);
+            run_type(step, m_floats);
+            run_type(step, m_doubles);
+        }
+
+    private:
+
+        friend class optimizer<adafactor>;
+
+        // The scalar inputs of a step, for element type T.
+        template <class T>
+        struct step_scalars
+        {
+            double t, w, w_complement, rho, sign, decay, eps1, eps1_squared, eps2;
+        };
+
+        template <class T>
+        step_scalars<T> scalars_at(std::size_t count) const noexcept
+        {
+            step_scalars<T> s{};
+            s.t = static_cast<double>(count);
+            s.w = std::pow(s.t, m_o.beta2_decay);
+            s.w_complement = 1 - double(T(s.w));  // ATen's 1 - weight in T (exact)
+            s.rho = std::min(m_o.lr, 1 / std::sqrt(s.t));
+            s.sign = m_o.maximize ? -1 : 1;
+            s.decay = 1 - m_o.lr * m_o.weight_decay;
+            s.eps1 = m_o.eps[0] ? *m_o.eps[0] : double(std::numeric_limits<T>::epsilon());
+            s.eps1_squared = s.eps1 * s.eps1;
+            s.eps2 = *m_o.eps[1];
+            return s;
+        }
+
+        // alpha = max(eps2, RMS(p)) * rho, the norm rounded to T as torch's .item() of it.
+        template <class T>
+        static double alpha(double param_squares, std::size_t n, const step_scalars<T>& s) noexcept
+        {
+            const double norm = double(T(std::sqrt(param_squares)));
+            return std::max(s.eps2, norm / std::sqrt(double(n))) * s.rho;
+        }
+
+        // -alpha / max(1, RMS(u) / d)
+        template <class T>
+        double step_size(double alpha, double update_squares, std::size_t n) const noexcept
+        {
+            const double norm = double(T(std::sqrt(update_squares)));
+            return -alpha / std::max(1.0, norm / (std::sqrt(double(n)) * m_o.d));
+        }
+
+        template <class Step, class T>
+        void run_type(const Step& step, detail::factored_workspace<T>& w) const
+        {
+            const step_scalars<T> s = scalars_at<T>(step.count());
+            if (!w.matrices.empty())
+            {
+                run_matrices(step, w, s);
+            }
+            if (!w.plain.empty())
+            {
+                if (std::abs(double(T(s.w))) < 0.5)
+                {
+                    run_vectors(step, w, s, [&](const auto& v, const auto& target) { return v + s.w * (target - v); });
+                }
+                else
+                {
+                    run_vectors(step, w, s,
+                                [&](const auto& v, const auto& target) { return target - (target - v) * s.w_complement; });
+                }
+            }
+        }
+
+        template <class Step, class T>
+        void run_matrices(const Step& step, detail::factored_workspace<T>& w, const step_scalars<T>& s) const
+        {
+            using namespace sym;
+            using detail::job_sum;
+            const auto& grad = sym::local<0>;
+            const auto& col_var = sym::state<1>;
+            const auto& row_var = sym::scalar<0>;
+            const auto& row_mean = sym::scalar<1>;
+            const auto& step_scale = sym::scalar<3>;
+            const auto g_ = grad = s.sign * g;
+            const auto update = (1 / sqrt(max((row_var * col_var) / row_mean, s.eps1_squared))) * grad;
+
+            // Pass 1: ||p||^2 and the row sums of g'^2 (scalars 0 and 1 of each row).
+            step.run_on(w.rows, g_, scalar<0> = sum_squares(p), scalar<1> = sum_squares(grad));
+            const detail::prepared_transform<xsimd::batch<T>> transform(step.transform());
+            std::vector<double>& param_squares = w.param_squares;
+            param_squares.resize(w.matrices.size());
+            for (std::size_t k = 0; k < w.matrices.size(); ++k)
+            {
+                auto& t = w.matrices[k];
+                const matrix_view& v = t.view;
+                param_squares[k] = job_sum(w.rows, t.first_job, v.batches * v.rows, 0);
+                w.row_means.resize(v.batches);
+                for (std::size_t b = 0; b < v.batches; ++b)
+                {
+                    // Pass 2 (per matrix): the column sums of g'^2, rows in order.
+                    w.column_sums.assign(v.cols, 0.0);
+                    for (std::size_t r = 0; r < v.rows; ++r)
+                    {
+                        add_column_squares(t.grad + (b * v.rows + r) * v.cols, v.cols, w.column_sums.data(), transform);
+                    }
+                    // The statistics, as torch: norm rounded to T, squared, divided by the count.
+                    const T weight = T(s.w);
+                    double row_total = 0;
+                    for (std::size_t r = 0; r < v.rows; ++r)
+                    {
+                        const T norm = T(std::sqrt(w.rows.scalars(t.first_job + b * v.rows + r)[1]));
+                        const T mean = detail::rounded<T>(detail::rounded<T>(norm * norm) / T(v.cols));
+                        T& x = t.row_var[b * v.rows + r];
+                        x = detail::aten_lerp<T>(x, mean, weight);
+                        row_total += double(x);
+                    }
+                    for (std::size_t j = 0; j < v.cols; ++j)
+                    {
+                        const T norm = T(std::sqrt(w.column_sums[j]));
+                        const T mean = detail::rounded<T>(detail::rounded<T>(norm * norm) / T(v.rows));
+                        T& x = t.col_var[b * v.cols + j];
+                        x = detail::aten_lerp<T>(x, mean, weight);
+                    }
+                    w.row_means[b] = std::max(T(row_total / double(v.rows)), T(s.eps1));
+                    for (std::size_t r = 0; r < v.rows; ++r)
+                    {
+                        auto& scalars = w.rows.scalars(t.first_job + b * v.rows + r);
+                        scalars[0] = double(t.row_var[b * v.rows + r]);
+                        scalars[1] = double(w.row_means[b]);
+                    }
+                }
+            }
+            // Pass 3: ||u||^2 per row (scalar 2).
+            step.run_on(w.rows, g_, scalar<2> = sum_squares(update));
+            for (std::size_t k = 0; k < w.matrices.size(); ++k)
+            {
+                const auto& t = w.matrices[k];
+                const std::size_t n = t.view.batches * t.view.rows;
+                const double size = step_size<T>(alpha<T>(param_squares[k], t.size, s), job_sum(w.rows, t.first_job, n, 2),
+                                                 t.size);
+                for (std::size_t j = t.first_job; j < t.first_job + n; ++j)
+                {
+                    w.rows.scalars(j)[3] = size;
+                }
+            }
+            // Pass 4: the update.
+            step.run_on(w.rows, g_, p = p * s.decay + step_scale * update);
+        }
+
+        template <class Step, class T, class Lerp>
+        void run_vectors(const Step& step, detail::factored_workspace<T>& w, const step_scalars<T>& s, Lerp lerp) const
+        {
+            using namespace sym;
+            const auto& grad = sym::local<0>;
+            const auto& variance = sym::state<2>;
+            const auto& step_scale = sym::scalar<2>;
+            const auto g_ = grad = s.sign * g;
+            const auto update = (1 / sqrt(max(variance, s.eps1_squared))) * grad;
+            // Pass 1: ||p||^2 (before the decay), the second moment, ||u||^2.
+            step.run_on(w.vectors, g_, scalar<0> = sum_squares(p), variance = lerp(variance, grad * grad),
+                        scalar<1> = sum_squares(update));
+            for (const auto& t : w.plain)
+            {
+                auto& scalars = w.vectors.scalars(t.first_job);
+                scalars[2] = step_size<T>(alpha<T>(scalars[0], t.size, s), scalars[1], t.size);
+            }
+            // Pass 2: the update, from the second moment pass 1 stored.
+            step.run_on(w.vectors, g_, p = p * s.decay + step_scale * update);
+        }
+
+        adafactor_options m_o;
+        detail::factored_workspace<float> m_floats;
+        detail::factored_workspace<double> m_doubles;
+    };
+    // Adafactor as HF transformers computes it (src/transformers/optimization.py,
+    // `Adafactor`), the relative-step variant:
+    //   rms = RMS(p);  rel = relative_step ? min(warmup_init ? 1e-6 t : 1e-2, 1 / sqrt(t)) : lr
+    //   lr_t = scale_parameter ? max(eps2, rms) * rel : rel;   b2 = 1 - t^decay_rate
+    //   u = g^2 + eps1
+    //   matrices: row = b2 * row + (1 - b2) * mean over columns of u;  col likewise over rows
+    //             u = rsqrt(row / mean(row)) * rsqrt(col) * g       (outer product of factors)
+    //   vectors:  v = b2 * v + (1 - b2) * u;  u = rsqrt(v) * g
+    //   u = u / max(1, RMS(u) / clip_threshold) * lr_t
+    //   beta1: m = beta1 * m + (1 - beta1) * u; u = m
+    //   p = p - weight_decay * lr_t * p - u
+    // RMS and lr_t are tensors of the parameter's type there: rounded as such.
+    struct adafactor_transformers_options
+    {
+        std::optional<double> lr;  // none: the relative step
+        std::array<double, 2> eps = {1e-30, 1e-3};
+        double clip_threshold = 1.0;
+        double decay_rate = -0.8;
+        std::optional<double> beta1;  // none: no first moment
+        double weight_decay = 0.0;
+        bool scale_parameter = true;
+        bool relative_step = true;
+        bool warmup_init = false;
+
+        // Every hyperparameter with transformers' name.
+        template <class O, class F>
+        static void fields(O& o, F&& f)
+        {
+            f("lr", o.lr);
+            f("eps", o.eps);
+            f("clip_threshold", o.clip_threshold);
+            f("decay_rate", o.decay_rate);
+            f("beta1", o.beta1);
+            f("weight_decay", o.weight_decay);
+            f("scale_parameter", o.scale_parameter);
+            f("relative_step", o.relative_step);
+            f("warmup_init", o.warmup_init);
+        }
+    };
+
+    class adafactor_transformers : public optimizer<adafactor_transformers>
+    {
+    public:
+
+        using options_type = adafactor_transformers_options;
+        static constexpr const char* name = "adafactor_transformers";
+        static constexpr std::array<const char*, 4> state_names = {"exp_avg_sq_row", "exp_avg_sq_col", "exp_avg_sq",
+                                                                   "exp_avg"};
+
+        explicit adafactor_transformers(const options_type& o = {})
+            : m_o(o)
+        {
+            check(o);
+        }
+
+        static void check(const options_type& o)
+        {
+            detail::require(!(o.lr && o.relative_step), name, "lr", "none with relative_step (transformers: "
+                            "cannot combine manual lr and relative_step)", o.lr ? *o.lr : 0.0);
+            detail::require(o.lr.has_value() || o.relative_step, name, "lr", "set without relative_step",
+                            std::numeric_limits<double>::quiet_NaN());
+            if (o.lr)
+            {
+                detail::require_non_negative(*o.lr, name, "lr");
+            }
+            detail::require_non_negative(o.eps[0], name, "eps[0]");
+            detail::require_non_negative(o.eps[1], name, "eps[1]");
+            detail::require_positive(o.clip_threshold, name, "clip_threshold");
+            detail::require(std::isfinite(o.decay_rate) && o.decay_rate <= 0, name, "decay_rate", "<= 0 and finite",
+                            o.decay_rate);
+            if (o.beta1)
+            {
+                detail::require_unit_interval(*o.beta1, name, "beta1");
+            }
+            detail::require_non_negative(o.weight_decay, name, "weight_decay");
+            detail::require(!o.warmup_init || o.relative_step, name, "warmup_init", "false without relative_step",
+                            1.0);
+        }
+
+        const options_type& options() const noexcept
+        {
+            return m_o;
+        }
+
+        std::size_t num_states() const noexcept
+        {
+            return m_o.beta1 ? 4 : 3;
+        }
+
+        static std::array<state_extent, 4> state_extents(const std::vector<std::size_t>& shape) noexcept
+        {
+            if (shape.size() >= 2)
+            {
+                return {state_extent::rows, state_extent::cols, state_extent::none, state_extent::elements};
+            }
+            return {state_extent::none, state_extent::none, state_extent::elements, state_extent::elements};
+        }
+
+        template <class Step>
+        void update(const Step& step)
+        {
+            detail::collect_factored(step, name, m_floats, m_doubles);
+            run_type(step, m_floats);
+            run_type(step, m_doubles);
+        }
+
+    private:
+
+        friend class optimizer<adafactor_transformers>;
+
+        // The per-tensor numbers of the last pass, in T as transformers' 0-d tensors: the
+        // step size lr_t, the clip divisor and the decay's factor -weight_decay * lr_t.
+        template <class T>
+        void finish_tensor(job_scalars& out, double param_squares, double update_squares, std::size_t n,
+                           double relative) const noexcept
+        {
+            using detail::rounded;
+            const T root = T(std::sqrt(double(n)));
+            const T rms = rounded<T>(T(std::sqrt(param_squares)) / root);
+            const bool lr_is_tensor = m_o.scale_parameter && double(rms) > m_o.eps[1];
+            const double lr = lr_is_tensor ? double(rounded<T>(rms * T(relative)))
+                                           : (m_o.scale_parameter ? m_o.eps[1] : 1.0) * relative;
+            const T update_rms = rounded<T>(T(std::sqrt(update_squares)) / root);
+            out[1] = double(std::max(rounded<T>(update_rms / T(m_o.clip_threshold)), T(1)));
+            out[2] = lr_is_tensor ? double(rounded<T>(T(-m_o.weight_decay) * T(lr))) : double(T(-m_o.weight_decay * lr));
+            out[3] = double(T(lr));
+        }
+
+        template <class Step, class T>
+        void run_type(const Step& step, detail::factored_workspace<T>& w)
+        {
+            using namespace sym;
+            using detail::job_sum;
+            using detail::rounded;
+            if (w.matrices.empty() && w.plain.empty())
+            {
+                return;
+            }
+            const double t = static_cast<double>(step.count());
+            const double relative =
+                m_o.relative_step ? std::min(m_o.warmup_init ? 1e-6 * t : 1e-2, 1 / std::sqrt(t)) : *m_o.lr;
+            const double b2 = 1 - std::pow(t, m_o.decay_rate);
+            const T keep = T(b2);
+            const T add = T(1 - b2);
+            const double eps1 = m_o.eps[0];
+            const auto& u = sym::local<0>;
+            const auto& factor = sym::state<1>;  // matrices: rsqrt of the column statistic
+            const auto& v = sym::state<2>;
+            const auto& m = sym::state<3>;
+            const auto& row_factor = sym::scalar<0>;
+            const auto& clip = sym::scalar<1>;
+            const auto& decay = sym::scalar<2>;
+            const auto& lr = sym::scalar<3>;
+            const auto g2 = u = g * g + eps1;
+            // The last pass: p - wd * lr * p - u, through the first moment with beta1.
+            const auto last = [&](const auto& jobs, const auto& direction) {
+                const auto scaled = (direction / clip) * lr;
+                if (m_o.beta1)
+                {
+                    step.run_on(jobs, m = *m_o.beta1 * m + (1 - *m_o.beta1) * scaled, p = (p + decay * p) - m);
+                }
+                else
+                {
+                    step.run_on(jobs, p = (p + decay * p) - scaled);
+                }
+            };
+
+            if (!w.matrices.empty())
+            {
+                const auto direction = (row_factor * factor) * g;
+                // Pass 1: ||p||^2 and the row sums of g^2 + eps1.
+                step.run_on(w.rows, g2, scalar<0> = sum_squares(p), scalar<1> = sum(u));
+                const detail::prepared_transform<xsimd::batch<T>> transform(step.transform());
+                const xsimd::batch<T> e1(static_cast<T>(eps1));
+                std::size_t factors = 0;
+                for (const auto& x : w.matrices)
+                {
+                    factors += x.view.batches * x.view.cols;
+                }
+                w.column_factors.resize(factors);
+                std::vector<double>& param_squares = w.param_squares;
+                param_squares.resize(w.matrices.size());
+                T* cf = w.column_factors.data();
+                for (std::size_t k = 0; k < w.matrices.size(); ++k)
+                {
+                    auto& x = w.matrices[k];
+                    const matrix_view& mv = x.view;
+                    param_squares[k] = job_sum(w.rows, x.first_job, mv.batches * mv.rows, 0);
+                    for (std::size_t b = 0; b < mv.batches; ++b, cf += mv.cols)
+                    {
+                        // Pass 2 (per matrix): the column sums of g^2 + eps1.
+                        w.column_sums.assign(mv.cols, 0.0);
+                        for (std::size_t r = 0; r < mv.rows; ++r)
+                        {
+                            add_columns<false>(x.grad + (b * mv.rows + r) * mv.cols, mv.cols, w.column_sums.data(),
+                                               transform, [&](const auto& y) { return arch::mul(y, y) + e1; });
+                        }
+                        double row_total = 0;
+                        for (std::size_t r = 0; r < mv.rows; ++r)
+                        {
+                            const double mean = w.rows.scalars(x.first_job + b * mv.rows + r)[1] / double(mv.cols);
+                            T& s = x.row_var[b * mv.rows + r];
+                            s = rounded<T>(rounded<T>(s * keep) + rounded<T>(add * T(mean)));
+                            row_total += double(s);
+                        }
+                        const T row_mean = T(row_total / double(mv.rows));
+                        for (std::size_t r = 0; r < mv.rows; ++r)
+                        {
+                            const T ratio = rounded<T>(x.row_var[b * mv.rows + r] / row_mean);
+                            w.rows.scalars(x.first_job + b * mv.rows + r)[0] = double(rounded<T>(T(1) / T(std::sqrt(ratio))));
+                        }
+                        for (std::size_t j = 0; j < mv.cols; ++j)
+                        {
+                            T& s = x.col_var[b * mv.cols + j];
+                            s = rounded<T>(rounded<T>(s * keep) + rounded<T>(add * T(w.column_sums[j] / double(mv.rows))));
+                            cf[j] = rounded<T>(T(1) / T(std::sqrt(s)));
+                        }
+                        for (std::size_t r = 0; r < mv.rows; ++r)
+                        {
+                            w.rows[x.first_job + b * mv.rows + r].states[1] = cf;
+                        }
+                    }
+                }
+                // Pass 3: ||u||^2 per row (scalar 2), then the tensor's numbers.
+                step.run_on(w.rows, scalar<2> = sum_squares(direction));
+                for (std::size_t k = 0; k < w.matrices.size(); ++k)
+                {
+                    const auto& x = w.matrices[k];
+                    const std::size_t n = x.view.batches * x.view.rows;
+                    job_scalars numbers{};
+                    finish_tensor<T>(numbers, param_squares[k], job_sum(w.rows, x.first_job, n, 2), x.size, relative);
+                    for (std::size_t j = x.first_job; j < x.first_job + n; ++j)
+                    {
+                        std::copy(numbers.begin() + 1, numbers.end(), w.rows.scalars(j).begin() + 1);
+                    }
+                }
+                // Pass 4: the update.
+                last(w.rows, direction);
+            }
+            if (!w.plain.empty())
+            {
+                const auto direction = (1 / sqrt(v)) * g;
+                // Pass 1: ||p||^2, the second moment, ||u||^2.
+                step.run_on(w.vectors, g2, scalar<0> = sum_squares(p), v = keep * v + add * u,
+                            scalar<1> = sum_squares(direction));
+                for (const auto& x : w.plain)
+                {
+                    auto& numbers = w.vectors.scalars(x.first_job);
+                    finish_tensor<T>(numbers, numbers[0], numbers[1], x.size, relative);
+                }
+                // Pass 2: the update.
+                last(w.vectors, direction);
+            }
+        }
+
+        options_type m_o;
+        detail::factored_workspace<float> m_floats;
+        detail::factored_workspace<double> m_doubles;
+    };
+}
+
+#endif

@@ -1,0 +1,153 @@
+// LAMB (You et al. 2019, "Large Batch Optimization for Deep Learning"), as NVIDIA apex's
+// FusedLAMB computes it (apex/optimizers/fused_lamb.py, csrc/multi_tensor_lamb.cu):
+//   clipped = ||g||_global > max_grad_norm ? ||g||_global / max_grad_norm : 1   (all tensors)
+//   sg = g / clipped                        (L2 mode: sg = sg + wd * p)
+//   m = b1 * m + beta3 * sg                 beta3 = grad_averaging ? 1 - b1 : 1
+//   v = b2 * v + (1 - b2) * sg * sg
+//   u = (m / bc1) / (sqrt(v / bc2) + eps)   (AdamW mode: u = u + wd * p)
+//   ratio = lr * ||p|| / ||u||, per tensor  (lr where either norm is 0, or without
+//                                            use_nvlamb and weight decay)
+//   p = p - ratio * u
+// optax.lamb is max_grad_norm = none, use_nvlamb = true. Passes over memory: g (only with
+// max_grad_norm), p g m v -> m v with the two norms, p m v -> p; one pass, Adam's, where
+// no trust ratio applies.
+#ifndef XOPTIM_OPTIM_LAMB_HPP
+#define XOPTIM_OPTIM_LAMB_HPP
+
+#include <array>
+#include <cmath>
+#include <optional>
+
+#include "optimizer.hpp"
+#include "validate.hpp"
+
+namespace xoptim
+{
+    struct lamb_options
+    {
+        double lr = 1e-3;
+        bool bias_correction = true;
+        std::array<double, 2> betas = {0.9, 0.999};
+        double eps = 1e-6;
+        double weight_decay = 0.01;
+        bool adam_w_mode = true;
+        bool grad_averaging = true;
+        std::optional<double> max_grad_norm = 1.0;  // none: no built-in clipping (optax)
+        bool use_nvlamb = false;
+
+        // Every hyperparameter with apex's name.
+        template <class O, class F>
+        static void fields(O& o, F&& f)
+        {
+            f("lr", o.lr);
+            f("bias_correction", o.bias_correction);
+            f("betas", o.betas);
+            f("eps", o.eps);
+            f("weight_decay", o.weight_decay);
+            f("adam_w_mode", o.adam_w_mode);
+            f("grad_averaging", o.grad_averaging);
+            f("max_grad_norm", o.max_grad_norm);
+            f("use_nvlamb", o.use_nvlamb);
+        }
+    };
+
+    class lamb : public optimizer<lamb>
+    {
+    public:
+
+        using options_type = lamb_options;
+        static constexpr const char* name = "lamb";
+        static constexpr std::array<const char*, 2> state_names = {"exp_avg", "exp_avg_sq"};
+        static constexpr std::array<bool, 2> unsigned_states = {false, true};
+
+        explicit lamb(const lamb_options& o = {})
+            : m_o(o)
+        {
+            check(o);
+        }
+
+        static void check(const lamb_options& o)
+        {
+            detail::require_non_negative(o.lr, name, "lr");
+            detail::require_unit_interval(o.betas[0], name, "betas[0]");
+            detail::require_unit_interval(o.betas[1], name, "betas[1]");
+            detail::require_positive(o.eps, name, "eps");
+            detail::require_non_negative(o.weight_decay, name, "weight_decay");
+            if (o.max_grad_norm)
+            {
+                detail::require_positive(*o.max_grad_norm, name, "max_grad_norm");
+            }
+        }
+
+        const lamb_options& options() const noexcept
+        {
+            return m_o;
+        }
+
+        std::size_t num_states() const noexcept
+        {
+            return 2;
+        }
+
+        template <class Step>
+        void update(const Step& step) const
+        {
+            using namespace sym;
+            const auto& m = sym::state<0>;
+            const auto& v = sym::state<1>;
+            const auto& sg = sym::local<0>;
+            const auto& u = sym::local<1>;
+            const auto& param_norm = sym::scalar<0>;
+            const auto& update_norm = sym::scalar<1>;
+            const auto& ratio = sym::scalar<2>;
+            const double b1 = m_o.betas[0];
+            const double b2 = m_o.betas[1];
+            const double beta3 = m_o.grad_averaging ? 1 - b1 : 1;
+            const double t = static_cast<double>(step.count());
+            const double bc1 = m_o.bias_correction ? 1 - std::pow(b1, t) : 1;
+            const double bc2 = m_o.bias_correction ? 1 - std::pow(b2, t) : 1;
+            const double wd = m_o.weight_decay;
+            const double lr = m_o.lr;
+
+            double clipped = 1;
+            if (m_o.max_grad_norm)
+            {
+                const double norm = std::sqrt(step.total(sum_squares(g)));
+                clipped = norm > *m_o.max_grad_norm ? norm / *m_o.max_grad_norm : 1;
+            }
+            const auto first_moment = m = b1 * m + beta3 * sg;
+            const auto second_moment = v = (1 - b2) * sg * sg + b2 * v;
+            const auto adam = (m / bc1) / (sqrt(v / bc2) + m_o.eps);
+            const auto passes = [&](const auto& grad, const auto& direction) {
+                if (m_o.use_nvlamb || wd != 0)
+                {
+                    step.run(grad, first_moment, second_moment, u = direction,
+                             param_norm = sqrt(sum_squares(p)),
+                             update_norm = sqrt(sum_squares(u)),
+                             ratio = where(param_norm != 0 && update_norm != 0, lr * (param_norm / update_norm), lr));
+                    step.run(p = p - ratio * direction);  // m and v as the first pass left them
+                }
+                else
+                {
+                    step.run(grad, first_moment, second_moment, p = p - lr * direction);
+                }
+            };
+            if (m_o.adam_w_mode)
+            {
+                passes(sg = g / clipped, adam + wd * p);
+            }
+            else
+            {
+                passes(sg = g / clipped + wd * p, adam);
+            }
+        }
+
+    private:
+
+        friend class optimizer<lamb>;
+
+        lamb_options m_o;
+    };
+}
+
+#endif

@@ -1,0 +1,78 @@
+// Replays a case of trajectories_2026.json through xoptim-replay's optimizer factory
+// (tools/optimizer_json.hpp) and compares the parameters at every checkpoint step, with
+// the protocol of tests/reference/README.md ("Inputs and protocol", steps 1-2).
+#pragma once
+
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstdio>
+#include <type_traits>
+#include <vector>
+
+#include "../../tools/optimizer_json.hpp"
+#include "reference_2026.hpp"
+
+namespace xoptim_test
+{
+    // |ours - ref| <= tol * max(|ref|, 1), the tolerances of tests/reference/README.md.
+    template <class T>
+    constexpr double tolerance_2026 = std::is_same_v<T, float> ? 1e-6 : 1e-12;
+
+    // `after(opt)` runs once the last step is compared (the final states' checks).
+    template <class T, class After>
+    void replay_2026(const reference_case_2026& c, After&& after)
+    {
+        std::vector<std::vector<T>> params, grads;
+        std::vector<xoptim::tensor_view<T>> param_views, grad_views;
+        for (std::size_t k = 0; k < c.shapes.size(); ++k)
+        {
+            const std::size_t n = numel(c.shapes[k]);
+            params.emplace_back(n);
+            grads.emplace_back(n);
+            for (std::size_t i = 0; i < n; ++i)
+            {
+                params[k][i] = static_cast<T>(init_value(c, k, i));
+            }
+        }
+        for (std::size_t k = 0; k < c.shapes.size(); ++k)
+        {
+            param_views.emplace_back(params[k].data(), c.shapes[k]);
+            grad_views.emplace_back(grads[k].data(), c.shapes[k]);
+        }
+        xoptim::tools::with_optimizer(c.optimizer, c.hyper, [&](auto& opt) {
+            double worst = 0;
+            for (int t = 1; t <= c.steps; ++t)
+            {
+                for (std::size_t k = 0; k < grads.size(); ++k)
+                {
+                    for (std::size_t i = 0; i < grads[k].size(); ++i)
+                    {
+                        grads[k][i] = static_cast<T>(grad_value(c, k, t, i));
+                    }
+                }
+                opt.step(param_views, grad_views);
+                const auto expected = c.checkpoints.find(t);
+                if (expected == c.checkpoints.end())
+                {
+                    continue;
+                }
+                for (std::size_t k = 0; k < params.size(); ++k)
+                {
+                    ASSERT_EQ(expected->second[k].size(), params[k].size());
+                    for (std::size_t i = 0; i < params[k].size(); ++i)
+                    {
+                        const double want = expected->second[k][i];
+                        const double err = std::abs(double(params[k][i]) - want) / std::max(std::abs(want), 1.0);
+                        worst = std::max(worst, err);
+                        ASSERT_LE(err, tolerance_2026<T>) << c.name << " step " << t << " param " << k << " element "
+                                                          << i << ": got " << params[k][i] << ", reference " << want;
+                    }
+                }
+            }
+            std::printf("%-32s worst scaled error %.3g\n", c.name.c_str(), worst);
+            after(opt);
+        });
+    }
+}

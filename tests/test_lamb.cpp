@@ -1,0 +1,254 @@
+// LAMB against tests/reference/trajectories_2026.json (a float64 transcription of NVIDIA
+// apex's FusedLAMB, tests/reference/ref2026/lamb.py; optax.lamb as a configuration): 60
+// steps over vectors, matrices, rank-4 and odd sizes, float and double; and what every
+// optimizer owes: thread-count invariance, bit-identical resume, named errors, the
+// stepper, param_groups, 8-bit states.
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <limits>
+
+#include <xoptim/io/checkpoint.hpp>
+#include <xoptim/optim/router.hpp>
+#include <xoptim/step/stepper.hpp>
+
+#include "support/message_of.hpp"
+#include "support/reference_2026.hpp"
+#include "support/trajectory_2026.hpp"
+#include "support/temp_dir.hpp"
+
+namespace
+{
+    using xoptim_test::reference_case_2026;
+
+    std::vector<reference_case_2026> lamb_cases()
+    {
+        std::vector<reference_case_2026> out;
+        for (auto& c : xoptim_test::load_reference_cases_2026())
+        {
+            if (c.optimizer == "lamb")
+            {
+                out.push_back(std::move(c));
+            }
+        }
+        return out;
+    }
+
+    class lamb_trajectory : public ::testing::TestWithParam<reference_case_2026>
+    {
+    };
+
+    TEST_P(lamb_trajectory, matches_reference)
+    {
+        const reference_case_2026& c = GetParam();
+        ASSERT_GE(c.steps, 50);
+        const auto nothing_more = [](const auto&) {};
+        if (c.dtype == "float32")
+        {
+            xoptim_test::replay_2026<float>(c, nothing_more);
+        }
+        else
+        {
+            xoptim_test::replay_2026<double>(c, nothing_more);
+        }
+    }
+
+    INSTANTIATE_TEST_SUITE_P(reference, lamb_trajectory, ::testing::ValuesIn(lamb_cases()),
+                             [](const auto& info) { return info.param.name; });
+
+    // A model big enough to be split across threads, with a tensor in pieces of many
+    // reduction units, a tail, and tiny tensors.
+    struct model
+    {
+        std::vector<float> w = std::vector<float>(3 * 65536 + 37);
+        std::vector<float> b = std::vector<float>(5);
+        std::vector<double> d = std::vector<double>(70001);
+
+        model()
+        {
+            fill(w, 1.0, 0);
+            fill(b, 2.0, 0);
+            fill(d, 3.0, 0);
+        }
+
+        template <class V>
+        static void fill(V& v, double f, int t)
+        {
+            for (std::size_t i = 0; i < v.size(); ++i)
+            {
+                v[i] = static_cast<typename V::value_type>(std::sin(f * double(i + 1) + 0.1 * t));
+            }
+        }
+
+        auto params()
+        {
+            return std::make_tuple(xoptim::named("w", w), xoptim::named("b", b), xoptim::named("d", d));
+        }
+
+        template <class Opt>
+        void steps(Opt& opt, int from, int to)
+        {
+            std::vector<float> gw(w.size()), gb(b.size());
+            std::vector<double> gd(d.size());
+            for (int t = from; t < to; ++t)
+            {
+                fill(gw, 0.7, t);
+                fill(gb, 0.3, t);
+                fill(gd, 0.9, t);
+                opt.step(params(), std::tie(gw, gb, gd));
+            }
+        }
+    };
+
+    xoptim::lamb_options nvlamb()
+    {
+        xoptim::lamb_options o;
+        o.lr = 1e-2;
+        o.use_nvlamb = true;
+        return o;
+    }
+
+    TEST(lamb, the_same_bits_for_any_thread_count)
+    {
+        const std::size_t before = xoptim::num_threads();
+        const std::size_t threshold = xoptim::parallel_threshold();
+        xoptim::set_parallel_threshold(4096);
+        std::vector<model> models(3);
+        for (std::size_t n : {1, 2, 3})
+        {
+            xoptim::set_num_threads(n);
+            xoptim::lamb opt(nvlamb());
+            models[n - 1].steps(opt, 0, 4);
+        }
+        xoptim::set_num_threads(before);
+        xoptim::set_parallel_threshold(threshold);
+        for (std::size_t n : {2, 3})
+        {
+            EXPECT_EQ(models[n - 1].w, models[0].w) << n << " threads";
+            EXPECT_EQ(models[n - 1].b, models[0].b) << n << " threads";
+            EXPECT_EQ(models[n - 1].d, models[0].d) << n << " threads";
+        }
+        EXPECT_NE(models[0].w, model().w);  // the steps did move the parameters
+    }
+
+    class lamb_checkpoint : public xoptim_test::temp_dir_test
+    {
+    };
+
+    TEST_F(lamb_checkpoint, resumes_bit_for_bit)
+    {
+        const std::string file = (dir_ / "lamb.safetensors").string();
+        model whole;
+        xoptim::lamb a(nvlamb());
+        whole.steps(a, 0, 5);
+
+        model first;
+        xoptim::lamb b(nvlamb());
+        first.steps(b, 0, 3);
+        xoptim::save_checkpoint(file, first.params(), b);
+        model resumed;
+        xoptim::lamb c(nvlamb());
+        xoptim::load_checkpoint(file, resumed.params(), c);
+        EXPECT_EQ(c.step_count(), 3u);
+        resumed.steps(c, 3, 5);
+        EXPECT_EQ(resumed.w, whole.w);
+        EXPECT_EQ(resumed.b, whole.b);
+        EXPECT_EQ(resumed.d, whole.d);
+    }
+
+    TEST(lamb, bad_hyperparameters_are_named)
+    {
+        const auto refused = [](auto change, const char* field) {
+            xoptim::lamb_options o;
+            change(o);
+            const std::string what = xoptim_test::message_of([&] { xoptim::lamb{o}; });
+            EXPECT_NE(what.find("lamb"), std::string::npos) << what;
+            EXPECT_NE(what.find(field), std::string::npos) << what;
+        };
+        refused([](auto& o) { o.lr = -1; }, "lr");
+        refused([](auto& o) { o.betas[0] = 1.5; }, "betas[0]");
+        refused([](auto& o) { o.betas[1] = -0.1; }, "betas[1]");
+        refused([](auto& o) { o.eps = 0; }, "eps");
+        refused([](auto& o) { o.weight_decay = std::numeric_limits<double>::quiet_NaN(); }, "weight_decay");
+        refused([](auto& o) { o.max_grad_norm = 0.0; }, "max_grad_norm");
+        xoptim::lamb_options off;
+        off.max_grad_norm = std::nullopt;
+        EXPECT_NO_THROW(xoptim::lamb{off});
+    }
+
+    // The stepper's clipping reaches LAMB's reductions: a step through a stepper that
+    // clips by value equals a plain step on the clipped gradients.
+    TEST(lamb, through_the_stepper)
+    {
+        xoptim::stepper_options so;
+        so.clip_value = 0.5;
+        xoptim::stepper<xoptim::lamb> s(xoptim::lamb(nvlamb()), so);
+        model m1, m2;
+        std::vector<float> gw(m1.w.size()), gb(m1.b.size());
+        std::vector<double> gd(m1.d.size());
+        model::fill(gw, 0.7, 0);
+        model::fill(gb, 0.3, 0);
+        model::fill(gd, 0.9, 0);
+        ASSERT_TRUE(s(m1.params(), std::tie(gw, gb, gd)));
+        for (auto& x : gw) x = std::min(0.5f, std::max(-0.5f, x));
+        for (auto& x : gb) x = std::min(0.5f, std::max(-0.5f, x));
+        for (auto& x : gd) x = std::min(0.5, std::max(-0.5, x));
+        xoptim::lamb plain(nvlamb());
+        plain.step(m2.params(), std::tie(gw, gb, gd));
+        EXPECT_EQ(m1.w, m2.w);
+        EXPECT_EQ(m1.b, m2.b);
+        EXPECT_EQ(m1.d, m2.d);
+    }
+
+    // Parameter groups: each group's trust ratios are per tensor, so a group alone
+    // steps its tensors as a LAMB over them alone would.
+    TEST(lamb, in_parameter_groups)
+    {
+        xoptim::param_groups<xoptim::lamb> groups;
+        auto slow = nvlamb();
+        slow.lr = 1e-3;
+        groups.add("small", xoptim::name_matches({"b"}), xoptim::lamb(slow));
+        groups.fallback("rest", xoptim::lamb(nvlamb()));
+        model m;
+        m.steps(groups, 0, 2);
+
+        model alone;
+        xoptim::lamb small(slow), rest(nvlamb());
+        std::vector<float> gw(alone.w.size()), gb(alone.b.size());
+        std::vector<double> gd(alone.d.size());
+        for (int t = 0; t < 2; ++t)
+        {
+            model::fill(gw, 0.7, t);
+            model::fill(gb, 0.3, t);
+            model::fill(gd, 0.9, t);
+            small.step(std::make_tuple(xoptim::named("b", alone.b)), std::tie(gb));
+            rest.step(std::make_tuple(xoptim::named("w", alone.w), xoptim::named("d", alone.d)), std::tie(gw, gd));
+        }
+        EXPECT_EQ(m.b, alone.b);
+        EXPECT_EQ(m.w, alone.w);
+        EXPECT_EQ(m.d, alone.d);
+    }
+
+    // 8-bit moments: the reductions see the pass's values; the run stays finite and
+    // close to the float-state run.
+    TEST(lamb, with_8bit_states)
+    {
+        model native, coded;
+        xoptim::lamb a(nvlamb());
+        xoptim::lamb b(nvlamb());
+        xoptim::storage_options s;
+        s.states = xoptim::state_storage::blockwise_8bit;
+        b.set_storage(s);
+        native.steps(a, 0, 5);
+        coded.steps(b, 0, 5);
+        double worst = 0;
+        for (std::size_t i = 0; i < native.w.size(); ++i)
+        {
+            ASSERT_TRUE(std::isfinite(coded.w[i]));
+            worst = std::max(worst, double(std::abs(coded.w[i] - native.w[i])));
+        }
+        EXPECT_LT(worst, 5e-3);
+        EXPECT_GT(worst, 0.0);  // the states were coded
+        EXPECT_EQ(b.report().state_bytes < a.report().state_bytes, true);
+    }
+}
