@@ -40,22 +40,42 @@ fi
 scratch=$(mktemp -d)
 trap 'rm -rf "$scratch"' EXIT
 mkdir -p "$build/artifacts"
-summary=()
-for t in "${targets[@]}"; do
+# One target, its log in $scratch/$t.log; fails (exit 1) on a crash or an oracle violation.
+run_target() {
+  local t=$1
   cp -R "tests/fuzz/corpus/$t" "$scratch/$t"
-  dict=()
+  local dict=()
   if [ -f "tests/fuzz/$t.dict" ]; then dict=(-dict="tests/fuzz/$t.dict"); fi
-  echo "fuzz.sh: fuzz_$t for $seconds s"
-  if ! "$build/tests/fuzz/fuzz_$t" "$scratch/$t" "${dict[@]}" -max_total_time="$seconds" -max_len=16384 \
-      -rss_limit_mb=2048 -timeout=10 -artifact_prefix="$build/artifacts/$t-" -print_final_stats=1 \
-      > "$scratch/$t.log" 2>&1; then
-    tail -60 "$scratch/$t.log" >&2
-    echo "fuzz.sh: fuzz_$t failed; the input is in $build/artifacts/" >&2
-    exit 1
-  fi
-  grep -E "INITED|DONE|stat::" "$scratch/$t.log"
-  done_line=$(grep -E "DONE" "$scratch/$t.log" | tail -1)
-  runs=$(grep -oE "Done [0-9]+ runs" "$scratch/$t.log" | grep -oE "[0-9]+" || echo "?")
-  summary+=("fuzz_$t: $runs executions in $seconds s; $(echo "$done_line" | grep -oE "cov: [0-9]+ ft: [0-9]+ corp: [0-9]+/[0-9]+[a-zA-Z]*")")
+  "$build/tests/fuzz/fuzz_$t" "$scratch/$t" "${dict[@]}" -max_total_time="$seconds" -max_len=16384 \
+    -rss_limit_mb=2048 -timeout=10 -artifact_prefix="$build/artifacts/$t-" -print_final_stats=1 \
+    > "$scratch/$t.log" 2>&1
+}
+
+# As many targets at once as there are cores (each fuzzer runs on one), each for $seconds.
+jobs=$(nproc)
+failed=0
+summary=()
+for ((i = 0; i < ${#targets[@]}; i += jobs)); do
+  batch=("${targets[@]:i:jobs}")
+  pids=()
+  for t in "${batch[@]}"; do
+    echo "fuzz.sh: fuzz_$t for $seconds s"
+    run_target "$t" &
+    pids+=($!)
+  done
+  for k in "${!batch[@]}"; do
+    t=${batch[$k]}
+    if ! wait "${pids[$k]}"; then
+      tail -60 "$scratch/$t.log" >&2
+      echo "fuzz.sh: fuzz_$t failed; the input is in $build/artifacts/" >&2
+      failed=1
+      continue
+    fi
+    grep -E "INITED|DONE|stat::" "$scratch/$t.log"
+    done_line=$(grep -E "DONE" "$scratch/$t.log" | tail -1)
+    runs=$(grep -oE "Done [0-9]+ runs" "$scratch/$t.log" | grep -oE "[0-9]+" || echo "?")
+    summary+=("fuzz_$t: $runs executions in $seconds s; $(echo "$done_line" | grep -oE "cov: [0-9]+ ft: [0-9]+ corp: [0-9]+/[0-9]+[a-zA-Z]*")")
+  done
 done
 printf '%s\n' "${summary[@]}"
+exit $failed

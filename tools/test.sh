@@ -52,13 +52,13 @@ stage_fuzz() {
 
 # clang 14 with libstdc++, for this CPU, ASan + UBSan at -O1: every test, with BLIS as
 # Muon's CBLAS (OpenBLAS is the native stage's). One build for both checks: a second full
-# build would not fit CI's time. The guide's programs run in the native stage.
+# build would not fit CI's time. The examples and the guide's programs run in the native stage.
 stage_clang() {
   export ASAN_OPTIONS=halt_on_error=1:detect_leaks=1
   export UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1
   cmake -S . -B build-clang -DCMAKE_CXX_COMPILER=clang++ -DCMAKE_BUILD_TYPE=Debug \
     -DCMAKE_CXX_FLAGS="-O1 -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined" \
-    -DXOPTIM_BUILD_BENCHMARKS=OFF -DXOPTIM_BUILD_GUIDE=OFF -DXOPTIM_BLAS_VENDOR=BLIS
+    -DXOPTIM_BUILD_BENCHMARKS=OFF -DXOPTIM_BUILD_EXAMPLES=OFF -DXOPTIM_BLAS_VENDOR=BLIS
   build_and_test build-clang
 }
 
