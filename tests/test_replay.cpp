@@ -226,9 +226,9 @@ TEST_F(replay_broken, runs_the_2026_optimizers_by_name) {
         {"sgd_schedulefree", {{"lr", 0.1}, {"momentum", 0.9}}},
         {"adamw", {{"caution", true}, {"caution_normalize", "count_plus_one"}}},
         {"lion", {{"caution", true}}}};
-    for (const auto& [name, hyper] : runs) {
-        SCOPED_TRACE(name);
-        edit_case([&](json& j) { j["optimizer"] = name; j["hyper"] = hyper; });
+    for (const auto& run : runs) {
+        SCOPED_TRACE(run.first);
+        edit_case([&](json& j) { j["optimizer"] = run.first; j["hyper"] = run.second; });
         fs::remove_all(dir_ / "out");
         const run_result r = replay(case_, dir_ / "out");
         ASSERT_EQ(r.code, 0) << r.error;
