@@ -59,7 +59,9 @@ stage_asan() {
   export UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1
   # -Wno-uninitialized: GCC 12 flags the `__Y = __Y` idiom inside its own AVX-512 intrinsics
   # at -O1 (GCC bug 105593).
-  cmake -S . -B build-asan -DCMAKE_BUILD_TYPE=Debug \
+  # -g1: line tables only (reports keep file and line; full DWARF of the template-heavy
+  # tests costs the assembler minutes per file).
+  cmake -S . -B build-asan -DCMAKE_BUILD_TYPE=Debug -DCMAKE_CXX_FLAGS_DEBUG=-g1 \
     -DCMAKE_CXX_FLAGS="-O1 -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined -Wno-uninitialized" \
     -DXOPTIM_BUILD_BENCHMARKS=OFF -DXOPTIM_BUILD_EXAMPLES=OFF
   build_and_test build-asan
