@@ -22,19 +22,6 @@ namespace
 {
     using xoptim_test::reference_case_2026;
 
-    std::vector<reference_case_2026> adafactor_cases()
-    {
-        std::vector<reference_case_2026> out;
-        for (auto& c : xoptim_test::load_reference_cases_2026())
-        {
-            if (c.optimizer == "adafactor")
-            {
-                out.push_back(std::move(c));
-            }
-        }
-        return out;
-    }
-
     // The statistics after the last step, by the reference's names (torch's row_var
     // (..., R, 1) and col_var (..., 1, C) hold the same values as ours of shape[:-1] and
     // shape[:-2] + shape[-1:]; transformers' names are ours).
@@ -80,7 +67,7 @@ namespace
         }
     }
 
-    INSTANTIATE_TEST_SUITE_P(reference, adafactor_trajectory, ::testing::ValuesIn(adafactor_cases()),
+    INSTANTIATE_TEST_SUITE_P(reference, adafactor_trajectory, ::testing::ValuesIn(xoptim_test::cases_2026("adafactor")),
                              [](const auto& info) { return info.param.name; });
 
     // Matrices split over threads (many rows), a rank-3 stack, a vector, a double tensor.

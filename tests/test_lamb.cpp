@@ -21,19 +21,6 @@ namespace
 {
     using xoptim_test::reference_case_2026;
 
-    std::vector<reference_case_2026> lamb_cases()
-    {
-        std::vector<reference_case_2026> out;
-        for (auto& c : xoptim_test::load_reference_cases_2026())
-        {
-            if (c.optimizer == "lamb")
-            {
-                out.push_back(std::move(c));
-            }
-        }
-        return out;
-    }
-
     class lamb_trajectory : public ::testing::TestWithParam<reference_case_2026>
     {
     };
@@ -53,7 +40,7 @@ namespace
         }
     }
 
-    INSTANTIATE_TEST_SUITE_P(reference, lamb_trajectory, ::testing::ValuesIn(lamb_cases()),
+    INSTANTIATE_TEST_SUITE_P(reference, lamb_trajectory, ::testing::ValuesIn(xoptim_test::cases_2026("lamb")),
                              [](const auto& info) { return info.param.name; });
 
     // A model big enough to be split across threads, with a tensor in pieces of many

@@ -22,14 +22,6 @@
 
 namespace xoptim_test {
 
-// The cases of one optimizer (JSON name) in trajectories_2026.json.
-inline std::vector<reference_case_2026> cases_2026(const std::string& optimizer) {
-  std::vector<reference_case_2026> out;
-  for (auto& c : load_reference_cases_2026())
-    if (c.optimizer == optimizer) out.push_back(std::move(c));
-  return out;
-}
-
 // Parameters and gradients of a case, as views with the case's shapes.
 template <class T>
 struct case_tensors {

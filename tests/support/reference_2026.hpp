@@ -149,6 +149,14 @@ inline std::vector<reference_case_2026> load_reference_cases_2026() {
 inline std::vector<newton_schulz_case_2026> load_newton_schulz_cases_2026() {
   return load_newton_schulz_cases_2026(std::string(XOPTIM_TEST_DATA_DIR) + "/newton_schulz_2026.json");
 }
+
+// The cases of one optimizer (JSON name) in trajectories_2026.json.
+inline std::vector<reference_case_2026> cases_2026(const std::string& optimizer) {
+  std::vector<reference_case_2026> out;
+  for (auto& c : load_reference_cases_2026())
+    if (c.optimizer == optimizer) out.push_back(std::move(c));
+  return out;
+}
 #endif
 
 }  // namespace xoptim_test
