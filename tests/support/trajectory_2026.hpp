@@ -1,7 +1,8 @@
 // Replays a case of trajectories_2026.json through xoptim-replay's optimizer factory
 // (tools/optimizer_json.hpp) and compares the parameters at every checkpoint step, with
 // the protocol of tests/reference/README.md ("Inputs and protocol", steps 1-2).
-#pragma once
+#ifndef XOPTIM_TESTS_SUPPORT_TRAJECTORY_2026_HPP
+#define XOPTIM_TESTS_SUPPORT_TRAJECTORY_2026_HPP
 
 #include <gtest/gtest.h>
 
@@ -76,3 +77,5 @@ namespace xoptim_test
         });
     }
 }
+
+#endif
