@@ -88,6 +88,39 @@ namespace xoptim
 
     namespace detail
     {
+        // What is wrong with a parameter and its gradient for a step that writes the one and
+        // reads the other in place, or nothing: the run-time checks of every walk that takes
+        // them (optimizers, the stepper, routers, checkpoints), in one place.
+        template <class P, class G>
+        std::string leaf_problem(const P& param, const G& grad)
+        {
+            if (!tensor::contiguous(param))
+            {
+                return "parameter is not contiguous (a strided view cannot be stepped in place)";
+            }
+            if constexpr (!std::is_same_v<std::remove_const_t<G>, no_grads>)
+            {
+                if (tensor::size(grad) != tensor::size(param))
+                {
+                    return "gradient has " + std::to_string(tensor::size(grad)) + " elements, parameter has "
+                           + std::to_string(tensor::size(param));
+                }
+                if (!same_shape(param, grad))
+                {
+                    return "gradient shape " + format_shape(tensor::shape(grad)) + " differs from parameter shape "
+                           + format_shape(tensor::shape(param));
+                }
+                if (!tensor::contiguous(grad))
+                {
+                    return "gradient is not contiguous";
+                }
+            }
+            return {};
+        }
+    }
+
+    namespace detail
+    {
         template <class T>
         struct is_named : std::false_type
         {
