@@ -105,7 +105,7 @@ namespace xoptim
                     return "gradient has " + std::to_string(tensor::size(grad)) + " elements, parameter has "
                            + std::to_string(tensor::size(param));
                 }
-                if (!same_shape(param, grad))
+                if (!detail::same_shape(param, grad))
                 {
                     return "gradient shape " + format_shape(tensor::shape(grad)) + " differs from parameter shape "
                            + format_shape(tensor::shape(param));
