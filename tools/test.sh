@@ -115,23 +115,57 @@ for stage in "${stages[@]}"; do
   fi
 done
 
+# What a failed stage left for the summary, which is what a CI log's tail shows: the
+# tests that failed (each run once more, to tell a flaky test from a broken one, its last
+# lines shown) or, when no test failed, the stage's last compiler or CMake errors.
+explain_failure() {
+  local stage=$1 log=$2 dir=${stage_dirs[$1]:-}
+  local list=$dir/Testing/Temporary/LastTestsFailed.log
+  if [ -n "$dir" ] && [ -s "$list" ]; then
+    echo "--- $stage: failed tests ---"
+    cut -d: -f2- "$list" | while read -r name; do
+      echo "--- $stage: $name, run again:"
+      ctest --test-dir "$dir" -R "^${name}\$" --output-on-failure 2>&1 | tail -n 25
+    done
+  else
+    echo "--- $stage: last errors in its log ---"
+    grep -E "error|Error|FAILED|failed" "$log" | tail -n 25
+  fi
+}
+
+# The build folder of each stage, where ctest leaves the names of the tests that failed.
+declare -A stage_dirs=([native]=build [asan]=build-asan [clang]=build-clang [sse2]=build-sse2
+                       [avx2]=build-avx2 [arm64]=build-arm64)
+
 # Every stage runs, even after one fails; the summary gives each one's time and result.
 # A stage runs in a subshell with errexit on (an `if` around it would turn errexit off).
 summary=()
+explanations=()
 failed=0
+logs=$(mktemp -d)
 for stage in "${stages[@]}"; do
   echo "=== stage $stage ==="
   start=$SECONDS
+  if [ -n "${stage_dirs[$stage]:-}" ]; then
+    rm -f "${stage_dirs[$stage]}/Testing/Temporary/LastTestsFailed.log"  # from an earlier run
+  fi
   # CPU time beside wall time: on a shared machine the wall time says little alone.
   TIMEFORMAT="=== stage $stage: %R s wall, %U s user + %S s system CPU ==="
   set +e
-  time (set -e; "stage_$stage")
-  rc=$?
+  time (set -e; "stage_$stage") 2>&1 | tee "$logs/$stage.log"
+  rc=${PIPESTATUS[0]}
   set -e
   if [ $rc -eq 0 ]; then result=passed; else result=FAILED; failed=1; fi
   summary+=("$(printf '%-8s %-7s %5d s' "$stage" "$result" $((SECONDS - start)))")
   echo "=== stage $stage: $result ==="
+  if [ $rc -ne 0 ]; then
+    explanations+=("$(explain_failure "$stage" "$logs/$stage.log" 2>&1)")
+  fi
 done
+if [ ${#explanations[@]} -gt 0 ]; then
+  echo "=== why ==="
+  printf '%s\n' "${explanations[@]}"
+fi
 echo "=== summary ==="
 printf '%s\n' "${summary[@]}"
 exit $failed
