@@ -9,6 +9,12 @@ jobs=$(nproc)
 # The tests the per-ISA stages run (labels: one per test program, tests/CMakeLists.txt);
 # test_newton_schulz_2026 runs the bf16 products' portable code where there is no AVX-512 BF16.
 isa_tests=(test_engine test_codecs test_lowmem test_trajectories test_newton_schulz_2026 test_reach)
+# The programs the ASan + UBSan stage builds and runs: raw memory (kernels and their tails,
+# the 8-bit codecs, states of their own shape, the file and checkpoint readers under
+# attack, the token cache, the stepper's buffers, the distributed plan). Sanitizing every
+# program takes about three times the native build, past CI's time;
+# `ASAN_TESTS=all tools/test.sh asan` runs every test under the sanitizers.
+asan_tests=(test_engine test_codecs test_lowmem test_reach test_integrity test_data test_stepper test_dist_local)
 # ARM64 under qemu adds the checkpoint and Muon tests.
 arm64_tests=("${isa_tests[@]}" test_checkpoint test_muon)
 
@@ -52,8 +58,8 @@ stage_fuzz() {
   FUZZ_SECONDS=${FUZZ_SECONDS:-30} tools/fuzz.sh
 }
 
-# GCC, ASan + UBSan, Debug at -O1: every test (the examples and the guide's programs run
-# in the native stage).
+# GCC, ASan + UBSan, Debug at -O1: the programs of asan_tests (ASAN_TESTS=all: every test;
+# the examples and the guide's programs run in the native stage).
 stage_asan() {
   export ASAN_OPTIONS=halt_on_error=1:detect_leaks=1
   export UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1
@@ -64,7 +70,11 @@ stage_asan() {
   cmake -S . -B build-asan -DCMAKE_BUILD_TYPE=Debug -DCMAKE_CXX_FLAGS_DEBUG=-g1 \
     -DCMAKE_CXX_FLAGS="-O1 -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined -Wno-uninitialized" \
     -DXOPTIM_BUILD_BENCHMARKS=OFF -DXOPTIM_BUILD_EXAMPLES=OFF
-  build_and_test build-asan
+  if [ "${ASAN_TESTS:-}" = all ]; then
+    build_and_test build-asan
+  else
+    build_and_test build-asan "${asan_tests[@]}"
+  fi
 }
 
 # clang 14 with libstdc++, for this CPU, Release, BLIS as Muon's CBLAS (OpenBLAS is the
