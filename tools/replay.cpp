@@ -459,6 +459,11 @@ int main(int argc, char** argv)
         return 2;
     }
     int rank = 0;  // errors are reported by rank 0
+#ifdef XOPTIM_REPLAY_MPI
+    // MPI only for a distributed case: every other case runs without it. Started in the
+    // try block, ended after the catch blocks (they still need it).
+    std::optional<xoptim::dist::mpi_session> session;
+#endif
     try
     {
         const replay_case c = read_case(argv[1]);
@@ -493,8 +498,6 @@ int main(int argc, char** argv)
             }
         };
 #ifdef XOPTIM_REPLAY_MPI
-        // MPI only for a distributed case: every other case runs without it.
-        std::optional<xoptim::dist::mpi_session> session;
         if (c.ranks > 0)
         {
             session.emplace(argc, argv);
@@ -517,6 +520,23 @@ int main(int argc, char** argv)
     }
     catch (const std::exception& e)
     {
-        return rank == 0 ? fail(2, e.what()) : 2;
+        const int code = rank == 0 ? fail(2, e.what()) : 2;
+#ifdef XOPTIM_REPLAY_MPI
+        // Every rank is here with the same error (xoptim::dist's failures are collective,
+        // and so are this tool's checks). The others wait until rank 0 has written its
+        // line and leave the exit code to it: a rank ending first with a code makes
+        // mpiexec end the job, which could cut rank 0's line off.
+        int size = 1;
+        if (session)
+        {
+            MPI_Comm_size(MPI_COMM_WORLD, &size);
+        }
+        if (size > 1)
+        {
+            MPI_Barrier(MPI_COMM_WORLD);
+            return rank == 0 ? code : 0;
+        }
+#endif
+        return code;
     }
 }

@@ -9,6 +9,12 @@ jobs=$(nproc)
 # The tests the per-ISA stages run (labels: one per test program, tests/CMakeLists.txt);
 # test_newton_schulz_2026 runs the bf16 products' portable code where there is no AVX-512 BF16.
 isa_tests=(test_engine test_codecs test_lowmem test_trajectories test_newton_schulz_2026 test_reach)
+# The programs the ASan + UBSan stage builds and runs: raw memory (kernels and their tails,
+# the 8-bit codecs, states of their own shape, the file and checkpoint readers under
+# attack, the token cache, the stepper's buffers, the distributed plan). Sanitizing every
+# program takes about three times the native build, past CI's time;
+# `ASAN_TESTS=all tools/test.sh asan` runs every test under the sanitizers.
+asan_tests=(test_engine test_codecs test_lowmem test_reach test_integrity test_data test_stepper test_dist_local)
 # ARM64 under qemu adds the checkpoint and Muon tests.
 arm64_tests=("${isa_tests[@]}" test_checkpoint test_muon)
 
@@ -52,8 +58,8 @@ stage_fuzz() {
   FUZZ_SECONDS=${FUZZ_SECONDS:-30} tools/fuzz.sh
 }
 
-# GCC, ASan + UBSan, Debug at -O1: every test (the examples and the guide's programs run
-# in the native stage).
+# GCC, ASan + UBSan, Debug at -O1: the programs of asan_tests (ASAN_TESTS=all: every test;
+# the examples and the guide's programs run in the native stage).
 stage_asan() {
   export ASAN_OPTIONS=halt_on_error=1:detect_leaks=1
   export UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1
@@ -64,7 +70,11 @@ stage_asan() {
   cmake -S . -B build-asan -DCMAKE_BUILD_TYPE=Debug -DCMAKE_CXX_FLAGS_DEBUG=-g1 \
     -DCMAKE_CXX_FLAGS="-O1 -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined -Wno-uninitialized" \
     -DXOPTIM_BUILD_BENCHMARKS=OFF -DXOPTIM_BUILD_EXAMPLES=OFF
-  build_and_test build-asan
+  if [ "${ASAN_TESTS:-}" = all ]; then
+    build_and_test build-asan
+  else
+    build_and_test build-asan "${asan_tests[@]}"
+  fi
 }
 
 # clang 14 with libstdc++, for this CPU, Release, BLIS as Muon's CBLAS (OpenBLAS is the
@@ -115,23 +125,57 @@ for stage in "${stages[@]}"; do
   fi
 done
 
+# What a failed stage left for the summary, which is what a CI log's tail shows: the
+# tests that failed (each run once more, to tell a flaky test from a broken one, its last
+# lines shown) or, when no test failed, the stage's last compiler or CMake errors.
+explain_failure() {
+  local stage=$1 log=$2 dir=${stage_dirs[$1]:-}
+  local list=$dir/Testing/Temporary/LastTestsFailed.log
+  if [ -n "$dir" ] && [ -s "$list" ]; then
+    echo "--- $stage: failed tests ---"
+    cut -d: -f2- "$list" | while read -r name; do
+      echo "--- $stage: $name, run again:"
+      ctest --test-dir "$dir" -R "^${name}\$" --output-on-failure 2>&1 | tail -n 25
+    done
+  else
+    echo "--- $stage: last errors in its log ---"
+    grep -E "error|Error|FAILED|failed" "$log" | tail -n 25
+  fi
+}
+
+# The build folder of each stage, where ctest leaves the names of the tests that failed.
+declare -A stage_dirs=([native]=build [asan]=build-asan [clang]=build-clang [sse2]=build-sse2
+                       [avx2]=build-avx2 [arm64]=build-arm64)
+
 # Every stage runs, even after one fails; the summary gives each one's time and result.
 # A stage runs in a subshell with errexit on (an `if` around it would turn errexit off).
 summary=()
+explanations=()
 failed=0
+logs=$(mktemp -d)
 for stage in "${stages[@]}"; do
   echo "=== stage $stage ==="
   start=$SECONDS
+  if [ -n "${stage_dirs[$stage]:-}" ]; then
+    rm -f "${stage_dirs[$stage]}/Testing/Temporary/LastTestsFailed.log"  # from an earlier run
+  fi
   # CPU time beside wall time: on a shared machine the wall time says little alone.
   TIMEFORMAT="=== stage $stage: %R s wall, %U s user + %S s system CPU ==="
   set +e
-  time (set -e; "stage_$stage")
-  rc=$?
+  time (set -e; "stage_$stage") 2>&1 | tee "$logs/$stage.log"
+  rc=${PIPESTATUS[0]}
   set -e
   if [ $rc -eq 0 ]; then result=passed; else result=FAILED; failed=1; fi
   summary+=("$(printf '%-8s %-7s %5d s' "$stage" "$result" $((SECONDS - start)))")
   echo "=== stage $stage: $result ==="
+  if [ $rc -ne 0 ]; then
+    explanations+=("$(explain_failure "$stage" "$logs/$stage.log" 2>&1)")
+  fi
 done
+if [ ${#explanations[@]} -gt 0 ]; then
+  echo "=== why ==="
+  printf '%s\n' "${explanations[@]}"
+fi
 echo "=== summary ==="
 printf '%s\n' "${summary[@]}"
 exit $failed
