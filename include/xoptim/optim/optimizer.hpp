@@ -104,7 +104,9 @@ namespace xoptim
         }
 
         // How states and bf16 parameters are stored; set before the state exists (the
-        // first step or init), refused after.
+        // first step or init), refused after. The kernels for bf16 and 8-bit states are
+        // compiled where this is called (a program that never calls it compiles only the
+        // float and double ones); a step reaches them through m_coded_commit.
         Derived& set_storage(const storage_options& s)
         {
             if (!m_state.empty())
@@ -113,6 +115,11 @@ namespace xoptim
                                        + ": set_storage after the state exists (set it before the first step)");
             }
             m_storage = s;
+            constexpr unsigned all = detail::float_bit | detail::double_bit | detail::coded_bit;
+            if constexpr (detail::declares_update<Derived, step_context<all>>::value)  // not the EMA: it never steps
+            {
+                m_coded_commit = &optimizer::commit<all>;
+            }
             return derived();
         }
 
@@ -178,6 +185,8 @@ namespace xoptim
         }
 
         Options m_o;
+        // The step with the coded kernels, for states set_storage made coded.
+        void (optimizer::*m_coded_commit)(const grad_transform&) = nullptr;
         state_store m_state;
         storage_options m_storage;
         job_list<float> m_floats;
@@ -574,6 +583,20 @@ namespace xoptim
         {
             return;  // nothing prepared (or already committed): no step
         }
+        if constexpr ((Types & detail::coded_bit) == 0)
+        {
+            if (!m_coded.empty())
+            {
+                if (m_coded_commit == nullptr)  // only a bug of ours: coded states come from set_storage
+                {
+                    abandon();
+                    throw std::logic_error(std::string("xoptim::") + Derived::name
+                                           + ": coded states without the step that runs them");
+                }
+                (this->*m_coded_commit)(transform);
+                return;
+            }
+        }
         if constexpr (detail::check_update<Derived, step_context<Types>>())  // else its sentence, alone
         {
             const step_context<Types> ctx(m_steps + 1, derived().num_states(m_o), m_state, m_floats, m_doubles, m_coded,
@@ -625,7 +648,9 @@ namespace xoptim
             return;
         }
         collect(std::forward<P>(params), no_grads{}, true);
-        const step_context<detail::element_types_v<P>> ctx(m_steps, derived().num_states(m_o), m_state, m_floats,
+        // Work between steps is rare (Schedule-Free's eval and train, the EMA): compiled
+        // for coded states always.
+        const step_context<detail::element_types_v<P> | detail::coded_bit> ctx(m_steps, derived().num_states(m_o), m_state, m_floats,
                                                            m_doubles, m_coded, grad_transform{});
         try
         {

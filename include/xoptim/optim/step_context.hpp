@@ -79,10 +79,17 @@ namespace xoptim
             if constexpr ((Types & detail::float_bit) != 0)
             {
                 run_program(prog, m_floats, m_transform);
+            }
+            if constexpr ((Types & detail::coded_bit) != 0)
+            {
                 if (!m_coded.empty())
                 {
                     run_program(prog, m_coded, m_transform);
                 }
+            }
+            else if (!m_coded.empty())
+            {
+                throw std::logic_error("xoptim: coded tensors in a step compiled without their kernels");
             }
             if constexpr ((Types & detail::double_bit) != 0)
             {
@@ -120,6 +127,9 @@ namespace xoptim
             if constexpr ((Types & detail::float_bit) != 0)
             {
                 add(m_floats);
+            }
+            if constexpr ((Types & detail::coded_bit) != 0)
+            {
                 add(m_coded);
             }
             if constexpr ((Types & detail::double_bit) != 0)

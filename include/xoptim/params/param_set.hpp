@@ -221,6 +221,9 @@ namespace xoptim
 
         inline constexpr unsigned float_bit = 1;
         inline constexpr unsigned double_bit = 2;
+        // Coded tensors (bf16, 8-bit) may be stepped: their kernels are compiled. bf16
+        // parameters bring it; 8-bit and bf16 states bring it where set_storage is called.
+        inline constexpr unsigned coded_bit = 4;
 
         // Unknown kinds contribute nothing; the walker rejects them with a message.
         template <class P, class = void>
@@ -235,11 +238,11 @@ namespace xoptim
         struct element_types<P, std::enable_if_t<is_tensor_v<P>>>
         {
             using value_type = tensor::value_type<P>;
-            // bf16 parameters are computed in float: they run with the float kernels.
-            static constexpr unsigned value = std::is_same_v<value_type, float> || std::is_same_v<value_type, bfloat16>
-                                                  ? float_bit
-                                              : std::is_same_v<value_type, double> ? double_bit
-                                                                                   : 0;
+            // bf16 parameters are computed in float, through the coded kernels.
+            static constexpr unsigned value = std::is_same_v<value_type, float>      ? float_bit
+                                              : std::is_same_v<value_type, bfloat16> ? float_bit | coded_bit
+                                              : std::is_same_v<value_type, double>   ? double_bit
+                                                                                     : 0;
         };
 
         template <class C>
