@@ -1,18 +1,6 @@
 // expect: an optimizer declares `std::size_t num_states\(const options_type&\) const`
 // An optimizer that leaves out a required member of the contract (optim/contract.hpp).
-#include <array>
-#include <xoptim/optim/optimizer.hpp>
-
-struct halving_options
-{
-    double lr = 0.5;
-
-    template <class O, class F>
-    static void fields(O& o, F&& f)
-    {
-        f("lr", o.lr);
-    }
-};
+#include "halving.hpp"
 
 class halving : public xoptim::optimizer<halving, halving_options>
 {

@@ -75,6 +75,14 @@ namespace xoptim
         // The same with the field named by a member pointer: schedule(&adamw_options::lr, s).
         Derived& schedule(double Options::*field, xoptim::schedule s);
 
+        // A field of another options struct: refused with a sentence.
+        template <class Other>
+        Derived& schedule(double Other::*, xoptim::schedule)
+        {
+            static_assert(std::is_same_v<Other, Options>, "xoptim: schedule a field of this optimizer's own options struct");
+            return derived();
+        }
+
         const std::vector<schedule_binding>& schedules() const noexcept
         {
             return m_schedules;
@@ -83,6 +91,13 @@ namespace xoptim
         // New hyperparameters, checked as the constructor checks them. Options that need
         // a state tensor the existing state was made without (amsgrad switched on, SGD's
         // momentum leaving 0) are refused: the state is made on the first step.
+        // Another optimizer's options: refused with a sentence.
+        template <class Other>
+        void set_options(const Other&)
+        {
+            static_assert(std::is_same_v<Other, Options>, "xoptim: set_options takes this optimizer's own options struct");
+        }
+
         void set_options(const Options& o)
         {
             Derived::check(o);
