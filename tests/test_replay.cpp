@@ -153,8 +153,7 @@ namespace
     }
 
     INSTANTIATE_TEST_SUITE_P(cases, replay_case_test, ::testing::ValuesIn(case_names()),
-                             [](const ::testing::TestParamInfo<std::string>& info)
-                             {
+                             [](const ::testing::TestParamInfo<std::string>& info) {
                                  std::string name = info.param;
                                  for (char& ch : name)
                                      if (!std::isalnum(static_cast<unsigned char>(ch)))
@@ -250,8 +249,7 @@ namespace
             shape = {init.size()};
         const std::vector<float> values(init.size(), 0.5f);
         xoptim::io::write_npy((case_ / "head.weight.grad.3.npy").string(), values.data(), shape);
-        const auto str = [](const std::vector<std::size_t>& s)
-        {
+        const auto str = [](const std::vector<std::size_t>& s) {
             std::string out = "(";
             for (std::size_t d = 0; d < s.size(); ++d)
                 out += (d == 0 ? "" : ", ") + std::to_string(s[d]);
@@ -278,23 +276,19 @@ namespace
         for (const auto& run : runs)
         {
             SCOPED_TRACE(run.first);
-            edit_case(
-                [&](json& j)
-                {
-                    j["optimizer"] = run.first;
-                    j["hyper"] = run.second;
-                });
+            edit_case([&](json& j) {
+                j["optimizer"] = run.first;
+                j["hyper"] = run.second;
+            });
             fs::remove_all(dir_ / "out");
             const run_result r = replay(case_, dir_ / "out");
             ASSERT_EQ(r.code, 0) << r.error;
             EXPECT_NE(read_text(dir_ / "out" / "head.weight.final.npy"), read_text(case_ / "head.weight.init.npy"));
         }
-        edit_case(
-            [](json& j)
-            {
-                j["optimizer"] = "lion";
-                j["hyper"] = {{"caution_normalize", "median"}};
-            });
+        edit_case([](json& j) {
+            j["optimizer"] = "lion";
+            j["hyper"] = {{"caution_normalize", "median"}};
+        });
         fs::remove_all(dir_ / "out");
         expect_failure({"hyperparameter \"caution_normalize\" of lion must be \"mean\" or \"count_plus_one\""});
     }
@@ -303,12 +297,10 @@ namespace
     // parameters; a bad key is named.
     TEST_F(replay_broken, writes_the_ema_of_the_weights)
     {
-        edit_case(
-            [](json& j)
-            {
-                j["steps"] = 1;
-                j["ema"] = {{"decay", 0.99}, {"shadow_dtype", "same"}};
-            });
+        edit_case([](json& j) {
+            j["steps"] = 1;
+            j["ema"] = {{"decay", 0.99}, {"shadow_dtype", "same"}};
+        });
         const run_result r = replay(case_, dir_ / "out");
         ASSERT_EQ(r.code, 0) << r.error;
         for (const std::string name : {"layer0.weight", "layer0.bias", "head.weight"})
@@ -322,12 +314,10 @@ namespace
 
     TEST_F(replay_broken, hybrid_without_routing)
     {
-        edit_case(
-            [](json& j)
-            {
-                j["optimizer"] = "hybrid";
-                j["hyper"] = json::object();
-            });
+        edit_case([](json& j) {
+            j["optimizer"] = "hybrid";
+            j["hyper"] = json::object();
+        });
         expect_failure({"missing key \"routing\"", "hybrid"});
     }
 
@@ -342,26 +332,22 @@ namespace
         for (const json& routing :
              {json{{"adamw_patterns", "*embed*"}}, json{{"adamw_patterns", {1}}}, json{{"patterns", json::array()}}})
         {
-            edit_case(
-                [&](json& j)
-                {
-                    j["optimizer"] = "hybrid";
-                    j["hyper"] = json::object();
-                    j["routing"] = routing;
-                });
+            edit_case([&](json& j) {
+                j["optimizer"] = "hybrid";
+                j["hyper"] = json::object();
+                j["routing"] = routing;
+            });
             expect_failure({"\"routing\" must be {\"adamw_patterns\": [name patterns]}"});
         }
     }
 
     TEST_F(replay_broken, hybrid_hyperparameters)
     {
-        edit_case(
-            [](json& j)
-            {
-                j["optimizer"] = "hybrid";
-                j["hyper"] = {{"lion", json::object()}};
-                j["routing"] = {{"adamw_patterns", json::array()}};
-            });
+        edit_case([](json& j) {
+            j["optimizer"] = "hybrid";
+            j["hyper"] = {{"lion", json::object()}};
+            j["routing"] = {{"adamw_patterns", json::array()}};
+        });
         expect_failure({"unknown hyperparameter group \"lion\" for hybrid"});
         edit_case([](json& j) { j["hyper"] = {{"muon", {{"betas", {0.9, 0.99}}}}}; });
         expect_failure({"unknown hyperparameter \"betas\" for muon"});
@@ -373,29 +359,23 @@ namespace
     {
         edit_case([](json& j) { j["accumulate"] = 0; });
         expect_failure({"\"accumulate\" must be an integer >= 1"});
-        edit_case(
-            [](json& j)
-            {
-                j.erase("accumulate");
-                j["clip_global_norm"] = -1;
-            });
+        edit_case([](json& j) {
+            j.erase("accumulate");
+            j["clip_global_norm"] = -1;
+        });
         expect_failure({"\"clip_global_norm\" must be a number > 0"});
-        edit_case(
-            [](json& j)
-            {
-                j.erase("clip_global_norm");
-                j["schedule"] = {{"lr", {{"kind", "cosine"}}}};
-            });
+        edit_case([](json& j) {
+            j.erase("clip_global_norm");
+            j["schedule"] = {{"lr", {{"kind", "cosine"}}}};
+        });
         expect_failure({"schedule \"lr\"", "cosine"});
         edit_case([](json& j) { j["schedule"] = {{"amsgrad", 0.5}}; });
         expect_failure({"xoptim::adamw: no numeric hyperparameter 'amsgrad' to schedule"});
         // With 2 micro-batches per step, 6 steps need 12 gradient files per parameter.
-        edit_case(
-            [](json& j)
-            {
-                j.erase("schedule");
-                j["accumulate"] = 2;
-            });
+        edit_case([](json& j) {
+            j.erase("schedule");
+            j["accumulate"] = 2;
+        });
         expect_failure({"missing file", "layer0.weight.grad.7.npy"});
     }
 

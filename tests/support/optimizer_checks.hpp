@@ -174,14 +174,12 @@ namespace xoptim_test
         xoptim::storage_options s;
         s.states = storage;
         s.min_8bit_size = 64;
-        auto names = [](std::vector<std::vector<float>>& p)
-        {
+        auto names = [](std::vector<std::vector<float>>& p) {
             return std::make_tuple(xoptim::named("a", p[0]), xoptim::named("b", p[1]), xoptim::named("c", p[2]),
                                    xoptim::named("d", p[3]), xoptim::named("e", p[4]));
         };
         // Steps first..last of the inputs.
-        const auto steps = [&](auto& opt, std::vector<std::vector<float>>& x, int first, int last)
-        {
+        const auto steps = [&](auto& opt, std::vector<std::vector<float>>& x, int first, int last) {
             for (int t = first; t <= last; ++t)
             {
                 auto g = check_tensors<float>(5, t);
@@ -206,8 +204,7 @@ namespace xoptim_test
         steps(resumed, r, 5, 10);
         EXPECT_EQ(r, p);
         // The states too: both saved, the files are the same bytes.
-        const auto bytes = [&](auto& opt, std::vector<std::vector<float>>& x)
-        {
+        const auto bytes = [&](auto& opt, std::vector<std::vector<float>>& x) {
             xoptim::save_checkpoint(file, names(x), opt);
             std::ifstream in(file, std::ios::binary);
             return std::string(std::istreambuf_iterator<char>(in), {});
@@ -272,8 +269,7 @@ namespace xoptim_test
     template <class Make>
     void expect_low_memory_tracks_native(Make&& make, double tol)
     {
-        auto run = [&](xoptim::state_storage storage)
-        {
+        auto run = [&](xoptim::state_storage storage) {
             xoptim::storage_options s;
             s.states = storage;
             s.min_8bit_size = 64;

@@ -69,32 +69,53 @@ namespace xoptim_test
         return u(param_seed(c, k), static_cast<std::uint64_t>(t), i) * c.gscale;
     }
 
-    inline std::vector<reference_case> load_reference_cases(const std::string& path)
+    // A map of step -> per-parameter values ("checkpoints" and the like).
+    inline std::map<int, std::vector<std::vector<double>>> read_checkpoints(const nlohmann::json& j)
+    {
+        std::map<int, std::vector<std::vector<double>>> out;
+        for (const auto& [step, params] : j.items())
+        {
+            out[std::stoi(step)] = params.get<std::vector<std::vector<double>>>();
+        }
+        return out;
+    }
+
+    // The fields every reference case has.
+    inline void read_case(const nlohmann::json& j, reference_case& c)
+    {
+        c.name = j.at("name").get<std::string>();
+        c.optimizer = j.at("optimizer").get<std::string>();
+        c.dtype = j.at("dtype").get<std::string>();
+        c.hyper = j.at("hyper");
+        c.seed = j.at("seed").get<std::uint64_t>();
+        c.gscale = j.at("gscale").get<double>();
+        c.zero_every = j.value("zero_every", 0);
+        c.shapes = j.at("shapes").get<std::vector<std::vector<std::size_t>>>();
+        c.steps = j.at("steps").get<int>();
+        c.checkpoints = read_checkpoints(j.at("checkpoints"));
+    }
+
+    // The "cases" of a reference file, each read by read(json, Case&).
+    template <class Case, class Read>
+    std::vector<Case> load_cases(const std::string& path, Read&& read)
     {
         std::ifstream in(path);
         if (!in)
             throw std::runtime_error("cannot open reference file " + path);
         const nlohmann::json doc = nlohmann::json::parse(in);
-        std::vector<reference_case> out;
+        std::vector<Case> out;
         for (const auto& j : doc.at("cases"))
         {
-            reference_case c;
-            c.name = j.at("name").get<std::string>();
-            c.optimizer = j.at("optimizer").get<std::string>();
-            c.dtype = j.at("dtype").get<std::string>();
-            c.hyper = j.at("hyper");
-            c.seed = j.at("seed").get<std::uint64_t>();
-            c.gscale = j.at("gscale").get<double>();
-            c.zero_every = j.value("zero_every", 0);
-            c.shapes = j.at("shapes").get<std::vector<std::vector<std::size_t>>>();
-            c.steps = j.at("steps").get<int>();
-            for (const auto& [step, params] : j.at("checkpoints").items())
-            {
-                c.checkpoints[std::stoi(step)] = params.get<std::vector<std::vector<double>>>();
-            }
+            Case c;
+            read(j, c);
             out.push_back(std::move(c));
         }
         return out;
+    }
+
+    inline std::vector<reference_case> load_reference_cases(const std::string& path)
+    {
+        return load_cases<reference_case>(path, [](const nlohmann::json& j, reference_case& c) { read_case(j, c); });
     }
 
 #ifdef XOPTIM_TEST_DATA_DIR

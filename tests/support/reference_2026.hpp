@@ -60,46 +60,17 @@ namespace xoptim_test
         return c.starts_at_zero(k) ? 0.0 : u(param_seed(c, k), 0, i);
     }
 
-    namespace detail_2026
-    {
-        inline std::map<int, std::vector<std::vector<double>>> read_checkpoints(const nlohmann::json& j)
-        {
-            std::map<int, std::vector<std::vector<double>>> out;
-            for (const auto& [step, params] : j.items())
-            {
-                out[std::stoi(step)] = params.get<std::vector<std::vector<double>>>();
-            }
-            return out;
-        }
-    }  // namespace detail_2026
-
     inline std::vector<reference_case_2026> load_reference_cases_2026(const std::string& path)
     {
-        std::ifstream in(path);
-        if (!in)
-            throw std::runtime_error("cannot open reference file " + path);
-        const nlohmann::json doc = nlohmann::json::parse(in);
-        std::vector<reference_case_2026> out;
-        for (const auto& j : doc.at("cases"))
-        {
-            reference_case_2026 c;
-            c.name = j.at("name").get<std::string>();
-            c.optimizer = j.at("optimizer").get<std::string>();
+        return load_cases<reference_case_2026>(path, [](const nlohmann::json& j, reference_case_2026& c) {
+            read_case(j, c);
             c.source = j.at("source").get<std::string>();
-            c.dtype = j.at("dtype").get<std::string>();
-            c.hyper = j.at("hyper");
-            c.seed = j.at("seed").get<std::uint64_t>();
-            c.gscale = j.at("gscale").get<double>();
-            c.zero_every = j.value("zero_every", 0);
-            c.shapes = j.at("shapes").get<std::vector<std::vector<std::size_t>>>();
-            c.steps = j.at("steps").get<int>();
-            c.checkpoints = detail_2026::read_checkpoints(j.at("checkpoints"));
             if (j.contains("zero_init"))
                 c.zero_init = j.at("zero_init").get<std::vector<std::size_t>>();
             if (j.contains("eval_checkpoints"))
-                c.eval_checkpoints = detail_2026::read_checkpoints(j.at("eval_checkpoints"));
+                c.eval_checkpoints = read_checkpoints(j.at("eval_checkpoints"));
             if (j.contains("ema_checkpoints"))
-                c.ema_checkpoints = detail_2026::read_checkpoints(j.at("ema_checkpoints"));
+                c.ema_checkpoints = read_checkpoints(j.at("ema_checkpoints"));
             if (j.contains("base"))
                 c.base = j.at("base");
             if (j.contains("final_states"))
@@ -120,9 +91,7 @@ namespace xoptim_test
                 if (j.contains(key))
                     c.spreads[key] = j.at(key).get<double>();
             }
-            out.push_back(std::move(c));
-        }
-        return out;
+        });
     }
 
     // One case of newton_schulz_2026.json: the input is u(seed, 0, i) over `shape`, viewed as

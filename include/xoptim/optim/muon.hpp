@@ -139,7 +139,7 @@ namespace xoptim
                                                                    "update"};
         static constexpr std::size_t scratch_states = 1;
 
-        // The options are checked before the Newton-Schulz members see them, so a bad
+        // The base checks the options before the Newton-Schulz members see them, so a bad
         // eps is reported as Muon's.
         explicit muon(const muon_options& o = {})
             : optimizer(o)
