@@ -14,6 +14,7 @@
 #include <vector>
 
 #include <nlohmann/json.hpp>
+#include <xoptim/params/tensor_traits.hpp>
 
 #include "reference.hpp"
 
@@ -93,6 +94,38 @@ namespace xoptim_test
             }
         });
     }
+
+    // Parameters and gradients of a case, as views with the case's shapes.
+    template <class T>
+    struct case_tensors
+    {
+        std::vector<std::vector<T>> params, grads;
+        std::vector<xoptim::tensor_view<T>> param_views, grad_views;
+
+        explicit case_tensors(const reference_case_2026& c)
+        {
+            for (std::size_t k = 0; k < c.shapes.size(); ++k)
+            {
+                const std::size_t n = numel(c.shapes[k]);
+                params.emplace_back(n);
+                grads.emplace_back(n);
+                for (std::size_t i = 0; i < n; ++i)
+                    params[k][i] = static_cast<T>(init_value(c, k, i));
+            }
+            for (std::size_t k = 0; k < c.shapes.size(); ++k)
+            {
+                param_views.emplace_back(params[k].data(), c.shapes[k]);
+                grad_views.emplace_back(grads[k].data(), c.shapes[k]);
+            }
+        }
+
+        void set_grads(const reference_case_2026& c, int t)
+        {
+            for (std::size_t k = 0; k < grads.size(); ++k)
+                for (std::size_t i = 0; i < grads[k].size(); ++i)
+                    grads[k][i] = static_cast<T>(grad_value(c, k, t, i));
+        }
+    };
 
     // One case of newton_schulz_2026.json: the input is u(seed, 0, i) over `shape`, viewed as
     // (shape[0], rest); `output` is NS of it (bf16 values as floats for ns_precision "bf16").
