@@ -3,10 +3,16 @@
 # bench/compile/ N times (default 5) with the build's flags and prints the median
 # wall-clock seconds and the ratios to the xtensor baseline:
 #
-#   bench/compile_time.sh [--runs N] [--json FILE] [-- EXTRA_FLAGS...]
+#   bench/compile_time.sh [--runs N] [--json FILE] [--before DIR] [-- EXTRA_FLAGS...]
+#
+# --before DIR also compiles each unit (but the _extern one) against DIR/include, another
+# checkout of the project (git worktree add DIR COMMIT), in the same rounds: NAME@before.
 #
 #   adamw_tuple10_xtensor  adamw_tuple10.cpp: xoptim::adamw over std::tie of 10 xt::xtensor<float, N>
 #   adamw_tuple10_vector   adamw_tuple10.cpp -DXOPTIM_TUPLE10_VECTOR: the same over 10 std::vector<float>
+#   training_unit          training_unit.cpp: a model struct, AdamW under the stepper, a checkpoint
+#   training_unit_extern   training_unit.cpp -DXOPTIM_EXTERN_INSTANCES: the same with <xoptim/instances.hpp>
+#                          (the steps compiled once in the project's instantiation unit, not counted)
 #   xtensor_baseline       xtensor_baseline.cpp: <xtensor/xtensor.hpp> and one assignment
 #
 # CXX picks the compiler (default g++). Run from anywhere; paths are relative to the repository.
@@ -15,27 +21,44 @@ set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 runs=5
 json=""
+before=""
 extra=()
 while [[ $# -gt 0 ]]; do
   case "$1" in
     --runs) runs="$2"; shift 2 ;;
     --json) json="$2"; shift 2 ;;
+    --before) before="$(cd "$2" && pwd)"; shift 2 ;;
     --) shift; extra=("$@"); break ;;
-    *) echo "usage: $0 [--runs N] [--json FILE] [-- EXTRA_FLAGS...]" >&2; exit 2 ;;
+    *) echo "usage: $0 [--runs N] [--json FILE] [--before DIR] [-- EXTRA_FLAGS...]" >&2; exit 2 ;;
   esac
 done
 
 cxx="${CXX:-g++}"
-flags=(-std=c++17 -O2 -march=native -I "$root/include" "${extra[@]}")
+flags=(-std=c++17 -O2 -march=native "${extra[@]}")
 work="$(mktemp -d)"
 trap 'rm -rf "$work"' EXIT
 
-names=(adamw_tuple10_xtensor adamw_tuple10_vector xtensor_baseline)
+names=(adamw_tuple10_xtensor adamw_tuple10_vector training_unit training_unit_extern xtensor_baseline)
 declare -A source=(
   [adamw_tuple10_xtensor]="$root/bench/compile/adamw_tuple10.cpp"
   [adamw_tuple10_vector]="$root/bench/compile/adamw_tuple10.cpp -DXOPTIM_TUPLE10_VECTOR"
+  [training_unit]="$root/bench/compile/training_unit.cpp"
+  [training_unit_extern]="$root/bench/compile/training_unit.cpp -DXOPTIM_EXTERN_INSTANCES"
   [xtensor_baseline]="$root/bench/compile/xtensor_baseline.cpp"
 )
+declare -A include=()
+for n in "${names[@]}"; do
+  include[$n]="$root/include"
+done
+if [[ -n "$before" ]]; then
+  for n in "${names[@]}"; do
+    if [[ $n != *_extern && $n != xtensor_baseline ]]; then
+      names+=("$n@before")
+      source[$n@before]=${source[$n]}
+      include[$n@before]="$before/include"
+    fi
+  done
+fi
 declare -A median
 
 # One compile to an object file; prints its wall-clock seconds.
@@ -43,7 +66,7 @@ compile_once() {
   local start end
   start=$(date +%s.%N)
   # shellcheck disable=SC2086  # source[] holds "file [-Ddefine]" on purpose
-  "$cxx" "${flags[@]}" -c ${source[$1]} -o "$work/$1.o"
+  "$cxx" "${flags[@]}" -I "${include[$1]}" -c ${source[$1]} -o "$work/$1.o"
   end=$(date +%s.%N)
   awk -v a="$start" -v b="$end" 'BEGIN { printf "%.4f", b - a }'
 }
@@ -68,6 +91,16 @@ for n in "${names[@]}"; do
   ratio=$(awk -v a="${median[$n]}" -v b="$base" 'BEGIN { print a / b }')
   printf '| %s | %.3f | %.2f | %s|\n' "$n" "${median[$n]}" "$ratio" "$(for t in ${times[$n]}; do printf '%.2f ' "$t"; done)"
 done
+if [[ -n "$before" ]]; then
+  printf '\n| unit | after / before |\n|---|---:|\n'
+  for n in "${names[@]}"; do
+    if [[ -n "${median[$n@before]:-}" ]]; then
+      printf '| %s | %.2f |\n' "$n" "$(awk -v a="${median[$n]}" -v b="${median[$n@before]}" 'BEGIN { print a / b }')"
+    fi
+  done
+  printf '| training_unit_extern (vs training_unit@before) | %.2f |\n' \
+    "$(awk -v a="${median[training_unit_extern]}" -v b="${median[training_unit@before]}" 'BEGIN { print a / b }')"
+fi
 
 if [[ -n "$json" ]]; then
   {

@@ -152,9 +152,9 @@ namespace
         xoptim::adamw_options a;
         a.caution = false;
         xoptim::adamw plain(a);
-        EXPECT_EQ(plain.num_states(), 2u);
+        EXPECT_EQ(plain.num_states(plain.options()), 2u);
         EXPECT_EQ(xoptim::detail::kept_states(plain), 2u);
-        EXPECT_EQ(xoptim::lion().num_states(), 1u);
+        EXPECT_EQ(xoptim::lion::num_states({}), 1u);
     }
 
     TEST(cautious, json_names_the_bad_normalization)

@@ -1,7 +1,8 @@
 // A test model for the distributed tests: named float and double tensors of any shapes,
 // with the gradients each rank computes (a different one per rank and step), their
 // mean (what one process steps on), checksums and comparisons.
-#pragma once
+#ifndef XOPTIM_TESTS_DIST_NET_HPP
+#define XOPTIM_TESTS_DIST_NET_HPP
 
 #include <xoptim/dist/inner.hpp>
 #include <xoptim/io/xxh64.hpp>
@@ -276,3 +277,5 @@ namespace dist_test
         return opt;
     }
 }
+
+#endif

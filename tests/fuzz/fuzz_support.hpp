@@ -1,7 +1,8 @@
 // What the file-reading fuzz targets share: a scratch directory of their own (in memory
 // where /dev/shm exists, removed at exit), writing an input to a file there, and writing
 // seed files for the repository's corpus when XOPTIM_FUZZ_WRITE_SEEDS names a directory.
-#pragma once
+#ifndef XOPTIM_TESTS_FUZZ_FUZZ_SUPPORT_HPP
+#define XOPTIM_TESTS_FUZZ_FUZZ_SUPPORT_HPP
 
 #include <cstdint>
 #include <cstdlib>
@@ -62,3 +63,5 @@ namespace xoptim_fuzz
         return {std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>()};
     }
 }
+
+#endif

@@ -1,6 +1,7 @@
 // Counts every allocation of the program by replacing the global operator new: include it
 // in exactly one file of a test executable, and read xoptim_test::allocations.
-#pragma once
+#ifndef XOPTIM_TESTS_SUPPORT_COUNT_ALLOCATIONS_HPP
+#define XOPTIM_TESTS_SUPPORT_COUNT_ALLOCATIONS_HPP
 
 #include <atomic>
 #include <cstdlib>
@@ -34,3 +35,5 @@ void operator delete(void* p, std::size_t) noexcept
 {
     std::free(p);
 }
+
+#endif

@@ -1,5 +1,6 @@
 // Whole files as bytes, for tests that damage them.
-#pragma once
+#ifndef XOPTIM_TESTS_SUPPORT_FILES_HPP
+#define XOPTIM_TESTS_SUPPORT_FILES_HPP
 
 #include <filesystem>
 #include <fstream>
@@ -22,3 +23,5 @@ namespace xoptim_test
         out.write(reinterpret_cast<const char*>(b.data()), std::streamsize(b.size()));
     }
 }
+
+#endif

@@ -2,7 +2,8 @@
 // from "changed something" after a checkpoint load: the parameters' bytes and, per
 // optimizer, its step count, options, schedules and state bytes; a stepper's counters
 // and accumulators; a router's routing table.
-#pragma once
+#ifndef XOPTIM_TESTS_SUPPORT_FINGERPRINT_HPP
+#define XOPTIM_TESTS_SUPPORT_FINGERPRINT_HPP
 
 #include <cstring>
 #include <string>
@@ -66,3 +67,5 @@ namespace xoptim_test
         return out;
     }
 }
+
+#endif

@@ -1,5 +1,6 @@
 // A small GPT and a batch of token ids for it, the same for every test that trains one.
-#pragma once
+#ifndef XOPTIM_TESTS_SUPPORT_GPT_PROBLEM_HPP
+#define XOPTIM_TESTS_SUPPORT_GPT_PROBLEM_HPP
 
 #include <cstdint>
 #include <vector>
@@ -32,3 +33,5 @@ namespace xoptim_test
         return p;
     }
 }
+
+#endif

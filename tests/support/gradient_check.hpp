@@ -1,6 +1,7 @@
 // Analytic gradients against central differences, in double: for a loss L(x), every
 // d L / d x[i] must match (L(x + h) - L(x - h)) / 2h.
-#pragma once
+#ifndef XOPTIM_TESTS_SUPPORT_GRADIENT_CHECK_HPP
+#define XOPTIM_TESTS_SUPPORT_GRADIENT_CHECK_HPP
 
 #include <gtest/gtest.h>
 
@@ -58,3 +59,5 @@ namespace xoptim_test
         expect_gradient(x.data(), analytic.data(), x.size(), loss, what);
     }
 }
+
+#endif

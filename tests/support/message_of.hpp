@@ -1,6 +1,7 @@
 // The message of the exception of type E (std::invalid_argument unless given) that f()
 // throws, to compare whole messages; other exceptions go on to the test.
-#pragma once
+#ifndef XOPTIM_TESTS_SUPPORT_MESSAGE_OF_HPP
+#define XOPTIM_TESTS_SUPPORT_MESSAGE_OF_HPP
 
 #include <stdexcept>
 #include <string>
@@ -22,3 +23,5 @@ namespace xoptim_test
         return std::is_same_v<E, std::invalid_argument> ? "no std::invalid_argument thrown" : "no exception thrown";
     }
 }
+
+#endif

@@ -1,7 +1,8 @@
 // A checkpoint written again with its metadata edited: what a test or fuzz target needs
 // to reach the checks behind the checksums (the edit is what the load must find, not
 // damage), or to make a file as an older format wrote it.
-#pragma once
+#ifndef XOPTIM_TESTS_SUPPORT_REWRITE_HPP
+#define XOPTIM_TESTS_SUPPORT_REWRITE_HPP
 
 #include <functional>
 #include <map>
@@ -47,3 +48,5 @@ namespace xoptim_test
         return w.serialize();
     }
 }
+
+#endif

@@ -1,5 +1,6 @@
 // A fixture giving each test a scratch directory, removed afterwards.
-#pragma once
+#ifndef XOPTIM_TESTS_SUPPORT_TEMP_DIR_HPP
+#define XOPTIM_TESTS_SUPPORT_TEMP_DIR_HPP
 
 #include <filesystem>
 #include <random>
@@ -27,3 +28,5 @@ namespace xoptim_test
         std::filesystem::path dir_;
     };
 }
+
+#endif

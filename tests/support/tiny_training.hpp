@@ -1,7 +1,8 @@
 // A tiny model and the trainers a checkpoint can hold, trained a few calls, for the
 // checkpoint tests that damage files (the bit-flip sweep) and for fuzz_checkpoint.
 // Needs BLAS at link time (Muon).
-#pragma once
+#ifndef XOPTIM_TESTS_SUPPORT_TINY_TRAINING_HPP
+#define XOPTIM_TESTS_SUPPORT_TINY_TRAINING_HPP
 
 #include <cmath>
 #include <limits>
@@ -152,3 +153,5 @@ namespace xoptim_test
         }
     }
 }
+
+#endif

@@ -1,7 +1,8 @@
 // Replays a case of trajectories_2026.json through xoptim-replay's optimizer factory
 // (tools/optimizer_json.hpp) and compares the parameters at every checkpoint step, with
 // the protocol of tests/reference/README.md ("Inputs and protocol", steps 1-2).
-#pragma once
+#ifndef XOPTIM_TESTS_SUPPORT_TRAJECTORY_2026_HPP
+#define XOPTIM_TESTS_SUPPORT_TRAJECTORY_2026_HPP
 
 #include <gtest/gtest.h>
 
@@ -24,35 +25,14 @@ namespace xoptim_test
     template <class T, class After>
     void replay_2026(const reference_case_2026& c, After&& after)
     {
-        std::vector<std::vector<T>> params, grads;
-        std::vector<xoptim::tensor_view<T>> param_views, grad_views;
-        for (std::size_t k = 0; k < c.shapes.size(); ++k)
-        {
-            const std::size_t n = numel(c.shapes[k]);
-            params.emplace_back(n);
-            grads.emplace_back(n);
-            for (std::size_t i = 0; i < n; ++i)
-            {
-                params[k][i] = static_cast<T>(init_value(c, k, i));
-            }
-        }
-        for (std::size_t k = 0; k < c.shapes.size(); ++k)
-        {
-            param_views.emplace_back(params[k].data(), c.shapes[k]);
-            grad_views.emplace_back(grads[k].data(), c.shapes[k]);
-        }
+        case_tensors<T> tensors(c);
+        auto& params = tensors.params;  // references, not a structured binding: the lambda captures them
         xoptim::tools::with_optimizer(c.optimizer, c.hyper, [&](auto& opt) {
             double worst = 0;
             for (int t = 1; t <= c.steps; ++t)
             {
-                for (std::size_t k = 0; k < grads.size(); ++k)
-                {
-                    for (std::size_t i = 0; i < grads[k].size(); ++i)
-                    {
-                        grads[k][i] = static_cast<T>(grad_value(c, k, t, i));
-                    }
-                }
-                opt.step(param_views, grad_views);
+                tensors.set_grads(c, t);
+                opt.step(tensors.param_views, tensors.grad_views);
                 const auto expected = c.checkpoints.find(t);
                 if (expected == c.checkpoints.end())
                 {
@@ -76,3 +56,5 @@ namespace xoptim_test
         });
     }
 }
+
+#endif

@@ -26,13 +26,6 @@ namespace xoptim
             return to_float(bits);
         }
 
-        static bfloat16 from_bits(std::uint16_t b) noexcept
-        {
-            bfloat16 r;
-            r.bits = b;
-            return r;
-        }
-
         static float to_float(std::uint16_t b) noexcept
         {
             const std::uint32_t u = std::uint32_t(b) << 16;

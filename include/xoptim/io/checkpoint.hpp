@@ -49,6 +49,7 @@
 #include "../optim/optimizer.hpp"
 #include "../optim/router.hpp"
 #include "../step/stepper.hpp"
+#include "json.hpp"
 #include "quote.hpp"
 #include "safetensors.hpp"
 #include "xxh64.hpp"
@@ -228,7 +229,7 @@ namespace xoptim
             }
             else
             {
-                static_assert(std::is_base_of_v<optimizer<B>, B>,
+                static_assert(is_optimizer<B>::value,
                               "xoptim: a checkpoint holds an optimizer, a router or a stepper");
                 f(key, x);
             }
@@ -237,37 +238,6 @@ namespace xoptim
         /*******************
          * Metadata (JSON) *
          *******************/
-
-        inline std::string json_number(double x)
-        {
-            char buffer[32];
-            std::snprintf(buffer, sizeof buffer, "%.17g", x);
-            return std::isfinite(x) ? buffer : "null";
-        }
-
-        inline std::string json_string(const std::string& s)
-        {
-            std::string out = "\"";
-            for (const char c : s)
-            {
-                if (c == '"' || c == '\\')
-                {
-                    out += '\\';
-                    out += c;
-                }
-                else if (static_cast<unsigned char>(c) < 0x20)
-                {
-                    char buffer[8];
-                    std::snprintf(buffer, sizeof buffer, "\\u%04x", c);
-                    out += buffer;
-                }
-                else
-                {
-                    out += c;
-                }
-            }
-            return out + "\"";
-        }
 
         template <class F>
         struct is_optional : std::false_type
@@ -292,11 +262,11 @@ namespace xoptim
             }
             else if constexpr (std::is_enum_v<F>)
             {
-                return json_string(to_string(field));  // found next to the enum
+                return io::json_string(to_string(field));  // found next to the enum
             }
             else if constexpr (std::is_arithmetic_v<F>)
             {
-                return json_number(double(field));
+                return io::json_number(double(field));
             }
             else
             {
@@ -314,7 +284,7 @@ namespace xoptim
         {
             std::string out = "{";
             Options::fields(o, [&](const char* key, const auto& field) {
-                out += (out.size() > 1 ? ", " : "") + json_string(key) + ": " + json_value(field);
+                out += (out.size() > 1 ? ", " : "") + io::json_string(key) + ": " + json_value(field);
             });
             return out + "}";
         }
@@ -324,7 +294,7 @@ namespace xoptim
             std::string out = "{";
             for (const auto& b : schedules)
             {
-                out += (out.size() > 1 ? ", " : "") + json_string(b.field) + ": " + json_string(b.value.describe());
+                out += (out.size() > 1 ? ", " : "") + io::json_string(b.field) + ": " + io::json_string(b.value.describe());
             }
             return out + "}";
         }
@@ -334,8 +304,8 @@ namespace xoptim
             const char* policy = o.on_non_finite == non_finite::skip    ? "skip"
                                  : o.on_non_finite == non_finite::raise ? "raise"
                                                                         : "ignore";
-            return "{\"clip_global_norm\": " + json_number(o.clip_global_norm)
-                   + ", \"clip_value\": " + json_number(o.clip_value) + ", \"on_non_finite\": \"" + policy
+            return "{\"clip_global_norm\": " + io::json_number(o.clip_global_norm)
+                   + ", \"clip_value\": " + io::json_number(o.clip_value) + ", \"on_non_finite\": \"" + policy
                    + "\", \"accumulate\": " + std::to_string(o.accumulate)
                    + ", \"caller_accumulates\": " + (o.caller_accumulates ? "true" : "false") + "}";
         }
@@ -601,7 +571,7 @@ namespace xoptim
             if constexpr (detail::has_host_fields<O>::value)
             {
                 O::host_fields(const_cast<O&>(o), [&](const char* name, double& x) {
-                    meta[key + ".host." + name] = detail::json_number(x);
+                    meta[key + ".host." + name] = io::json_number(x);
                 });
             }
         });

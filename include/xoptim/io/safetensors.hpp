@@ -35,6 +35,7 @@
 #include <vector>
 
 #include "atomic_file.hpp"
+#include "json.hpp"
 #include "quote.hpp"
 #include "read_buffer.hpp"
 
@@ -404,50 +405,6 @@ namespace xoptim::io
                 out += static_cast<char>(0x80 | ((cp >> 6) & 0x3f));
                 out += static_cast<char>(0x80 | (cp & 0x3f));
             }
-        }
-
-        // A JSON string literal; the text must be valid UTF-8, which is kept as it is.
-        inline void append_json_string(std::string& out, std::string_view s)
-        {
-            static constexpr char hex[] = "0123456789abcdef";
-            out += '"';
-            for (char ch : s)
-            {
-                const auto c = static_cast<unsigned char>(ch);
-                switch (ch)
-                {
-                    case '"': out += "\\\""; break;
-                    case '\\': out += "\\\\"; break;
-                    case '\b': out += "\\b"; break;
-                    case '\f': out += "\\f"; break;
-                    case '\n': out += "\\n"; break;
-                    case '\r': out += "\\r"; break;
-                    case '\t': out += "\\t"; break;
-                    default:
-                        if (c < 0x20)
-                        {
-                            out += "\\u00";
-                            out += hex[c >> 4];
-                            out += hex[c & 0xf];
-                        }
-                        else
-                        {
-                            out += ch;
-                        }
-                }
-            }
-            out += '"';
-        }
-
-        inline void append_json_array(std::string& out, const std::vector<std::size_t>& values)
-        {
-            out += '[';
-            for (std::size_t i = 0; i < values.size(); ++i)
-            {
-                if (i != 0) out += ',';
-                out += std::to_string(values[i]);
-            }
-            out += ']';
         }
 
         // Reads the header: one pass over the text, checking syntax and structure together.
@@ -977,29 +934,29 @@ namespace xoptim::io
         std::string json = "{";
         if (!m_metadata.empty())
         {
-            d::append_json_string(json, d::metadata_key);
+            append_json_string(json, d::metadata_key);
             json += ":{";
             bool first = true;
             for (const auto& [key, value] : m_metadata)
             {
                 if (!first) json += ',';
                 first = false;
-                d::append_json_string(json, key);
+                append_json_string(json, key);
                 json += ':';
-                d::append_json_string(json, value);
+                append_json_string(json, value);
             }
             json += '}';
         }
         for (const placed& p : order)
         {
             if (json.size() > 1) json += ',';
-            d::append_json_string(json, *p.name);
+            append_json_string(json, *p.name);
             json += ":{\"dtype\":\"";
             json += st_dtype_name(p.tensor->dtype);
             json += "\",\"shape\":";
-            d::append_json_array(json, p.tensor->shape);
+            append_json_array(json, p.tensor->shape);
             json += ",\"data_offsets\":";
-            d::append_json_array(json, {p.begin, p.begin + p.tensor->bytes});
+            append_json_array(json, {p.begin, p.begin + p.tensor->bytes});
             json += '}';
         }
         json += '}';

@@ -180,18 +180,16 @@ namespace xoptim
         }
     }
 
-    class adafactor : public optimizer<adafactor>
+    class adafactor : public optimizer<adafactor, adafactor_options>
     {
     public:
 
-        using options_type = adafactor_options;
         static constexpr const char* name = "adafactor";
         static constexpr std::array<const char*, 3> state_names = {"row_var", "col_var", "variance"};
 
         explicit adafactor(const adafactor_options& o = {})
-            : m_o(o)
+            : optimizer(o)
         {
-            check(o);
         }
 
         static void check(const adafactor_options& o)
@@ -210,12 +208,7 @@ namespace xoptim
             detail::require_non_negative(o.weight_decay, name, "weight_decay");
         }
 
-        const adafactor_options& options() const noexcept
-        {
-            return m_o;
-        }
-
-        std::size_t num_states() const noexcept
+        static std::size_t num_states(const adafactor_options&) noexcept
         {
             return 3;
         }
@@ -232,7 +225,7 @@ namespace xoptim
         }
 
         template <class Step>
-        void update(const Step& step)
+        void update(const Step& step, const options_type&)  // the helpers read options()
         {
             detail::collect_factored(step, name, m_floats, m_doubles);
             run_type(step, m_floats);
@@ -240,8 +233,6 @@ namespace xoptim
         }
 
     private:
-
-        friend class optimizer<adafactor>;
 
         // The scalar inputs of a step, for element type T.
         template <class T>
@@ -253,16 +244,17 @@ namespace xoptim
         template <class T>
         step_scalars<T> scalars_at(std::size_t count) const noexcept
         {
+            const adafactor_options& o = options();
             step_scalars<T> s{};
             s.t = static_cast<double>(count);
-            s.w = std::pow(s.t, m_o.beta2_decay);
+            s.w = std::pow(s.t, o.beta2_decay);
             s.w_complement = 1 - double(T(s.w));  // ATen's 1 - weight in T (exact)
-            s.rho = std::min(m_o.lr, 1 / std::sqrt(s.t));
-            s.sign = m_o.maximize ? -1 : 1;
-            s.decay = 1 - m_o.lr * m_o.weight_decay;
-            s.eps1 = m_o.eps[0] ? *m_o.eps[0] : double(std::numeric_limits<T>::epsilon());
+            s.rho = std::min(o.lr, 1 / std::sqrt(s.t));
+            s.sign = o.maximize ? -1 : 1;
+            s.decay = 1 - o.lr * o.weight_decay;
+            s.eps1 = o.eps[0] ? *o.eps[0] : double(std::numeric_limits<T>::epsilon());
             s.eps1_squared = s.eps1 * s.eps1;
-            s.eps2 = *m_o.eps[1];
+            s.eps2 = *o.eps[1];
             return s;
         }
 
@@ -279,7 +271,7 @@ namespace xoptim
         double step_size(double alpha, double update_squares, std::size_t n) const noexcept
         {
             const double norm = double(T(std::sqrt(update_squares)));
-            return -alpha / std::max(1.0, norm / (std::sqrt(double(n)) * m_o.d));
+            return -alpha / std::max(1.0, norm / (std::sqrt(double(n)) * options().d));
         }
 
         template <class Step, class T>
@@ -401,7 +393,6 @@ namespace xoptim
             step.run_on(w.vectors, g_, p = p * s.decay + step_scale * update);
         }
 
-        adafactor_options m_o;
         detail::factored_workspace<float> m_floats;
         detail::factored_workspace<double> m_doubles;
     };
@@ -445,19 +436,17 @@ namespace xoptim
         }
     };
 
-    class adafactor_transformers : public optimizer<adafactor_transformers>
+    class adafactor_transformers : public optimizer<adafactor_transformers, adafactor_transformers_options>
     {
     public:
 
-        using options_type = adafactor_transformers_options;
         static constexpr const char* name = "adafactor_transformers";
         static constexpr std::array<const char*, 4> state_names = {"exp_avg_sq_row", "exp_avg_sq_col", "exp_avg_sq",
                                                                    "exp_avg"};
 
         explicit adafactor_transformers(const options_type& o = {})
-            : m_o(o)
+            : optimizer(o)
         {
-            check(o);
         }
 
         static void check(const options_type& o)
@@ -484,14 +473,9 @@ namespace xoptim
                             1.0);
         }
 
-        const options_type& options() const noexcept
+        static std::size_t num_states(const options_type& o) noexcept
         {
-            return m_o;
-        }
-
-        std::size_t num_states() const noexcept
-        {
-            return m_o.beta1 ? 4 : 3;
+            return o.beta1 ? 4 : 3;
         }
 
         static std::array<state_extent, 4> state_extents(const std::vector<std::size_t>& shape) noexcept
@@ -504,7 +488,7 @@ namespace xoptim
         }
 
         template <class Step>
-        void update(const Step& step)
+        void update(const Step& step, const options_type&)  // the helpers read options()
         {
             detail::collect_factored(step, name, m_floats, m_doubles);
             run_type(step, m_floats);
@@ -513,29 +497,29 @@ namespace xoptim
 
     private:
 
-        friend class optimizer<adafactor_transformers>;
-
         // The per-tensor numbers of the last pass, in T as transformers' 0-d tensors: the
         // step size lr_t, the clip divisor and the decay's factor -weight_decay * lr_t.
         template <class T>
         void finish_tensor(job_scalars& out, double param_squares, double update_squares, std::size_t n,
                            double relative) const noexcept
         {
+            const options_type& o = options();
             using detail::rounded;
             const T root = T(std::sqrt(double(n)));
             const T rms = rounded<T>(T(std::sqrt(param_squares)) / root);
-            const bool lr_is_tensor = m_o.scale_parameter && double(rms) > m_o.eps[1];
+            const bool lr_is_tensor = o.scale_parameter && double(rms) > o.eps[1];
             const double lr = lr_is_tensor ? double(rounded<T>(rms * T(relative)))
-                                           : (m_o.scale_parameter ? m_o.eps[1] : 1.0) * relative;
+                                           : (o.scale_parameter ? o.eps[1] : 1.0) * relative;
             const T update_rms = rounded<T>(T(std::sqrt(update_squares)) / root);
-            out[1] = double(std::max(rounded<T>(update_rms / T(m_o.clip_threshold)), T(1)));
-            out[2] = lr_is_tensor ? double(rounded<T>(T(-m_o.weight_decay) * T(lr))) : double(T(-m_o.weight_decay * lr));
+            out[1] = double(std::max(rounded<T>(update_rms / T(o.clip_threshold)), T(1)));
+            out[2] = lr_is_tensor ? double(rounded<T>(T(-o.weight_decay) * T(lr))) : double(T(-o.weight_decay * lr));
             out[3] = double(T(lr));
         }
 
         template <class Step, class T>
         void run_type(const Step& step, detail::factored_workspace<T>& w)
         {
+            const options_type& o = options();
             using namespace sym;
             using detail::job_sum;
             using detail::rounded;
@@ -545,11 +529,11 @@ namespace xoptim
             }
             const double t = static_cast<double>(step.count());
             const double relative =
-                m_o.relative_step ? std::min(m_o.warmup_init ? 1e-6 * t : 1e-2, 1 / std::sqrt(t)) : *m_o.lr;
-            const double b2 = 1 - std::pow(t, m_o.decay_rate);
+                o.relative_step ? std::min(o.warmup_init ? 1e-6 * t : 1e-2, 1 / std::sqrt(t)) : *o.lr;
+            const double b2 = 1 - std::pow(t, o.decay_rate);
             const T keep = T(b2);
             const T add = T(1 - b2);
-            const double eps1 = m_o.eps[0];
+            const double eps1 = o.eps[0];
             const auto& u = sym::local<0>;
             const auto& factor = sym::state<1>;  // matrices: rsqrt of the column statistic
             const auto& v = sym::state<2>;
@@ -562,9 +546,9 @@ namespace xoptim
             // The last pass: p - wd * lr * p - u, through the first moment with beta1.
             const auto last = [&](const auto& jobs, const auto& direction) {
                 const auto scaled = (direction / clip) * lr;
-                if (m_o.beta1)
+                if (o.beta1)
                 {
-                    step.run_on(jobs, m = *m_o.beta1 * m + (1 - *m_o.beta1) * scaled, p = (p + decay * p) - m);
+                    step.run_on(jobs, m = *o.beta1 * m + (1 - *o.beta1) * scaled, p = (p + decay * p) - m);
                 }
                 else
                 {
@@ -660,7 +644,6 @@ namespace xoptim
             }
         }
 
-        options_type m_o;
         detail::factored_workspace<float> m_floats;
         detail::factored_workspace<double> m_doubles;
     };

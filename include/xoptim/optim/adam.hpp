@@ -55,7 +55,7 @@ namespace xoptim
     using adamw_options = adam_options_base<true>;
 
     template <bool Decoupled>
-    class adam_base : public optimizer<adam_base<Decoupled>>
+    class adam_base : public optimizer<adam_base<Decoupled>, adam_options_base<Decoupled>>
     {
     public:
 
@@ -67,9 +67,8 @@ namespace xoptim
         static constexpr std::array<bool, 3> unsigned_states = {false, true, true};
 
         explicit adam_base(const options_type& o = {})
-            : m_o(o)
+            : optimizer<adam_base, options_type>(o)
         {
-            check(o);
         }
 
         static void check(const options_type& o)
@@ -81,38 +80,33 @@ namespace xoptim
             detail::require_non_negative(o.weight_decay, name, "weight_decay");
         }
 
-        const options_type& options() const noexcept
+        static std::size_t num_states(const options_type& o) noexcept
         {
-            return m_o;
+            return (o.amsgrad ? 3 : 2) + num_scratch_states(o);
         }
 
-        std::size_t num_states() const noexcept
+        static std::size_t num_scratch_states(const options_type& o) noexcept
         {
-            return (m_o.amsgrad ? 3 : 2) + num_scratch_states();
-        }
-
-        std::size_t num_scratch_states() const noexcept
-        {
-            return m_o.caution ? 1 : 0;
+            return o.caution ? 1 : 0;
         }
 
         template <class Step>
-        void update(const Step& step) const
+        void update(const Step& step, const options_type& o) const
         {
             using namespace sym;
             const auto& m = sym::state<0>;
             const auto& v = sym::state<1>;
             const auto& vmax = sym::state<2>;
             const auto& d = sym::local<0>;
-            const double b1 = m_o.betas[0];
-            const double b2 = m_o.betas[1];
+            const double b1 = o.betas[0];
+            const double b2 = o.betas[1];
             const double t = static_cast<double>(step.count());
-            const double bc1 = m_o.bias_correction ? 1 - std::pow(b1, t) : 1;
-            const double bc2_sqrt = m_o.bias_correction ? std::sqrt(1 - std::pow(b2, t)) : 1;
-            const double step_size = m_o.lr / bc1;
-            const double sign = m_o.maximize ? -1 : 1;
-            const double decay = Decoupled ? 1 - arch::product(m_o.lr, m_o.weight_decay) : 1;
-            const double coupled = Decoupled ? 0 : m_o.weight_decay;
+            const double bc1 = o.bias_correction ? 1 - std::pow(b1, t) : 1;
+            const double bc2_sqrt = o.bias_correction ? std::sqrt(1 - std::pow(b2, t)) : 1;
+            const double step_size = o.lr / bc1;
+            const double sign = o.maximize ? -1 : 1;
+            const double decay = Decoupled ? 1 - arch::product(o.lr, o.weight_decay) : 1;
+            const double coupled = Decoupled ? 0 : o.weight_decay;
 
             const auto decayed = p = decay * p;
             const auto grad = [&] {
@@ -127,47 +121,36 @@ namespace xoptim
             }();
             const auto first_moment = m = fma(1 - b1, d, b1 * m);
             const auto second_moment = v = fma((1 - b2) * d, d, b2 * v);
-            if (m_o.caution)
+            if (o.caution)
             {
                 // Pass 1: the moments and the mask; then the mask normalized per tensor;
                 // pass 2: the update (the decay applied where p is written).
                 const auto& mask = sym::state<3>;
                 const auto& mask_after_v = sym::state<2>;
-                if (m_o.amsgrad)
+                if (o.amsgrad)
                 {
                     step.run(grad, first_moment, second_moment, vmax = max(vmax, v), mask = where(m * d > 0, 1.0, 0.0));
-                    detail::normalize_caution(step, 3, m_o.caution_normalize);
-                    step.run(p = decay * p + (-step_size * (m * mask)) / (sqrt(vmax) / bc2_sqrt + eps()));
+                    detail::normalize_caution(step, 3, o.caution_normalize);
+                    step.run(p = decay * p + (-step_size * (m * mask)) / (sqrt(vmax) / bc2_sqrt + o.eps));
                 }
                 else
                 {
                     step.run(grad, first_moment, second_moment, mask_after_v = where(m * d > 0, 1.0, 0.0));
-                    detail::normalize_caution(step, 2, m_o.caution_normalize);
-                    step.run(p = decay * p + (-step_size * (m * mask_after_v)) / (sqrt(v) / bc2_sqrt + eps()));
+                    detail::normalize_caution(step, 2, o.caution_normalize);
+                    step.run(p = decay * p + (-step_size * (m * mask_after_v)) / (sqrt(v) / bc2_sqrt + o.eps));
                 }
             }
-            else if (m_o.amsgrad)
+            else if (o.amsgrad)
             {
                 step.run(decayed, grad, first_moment, second_moment, vmax = max(vmax, v),
-                         p = p + (-step_size * m) / (sqrt(vmax) / bc2_sqrt + eps()));
+                         p = p + (-step_size * m) / (sqrt(vmax) / bc2_sqrt + o.eps));
             }
             else
             {
                 step.run(decayed, grad, first_moment, second_moment,
-                         p = p + (-step_size * m) / (sqrt(v) / bc2_sqrt + eps()));
+                         p = p + (-step_size * m) / (sqrt(v) / bc2_sqrt + o.eps));
             }
         }
-
-    private:
-
-        friend class optimizer<adam_base>;
-
-        double eps() const noexcept
-        {
-            return m_o.eps;
-        }
-
-        options_type m_o;
     };
 
     using adam = adam_base<false>;

@@ -69,20 +69,18 @@ namespace xoptim
         }
     }
 
-    class ademamix : public optimizer<ademamix>
+    class ademamix : public optimizer<ademamix, ademamix_options>
     {
     public:
 
-        using options_type = ademamix_options;
         static constexpr const char* name = "ademamix";
         // exp_avg_fast last: it exists only when betas[0] != 0.
         static constexpr std::array<const char*, 3> state_names = {"exp_avg_slow", "exp_avg_sq", "exp_avg_fast"};
         static constexpr std::array<bool, 3> unsigned_states = {false, true, false};
 
         explicit ademamix(const ademamix_options& o = {})
-            : m_o(o)
+            : optimizer(o)
         {
-            check(o);
         }
 
         static void check(const ademamix_options& o)
@@ -96,36 +94,31 @@ namespace xoptim
             detail::require_non_negative(o.weight_decay, name, "weight_decay");
         }
 
-        const ademamix_options& options() const noexcept
+        static std::size_t num_states(const ademamix_options& o) noexcept
         {
-            return m_o;
-        }
-
-        std::size_t num_states() const noexcept
-        {
-            return m_o.betas[0] != 0 ? 3 : 2;
+            return o.betas[0] != 0 ? 3 : 2;
         }
 
         template <class Step>
-        void update(const Step& step) const
+        void update(const Step& step, const ademamix_options& o) const
         {
             using namespace sym;
             const auto& m2 = sym::state<0>;
             const auto& v = sym::state<1>;
             const auto& m1 = sym::state<2>;
-            const double b1 = m_o.betas[0];
-            const double b2 = m_o.betas[1];
+            const double b1 = o.betas[0];
+            const double b2 = o.betas[1];
             const double t = static_cast<double>(step.count());
-            const double b3 = detail::ademamix_beta3(m_o, t);
-            const double alpha = detail::ademamix_alpha(m_o, t);
+            const double b3 = detail::ademamix_beta3(o, t);
+            const double alpha = detail::ademamix_alpha(o, t);
             const double bc1 = 1 - std::pow(b1, t);
             const double bc2_sqrt = std::sqrt(1 - std::pow(b2, t));
-            const double wd = m_o.weight_decay;
-            const double lr = m_o.lr;
+            const double wd = o.weight_decay;
+            const double lr = o.lr;
 
             const auto slow = m2 = m2 * b3 + (1 - b3) * g;
             const auto second = v = v * b2 + (1 - b2) * g * g;
-            const auto denom = sqrt(v) / bc2_sqrt + m_o.eps;
+            const auto denom = sqrt(v) / bc2_sqrt + o.eps;
             if (b1 != 0)
             {
                 step.run(m1 = m1 * b1 + (1 - b1) * g, slow, second,
@@ -136,12 +129,6 @@ namespace xoptim
                 step.run(slow, second, p = p + (-lr) * ((g / bc1 + alpha * m2) / denom + wd * p));
             }
         }
-
-    private:
-
-        friend class optimizer<ademamix>;
-
-        ademamix_options m_o;
     };
 }
 

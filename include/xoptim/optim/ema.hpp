@@ -61,18 +61,16 @@ namespace xoptim
         }
     };
 
-    class ema : public optimizer<ema>
+    class ema : public optimizer<ema, ema_options>
     {
     public:
 
-        using options_type = ema_options;
         static constexpr const char* name = "ema";
         static constexpr std::array<const char*, 1> state_names = {"shadow"};
 
         explicit ema(const ema_options& o = {})
-            : m_o(o)
+            : optimizer(o)
         {
-            check(o);
             storage_options s;
             s.states = o.shadow_dtype == ema_shadow::bfloat16 ? state_storage::bf16 : state_storage::native;
             set_storage(s);
@@ -86,12 +84,7 @@ namespace xoptim
             detail::require_non_negative(o.warmup_power, name, "warmup_power");
         }
 
-        const ema_options& options() const noexcept
-        {
-            return m_o;
-        }
-
-        std::size_t num_states() const noexcept
+        static std::size_t num_states(const ema_options&) noexcept
         {
             return 1;
         }
@@ -99,18 +92,19 @@ namespace xoptim
         // timm's get_decay(step).
         double decay_at(std::size_t step) const noexcept
         {
-            const std::size_t after = m_o.update_after_step + 1;
+            const ema_options& o = options();
+            const std::size_t after = o.update_after_step + 1;
             const double s = step > after ? static_cast<double>(step - after) : 0.0;
             if (s <= 0)
             {
                 return 0;
             }
-            if (!m_o.use_warmup)
+            if (!o.use_warmup)
             {
-                return m_o.decay;
+                return o.decay;
             }
-            const double warm = 1 - std::pow(1 + s / m_o.warmup_gamma, -m_o.warmup_power);
-            return std::max(std::min(warm, m_o.decay), m_o.min_decay);
+            const double warm = 1 - std::pow(1 + s / o.warmup_gamma, -o.warmup_power);
+            return std::max(std::min(warm, o.decay), o.min_decay);
         }
 
         // shadow = lerp(shadow, p, 1 - decay_at(step)); the first call makes the shadows.
@@ -143,7 +137,7 @@ namespace xoptim
         void swap(P&& params)
         {
             using namespace sym;
-            if (m_o.shadow_dtype == ema_shadow::bfloat16)
+            if (options().shadow_dtype == ema_shadow::bfloat16)
             {
                 throw std::logic_error("xoptim::ema: swap with a bfloat16 shadow would round the parameters to "
                                        "bf16 (use copy_to on a copy of the model)");
@@ -163,14 +157,10 @@ namespace xoptim
 
     private:
 
-        friend class optimizer<ema>;
-
         // An average is not stepped with gradients.
-        using optimizer<ema>::step;
-        using optimizer<ema>::prepare;
-        using optimizer<ema>::commit;
-
-        ema_options m_o;
+        using optimizer::step;
+        using optimizer::prepare;
+        using optimizer::commit;
     };
 }
 

@@ -51,19 +51,17 @@ namespace xoptim
         }
     };
 
-    class lamb : public optimizer<lamb>
+    class lamb : public optimizer<lamb, lamb_options>
     {
     public:
 
-        using options_type = lamb_options;
         static constexpr const char* name = "lamb";
         static constexpr std::array<const char*, 2> state_names = {"exp_avg", "exp_avg_sq"};
         static constexpr std::array<bool, 2> unsigned_states = {false, true};
 
         explicit lamb(const lamb_options& o = {})
-            : m_o(o)
+            : optimizer(o)
         {
-            check(o);
         }
 
         static void check(const lamb_options& o)
@@ -79,18 +77,13 @@ namespace xoptim
             }
         }
 
-        const lamb_options& options() const noexcept
-        {
-            return m_o;
-        }
-
-        std::size_t num_states() const noexcept
+        static std::size_t num_states(const lamb_options&) noexcept
         {
             return 2;
         }
 
         template <class Step>
-        void update(const Step& step) const
+        void update(const Step& step, const lamb_options& o) const
         {
             using namespace sym;
             const auto& m = sym::state<0>;
@@ -100,26 +93,26 @@ namespace xoptim
             const auto& param_norm = sym::scalar<0>;
             const auto& update_norm = sym::scalar<1>;
             const auto& ratio = sym::scalar<2>;
-            const double b1 = m_o.betas[0];
-            const double b2 = m_o.betas[1];
-            const double beta3 = m_o.grad_averaging ? 1 - b1 : 1;
+            const double b1 = o.betas[0];
+            const double b2 = o.betas[1];
+            const double beta3 = o.grad_averaging ? 1 - b1 : 1;
             const double t = static_cast<double>(step.count());
-            const double bc1 = m_o.bias_correction ? 1 - std::pow(b1, t) : 1;
-            const double bc2 = m_o.bias_correction ? 1 - std::pow(b2, t) : 1;
-            const double wd = m_o.weight_decay;
-            const double lr = m_o.lr;
+            const double bc1 = o.bias_correction ? 1 - std::pow(b1, t) : 1;
+            const double bc2 = o.bias_correction ? 1 - std::pow(b2, t) : 1;
+            const double wd = o.weight_decay;
+            const double lr = o.lr;
 
             double clipped = 1;
-            if (m_o.max_grad_norm)
+            if (o.max_grad_norm)
             {
                 const double norm = std::sqrt(step.total(sum_squares(g)));
-                clipped = norm > *m_o.max_grad_norm ? norm / *m_o.max_grad_norm : 1;
+                clipped = norm > *o.max_grad_norm ? norm / *o.max_grad_norm : 1;
             }
             const auto first_moment = m = b1 * m + beta3 * sg;
             const auto second_moment = v = (1 - b2) * sg * sg + b2 * v;
-            const auto adam = (m / bc1) / (sqrt(v / bc2) + m_o.eps);
+            const auto adam = (m / bc1) / (sqrt(v / bc2) + o.eps);
             const auto passes = [&](const auto& grad, const auto& direction) {
-                if (m_o.use_nvlamb || wd != 0)
+                if (o.use_nvlamb || wd != 0)
                 {
                     step.run(grad, first_moment, second_moment, u = direction,
                              param_norm = sqrt(sum_squares(p)),
@@ -132,7 +125,7 @@ namespace xoptim
                     step.run(grad, first_moment, second_moment, p = p - lr * direction);
                 }
             };
-            if (m_o.adam_w_mode)
+            if (o.adam_w_mode)
             {
                 passes(sg = g / clipped, adam + wd * p);
             }
@@ -141,12 +134,6 @@ namespace xoptim
                 passes(sg = g / clipped + wd * p, adam);
             }
         }
-
-    private:
-
-        friend class optimizer<lamb>;
-
-        lamb_options m_o;
     };
 }
 

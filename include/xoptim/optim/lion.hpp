@@ -34,19 +34,17 @@ namespace xoptim
         }
     };
 
-    class lion : public optimizer<lion>
+    class lion : public optimizer<lion, lion_options>
     {
     public:
 
-        using options_type = lion_options;
         static constexpr const char* name = "lion";
         // With caution, a scratch state: sign(c) masked, then normalized.
         static constexpr std::array<const char*, 2> state_names = {"exp_avg", "caution_update"};
 
         explicit lion(const lion_options& o = {})
-            : m_o(o)
+            : optimizer(o)
         {
-            check(o);
         }
 
         static void check(const lion_options& o)
@@ -57,38 +55,33 @@ namespace xoptim
             detail::require_non_negative(o.weight_decay, name, "weight_decay");
         }
 
-        const lion_options& options() const noexcept
+        static std::size_t num_states(const lion_options& o) noexcept
         {
-            return m_o;
+            return 1 + num_scratch_states(o);
         }
 
-        std::size_t num_states() const noexcept
+        static std::size_t num_scratch_states(const lion_options& o) noexcept
         {
-            return 1 + num_scratch_states();
-        }
-
-        std::size_t num_scratch_states() const noexcept
-        {
-            return m_o.caution ? 1 : 0;
+            return o.caution ? 1 : 0;
         }
 
         template <class Step>
-        void update(const Step& step) const
+        void update(const Step& step, const lion_options& o) const
         {
             using namespace sym;
             const auto& m = sym::state<0>;
             const auto& c = sym::local<0>;
-            const double b1 = m_o.betas[0];
-            const double b2 = m_o.betas[1];
-            const double lr = m_o.lr;
-            const double decay = 1 - arch::product(lr, m_o.weight_decay);
+            const double b1 = o.betas[0];
+            const double b2 = o.betas[1];
+            const double lr = o.lr;
+            const double decay = 1 - arch::product(lr, o.weight_decay);
             const auto interpolated = c = b1 * m + (1 - b1) * g;
             const auto momentum = m = b2 * m + (1 - b2) * g;
-            if (m_o.caution)
+            if (o.caution)
             {
                 const auto& u = sym::state<1>;
                 step.run(interpolated, u = where(sign(c) * g > 0, sign(c), 0.0), momentum);
-                detail::normalize_caution(step, 1, m_o.caution_normalize);
+                detail::normalize_caution(step, 1, o.caution_normalize);
                 step.run(p = p * decay - lr * u);
             }
             else
@@ -97,11 +90,6 @@ namespace xoptim
             }
         }
 
-    private:
-
-        friend class optimizer<lion>;
-
-        lion_options m_o;
     };
 }
 

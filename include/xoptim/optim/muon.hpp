@@ -128,11 +128,10 @@ namespace xoptim
         }
     };
 
-    class muon : public optimizer<muon>
+    class muon : public optimizer<muon, muon_options>
     {
     public:
 
-        using options_type = muon_options;
         static constexpr const char* name = "muon";
         // The last tensor holds u, then NS(u), between the passes of one step: scratch,
         // left out of checkpoints. NorMuon's second moment comes before it.
@@ -140,12 +139,12 @@ namespace xoptim
                                                                    "update"};
         static constexpr std::size_t scratch_states = 1;
 
-        // The options are checked before the Newton-Schulz members see them, so a bad
+        // The base checks the options before the Newton-Schulz members see them, so a bad
         // eps is reported as Muon's.
         explicit muon(const muon_options& o = {})
-            : m_o(checked(o))
+            : optimizer(o)
         {
-            fill(m_ns, m_o);
+            fill(m_ns, o);
             m_ns_float.set_options(m_ns);
             m_ns_double.set_options(m_ns);
         }
@@ -178,14 +177,9 @@ namespace xoptim
             detail::require_positive(o.normuon_eps, name, "normuon_eps");
         }
 
-        const muon_options& options() const noexcept
+        static std::size_t num_states(const muon_options& o) noexcept
         {
-            return m_o;
-        }
-
-        std::size_t num_states() const noexcept
-        {
-            return m_o.normuon ? 3 : 2;
+            return o.normuon ? 3 : 2;
         }
 
         std::string unsupported_shape(const std::vector<std::size_t>& shape) const
@@ -211,7 +205,7 @@ namespace xoptim
 
         double scale(std::size_t rows, std::size_t cols) const noexcept
         {
-            return m_o.lr_adjust == muon_lr_adjust::original
+            return options().lr_adjust == muon_lr_adjust::original
                        ? std::sqrt(std::max(1.0, double(rows) / double(cols)))
                        : 0.2 * std::sqrt(double(std::max(rows, cols)));
         }
@@ -219,15 +213,15 @@ namespace xoptim
         // The state's bytes, and the CBLAS the Newton-Schulz products run on.
         state_report report() const
         {
-            state_report r = optimizer<muon>::report();
+            state_report r = optimizer::report();
             r.blas = blas::library().text();
             return r;
         }
 
         template <class Step>
-        void update(const Step& step)
+        void update(const Step& step, const muon_options& o)
         {
-            if (m_o.normuon)
+            if (o.normuon)
             {
                 step.for_each_parameter([&](const state_store::entry& e, const auto&) {
                     if (e.states[1].format != slot_format::native)
@@ -237,37 +231,29 @@ namespace xoptim
                                                       "its state storage must be native, not bf16 or 8-bit");
                     }
                 });
-                update_with(step, sym::state<2>);
+                update_with(step, o, sym::state<2>);
             }
             else
             {
-                update_with(step, sym::state<1>);
+                update_with(step, o, sym::state<1>);
             }
         }
 
     private:
 
-        friend class optimizer<muon>;
-
-        static const muon_options& checked(const muon_options& o)
-        {
-            check(o);
-            return o;
-        }
-
         // u is the scratch state: state<1>, or state<2> after NorMuon's second moment.
         template <class Step, class U>
-        void update_with(const Step& step, const U& u)
+        void update_with(const Step& step, const muon_options& o, const U& u)
         {
             using namespace sym;
             const auto& m = sym::state<0>;
-            const double mu = m_o.momentum;
-            const double lr = m_o.lr;
-            if (m_o.momentum_form == muon_momentum_form::lerp)
+            const double mu = o.momentum;
+            const double lr = o.lr;
+            if (o.momentum_form == muon_momentum_form::lerp)
             {
                 lerp_momentum(step, m, u);
             }
-            else if (m_o.nesterov)
+            else if (o.nesterov)
             {
                 step.run(m = mu * m + (1 - mu) * g, u = (1 - mu) * g + mu * m);
             }
@@ -275,13 +261,13 @@ namespace xoptim
             {
                 step.run(m = mu * m + (1 - mu) * g, u = m);
             }
-            fill(m_ns, m_o);  // a schedule may have changed eps or a coefficient
+            fill(m_ns, o);  // a schedule may have changed eps or a coefficient
             step.for_each_parameter([&](const state_store::entry& e, const auto& slots) {
                 const auto [rows, cols] = matrix_view(e.shape);
-                auto* update = slots.states[m_o.normuon ? 2 : 1];
+                auto* update = slots.states[o.normuon ? 2 : 1];
                 auto& ns = ns_for(update);
                 ns.set_options(m_ns);
-                if (m_o.normuon)
+                if (o.normuon)
                 {
                     ns(update, update, rows, cols, 1);
                     normalize_rows(update, slots.states[1], rows, cols);
@@ -291,7 +277,7 @@ namespace xoptim
                     ns(update, update, rows, cols, scale(rows, cols));
                 }
             });
-            step.run(p = p * (1 - arch::product(lr, m_o.weight_decay)) - lr * u);
+            step.run(p = p * (1 - arch::product(lr, o.weight_decay)) - lr * u);
         }
 
         // m = lerp(m, g, 1 - mu); u = lerp(g, m, mu) or m; torch's lerp picks its form by
@@ -307,8 +293,8 @@ namespace xoptim
         void lerp_momentum(const Step& step, const M& m, const U& u) const
         {
             using namespace sym;
-            const double w = 1 - m_o.momentum;
-            const double mu = m_o.momentum;
+            const double w = 1 - options().momentum;
+            const double mu = options().momentum;
             const auto advance = [&](const auto& next) {
                 if (w < 0.5)
                 {
@@ -319,7 +305,7 @@ namespace xoptim
                     step.run(m = g - (g - m) * one_minus(w), next);
                 }
             };
-            if (!m_o.nesterov)
+            if (!options().nesterov)
             {
                 advance(u = m);
             }
@@ -347,8 +333,8 @@ namespace xoptim
                 return static_cast<T>(std::sqrt(sum));
             };
             const T before = norm();
-            const T w = static_cast<T>(1 - m_o.beta2);
-            const T eps = static_cast<T>(m_o.normuon_eps);
+            const T w = static_cast<T>(1 - options().beta2);
+            const T eps = static_cast<T>(options().normuon_eps);
             for (std::size_t i = 0; i < rows; ++i)
             {
                 T* row = o + i * cols;
@@ -368,7 +354,7 @@ namespace xoptim
             }
             const T after = norm();
             T factor = 0;
-            if (m_o.normuon_scale == normuon_scale::preserve_norm)
+            if (options().normuon_scale == normuon_scale::preserve_norm)
             {
                 const T ratio = static_cast<T>(before / static_cast<T>(after + eps));
                 const T s = static_cast<T>(scale(rows, cols));
@@ -420,7 +406,6 @@ namespace xoptim
             return m_ns_double;
         }
 
-        muon_options m_o;
         newton_schulz_options m_ns;
         newton_schulz<float> m_ns_float;
         newton_schulz<double> m_ns_double;

@@ -1,14 +1,12 @@
-// The step driver every optimizer shares. An optimizer (see sgd.hpp) supplies its
-// name, its state names and an `update(step)` that calls `step.run(assignments...)`;
-// this base walks the parameters, checks everything, creates state on first use,
-// and only then runs the fused program over all tensors.
+// The step driver every optimizer shares. An optimizer (see sgd.hpp; its contract in
+// contract.hpp) derives from optimizer<Self, Options>, which owns the options, and supplies
+// its name, its state names and an `update(step, options)` that calls
+// `step.run(assignments...)`; this base walks the parameters, checks everything, creates
+// state on first use, and only then runs the fused program over all tensors.
 #ifndef XOPTIM_OPTIM_OPTIMIZER_HPP
 #define XOPTIM_OPTIM_OPTIMIZER_HPP
 
 #include <algorithm>
-#include <array>
-#include <cstdint>
-#include <cstdio>
 #include <stdexcept>
 #include <string>
 #include <vector>
@@ -16,249 +14,30 @@
 #include "../engine/executor.hpp"
 #include "../params/aliasing.hpp"
 #include "../params/param_set.hpp"
-#include "../schedule/schedule.hpp"
+#include "contract.hpp"
+#include "hyperparameters.hpp"
 #include "state.hpp"
+#include "step_context.hpp"
+#include "storage.hpp"
 
 namespace xoptim
 {
-    // What an optimizer's update sees: the step number and a way to run a program.
-    template <unsigned Types>
-    class step_context
-    {
-    public:
-
-        step_context(std::size_t t, std::size_t states, const state_store& store, job_list<float>& f,
-                     job_list<double>& d, coded_job_list& c, const grad_transform& transform) noexcept
-            : m_t(t), m_states(states), m_store(store), m_floats(f), m_doubles(d), m_coded(c), m_transform(transform)
-        {
-        }
-
-        // Calls f(entry, slots) for every parameter in order, with its state entry (name,
-        // shape) and its tensors: for the work between fused passes that is not
-        // element-wise (Muon's Newton-Schulz). A parameter with coded tensors shows its
-        // float tensors only (its scratch states are always float).
-        template <class F>
-        void for_each_parameter(F&& f) const
-        {
-            std::size_t floats = 0;
-            std::size_t doubles = 0;
-            std::size_t coded = 0;
-            for (std::size_t k = 0; k < m_store.size(); ++k)
-            {
-                const state_store::entry& e = m_store[k];
-                if (e.type != dtype::float64)
-                {
-                    if constexpr ((Types & detail::float_bit) != 0)
-                    {
-                        f(e, e.plain() ? m_floats[floats++] : m_coded[coded++].plain);
-                    }
-                }
-                else
-                {
-                    if constexpr ((Types & detail::double_bit) != 0)
-                    {
-                        f(e, m_doubles[doubles++]);
-                    }
-                }
-            }
-        }
-
-        // Step number, starting at 1 for the first step.
-        std::size_t count() const noexcept
-        {
-            return m_t;
-        }
-
-        // How every pass of this step sees the gradient (clipping, accumulation mean).
-        const grad_transform& transform() const noexcept
-        {
-            return m_transform;
-        }
-
-        // Fuses the assignments into one pass and runs it over every parameter, the
-        // gradient seen through the step's transform (clipping, accumulation mean).
-        template <class... A>
-        void run(A&&... assignments) const
-        {
-            const auto prog = fuse(std::forward<A>(assignments)...);
-            if (detail::states_used<detail::program_traits<std::decay_t<decltype(prog)>>>() > m_states)
-            {
-                throw std::logic_error("xoptim: the update uses more state tensors than num_states() created");
-            }
-            if constexpr ((Types & detail::float_bit) != 0)
-            {
-                run_program(prog, m_floats, m_transform);
-                if (!m_coded.empty())
-                {
-                    run_program(prog, m_coded, m_transform);
-                }
-            }
-            if constexpr ((Types & detail::double_bit) != 0)
-            {
-                run_program(prog, m_doubles, m_transform);
-            }
-        }
-
-        // Runs a program over job lists the optimizer built itself (Adafactor's rows of
-        // matrix views: a job per row, its statistics as per-job scalars and a state
-        // slot), the gradient seen through the step's transform.
-        template <class Slots, class... A>
-        void run_on(const basic_job_list<Slots>& jobs, A&&... assignments) const
-        {
-            if (!jobs.empty())
-            {
-                run_program(fuse(std::forward<A>(assignments)...), jobs, m_transform);
-            }
-        }
-
-        // The sum over every parameter of one reduction, in one pass: `step.total(sum_squares(g))`
-        // is the squared global norm of the gradients as the step sees them. Each tensor's sum
-        // as a finalizer gets it, added in a fixed order (float, then bf16/8-bit, then double
-        // parameters, each in order): the same for any thread count.
-        template <class Kind, class E>
-        double total(const reduction<Kind, E>& r) const
-        {
-            run(symbol<total_scalar>{} = r);
-            double sum = 0;
-            const auto add = [&](const auto& jobs) {
-                for (std::size_t k = 0; k < jobs.size(); ++k)
-                {
-                    sum += jobs.scalars(k)[max_scalars];
-                }
-            };
-            if constexpr ((Types & detail::float_bit) != 0)
-            {
-                add(m_floats);
-                add(m_coded);
-            }
-            if constexpr ((Types & detail::double_bit) != 0)
-            {
-                add(m_doubles);
-            }
-            return sum;
-        }
-
-    private:
-
-        std::size_t m_t;
-        std::size_t m_states;
-        const state_store& m_store;
-        job_list<float>& m_floats;
-        job_list<double>& m_doubles;
-        coded_job_list& m_coded;
-        grad_transform m_transform;
-    };
-
-    namespace detail
-    {
-        // An optimizer may refuse shapes (Muon: matrices only) with
-        // `std::string unsupported_shape(const std::vector<std::size_t>&) const`,
-        // returning what is wrong, or nothing. Asked when the state is created.
-        template <class D, class = void>
-        struct has_shape_check : std::false_type
-        {
-        };
-
-        template <class D>
-        struct has_shape_check<D, std::void_t<decltype(std::declval<const D&>().unsupported_shape(
-                                      std::declval<const std::vector<std::size_t>&>()))>> : std::true_type
-        {
-        };
-    }
-
-    // How an optimizer stores its states, and bf16 parameters (docs/quantization.md).
-    enum class state_storage
-    {
-        native,         // the parameter's math type: float or double
-        bf16,           // bfloat16, rounded to nearest-even
-        blockwise_8bit  // 8-bit dynamic-map codes, a float absmax per block of 256
-    };
-
-    enum class bf16_rounding
-    {
-        nearest_even,
-        stochastic,   // unbiased; seeded, the same for any thread count
-        compensated   // the rounding error kept in a second bf16 tensor (Kahan-style)
-    };
-
-    inline const char* to_string(state_storage s) noexcept
-    {
-        return s == state_storage::native ? "native" : s == state_storage::bf16 ? "bf16" : "blockwise_8bit";
-    }
-
-    struct storage_options
-    {
-        // Of float and bf16 parameters; double parameters keep double states.
-        state_storage states = state_storage::native;
-        // 8-bit states only for tensors of at least this many elements; smaller ones
-        // keep float states (their share of memory is small, their statistics noisy).
-        std::size_t min_8bit_size = 4096;
-        // How the step writes bf16 parameters.
-        bf16_rounding parameters = bf16_rounding::nearest_even;
-        // The stochastic rounding's stream: the same seed gives the same bits.
-        std::uint64_t seed = 0;
-    };
-
-    // A hyperparameter that follows a schedule: `field` is its name in the options
-    // ("lr", "weight_decay", "momentum", or an element such as "betas[1]").
-    struct schedule_binding
-    {
-        std::string field;
-        xoptim::schedule value;
-    };
-
     namespace detail
     {
         struct checkpoint_access;
-
-        template <class F>
-        struct is_double_array : std::false_type
-        {
-        };
-
-        template <std::size_t N>
-        struct is_double_array<std::array<double, N>> : std::true_type
-        {
-        };
-
-        // The number called `name` in `o` ("lr", "betas[1]"), or nullptr. With `names`, every
-        // number's name is listed there too (for an error message; a step passes none, so
-        // it allocates nothing).
-        template <class Options>
-        double* number_field(Options& o, const std::string& name, std::string* names = nullptr)
-        {
-            double* found = nullptr;
-            const auto offer = [&](const char* key, std::size_t index, bool element, double& x) {
-                char text[48];
-                std::snprintf(text, sizeof text, element ? "%s[%zu]" : "%s", key, index);
-                if (names != nullptr)
-                {
-                    *names += (names->empty() ? "" : ", ") + std::string(text);
-                }
-                found = name == text ? &x : found;
-            };
-            Options::fields(o, [&](const char* key, auto& field) {
-                using F = std::decay_t<decltype(field)>;
-                if constexpr (std::is_same_v<F, double>)
-                {
-                    offer(key, 0, false, field);
-                }
-                else if constexpr (is_double_array<F>::value)
-                {
-                    for (std::size_t k = 0; k < field.size(); ++k)
-                    {
-                        offer(key, k, true, field[k]);
-                    }
-                }
-            });
-            return found;
-        }
     }
 
-    template <class Derived>
+    template <class Derived, class Options>
     class optimizer
     {
     public:
+
+        using options_type = Options;
+
+        const Options& options() const noexcept
+        {
+            return m_o;
+        }
 
         // One step over `params` with gradients `grads`, two parameter sets of the same
         // structure, each gradient seen through `transform`. Throws
@@ -294,8 +73,15 @@ namespace xoptim
         Derived& schedule(const std::string& field, xoptim::schedule s);
 
         // The same with the field named by a member pointer: schedule(&adamw_options::lr, s).
-        template <class Options>
         Derived& schedule(double Options::*field, xoptim::schedule s);
+
+        // A field of another options struct: refused with a sentence.
+        template <class Other>
+        Derived& schedule(double Other::*, xoptim::schedule)
+        {
+            static_assert(std::is_same_v<Other, Options>, "xoptim: schedule a field of this optimizer's own options struct");
+            return derived();
+        }
 
         const std::vector<schedule_binding>& schedules() const noexcept
         {
@@ -305,24 +91,26 @@ namespace xoptim
         // New hyperparameters, checked as the constructor checks them. Options that need
         // a state tensor the existing state was made without (amsgrad switched on, SGD's
         // momentum leaving 0) are refused: the state is made on the first step.
-        template <class Options>
+        // Another optimizer's options: refused with a sentence.
+        template <class Other>
+        void set_options(const Other&)
+        {
+            static_assert(std::is_same_v<Other, Options>, "xoptim: set_options takes this optimizer's own options struct");
+        }
+
         void set_options(const Options& o)
         {
-            static_assert(std::is_same_v<Options, typename Derived::options_type>,
-                          "xoptim: set_options takes this optimizer's own options struct");
             Derived::check(o);
-            const Options before = derived().options();
-            derived().m_o = o;
-            const std::size_t needed = derived().num_states();
+            const std::size_t needed = derived().num_states(o);
             if (!m_state.empty() && needed > m_state[0].count)
             {
-                derived().m_o = before;
                 throw std::invalid_argument(std::string("xoptim::") + Derived::name + ": these options need "
                                             + std::to_string(needed) + " state tensors per parameter, the state was "
                                             + "made with " + std::to_string(m_state[0].count)
                                             + " (options that start a state, such as amsgrad or momentum leaving 0, "
                                               "must hold from the first step; a schedule from step 0)");
             }
+            m_o = o;
         }
 
         const state_store& state() const noexcept
@@ -331,7 +119,9 @@ namespace xoptim
         }
 
         // How states and bf16 parameters are stored; set before the state exists (the
-        // first step or init), refused after.
+        // first step or init), refused after. The kernels for bf16 and 8-bit states are
+        // compiled where this is called (a program that never calls it compiles only the
+        // float and double ones); a step reaches them through m_coded_commit.
         Derived& set_storage(const storage_options& s)
         {
             if (!m_state.empty())
@@ -340,6 +130,11 @@ namespace xoptim
                                        + ": set_storage after the state exists (set it before the first step)");
             }
             m_storage = s;
+            constexpr unsigned all = detail::float_bit | detail::double_bit | detail::coded_bit;
+            if constexpr (detail::declares_update<Derived, step_context<all>>::value)  // not the EMA: it never steps
+            {
+                m_coded_commit = &optimizer::commit<all>;
+            }
             return derived();
         }
 
@@ -355,7 +150,11 @@ namespace xoptim
 
     protected:
 
-        optimizer() = default;
+        // Checks the contract (contract.hpp) and the options.
+        explicit optimizer(const Options& o)
+            : m_o(checked(o))
+        {
+        }
 
         // Runs `assignments`, which read no gradient, over `params` (the parameters the
         // state was made for, checked as a step checks them) in one fused pass: work
@@ -391,6 +190,18 @@ namespace xoptim
 
         state_layout layout_for(dtype type, const std::vector<std::size_t>& shape, std::size_t size) const;
 
+        static const Options& checked(const Options& o)
+        {
+            if constexpr (detail::check_optimizer<Derived>())  // a sentence for each member missing
+            {
+                Derived::check(o);
+            }
+            return o;
+        }
+
+        Options m_o;
+        // The step with the coded kernels, for states set_storage made coded.
+        void (optimizer::*m_coded_commit)(const grad_transform&) = nullptr;
         state_store m_state;
         storage_options m_storage;
         job_list<float> m_floats;
@@ -410,101 +221,12 @@ namespace xoptim
      * Implementation *
      ******************/
 
-    namespace detail
-    {
-        // States that are never negative (second moments) may declare so with
-        // `static constexpr std::array<bool, N> unsigned_states`: 8-bit storage then
-        // uses the unsigned map, twice as fine. Scratch states (`scratch_states`, the
-        // last ones) live within one step and stay in the math type.
-        template <class D, class = void>
-        struct declares_unsigned : std::false_type
-        {
-        };
-
-        template <class D>
-        struct declares_unsigned<D, std::void_t<decltype(D::unsigned_states)>> : std::true_type
-        {
-        };
-
-        // States that must keep the math type under any storage (Schedule-Free's z, an
-        // average of the parameters) are the first `full_precision_states`.
-        template <class D, class = void>
-        struct full_precision_states : std::integral_constant<std::size_t, 0>
-        {
-        };
-
-        template <class D>
-        struct full_precision_states<D, std::void_t<decltype(D::full_precision_states)>>
-            : std::integral_constant<std::size_t, D::full_precision_states>
-        {
-        };
-
-        template <class D, class = void>
-        struct scratch_states : std::integral_constant<std::size_t, 0>
-        {
-        };
-
-        // An optimizer whose states are not all shaped like their parameter declares
-        // `std::array<state_extent, N> state_extents(const std::vector<std::size_t>& shape) const`.
-        template <class D, class = void>
-        struct declares_extents : std::false_type
-        {
-        };
-
-        template <class D>
-        struct declares_extents<D, std::void_t<decltype(std::declval<const D&>().state_extents(
-                                       std::declval<const std::vector<std::size_t>&>()))>> : std::true_type
-        {
-        };
-
-        template <class D>
-        struct scratch_states<D, std::void_t<decltype(D::scratch_states)>>
-            : std::integral_constant<std::size_t, D::scratch_states>
-        {
-        };
-
-        // An optimizer whose options decide whether it has a scratch state (cautious
-        // AdamW) says so with `std::size_t num_scratch_states() const` instead.
-        template <class D, class = void>
-        struct has_scratch_count : std::false_type
-        {
-        };
-
-        template <class D>
-        struct has_scratch_count<D, std::void_t<decltype(std::declval<const D&>().num_scratch_states())>>
-            : std::true_type
-        {
-        };
-
-        template <class D>
-        std::size_t scratch_count(const D& d) noexcept
-        {
-            if constexpr (has_scratch_count<D>::value)
-            {
-                return d.num_scratch_states();
-            }
-            else
-            {
-                return scratch_states<D>::value;
-            }
-        }
-
-        // How many states a checkpoint saves (the first ones, at most): all the optimizer
-        // creates under its options but the scratch ones (Muon's update, cautious AdamW's
-        // mask; NorMuon's second moment comes before Muon's scratch).
-        template <class D>
-        std::size_t kept_states(const D& d) noexcept
-        {
-            return d.num_states() - std::min(d.num_states(), scratch_count(d));
-        }
-    }
-
-    template <class Derived>
-    state_layout optimizer<Derived>::layout_for(dtype type, const std::vector<std::size_t>& shape,
+    template <class Derived, class Options>
+    state_layout optimizer<Derived, Options>::layout_for(dtype type, const std::vector<std::size_t>& shape,
                                                 std::size_t size) const
     {
         state_layout layout;
-        layout.count = derived().num_states();
+        layout.count = derived().num_states(m_o);
         if constexpr (detail::declares_extents<Derived>::value)
         {
             const auto extents = derived().state_extents(shape);
@@ -543,8 +265,8 @@ namespace xoptim
         return layout;
     }
 
-    template <class Derived>
-    class optimizer<Derived>::visitor
+    template <class Derived, class Options>
+    class optimizer<Derived, Options>::visitor
     {
     public:
 
@@ -598,15 +320,14 @@ namespace xoptim
         void checked_leaf(const name_path& path, P& param, G& grad)
         {
             using T = tensor::value_type<P>;
-            if (!tensor::contiguous(param))
+            if (const std::string problem = detail::leaf_problem(param, grad); !problem.empty())
             {
-                mismatch(path, "parameter is not contiguous (a strided view cannot be stepped in place)");
+                mismatch(path, problem);
             }
             T* param_data = tensor::data(param);
             const T* grad_data = nullptr;
             if constexpr (!std::is_same_v<detail::bare<G>, no_grads>)
             {
-                check_grad(path, param, grad);
                 grad_data = tensor::data(grad);
             }
             const state_store::entry& e = state_for(path, param);
@@ -698,25 +419,6 @@ namespace xoptim
             return detail::by_type<T>(m_opt.m_floats, m_opt.m_doubles);
         }
 
-        template <class P, class G>
-        void check_grad(const name_path& path, const P& param, const G& grad) const
-        {
-            if (tensor::size(grad) != tensor::size(param))
-            {
-                mismatch(path, "gradient has " + std::to_string(tensor::size(grad)) + " elements, parameter has "
-                                   + std::to_string(tensor::size(param)));
-            }
-            if (!detail::same_shape(param, grad))
-            {
-                mismatch(path, "gradient shape " + format_shape(tensor::shape(grad)) + " differs from parameter shape "
-                                   + format_shape(tensor::shape(param)));
-            }
-            if (!tensor::contiguous(grad))
-            {
-                mismatch(path, "gradient is not contiguous");
-            }
-        }
-
         // Records where this parameter and its gradient live. A parameter found at a new
         // address must still carry the name its state was made for: state follows names,
         // so reordered parameters are an error, not a silent swap of their moments.
@@ -770,9 +472,9 @@ namespace xoptim
         std::size_t m_index = 0;
     };
 
-    template <class Derived>
+    template <class Derived, class Options>
     template <class P, class G>
-    void optimizer<Derived>::collect(P&& params, G&& grads, bool jobs_without_grads)
+    void optimizer<Derived, Options>::collect(P&& params, G&& grads, bool jobs_without_grads)
     {
         const std::size_t before = m_state.size();
         m_floats.clear();
@@ -792,9 +494,9 @@ namespace xoptim
         }
     }
 
-    template <class Derived>
+    template <class Derived, class Options>
     template <class P, class G>
-    void optimizer<Derived>::step(P&& params, G&& grads, const grad_transform& transform)
+    void optimizer<Derived, Options>::step(P&& params, G&& grads, const grad_transform& transform)
     {
         static_assert(!std::is_same_v<detail::bare<G>, no_grads>, "xoptim: step needs gradients");
         detail::require_stepped_in_place<P>();
@@ -802,12 +504,12 @@ namespace xoptim
         commit<detail::element_types_v<P>>(transform);
     }
 
-    template <class Derived>
-    Derived& optimizer<Derived>::schedule(const std::string& field, xoptim::schedule s)
+    template <class Derived, class Options>
+    Derived& optimizer<Derived, Options>::schedule(const std::string& field, xoptim::schedule s)
     {
-        auto o = derived().options();
         std::string names;
-        if (detail::number_field(o, field, &names) == nullptr)
+        const std::size_t number = detail::number_position(m_o, field, names);
+        if (number == detail::npos)
         {
             throw std::invalid_argument(std::string("xoptim::") + Derived::name + ": no numeric hyperparameter '"
                                         + field + "' to schedule (expected one of " + names + ")");
@@ -820,35 +522,24 @@ namespace xoptim
                 return derived();
             }
         }
-        m_schedules.push_back({field, std::move(s)});
+        m_schedules.push_back({field, std::move(s), number});
         return derived();
     }
 
-    template <class Derived>
-    template <class Options>
-    Derived& optimizer<Derived>::schedule(double Options::*field, xoptim::schedule s)
+    template <class Derived, class Options>
+    Derived& optimizer<Derived, Options>::schedule(double Options::*field, xoptim::schedule s)
     {
-        static_assert(std::is_same_v<Options, typename Derived::options_type>,
-                      "xoptim: schedule a field of this optimizer's own options struct");
-        auto o = derived().options();
-        std::string name;
-        Options::fields(o, [&](const char* key, auto& f) {
-            if constexpr (std::is_same_v<std::decay_t<decltype(f)>, double>)
-            {
-                name = &f == &(o.*field) ? key : name;
-            }
-        });
-        return schedule(name, std::move(s));
+        return schedule(detail::number_name_of(m_o, field), std::move(s));
     }
 
-    template <class Derived>
-    void optimizer<Derived>::apply_schedules(std::size_t k)
+    template <class Derived, class Options>
+    void optimizer<Derived, Options>::apply_schedules(std::size_t k)
     {
-        auto o = derived().options();
+        Options o = m_o;
         m_unscheduled.clear();
         for (const auto& b : m_schedules)
         {
-            double& field = *detail::number_field(o, b.field);
+            double& field = detail::number_at(o, b.number);
             m_unscheduled.push_back(field);
             field = b.value(k);
         }
@@ -863,25 +554,23 @@ namespace xoptim
         }
     }
 
-    template <class Derived>
-    void optimizer<Derived>::restore_unscheduled() noexcept
+    template <class Derived, class Options>
+    void optimizer<Derived, Options>::restore_unscheduled() noexcept
     {
         if (m_unscheduled.size() != m_schedules.size())
         {
             return;
         }
-        auto o = derived().options();
         for (std::size_t i = 0; i < m_schedules.size(); ++i)
         {
-            *detail::number_field(o, m_schedules[i].field) = m_unscheduled[i];
+            detail::number_at(m_o, m_schedules[i].number) = m_unscheduled[i];  // they passed their checks then
         }
-        derived().m_o = o;  // the values held before; they passed their checks then
         m_unscheduled.clear();
     }
 
-    template <class Derived>
+    template <class Derived, class Options>
     template <class P, class G>
-    void optimizer<Derived>::prepare(P&& params, G&& grads)
+    void optimizer<Derived, Options>::prepare(P&& params, G&& grads)
     {
         m_prepared = false;
         if (!m_schedules.empty())
@@ -901,37 +590,54 @@ namespace xoptim
         m_prepared = true;
     }
 
-    template <class Derived>
+    template <class Derived, class Options>
     template <unsigned Types>
-    void optimizer<Derived>::commit(const grad_transform& transform)
+    void optimizer<Derived, Options>::commit(const grad_transform& transform)
     {
         if (!m_prepared)
         {
             return;  // nothing prepared (or already committed): no step
         }
-        const step_context<Types> ctx(m_steps + 1, derived().num_states(), m_state, m_floats, m_doubles, m_coded,
-                                      transform);
-        try
+        if constexpr ((Types & detail::coded_bit) == 0)
         {
-            derived().update(ctx);
+            if (!m_coded.empty())
+            {
+                if (m_coded_commit == nullptr)  // only a bug of ours: coded states come from set_storage
+                {
+                    abandon();
+                    throw std::logic_error(std::string("xoptim::") + Derived::name
+                                           + ": coded states without the step that runs them");
+                }
+                (this->*m_coded_commit)(transform);
+                return;
+            }
         }
-        catch (...)
+        if constexpr (detail::check_update<Derived, step_context<Types>>())  // else its sentence, alone
         {
-            // Only an optimizer's own bug or a failure to start threads gets here; at
-            // least the state a first step created goes with it.
-            abandon();
-            throw;
+            const step_context<Types> ctx(m_steps + 1, derived().num_states(m_o), m_state, m_floats, m_doubles, m_coded,
+                                          transform);
+            try
+            {
+                derived().update(ctx, m_o);
+            }
+            catch (...)
+            {
+                // Only an optimizer's own bug or a failure to start threads gets here; at
+                // least the state a first step created goes with it.
+                abandon();
+                throw;
+            }
+            m_prepared = false;
+            m_floats.clear();
+            m_doubles.clear();
+            m_coded.clear();
+            m_unscheduled.clear();
+            ++m_steps;
         }
-        m_prepared = false;
-        m_floats.clear();
-        m_doubles.clear();
-        m_coded.clear();
-        m_unscheduled.clear();
-        ++m_steps;
     }
 
-    template <class Derived>
-    void optimizer<Derived>::abandon() noexcept
+    template <class Derived, class Options>
+    void optimizer<Derived, Options>::abandon() noexcept
     {
         if (m_prepared && m_prepared_first)
         {
@@ -947,9 +653,9 @@ namespace xoptim
         m_coded.clear();
     }
 
-    template <class Derived>
+    template <class Derived, class Options>
     template <class P, class... A>
-    void optimizer<Derived>::run_without_grads(P&& params, A&&... assignments)
+    void optimizer<Derived, Options>::run_without_grads(P&& params, A&&... assignments)
     {
         detail::require_stepped_in_place<P>();
         if (m_state.empty())
@@ -957,7 +663,9 @@ namespace xoptim
             return;
         }
         collect(std::forward<P>(params), no_grads{}, true);
-        const step_context<detail::element_types_v<P>> ctx(m_steps, derived().num_states(), m_state, m_floats,
+        // Work between steps is rare (Schedule-Free's eval and train, the EMA): compiled
+        // for coded states always.
+        const step_context<detail::element_types_v<P> | detail::coded_bit> ctx(m_steps, derived().num_states(m_o), m_state, m_floats,
                                                            m_doubles, m_coded, grad_transform{});
         try
         {
@@ -975,9 +683,9 @@ namespace xoptim
         m_coded.clear();
     }
 
-    template <class Derived>
+    template <class Derived, class Options>
     template <class P>
-    void optimizer<Derived>::init(P&& params)
+    void optimizer<Derived, Options>::init(P&& params)
     {
         if (!m_state.empty())
         {
@@ -999,6 +707,21 @@ namespace xoptim
             restore_unscheduled();
             throw;
         }
+    }
+
+    namespace detail
+    {
+        // Whether T derives from optimizer<T, T::options_type>.
+        template <class T, class = void>
+        struct is_optimizer : std::false_type
+        {
+        };
+
+        template <class T>
+        struct is_optimizer<T, std::void_t<typename T::options_type>>
+            : std::is_base_of<optimizer<T, typename T::options_type>, T>
+        {
+        };
     }
 }
 

@@ -79,7 +79,9 @@ namespace xoptim
     };
 
     template <bool Adaptive>
-    class schedulefree_base : public optimizer<schedulefree_base<Adaptive>>
+    class schedulefree_base
+        : public optimizer<schedulefree_base<Adaptive>,
+                           std::conditional_t<Adaptive, adamw_schedulefree_options, sgd_schedulefree_options>>
     {
     public:
 
@@ -90,9 +92,8 @@ namespace xoptim
         static constexpr std::size_t full_precision_states = 1;  // z: never 8-bit or bf16
 
         explicit schedulefree_base(const options_type& o = {})
-            : m_o(o)
+            : optimizer<schedulefree_base, options_type>(o)
         {
-            check(o);
         }
 
         static void check(const options_type& o)
@@ -111,12 +112,7 @@ namespace xoptim
             detail::require_finite(o.weight_lr_power, name, "weight_lr_power");
         }
 
-        const options_type& options() const noexcept
-        {
-            return m_o;
-        }
-
-        std::size_t num_states() const noexcept
+        static std::size_t num_states(const options_type&) noexcept
         {
             return Adaptive ? 2 : 1;
         }
@@ -128,7 +124,7 @@ namespace xoptim
         {
             if (m_eval == 0)
             {
-                this->run_without_grads(std::forward<P>(params), sym::p = lerp_to_z(1 - 1 / beta(m_o)));
+                this->run_without_grads(std::forward<P>(params), sym::p = lerp_to_z(1 - 1 / beta(this->options())));
                 m_eval = 1;
             }
         }
@@ -139,7 +135,7 @@ namespace xoptim
         {
             if (m_eval != 0)
             {
-                this->run_without_grads(std::forward<P>(params), sym::p = lerp_to_z(1 - beta(m_o)));
+                this->run_without_grads(std::forward<P>(params), sym::p = lerp_to_z(1 - beta(this->options())));
                 m_eval = 0;
             }
         }
@@ -158,7 +154,7 @@ namespace xoptim
         }
 
         template <class Step>
-        void update(const Step& step)
+        void update(const Step& step, const options_type& o)
         {
             using namespace sym;
             if (m_eval != 0)
@@ -170,21 +166,21 @@ namespace xoptim
             const auto& v = sym::state<1>;
             const auto& gn = sym::local<0>;
             const double k = static_cast<double>(step.count() - 1);
-            const double warmup = static_cast<double>(m_o.warmup_steps);
+            const double warmup = static_cast<double>(o.warmup_steps);
             const double sched = k < warmup ? (k + 1) / warmup : 1.0;
             double bc2 = 1;
-            double lr = m_o.lr * sched;
+            double lr = o.lr * sched;
             if constexpr (Adaptive)
             {
-                bc2 = 1 - std::pow(m_o.betas[1], k + 1);
-                lr = m_o.paper ? lr * std::sqrt(bc2) : lr;
+                bc2 = 1 - std::pow(o.betas[1], k + 1);
+                lr = o.paper ? lr * std::sqrt(bc2) : lr;
             }
             m_lr_max = std::max(lr, m_lr_max);
-            const double weight = std::pow(k + 1, m_o.r) * std::pow(m_lr_max, m_o.weight_lr_power);
+            const double weight = std::pow(k + 1, o.r) * std::pow(m_lr_max, o.weight_lr_power);
             m_weight_sum += weight;
             const double c = m_weight_sum != 0 ? weight / m_weight_sum : 0;
-            const double y_rate = lr * (beta(m_o) * (1 - c) - 1);
-            const double wd = m_o.weight_decay;
+            const double y_rate = lr * (beta(o) * (1 - c) - 1);
+            const double wd = o.weight_decay;
 
             if (step.count() == 1)
             {
@@ -193,9 +189,9 @@ namespace xoptim
             const auto y = p = lerp_to_z(c) + y_rate * gn;
             if constexpr (Adaptive)
             {
-                const double b2 = m_o.betas[1];
-                const double denom_bc = m_o.paper ? 1 : bc2;
-                step.run(v = v * b2 + (1 - b2) * g * g, gn = g / (sqrt(v / denom_bc) + m_o.eps) + wd * p, y,
+                const double b2 = o.betas[1];
+                const double denom_bc = o.paper ? 1 : bc2;
+                step.run(v = v * b2 + (1 - b2) * g * g, gn = g / (sqrt(v / denom_bc) + o.eps) + wd * p, y,
                          z = z - lr * gn);
             }
             else
@@ -205,8 +201,6 @@ namespace xoptim
         }
 
     private:
-
-        friend class optimizer<schedulefree_base>;
 
         static double beta(const options_type& o) noexcept
         {
@@ -227,7 +221,6 @@ namespace xoptim
             return p + w * (sym::state<0> - p);
         }
 
-        options_type m_o;
         double m_lr_max = -1;
         double m_weight_sum = 0;
         double m_eval = 0;  // 1 in eval mode (a double: saved with the host fields)

@@ -38,18 +38,16 @@ namespace xoptim
         }
     };
 
-    class sgd : public optimizer<sgd>
+    class sgd : public optimizer<sgd, sgd_options>
     {
     public:
 
-        using options_type = sgd_options;
         static constexpr const char* name = "sgd";
         static constexpr std::array<const char*, 1> state_names = {"momentum_buffer"};
 
         explicit sgd(const sgd_options& o)
-            : m_o(o)
+            : optimizer(o)
         {
-            check(o);
         }
 
         static void check(const sgd_options& o)
@@ -68,35 +66,30 @@ namespace xoptim
             }
         }
 
-        const sgd_options& options() const noexcept
+        static std::size_t num_states(const sgd_options& o) noexcept
         {
-            return m_o;
-        }
-
-        std::size_t num_states() const noexcept
-        {
-            return m_o.momentum != 0 ? 1 : 0;
+            return o.momentum != 0 ? 1 : 0;
         }
 
         template <class Step>
-        void update(const Step& step) const
+        void update(const Step& step, const sgd_options& o) const
         {
             using namespace sym;
             const auto& buf = sym::state<0>;
             const auto& d = sym::local<0>;
-            const double sign = m_o.maximize ? -1 : 1;
-            const double lr = m_o.lr;
-            const double mu = m_o.momentum;
+            const double sign = o.maximize ? -1 : 1;
+            const double lr = o.lr;
+            const double mu = o.momentum;
             // The buffer starts at zero: on the first step b = 0 * 0 + 1 * g' = g' exactly.
             const bool first = step.count() == 1;
             const double keep = first ? 0 : mu;
-            const double take = first ? 1 : 1 - m_o.dampening;
-            const auto grad = fma(m_o.weight_decay, p, sign * g);
+            const double take = first ? 1 : 1 - o.dampening;
+            const auto grad = fma(o.weight_decay, p, sign * g);
             if (mu == 0)
             {
                 step.run(p = fma(-lr, grad, p));
             }
-            else if (m_o.nesterov)
+            else if (o.nesterov)
             {
                 step.run(d = grad, buf = fma(take, d, keep * buf), p = fma(-lr, fma(mu, buf, d), p));
             }
@@ -106,11 +99,6 @@ namespace xoptim
             }
         }
 
-    private:
-
-        friend class optimizer<sgd>;
-
-        sgd_options m_o;
     };
 }
 

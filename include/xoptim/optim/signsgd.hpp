@@ -21,18 +21,16 @@ namespace xoptim
         }
     };
 
-    class signsgd : public optimizer<signsgd>
+    class signsgd : public optimizer<signsgd, signsgd_options>
     {
     public:
 
-        using options_type = signsgd_options;
         static constexpr const char* name = "signsgd";
         static constexpr std::array<const char*, 0> state_names = {};
 
         explicit signsgd(const signsgd_options& o = {})
-            : m_o(o)
+            : optimizer(o)
         {
-            check(o);
         }
 
         static void check(const signsgd_options& o)
@@ -41,12 +39,7 @@ namespace xoptim
             detail::require_non_negative(o.weight_decay, name, "weight_decay");
         }
 
-        const signsgd_options& options() const noexcept
-        {
-            return m_o;
-        }
-
-        std::size_t num_states() const noexcept
+        static std::size_t num_states(const signsgd_options&) noexcept
         {
             return 0;
         }
@@ -61,16 +54,10 @@ namespace xoptim
         }
 
         template <class Step>
-        void update(const Step& step) const
+        void update(const Step& step, const signsgd_options& o) const
         {
-            step.run(assignment(m_o));
+            step.run(assignment(o));
         }
-
-    private:
-
-        friend class optimizer<signsgd>;
-
-        signsgd_options m_o;
     };
 }
 

@@ -121,28 +121,14 @@ namespace xoptim
             static_assert(std::is_same_v<T, float> || std::is_same_v<T, double>,
                           "xoptim: parameters must be float or double tensors here (bf16 parameters are stepped "
                           "by an optimizer itself; the stepper, routers and checkpoints take float and double)");
-            if (!tensor::contiguous(param))
+            if (const std::string problem = detail::leaf_problem(param, grad); !problem.empty())
             {
-                mismatch(path, "parameter is not contiguous");
+                mismatch(path, problem);
             }
             if constexpr (!std::is_same_v<std::remove_const_t<G>, no_grads>)
             {
                 static_assert(std::is_same_v<T, tensor::value_type<G>>,
                               "xoptim: a gradient must have its parameter's element type");
-                if (tensor::size(grad) != tensor::size(param))
-                {
-                    mismatch(path, "gradient has " + std::to_string(tensor::size(grad))
-                                       + " elements, parameter has " + std::to_string(tensor::size(param)));
-                }
-                if (!detail::same_shape(param, grad))
-                {
-                    mismatch(path, "gradient shape " + format_shape(tensor::shape(grad))
-                                       + " differs from parameter shape " + format_shape(tensor::shape(param)));
-                }
-                if (!tensor::contiguous(grad))
-                {
-                    mismatch(path, "gradient is not contiguous");
-                }
                 m_flat.share<T>().grads.push_back(tensor_view<const T>::of(grad));
                 grad_data = tensor::data(grad);
             }

@@ -88,6 +88,39 @@ namespace xoptim
 
     namespace detail
     {
+        // What is wrong with a parameter and its gradient for a step that writes the one and
+        // reads the other in place, or nothing: the run-time checks of every walk that takes
+        // them (optimizers, the stepper, routers, checkpoints), in one place.
+        template <class P, class G>
+        std::string leaf_problem(const P& param, const G& grad)
+        {
+            if (!tensor::contiguous(param))
+            {
+                return "parameter is not contiguous (a strided view cannot be stepped in place)";
+            }
+            if constexpr (!std::is_same_v<std::remove_const_t<G>, no_grads>)
+            {
+                if (tensor::size(grad) != tensor::size(param))
+                {
+                    return "gradient has " + std::to_string(tensor::size(grad)) + " elements, parameter has "
+                           + std::to_string(tensor::size(param));
+                }
+                if (!detail::same_shape(param, grad))
+                {
+                    return "gradient shape " + format_shape(tensor::shape(grad)) + " differs from parameter shape "
+                           + format_shape(tensor::shape(param));
+                }
+                if (!tensor::contiguous(grad))
+                {
+                    return "gradient is not contiguous";
+                }
+            }
+            return {};
+        }
+    }
+
+    namespace detail
+    {
         template <class T>
         struct is_named : std::false_type
         {
@@ -188,6 +221,9 @@ namespace xoptim
 
         inline constexpr unsigned float_bit = 1;
         inline constexpr unsigned double_bit = 2;
+        // Coded tensors (bf16, 8-bit) may be stepped: their kernels are compiled. bf16
+        // parameters bring it; 8-bit and bf16 states bring it where set_storage is called.
+        inline constexpr unsigned coded_bit = 4;
 
         // Unknown kinds contribute nothing; the walker rejects them with a message.
         template <class P, class = void>
@@ -202,11 +238,11 @@ namespace xoptim
         struct element_types<P, std::enable_if_t<is_tensor_v<P>>>
         {
             using value_type = tensor::value_type<P>;
-            // bf16 parameters are computed in float: they run with the float kernels.
-            static constexpr unsigned value = std::is_same_v<value_type, float> || std::is_same_v<value_type, bfloat16>
-                                                  ? float_bit
-                                              : std::is_same_v<value_type, double> ? double_bit
-                                                                                   : 0;
+            // bf16 parameters are computed in float, through the coded kernels.
+            static constexpr unsigned value = std::is_same_v<value_type, float>      ? float_bit
+                                              : std::is_same_v<value_type, bfloat16> ? float_bit | coded_bit
+                                              : std::is_same_v<value_type, double>   ? double_bit
+                                                                                     : 0;
         };
 
         template <class C>

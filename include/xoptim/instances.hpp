@@ -1,0 +1,46 @@
+// The optimizers' steps compiled once per project instead of once per unit. A step's
+// kernels are instantiated by optimizer<O>::commit<Types> (Types: the element types a step
+// meets: 1 float, 2 double, 3 both, as a stepper or router steps, 7 with the kernels of
+// bf16 and 8-bit states, as set_storage asks for). Every unit that includes this header
+// (after <xoptim/xoptim.hpp>) declares those as `extern template`, so it compiles the
+// parameter walk only; one unit of the project defines XOPTIM_INSTANTIATE before including
+// it and compiles them all, once:
+//
+//     // xoptim_instances.cpp, one per project
+//     #define XOPTIM_INSTANTIATE
+//     #include <xoptim/instances.hpp>
+//     #include <xoptim/instances_muon.hpp>   // with Muon, in a program linked with a CBLAS
+//
+// AdamW, Adam, SGD and Lion here; Muon in instances_muon.hpp. Saving measured in
+// docs/benchmarks.md ("Compile time"). Other optimizers, and bf16 parameters stepped
+// directly (commit<5>), compile where they are used, as without this header.
+#ifndef XOPTIM_INSTANCES_HPP
+#define XOPTIM_INSTANCES_HPP
+
+#include "optim/adam.hpp"
+#include "optim/lion.hpp"
+#include "optim/sgd.hpp"
+
+#ifdef XOPTIM_INSTANTIATE
+#define XOPTIM_INSTANCE(O, TYPES) template void optimizer<O, O::options_type>::commit<TYPES>(const grad_transform&);
+#else
+#define XOPTIM_INSTANCE(O, TYPES) \
+    extern template void optimizer<O, O::options_type>::commit<TYPES>(const grad_transform&);
+#endif
+
+// float, double, both (stepper, router), and both with coded states (set_storage).
+#define XOPTIM_INSTANCES(O)  \
+    XOPTIM_INSTANCE(O, 1u)   \
+    XOPTIM_INSTANCE(O, 2u)   \
+    XOPTIM_INSTANCE(O, 3u)   \
+    XOPTIM_INSTANCE(O, 7u)
+
+namespace xoptim
+{
+    XOPTIM_INSTANCES(adamw)
+    XOPTIM_INSTANCES(adam)
+    XOPTIM_INSTANCES(sgd)
+    XOPTIM_INSTANCES(lion)
+}
+
+#endif

@@ -1,0 +1,154 @@
+// What an optimizer's update sees: the step number, the step's gradient transform, and
+// ways to run fused programs over every parameter (optimizer<D>::commit makes one).
+#ifndef XOPTIM_OPTIM_STEP_CONTEXT_HPP
+#define XOPTIM_OPTIM_STEP_CONTEXT_HPP
+
+#include <cstddef>
+#include <stdexcept>
+#include <utility>
+
+#include "../engine/executor.hpp"
+#include "state.hpp"
+
+namespace xoptim
+{
+    // What an optimizer's update sees: the step number and a way to run a program.
+    template <unsigned Types>
+    class step_context
+    {
+    public:
+
+        step_context(std::size_t t, std::size_t states, const state_store& store, job_list<float>& f,
+                     job_list<double>& d, coded_job_list& c, const grad_transform& transform) noexcept
+            : m_t(t), m_states(states), m_store(store), m_floats(f), m_doubles(d), m_coded(c), m_transform(transform)
+        {
+        }
+
+        // Calls f(entry, slots) for every parameter in order, with its state entry (name,
+        // shape) and its tensors: for the work between fused passes that is not
+        // element-wise (Muon's Newton-Schulz). A parameter with coded tensors shows its
+        // float tensors only (its scratch states are always float).
+        template <class F>
+        void for_each_parameter(F&& f) const
+        {
+            std::size_t floats = 0;
+            std::size_t doubles = 0;
+            std::size_t coded = 0;
+            for (std::size_t k = 0; k < m_store.size(); ++k)
+            {
+                const state_store::entry& e = m_store[k];
+                if (e.type != dtype::float64)
+                {
+                    if constexpr ((Types & detail::float_bit) != 0)
+                    {
+                        f(e, e.plain() ? m_floats[floats++] : m_coded[coded++].plain);
+                    }
+                }
+                else
+                {
+                    if constexpr ((Types & detail::double_bit) != 0)
+                    {
+                        f(e, m_doubles[doubles++]);
+                    }
+                }
+            }
+        }
+
+        // Step number, starting at 1 for the first step.
+        std::size_t count() const noexcept
+        {
+            return m_t;
+        }
+
+        // How every pass of this step sees the gradient (clipping, accumulation mean).
+        const grad_transform& transform() const noexcept
+        {
+            return m_transform;
+        }
+
+        // Fuses the assignments into one pass and runs it over every parameter, the
+        // gradient seen through the step's transform (clipping, accumulation mean).
+        template <class... A>
+        void run(A&&... assignments) const
+        {
+            const auto prog = fuse(std::forward<A>(assignments)...);
+            if (detail::states_used<detail::program_traits<std::decay_t<decltype(prog)>>>() > m_states)
+            {
+                throw std::logic_error("xoptim: the update uses more state tensors than num_states() created");
+            }
+            if constexpr ((Types & detail::float_bit) != 0)
+            {
+                run_program(prog, m_floats, m_transform);
+            }
+            if constexpr ((Types & detail::coded_bit) != 0)
+            {
+                if (!m_coded.empty())
+                {
+                    run_program(prog, m_coded, m_transform);
+                }
+            }
+            else if (!m_coded.empty())
+            {
+                throw std::logic_error("xoptim: coded tensors in a step compiled without their kernels");
+            }
+            if constexpr ((Types & detail::double_bit) != 0)
+            {
+                run_program(prog, m_doubles, m_transform);
+            }
+        }
+
+        // Runs a program over job lists the optimizer built itself (Adafactor's rows of
+        // matrix views: a job per row, its statistics as per-job scalars and a state
+        // slot), the gradient seen through the step's transform.
+        template <class Slots, class... A>
+        void run_on(const basic_job_list<Slots>& jobs, A&&... assignments) const
+        {
+            if (!jobs.empty())
+            {
+                run_program(fuse(std::forward<A>(assignments)...), jobs, m_transform);
+            }
+        }
+
+        // The sum over every parameter of one reduction, in one pass: `step.total(sum_squares(g))`
+        // is the squared global norm of the gradients as the step sees them. Each tensor's sum
+        // as a finalizer gets it, added in a fixed order (float, then bf16/8-bit, then double
+        // parameters, each in order): the same for any thread count.
+        template <class Kind, class E>
+        double total(const reduction<Kind, E>& r) const
+        {
+            run(symbol<total_scalar>{} = r);
+            double sum = 0;
+            const auto add = [&](const auto& jobs) {
+                for (std::size_t k = 0; k < jobs.size(); ++k)
+                {
+                    sum += jobs.scalars(k)[max_scalars];
+                }
+            };
+            if constexpr ((Types & detail::float_bit) != 0)
+            {
+                add(m_floats);
+            }
+            if constexpr ((Types & detail::coded_bit) != 0)
+            {
+                add(m_coded);
+            }
+            if constexpr ((Types & detail::double_bit) != 0)
+            {
+                add(m_doubles);
+            }
+            return sum;
+        }
+
+    private:
+
+        std::size_t m_t;
+        std::size_t m_states;
+        const state_store& m_store;
+        job_list<float>& m_floats;
+        job_list<double>& m_doubles;
+        coded_job_list& m_coded;
+        grad_transform m_transform;
+    };
+}
+
+#endif

@@ -1,0 +1,17 @@
+# Fails if OBJECTS defines an optimizer step (xoptim::optimizer<...>::commit<...>): a unit
+# that includes xoptim/instances.hpp must leave them to the project's instantiation unit.
+execute_process(COMMAND ${NM} -C --defined-only ${OBJECTS} OUTPUT_VARIABLE symbols RESULT_VARIABLE rc)
+if(NOT rc EQUAL 0)
+  message(FATAL_ERROR "${NM} failed on ${OBJECTS}")
+endif()
+string(REGEX MATCHALL "[^\n]*xoptim::optimizer<[^\n]*>::commit<[^\n]*" defined "${symbols}")
+if(defined)
+  message(FATAL_ERROR "steps compiled in this unit:\n${defined}")
+endif()
+execute_process(COMMAND ${NM} -C --undefined-only ${OBJECTS} OUTPUT_VARIABLE symbols)
+string(REGEX MATCHALL "[^\n]*xoptim::optimizer<[^\n]*>::commit<[^\n]*" used "${symbols}")
+list(LENGTH used count)
+if(count EQUAL 0)
+  message(FATAL_ERROR "the unit steps no optimizer: nothing to check")
+endif()
+message(STATUS "no step defined here; ${count} used from the instantiation unit")
