@@ -88,9 +88,6 @@ namespace xoptim
             return m_schedules;
         }
 
-        // New hyperparameters, checked as the constructor checks them. Options that need
-        // a state tensor the existing state was made without (amsgrad switched on, SGD's
-        // momentum leaving 0) are refused: the state is made on the first step.
         // Another optimizer's options: refused with a sentence.
         template <class Other>
         void set_options(const Other&)
@@ -98,6 +95,9 @@ namespace xoptim
             static_assert(std::is_same_v<Other, Options>, "xoptim: set_options takes this optimizer's own options struct");
         }
 
+        // New hyperparameters, checked as the constructor checks them. Options that need
+        // a state tensor the existing state was made without (amsgrad switched on, SGD's
+        // momentum leaving 0) are refused: the state is made on the first step.
         void set_options(const Options& o)
         {
             Derived::check(o);
