@@ -8,7 +8,7 @@ set -euo pipefail
 
 packages=(
   # build, library dependencies, tests, benchmarks, examples
-  cmake g++ make libxtensor-dev libxsimd-dev xtl-dev libxtensor-blas-dev libopenblas-dev
+  cmake g++ make ninja-build libxtensor-dev libxsimd-dev xtl-dev libxtensor-blas-dev libopenblas-dev
   libgtest-dev googletest libbenchmark-dev nlohmann-json3-dev python3-numpy zlib1g-dev
   # the char_lm example's text
   bible-kjv bible-kjv-text

@@ -18,6 +18,19 @@ asan_tests=(test_engine test_codecs test_lowmem test_reach test_integrity test_d
 # ARM64 under qemu adds the checkpoint and Muon tests.
 arm64_tests=("${isa_tests[@]}" test_checkpoint test_muon)
 
+# Configures build folder $1 (cmake options follow) with Ninja where there is one and the
+# folder is new: Make builds the targets a stage names one after another (CMake's top-level
+# Makefile is .NOTPARALLEL), Ninja builds them side by side.
+configure() {
+  local dir=$1
+  shift
+  if [ ! -f "$dir/CMakeCache.txt" ] && command -v ninja >/dev/null; then
+    cmake -G Ninja -S . -B "$dir" "$@"
+  else
+    cmake -S . -B "$dir" "$@"
+  fi
+}
+
 # Builds the given targets (all when none) in $1 and runs their tests.
 build_and_test() {
   local dir=$1
@@ -43,7 +56,7 @@ stage_native() {
   fi
   # The benchmarks are compiled by the clang stage (compile_check): building them here too
   # would not fit CI's time.
-  cmake -S . -B build -DXOPTIM_BUILD_BENCHMARKS=OFF
+  configure build -DXOPTIM_BUILD_BENCHMARKS=OFF
   build_and_test build
 }
 
@@ -67,7 +80,7 @@ stage_asan() {
   # at -O1 (GCC bug 105593).
   # -g1: line tables only (reports keep file and line; full DWARF of the template-heavy
   # tests costs the assembler minutes per file).
-  cmake -S . -B build-asan -DCMAKE_BUILD_TYPE=Debug -DCMAKE_CXX_FLAGS_DEBUG=-g1 \
+  configure build-asan -DCMAKE_BUILD_TYPE=Debug -DCMAKE_CXX_FLAGS_DEBUG=-g1 \
     -DCMAKE_CXX_FLAGS="-O1 -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined -Wno-uninitialized" \
     -DXOPTIM_BUILD_BENCHMARKS=OFF -DXOPTIM_BUILD_EXAMPLES=OFF
   if [ "${ASAN_TESTS:-}" = all ]; then
@@ -82,7 +95,7 @@ stage_asan() {
 # benchmarks) compiled by clang (-fsyntax-only: a full clang build and run of every test
 # would not fit CI's time), then the per-ISA tests built and run.
 stage_clang() {
-  cmake -S . -B build-clang -DCMAKE_CXX_COMPILER=clang++ -DXOPTIM_BUILD_BENCHMARKS=ON \
+  configure build-clang -DCMAKE_CXX_COMPILER=clang++ -DXOPTIM_BUILD_BENCHMARKS=ON \
     -DXOPTIM_BLAS_VENDOR=BLIS -DCMAKE_EXPORT_COMPILE_COMMANDS=ON
   python3 tools/compile_check.py build-clang/compile_commands.json -j "$jobs"
   build_and_test build-clang "${isa_tests[@]}"
@@ -91,20 +104,20 @@ stage_clang() {
 # GCC for generic x86-64 (SSE2) and for x86-64-v3 (AVX2, FMA): the engine, codec,
 # low-memory and trajectory tests.
 stage_sse2() {
-  cmake -S . -B build-sse2 -DXOPTIM_NATIVE=OFF -DCMAKE_CXX_FLAGS=-march=x86-64 -DXOPTIM_BUILD_BENCHMARKS=OFF \
+  configure build-sse2 -DXOPTIM_NATIVE=OFF -DCMAKE_CXX_FLAGS=-march=x86-64 -DXOPTIM_BUILD_BENCHMARKS=OFF \
     -DXOPTIM_BUILD_EXAMPLES=OFF
   build_and_test build-sse2 "${isa_tests[@]}"
 }
 
 stage_avx2() {
-  cmake -S . -B build-avx2 -DXOPTIM_NATIVE=OFF -DCMAKE_CXX_FLAGS=-march=x86-64-v3 -DXOPTIM_BUILD_BENCHMARKS=OFF \
+  configure build-avx2 -DXOPTIM_NATIVE=OFF -DCMAKE_CXX_FLAGS=-march=x86-64-v3 -DXOPTIM_BUILD_BENCHMARKS=OFF \
     -DXOPTIM_BUILD_EXAMPLES=OFF
   build_and_test build-avx2 "${isa_tests[@]}"
 }
 
 # ARM64 (NEON): cross-built with g++-aarch64-linux-gnu, run under qemu-aarch64.
 stage_arm64() {
-  cmake -S . -B build-arm64 -DCMAKE_TOOLCHAIN_FILE=cmake/toolchains/aarch64-linux-gnu.cmake \
+  configure build-arm64 -DCMAKE_TOOLCHAIN_FILE=cmake/toolchains/aarch64-linux-gnu.cmake \
     -DXOPTIM_BUILD_BENCHMARKS=OFF -DXOPTIM_BUILD_EXAMPLES=OFF
   build_and_test build-arm64 "${arm64_tests[@]}"
 }
