@@ -23,33 +23,13 @@ namespace
     constexpr double nan = std::numeric_limits<double>::quiet_NaN();
     constexpr double inf = std::numeric_limits<double>::infinity();
 
-    template <class F>
-    struct is_double_array : std::false_type
-    {
-    };
-
-    template <std::size_t N>
-    struct is_double_array<std::array<double, N>> : std::true_type
-    {
-    };
-
-    // Calls f(name, field) for every number among the options' fields ("lr", "betas[1]").
+    // Calls f(name, field) for every number among the options' fields ("lr", "betas[1]"),
+    // in the order the optimizer's schedules find them.
     template <class Options, class F>
     void each_number(Options& o, F&& f)
     {
-        Options::fields(o, [&](const char* key, auto& field) {
-            using T = std::decay_t<decltype(field)>;
-            if constexpr (std::is_same_v<T, double>)
-            {
-                f(std::string(key), field);
-            }
-            else if constexpr (is_double_array<T>::value)
-            {
-                for (std::size_t k = 0; k < field.size(); ++k)
-                {
-                    f(std::string(key) + "[" + std::to_string(k) + "]", field[k]);
-                }
-            }
+        xoptim::detail::for_each_number(o, [&](const char* key, std::size_t index, bool element, double& x) {
+            f(xoptim::detail::number_name(key, index, element), x);
         });
     }
 
