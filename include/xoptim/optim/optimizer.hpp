@@ -232,7 +232,7 @@ namespace xoptim
             const auto extents = derived().state_extents(shape);
             std::copy(extents.begin(), extents.end(), layout.extents.begin());
         }
-        const std::size_t kept = layout.count - std::min(layout.count, detail::scratch_count(derived()));
+        const std::size_t kept = detail::kept_states(derived());
         const bool narrow = type != dtype::float64;
         for (std::size_t k = detail::full_precision_states<Derived>::value; k < kept && narrow; ++k)
         {
