@@ -76,6 +76,10 @@ namespace xoptim
             {
                 throw std::logic_error("xoptim: the update uses more state tensors than num_states() created");
             }
+            if ((Types & detail::coded_bit) == 0 && !m_coded.empty())  // before any pass writes
+            {
+                throw std::logic_error("xoptim: coded tensors in a step compiled without their kernels");
+            }
             if constexpr ((Types & detail::float_bit) != 0)
             {
                 run_program(prog, m_floats, m_transform);
@@ -86,10 +90,6 @@ namespace xoptim
                 {
                     run_program(prog, m_coded, m_transform);
                 }
-            }
-            else if (!m_coded.empty())
-            {
-                throw std::logic_error("xoptim: coded tensors in a step compiled without their kernels");
             }
             if constexpr ((Types & detail::double_bit) != 0)
             {
