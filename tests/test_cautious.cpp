@@ -1,6 +1,8 @@
 // Cautious AdamW and Lion against the float64 transcriptions of timm's adamw.py and
 // C-Optim's c_lion.py (tests/reference/ref2026/cautious.py), and the checks every
 // optimizer gets.
+#include <cmath>
+
 #include <gtest/gtest.h>
 
 #include "../tools/optimizer_json.hpp"
@@ -100,11 +102,11 @@ namespace
                                                      storage);
         }
         xoptim_test::expect_resume_bit_identical([] { return cautious_adamw(true); }, "cautious_resume.safetensors");
-        // The mask is scratch: a cautious AdamW's checkpoint holds what a plain AdamW's holds.
+        // No mask is kept: a cautious AdamW's state and checkpoint hold what a plain AdamW's hold.
         auto with = cautious_adamw();
         std::vector<float> p(9, 0.5f), g(9, 0.25f);
         with.step(p, g);
-        EXPECT_EQ(with.state()[0].count, 3u);
+        EXPECT_EQ(with.state()[0].count, 2u);
         EXPECT_EQ(xoptim::detail::kept_states(with), 2u);
         EXPECT_EQ(xoptim::detail::kept_states(cautious_adamw(true)), 3u);
         EXPECT_EQ(xoptim::detail::kept_states(cautious_lion()), 1u);
@@ -147,14 +149,63 @@ namespace
         EXPECT_EQ(xoptim::detail::caution_factor<float>(0, 0, xoptim::caution_normalization::count_plus_one), 0.0f);
     }
 
-    TEST(cautious, without_caution_adamw_and_lion_keep_their_bits)
+    // Steps `plain` and `careful` (its cautious twin) on the same parameters with
+    // gradients of a fixed sign per element: m then never disagrees with g, the mask is
+    // all ones and the mean factor 1, so the two must agree bit for bit.
+    template <class Opt>
+    void expect_agreeing_step_is_plain(Opt plain, Opt careful, xoptim::state_storage storage)
+    {
+        xoptim::storage_options s;
+        s.states = storage;
+        plain.set_storage(s);
+        careful.set_storage(s);
+        const std::size_t n = 5003;  // 8-bit blocks and an odd tail
+        std::vector<float> p(n), q, g(n);
+        for (std::size_t i = 0; i < n; ++i)
+        {
+            p[i] = float(std::sin(0.1 * double(i)));
+        }
+        q = p;
+        for (int t = 0; t < 6; ++t)
+        {
+            for (std::size_t i = 0; i < n; ++i)
+            {
+                g[i] = float((i % 3 == 0 ? -1 : 1) * (0.25 + 0.5 * std::abs(std::cos(0.37 * double(i * (t + 1))))));
+            }
+            plain.step(p, g);
+            careful.step(q, g);
+        }
+        EXPECT_EQ(p, q) << Opt::name << " under " << int(storage);
+    }
+
+    TEST(cautious, agreeing_everywhere_is_the_plain_step)
+    {
+        for (auto storage : {xoptim::state_storage::native, xoptim::state_storage::bf16,
+                             xoptim::state_storage::blockwise_8bit})
+        {
+            xoptim::adamw_options a;
+            a.lr = 1e-2;
+            xoptim::adamw_options ca = a;
+            ca.caution = true;
+            expect_agreeing_step_is_plain(xoptim::adamw(a), xoptim::adamw(ca), storage);
+            xoptim::lion_options l;
+            l.lr = 1e-3;
+            l.weight_decay = 0.1;
+            xoptim::lion_options cl = l;
+            cl.caution = true;
+            expect_agreeing_step_is_plain(xoptim::lion(l), xoptim::lion(cl), storage);
+        }
+    }
+
+    TEST(cautious, keeps_no_state_of_its_own)
     {
         xoptim::adamw_options a;
-        a.caution = false;
-        xoptim::adamw plain(a);
-        EXPECT_EQ(plain.num_states(plain.options()), 2u);
-        EXPECT_EQ(xoptim::detail::kept_states(plain), 2u);
-        EXPECT_EQ(xoptim::lion::num_states({}), 1u);
+        a.caution = true;
+        xoptim::adamw careful(a);
+        EXPECT_EQ(careful.num_states(careful.options()), 2u);
+        xoptim::lion_options l;
+        l.caution = true;
+        EXPECT_EQ(xoptim::lion::num_states(l), 1u);
     }
 
     TEST(cautious, json_names_the_bad_normalization)

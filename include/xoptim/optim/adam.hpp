@@ -9,7 +9,7 @@
 // v = fma((1 - b2) * g', g', b2 * v); every other product is rounded on its own.
 // Without bias correction the last line is MLX's p = p - lr * m / (sqrt(v) + eps).
 // caution (timm's AdamW, caution=True; cautious.hpp): m in the last line becomes
-// m * mask / normalizer, mask = (m * g' > 0), in two passes.
+// m * mask / normalizer, mask = (m * g' > 0), the normalizer counted in a first pass.
 #ifndef XOPTIM_OPTIM_ADAM_HPP
 #define XOPTIM_OPTIM_ADAM_HPP
 
@@ -61,9 +61,7 @@ namespace xoptim
 
         using options_type = adam_options_base<Decoupled>;
         static constexpr const char* name = Decoupled ? "adamw" : "adam";
-        // With caution, a scratch state (the mask) follows the last of these.
-        static constexpr std::array<const char*, 4> state_names = {"exp_avg", "exp_avg_sq", "max_exp_avg_sq",
-                                                                   "caution_mask"};
+        static constexpr std::array<const char*, 3> state_names = {"exp_avg", "exp_avg_sq", "max_exp_avg_sq"};
         static constexpr std::array<bool, 3> unsigned_states = {false, true, true};
 
         explicit adam_base(const options_type& o = {})
@@ -82,12 +80,7 @@ namespace xoptim
 
         static std::size_t num_states(const options_type& o) noexcept
         {
-            return (o.amsgrad ? 3 : 2) + num_scratch_states(o);
-        }
-
-        static std::size_t num_scratch_states(const options_type& o) noexcept
-        {
-            return o.caution ? 1 : 0;
+            return o.amsgrad ? 3 : 2;
         }
 
         template <class Step>
@@ -121,34 +114,31 @@ namespace xoptim
             }();
             const auto first_moment = m = fma(1 - b1, d, b1 * m);
             const auto second_moment = v = fma((1 - b2) * d, d, b2 * v);
-            if (o.caution)
-            {
-                // Pass 1: the moments and the mask; then the mask normalized per tensor;
-                // pass 2: the update (the decay applied where p is written).
-                const auto& mask = sym::state<3>;
-                const auto& mask_after_v = sym::state<2>;
+            // One fused pass: the moments, then p moved by -step_size * numerator / denominator.
+            const auto adam_step = [&](const auto& numerator) {
                 if (o.amsgrad)
                 {
-                    step.run(grad, first_moment, second_moment, vmax = max(vmax, v), mask = where(m * d > 0, 1.0, 0.0));
-                    detail::normalize_caution(step, 3, o.caution_normalize);
-                    step.run(p = decay * p + (-step_size * (m * mask)) / (sqrt(vmax) / bc2_sqrt + o.eps));
+                    step.run(decayed, grad, first_moment, second_moment, vmax = max(vmax, v),
+                             p = p + (-step_size * numerator) / (sqrt(vmax) / bc2_sqrt + o.eps));
                 }
                 else
                 {
-                    step.run(grad, first_moment, second_moment, mask_after_v = where(m * d > 0, 1.0, 0.0));
-                    detail::normalize_caution(step, 2, o.caution_normalize);
-                    step.run(p = decay * p + (-step_size * (m * mask_after_v)) / (sqrt(v) / bc2_sqrt + o.eps));
+                    step.run(decayed, grad, first_moment, second_moment,
+                             p = p + (-step_size * numerator) / (sqrt(v) / bc2_sqrt + o.eps));
                 }
-            }
-            else if (o.amsgrad)
+            };
+            if (o.caution)
             {
-                step.run(decayed, grad, first_moment, second_moment, vmax = max(vmax, v),
-                         p = p + (-step_size * m) / (sqrt(vmax) / bc2_sqrt + o.eps));
+                // Pass 1 counts where the new m agrees with g' (it writes nothing); the
+                // step then moves p by m masked and scaled by its tensor's factor.
+                const auto& new_m = sym::local<1>;
+                step.run(grad, new_m = fma(1 - b1, d, b1 * m), sym::scalar<0> = detail::agreeing(new_m, d));
+                detail::caution_factors(step, o.caution_normalize);
+                adam_step(m * detail::cautious_mask(m, d));
             }
             else
             {
-                step.run(decayed, grad, first_moment, second_moment,
-                         p = p + (-step_size * m) / (sqrt(v) / bc2_sqrt + o.eps));
+                adam_step(m);
             }
         }
     };

@@ -3,20 +3,19 @@
 // gradient's are dropped, the rest scaled up by a per-tensor factor,
 //   mean:            1 / max(mean(mask), 1e-3)        (timm's adamw.py / lion.py)
 //   count_plus_one:  numel / (sum(mask) + 1)          (the paper's Algorithm 1, C-Optim)
-// The factor needs the whole tensor's mask before any element is updated, and the engine
-// shares its scalars across tensors, so a cautious step is two fused passes with the
-// mask in a scratch state between them: pass 1 updates the moments and writes the mask
-// (0 or 1, or Lion's sign(c) or 0); normalize_caution (here, on the host, per tensor)
-// counts it exactly and scales it by the factor, computed in the parameter's type as
-// the references compute it; pass 2 applies the update with the scaled mask.
+// The factor needs the whole tensor's mask before any element is updated, so a cautious
+// step is two fused passes: pass 1 reads the state and the gradient and counts the mask
+// (a reduction into sym::scalar<0>; it writes nothing); caution_factors (here, on the
+// host, per tensor) turns the count into the factor, computed in the parameter's type as
+// the references compute it; pass 2 is the optimizer's own fused step, its update
+// multiplied by where(agrees, factor, 0).
 #ifndef XOPTIM_OPTIM_CAUTIOUS_HPP
 #define XOPTIM_OPTIM_CAUTIOUS_HPP
 
 #include <algorithm>
 #include <cstddef>
 
-#include <xsimd/xsimd.hpp>
-
+#include "../engine/ops.hpp"
 #include "state.hpp"
 
 namespace xoptim
@@ -46,57 +45,29 @@ namespace xoptim
             return static_cast<T>(n) / (static_cast<T>(count) + T(1));
         }
 
-        // The non-zeros of x[0, n): batches of 0/1 summed in T per chunk of 4096 (exact),
-        // the chunks' sums in an integer.
-        template <class T>
-        std::size_t count_nonzero(const T* x, std::size_t n) noexcept
+        // Pass 1's reduction: how many components of `update` agree in sign with `grad`
+        // (its sum is exact in double), for sym::scalar<0>.
+        template <class U, class G>
+        constexpr auto agreeing(const U& update, const G& grad)
         {
-            using batch = xsimd::batch<T>;
-            constexpr std::size_t chunk = 4096;
-            std::size_t count = 0;
-            std::size_t i = 0;
-            while (i + batch::size <= n)
-            {
-                batch ones(T(0));
-                const std::size_t end = std::min(n, i + chunk);
-                for (; i + batch::size <= end; i += batch::size)
-                {
-                    ones += xsimd::select(batch::load_unaligned(x + i) != batch(T(0)), batch(T(1)), batch(T(0)));
-                }
-                count += static_cast<std::size_t>(arch::reduce_add(ones));
-            }
-            for (; i < n; ++i)
-            {
-                count += x[i] != T(0);
-            }
-            return count;
+            return sum(where(update * grad > 0, 1.0, 0.0));
         }
 
-        template <class T>
-        void scale(T* x, std::size_t n, T factor) noexcept
+        // Pass 2's mask: the factor where `update` agrees with `grad`, 0 elsewhere (0 or the
+        // factor, so the product with it is the references' mask product, bit for bit).
+        template <class U, class G>
+        constexpr auto cautious_mask(const U& update, const G& grad)
         {
-            using batch = xsimd::batch<T>;
-            std::size_t i = 0;
-            for (; i + batch::size <= n; i += batch::size)
-            {
-                (batch::load_unaligned(x + i) * batch(factor)).store_unaligned(x + i);
-            }
-            for (; i < n; ++i)
-            {
-                x[i] *= factor;
-            }
+            return where(update * grad > 0, sym::scalar<0>, 0.0);
         }
 
-        // Scales the mask in state `slot` of every parameter by its tensor's factor: a
-        // mask element is 0 or ±1, so the product is exact.
+        // Between the passes: each tensor's count in scalar<0> becomes its factor.
         template <class Step>
-        void normalize_caution(const Step& step, std::size_t slot, caution_normalization how)
+        void caution_factors(const Step& step, caution_normalization how)
         {
-            step.for_each_parameter([&](const state_store::entry& e, const auto& slots) {
-                auto* mask = slots.states[slot];
-                using T = std::remove_pointer_t<decltype(mask)>;
-                const T factor = caution_factor<T>(count_nonzero(mask, e.size), e.size, how);
-                scale(mask, e.size, factor);
+            step.for_each_tensor_scalars([&](const state_store::entry& e, const auto& slots, auto& scalars) {
+                using T = std::remove_pointer_t<decltype(slots.param)>;
+                scalars[0] = double(caution_factor<T>(static_cast<std::size_t>(scalars[0]), e.size, how));
             });
         }
     }

@@ -13,7 +13,6 @@
 //   static constexpr std::array<bool, N> unsigned_states;     never negative: 8-bit unsigned map
 //   static constexpr std::size_t full_precision_states;       the first ones keep the math type
 //   static constexpr std::size_t scratch_states;              the last ones live within a step
-//   std::size_t num_scratch_states(const options_type&) const;  the same, decided by options
 //   std::string unsupported_shape(const std::vector<std::size_t>&) const;  refuse a shape
 //   std::array<state_extent, N> state_extents(const std::vector<std::size_t>&) const;
 //   static void host_fields(self, f): host numbers a checkpoint keeps (Schedule-Free).
@@ -193,33 +192,15 @@ namespace xoptim::detail
     {
     };
 
-    template <class D, class = void>
-    struct has_scratch_count : std::false_type
-    {
-    };
-
     template <class D>
-    struct has_scratch_count<D, std::void_t<decltype(std::declval<const D&>().num_scratch_states(
-                                    std::declval<const typename D::options_type&>()))>> : std::true_type
+    constexpr std::size_t scratch_count(const D&) noexcept
     {
-    };
-
-    template <class D>
-    std::size_t scratch_count(const D& d) noexcept
-    {
-        if constexpr (has_scratch_count<D>::value)
-        {
-            return d.num_scratch_states(d.options());
-        }
-        else
-        {
-            return scratch_states<D>::value;
-        }
+        return scratch_states<D>::value;
     }
 
     // How many states a checkpoint saves (the first ones, at most): all the optimizer
-    // creates under its options but the scratch ones (Muon's update, cautious AdamW's
-    // mask; NorMuon's second moment comes before Muon's scratch).
+    // creates under its options but the scratch ones (Muon's update; NorMuon's second
+    // moment comes before Muon's scratch).
     template <class D>
     std::size_t kept_states(const D& d) noexcept
     {

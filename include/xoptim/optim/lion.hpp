@@ -3,7 +3,8 @@
 //   p = p * (1 - lr * wd) - lr * sign(c)
 //   m = b2 * m + (1 - b2) * g
 // caution (C-Optim's c_lion.py; timm's lion.py for "mean"; cautious.hpp): sign(c) becomes
-// sign(c) * mask / normalizer, mask = (sign(c) * g > 0), in two passes.
+// sign(c) * mask / normalizer, mask = (sign(c) * g > 0), the normalizer counted in a
+// first pass.
 #ifndef XOPTIM_OPTIM_LION_HPP
 #define XOPTIM_OPTIM_LION_HPP
 
@@ -39,8 +40,7 @@ namespace xoptim
     public:
 
         static constexpr const char* name = "lion";
-        // With caution, a scratch state: sign(c) masked, then normalized.
-        static constexpr std::array<const char*, 2> state_names = {"exp_avg", "caution_update"};
+        static constexpr std::array<const char*, 1> state_names = {"exp_avg"};
 
         explicit lion(const lion_options& o = {})
             : optimizer(o)
@@ -55,14 +55,9 @@ namespace xoptim
             detail::require_non_negative(o.weight_decay, name, "weight_decay");
         }
 
-        static std::size_t num_states(const lion_options& o) noexcept
+        static std::size_t num_states(const lion_options&) noexcept
         {
-            return 1 + num_scratch_states(o);
-        }
-
-        static std::size_t num_scratch_states(const lion_options& o) noexcept
-        {
-            return o.caution ? 1 : 0;
+            return 1;
         }
 
         template <class Step>
@@ -79,10 +74,10 @@ namespace xoptim
             const auto momentum = m = b2 * m + (1 - b2) * g;
             if (o.caution)
             {
-                const auto& u = sym::state<1>;
-                step.run(interpolated, u = where(sign(c) * g > 0, sign(c), 0.0), momentum);
-                detail::normalize_caution(step, 1, o.caution_normalize);
-                step.run(p = p * decay - lr * u);
+                // Pass 1 counts where sign(c) agrees with g (it writes nothing).
+                step.run(interpolated, sym::scalar<0> = detail::agreeing(sign(c), g));
+                detail::caution_factors(step, o.caution_normalize);
+                step.run(interpolated, p = p * decay - lr * (sign(c) * detail::cautious_mask(sign(c), g)), momentum);
             }
             else
             {

@@ -31,27 +31,17 @@ namespace xoptim
         template <class F>
         void for_each_parameter(F&& f) const
         {
-            std::size_t floats = 0;
-            std::size_t doubles = 0;
-            std::size_t coded = 0;
-            for (std::size_t k = 0; k < m_store.size(); ++k)
-            {
-                const state_store::entry& e = m_store[k];
-                if (e.type != dtype::float64)
-                {
-                    if constexpr ((Types & detail::float_bit) != 0)
-                    {
-                        f(e, e.plain() ? m_floats[floats++] : m_coded[coded++].plain);
-                    }
-                }
-                else
-                {
-                    if constexpr ((Types & detail::double_bit) != 0)
-                    {
-                        f(e, m_doubles[doubles++]);
-                    }
-                }
-            }
+            visit([&](const state_store::entry& e, const auto& slots, job_scalars&) { f(e, slots); });
+        }
+
+        // Calls f(entry, slots, scalars) for every parameter in order, `scalars` its
+        // per-tensor values (sym::scalar<K>) as the last pass's finalizing assignments left
+        // them: host work between passes that reads and writes them (a cautious step turns
+        // its mask count into the factor, in the element type).
+        template <class F>
+        void for_each_tensor_scalars(F&& f) const
+        {
+            visit(f);
         }
 
         // Step number, starting at 1 for the first step.
@@ -140,6 +130,42 @@ namespace xoptim
         }
 
     private:
+
+        template <class F>
+        void visit(F&& f) const
+        {
+            std::size_t floats = 0;
+            std::size_t doubles = 0;
+            std::size_t coded = 0;
+            for (std::size_t k = 0; k < m_store.size(); ++k)
+            {
+                const state_store::entry& e = m_store[k];
+                if (e.type != dtype::float64)
+                {
+                    if constexpr ((Types & detail::float_bit) != 0)
+                    {
+                        if (e.plain())
+                        {
+                            f(e, m_floats[floats], m_floats.scalars(floats));
+                            ++floats;
+                        }
+                        else
+                        {
+                            f(e, m_coded[coded].plain, m_coded.scalars(coded));
+                            ++coded;
+                        }
+                    }
+                }
+                else
+                {
+                    if constexpr ((Types & detail::double_bit) != 0)
+                    {
+                        f(e, m_doubles[doubles], m_doubles.scalars(doubles));
+                        ++doubles;
+                    }
+                }
+            }
+        }
 
         std::size_t m_t;
         std::size_t m_states;
