@@ -1,20 +1,20 @@
 // Handwritten digits (8 x 8 images, 10 classes) with an MLP 64 -> 256 -> 256 -> 10,
-// trained four ways from the same initial weights: AdamW, AdamW with 8-bit states
-// (block-wise; the output layer and the biases, under 4,096 elements, keep float
-// states), SGD with momentum, and the Muon + AdamW hybrid (Muon on the hidden
-// matrices, AdamW on the output layer and the biases). Writes the loss and test
-// accuracy per step (CSV) and a plot comparing them (SVG), and checks that memory
-// stayed flat.
+// trained by several optimizers from the same initial weights: by default AdamW, AdamW
+// with 8-bit states (block-wise; the output layer and the biases, under 4,096 elements,
+// keep float states), SGD with momentum, and the Muon + AdamW hybrid (Muon on the hidden
+// matrices, AdamW on the output layer and the biases). Writes the loss and test accuracy
+// per step (CSV) and a plot comparing them (SVG), and checks that memory stayed flat.
 //
 //   digits [--steps N] [--batch B] [--out DIR] [--threads T] [--runs NAME,NAME,...]
-//          [--require-8bit-within POINTS] [--data-parallel]
+//          [--lr X] [--require-accuracy A] [--require-8bit-within POINTS] [--data-parallel]
 //
 // --data-parallel (under mpiexec -n N) trains every run on N ranks, each on its share of
 // every batch, with ZeRO-1: sharded optimizer states, Muon's matrices owned by ranks.
 //
-// --runs picks some of adamw, adamw_8bit, sgd_momentum, muon_adamw. With
-// --require-8bit-within, the program fails unless adamw_8bit ends within POINTS
-// percentage points of adamw's test accuracy.
+// --runs picks runs by name (the table in optimizer_table(); `all` for every one), --lr
+// sets their learning rate (the hybrid's Muon part). With --require-accuracy, the program
+// fails unless every run ends at test accuracy A (0..1) or more; with --require-8bit-within,
+// unless adamw_8bit ends within POINTS percentage points of adamw's test accuracy.
 #include <chrono>
 #include <cmath>
 #include <cstdio>
@@ -29,6 +29,7 @@
 #include <zlib.h>
 
 #include <xoptim/optim/hybrid.hpp>
+#include <xoptim/optim/schedulefree.hpp>
 #include <xoptim/train/layers.hpp>
 #include <xoptim/train/memory.hpp>
 #include <xoptim/train/progress.hpp>
@@ -36,6 +37,7 @@
 #include <xoptim/xoptim.hpp>
 
 #include "../common/distributed.hpp"
+#include "../common/evaluation.hpp"
 #include "../common/options.hpp"
 #include "../common/svg_plot.hpp"
 
@@ -200,12 +202,14 @@ namespace
         std::size_t eval_every = 20;
         std::filesystem::path out = "digits_out";
         std::string runs = "adamw,adamw_8bit,sgd_momentum,muon_adamw";
+        double lr = 0;                    // 0: each run's own
+        double require_accuracy = -1;     // negative: no check
         double require_8bit_within = -1;  // points; negative: no check
         bool data_parallel = false;
 
         bool wants(const std::string& name) const
         {
-            return ("," + runs + ",").find("," + name + ",") != std::string::npos;
+            return runs == "all" || ("," + runs + ",").find("," + name + ",") != std::string::npos;
         }
     };
 
@@ -218,6 +222,125 @@ namespace
         cluster.with_trainer(std::move(optimizer), xoptim::stepper_options{},
                              [&](auto& step) { r = train_with(name, step, train_set, test_set, s, memory, cluster); });
         return r;
+    }
+
+    // What a run trains with besides its optimizer.
+    struct run_context
+    {
+        const char* name;
+        const dataset& train_set;
+        const dataset& test_set;
+        const settings& s;
+        xoptim::train::memory_profiler& memory;
+        const examples::cluster& cluster;
+    };
+
+    template <class Optimizer>
+    run_result train(const run_context& c, Optimizer optimizer)
+    {
+        return train(c.name, std::move(optimizer), c.train_set, c.test_set, c.s, c.memory, c.cluster);
+    }
+
+    // The runs --runs knows: a name, what it is, its learning rate (the best of the sweep
+    // in docs/training.md where one was run) and how to train it at another.
+    struct optimizer_entry
+    {
+        const char* name;
+        const char* description;
+        double lr;
+        bool one_process;  // refuses --data-parallel
+        run_result (*train)(const run_context&, double lr);
+    };
+
+    template <class Options>
+    Options with_lr(Options o, double lr)
+    {
+        o.lr = lr;
+        return o;
+    }
+
+    const std::vector<optimizer_entry>& optimizer_table()
+    {
+        static const std::vector<optimizer_entry> table = {
+            {"adamw", "AdamW, PyTorch's defaults", 1e-3, false,
+             [](const run_context& c, double lr) { return train(c, xoptim::adamw(with_lr(xoptim::adamw_options{}, lr))); }},
+            {"adamw_8bit", "AdamW with 8-bit block-wise states", 1e-3, false,
+             [](const run_context& c, double lr) {
+                 xoptim::adamw eight_bit(with_lr(xoptim::adamw_options{}, lr));
+                 xoptim::storage_options storage;
+                 storage.states = xoptim::state_storage::blockwise_8bit;
+                 eight_bit.set_storage(storage);
+                 return train(c, std::move(eight_bit));
+             }},
+            {"sgd_momentum", "SGD, momentum 0.9", 0.05, false,
+             [](const run_context& c, double lr) {
+                 xoptim::sgd_options o;
+                 o.lr = lr;
+                 o.momentum = 0.9;
+                 return train(c, xoptim::sgd(o));
+             }},
+            {"muon_adamw", "Muon on the hidden matrices, AdamW (lr 1e-3) on the rest", 0.02, false,
+             [](const run_context& c, double lr) {
+                 xoptim::hybrid_options o;
+                 o.muon.lr = lr;
+                 return train(c, xoptim::make_hybrid(o));
+             }},
+            {"lion", "Lion, betas (0.9, 0.99)", 3e-3, false,
+             [](const run_context& c, double lr) { return train(c, xoptim::lion(with_lr(xoptim::lion_options{}, lr))); }},
+            {"adamw_cautious", "cautious AdamW (timm's mean normalization)", 1e-3, false,
+             [](const run_context& c, double lr) {
+                 xoptim::adamw_options o = with_lr(xoptim::adamw_options{}, lr);
+                 o.caution = true;
+                 return train(c, xoptim::adamw(o));
+             }},
+            {"lion_cautious", "cautious Lion (timm's mean normalization)", 1e-4, false,
+             [](const run_context& c, double lr) {
+                 xoptim::lion_options o = with_lr(xoptim::lion_options{}, lr);
+                 o.caution = true;
+                 return train(c, xoptim::lion(o));
+             }},
+            {"lamb", "LAMB, apex's defaults (weight decay 0.01, gradient norm clipped at 1)", 3e-3, false,
+             [](const run_context& c, double lr) { return train(c, xoptim::lamb(with_lr(xoptim::lamb_options{}, lr))); }},
+            {"adafactor", "Adafactor, torch.optim.Adafactor's defaults", 0.1, false,
+             [](const run_context& c, double lr) {
+                 return train(c, xoptim::adafactor(with_lr(xoptim::adafactor_options{}, lr)));
+             }},
+            {"ademamix", "AdEMAMix, alpha 5, beta3 0.9999, both warmed up over the run", 3e-3, false,
+             [](const run_context& c, double lr) {
+                 xoptim::ademamix_options o = with_lr(xoptim::ademamix_options{}, lr);
+                 o.alpha = 5;
+                 o.alpha_warmup = c.s.steps;
+                 o.beta3_warmup = c.s.steps;
+                 return train(c, xoptim::ademamix(o));
+             }},
+            {"muon_polar_express", "the hybrid with Polar Express coefficients in Muon", 0.01, false,
+             [](const run_context& c, double lr) {
+                 xoptim::hybrid_options o;
+                 o.muon = xoptim::muon_options::polar_express();
+                 o.muon.lr = lr;
+                 return train(c, xoptim::make_hybrid(o));
+             }},
+            {"normuon_adamw", "the hybrid with NorMuon's neuron-wise normalization in Muon", 0.01, false,
+             [](const run_context& c, double lr) {
+                 xoptim::hybrid_options o;
+                 o.muon.lr = lr;
+                 o.muon.normuon = true;
+                 return train(c, xoptim::make_hybrid(o));
+             }},
+            {"sgd_schedulefree", "Schedule-Free SGD, momentum 0.9, 50 warmup steps, evaluated at x", 3.0, true,
+             [](const run_context& c, double lr) {
+                 xoptim::sgd_schedulefree_options o = with_lr(xoptim::sgd_schedulefree_options{}, lr);
+                 o.warmup_steps = 50;
+                 return train(c, xoptim::sgd_schedulefree(o));
+             }},
+            {"adamw_schedulefree", "Schedule-Free AdamW, 50 warmup steps, evaluated at x", 1e-2, true,
+             [](const run_context& c, double lr) {
+                 xoptim::adamw_schedulefree_options o = with_lr(xoptim::adamw_schedulefree_options{}, lr);
+                 o.warmup_steps = 50;
+                 return train(c, xoptim::adamw_schedulefree(o));
+             }},
+        };
+        return table;
     }
 
     template <class Trainer>
@@ -262,7 +385,8 @@ namespace
             memory.record_step(memory.steps_recorded());  // one series over all runs
             if ((t + 1) % s.eval_every == 0 || t + 1 == s.steps)
             {
-                const double acc = model.accuracy(test_set);
+                double acc = 0;
+                examples::at_evaluation_point(step, model.params(), [&] { acc = model.accuracy(test_set); });
                 r.eval_steps.push_back(double(t + 1));
                 r.accuracy.push_back(acc);
                 if (acc >= 0.95 && r.steps_to_95 == 0)
@@ -348,6 +472,14 @@ namespace
                 {
                     s.runs = value();
                 }
+                else if (name == "--lr")
+                {
+                    s.lr = std::stod(value());
+                }
+                else if (name == "--require-accuracy")
+                {
+                    s.require_accuracy = std::stod(value());
+                }
                 else if (name == "--require-8bit-within")
                 {
                     s.require_8bit_within = std::stod(value());
@@ -362,11 +494,16 @@ namespace
                 }
                 return true;
             },
-            "--steps N, --batch B, --out DIR, --threads T, --runs NAME,..., --require-8bit-within POINTS, "
+            "--steps N, --batch B, --out DIR, --threads T, --runs NAME,..., --lr X, --require-accuracy A, "
+            "--require-8bit-within POINTS, "
             "--data-parallel");
         if (s.steps == 0 || s.batch == 0)
         {
             throw std::invalid_argument("--steps and --batch must be at least 1");
+        }
+        if (s.lr < 0 || !std::isfinite(s.lr))
+        {
+            throw std::invalid_argument("--lr must be a positive number");
         }
         return s;
     }
@@ -395,32 +532,28 @@ int main(int argc, char** argv)
 
         xoptim::train::memory_profiler memory;
         std::vector<run_result> runs;
-        if (s.wants("adamw"))
+        for (const optimizer_entry& e : optimizer_table())
         {
-            runs.push_back(train("adamw", xoptim::adamw(), train_set, test_set, s, memory, cluster));
-        }
-        if (s.wants("adamw_8bit"))
-        {
-            xoptim::adamw eight_bit;
-            xoptim::storage_options storage;
-            storage.states = xoptim::state_storage::blockwise_8bit;
-            eight_bit.set_storage(storage);
-            runs.push_back(train("adamw_8bit", std::move(eight_bit), train_set, test_set, s, memory, cluster));
-        }
-        if (s.wants("sgd_momentum"))
-        {
-            xoptim::sgd_options sgd;
-            sgd.lr = 0.05;
-            sgd.momentum = 0.9;
-            runs.push_back(train("sgd_momentum", xoptim::sgd(sgd), train_set, test_set, s, memory, cluster));
-        }
-        if (s.wants("muon_adamw"))
-        {
-            runs.push_back(train("muon_adamw", xoptim::make_hybrid(), train_set, test_set, s, memory, cluster));
+            if (s.wants(e.name))
+            {
+                if (e.one_process && cluster.size() > 1)
+                {
+                    throw std::invalid_argument(std::string("--runs ") + e.name
+                                                + " trains in one process: its evaluation point is not sharded");
+                }
+                const double lr = s.lr > 0 ? s.lr : e.lr;
+                std::cout << e.name << ": " << e.description << ", lr " << lr << "\n";
+                runs.push_back(e.train({e.name, train_set, test_set, s, memory, cluster}, lr));
+            }
         }
         if (runs.empty())
         {
-            throw std::invalid_argument("--runs names none of adamw, adamw_8bit, sgd_momentum, muon_adamw");
+            std::string names;
+            for (const optimizer_entry& e : optimizer_table())
+            {
+                names += std::string(names.empty() ? "" : ", ") + e.name;
+            }
+            throw std::invalid_argument("--runs names none of " + names + " (or all)");
         }
 
         if (cluster.rank() == 0)
@@ -441,10 +574,10 @@ int main(int argc, char** argv)
                                  {"test accuracy", "step", "accuracy", accuracy, false}});
         }
 
-        std::printf("\n%-14s %10s %10s %14s %14s\n", "optimizer", "test acc", "train s", "steps to 95%", "seconds to 95%");
+        std::printf("\n%-18s %10s %10s %14s %14s\n", "optimizer", "test acc", "train s", "steps to 95%", "seconds to 95%");
         for (const auto& r : runs)
         {
-            std::printf("%-14s %9.2f%% %10.2f %14s %14s\n", r.name.c_str(), 100 * r.accuracy.back(), r.train_seconds,
+            std::printf("%-18s %9.2f%% %10.2f %14s %14s\n", r.name.c_str(), 100 * r.accuracy.back(), r.train_seconds,
                         r.steps_to_95 ? std::to_string(r.steps_to_95).c_str() : "-",
                         r.steps_to_95 ? (std::to_string(r.seconds_to_95).substr(0, 5)).c_str() : "-");
         }
@@ -459,6 +592,15 @@ int main(int argc, char** argv)
             if (!(last < first))
             {
                 std::cerr << "digits: " << r.name << " did not lower the loss (" << first << " -> " << last << ")\n";
+                learned = false;
+            }
+        }
+        for (const auto& r : runs)
+        {
+            if (s.require_accuracy >= 0 && r.accuracy.back() < s.require_accuracy)
+            {
+                std::cerr << "digits: " << r.name << " ended at " << 100 * r.accuracy.back()
+                          << "% test accuracy, under the required " << 100 * s.require_accuracy << "%\n";
                 learned = false;
             }
         }

@@ -9,6 +9,7 @@
 #include <vector>
 
 #include <xoptim/optim/hybrid.hpp>
+#include <xoptim/optim/schedulefree.hpp>
 #include <xoptim/xoptim.hpp>
 
 #include "trainer.hpp"
@@ -51,6 +52,34 @@ namespace tiny_gpt
         return o;
     }
 
+    inline xoptim::adamw cautious_adamw()
+    {
+        xoptim::adamw_options o = adamw_settings();
+        o.caution = true;
+        return xoptim::adamw(o);
+    }
+
+    // LAMB as apex (its clipping at 1 is the run's own), betas and decay as AdamW's.
+    inline xoptim::lamb_options lamb_settings()
+    {
+        xoptim::lamb_options o;
+        o.betas = {0.9, 0.99};
+        return o;
+    }
+
+    // AdEMAMix's slow EMA (beta3 0.9999) and its weight alpha (5) warmed up over the run,
+    // as the paper's language models.
+    inline xoptim::ademamix ademamix_for(const trainer& t)
+    {
+        xoptim::ademamix_options o;
+        o.betas = {0.9, 0.99, 0.9999};
+        o.alpha = 5;
+        o.alpha_warmup = t.options().steps;
+        o.beta3_warmup = t.options().steps;
+        o.weight_decay = 0.01;
+        return xoptim::ademamix(o);
+    }
+
     template <class Opt>
     Opt scheduled(Opt opt, const trainer& t, double lr)
     {
@@ -71,6 +100,18 @@ namespace tiny_gpt
         return t.run(std::move(opt));
     }
 
+    // Schedule-Free AdamW: a constant lr after its own warmup (the run's), no decay to
+    // schedule; validated and sampled at x, its average.
+    inline run_result train_schedulefree(trainer& t, double lr)
+    {
+        xoptim::adamw_schedulefree_options o;
+        o.lr = lr;
+        o.betas = {0.9, 0.99};
+        o.weight_decay = 0.01;
+        o.warmup_steps = t.options().warmup;
+        return t.run(xoptim::adamw_schedulefree(o));
+    }
+
     inline const std::vector<optimizer_entry>& optimizer_table()
     {
         static const std::vector<optimizer_entry> table = {
@@ -82,6 +123,16 @@ namespace tiny_gpt
              {1e-3, 3e-3, 1e-2}, [](trainer& t, double lr) { return t.run(scheduled(adamw_8bit(), t, lr)); }},
             {"lion", "Lion, betas (0.9, 0.99), weight decay 0.1", 3e-4, {1e-4, 3e-4, 1e-3},
              [](trainer& t, double lr) { return t.run(scheduled(xoptim::lion(lion_settings()), t, lr)); }},
+            {"adamw_cautious", "AdamW as above with cautious updates (timm's mean normalization)", 3e-3,
+             {1e-3, 3e-3, 1e-2}, [](trainer& t, double lr) { return t.run(scheduled(cautious_adamw(), t, lr)); }},
+            {"lamb", "LAMB (apex), betas (0.9, 0.99), weight decay 0.01", 1e-2, {3e-3, 1e-2, 3e-2},
+             [](trainer& t, double lr) { return t.run(scheduled(xoptim::lamb(lamb_settings()), t, lr)); }},
+            {"adafactor", "Adafactor (torch.optim.Adafactor's defaults: relative step min(lr, 1/sqrt(t)))", 3e-2,
+             {1e-2, 3e-2, 1e-1}, [](trainer& t, double lr) { return t.run(scheduled(xoptim::adafactor(), t, lr)); }},
+            {"ademamix", "AdEMAMix, betas (0.9, 0.99, 0.9999), alpha 5, weight decay 0.01", 3e-3, {1e-3, 3e-3, 1e-2},
+             [](trainer& t, double lr) { return t.run(scheduled(ademamix_for(t), t, lr)); }},
+            {"adamw_schedulefree", "Schedule-Free AdamW, betas (0.9, 0.99), weight decay 0.01, no lr schedule",
+             1e-2, {3e-3, 1e-2, 3e-2}, train_schedulefree},
         };
         return table;
     }

@@ -21,6 +21,7 @@
 #include <xoptim/train/memory.hpp>
 #include <xoptim/train/progress.hpp>
 
+#include "../common/evaluation.hpp"
 #include "corpus.hpp"
 #include "run_record.hpp"
 #include "sample.hpp"
@@ -248,7 +249,7 @@ namespace tiny_gpt
         const auto evaluate = [&](std::size_t t, double at_seconds) {
             r.eval_steps.push_back(double(t));
             r.eval_seconds.push_back(at_seconds);
-            r.val_loss.push_back(validation_loss(model));
+            examples::at_evaluation_point(step, model.params(), [&] { r.val_loss.push_back(validation_loss(model)); });
             if (!std::isfinite(r.val_loss.back()) && r.diverged.empty())
             {
                 r.diverged = "step " + std::to_string(t) + ": the validation loss is " + std::to_string(r.val_loss.back());
@@ -347,7 +348,10 @@ namespace tiny_gpt
             }
             for (const double temperature : {0.0, m_s.temperature})
             {
-                std::string text = generate(model, m_s.prompt, m_s.sample_chars, temperature, 7);
+                std::string text;
+                examples::at_evaluation_point(step, model.params(), [&] {
+                    text = generate(model, m_s.prompt, m_s.sample_chars, temperature, 7);
+                });
                 for (std::size_t at = 0; (at = text.find('\n', at)) != std::string::npos; at += 5)
                 {
                     text.replace(at, 1, "\n    ");
