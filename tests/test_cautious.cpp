@@ -89,7 +89,8 @@ namespace
     TEST(cautious, threads_change_no_bits)
     {
         xoptim_test::expect_thread_invariant([] { return cautious_adamw(true); });
-        xoptim_test::expect_thread_invariant([] { return cautious_lion(xoptim::caution_normalization::count_plus_one); });
+        xoptim_test::expect_thread_invariant(
+            [] { return cautious_lion(xoptim::caution_normalization::count_plus_one); });
     }
 
     TEST(cautious, resumes_bit_for_bit_and_saves_no_mask)
@@ -180,8 +181,8 @@ namespace
 
     TEST(cautious, agreeing_everywhere_is_the_plain_step)
     {
-        for (auto storage : {xoptim::state_storage::native, xoptim::state_storage::bf16,
-                             xoptim::state_storage::blockwise_8bit})
+        for (auto storage :
+             {xoptim::state_storage::native, xoptim::state_storage::bf16, xoptim::state_storage::blockwise_8bit})
         {
             xoptim::adamw_options a;
             a.lr = 1e-2;

@@ -32,8 +32,7 @@ namespace examples
     };
 
     template <class Opt>
-    struct evaluates_elsewhere<Opt, std::void_t<decltype(std::declval<const Opt&>().in_eval_mode())>>
-        : std::true_type
+    struct evaluates_elsewhere<Opt, std::void_t<decltype(std::declval<const Opt&>().in_eval_mode())>> : std::true_type
     {
     };
 

@@ -30,10 +30,10 @@
 
 #include <xoptim/optim/hybrid.hpp>
 #include <xoptim/optim/schedulefree.hpp>
+#include <xoptim/step/stepper.hpp>
 #include <xoptim/train/layers.hpp>
 #include <xoptim/train/memory.hpp>
 #include <xoptim/train/progress.hpp>
-#include <xoptim/step/stepper.hpp>
 #include <xoptim/xoptim.hpp>
 
 #include "../common/distributed.hpp"
@@ -168,7 +168,8 @@ namespace
         double accuracy(const dataset& d)
         {
             forward(d.x.data(), d.size());
-            return double(xoptim::train::count_correct(logits.data(), d.y.data(), d.size(), classes)) / double(d.size());
+            return double(xoptim::train::count_correct(logits.data(), d.y.data(), d.size(), classes))
+                   / double(d.size());
         }
 
         // Names as a PyTorch nn.Sequential would give them; "output" keeps the last layer
@@ -263,7 +264,9 @@ namespace
     {
         static const std::vector<optimizer_entry> table = {
             {"adamw", "AdamW, PyTorch's defaults", 1e-3, false,
-             [](const run_context& c, double lr) { return train(c, xoptim::adamw(with_lr(xoptim::adamw_options{}, lr))); }},
+             [](const run_context& c, double lr) {
+                 return train(c, xoptim::adamw(with_lr(xoptim::adamw_options{}, lr)));
+             }},
             {"adamw_8bit", "AdamW with 8-bit block-wise states", 1e-3, false,
              [](const run_context& c, double lr) {
                  xoptim::adamw eight_bit(with_lr(xoptim::adamw_options{}, lr));
@@ -286,7 +289,9 @@ namespace
                  return train(c, xoptim::make_hybrid(o));
              }},
             {"lion", "Lion, betas (0.9, 0.99)", 3e-3, false,
-             [](const run_context& c, double lr) { return train(c, xoptim::lion(with_lr(xoptim::lion_options{}, lr))); }},
+             [](const run_context& c, double lr) {
+                 return train(c, xoptim::lion(with_lr(xoptim::lion_options{}, lr)));
+             }},
             {"adamw_cautious", "cautious AdamW (timm's mean normalization)", 1e-3, false,
              [](const run_context& c, double lr) {
                  xoptim::adamw_options o = with_lr(xoptim::adamw_options{}, lr);
@@ -300,7 +305,9 @@ namespace
                  return train(c, xoptim::lion(o));
              }},
             {"lamb", "LAMB, apex's defaults (weight decay 0.01, gradient norm clipped at 1)", 3e-3, false,
-             [](const run_context& c, double lr) { return train(c, xoptim::lamb(with_lr(xoptim::lamb_options{}, lr))); }},
+             [](const run_context& c, double lr) {
+                 return train(c, xoptim::lamb(with_lr(xoptim::lamb_options{}, lr)));
+             }},
             {"adafactor", "Adafactor, torch.optim.Adafactor's defaults", 0.1, false,
              [](const run_context& c, double lr) {
                  return train(c, xoptim::adafactor(with_lr(xoptim::adafactor_options{}, lr)));
@@ -574,7 +581,8 @@ int main(int argc, char** argv)
                                  {"test accuracy", "step", "accuracy", accuracy, false}});
         }
 
-        std::printf("\n%-18s %10s %10s %14s %14s\n", "optimizer", "test acc", "train s", "steps to 95%", "seconds to 95%");
+        std::printf("\n%-18s %10s %10s %14s %14s\n", "optimizer", "test acc", "train s", "steps to 95%",
+                    "seconds to 95%");
         for (const auto& r : runs)
         {
             std::printf("%-18s %9.2f%% %10.2f %14s %14s\n", r.name.c_str(), 100 * r.accuracy.back(), r.train_seconds,

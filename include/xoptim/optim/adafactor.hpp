@@ -102,8 +102,8 @@ namespace xoptim
             std::vector<tensor> plain;
             std::vector<double> column_sums;
             std::vector<double> param_squares;  // per matrix tensor
-            std::vector<T> row_means;  // per matrix of a tensor
-            std::vector<T> column_factors;  // transformers: rsqrt of the column statistics
+            std::vector<T> row_means;           // per matrix of a tensor
+            std::vector<T> column_factors;      // transformers: rsqrt of the column statistics
 
             void clear() noexcept
             {
@@ -225,11 +225,11 @@ namespace xoptim
         }
 
         template <class Step>
-        void update(const Step& step, const options_type&)  // the helpers read options()
+        void update(const Step& step, const options_type& o)
         {
             detail::collect_factored(step, name, m_floats, m_doubles);
-            run_type(step, m_floats);
-            run_type(step, m_doubles);
+            run_type(step, m_floats, o);
+            run_type(step, m_doubles, o);
         }
 
     private:
@@ -238,13 +238,12 @@ namespace xoptim
         template <class T>
         struct step_scalars
         {
-            double t, w, w_complement, rho, sign, decay, eps1, eps1_squared, eps2;
+            double t, w, w_complement, rho, sign, decay, eps1, eps1_squared, eps2, d;
         };
 
         template <class T>
-        step_scalars<T> scalars_at(std::size_t count) const noexcept
+        static step_scalars<T> scalars_at(std::size_t count, const adafactor_options& o) noexcept
         {
-            const adafactor_options& o = options();
             step_scalars<T> s{};
             s.t = static_cast<double>(count);
             s.w = std::pow(s.t, o.beta2_decay);
@@ -255,6 +254,7 @@ namespace xoptim
             s.eps1 = o.eps[0] ? *o.eps[0] : double(std::numeric_limits<T>::epsilon());
             s.eps1_squared = s.eps1 * s.eps1;
             s.eps2 = *o.eps[1];
+            s.d = o.d;
             return s;
         }
 
@@ -268,16 +268,16 @@ namespace xoptim
 
         // -alpha / max(1, RMS(u) / d)
         template <class T>
-        double step_size(double alpha, double update_squares, std::size_t n) const noexcept
+        static double step_size(double alpha, double update_squares, std::size_t n, const step_scalars<T>& s) noexcept
         {
             const double norm = double(T(std::sqrt(update_squares)));
-            return -alpha / std::max(1.0, norm / (std::sqrt(double(n)) * options().d));
+            return -alpha / std::max(1.0, norm / (std::sqrt(double(n)) * s.d));
         }
 
         template <class Step, class T>
-        void run_type(const Step& step, detail::factored_workspace<T>& w) const
+        void run_type(const Step& step, detail::factored_workspace<T>& w, const adafactor_options& o) const
         {
-            const step_scalars<T> s = scalars_at<T>(step.count());
+            const step_scalars<T> s = scalars_at<T>(step.count(), o);
             if (!w.matrices.empty())
             {
                 run_matrices(step, w, s);
@@ -290,8 +290,9 @@ namespace xoptim
                 }
                 else
                 {
-                    run_vectors(step, w, s,
-                                [&](const auto& v, const auto& target) { return target - (target - v) * s.w_complement; });
+                    run_vectors(step, w, s, [&](const auto& v, const auto& target) {
+                        return target - (target - v) * s.w_complement;
+                    });
                 }
             }
         }
@@ -361,8 +362,8 @@ namespace xoptim
             {
                 const auto& t = w.matrices[k];
                 const std::size_t n = t.view.batches * t.view.rows;
-                const double size = step_size<T>(alpha<T>(param_squares[k], t.size, s), job_sum(w.rows, t.first_job, n, 2),
-                                                 t.size);
+                const double size = step_size<T>(alpha<T>(param_squares[k], t.size, s),
+                                                 job_sum(w.rows, t.first_job, n, 2), t.size, s);
                 for (std::size_t j = t.first_job; j < t.first_job + n; ++j)
                 {
                     w.rows.scalars(j)[3] = size;
@@ -387,7 +388,7 @@ namespace xoptim
             for (const auto& t : w.plain)
             {
                 auto& scalars = w.vectors.scalars(t.first_job);
-                scalars[2] = step_size<T>(alpha<T>(scalars[0], t.size, s), scalars[1], t.size);
+                scalars[2] = step_size<T>(alpha<T>(scalars[0], t.size, s), scalars[1], t.size, s);
             }
             // Pass 2: the update, from the second moment pass 1 stored.
             step.run_on(w.vectors, g_, p = p * s.decay + step_scale * update);
@@ -451,8 +452,10 @@ namespace xoptim
 
         static void check(const options_type& o)
         {
-            detail::require(!(o.lr && o.relative_step), name, "lr", "none with relative_step (transformers: "
-                            "cannot combine manual lr and relative_step)", o.lr ? *o.lr : 0.0);
+            detail::require(!(o.lr && o.relative_step), name, "lr",
+                            "none with relative_step (transformers: "
+                            "cannot combine manual lr and relative_step)",
+                            o.lr ? *o.lr : 0.0);
             detail::require(o.lr.has_value() || o.relative_step, name, "lr", "set without relative_step",
                             std::numeric_limits<double>::quiet_NaN());
             if (o.lr)
@@ -469,8 +472,7 @@ namespace xoptim
                 detail::require_unit_interval(*o.beta1, name, "beta1");
             }
             detail::require_non_negative(o.weight_decay, name, "weight_decay");
-            detail::require(!o.warmup_init || o.relative_step, name, "warmup_init", "false without relative_step",
-                            1.0);
+            detail::require(!o.warmup_init || o.relative_step, name, "warmup_init", "false without relative_step", 1.0);
         }
 
         static std::size_t num_states(const options_type& o) noexcept
@@ -488,11 +490,11 @@ namespace xoptim
         }
 
         template <class Step>
-        void update(const Step& step, const options_type&)  // the helpers read options()
+        void update(const Step& step, const options_type& o)
         {
             detail::collect_factored(step, name, m_floats, m_doubles);
-            run_type(step, m_floats);
-            run_type(step, m_doubles);
+            run_type(step, m_floats, o);
+            run_type(step, m_doubles, o);
         }
 
     private:
@@ -500,10 +502,9 @@ namespace xoptim
         // The per-tensor numbers of the last pass, in T as transformers' 0-d tensors: the
         // step size lr_t, the clip divisor and the decay's factor -weight_decay * lr_t.
         template <class T>
-        void finish_tensor(job_scalars& out, double param_squares, double update_squares, std::size_t n,
-                           double relative) const noexcept
+        static void finish_tensor(job_scalars& out, double param_squares, double update_squares, std::size_t n,
+                                  double relative, const options_type& o) noexcept
         {
-            const options_type& o = options();
             using detail::rounded;
             const T root = T(std::sqrt(double(n)));
             const T rms = rounded<T>(T(std::sqrt(param_squares)) / root);
@@ -517,9 +518,8 @@ namespace xoptim
         }
 
         template <class Step, class T>
-        void run_type(const Step& step, detail::factored_workspace<T>& w)
+        void run_type(const Step& step, detail::factored_workspace<T>& w, const options_type& o)
         {
-            const options_type& o = options();
             using namespace sym;
             using detail::job_sum;
             using detail::rounded;
@@ -528,8 +528,8 @@ namespace xoptim
                 return;
             }
             const double t = static_cast<double>(step.count());
-            const double relative =
-                o.relative_step ? std::min(o.warmup_init ? 1e-6 * t : 1e-2, 1 / std::sqrt(t)) : *o.lr;
+            const double relative = o.relative_step ? std::min(o.warmup_init ? 1e-6 * t : 1e-2, 1 / std::sqrt(t))
+                                                    : *o.lr;
             const double b2 = 1 - std::pow(t, o.decay_rate);
             const T keep = T(b2);
             const T add = T(1 - b2);
@@ -598,12 +598,14 @@ namespace xoptim
                         for (std::size_t r = 0; r < mv.rows; ++r)
                         {
                             const T ratio = rounded<T>(x.row_var[b * mv.rows + r] / row_mean);
-                            w.rows.scalars(x.first_job + b * mv.rows + r)[0] = double(rounded<T>(T(1) / T(std::sqrt(ratio))));
+                            w.rows.scalars(x.first_job + b * mv.rows + r)[0] = double(
+                                rounded<T>(T(1) / T(std::sqrt(ratio))));
                         }
                         for (std::size_t j = 0; j < mv.cols; ++j)
                         {
                             T& s = x.col_var[b * mv.cols + j];
-                            s = rounded<T>(rounded<T>(s * keep) + rounded<T>(add * T(w.column_sums[j] / double(mv.rows))));
+                            s = rounded<T>(rounded<T>(s * keep)
+                                           + rounded<T>(add * T(w.column_sums[j] / double(mv.rows))));
                             cf[j] = rounded<T>(T(1) / T(std::sqrt(s)));
                         }
                         for (std::size_t r = 0; r < mv.rows; ++r)
@@ -619,7 +621,8 @@ namespace xoptim
                     const auto& x = w.matrices[k];
                     const std::size_t n = x.view.batches * x.view.rows;
                     job_scalars numbers{};
-                    finish_tensor<T>(numbers, param_squares[k], job_sum(w.rows, x.first_job, n, 2), x.size, relative);
+                    finish_tensor<T>(numbers, param_squares[k], job_sum(w.rows, x.first_job, n, 2), x.size, relative,
+                                     o);
                     for (std::size_t j = x.first_job; j < x.first_job + n; ++j)
                     {
                         std::copy(numbers.begin() + 1, numbers.end(), w.rows.scalars(j).begin() + 1);
@@ -637,7 +640,7 @@ namespace xoptim
                 for (const auto& x : w.plain)
                 {
                     auto& numbers = w.vectors.scalars(x.first_job);
-                    finish_tensor<T>(numbers, numbers[0], numbers[1], x.size, relative);
+                    finish_tensor<T>(numbers, numbers[0], numbers[1], x.size, relative, o);
                 }
                 // Pass 2: the update.
                 last(w.vectors, direction);
