@@ -183,6 +183,53 @@ TEST(dist_mpi, the_hybrid_owns_muon_matrices_and_shards_adamw)
     expect_mean_step([] { return xoptim::stepper(xoptim::make_hybrid()); }, 3);
 }
 
+// Optimizers with per-tensor numbers (a cautious step's mask count, LAMB's trust ratio,
+// Adafactor's RMS and factored statistics): under ZeRO-1 each of their tensors is stepped
+// whole by one rank, so the numbers are the one-process ones.
+TEST(dist_mpi, per_tensor_optimizers_step_whole_tensors)
+{
+    xoptim::adamw_options a;
+    a.caution = true;
+    {
+        SCOPED_TRACE("cautious adamw");
+        expect_mean_step([&] { return xoptim::stepper(xoptim::adamw(a)); }, 3);
+    }
+    xoptim::lion_options l;
+    l.lr = 1e-3;
+    l.caution = true;
+    {
+        SCOPED_TRACE("cautious lion");
+        expect_mean_step([&] { return xoptim::stepper(xoptim::lion(l)); }, 3);
+    }
+    xoptim::lamb_options b;
+    b.max_grad_norm.reset();  // the stepper's clipping is global across ranks; LAMB's own is not
+    {
+        SCOPED_TRACE("lamb");
+        expect_mean_step([&] { return xoptim::stepper(xoptim::lamb(b)); }, 3);
+    }
+    {
+        SCOPED_TRACE("adafactor");
+        expect_mean_step([] { return xoptim::stepper(xoptim::adafactor()); }, 3);
+    }
+}
+
+// LAMB's max_grad_norm clips by the norm of all its gradients, which ZeRO-1 splits
+// between ranks: refused when the trainer is made, naming the fix.
+TEST(dist_mpi, lamb_clipping_over_all_tensors_is_refused_under_zero1)
+{
+    dist::mpi_comm comm(MPI_COMM_WORLD);
+    try
+    {
+        dist::data_parallel dp(comm, xoptim::stepper(xoptim::lamb()), with_mode(dist::mode::zero1));
+        ADD_FAILURE() << "accepted";
+    }
+    catch (const std::invalid_argument& e)
+    {
+        EXPECT_NE(std::string(e.what()).find("max_grad_norm"), std::string::npos) << e.what();
+    }
+    dist::data_parallel allowed(comm, xoptim::stepper(xoptim::lamb()), with_mode(dist::mode::data_parallel));
+}
+
 TEST(dist_mpi, param_groups_with_a_schedule_equal_one_process)
 {
     const auto make = [] {

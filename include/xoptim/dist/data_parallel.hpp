@@ -381,6 +381,14 @@ namespace xoptim::dist
             return m_o.mode == mode::zero1;
         }
 
+        // The work of stepping tensor i whole, by which ZeRO-1 balances owners:
+        // Newton-Schulz flops per iteration for Muon's tensors, the element count for others.
+        double owned_cost(std::size_t i) const
+        {
+            return m_newton_schulz[m_route[i]] ? detail::newton_schulz_cost(m_flat.shape(i))
+                                               : double(detail::elements(m_flat.shape(i)));
+        }
+
         // ZeRO-1 over several ranks: a bucket that is one run of a tensor is reduced from
         // its gradient and gathered into its parameter in place.
         bool in_place(const bucket& b) const noexcept
@@ -497,7 +505,8 @@ namespace xoptim::dist
         std::vector<std::pair<std::string_view, std::size_t>> m_by_name;  // sorted: grad_ready(name)
         // Per optimizer.
         std::vector<std::string> m_optimizer_names;
-        std::vector<char> m_whole;
+        std::vector<char> m_whole;           // steps whole tensors (shard_rule::whole_tensors)
+        std::vector<char> m_newton_schulz;   // its owned tensors cost Newton-Schulz flops (Muon)
         std::vector<std::size_t> m_min_piece;
         // Per bucket (launch order).
         std::vector<request> m_requests;
@@ -544,7 +553,17 @@ namespace xoptim::dist
         detail::for_each_inner(detail::inner(m_trainer), [&](std::size_t k, const std::string&, auto& opt) {
             using O = std::remove_reference_t<decltype(opt)>;
             m_optimizer_names.push_back(detail::optimizer_name(detail::inner(m_trainer), k));
-            m_whole.push_back(detail::steps_whole_tensors<O>::value ? 1 : 0);
+            const shard_rule rule = xoptim::detail::shard_rule_of(opt);
+            if (rule == shard_rule::whole_set && o.mode == mode::zero1)
+            {
+                throw std::invalid_argument(
+                    "xoptim::dist: " + m_optimizer_names.back() + " (" + O::name
+                    + ") steps with a number over all its tensors (lamb: max_grad_norm), which ZeRO-1 splits between "
+                      "ranks: set max_grad_norm to none and clip with the stepper's clip_global_norm (global across "
+                      "ranks), or use mode::data_parallel");
+            }
+            m_whole.push_back(rule == shard_rule::whole_tensors ? 1 : 0);
+            m_newton_schulz.push_back(detail::costs_newton_schulz<O>::value ? 1 : 0);
             const storage_options& s = opt.storage();
             m_min_piece.push_back(s.states == state_storage::blockwise_8bit ? std::max<std::size_t>(1, s.min_8bit_size) : 0);
             ++m_optimizers;
@@ -672,7 +691,7 @@ namespace xoptim::dist
                 t.size = detail::elements(m_flat.shape(i));
                 t.type = m_type[i];
                 t.owned = zero1() && m_whole[m_route[i]];
-                t.cost = t.owned ? detail::newton_schulz_cost(m_flat.shape(i)) : 0;
+                t.cost = t.owned ? owned_cost(i) : 0;
                 const std::size_t min_piece = m_min_piece[m_route[i]];
                 t.min_piece = t.type == dtype::float32 && min_piece > 0 && t.size >= min_piece ? min_piece : 0;
             }
@@ -1467,10 +1486,12 @@ namespace xoptim::dist
             }
             if (m_plan.owner[i] >= 0)
             {
-                const double cost = detail::newton_schulz_cost(m_flat.shape(i));
+                const double cost = owned_cost(i);
                 std::snprintf(text, sizeof text, "%.3g", cost);
-                out += ", rank " + std::to_string(m_plan.owner[i]) + " (Newton-Schulz " + text + " flops per iteration)\n";
-                work[std::size_t(m_plan.owner[i])] += cost;
+                out += ", rank " + std::to_string(m_plan.owner[i])
+                       + (m_newton_schulz[m_route[i]] ? " (Newton-Schulz " + std::string(text) + " flops per iteration)\n"
+                                                     : " (whole)\n");
+                work[std::size_t(m_plan.owner[i])] += m_newton_schulz[m_route[i]] ? cost : 0.0;
                 elements[std::size_t(m_plan.owner[i])] += detail::elements(m_flat.shape(i));
                 continue;
             }

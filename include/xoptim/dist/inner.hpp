@@ -3,7 +3,7 @@
 //   - its optimizers, each with its checkpoint key ("optimizer", "optimizer.K"),
 //   - the optimizer a parameter goes to (a router's rules),
 //   - the around-step options (a stepper's; a bare optimizer has no guard),
-//   - whether an optimizer steps whole tensors (Muon) or element-wise ones,
+//   - how an owned tensor of an optimizer that steps whole tensors is costed,
 //   - fresh copies without state (options, storage, schedules, routes), which
 //     checkpoints fill with a whole state,
 //   - setting a step count (a checkpoint's; through checkpoint.hpp's checkpoint_access,
@@ -35,15 +35,17 @@ namespace xoptim::dist::detail
     template <class X>
     using bare = std::remove_cv_t<std::remove_reference_t<X>>;
 
-    // Optimizers whose update needs the whole tensor (not element-wise): in ZeRO-1 each
-    // of their tensors is owned by one rank. Specialize for a new such optimizer.
+    // Under ZeRO-1, the tensors of an optimizer whose step needs them whole
+    // (shard_rule::whole_tensors: Muon, LAMB's trust ratio, Adafactor, cautious updates) are
+    // each owned by one rank, the owners balanced by cost: Newton-Schulz flops for Muon's,
+    // the element count for the others'.
     template <class O>
-    struct steps_whole_tensors : std::false_type
+    struct costs_newton_schulz : std::false_type
     {
     };
 
     template <>
-    struct steps_whole_tensors<xoptim::muon> : std::true_type
+    struct costs_newton_schulz<xoptim::muon> : std::true_type
     {
     };
 

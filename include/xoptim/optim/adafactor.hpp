@@ -213,6 +213,12 @@ namespace xoptim
             return 3;
         }
 
+        // RMS of p and of the update, and the row and column statistics: per tensor.
+        static shard_rule shards(const adafactor_options&) noexcept
+        {
+            return shard_rule::whole_tensors;
+        }
+
         // Matrices (rank >= 2) keep row and column statistics, vectors an element-wise
         // second moment.
         static std::array<state_extent, 3> state_extents(const std::vector<std::size_t>& shape) noexcept
@@ -478,6 +484,11 @@ namespace xoptim
         static std::size_t num_states(const options_type& o) noexcept
         {
             return o.beta1 ? 4 : 3;
+        }
+
+        static shard_rule shards(const options_type&) noexcept
+        {
+            return shard_rule::whole_tensors;
         }
 
         static std::array<state_extent, 4> state_extents(const std::vector<std::size_t>& shape) noexcept

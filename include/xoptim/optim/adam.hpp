@@ -83,6 +83,12 @@ namespace xoptim
             return o.amsgrad ? 3 : 2;
         }
 
+        // A cautious step counts its mask per tensor.
+        static shard_rule shards(const options_type& o) noexcept
+        {
+            return o.caution ? shard_rule::whole_tensors : shard_rule::elements;
+        }
+
         template <class Step>
         void update(const Step& step, const options_type& o) const
         {

@@ -16,6 +16,7 @@
 //   std::string unsupported_shape(const std::vector<std::size_t>&) const;  refuse a shape
 //   std::array<state_extent, N> state_extents(const std::vector<std::size_t>&) const;
 //   static void host_fields(self, f): host numbers a checkpoint keeps (Schedule-Free).
+//   shard_rule shards(const options_type&) const;  how a step may be split between processes
 #ifndef XOPTIM_OPTIM_CONTRACT_HPP
 #define XOPTIM_OPTIM_CONTRACT_HPP
 
@@ -25,6 +26,17 @@
 #include <type_traits>
 #include <utility>
 #include <vector>
+
+namespace xoptim
+{
+    // How an optimizer's step may be split between processes (ZeRO-1 shards, dist/).
+    enum class shard_rule
+    {
+        elements,       // element-wise: any piece of a tensor steps on its own (the default)
+        whole_tensors,  // per-tensor numbers (a norm, a count, statistics): each tensor steps whole
+        whole_set       // numbers over all its tensors (LAMB's max_grad_norm): all of them in one step
+    };
+}
 
 namespace xoptim::detail
 {
@@ -196,6 +208,30 @@ namespace xoptim::detail
     constexpr std::size_t scratch_count(const D&) noexcept
     {
         return scratch_states<D>::value;
+    }
+
+    template <class D, class = void>
+    struct declares_shards : std::false_type
+    {
+    };
+
+    template <class D>
+    struct declares_shards<D, std::void_t<decltype(std::declval<const D&>().shards(
+                                  std::declval<const typename D::options_type&>()))>> : std::true_type
+    {
+    };
+
+    template <class D>
+    shard_rule shard_rule_of(const D& d) noexcept
+    {
+        if constexpr (declares_shards<D>::value)
+        {
+            return d.shards(d.options());
+        }
+        else
+        {
+            return shard_rule::elements;
+        }
     }
 
     // How many states a checkpoint saves (the first ones, at most): all the optimizer

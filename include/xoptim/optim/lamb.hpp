@@ -82,6 +82,16 @@ namespace xoptim
             return 2;
         }
 
+        // max_grad_norm: a norm over all the tensors; the trust ratio: norms per tensor.
+        static shard_rule shards(const lamb_options& o) noexcept
+        {
+            if (o.max_grad_norm)
+            {
+                return shard_rule::whole_set;
+            }
+            return o.use_nvlamb || o.weight_decay != 0 ? shard_rule::whole_tensors : shard_rule::elements;
+        }
+
         template <class Step>
         void update(const Step& step, const lamb_options& o) const
         {

@@ -60,6 +60,12 @@ namespace xoptim
             return 1;
         }
 
+        // A cautious step counts its mask per tensor.
+        static shard_rule shards(const lion_options& o) noexcept
+        {
+            return o.caution ? shard_rule::whole_tensors : shard_rule::elements;
+        }
+
         template <class Step>
         void update(const Step& step, const lion_options& o) const
         {

@@ -182,6 +182,12 @@ namespace xoptim
             return o.normuon ? 3 : 2;
         }
 
+        // Newton-Schulz orthogonalizes each matrix whole.
+        static shard_rule shards(const muon_options&) noexcept
+        {
+            return shard_rule::whole_tensors;
+        }
+
         std::string unsupported_shape(const std::vector<std::size_t>& shape) const
         {
             if (shape.size() >= 2)
