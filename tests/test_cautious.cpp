@@ -2,6 +2,9 @@
 // C-Optim's c_lion.py (tests/reference/ref2026/cautious.py), and the checks every
 // optimizer gets.
 #include <cmath>
+#include <memory>
+#include <tuple>
+#include <vector>
 
 #include <gtest/gtest.h>
 
@@ -195,6 +198,80 @@ namespace
             xoptim::lion_options cl = l;
             cl.caution = true;
             expect_agreeing_step_is_plain(xoptim::lion(l), xoptim::lion(cl), storage);
+        }
+    }
+
+    template <class T>
+    std::vector<T> wave(std::size_t n, int seed, int t)
+    {
+        std::vector<T> v(n);
+        for (std::size_t i = 0; i < n; ++i)
+        {
+            v[i] = T(std::sin(0.37 * double(i + 1) * (seed + 1) + 1.3 * t));
+        }
+        return v;
+    }
+
+    // One step over float and double tensors of different sizes against each tensor
+    // stepped by an optimizer of its own: every tensor's count and factor are its own.
+    template <class Opt, class Options>
+    void expect_factor_per_tensor(const Options& o, xoptim::state_storage storage)
+    {
+        xoptim::storage_options s;
+        s.states = storage;
+        s.min_8bit_size = 256;
+        std::vector<float> a = wave<float>(5000, 1, 0), c = wave<float>(33, 3, 0), e = wave<float>(700, 5, 0);
+        std::vector<double> b = wave<double>(37, 2, 0), d = wave<double>(1, 4, 0);
+        auto a1 = a, c1 = c, e1 = e;
+        auto b1 = b, d1 = d;
+        Opt together(o);
+        together.set_storage(s);
+        std::vector<std::unique_ptr<Opt>> alone;
+        for (int k = 0; k < 5; ++k)
+        {
+            alone.push_back(std::make_unique<Opt>(o));
+            alone.back()->set_storage(s);
+        }
+        for (int t = 1; t <= 5; ++t)
+        {
+            auto ga = wave<float>(5000, 11, t), gc = wave<float>(33, 13, t), ge = wave<float>(700, 15, t);
+            auto gb = wave<double>(37, 12, t), gd = wave<double>(1, 14, t);
+            together.step(std::tie(a, b, c, d, e), std::tie(ga, gb, gc, gd, ge));
+            alone[0]->step(a1, ga);
+            alone[1]->step(b1, gb);
+            alone[2]->step(c1, gc);
+            alone[3]->step(d1, gd);
+            alone[4]->step(e1, ge);
+        }
+        EXPECT_TRUE(a == a1 && b == b1 && c == c1 && d == d1 && e == e1) << Opt::name << " under " << int(storage);
+    }
+
+    TEST(cautious, every_tensor_has_its_own_factor)
+    {
+        const auto count = xoptim::caution_normalization::count_plus_one;
+        for (auto storage :
+             {xoptim::state_storage::native, xoptim::state_storage::bf16, xoptim::state_storage::blockwise_8bit})
+        {
+            xoptim::adamw_options aw;
+            aw.lr = 1e-2;
+            aw.caution = true;
+            aw.caution_normalize = count;
+            expect_factor_per_tensor<xoptim::adamw>(aw, storage);
+            aw.amsgrad = true;
+            aw.maximize = true;
+            expect_factor_per_tensor<xoptim::adamw>(aw, storage);
+            xoptim::adam_options coupled;  // the gradient g + wd * p decides the mask
+            coupled.lr = 1e-2;
+            coupled.weight_decay = 0.5;
+            coupled.caution = true;
+            coupled.caution_normalize = count;
+            expect_factor_per_tensor<xoptim::adam>(coupled, storage);
+            xoptim::lion_options l;
+            l.lr = 1e-3;
+            l.weight_decay = 0.1;
+            l.caution = true;
+            l.caution_normalize = count;
+            expect_factor_per_tensor<xoptim::lion>(l, storage);
         }
     }
 

@@ -56,7 +56,43 @@ namespace examples
         }
     }
 
-    // Runs f() with `params` where the stepper's optimizer evaluates them.
+    // The parameters at x while this object lives: eval() when it is made; train(), and y
+    // put back from a copy, when it goes (an exception from the evaluation included).
+    template <class Opt, class Params>
+    class at_average
+    {
+    public:
+
+        at_average(Opt& opt, Params& params)
+            : m_opt(opt), m_params(params)
+        {
+            m_flat.collect(params, xoptim::no_grads{}, "evaluation");
+            m_floats = copy_of(m_flat.share<float>());
+            m_doubles = copy_of(m_flat.share<double>());
+            opt.eval(params);
+        }
+
+        at_average(const at_average&) = delete;
+        at_average& operator=(const at_average&) = delete;
+
+        ~at_average()
+        {
+            m_opt.train(m_params);
+            restore(m_flat.share<float>(), m_floats);
+            restore(m_flat.share<double>(), m_doubles);
+        }
+
+    private:
+
+        Opt& m_opt;
+        Params& m_params;
+        xoptim::flat_params m_flat;
+        std::vector<std::vector<float>> m_floats;
+        std::vector<std::vector<double>> m_doubles;
+    };
+
+    // Runs f() with `params` where the stepper's optimizer evaluates them (a stepper around
+    // one optimizer; a router's parts are evaluated at their parameters as they are).
     template <class Stepper, class Params, class F>
     void at_evaluation_point(Stepper& step, Params params, F&& f)
     {
@@ -65,15 +101,8 @@ namespace examples
             auto& opt = step.optimizer();
             if constexpr (evaluates_elsewhere<std::decay_t<decltype(opt)>>::value)
             {
-                xoptim::flat_params flat;
-                flat.collect(params, xoptim::no_grads{}, "evaluation");
-                const auto floats = copy_of(flat.share<float>());
-                const auto doubles = copy_of(flat.share<double>());
-                opt.eval(params);
+                const at_average<std::decay_t<decltype(opt)>, Params> x(opt, params);
                 f();
-                opt.train(params);
-                restore(flat.share<float>(), floats);
-                restore(flat.share<double>(), doubles);
                 return;
             }
         }

@@ -510,7 +510,11 @@ namespace
         }
         if (s.lr < 0 || !std::isfinite(s.lr))
         {
-            throw std::invalid_argument("--lr must be a positive number");
+            throw std::invalid_argument("--lr must be a positive number (0: each run's own)");
+        }
+        if (s.require_accuracy > 1)
+        {
+            throw std::invalid_argument("--require-accuracy is a fraction of the test images, at most 1 (e.g. 0.95)");
         }
         return s;
     }
@@ -543,7 +547,7 @@ int main(int argc, char** argv)
         {
             if (s.wants(e.name))
             {
-                if (e.one_process && cluster.size() > 1)
+                if (e.one_process && s.data_parallel)
                 {
                     throw std::invalid_argument(std::string("--runs ") + e.name
                                                 + " trains in one process: its evaluation point is not sharded");

@@ -7,6 +7,7 @@
 
 #include <cstring>
 #include <string>
+#include <type_traits>
 
 #include <xoptim/io/checkpoint.hpp>
 
@@ -46,10 +47,11 @@ namespace xoptim_test
             return out + " " + fingerprint_of(trainer.optimizer(), options);
         }
         xoptim::detail::for_each_optimizer(trainer, "optimizer", [&](const std::string& key, const auto& o) {
+            using O = std::remove_cv_t<std::remove_reference_t<decltype(o)>>;
             out += key + " step " + std::to_string(o.step_count()) + " "
                    + (options ? xoptim::detail::options_json(o.options()) : "") + " "
                    + xoptim::detail::schedules_json(o.schedules()) + " state ";
-            append_store(out, o.state(), xoptim::detail::scratch_count(o));
+            append_store(out, o.state(), xoptim::detail::scratch_states<O>::value);
         });
         if constexpr (xoptim::detail::is_router<Trainer>::value)
         {

@@ -381,7 +381,7 @@ namespace xoptim
             for_each_optimizer(trainer, "optimizer", [&](const std::string& key, auto& o) {
                 using O = std::remove_const_t<std::remove_reference_t<decltype(o)>>;
                 add_store(checkpoint_access::state(o), "state/" + key + "/", O::state_names, kept_states(o),
-                          scratch_count(o), "optimizer state");
+                          scratch_states<O>::value, "optimizer state");
             });
             if constexpr (is_stepper<std::remove_const_t<Trainer>>::value)
             {

@@ -14,6 +14,7 @@
 
 #include <algorithm>
 #include <cstddef>
+#include <type_traits>
 
 #include "../engine/ops.hpp"
 #include "state.hpp"

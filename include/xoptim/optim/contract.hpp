@@ -204,12 +204,6 @@ namespace xoptim::detail
     {
     };
 
-    template <class D>
-    constexpr std::size_t scratch_count(const D&) noexcept
-    {
-        return scratch_states<D>::value;
-    }
-
     template <class D, class = void>
     struct declares_shards : std::false_type
     {
@@ -241,7 +235,7 @@ namespace xoptim::detail
     std::size_t kept_states(const D& d) noexcept
     {
         const std::size_t all = d.num_states(d.options());
-        return all - std::min(all, scratch_count(d));
+        return all - std::min(all, scratch_states<D>::value);
     }
 }
 
