@@ -123,6 +123,30 @@ namespace
         EXPECT_EQ(q, p);
     }
 
+    // init() makes the state before the first step, but z becomes a copy of the parameters
+    // only at that step (the reference has no z before it): eval() and train() then change
+    // the mode only, for both optimizers.
+    TEST(schedulefree, eval_before_the_first_step_moves_nothing_after_init_too)
+    {
+        const auto start = xoptim_test::check_tensors<float>(3, 0);
+        auto sgd = sgd_sf();
+        auto p = start;
+        sgd.init(p);
+        sgd.eval(p);
+        EXPECT_EQ(p, start);
+        EXPECT_TRUE(sgd.in_eval_mode());
+        sgd.train(p);
+        EXPECT_EQ(p, start);
+        xoptim::adamw_schedulefree adamw;
+        auto q = start;
+        adamw.init(q);
+        adamw.eval(q);
+        EXPECT_EQ(q, start);
+        adamw.train(q);
+        EXPECT_EQ(q, start);
+        EXPECT_FALSE(adamw.in_eval_mode());
+    }
+
     TEST(schedulefree, a_step_in_eval_mode_changes_nothing)
     {
         auto opt = sgd_sf();

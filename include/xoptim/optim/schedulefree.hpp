@@ -118,13 +118,18 @@ namespace xoptim
         }
 
         // The parameters become x, the averaged point (for evaluation and saving the model).
-        // Nothing happens in eval mode already or before the first step.
+        // Nothing moves in eval mode already, or before the first step: z becomes a copy of
+        // the parameters at that step (the reference has no z before it), even when init()
+        // has made the state.
         template <class P>
         void eval(P&& params)
         {
             if (m_eval == 0)
             {
-                this->run_without_grads(std::forward<P>(params), sym::p = lerp_to_z(1 - 1 / beta(this->options())));
+                if (this->step_count() > 0)
+                {
+                    this->run_without_grads(std::forward<P>(params), sym::p = lerp_to_z(1 - 1 / beta(this->options())));
+                }
                 m_eval = 1;
             }
         }
@@ -135,7 +140,10 @@ namespace xoptim
         {
             if (m_eval != 0)
             {
-                this->run_without_grads(std::forward<P>(params), sym::p = lerp_to_z(1 - beta(this->options())));
+                if (this->step_count() > 0)
+                {
+                    this->run_without_grads(std::forward<P>(params), sym::p = lerp_to_z(1 - beta(this->options())));
+                }
                 m_eval = 0;
             }
         }
