@@ -214,17 +214,6 @@ namespace
         }
     };
 
-    template <class Optimizer>
-    run_result train(const std::string& name, Optimizer optimizer, const dataset& train_set, const dataset& test_set,
-                     const settings& s, xoptim::train::memory_profiler& memory, const examples::cluster& cluster)
-    {
-        run_result r;
-        // Guarded steps: a NaN or Inf gradient would be skipped and counted, never applied.
-        cluster.with_trainer(std::move(optimizer), xoptim::stepper_options{},
-                             [&](auto& step) { r = train_with(name, step, train_set, test_set, s, memory, cluster); });
-        return r;
-    }
-
     // What a run trains with besides its optimizer.
     struct run_context
     {
@@ -239,7 +228,12 @@ namespace
     template <class Optimizer>
     run_result train(const run_context& c, Optimizer optimizer)
     {
-        return train(c.name, std::move(optimizer), c.train_set, c.test_set, c.s, c.memory, c.cluster);
+        run_result r;
+        // Guarded steps: a NaN or Inf gradient would be skipped and counted, never applied.
+        c.cluster.with_trainer(std::move(optimizer), xoptim::stepper_options{}, [&](auto& step) {
+            r = train_with(c.name, step, c.train_set, c.test_set, c.s, c.memory, c.cluster);
+        });
+        return r;
     }
 
     // The runs --runs knows: a name, what it is, its learning rate (the best of the sweep
@@ -606,9 +600,6 @@ int main(int argc, char** argv)
                 std::cerr << "digits: " << r.name << " did not lower the loss (" << first << " -> " << last << ")\n";
                 learned = false;
             }
-        }
-        for (const auto& r : runs)
-        {
             if (s.require_accuracy >= 0 && r.accuracy.back() < s.require_accuracy)
             {
                 std::cerr << "digits: " << r.name << " ended at " << 100 * r.accuracy.back()

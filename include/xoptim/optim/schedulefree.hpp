@@ -118,18 +118,14 @@ namespace xoptim
         }
 
         // The parameters become x, the averaged point (for evaluation and saving the model).
-        // Nothing moves in eval mode already, or before the first step: z becomes a copy of
-        // the parameters at that step (the reference has no z before it), even when init()
-        // has made the state.
+        // Nothing moves in eval mode already, or before the first step (the reference has
+        // no z before it).
         template <class P>
         void eval(P&& params)
         {
             if (m_eval == 0)
             {
-                if (this->step_count() > 0)
-                {
-                    this->run_without_grads(std::forward<P>(params), sym::p = lerp_to_z(1 - 1 / beta(this->options())));
-                }
+                move_toward_z(std::forward<P>(params), 1 - 1 / beta(this->options()));
                 m_eval = 1;
             }
         }
@@ -140,10 +136,7 @@ namespace xoptim
         {
             if (m_eval != 0)
             {
-                if (this->step_count() > 0)
-                {
-                    this->run_without_grads(std::forward<P>(params), sym::p = lerp_to_z(1 - beta(this->options())));
-                }
+                move_toward_z(std::forward<P>(params), 1 - beta(this->options()));
                 m_eval = 0;
             }
         }
@@ -227,6 +220,17 @@ namespace xoptim
         {
             using namespace sym;
             return p + w * (sym::state<0> - p);
+        }
+
+        // The parameters become lerp(p, z, w): eval() and train(). Nothing moves before the
+        // first step, which makes z a copy of the parameters (init() leaves it zero).
+        template <class P>
+        void move_toward_z(P&& params, double w)
+        {
+            if (this->step_count() > 0)
+            {
+                this->run_without_grads(std::forward<P>(params), sym::p = lerp_to_z(w));
+            }
         }
 
         double m_lr_max = -1;

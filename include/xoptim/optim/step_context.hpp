@@ -31,7 +31,7 @@ namespace xoptim
         template <class F>
         void for_each_parameter(F&& f) const
         {
-            visit([&](const state_store::entry& e, const auto& slots, job_scalars&) { f(e, slots); });
+            for_each_tensor_scalars([&](const state_store::entry& e, const auto& slots, job_scalars&) { f(e, slots); });
         }
 
         // Calls f(entry, slots, scalars) for every parameter in order, `scalars` its
@@ -41,7 +41,37 @@ namespace xoptim
         template <class F>
         void for_each_tensor_scalars(F&& f) const
         {
-            visit(f);
+            std::size_t floats = 0;
+            std::size_t doubles = 0;
+            std::size_t coded = 0;
+            for (std::size_t k = 0; k < m_store.size(); ++k)
+            {
+                const state_store::entry& e = m_store[k];
+                if (e.type != dtype::float64)
+                {
+                    if constexpr ((Types & detail::float_bit) != 0)
+                    {
+                        if (e.plain())
+                        {
+                            f(e, m_floats[floats], m_floats.scalars(floats));
+                            ++floats;
+                        }
+                        else
+                        {
+                            f(e, m_coded[coded].plain, m_coded.scalars(coded));
+                            ++coded;
+                        }
+                    }
+                }
+                else
+                {
+                    if constexpr ((Types & detail::double_bit) != 0)
+                    {
+                        f(e, m_doubles[doubles], m_doubles.scalars(doubles));
+                        ++doubles;
+                    }
+                }
+            }
         }
 
         // Step number, starting at 1 for the first step.
@@ -130,42 +160,6 @@ namespace xoptim
         }
 
     private:
-
-        template <class F>
-        void visit(F&& f) const
-        {
-            std::size_t floats = 0;
-            std::size_t doubles = 0;
-            std::size_t coded = 0;
-            for (std::size_t k = 0; k < m_store.size(); ++k)
-            {
-                const state_store::entry& e = m_store[k];
-                if (e.type != dtype::float64)
-                {
-                    if constexpr ((Types & detail::float_bit) != 0)
-                    {
-                        if (e.plain())
-                        {
-                            f(e, m_floats[floats], m_floats.scalars(floats));
-                            ++floats;
-                        }
-                        else
-                        {
-                            f(e, m_coded[coded].plain, m_coded.scalars(coded));
-                            ++coded;
-                        }
-                    }
-                }
-                else
-                {
-                    if constexpr ((Types & detail::double_bit) != 0)
-                    {
-                        f(e, m_doubles[doubles], m_doubles.scalars(doubles));
-                        ++doubles;
-                    }
-                }
-            }
-        }
 
         std::size_t m_t;
         std::size_t m_states;
