@@ -1,7 +1,8 @@
 // The engine's reach beyond element-wise assignments, each piece on its own: reductions
 // inside a fused pass (sum, sum_squares), per-tensor scalars written by finalizing
-// assignments and read as broadcast operands, their thread-count invariance, and that a
-// program without them runs today's loop.
+// assignments and read as broadcast operands, their thread-count invariance, that a
+// program without them runs today's loop, and the row and column sums of matrices
+// (matrix_statistics) in their documented order.
 #include <gtest/gtest.h>
 
 #include <cmath>
@@ -9,6 +10,7 @@
 #include <vector>
 
 #include <xoptim/engine/executor.hpp>
+#include <xoptim/engine/reduce.hpp>
 
 namespace
 {
@@ -282,5 +284,195 @@ namespace
         static_assert(reducing::finalizes && reducing::reductions == 1);
         static_assert(reducing::stores == (1u << xoptim::param_slot));
         SUCCEED();
+    }
+    // A matrix for matrix_statistics: p and g of rows x cols from one element on (off
+    // every alignment), and where its sums go.
+    template <class T>
+    struct matrix_case
+    {
+        std::size_t rows, cols;
+        std::vector<T> p, g;
+        std::vector<double> row_sums, column_sums;
+
+        matrix_case(std::size_t r, std::size_t c, double shift)
+            : rows(r), cols(c), p(sample<T>(r * c + 1, shift)), g(sample<T>(r * c + 1, shift + 1.3)),
+              row_sums(2 * r, -1.0), column_sums(c, -1.0)
+        {
+        }
+
+        xoptim::matrix_sums_job<T> job()
+        {
+            return {p.data() + 1, g.data() + 1, rows, cols, row_sums.data(), column_sums.data()};
+        }
+
+        T at(const std::vector<T>& x, std::size_t r, std::size_t j) const
+        {
+            return x[1 + r * cols + j];
+        }
+    };
+
+    // Runs the statistics pass over `cases`, f(g) = 2 g (so a transform's reach shows).
+    template <bool Square, class T>
+    void run_statistics(std::vector<matrix_case<T>>& cases, const xoptim::grad_transform& transform = {})
+    {
+        xoptim::matrix_statistics<T> stats;
+        stats.clear();
+        for (auto& c : cases)
+        {
+            stats.add(c.job());
+        }
+        stats.template run<Square>(transform, [](const auto& x) { return x + x; });
+    }
+
+    // acc + v^2 rounded once (a sum of squares), or acc + v.
+    double add_term(double acc, double v, bool square)
+    {
+        return square ? std::fma(v, v, acc) : acc + v;
+    }
+
+    // The documented order (engine/reduce.hpp): a row's elements in the 16 lanes of a
+    // reducing pass; a column's sum over each block of rows (at least 64 rows and 2^18
+    // elements) in row order, then the blocks in order. Pinned bit for bit.
+    template <class T, class F>
+    double documented_row_sum(const matrix_case<T>& c, const std::vector<T>& x, std::size_t r, F value)
+    {
+        double l[16] = {};
+        for (std::size_t j = 0; j < c.cols; ++j)
+        {
+            l[j % 16] = add_term(l[j % 16], value(double(c.at(x, r, j))), true);
+        }
+        double h[8];
+        for (std::size_t k = 0; k < 8; ++k)
+        {
+            h[k] = l[k] + l[k + 8];
+        }
+        return ((h[0] + h[1]) + (h[2] + h[3])) + ((h[4] + h[5]) + (h[6] + h[7]));
+    }
+
+    template <class T, class F>
+    double documented_column_sum(const matrix_case<T>& c, std::size_t j, F value)
+    {
+        const std::size_t block = std::max<std::size_t>(64, ((std::size_t(1) << 18) + c.cols - 1) / c.cols);
+        double total = 0;
+        for (std::size_t lo = 0; lo < c.rows; lo += block)
+        {
+            double partial = 0;
+            for (std::size_t r = lo; r < std::min(c.rows, lo + block); ++r)
+            {
+                partial = add_term(partial, value(double(c.at(c.g, r, j))), true);
+            }
+            total = lo == 0 ? partial : total + partial;
+        }
+        return total;
+    }
+
+    template <class T>
+    void statistics_follow_the_documented_order()
+    {
+        std::vector<matrix_case<T>> cases;
+        for (auto [r, c] : {std::pair<std::size_t, std::size_t>{1, 1}, {3, 17}, {65, 16}, {2, 33}, {130, 4100},
+                            {7, 100003}, {0, 5}, {5, 0}})
+        {
+            cases.emplace_back(r, c, 0.1 * double(cases.size()));
+        }
+        run_statistics<true>(cases);
+        const auto itself = [](double x) { return x; };
+        const auto doubled = [](double x) { return x + x; };
+        for (const auto& c : cases)
+        {
+            for (std::size_t r = 0; r < c.rows; ++r)
+            {
+                EXPECT_EQ(c.row_sums[2 * r], documented_row_sum(c, c.p, r, itself)) << c.rows << "x" << c.cols;
+                EXPECT_EQ(c.row_sums[2 * r + 1], documented_row_sum(c, c.g, r, doubled)) << c.rows << "x" << c.cols;
+            }
+            for (std::size_t j = 0; j < c.cols; ++j)
+            {
+                EXPECT_EQ(c.column_sums[j], documented_column_sum(c, j, doubled))
+                    << c.rows << "x" << c.cols << " column " << j;
+            }
+        }
+    }
+
+    TEST(reach, matrix_statistics_follow_the_documented_order_on_every_instruction_set)
+    {
+        statistics_follow_the_documented_order<float>();
+        statistics_follow_the_documented_order<double>();
+    }
+
+    // Padding lanes never reach a row or a column: f(g) = 1 everywhere counts exactly.
+    TEST(reach, matrix_statistics_count_only_the_matrix)
+    {
+        std::vector<matrix_case<float>> cases;
+        for (auto [r, c] : {std::pair<std::size_t, std::size_t>{3, 17}, {130, 4100}, {1, 1}})
+        {
+            cases.emplace_back(r, c, 0);
+        }
+        xoptim::matrix_statistics<float> stats;
+        for (auto& c : cases)
+        {
+            stats.add(c.job());
+        }
+        stats.run<false>({}, [](const auto& x) { return x * 0 + 1; });
+        for (const auto& c : cases)
+        {
+            for (std::size_t r = 0; r < c.rows; ++r)
+            {
+                EXPECT_EQ(c.row_sums[2 * r + 1], double(c.cols));
+            }
+            for (std::size_t j = 0; j < c.cols; ++j)
+            {
+                EXPECT_EQ(c.column_sums[j], double(c.rows));
+            }
+        }
+    }
+
+    TEST(reach, matrix_statistics_are_the_same_for_any_thread_count)
+    {
+        const std::size_t before = xoptim::num_threads();
+        const std::size_t threshold = xoptim::parallel_threshold();
+        xoptim::set_parallel_threshold(1024);
+        std::vector<std::vector<double>> results;
+        for (std::size_t n : {1, 2, 3, 4})
+        {
+            xoptim::set_num_threads(n);
+            std::vector<matrix_case<float>> cases;
+            cases.emplace_back(300, 4099, 0.0);
+            cases.emplace_back(9, 33, 0.5);
+            cases.emplace_back(1000, 300, 0.7);
+            run_statistics<true>(cases);
+            results.emplace_back();
+            for (const auto& c : cases)
+            {
+                results.back().insert(results.back().end(), c.row_sums.begin(), c.row_sums.end());
+                results.back().insert(results.back().end(), c.column_sums.begin(), c.column_sums.end());
+            }
+        }
+        xoptim::set_num_threads(before);
+        xoptim::set_parallel_threshold(threshold);
+        for (std::size_t n = 1; n < results.size(); ++n)
+        {
+            EXPECT_EQ(results[n], results[0]) << n + 1 << " threads";
+        }
+    }
+
+    // The step's gradient transform reaches the sums of g: clipped at 0.25, 2 g is 0.5
+    // wherever |g| >= 0.25.
+    TEST(reach, matrix_statistics_see_the_transformed_gradient)
+    {
+        std::vector<matrix_case<double>> cases;
+        cases.emplace_back(5, 37, 0.3);
+        xoptim::grad_transform clip;
+        clip.clip = 0.25;
+        run_statistics<false>(cases, clip);
+        const auto& c = cases[0];
+        for (std::size_t j = 0; j < c.cols; ++j)
+        {
+            double expected = 0;
+            for (std::size_t r = 0; r < c.rows; ++r)
+            {
+                expected += 2 * std::min(0.25, std::max(-0.25, c.at(c.g, r, j)));
+            }
+            EXPECT_NEAR(c.column_sums[j], expected, 1e-13);
+        }
     }
 }

@@ -205,58 +205,209 @@ namespace xoptim
         return s;
     }
 
-    // Column sums: sums[j] += f(x[j]) (Square: f(x[j])^2, squared in double), in double,
-    // one rounding each, for a row x of n elements as a pass sees the gradient (through
-    // `transform`); f maps batches of T, computed in T. Called row after row, each
-    // column's sum runs over the rows in order: the same bits for any thread count and
-    // instruction set. (Adafactor's column statistics; not yet a reduction of the fused
-    // passes.)
-    template <bool Square, class T, class Arch, class F>
-    void add_columns(const T* x, std::size_t n, double* sums,
-                     const detail::prepared_transform<xsimd::batch<T, Arch>>& transform, F&& f) noexcept
+    // A row-major matrix of a statistics pass (below) and where its sums go.
+    template <class T>
+    struct matrix_sums_job
     {
-        using batch = xsimd::batch<T, Arch>;
-        using dbatch = xsimd::batch<double, Arch>;
-        const auto put = [](const dbatch& v, double* at) {
-            const dbatch acc = dbatch::load_unaligned(at);
-            (Square ? arch::fma(v, v, acc) : acc + v).store_unaligned(at);
-        };
-        const auto add = [&](const batch& v, std::size_t j) {
-            if constexpr (std::is_same_v<T, double>)
-            {
-                put(v, sums + j);
-            }
-            else
-            {
-                const auto halves = arch::widen_halves(v);
-                put(halves[0], sums + j);
-                put(halves[1], sums + j + dbatch::size);
-            }
-        };
-        std::size_t j = 0;
-        for (; j + batch::size <= n; j += batch::size)
-        {
-            add(f(transform.apply(batch::load_unaligned(x + j))), j);
-        }
-        if (j < n)
-        {
-            alignas(64) T rest[batch::size] = {};
-            std::copy(x + j, x + n, rest);
-            f(transform.apply(batch::load_aligned(rest))).store_aligned(rest);
-            for (std::size_t i = 0; i < n - j; ++i)
-            {
-                const double v = rest[i];
-                sums[j + i] = Square ? std::fma(v, v, sums[j + i]) : sums[j + i] + v;
-            }
-        }
-    }
+        const T* param;
+        const T* grad;
+        std::size_t rows;
+        std::size_t cols;
+        double* row_sums;     // two per row: the sum of p^2, the sum of f(g) (Square: f(g)^2)
+        double* column_sums;  // one per column: the sum over the rows of f(g) (Square: f(g)^2)
+    };
 
-    template <class T, class Arch>
-    void add_column_squares(const T* x, std::size_t n, double* sums,
-                            const detail::prepared_transform<xsimd::batch<T, Arch>>& transform) noexcept
+    // The row and column statistics of matrices (a factored optimizer's) in one threaded
+    // pass over p and g, g seen through the step's gradient transform and mapped by f
+    // (batches of T, computed in T); every sum in double. A row's sums take its elements
+    // in the 16 fixed lanes of a reducing pass (the same bits on every instruction set);
+    // a column's sum adds the rows of each block of rows in order, then the blocks in
+    // order. Blocks depend on the shape only (at least 64 rows and 2^18 elements, so
+    // their column partials cost at most 1/64 of a double per element), so the sums are
+    // the same for any thread count. Scratch is kept across steps.
+    template <class T>
+    class matrix_statistics
     {
-        add_columns<true>(x, n, sums, transform, [](const auto& v) { return v; });
-    }
+    public:
+
+        void clear() noexcept
+        {
+            m_matrices.clear();
+            m_blocks.clear();
+            m_total = 0;
+        }
+
+        void add(const matrix_sums_job<T>& m)
+        {
+            if (m.rows == 0 || m.cols == 0)
+            {
+                std::fill(m.row_sums, m.row_sums + 2 * m.rows, 0.0);
+                std::fill(m.column_sums, m.column_sums + m.cols, 0.0);
+                return;
+            }
+            const std::size_t rows_per_block = std::max<std::size_t>(64, (block_elements + m.cols - 1) / m.cols);
+            for (std::size_t r = 0; r < m.rows; r += rows_per_block)
+            {
+                m_blocks.push_back({m_matrices.size(), r, std::min(m.rows, r + rows_per_block), m_total, 0});
+                m_total += (m_blocks.back().end - r) * m.cols;
+            }
+            m_matrices.push_back(m);
+        }
+
+        template <bool Square, class F>
+        void run(const grad_transform& transform, F f)
+        {
+            std::size_t partials = 0;
+            for (block& b : m_blocks)
+            {
+                b.partial = partials;
+                partials += m_matrices[b.matrix].cols;
+            }
+            m_partials.resize(partials);
+            const std::size_t n = std::min({num_threads(), m_blocks.size(),
+                                            std::max<std::size_t>(1, m_total / std::max(parallel_threshold(), block_elements))});
+            task<Square, F> t{this, detail::prepared_transform<batch>(transform), f};
+            if (!m_blocks.empty())
+            {
+                parallel_run(&task<Square, F>::call, &t, n);
+            }
+            for (const block& b : m_blocks)
+            {
+                const matrix_sums_job<T>& m = m_matrices[b.matrix];
+                const double* partial = m_partials.data() + b.partial;
+                for (std::size_t j = 0; j < m.cols; ++j)
+                {
+                    m.column_sums[j] = b.first_row == 0 ? partial[j] : m.column_sums[j] + partial[j];
+                }
+            }
+        }
+
+    private:
+
+        using batch = xsimd::batch<T>;
+        using dbatch = xsimd::batch<double>;
+        using lanes_type = detail::reduction_lanes<T, typename batch::arch_type>;
+        static constexpr std::size_t width = batch::size;
+        static constexpr std::size_t block_elements = std::size_t(1) << 18;
+
+        struct block
+        {
+            std::size_t matrix;
+            std::size_t first_row;
+            std::size_t end;      // one past its last row
+            std::size_t start;    // in the flat range of all blocks: where the thread split places it
+            std::size_t partial;  // its column sums in m_partials
+        };
+
+        template <bool Square, class F>
+        struct task
+        {
+            matrix_statistics* self;
+            detail::prepared_transform<batch> transform;
+            F f;
+
+            // Thread k of n runs the blocks that start in its share of the flat range.
+            static void call(void* ctx, std::size_t k, std::size_t n)
+            {
+                auto& t = *static_cast<task*>(ctx);
+                const auto& blocks = t.self->m_blocks;
+                const std::size_t total = t.self->m_total;
+                const auto cut = [&](std::size_t j) { return j == n ? total + 1 : total / n * j + total % n * j / n; };
+                const auto first_at = [&](std::size_t e) {
+                    return std::lower_bound(blocks.begin(), blocks.end(), e,
+                                            [](const block& b, std::size_t x) { return b.start < x; });
+                };
+                for (auto b = first_at(cut(k)), last = first_at(cut(k + 1)); b != last; ++b)
+                {
+                    t.run_block(*b);
+                }
+            }
+
+            void run_block(const block& b) const
+            {
+                const matrix_sums_job<T>& m = self->m_matrices[b.matrix];
+                double* columns = self->m_partials.data() + b.partial;
+                std::fill(columns, columns + m.cols, 0.0);
+                for (std::size_t r = b.first_row; r < b.end; ++r)
+                {
+                    run_row(m.param + r * m.cols, m.grad + r * m.cols, m.cols, columns, m.row_sums + 2 * r);
+                }
+            }
+
+            // One row: its two sums into out[0..1], f(g) added to the column sums.
+            void run_row(const T* p, const T* g, std::size_t n, double* columns, double* out) const
+            {
+                using kind = std::conditional_t<Square, reduce_sum_squares, reduce_sum>;
+                using positions = std::make_index_sequence<lanes_type::positions>;
+                lanes_type param_lanes;
+                lanes_type grad_lanes;
+                const auto add = [&](auto J, const batch& pb, const batch& x, std::size_t at) {
+                    param_lanes.template add<reduce_sum_squares, decltype(J)::value>(pb);
+                    grad_lanes.template add<kind, decltype(J)::value>(x);
+                    add_columns(x, columns + at);
+                };
+                std::size_t i = 0;
+                for (; i + lanes_type::lanes <= n; i += lanes_type::lanes)
+                {
+                    detail::for_positions(positions{}, [&](auto J) {
+                        const std::size_t at = i + decltype(J)::value * width;
+                        add(J, batch::load_unaligned(p + at), f(transform.apply(batch::load_unaligned(g + at))), at);
+                    });
+                }
+                // Fewer than 16 left: whole batches at their positions, then the tail,
+                // zero beyond its end in the lanes, its columns added one by one.
+                detail::for_positions(positions{}, [&](auto J) {
+                    const std::size_t at = i + decltype(J)::value * width;
+                    if (at + width <= n)
+                    {
+                        add(J, batch::load_unaligned(p + at), f(transform.apply(batch::load_unaligned(g + at))), at);
+                    }
+                    else if (at < n)
+                    {
+                        const std::size_t rest = n - at;
+                        alignas(64) T ps[width] = {};
+                        alignas(64) T xs[width] = {};
+                        std::copy(p + at, p + n, ps);
+                        std::copy(g + at, g + n, xs);
+                        f(transform.apply(batch::load_aligned(xs))).store_aligned(xs);
+                        std::fill(xs + rest, xs + width, T(0));
+                        param_lanes.template add<reduce_sum_squares, decltype(J)::value>(batch::load_aligned(ps));
+                        grad_lanes.template add<kind, decltype(J)::value>(batch::load_aligned(xs));
+                        for (std::size_t e = 0; e < rest; ++e)
+                        {
+                            const double v = xs[e];
+                            columns[at + e] = Square ? std::fma(v, v, columns[at + e]) : columns[at + e] + v;
+                        }
+                    }
+                });
+                out[0] = param_lanes.total();
+                out[1] = grad_lanes.total();
+            }
+
+            static void add_columns(const batch& x, double* at) noexcept
+            {
+                const auto put = [](const dbatch& v, double* to) {
+                    const dbatch acc = dbatch::load_unaligned(to);
+                    (Square ? arch::fma(v, v, acc) : acc + v).store_unaligned(to);
+                };
+                if constexpr (std::is_same_v<T, double>)
+                {
+                    put(x, at);
+                }
+                else
+                {
+                    const auto halves = arch::widen_halves(x);
+                    put(halves[0], at);
+                    put(halves[1], at + dbatch::size);
+                }
+            }
+        };
+
+        std::vector<matrix_sums_job<T>> m_matrices;
+        std::vector<block> m_blocks;
+        std::vector<double> m_partials;
+        std::size_t m_total = 0;
+    };
 
     inline grad_stats operator+(const grad_stats& a, const grad_stats& b) noexcept
     {

@@ -13,9 +13,9 @@
 // eps1 none is the element type's machine epsilon. Every product, quotient and lerp is
 // rounded as ATen rounds it (lerp in its two forms; rsqrt = 1 / sqrt).
 //
-// Passes over memory, matrices: p g (||p|| and the row sums, one fused pass over rows),
-// g (the column sums), g (the update's norm), p g -> p: 6 reads and a write of a
-// parameter-sized tensor, against a floor of 2 reads and a write (the reference's
+// Passes over memory, matrices: p g (||p||, the row and the column sums of g'^2, in one
+// threaded pass: matrix_statistics), g (the update's norm), p g -> p: 5 reads and a write
+// of a parameter-sized tensor, against a floor of 2 reads and a write (the reference's
 // semantics need all of g before the statistics and the whole update before p is
 // written); vectors: p g v -> v (with ||p|| and ||u||), p g v -> p. The statistics are
 // R + C values per matrix.
@@ -93,6 +93,7 @@ namespace xoptim
                 std::size_t size;
                 T* row_var;
                 T* col_var;
+                const T* param;
                 const T* grad;
             };
 
@@ -100,7 +101,9 @@ namespace xoptim
             job_list<T> vectors;
             std::vector<tensor> matrices;
             std::vector<tensor> plain;
-            std::vector<double> column_sums;
+            matrix_statistics<T> statistics;
+            std::vector<double> row_sums;       // per row job: the sums of p^2 and of f(g)
+            std::vector<double> column_sums;    // per matrix of each tensor, its columns
             std::vector<double> param_squares;  // per matrix tensor
             std::vector<T> row_means;           // per matrix of a tensor
             std::vector<T> column_factors;      // transformers: rsqrt of the column statistics
@@ -116,7 +119,7 @@ namespace xoptim
             // A parameter's jobs: one per row of every matrix (rank >= 2), else one.
             void add(const state_store::entry& e, const tensor_slots<T>& s)
             {
-                tensor t{0, matrix_view::of(e.shape), e.size, s.states[0], s.states[1], s.grad};
+                tensor t{0, matrix_view::of(e.shape), e.size, s.states[0], s.states[1], s.param, s.grad};
                 if (e.shape.size() < 2)
                 {
                     t.first_job = vectors.size();
@@ -145,6 +148,45 @@ namespace xoptim
                     }
                 }
                 matrices.push_back(t);
+            }
+
+            // Pass 1 over the matrices: per row the sums of p^2 and of f(g) (Square: of
+            // f(g)^2) into row_sums, per column of each matrix the latter's sum over the
+            // rows into column_sums (the matrices in order, each one's columns in order).
+            template <bool Square, class F>
+            void run_statistics(const grad_transform& transform, F f)
+            {
+                statistics.clear();
+                row_sums.resize(2 * rows.size());
+                std::size_t columns = 0;
+                for (const tensor& t : matrices)
+                {
+                    columns += t.view.batches * t.view.cols;
+                }
+                column_sums.resize(columns);
+                columns = 0;
+                for (const tensor& t : matrices)
+                {
+                    const matrix_view& v = t.view;
+                    for (std::size_t b = 0; b < v.batches; ++b, columns += v.cols)
+                    {
+                        const std::size_t at = b * v.rows * v.cols;
+                        statistics.add({t.param + at, t.grad + at, v.rows, v.cols,
+                                        row_sums.data() + 2 * (t.first_job + b * v.rows), column_sums.data() + columns});
+                    }
+                }
+                statistics.template run<Square>(transform, f);
+            }
+
+            // Sum over the rows of matrix tensor k of their sum of p^2, in row order.
+            double param_squares_of(const tensor& t) const noexcept
+            {
+                double sum = 0;
+                for (std::size_t r = 0; r < t.view.batches * t.view.rows; ++r)
+                {
+                    sum += row_sums[2 * (t.first_job + r)];
+                }
+                return sum;
             }
         };
 
@@ -316,31 +358,25 @@ namespace xoptim
             const auto g_ = grad = s.sign * g;
             const auto update = (1 / sqrt(max((row_var * col_var) / row_mean, s.eps1_squared))) * grad;
 
-            // Pass 1: ||p||^2 and the row sums of g'^2 (scalars 0 and 1 of each row).
-            step.run_on(w.rows, g_, scalar<0> = sum_squares(p), scalar<1> = sum_squares(grad));
-            const detail::prepared_transform<xsimd::batch<T>> transform(step.transform());
+            // Pass 1: ||p||^2, the row and the column sums of g'^2.
+            w.template run_statistics<true>(step.transform(), [](const auto& x) { return x; });
             std::vector<double>& param_squares = w.param_squares;
             param_squares.resize(w.matrices.size());
+            const double* column_sums = w.column_sums.data();
             for (std::size_t k = 0; k < w.matrices.size(); ++k)
             {
                 auto& t = w.matrices[k];
                 const matrix_view& v = t.view;
-                param_squares[k] = job_sum(w.rows, t.first_job, v.batches * v.rows, 0);
+                param_squares[k] = w.param_squares_of(t);
                 w.row_means.resize(v.batches);
-                for (std::size_t b = 0; b < v.batches; ++b)
+                for (std::size_t b = 0; b < v.batches; ++b, column_sums += v.cols)
                 {
-                    // Pass 2 (per matrix): the column sums of g'^2, rows in order.
-                    w.column_sums.assign(v.cols, 0.0);
-                    for (std::size_t r = 0; r < v.rows; ++r)
-                    {
-                        add_column_squares(t.grad + (b * v.rows + r) * v.cols, v.cols, w.column_sums.data(), transform);
-                    }
                     // The statistics, as torch: norm rounded to T, squared, divided by the count.
                     const T weight = T(s.w);
                     double row_total = 0;
                     for (std::size_t r = 0; r < v.rows; ++r)
                     {
-                        const T norm = T(std::sqrt(w.rows.scalars(t.first_job + b * v.rows + r)[1]));
+                        const T norm = T(std::sqrt(w.row_sums[2 * (t.first_job + b * v.rows + r) + 1]));
                         const T mean = detail::rounded<T>(detail::rounded<T>(norm * norm) / T(v.cols));
                         T& x = t.row_var[b * v.rows + r];
                         x = detail::aten_lerp<T>(x, mean, weight);
@@ -348,7 +384,7 @@ namespace xoptim
                     }
                     for (std::size_t j = 0; j < v.cols; ++j)
                     {
-                        const T norm = T(std::sqrt(w.column_sums[j]));
+                        const T norm = T(std::sqrt(column_sums[j]));
                         const T mean = detail::rounded<T>(detail::rounded<T>(norm * norm) / T(v.rows));
                         T& x = t.col_var[b * v.cols + j];
                         x = detail::aten_lerp<T>(x, mean, weight);
@@ -570,10 +606,9 @@ namespace xoptim
             if (!w.matrices.empty())
             {
                 const auto direction = (row_factor * factor) * g;
-                // Pass 1: ||p||^2 and the row sums of g^2 + eps1.
-                step.run_on(w.rows, g2, scalar<0> = sum_squares(p), scalar<1> = sum(u));
-                const detail::prepared_transform<xsimd::batch<T>> transform(step.transform());
+                // Pass 1: ||p||^2, the row and the column sums of g^2 + eps1.
                 const xsimd::batch<T> e1(static_cast<T>(eps1));
+                w.template run_statistics<false>(step.transform(), [e1](const auto& y) { return arch::mul(y, y) + e1; });
                 std::size_t factors = 0;
                 for (const auto& x : w.matrices)
                 {
@@ -583,24 +618,18 @@ namespace xoptim
                 std::vector<double>& param_squares = w.param_squares;
                 param_squares.resize(w.matrices.size());
                 T* cf = w.column_factors.data();
+                const double* column_sums = w.column_sums.data();
                 for (std::size_t k = 0; k < w.matrices.size(); ++k)
                 {
                     auto& x = w.matrices[k];
                     const matrix_view& mv = x.view;
-                    param_squares[k] = job_sum(w.rows, x.first_job, mv.batches * mv.rows, 0);
-                    for (std::size_t b = 0; b < mv.batches; ++b, cf += mv.cols)
+                    param_squares[k] = w.param_squares_of(x);
+                    for (std::size_t b = 0; b < mv.batches; ++b, cf += mv.cols, column_sums += mv.cols)
                     {
-                        // Pass 2 (per matrix): the column sums of g^2 + eps1.
-                        w.column_sums.assign(mv.cols, 0.0);
-                        for (std::size_t r = 0; r < mv.rows; ++r)
-                        {
-                            add_columns<false>(x.grad + (b * mv.rows + r) * mv.cols, mv.cols, w.column_sums.data(),
-                                               transform, [&](const auto& y) { return arch::mul(y, y) + e1; });
-                        }
                         double row_total = 0;
                         for (std::size_t r = 0; r < mv.rows; ++r)
                         {
-                            const double mean = w.rows.scalars(x.first_job + b * mv.rows + r)[1] / double(mv.cols);
+                            const double mean = w.row_sums[2 * (x.first_job + b * mv.rows + r) + 1] / double(mv.cols);
                             T& s = x.row_var[b * mv.rows + r];
                             s = rounded<T>(rounded<T>(s * keep) + rounded<T>(add * T(mean)));
                             row_total += double(s);
@@ -615,8 +644,7 @@ namespace xoptim
                         for (std::size_t j = 0; j < mv.cols; ++j)
                         {
                             T& s = x.col_var[b * mv.cols + j];
-                            s = rounded<T>(rounded<T>(s * keep)
-                                           + rounded<T>(add * T(w.column_sums[j] / double(mv.rows))));
+                            s = rounded<T>(rounded<T>(s * keep) + rounded<T>(add * T(column_sums[j] / double(mv.rows))));
                             cf[j] = rounded<T>(T(1) / T(std::sqrt(s)));
                         }
                         for (std::size_t r = 0; r < mv.rows; ++r)
