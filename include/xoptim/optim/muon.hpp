@@ -22,13 +22,14 @@
 //     O_hat = O / (sqrt(v_i) + normuon_eps)
 //     "preserve_norm": O = O_hat * (||O|| / (||O_hat|| + normuon_eps)) * s
 //     "rms":           O = O_hat * 0.2 sqrt(rows cols) / ||O_hat||   (s unused; 0 if O_hat = 0)
-//   then p = p * (1 - lr * wd) - lr * O. v is the state second_momentum_buffer, kept in the
-//   working type with the parameter's shape, v_i in every element of row i (the
-//   reference's (rows, 1) tensor broadcast over the row).
+//   then p = p * (1 - lr * wd) - lr * O. v is the state second_momentum_buffer, one value
+//   per row (state_extent::first_axis: the reference's (rows, 1) tensor), kept in the
+//   working type whatever the state storage.
 // Needs a CBLAS at link time (not included by xoptim.hpp for that reason).
 #ifndef XOPTIM_OPTIM_MUON_HPP
 #define XOPTIM_OPTIM_MUON_HPP
 
+#include <array>
 #include <cmath>
 #include <string>
 #include <vector>
@@ -182,6 +183,16 @@ namespace xoptim
             return o.normuon ? 3 : 2;
         }
 
+        // NorMuon's second moment: one value per row.
+        std::array<state_extent, 3> state_extents(const std::vector<std::size_t>&) const noexcept
+        {
+            if (options().normuon)
+            {
+                return {state_extent::elements, state_extent::first_axis, state_extent::elements};
+            }
+            return {state_extent::elements, state_extent::elements, state_extent::elements};
+        }
+
         // Newton-Schulz orthogonalizes each matrix whole.
         static shard_rule shards(const muon_options&) noexcept
         {
@@ -229,14 +240,6 @@ namespace xoptim
         {
             if (o.normuon)
             {
-                step.for_each_parameter([&](const state_store::entry& e, const auto&) {
-                    if (e.states[1].format != slot_format::native)
-                    {
-                        throw std::invalid_argument("xoptim::muon: parameter '" + e.name
-                                                    + "': NorMuon keeps its second moment in the working type; "
-                                                      "its state storage must be native, not bf16 or 8-bit");
-                    }
-                });
                 update_with(step, o, sym::state<2>);
             }
             else
@@ -325,7 +328,7 @@ namespace xoptim
             }
         }
 
-        // NorMuon on O = NS(u), rows x cols, in place; v holds v_i in every element of row i.
+        // NorMuon on O = NS(u), rows x cols, in place; v holds v_i of row i.
         // Sums in double, every other operation rounded to T as the reference's tensors are.
         template <class T>
         void normalize_rows(T* o, T* v, std::size_t rows, std::size_t cols) const
@@ -350,8 +353,7 @@ namespace xoptim
                     sum += double(static_cast<T>(row[j] * row[j]));
                 }
                 const T mean = static_cast<T>(sum / double(cols));
-                const T vi = lerp(v[i * cols], mean, w);
-                std::fill(v + i * cols, v + (i + 1) * cols, vi);
+                const T vi = v[i] = lerp(v[i], mean, w);
                 const T step = static_cast<T>(T(1) / static_cast<T>(static_cast<T>(std::sqrt(vi)) + eps));
                 for (std::size_t j = 0; j < cols; ++j)
                 {

@@ -105,13 +105,17 @@ namespace xoptim
     // parameter seen as a stack of (shape[-2], shape[-1]) matrices (leading dimensions
     // batch): one value per row of every matrix (shape[:-1]) or per column
     // (shape[:-2] + shape[-1:]), or nothing for a parameter that does not need the state.
-    // Statistics are always stored in the parameter's math type.
+    // first_axis: one value per index of the first dimension, the rows of the
+    // (shape[0], rest) matrix Muon orthogonalizes, saved as (shape[0], 1) (NorMuon's
+    // second moment, as its reference keeps it). Statistics are always stored in the
+    // parameter's math type.
     enum class state_extent
     {
         elements,
         rows,
         cols,
-        none
+        none,
+        first_axis
     };
 
     // The (rows, cols) of one matrix of a parameter's matrix view, and how many matrices.
@@ -179,6 +183,7 @@ namespace xoptim
                     case state_extent::rows: return v.batches * v.rows;
                     case state_extent::cols: return v.batches * v.cols;
                     case state_extent::none: return 0;
+                    case state_extent::first_axis: return shape.empty() ? 1 : shape[0];
                     default: return size;
                 }
             }
@@ -191,6 +196,7 @@ namespace xoptim
                     case state_extent::rows: out.pop_back(); break;
                     case state_extent::cols: out.erase(out.end() - 2); break;
                     case state_extent::none: out = {0}; break;
+                    case state_extent::first_axis: out = {shape.empty() ? 1 : shape[0], 1}; break;
                     default: break;
                 }
                 return out;
