@@ -56,9 +56,9 @@ namespace tiny_gpt
             return m_digest;
         }
 
-        // Batch `index` of a run: random windows of the training part, the same for the
-        // same index (safe to call from several threads at once).
-        void fill(std::size_t index, std::size_t batch, lm_batch& b) const;
+        // Batch `index` of a run with `seed`: random windows of the training part, the same
+        // for the same index and seed (safe to call from several threads at once).
+        void fill(std::uint64_t seed, std::size_t index, std::size_t batch, lm_batch& b) const;
 
         // The validation windows, evenly spaced over the last 10%.
         const lm_batch& validation() const noexcept
@@ -130,14 +130,14 @@ namespace tiny_gpt
         }
     }
 
-    inline void corpus::fill(std::size_t index, std::size_t batch, lm_batch& b) const
+    inline void corpus::fill(std::uint64_t seed, std::size_t index, std::size_t batch, lm_batch& b) const
     {
         b.ids.resize(batch * m_context);
         b.targets.resize(batch * m_context);
         const std::size_t span = m_train_end - m_context;  // window starts in [0, span)
         for (std::size_t r = 0; r < batch; ++r)
         {
-            const double u = (xoptim::train::hash_uniform(1'000'003 + index, r) + 1) * 0.5;  // [0, 1)
+            const double u = (xoptim::train::hash_uniform(1'000'003 * seed + index, r) + 1) * 0.5;  // [0, 1)
             window(std::size_t(u * double(span)) % span, r, b);
         }
     }

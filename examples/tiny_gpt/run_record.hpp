@@ -50,6 +50,7 @@ namespace tiny_gpt
                 {"context", std::to_string(s.model.context)},
                 {"vocab", std::to_string(s.model.vocab)},
                 {"tied_head", s.model.tied_head ? "yes" : "no"},
+                {"seed", std::to_string(s.model.seed)},
                 {"optimizer", optimizer},
                 {"lr", number(lr)},
                 {"optimizer_detail", detail.empty() ? "-" : detail},

@@ -47,6 +47,7 @@ namespace
   --eval-every N        steps between validations (default 25, at most a tenth of --steps)
   --layers N --d-model N --heads N --context N --tied
                         the model (default 4 layers, d_model 128, 4 heads, context 128, untied head)
+  --seed N              the model's initialization and the batches' order (default 1)
   --text FILE           train on FILE instead of the King James Bible
   --out DIR             outputs and the text's token cache (default tiny_gpt_out)
   --resume FILE         continue the run FILE (a checkpoint of one optimizer) was saved from
@@ -128,6 +129,7 @@ namespace
                 else if (name == "--heads") s.model.heads = count(name, value(), 1);
                 else if (name == "--context") s.model.context = count(name, value(), 1);
                 else if (name == "--tied") s.model.tied_head = true;
+                else if (name == "--seed") s.model.seed = count(name, value(), 1);
                 else if (name == "--text") s.text = value();
                 else if (name == "--out") s.out = value();
                 else if (name == "--resume") s.resume = value();

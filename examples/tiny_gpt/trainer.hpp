@@ -244,7 +244,7 @@ namespace tiny_gpt
         lo.first = first * micro;
         lo.count = last > first ? (last - first) * micro : 0;
         xoptim::train::batch_loader<lm_batch> loader(
-            [this, batch](std::size_t index, lm_batch& b) { m_corpus.fill(index, batch, b); }, lo);
+            [this, batch](std::size_t index, lm_batch& b) { m_corpus.fill(m_s.model.seed, index, batch, b); }, lo);
 
         const auto evaluate = [&](std::size_t t, double at_seconds) {
             r.eval_steps.push_back(double(t));
