@@ -812,6 +812,15 @@ TEST(dist_mpi, a_gathered_checkpoint_loads_on_fewer_ranks_and_resumes)
         gathered_checkpoint_round_trip([] { return xoptim::stepper(xoptim::adamw()); }, how, dir);
         gathered_checkpoint_round_trip([] { return xoptim::stepper(xoptim::make_hybrid()); }, how, dir);
         gathered_checkpoint_round_trip([] { return xoptim::stepper(dist_test::eight_bit_adamw(1024)); }, how, dir);
+        // States of their own shape: NorMuon's per-row second moment, Adafactor's statistics.
+        gathered_checkpoint_round_trip(
+            [] {
+                xoptim::hybrid_options h;
+                h.muon.normuon = true;
+                return xoptim::stepper(xoptim::make_hybrid(h));
+            },
+            how, dir);
+        gathered_checkpoint_round_trip([] { return xoptim::stepper(xoptim::adafactor()); }, how, dir);
     }
 }
 

@@ -30,6 +30,7 @@
 #include <map>
 #include <set>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "../io/checkpoint.hpp"
@@ -110,7 +111,21 @@ namespace xoptim::dist
         // Bytes of state `s` of entry `e`: values (or codes), then 8-bit block scales.
         inline std::size_t state_bytes(const state_store::entry& e, std::size_t s) noexcept
         {
-            return e.size * e.element_bytes(s);
+            return e.state_size(s) * e.element_bytes(s);
+        }
+
+        // Where elements [offset, offset + length) of a parameter lie in its state `s`
+        // (first, count): the same range for an element-wise state; the whole state for
+        // one of its own shape (per-row statistics), whose parameter is never cut
+        // (shard_rule::whole_tensors).
+        inline std::pair<std::size_t, std::size_t> state_range(const state_store::entry& e, std::size_t s,
+                                                               std::size_t offset, std::size_t length) noexcept
+        {
+            if (e.extents[s] == state_extent::elements)
+            {
+                return {offset, length};
+            }
+            return {0, e.state_size(s)};
         }
 
         inline std::size_t scale_bytes(const state_store::entry& e, std::size_t s) noexcept
@@ -322,9 +337,10 @@ namespace xoptim::dist
                     {
                         const state_store::entry& to = whole->state().at(dp.m_flat.name(p.tensor));
                         const std::size_t element = to.element_bytes(s);
-                        std::memcpy(static_cast<char*>(to.states[s].data) + p.offset * element, all.data() + at,
-                                    p.length * element);
-                        at += p.length * element;
+                        const auto [first, count] = state_range(to, s, p.offset, p.length);
+                        std::memcpy(static_cast<char*>(to.states[s].data) + first * element, all.data() + at,
+                                    count * element);
+                        at += count * element;
                         if (is_8bit(to.states[s].format))
                         {
                             const std::size_t blocks = (p.length + codec_block - 1) / codec_block;
@@ -367,7 +383,8 @@ namespace xoptim::dist
                                                    + "' is stored differently in the checkpoint's layout");
                         }
                         const std::size_t element = mine.element_bytes(s);
-                        std::memcpy(mine.states[s].data, static_cast<const char*>(src.states[s].data) + offset * element,
+                        const std::size_t first = state_range(mine, s, offset, mine.size).first;
+                        std::memcpy(mine.states[s].data, static_cast<const char*>(src.states[s].data) + first * element,
                                     state_bytes(mine, s));
                         if (is_8bit(mine.states[s].format))
                         {
