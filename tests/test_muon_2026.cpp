@@ -395,6 +395,32 @@ namespace
         }
     }
 
+    // Switching NorMuon off after the first step would make its per-row second moment the
+    // parameter-sized scratch: refused, the options and the state unchanged.
+    TEST(muon_2026, normuon_cannot_be_switched_once_the_state_exists)
+    {
+        xoptim::muon opt(everything());
+        model p(0), g(1);
+        auto pv = p.views();
+        opt.step(pv, g.views());
+        const auto v = opt.state().values("0", 1);
+        auto off = everything();
+        off.normuon = false;
+        try
+        {
+            opt.set_options(off);
+            FAIL() << "normuon was switched off";
+        }
+        catch (const std::invalid_argument& e)
+        {
+            EXPECT_STREQ(e.what(), "xoptim::muon: these options shape the state of parameter '0' otherwise than it "
+                                   "was made on the first step (options that shape a state, such as normuon, must "
+                                   "hold from the first step)");
+        }
+        EXPECT_TRUE(opt.options().normuon);
+        EXPECT_EQ(opt.state().values("0", 1), v);
+    }
+
     TEST(muon_2026, replay_keys_and_the_named_table)
     {
         const nlohmann::json hyper = {{"ns_coefficient_table", "polar_express"}, {"ns_norm_scale", 1.01},

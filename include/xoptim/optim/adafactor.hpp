@@ -178,7 +178,7 @@ namespace xoptim
                 statistics.template run<Square>(transform, f);
             }
 
-            // Sum over the rows of matrix tensor k of their sum of p^2, in row order.
+            // Sum over the rows of matrix tensor t of their sums of p^2, in row order.
             double param_squares_of(const tensor& t) const noexcept
             {
                 double sum = 0;
@@ -263,7 +263,8 @@ namespace xoptim
 
         // Matrices (rank >= 2) keep row and column statistics, vectors an element-wise
         // second moment.
-        static std::array<state_extent, 3> state_extents(const std::vector<std::size_t>& shape) noexcept
+        static std::array<state_extent, 3> state_extents(const adafactor_options&,
+                                                         const std::vector<std::size_t>& shape) noexcept
         {
             if (shape.size() >= 2)
             {
@@ -398,7 +399,7 @@ namespace xoptim
                     }
                 }
             }
-            // Pass 3: ||u||^2 per row (scalar 2).
+            // Pass 2: ||u||^2 per row (scalar 2).
             step.run_on(w.rows, g_, scalar<2> = sum_squares(update));
             for (std::size_t k = 0; k < w.matrices.size(); ++k)
             {
@@ -411,7 +412,7 @@ namespace xoptim
                     w.rows.scalars(j)[3] = size;
                 }
             }
-            // Pass 4: the update.
+            // Pass 3: the update.
             step.run_on(w.rows, g_, p = p * s.decay + step_scale * update);
         }
 
@@ -527,7 +528,7 @@ namespace xoptim
             return shard_rule::whole_tensors;
         }
 
-        static std::array<state_extent, 4> state_extents(const std::vector<std::size_t>& shape) noexcept
+        static std::array<state_extent, 4> state_extents(const options_type&, const std::vector<std::size_t>& shape) noexcept
         {
             if (shape.size() >= 2)
             {
@@ -653,7 +654,7 @@ namespace xoptim
                         }
                     }
                 }
-                // Pass 3: ||u||^2 per row (scalar 2), then the tensor's numbers.
+                // Pass 2: ||u||^2 per row (scalar 2), then the tensor's numbers.
                 step.run_on(w.rows, scalar<2> = sum_squares(direction));
                 for (std::size_t k = 0; k < w.matrices.size(); ++k)
                 {
@@ -667,7 +668,7 @@ namespace xoptim
                         std::copy(numbers.begin() + 1, numbers.end(), w.rows.scalars(j).begin() + 1);
                     }
                 }
-                // Pass 4: the update.
+                // Pass 3: the update.
                 last(w.rows, direction);
             }
             if (!w.plain.empty())

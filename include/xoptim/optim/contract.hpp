@@ -14,7 +14,7 @@
 //   static constexpr std::size_t full_precision_states;       the first ones keep the math type
 //   static constexpr std::size_t scratch_states;              the last ones live within a step
 //   std::string unsupported_shape(const std::vector<std::size_t>&) const;  refuse a shape
-//   std::array<state_extent, N> state_extents(const std::vector<std::size_t>&) const;
+//   std::array<state_extent, N> state_extents(const options_type&, const std::vector<std::size_t>&) const;
 //   static void host_fields(self, f): host numbers a checkpoint keeps (Schedule-Free).
 //   shard_rule shards(const options_type&) const;  how a step may be split between processes
 #ifndef XOPTIM_OPTIM_CONTRACT_HPP
@@ -189,6 +189,7 @@ namespace xoptim::detail
 
     template <class D>
     struct declares_extents<D, std::void_t<decltype(std::declval<const D&>().state_extents(
+                                   std::declval<const typename D::options_type&>(),
                                    std::declval<const std::vector<std::size_t>&>()))>> : std::true_type
     {
     };

@@ -184,9 +184,9 @@ namespace xoptim
         }
 
         // NorMuon's second moment: one value per row.
-        std::array<state_extent, 3> state_extents(const std::vector<std::size_t>&) const noexcept
+        static std::array<state_extent, 3> state_extents(const muon_options& o, const std::vector<std::size_t>&) noexcept
         {
-            if (options().normuon)
+            if (o.normuon)
             {
                 return {state_extent::elements, state_extent::first_axis, state_extent::elements};
             }

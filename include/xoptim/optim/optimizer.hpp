@@ -97,7 +97,8 @@ namespace xoptim
 
         // New hyperparameters, checked as the constructor checks them. Options that need
         // a state tensor the existing state was made without (amsgrad switched on, SGD's
-        // momentum leaving 0) are refused: the state is made on the first step.
+        // momentum leaving 0), or that shape a state otherwise (NorMuon's per-row second
+        // moment), are refused: the state is made on the first step.
         void set_options(const Options& o)
         {
             Derived::check(o);
@@ -109,6 +110,22 @@ namespace xoptim
                                             + "made with " + std::to_string(m_state[0].count)
                                             + " (options that start a state, such as amsgrad or momentum leaving 0, "
                                               "must hold from the first step; a schedule from step 0)");
+            }
+            if constexpr (detail::declares_extents<Derived>::value)
+            {
+                for (std::size_t e = 0; e < m_state.size(); ++e)
+                {
+                    const auto extents = derived().state_extents(o, m_state[e].shape);
+                    if (!std::equal(extents.begin(), extents.begin() + std::min(needed, extents.size()),
+                                    m_state[e].extents.begin()))
+                    {
+                        throw std::invalid_argument(std::string("xoptim::") + Derived::name
+                                                    + ": these options shape the state of parameter '"
+                                                    + m_state[e].name + "' otherwise than it was made on the first "
+                                                    + "step (options that shape a state, such as normuon, must hold "
+                                                      "from the first step)");
+                    }
+                }
             }
             m_o = o;
         }
@@ -229,7 +246,7 @@ namespace xoptim
         layout.count = derived().num_states(m_o);
         if constexpr (detail::declares_extents<Derived>::value)
         {
-            const auto extents = derived().state_extents(shape);
+            const auto extents = derived().state_extents(m_o, shape);
             std::copy(extents.begin(), extents.end(), layout.extents.begin());
         }
         const std::size_t kept = detail::kept_states(derived());

@@ -1,5 +1,5 @@
 // Optimizer state: for every parameter, the optimizer's state tensors (m, v, ...),
-// created once with the parameter's shape, zero, 64-byte aligned, kept in parameter
+// created once with the parameter's shape (or their own: state_extent), zero, 64-byte aligned, kept in parameter
 // order and known by the parameter's name. Each tensor is stored in its format: the
 // parameter's math type (float or double), bf16, or 8-bit codes with a float absmax
 // per block of 256 (engine/coded.hpp); a compensated bf16 parameter adds its low halves.
