@@ -465,14 +465,26 @@ namespace
         clip.clip = 0.25;
         run_statistics<false>(cases, clip);
         const auto& c = cases[0];
+        const auto seen = [&](std::size_t r, std::size_t j) { return 2 * std::min(0.25, std::max(-0.25, c.at(c.g, r, j))); };
         for (std::size_t j = 0; j < c.cols; ++j)
         {
             double expected = 0;
             for (std::size_t r = 0; r < c.rows; ++r)
             {
-                expected += 2 * std::min(0.25, std::max(-0.25, c.at(c.g, r, j)));
+                expected += seen(r, j);
             }
             EXPECT_NEAR(c.column_sums[j], expected, 1e-13);
+        }
+        for (std::size_t r = 0; r < c.rows; ++r)  // the rows' sums of f(g), and of p^2 untouched by it
+        {
+            double expected = 0, squares = 0;
+            for (std::size_t j = 0; j < c.cols; ++j)
+            {
+                expected += seen(r, j);
+                squares += c.at(c.p, r, j) * c.at(c.p, r, j);
+            }
+            EXPECT_NEAR(c.row_sums[2 * r + 1], expected, 1e-13);
+            EXPECT_NEAR(c.row_sums[2 * r], squares, 1e-12);
         }
     }
 }

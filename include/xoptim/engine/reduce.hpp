@@ -1,6 +1,7 @@
 // One read of every gradient: the sum of their squares (accumulated in double) and
 // whether all are finite. Global-norm clipping and the non-finite guard both come from
-// this one pass (SPEC section 5).
+// this one pass (SPEC section 5). Also the row and column sums of matrices in one pass
+// (matrix_statistics: a factored optimizer's statistics).
 //
 // The flat element range of a job list is cut into fixed blocks; each block's partial
 // sum is computed in one fixed order and the partials are added in block order, so
@@ -222,9 +223,10 @@ namespace xoptim
     // (batches of T, computed in T); every sum in double. A row's sums take its elements
     // in the 16 fixed lanes of a reducing pass (the same bits on every instruction set);
     // a column's sum adds the rows of each block of rows in order, then the blocks in
-    // order. Blocks depend on the shape only (at least 64 rows and 2^18 elements, so
-    // their column partials cost at most 1/64 of a double per element), so the sums are
-    // the same for any thread count. Scratch is kept across steps.
+    // order. Blocks depend on the shape only (at least 64 rows and 2^18 elements), so the
+    // sums are the same for any thread count. A matrix of one block adds straight into its
+    // column sums; one of several keeps a partial per block, at most 1/64 of a double per
+    // element. Scratch is kept across steps.
     template <class T>
     class matrix_statistics
     {
@@ -246,9 +248,10 @@ namespace xoptim
                 return;
             }
             const std::size_t rows_per_block = std::max<std::size_t>(64, (block_elements + m.cols - 1) / m.cols);
+            const std::size_t partial = m.rows <= rows_per_block ? direct : 0;
             for (std::size_t r = 0; r < m.rows; r += rows_per_block)
             {
-                m_blocks.push_back({m_matrices.size(), r, std::min(m.rows, r + rows_per_block), m_total, 0});
+                m_blocks.push_back({m_matrices.size(), r, std::min(m.rows, r + rows_per_block), m_total, partial});
                 m_total += (m_blocks.back().end - r) * m.cols;
             }
             m_matrices.push_back(m);
@@ -260,8 +263,11 @@ namespace xoptim
             std::size_t partials = 0;
             for (block& b : m_blocks)
             {
-                b.partial = partials;
-                partials += m_matrices[b.matrix].cols;
+                if (b.partial != direct)
+                {
+                    b.partial = partials;
+                    partials += m_matrices[b.matrix].cols;
+                }
             }
             m_partials.resize(partials);
             const std::size_t n = std::min({num_threads(), m_blocks.size(),
@@ -273,6 +279,10 @@ namespace xoptim
             }
             for (const block& b : m_blocks)
             {
+                if (b.partial == direct)
+                {
+                    continue;
+                }
                 const matrix_sums_job<T>& m = m_matrices[b.matrix];
                 const double* partial = m_partials.data() + b.partial;
                 for (std::size_t j = 0; j < m.cols; ++j)
@@ -289,6 +299,7 @@ namespace xoptim
         using lanes_type = detail::reduction_lanes<T, typename batch::arch_type>;
         static constexpr std::size_t width = batch::size;
         static constexpr std::size_t block_elements = std::size_t(1) << 18;
+        static constexpr std::size_t direct = std::size_t(-1);  // a block whose sums are its matrix's
 
         struct block
         {
@@ -296,7 +307,7 @@ namespace xoptim
             std::size_t first_row;
             std::size_t end;      // one past its last row
             std::size_t start;    // in the flat range of all blocks: where the thread split places it
-            std::size_t partial;  // its column sums in m_partials
+            std::size_t partial;  // its column sums in m_partials, or `direct`
         };
 
         template <bool Square, class F>
@@ -326,7 +337,7 @@ namespace xoptim
             void run_block(const block& b) const
             {
                 const matrix_sums_job<T>& m = self->m_matrices[b.matrix];
-                double* columns = self->m_partials.data() + b.partial;
+                double* columns = b.partial == direct ? m.column_sums : self->m_partials.data() + b.partial;
                 std::fill(columns, columns + m.cols, 0.0);
                 for (std::size_t r = b.first_row; r < b.end; ++r)
                 {
