@@ -6,6 +6,7 @@
 #ifndef XOPTIM_EXAMPLES_TINY_GPT_RUN_RECORD_HPP
 #define XOPTIM_EXAMPLES_TINY_GPT_RUN_RECORD_HPP
 
+#include <algorithm>
 #include <cstdio>
 #include <cstdlib>
 #include <fstream>
@@ -91,6 +92,10 @@ namespace tiny_gpt
             {
                 r.emplace_back(line.substr(0, space), line.substr(space + 1));
             }
+        }
+        if (std::none_of(r.begin(), r.end(), [](const auto& kv) { return kv.first == "seed"; }))
+        {
+            r.emplace_back("seed", "1");  // written before --seed existed: the only seed then
         }
         return r;
     }
