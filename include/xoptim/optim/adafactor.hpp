@@ -610,12 +610,7 @@ namespace xoptim
                 // Pass 1: ||p||^2, the row and the column sums of g^2 + eps1.
                 const xsimd::batch<T> e1(static_cast<T>(eps1));
                 w.template run_statistics<false>(step.transform(), [e1](const auto& y) { return arch::mul(y, y) + e1; });
-                std::size_t factors = 0;
-                for (const auto& x : w.matrices)
-                {
-                    factors += x.view.batches * x.view.cols;
-                }
-                w.column_factors.resize(factors);
+                w.column_factors.resize(w.column_sums.size());  // one per column, as the sums
                 std::vector<double>& param_squares = w.param_squares;
                 param_squares.resize(w.matrices.size());
                 T* cf = w.column_factors.data();
