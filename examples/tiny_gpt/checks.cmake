@@ -33,7 +33,7 @@ endfunction()
 file(REMOVE_RECURSE ${WORK})
 if(MODE STREQUAL "resume")
   # The last case accumulates 3 micro-batches per step.
-  foreach(case adamw hybrid adamw8bit lion adamw_cautious lamb adafactor ademamix adamw_schedulefree sgd_schedulefree hybrid_normuon lion:3)
+  foreach(case adamw hybrid adamw8bit adamw8bit_stable lion adamw_cautious lamb adafactor ademamix adamw_schedulefree sgd_schedulefree hybrid_normuon lion:3)
     string(REPLACE ":" ";" parts ${case})
     list(GET parts 0 optimizer)
     list(LENGTH parts n)

@@ -88,6 +88,17 @@ namespace tiny_gpt
         return opt;
     }
 
+    // 8-bit AdamW as bitsandbytes recommends it for language models: the embeddings keep
+    // 32-bit states (its StableEmbedding's optimizer override), every other tensor of
+    // 4,096 elements or more 8-bit.
+    inline run_result train_adamw_8bit_stable(trainer& t, double lr)
+    {
+        xoptim::param_groups<xoptim::adamw> groups;
+        groups.add("embeddings", xoptim::name_matches({"*embed*"}), scheduled(xoptim::adamw(adamw_settings()), t, lr));
+        groups.fallback("rest", scheduled(adamw_8bit(), t, lr));
+        return t.run(std::move(groups));
+    }
+
     // Muon (as `muon` sets it) on the hidden matrices at `muon_lr`, AdamW on the rest at
     // --adamw-lr.
     inline run_result train_hybrid(trainer& t, double muon_lr, const xoptim::muon_options& muon = {})
@@ -147,6 +158,8 @@ namespace tiny_gpt
              {0.01, 0.02, 0.05}, [](trainer& t, double lr) { return train_hybrid(t, lr, normuon_settings()); }},
             {"adamw8bit", "AdamW with 8-bit block-wise states (tensors of 4,096 elements or more)", 3e-3,
              {1e-3, 3e-3, 1e-2}, [](trainer& t, double lr) { return t.run(scheduled(adamw_8bit(), t, lr)); }},
+            {"adamw8bit_stable", "8-bit AdamW with 32-bit states for the embeddings (bitsandbytes' StableEmbedding)",
+             3e-3, {1e-3, 3e-3, 1e-2}, train_adamw_8bit_stable},
             {"lion", "Lion, betas (0.9, 0.99), weight decay 0.1", 1e-3, {1e-4, 3e-4, 1e-3},
              [](trainer& t, double lr) { return t.run(scheduled(xoptim::lion(lion_settings()), t, lr)); }},
             {"adamw_cautious", "AdamW as above with cautious updates (timm's mean normalization)", 3e-3,

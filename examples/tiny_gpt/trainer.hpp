@@ -10,6 +10,7 @@
 #include <iostream>
 #include <optional>
 #include <string>
+#include <type_traits>
 #include <vector>
 
 #include <xoptim/io/checkpoint.hpp>
@@ -52,46 +53,59 @@ namespace tiny_gpt
         std::string diverged;  // "step N: what", empty when the run stayed finite
     };
 
-    template <class... O>
-    xoptim::state_report state_of(const xoptim::router<O...>& r)
-    {
-        xoptim::state_report total;
-        r.each([&](std::size_t, const auto& o) {
-            total.state_bytes += o.report().state_bytes;
-            total.param_bytes += o.report().param_bytes;
-        });
-        return total;
-    }
+    // Whether O routes parameters to several optimizers (a router, parameter groups).
+    template <class O, class = void>
+    constexpr bool routes = false;
 
+    template <class O>
+    constexpr bool routes<O, std::void_t<decltype(std::declval<const O&>().routing_table())>> = true;
+
+    // The state of all of O's optimizers.
     template <class O>
     xoptim::state_report state_of(const O& o)
     {
-        return o.report();
+        if constexpr (routes<O>)
+        {
+            xoptim::state_report total;
+            o.each([&](std::size_t, const auto& each) {
+                total.state_bytes += each.report().state_bytes;
+                total.param_bytes += each.report().param_bytes;
+            });
+            return total;
+        }
+        else
+        {
+            return o.report();
+        }
     }
 
     // The steps taken (every optimizer of a router takes each step).
-    template <class... O>
-    std::size_t steps_of(const xoptim::router<O...>& r)
-    {
-        return r.template optimizer<0>().step_count();
-    }
-
     template <class O>
     std::size_t steps_of(const O& o)
     {
-        return o.step_count();
-    }
-
-    template <class... O>
-    void print_routing(const xoptim::router<O...>& r)
-    {
-        std::cout << "routing:\n" << r.routing_table();
+        if constexpr (routes<O>)
+        {
+            std::size_t steps = 0;
+            o.each([&](std::size_t k, const auto& each) { steps = k == 0 ? each.step_count() : steps; });
+            return steps;
+        }
+        else
+        {
+            return o.step_count();
+        }
     }
 
     template <class O>
-    void print_routing(const O&)
+    void print_routing(const O& o)
     {
-        std::cout << "routing: every parameter -> " << O::name << "\n";
+        if constexpr (routes<O>)
+        {
+            std::cout << "routing:\n" << o.routing_table();
+        }
+        else
+        {
+            std::cout << "routing: every parameter -> " << O::name << "\n";
+        }
     }
 
     class trainer
