@@ -1,9 +1,14 @@
 // The router: one step for several optimizers, each on its routed share, atomic.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
+#include <string>
 
 #include <xoptim/optim/hybrid.hpp>
+#include <xoptim/step/stepper.hpp>
+
+#include "support/message_of.hpp"
 
 namespace
 {
@@ -217,5 +222,70 @@ namespace
         EXPECT_EQ(groups.routing_table(), "");
         groups.step(std::make_tuple(xoptim::named("w", w)), std::tie(g));
         EXPECT_EQ(groups.routing_table(), "w (6,) -> w\n");
+    }
+
+    // A router walks once for all its groups (and a stepper over it once for the router):
+    // a gradient in another group's parameter, which no group alone could see, and a
+    // gradient of the wrong size are named, and nothing changes in any group.
+    TEST(validation, bad_input_through_a_router_is_named_and_changes_nothing)
+    {
+        std::vector<float> a(6, 1.0f), b(6, 2.0f), ga(6, 0.5f), gb(6, 0.25f), short_grad(5, 0.25f);
+        const auto params = std::make_tuple(xoptim::named("a", a), xoptim::named("b", b));
+        const auto make = [] {
+            xoptim::param_groups<xoptim::adamw> groups;
+            groups.add("a", xoptim::name_matches({"a"}), xoptim::adamw{}).fallback("b", xoptim::adamw{});
+            return groups;
+        };
+        auto direct = make();
+        xoptim::stepper through_stepper(make());
+        // The same two trainers, never given a bad call, on copies.
+        auto reference_direct = make();
+        xoptim::stepper reference_through(make());
+        std::vector<float> ra = a, rb = b;
+        const auto in_a = xoptim::view(static_cast<const float*>(a.data()), {6});
+        const auto aliased = std::tie(ga, in_a);
+        const auto wrong_size = std::tie(ga, short_grad);
+        const auto refused = [&](auto&& step, const auto& grads, const std::string& message) {
+            const auto a0 = a, b0 = b;
+            EXPECT_EQ(xoptim_test::message_of([&] { step(grads); }), message);
+            EXPECT_EQ(a, a0);
+            EXPECT_EQ(b, b0);
+        };
+        const auto step_direct = [&](const auto& grads) { direct.step(params, grads); };
+        const auto step_through = [&](const auto& grads) { through_stepper(params, grads); };
+        for (std::size_t round = 0; round < 2; ++round)  // before the first step, then after one
+        {
+            const std::string shared = "parameter 'b': the gradient of 'b' shares memory with parameter 'a'";
+            const std::string size = "parameter 'b': gradient has 5 elements, parameter has 6";
+            refused(step_direct, aliased, "xoptim::router: " + shared);
+            refused(step_direct, wrong_size, "xoptim::router: " + size);
+            refused(step_through, aliased, "xoptim::stepper: " + shared);
+            refused(step_through, wrong_size, "xoptim::stepper: " + size);
+            for (auto* groups : {&direct, &through_stepper.optimizer()})
+            {
+                EXPECT_EQ(groups->group("a").step_count(), round);
+                EXPECT_EQ(groups->group("b").step_count(), round);
+                EXPECT_EQ(groups->group("b").state().size(), round);
+            }
+            const auto reference_params = std::make_tuple(xoptim::named("a", ra), xoptim::named("b", rb));
+            for (int k = 0; k < 2; ++k)  // gradients that differ from step to step, so that a lost step shows
+            {
+                std::fill(ga.begin(), ga.end(), 0.5f - 0.3f * float(round + k));
+                std::fill(gb.begin(), gb.end(), 0.25f + 0.1f * float(round * k));
+                if (k == 0)
+                {
+                    direct.step(params, std::tie(ga, gb));
+                    reference_direct.step(reference_params, std::tie(ga, gb));
+                }
+                else
+                {
+                    through_stepper(params, std::tie(ga, gb));
+                    reference_through(reference_params, std::tie(ga, gb));
+                }
+            }
+        }
+        // The refused calls left no trace in any group's state: the same bits as good steps alone.
+        EXPECT_EQ(a, ra);
+        EXPECT_EQ(b, rb);
     }
 }

@@ -3,6 +3,7 @@
 // non-finite guard, and the one-read gradient reduction.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
 #include <fstream>
 #include <limits>
@@ -10,9 +11,12 @@
 #include <nlohmann/json.hpp>
 
 #include <xoptim/engine/reduce.hpp>
+#include <xoptim/optim/router.hpp>
 #include <xoptim/step/stepper.hpp>
 #include <xoptim/xoptim.hpp>
 
+#include "support/counted_checks.hpp"
+#include "support/message_of.hpp"
 #include "support/reference.hpp"
 
 namespace
@@ -486,5 +490,94 @@ namespace
         xoptim::stepper acc(xoptim::adamw(), o);
         EXPECT_THROW(acc(xoptim::view(p.data(), {2, 3}), xoptim::view(static_cast<const float*>(q.data()), {3, 2})),
                      std::invalid_argument);
+    }
+}
+
+namespace
+{
+    TEST(validation, a_step_checks_each_leaf_once_whoever_drives_it)
+    {
+        using xoptim_test::checks_per_leaf;
+        auto p = xoptim_test::counted_tensors(7, 5, 1.0f);
+        const auto g = xoptim_test::counted_tensors(7, 5, 0.5f);
+        xoptim::adamw alone;
+        xoptim::stepper st(xoptim::adamw{});
+        xoptim::param_groups<xoptim::adamw> groups;
+        groups.add("first", xoptim::name_matches({"0", "1", "2"}), xoptim::adamw{}).fallback("rest", xoptim::adamw{});
+        xoptim::param_groups<xoptim::adamw> inner;
+        inner.add("first", xoptim::name_matches({"0", "1", "2"}), xoptim::adamw{}).fallback("rest", xoptim::adamw{});
+        xoptim::stepper over_groups(std::move(inner));
+        for (int step = 0; step < 2; ++step)  // the first step (state made) and a later one
+        {
+            EXPECT_EQ(checks_per_leaf([&] { alone.step(p, g); }, 7), 1.0);
+            EXPECT_EQ(checks_per_leaf([&] { st(p, g); }, 7), 1.0);
+            EXPECT_EQ(checks_per_leaf([&] { groups.step(p, g); }, 7), 1.0);
+            EXPECT_EQ(checks_per_leaf([&] { over_groups(p, g); }, 7), 1.0);
+        }
+        EXPECT_EQ(st.optimizer().step_count(), 2u);
+        EXPECT_EQ(over_groups.optimizer().group("rest").step_count(), 2u);
+    }
+
+    // The stepper checks each leaf once and hands the optimizer lists it does not check
+    // again: the errors are the stepper's, naming the parameter, and a refused step
+    // changes nothing, before the state exists and after.
+    TEST(validation, bad_input_through_the_stepper_is_named_and_changes_nothing)
+    {
+        std::vector<float> a(6, 1.0f), b(6, 2.0f), ga(6, 0.5f), gb(6, 0.25f), short_grad(5, 0.25f);
+        const auto params = std::make_tuple(xoptim::named("a", a), xoptim::named("b", b));
+        xoptim::stepper st(xoptim::adamw{});
+        std::vector<float> ra = a, rb = b;
+        xoptim::stepper reference(xoptim::adamw{});
+        const auto refused = [&](const auto& grads, const char* message) {
+            const auto a0 = a, b0 = b;
+            const std::size_t steps = st.optimizer().step_count();
+            const std::size_t state = st.optimizer().state().size();
+            EXPECT_EQ(xoptim_test::message_of([&] { st(params, grads); }), message);
+            EXPECT_EQ(a, a0);
+            EXPECT_EQ(b, b0);
+            EXPECT_EQ(st.optimizer().step_count(), steps);
+            EXPECT_EQ(st.optimizer().state().size(), state);
+        };
+        const auto wrong_size = std::tie(ga, short_grad);
+        const auto in_a = xoptim::view(static_cast<const float*>(a.data()), {6});
+        const auto aliased = std::tie(ga, in_a);
+        const auto in_b = xoptim::view(static_cast<const float*>(b.data()), {6});
+        const auto own = std::tie(ga, in_b);
+        for (int round = 0; round < 2; ++round)  // before the first step, then after one
+        {
+            refused(wrong_size, "xoptim::stepper: parameter 'b': gradient has 5 elements, parameter has 6");
+            refused(aliased, "xoptim::stepper: parameter 'b': the gradient of 'b' shares memory with parameter 'a'");
+            refused(own, "xoptim::stepper: parameter 'b': gradient and parameter share memory");
+            std::fill(ga.begin(), ga.end(), 0.5f - 0.7f * float(round));  // a lost step would show
+            EXPECT_TRUE(st(params, std::tie(ga, gb)));
+            EXPECT_TRUE(reference(std::tie(ra, rb), std::tie(ga, gb)));
+        }
+        // The refused calls left no trace in the state: the same bits as good steps alone.
+        EXPECT_EQ(a, ra);
+        EXPECT_EQ(b, rb);
+        EXPECT_EQ(st.optimizer().step_count(), 2u);
+    }
+
+    // The optimizer reads the stepper's sums as the gradients, unchecked: a parameter
+    // whose shape changed within a cycle is refused before anything is summed.
+    TEST(validation, the_stepper_refuses_a_parameter_reshaped_within_a_cycle)
+    {
+        std::vector<float> p(6, 1.0f), g(6, 0.5f);
+        xoptim::stepper_options o;
+        o.accumulate = 2;
+        xoptim::stepper acc(xoptim::adamw(), o);
+        const auto g23 = xoptim::view(static_cast<const float*>(g.data()), {2, 3});
+        const auto g32 = xoptim::view(static_cast<const float*>(g.data()), {3, 2});
+        EXPECT_FALSE(acc(xoptim::view(p.data(), {2, 3}), g23));
+        const auto sums = std::vector<float>(acc.accumulators()[0].state<float>(0),
+                                             acc.accumulators()[0].state<float>(0) + 6);
+        EXPECT_EQ(xoptim_test::message_of([&] { acc(xoptim::view(p.data(), {3, 2}), g32); }),
+                  "xoptim::stepper: parameter '0' (float32 (3, 2)) does not fit its gradient accumulator (made for "
+                  "'0': float32 (2, 3))");
+        EXPECT_EQ(std::vector<float>(acc.accumulators()[0].state<float>(0), acc.accumulators()[0].state<float>(0) + 6),
+                  sums);
+        EXPECT_EQ(p, std::vector<float>(6, 1.0f));
+        EXPECT_EQ(acc.pending_micro_batches(), 1u);
+        EXPECT_TRUE(acc(xoptim::view(p.data(), {2, 3}), g23));
     }
 }

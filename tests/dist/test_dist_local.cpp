@@ -13,6 +13,7 @@
 #include <string>
 #include <vector>
 
+#include "../support/counted_checks.hpp"
 #include "../support/message_of.hpp"
 #include "../support/temp_dir.hpp"
 #include "net.hpp"
@@ -174,6 +175,30 @@ TEST(dist_local, a_bad_gradient_is_an_error_that_changes_nothing)
     EXPECT_TRUE(dp.trainer().state().empty());
     // The next, good step is a first step.
     EXPECT_TRUE(dp.step(m.params(), g.grads()));
+}
+
+// data_parallel walks the user's set once per step (twice on the first, the second time
+// to record where the gradients are, without checking the leaves again); its optimizers
+// take their shares without checking them again.
+TEST(dist_local, a_step_checks_each_leaf_once)
+{
+    using xoptim_test::checks_per_leaf;
+    for (const dist::mode how : {dist::mode::data_parallel, dist::mode::zero1})
+    {
+        auto p = xoptim_test::counted_tensors(6, 33, 1.0f);
+        const auto g = xoptim_test::counted_tensors(6, 33, 0.5f);
+        dist::options o;
+        o.mode = how;
+        o.bucket_bytes = 256;  // several buckets, tensors across them
+        dist::data_parallel dp(dist::local_comm{}, xoptim::stepper(xoptim::adamw()), o);
+        for (int step = 0; step < 2; ++step)
+        {
+            bool stepped = false;
+            EXPECT_EQ(checks_per_leaf([&] { stepped = dp.step(p, g); }, 6), 1.0) << to_string(how) << " step " << step;
+            EXPECT_TRUE(stepped);
+        }
+        EXPECT_EQ(dp.trainer().optimizer().step_count(), 2u);
+    }
 }
 
 namespace

@@ -32,6 +32,7 @@
 #include <cstring>
 #include <limits>
 #include <memory>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -361,8 +362,10 @@ namespace xoptim::dist
             std::vector<tensor_view<const T>> grads;
         };
 
-        template <class P, class G>
-        void walk(P&& params, G&& grads);
+        // Walks the user's set (`checked` again, if given, without checking each leaf
+        // twice); the optimizers take their shares with what it returns.
+        template <class P, class G, class... Checked>
+        checked_walk walk(P&& params, G&& grads, Checked... checked);
 
         // Collective, at the first step or init: routes, fingerprints, the plan, buffers.
         void setup();
@@ -463,7 +466,7 @@ namespace xoptim::dist
         // Every optimizer over its share: prepare (all), commit, abandon, init.
         template <class F>
         void each_share(F&& f);
-        void prepare();
+        void prepare(checked_walk walked);
         void commit(const grad_transform& t);
         void abandon() noexcept;
 
@@ -577,10 +580,11 @@ namespace xoptim::dist
      *********/
 
     template <class Trainer, class Comm>
-    template <class P, class G>
-    void data_parallel<Trainer, Comm>::walk(P&& params, G&& grads)
+    template <class P, class G, class... Checked>
+    checked_walk data_parallel<Trainer, Comm>::walk(P&& params, G&& grads, Checked... checked)
     {
-        m_flat.collect(std::forward<P>(params), std::forward<G>(grads), "xoptim::dist::data_parallel");
+        const checked_walk walked = m_flat.collect(std::forward<P>(params), std::forward<G>(grads),
+                                                   "xoptim::dist::data_parallel", checked...);
         if constexpr (!std::is_same_v<xoptim::detail::bare<G>, no_grads>)
         {
             const auto record = [&](auto& s) {
@@ -601,6 +605,7 @@ namespace xoptim::dist
             record(m_flat.share<float>());
             record(m_flat.share<double>());
         }
+        return walked;
     }
 
     template <class Trainer, class Comm>
@@ -1064,13 +1069,15 @@ namespace xoptim::dist
         });
     }
 
+    // The shares are views into the parameters the walk checked and into buffers of
+    // their own sizes: the optimizers check them against their state only.
     template <class Trainer, class Comm>
-    void data_parallel<Trainer, Comm>::prepare()
+    void data_parallel<Trainer, Comm>::prepare(checked_walk walked)
     {
         build_shares(true);
         try
         {
-            each_share([](auto& o, auto params, auto grads) { o.prepare(params, grads); });
+            each_share([&](auto& o, auto params, auto grads) { o.prepare(params, grads, walked); });
         }
         catch (...)
         {
@@ -1104,13 +1111,14 @@ namespace xoptim::dist
         const auto start = clock::now();
         const step_timing early{m_timing.pack};  // packing done by grad_ready since the last step
         m_timing = early;
-        status local = capture([&] { walk(params, grads); });
+        std::optional<checked_walk> walked;
+        status local = capture([&] { walked = walk(params, grads); });
         bool agreed = false;
         if (!m_ready)
         {
             agree_first(local);
             setup();
-            walk(params, grads);  // records the gradients' places now that the plan exists
+            walk(params, grads, *walked);  // records the gradients' places now that the plan exists
             agreed = true;
         }
         if (m_micro + 1 < m_around.accumulate)
@@ -1134,7 +1142,7 @@ namespace xoptim::dist
         const auto update_start = clock::now();
         if (local.ok())
         {
-            local = capture([&] { prepare(); });
+            local = capture([&] { prepare(*walked); });
         }
         m_timing.update += detail::seconds_since(update_start);
         const auto wait_start = clock::now();

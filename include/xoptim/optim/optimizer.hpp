@@ -13,6 +13,7 @@
 
 #include "../engine/executor.hpp"
 #include "../params/aliasing.hpp"
+#include "../params/flat.hpp"
 #include "../params/param_set.hpp"
 #include "contract.hpp"
 #include "hyperparameters.hpp"
@@ -46,12 +47,20 @@ namespace xoptim
         template <class P, class G>
         void step(P&& params, G&& grads, const grad_transform& transform = {});
 
+        // The same over lists a flat_params walk checked (the stepper's, a router's):
+        // each parameter is checked against the state, but no leaf and no aliasing again.
+        template <class P, class G>
+        void step(P&& params, G&& grads, const grad_transform& transform, checked_walk);
+
         // A step in two phases, for running several optimizers as one (xoptim::router):
         // prepare checks everything and changes nothing but a first step's new state;
         // then either commit (the update, over float and double parameters) or
-        // abandon (drops what prepare created).
+        // abandon (drops what prepare created). With a walk's checked_walk, prepare
+        // checks the lists against the state only (as step does).
         template <class P, class G>
         void prepare(P&& params, G&& grads);
+        template <class P, class G>
+        void prepare(P&& params, G&& grads, checked_walk);
         template <unsigned Types = detail::float_bit | detail::double_bit>
         void commit(const grad_transform& transform = {});
         void abandon() noexcept;
@@ -190,9 +199,15 @@ namespace xoptim
         void apply_schedules(std::size_t k);
         void restore_unscheduled() noexcept;
 
-        // With `jobs_without_grads`, a set without gradients is prepared to run as well.
+        // `checked`: by a flat_params walk (no leaf_problem, no alias check). With
+        // `jobs_without_grads`, a set without gradients is prepared to run as well.
         template <class P, class G>
-        void collect(P&& params, G&& grads, bool jobs_without_grads = false);
+        void collect(P&& params, G&& grads, bool checked, bool jobs_without_grads = false);
+
+        template <class P, class G>
+        void step_walk(P&& params, G&& grads, const grad_transform& transform, bool checked);
+        template <class P, class G>
+        void prepare_walk(P&& params, G&& grads, bool checked);
 
         const Derived& derived() const noexcept
         {
@@ -287,8 +302,8 @@ namespace xoptim
     {
     public:
 
-        visitor(optimizer& o, bool with_jobs) noexcept
-            : m_opt(o), m_with_jobs(with_jobs), m_creating(o.m_state.empty())
+        visitor(optimizer& o, bool with_jobs, bool checked) noexcept
+            : m_opt(o), m_with_jobs(with_jobs), m_creating(o.m_state.empty()), m_checked(checked)
         {
         }
 
@@ -337,9 +352,12 @@ namespace xoptim
         void checked_leaf(const name_path& path, P& param, G& grad)
         {
             using T = tensor::value_type<P>;
-            if (const std::string problem = detail::leaf_problem(param, grad); !problem.empty())
+            if (!m_checked)
             {
-                mismatch(path, problem);
+                if (const std::string problem = detail::leaf_problem(param, grad); !problem.empty())
+                {
+                    mismatch(path, problem);
+                }
             }
             T* param_data = tensor::data(param);
             const T* grad_data = nullptr;
@@ -415,7 +433,8 @@ namespace xoptim
 
         // A step must see exactly the parameters the state was made for, and no tensor
         // it writes may share memory with another it touches. Checked in full only when
-        // some tensor moved since the last step that passed (always on the first).
+        // some tensor moved since the last step that passed (always on the first), and
+        // not at all over lists a flat_params walk checked: its check covered them.
         void finish()
         {
             if (m_index != m_opt.m_state.size())
@@ -423,6 +442,11 @@ namespace xoptim
                 throw std::invalid_argument(std::string("xoptim::") + Derived::name + ": this step passed "
                                             + std::to_string(m_index) + " parameters, the optimizer state holds "
                                             + std::to_string(m_opt.m_state.size()));
+            }
+            if (m_checked)
+            {
+                m_opt.m_alias.passed();
+                return;
             }
             m_opt.m_alias.check([] { return std::string("xoptim::") + Derived::name; },
                                 [&](std::size_t k) -> const std::string& { return m_opt.m_state[k].name; });
@@ -436,9 +460,10 @@ namespace xoptim
             return detail::by_type<T>(m_opt.m_floats, m_opt.m_doubles);
         }
 
-        // Records where this parameter and its gradient live. A parameter found at a new
-        // address must still carry the name its state was made for: state follows names,
-        // so reordered parameters are an error, not a silent swap of their moments.
+        // Records where this parameter and its gradient live (checked lists too: the
+        // places tell which moved). A parameter found at a new address must still carry
+        // the name its state was made for: state follows names, so reordered parameters
+        // are an error, not a silent swap of their moments.
         template <class T>
         void track_memory(const name_path& path, const state_store::entry& e, const T* param, const T* grad)
         {
@@ -486,19 +511,20 @@ namespace xoptim
         optimizer& m_opt;
         bool m_with_jobs;
         bool m_creating;
+        bool m_checked;
         std::size_t m_index = 0;
     };
 
     template <class Derived, class Options>
     template <class P, class G>
-    void optimizer<Derived, Options>::collect(P&& params, G&& grads, bool jobs_without_grads)
+    void optimizer<Derived, Options>::collect(P&& params, G&& grads, bool checked, bool jobs_without_grads)
     {
         const std::size_t before = m_state.size();
         m_floats.clear();
         m_doubles.clear();
         m_coded.clear();
         m_alias.clear();
-        visitor v(*this, jobs_without_grads || !std::is_same_v<detail::bare<G>, no_grads>);
+        visitor v(*this, jobs_without_grads || !std::is_same_v<detail::bare<G>, no_grads>, checked);
         try
         {
             walk_params(v, std::forward<P>(params), std::forward<G>(grads));
@@ -515,9 +541,23 @@ namespace xoptim
     template <class P, class G>
     void optimizer<Derived, Options>::step(P&& params, G&& grads, const grad_transform& transform)
     {
+        step_walk(std::forward<P>(params), std::forward<G>(grads), transform, false);
+    }
+
+    template <class Derived, class Options>
+    template <class P, class G>
+    void optimizer<Derived, Options>::step(P&& params, G&& grads, const grad_transform& transform, checked_walk)
+    {
+        step_walk(std::forward<P>(params), std::forward<G>(grads), transform, true);
+    }
+
+    template <class Derived, class Options>
+    template <class P, class G>
+    void optimizer<Derived, Options>::step_walk(P&& params, G&& grads, const grad_transform& transform, bool checked)
+    {
         static_assert(!std::is_same_v<detail::bare<G>, no_grads>, "xoptim: step needs gradients");
         detail::require_stepped_in_place<P>();
-        prepare(std::forward<P>(params), std::forward<G>(grads));
+        prepare_walk(std::forward<P>(params), std::forward<G>(grads), checked);
         commit<detail::element_types_v<P>>(transform);
     }
 
@@ -589,6 +629,20 @@ namespace xoptim
     template <class P, class G>
     void optimizer<Derived, Options>::prepare(P&& params, G&& grads)
     {
+        prepare_walk(std::forward<P>(params), std::forward<G>(grads), false);
+    }
+
+    template <class Derived, class Options>
+    template <class P, class G>
+    void optimizer<Derived, Options>::prepare(P&& params, G&& grads, checked_walk)
+    {
+        prepare_walk(std::forward<P>(params), std::forward<G>(grads), true);
+    }
+
+    template <class Derived, class Options>
+    template <class P, class G>
+    void optimizer<Derived, Options>::prepare_walk(P&& params, G&& grads, bool checked)
+    {
         m_prepared = false;
         if (!m_schedules.empty())
         {
@@ -597,7 +651,7 @@ namespace xoptim
         m_prepared_first = m_state.empty();
         try
         {
-            collect(std::forward<P>(params), std::forward<G>(grads));
+            collect(std::forward<P>(params), std::forward<G>(grads), checked);
         }
         catch (...)
         {
@@ -679,7 +733,7 @@ namespace xoptim
         {
             return;
         }
-        collect(std::forward<P>(params), no_grads{}, true);
+        collect(std::forward<P>(params), no_grads{}, false, true);
         // Work between steps is rare (Schedule-Free's eval and train, the EMA): compiled
         // for coded states always.
         const step_context<detail::element_types_v<P> | detail::coded_bit> ctx(m_steps, derived().num_states(m_o), m_state, m_floats,
@@ -717,7 +771,7 @@ namespace xoptim
         }
         try
         {
-            collect(std::forward<P>(params), no_grads{});
+            collect(std::forward<P>(params), no_grads{}, false);
         }
         catch (...)
         {

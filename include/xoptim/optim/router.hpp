@@ -55,6 +55,11 @@ namespace xoptim
             template <class P, class G>
             void step(P&& params, G&& grads, const grad_transform& transform = {});
 
+            // The same over lists a flat_params walk checked (a stepper's): names and
+            // routes are checked, each leaf and the aliasing not again.
+            template <class P, class G>
+            void step(P&& params, G&& grads, const grad_transform& transform, checked_walk checked);
+
             // Routes the parameters and creates every optimizer's state now instead of on
             // the first step.
             template <class P>
@@ -147,9 +152,13 @@ namespace xoptim
                 std::vector<tensor_view<const T>> grads;
             };
 
-            // Walks the set and splits it into the shares; routes on the first walk.
-            template <class P, class G>
-            void split(P&& params, G&& grads);
+            // Walks the set (`checked` ones, if given, without checking each leaf again)
+            // and splits it into the shares; routes on the first walk.
+            template <class P, class G, class... Checked>
+            checked_walk split(P&& params, G&& grads, Checked... checked);
+
+            template <class P, class G, class... Checked>
+            void step_walk(P&& params, G&& grads, const grad_transform& transform, Checked... checked);
 
             template <class T>
             void split_type(std::vector<share<T>>& parts);
@@ -272,10 +281,11 @@ namespace xoptim
      ******************/
 
     template <class Storage>
-    template <class P, class G>
-    void detail::router_base<Storage>::split(P&& params, G&& grads)
+    template <class P, class G, class... Checked>
+    checked_walk detail::router_base<Storage>::split(P&& params, G&& grads, Checked... checked)
     {
-        m_flat.collect(std::forward<P>(params), std::forward<G>(grads), "xoptim::router");
+        const checked_walk walked = m_flat.collect(std::forward<P>(params), std::forward<G>(grads), "xoptim::router",
+                                                   checked...);
         if (m_routes.empty())
         {
             try
@@ -294,6 +304,7 @@ namespace xoptim
         }
         split_type(m_floats);
         split_type(m_doubles);
+        return walked;
     }
 
     template <class Storage>
@@ -322,15 +333,32 @@ namespace xoptim
     template <class P, class G>
     void detail::router_base<Storage>::step(P&& params, G&& grads, const grad_transform& transform)
     {
+        step_walk(std::forward<P>(params), std::forward<G>(grads), transform);
+    }
+
+    template <class Storage>
+    template <class P, class G>
+    void detail::router_base<Storage>::step(P&& params, G&& grads, const grad_transform& transform,
+                                            checked_walk checked)
+    {
+        step_walk(std::forward<P>(params), std::forward<G>(grads), transform, checked);
+    }
+
+    template <class Storage>
+    template <class P, class G, class... Checked>
+    void detail::router_base<Storage>::step_walk(P&& params, G&& grads, const grad_transform& transform,
+                                                 Checked... checked)
+    {
         detail::require_stepped_in_place<P>();
         const bool first = m_routes.empty();
-        split(std::forward<P>(params), std::forward<G>(grads));
-        // Every optimizer checks its share (prepare) before any changes anything (commit).
+        const checked_walk walked = split(std::forward<P>(params), std::forward<G>(grads), checked...);
+        // Every optimizer checks its share against its state (prepare) before any changes
+        // anything (commit); the walk above checked each leaf and the aliasing of all.
         std::size_t prepared = 0;
         try
         {
             each([&](std::size_t k, auto& o) {
-                o.prepare(share_params(k), share_grads(k));
+                o.prepare(share_params(k), share_grads(k), walked);
                 ++prepared;
             });
         }

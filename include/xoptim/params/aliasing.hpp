@@ -2,7 +2,8 @@
 // step. An optimizer runs it over the parameters and gradients it is given; flat_params
 // runs it over everything a router, param_groups, the stepper or a checkpoint load
 // touches (every optimizer's share at once, the gradients the stepper reads before it
-// hands sums on), which no optimizer alone can see.
+// hands sums on), which no optimizer alone can see, and the optimizers those hand the
+// lists on to do not run it again (they record the places as passed).
 //
 // Where the tensors lived when the check last passed is kept: the full check (a sort)
 // runs only when something moved, so a steady-state step compares pointers and
@@ -64,6 +65,16 @@ namespace xoptim::detail
                                || m_checked[k + 1].begin != m_memory[k + 1].begin;
             m_moved = m_moved || moved;
             return moved;
+        }
+
+        // Records this walk as passed: a check over a set holding it ran elsewhere
+        // (flat_params', for the lists it hands on), so this one need not.
+        void passed()
+        {
+            if (m_moved || m_memory.size() != m_checked.size())
+            {
+                m_checked = m_memory;
+            }
         }
 
         // Throws std::invalid_argument "WHO: parameter 'B': parameter 'B' shares memory

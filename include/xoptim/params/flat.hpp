@@ -10,6 +10,12 @@
 // the whole set (params/aliasing.hpp), so a router or param_groups sees overlaps between
 // its optimizers' shares and the stepper sees the gradients it reads itself. A
 // steady-state walk compares pointers and allocates nothing.
+//
+// Each leaf is checked once per step: a walk returns a checked_walk, which its owner
+// hands on with the lists (or with views it made into them or into its own buffers) to
+// the optimizers or the router it steps; they then check no leaf again and run no
+// second alias check. Only a walk makes one, so no caller can skip the checks by
+// passing it.
 #ifndef XOPTIM_PARAMS_FLAT_HPP
 #define XOPTIM_PARAMS_FLAT_HPP
 
@@ -22,6 +28,14 @@
 
 namespace xoptim
 {
+    // Proof that a walk checked the lists handed on with it (see above). Only
+    // flat_params::collect makes one.
+    class checked_walk
+    {
+        checked_walk() noexcept {}  // user-provided: no aggregate, so no checked_walk{} outside
+        friend class flat_params;
+    };
+
     template <class T>
     struct flat_share
     {
@@ -37,7 +51,15 @@ namespace xoptim
 
         // Walks `params` and `grads` (or no_grads{}); `who` prefixes error messages.
         template <class P, class G>
-        void collect(P&& params, G&& grads, const char* who);
+        checked_walk collect(P&& params, G&& grads, const char* who);
+
+        // The same over lists another walk checked (a stepper's, for the router it
+        // steps): names, order and count are checked, each leaf and the aliasing not again.
+        template <class P, class G>
+        checked_walk collect(P&& params, G&& grads, const char* who, checked_walk)
+        {
+            return walk(std::forward<P>(params), std::forward<G>(grads), who, true);
+        }
 
         std::size_t size() const noexcept
         {
@@ -91,6 +113,9 @@ namespace xoptim
 
         class visitor;
 
+        template <class P, class G>
+        checked_walk walk(P&& params, G&& grads, const char* who, bool checked);
+
         std::vector<std::string> m_names;
         std::vector<std::vector<std::size_t>> m_shapes;
         std::vector<const void*> m_addresses;  // where each parameter was last seen
@@ -103,8 +128,8 @@ namespace xoptim
     {
     public:
 
-        visitor(flat_params& f, const char* who, bool first) noexcept
-            : m_flat(f), m_who(who), m_first(first)
+        visitor(flat_params& f, const char* who, bool first, bool checked) noexcept
+            : m_flat(f), m_who(who), m_first(first), m_checked(checked)
         {
         }
 
@@ -121,9 +146,12 @@ namespace xoptim
             static_assert(std::is_same_v<T, float> || std::is_same_v<T, double>,
                           "xoptim: parameters must be float or double tensors here (bf16 parameters are stepped "
                           "by an optimizer itself; the stepper, routers and checkpoints take float and double)");
-            if (const std::string problem = detail::leaf_problem(param, grad); !problem.empty())
+            if (!m_checked)
             {
-                mismatch(path, problem);
+                if (const std::string problem = detail::leaf_problem(param, grad); !problem.empty())
+                {
+                    mismatch(path, problem);
+                }
             }
             if constexpr (!std::is_same_v<std::remove_const_t<G>, no_grads>)
             {
@@ -153,7 +181,10 @@ namespace xoptim
                 }
                 m_flat.m_addresses[m_count] = where;
             }
-            m_flat.m_alias.track(static_cast<const T*>(tensor::data(param)), grad_data, tensor::size(param), m_count);
+            if (!m_checked)
+            {
+                m_flat.m_alias.track(static_cast<const T*>(tensor::data(param)), grad_data, tensor::size(param), m_count);
+            }
             auto& s = m_flat.share<T>();
             s.params.push_back(tensor_view<T>::of(param));
             s.leaves.push_back(m_count);
@@ -170,11 +201,18 @@ namespace xoptim
         flat_params& m_flat;
         const char* m_who;
         bool m_first;
+        bool m_checked;  // by an earlier walk: no leaf_problem, no aliasing
         std::size_t m_count = 0;
     };
 
     template <class P, class G>
-    void flat_params::collect(P&& params, G&& grads, const char* who)
+    checked_walk flat_params::collect(P&& params, G&& grads, const char* who)
+    {
+        return walk(std::forward<P>(params), std::forward<G>(grads), who, false);
+    }
+
+    template <class P, class G>
+    checked_walk flat_params::walk(P&& params, G&& grads, const char* who, bool checked)
     {
         const auto clear = [](auto& s) {
             s.params.clear();
@@ -186,7 +224,7 @@ namespace xoptim
         clear(m_doubles);
         const bool first = m_names.empty();
         m_alias.clear();
-        visitor v(*this, who, first);
+        visitor v(*this, who, first, checked);
         try
         {
             walk_params(v, std::forward<P>(params), std::forward<G>(grads));
@@ -195,7 +233,10 @@ namespace xoptim
                 throw std::invalid_argument(std::string(who) + ": this call passed " + std::to_string(v.count())
                                             + " parameters, the first passed " + std::to_string(m_names.size()));
             }
-            m_alias.check([&] { return who; }, [&](std::size_t k) -> const std::string& { return m_names[k]; });
+            if (!checked)
+            {
+                m_alias.check([&] { return who; }, [&](std::size_t k) -> const std::string& { return m_names[k]; });
+            }
         }
         catch (...)
         {
@@ -214,6 +255,7 @@ namespace xoptim
         };
         name_views(m_floats);
         name_views(m_doubles);
+        return checked_walk();
     }
 }
 

@@ -175,7 +175,7 @@ namespace xoptim
     bool stepper<Opt>::operator()(P&& params, G&& grads)
     {
         detail::require_stepped_in_place<P>();
-        m_flat.collect(std::forward<P>(params), std::forward<G>(grads), "xoptim::stepper");
+        const checked_walk checked = m_flat.collect(std::forward<P>(params), std::forward<G>(grads), "xoptim::stepper");
         const bool own_buffers = m_o.accumulate > 1 && !m_o.caller_accumulates;
         if (own_buffers)
         {
@@ -222,7 +222,7 @@ namespace xoptim
             }
         }
         t.scale *= mean;
-        m_opt.step(m_flat.params(), m_flat.grads(), t);
+        m_opt.step(m_flat.params(), m_flat.grads(), t, checked);  // checks no leaf again
         return true;
     }
 
@@ -246,15 +246,19 @@ namespace xoptim
     template <class T>
     void stepper<Opt>::check_accumulators(const flat_share<T>& s) const
     {
-        // base + i is in range: every call passes as many parameters as the first.
+        // base + i is in range: every call passes as many parameters as the first. The
+        // optimizer reads the sums as the gradients without checking them again: they must
+        // have the parameter's shape.
         const std::size_t base = std::is_same_v<T, float> ? 0 : m_flat.share<float>().params.size();
         for (std::size_t i = 0; i < s.params.size(); ++i)
         {
             const state_store::entry& e = m_acc[base + i];
-            if (e.type != dtype_of<T>() || e.size != s.params[i].size())
+            if (e.type != dtype_of<T>() || e.size != s.params[i].size() || !detail::same_shape(s.params[i], e.shape))
             {
-                throw std::invalid_argument("xoptim::stepper: parameter '" + m_flat.name(s.leaves[i])
-                                            + "' does not fit its gradient accumulator (made for '" + e.name + "')");
+                throw std::invalid_argument("xoptim::stepper: parameter '" + m_flat.name(s.leaves[i]) + "' ("
+                                            + dtype_name(dtype_of<T>()) + " " + format_shape(tensor::shape(s.params[i]))
+                                            + ") does not fit its gradient accumulator (made for '" + e.name + "': "
+                                            + dtype_name(e.type) + " " + format_shape(e.shape) + ")");
             }
         }
     }
