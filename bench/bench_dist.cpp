@@ -6,8 +6,9 @@
 // Every rank runs the same fixed number of steps (the collectives keep them in step);
 // rank 0 reports. One xoptim thread per rank. Benchmarks:
 //
-//   dist_adamw/MODE/CASE/ranks:N   AdamW through data_parallel, MODE data_parallel or
-//       zero1, CASE 1x2^24 (one tensor) or 4096x4096 (4,096 tensors). Time: the step()
+//   dist_adamw/MODE/CASE/ranks:N   AdamW through data_parallel, MODE data_parallel,
+//       zero1, or zero1_collective (ZeRO-1 with mpi_comm's reduce-scatter as MPI's own
+//       collective instead of one rooted MPI_Reduce per rank), CASE 1x2^24 (one tensor) or 4096x4096 (4,096 tensors). Time: the step()
 //       call, median. Counters per step: pack_ms (gradients into the buckets), comm_ms
 //       (waiting for the gradients' collectives), update_ms (the fused step), gather_ms
 //       (ZeRO-1: the updated parameters to every rank), payload_MB (what this rank hands
@@ -51,6 +52,17 @@ namespace
         return comm;
     }
 
+    dist::mpi_comm& world_collective()
+    {
+        static dist::mpi_comm comm(MPI_COMM_WORLD, dist::reduce_scatter_algorithm::collective);
+        return comm;
+    }
+
+    dist::mpi_comm& comm_of(const std::string& mode)
+    {
+        return mode == "zero1_collective" ? world_collective() : world();
+    }
+
     // A model of `count` tensors of `size` floats, each rank its own gradients.
     struct model
     {
@@ -72,7 +84,7 @@ namespace
 
     dist::mode mode_of(const std::string& name)
     {
-        return name == "zero1" ? dist::mode::zero1 : dist::mode::data_parallel;
+        return name == "data_parallel" ? dist::mode::data_parallel : dist::mode::zero1;
     }
 
     std::string suffix()
@@ -101,13 +113,13 @@ namespace
         return dp.dist_options().mode == dist::mode::zero1 ? 2 * bytes : bytes;
     }
 
-    void adamw_steps(benchmark::State& st, dist::mode how, const bench::shape& s)
+    void adamw_steps(benchmark::State& st, const std::string& how, const bench::shape& s)
     {
         model m(s.count, s.size);
         dist::options o;
-        o.mode = how;
+        o.mode = mode_of(how);
         o.progress_thread = std::getenv("NOTHREAD") == nullptr;
-        dist::data_parallel dp(world(), bench::make_adamw(), o);
+        dist::data_parallel dp(comm_of(how), bench::make_adamw(), o);
         dp.step(m.p, m.g);  // first step: agreement, plan, state
         dist::step_timing sum;
         for (auto _ : st)
@@ -200,13 +212,13 @@ namespace
 
     void register_all()
     {
-        for (const char* how : {"data_parallel", "zero1"})
+        for (const char* how : {"data_parallel", "zero1", "zero1_collective"})
         {
             for (const bench::shape* s : {&bench::case_a, &bench::case_b})
             {
                 const std::string name = std::string("dist_adamw/") + how + "/" + s->name + suffix();
                 benchmark::RegisterBenchmark(name.c_str(), [how, s](benchmark::State& st) {
-                    adamw_steps(st, mode_of(how), *s);
+                    adamw_steps(st, how, *s);
                 })
                     ->UseManualTime()
                     ->Unit(benchmark::kMillisecond)
@@ -256,7 +268,7 @@ namespace
         model m(s.count, s.size);
         dist::options o;
         o.mode = mode_of(how);
-        dist::data_parallel dp(world(), bench::make_adamw(), o);
+        dist::data_parallel dp(comm_of(how), bench::make_adamw(), o);
         dp.step(m.p, m.g);
         for (std::size_t t = 0; t < steps; ++t)
         {
@@ -300,6 +312,7 @@ int main(int argc, char** argv)
         benchmark::RunSpecifiedBenchmarks(&quiet);
     }
     benchmark::Shutdown();
-    world() = dist::mpi_comm(MPI_COMM_SELF);  // the world's duplicate goes before MPI_Finalize
+    world() = dist::mpi_comm(MPI_COMM_SELF);  // the world's duplicates go before MPI_Finalize
+    world_collective() = dist::mpi_comm(MPI_COMM_SELF);
     return 0;
 }

@@ -22,7 +22,7 @@ sent() {  # total bytes rank 0 sent (point-to-point level, collectives included)
 
 printf "%-14s %-10s %5s %14s %14s %8s\n" mode case ranks "bytes/step" minimum ratio
 for n in "${ranks[@]}"; do
-  for mode in data_parallel zero1; do
+  for mode in data_parallel zero1 zero1_collective; do
     for case in "1x2^24" 4096x4096; do
       for steps in 0 5; do
         mpirun --oversubscribe -np "$n" --mca pml_monitoring_enable 1 --mca pml_monitoring_enable_output 3 \

@@ -69,13 +69,15 @@ def main():
               f"{median(runs, 'state_share'):.4f} |")
     print()
     print("| ranks | case | xoptim ZeRO-1 step ms | torch step ms | torch DDP backward - bare backward | "
-          "torch ZeRO step | torch / xoptim |")
-    print("|---|---|---|---|---|---|---|")
+          "torch ZeRO step | torch / xoptim | torch / xoptim with MPI's reduce-scatter collective |")
+    print("|---|---|---|---|---|---|---|---|")
     for (n, case), runs in sorted(theirs.items()):
         x = median(ours[(n, "zero1", case)], "real_time")
+        xc = median(ours[(n, "zero1_collective", case)], "real_time")
         t = median(runs, "step")
         comm = statistics.median(run["backward_ddp"] - run["backward_bare"] for run in runs)
-        print(f"| {n} | {case} | {x:.1f} | {t:.1f} | {comm:.1f} | {median(runs, 'zero_step'):.1f} | {t / x:.2f} |")
+        print(f"| {n} | {case} | {x:.1f} | {t:.1f} | {comm:.1f} | {median(runs, 'zero_step'):.1f} | {t / x:.2f} | "
+              f"{t / xc:.2f} |")
     return 0
 
 

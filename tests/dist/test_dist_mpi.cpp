@@ -74,9 +74,8 @@ namespace
     // `calls` calls of data_parallel with rank-own gradients.
     template <class Trainer>
     outcome run_distributed(const std::vector<spec>& specs, Trainer trainer, const dist::options& o, std::size_t calls,
-                            std::uint64_t seed = 7)
+                            std::uint64_t seed = 7, const dist::mpi_comm& comm = world())
     {
-        const auto comm = world();
         outcome r{net(specs)};
         r.params.fill(seed, 0);
         dist::data_parallel dp(comm, std::move(trainer), o);
@@ -143,6 +142,46 @@ namespace
         dist::options o = with_mode(dist::mode::zero1);
         o.progress_thread = false;
         EXPECT_TRUE(run_distributed(specs, make(), o, calls).params.same_bits(results[1]));
+        // The reduce-scatter as MPI's own collective instead of one rooted reduce per rank.
+        const dist::mpi_comm collective(MPI_COMM_WORLD, dist::reduce_scatter_algorithm::collective);
+        EXPECT_TRUE(run_distributed(specs, make(), with_mode(dist::mode::zero1), calls, 7, collective)
+                        .params.same_bits(results[1]));
+    }
+}
+
+// Rank r receives the sum of block r, whichever algorithm runs it: equal blocks, unequal
+// ones, empty ones (small integers: every order of addition gives the same bits).
+TEST(dist_mpi, reduce_scatter_sums_each_block_to_its_rank)
+{
+    for (const auto algorithm : {dist::reduce_scatter_algorithm::rooted_reduces, dist::reduce_scatter_algorithm::collective})
+    {
+        const dist::mpi_comm comm(MPI_COMM_WORLD, algorithm);
+        const auto n = std::size_t(comm.size());
+        const auto rank = std::size_t(comm.rank());
+        std::vector<std::size_t> equal(n, 5), unequal(n);
+        for (std::size_t k = 0; k < n; ++k)
+        {
+            unequal[k] = (k * 7 + 3) % 5;  // 3, 0, 2, 4, 1, ...: one rank's block is empty
+        }
+        for (const auto* counts : {&equal, &unequal})
+        {
+            std::vector<double> send;
+            for (std::size_t k = 0; k < n; ++k)
+            {
+                for (std::size_t i = 0; i < (*counts)[k]; ++i)
+                {
+                    send.push_back(double(1000 * k + 10 * i + rank));
+                }
+            }
+            std::vector<double> recv((*counts)[rank] + 1, -1.0);  // one past the block: untouched
+            comm.reduce_scatter_sum(send.data(), recv.data(), counts->data());
+            const double ranks = double(n), rank_sum = double(n * (n - 1) / 2);
+            for (std::size_t i = 0; i < (*counts)[rank]; ++i)
+            {
+                EXPECT_EQ(recv[i], ranks * double(1000 * rank + 10 * i) + rank_sum) << "element " << i;
+            }
+            EXPECT_EQ(recv.back(), -1.0);
+        }
     }
 }
 
