@@ -406,11 +406,11 @@ namespace
         return out;
     }
 
-    xoptim::adafactor_transformers transformers_with(std::optional<double> beta1)
+    // make_transformers() without the first moment.
+    xoptim::adafactor_transformers transformers_without_moment()
     {
-        xoptim::adafactor_transformers_options o;
-        o.beta1 = beta1;
-        o.weight_decay = 0.01;
+        xoptim::adafactor_transformers_options o = make_transformers().options();
+        o.beta1 = std::nullopt;
         return xoptim::adafactor_transformers(o);
     }
 
@@ -494,9 +494,9 @@ namespace
                        xoptim::bf16_rounding::compensated})
         {
             expect_bf16_parameters_follow_the_float_path(torch_with_decay(), torch_with_decay(), r);
-            expect_bf16_parameters_follow_the_float_path(transformers_with(0.9), transformers_with(0.9), r);
-            expect_bf16_parameters_follow_the_float_path(transformers_with(std::nullopt),
-                                                         transformers_with(std::nullopt), r);
+            expect_bf16_parameters_follow_the_float_path(make_transformers(), make_transformers(), r);
+            expect_bf16_parameters_follow_the_float_path(transformers_without_moment(),
+                                                         transformers_without_moment(), r);
         }
     }
 
@@ -597,8 +597,8 @@ namespace
     TEST(adafactor_low_memory, element_states_track_float_and_statistics_stay_float)
     {
         expect_low_memory_states_track_float(torch_with_decay, false);
-        expect_low_memory_states_track_float([] { return transformers_with(0.9); }, true);
-        expect_low_memory_states_track_float([] { return transformers_with(std::nullopt); }, false);
+        expect_low_memory_states_track_float(make_transformers, true);
+        expect_low_memory_states_track_float(transformers_without_moment, false);
     }
 
     // bf16 parameters (stochastic) with 8-bit states on 1, 2 and 3 threads, the rows of
@@ -635,8 +635,7 @@ namespace
         for (std::size_t threads : {2, 3})
         {
             EXPECT_EQ(run(torch_with_decay, threads), run(torch_with_decay, 1)) << threads;
-            const auto beta1 = [] { return transformers_with(0.9); };
-            EXPECT_EQ(run(beta1, threads), run(beta1, 1)) << threads;
+            EXPECT_EQ(run(make_transformers, threads), run(make_transformers, 1)) << threads;
         }
     }
 
@@ -698,10 +697,10 @@ namespace
         for (auto states : {xoptim::state_storage::blockwise_8bit, xoptim::state_storage::bf16})
         {
             check(torch_with_decay, states);
-            check([] { return transformers_with(0.9); }, states);
+            check(make_transformers, states);
         }
         // The state in its own shapes: the 40 x 512 matrix's statistics and its 8-bit moment.
-        auto opt = transformers_with(0.9);
+        auto opt = make_transformers();
         xoptim::storage_options s;
         s.states = xoptim::state_storage::blockwise_8bit;
         opt.set_storage(s);

@@ -216,8 +216,9 @@ namespace xoptim
         std::size_t cols;
         double* row_sums;     // two per row: the sum of p^2, the sum of f(g) (Square: f(g)^2)
         double* column_sums;  // one per column: the sum over the rows of f(g) (Square: f(g)^2)
-        // A bf16 matrix (T float; param and grad null): p and g decoded as they are
-        // loaded, p plus its low halves where it is kept compensated.
+        // A bf16 matrix (T float; param and grad null; matrix_statistics::run<Square,
+        // true>): p and g decoded as they are loaded, p plus its low halves where it is
+        // kept compensated.
         const std::uint16_t* bf16_param = nullptr;
         const std::uint16_t* bf16_low = nullptr;
         const std::uint16_t* bf16_grad = nullptr;
@@ -275,7 +276,8 @@ namespace xoptim
             m_matrices.push_back(m);
         }
 
-        template <bool Square, class F>
+        // Bf16: some matrices may be bf16 (compiled only where they can be).
+        template <bool Square, bool Bf16 = false, class F>
         void run(const grad_transform& transform, F f)
         {
             std::size_t partials = 0;
@@ -290,10 +292,10 @@ namespace xoptim
             m_partials.resize(partials);
             const std::size_t n = std::min({num_threads(), m_blocks.size(),
                                             std::max<std::size_t>(1, m_total / std::max(parallel_threshold(), block_elements))});
-            task<Square, F> t{this, detail::prepared_transform<batch>(transform), f};
+            task<Square, Bf16, F> t{this, detail::prepared_transform<batch>(transform), f};
             if (!m_blocks.empty())
             {
-                parallel_run(&task<Square, F>::call, &t, n);
+                parallel_run(&task<Square, Bf16, F>::call, &t, n);
             }
             for (const block& b : m_blocks)
             {
@@ -328,7 +330,7 @@ namespace xoptim
             std::size_t partial;  // its column sums in m_partials, or `direct`
         };
 
-        template <bool Square, class F>
+        template <bool Square, bool Bf16, class F>
         struct task
         {
             matrix_statistics* self;
@@ -360,7 +362,7 @@ namespace xoptim
                 for (std::size_t r = b.first_row; r < b.end; ++r)
                 {
                     const matrix_sums_job<T> x = m.from(r * m.cols);
-                    if constexpr (std::is_same_v<T, float>)
+                    if constexpr (Bf16 && std::is_same_v<T, float>)
                     {
                         if (m.bf16_param != nullptr)
                         {
@@ -432,7 +434,7 @@ namespace xoptim
 
             // One row: its two sums into out[0..1], f(g) added to the column sums.
             template <class Row>
-            void run_row(const Row& row, std::size_t n, double* columns, double* out) const
+            void run_row(const Row row, std::size_t n, double* columns, double* out) const
             {
                 using kind = std::conditional_t<Square, reduce_sum_squares, reduce_sum>;
                 using positions = std::make_index_sequence<lanes_type::positions>;

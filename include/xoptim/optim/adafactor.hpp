@@ -222,7 +222,7 @@ namespace xoptim
                         statistics.add(m);
                     }
                 }
-                statistics.template run<Square>(transform, f);
+                statistics.template run<Square, std::is_same_v<Slots, coded_slots>>(transform, f);
             }
 
             // Sum over the rows of matrix tensor t of their sums of p^2, in row order.
@@ -298,7 +298,6 @@ namespace xoptim
 
         static constexpr const char* name = "adafactor";
         static constexpr std::array<const char*, 3> state_names = {"row_var", "col_var", "variance"};
-        static constexpr std::array<bool, 3> unsigned_states = {true, true, true};
         // The update divides by the square root of the second moment, floored only at eps1^2:
         // 8-bit's zero code (any value under 1.6e-7 of its block's largest) would scale an
         // element's update by 1 / eps1. bf16 keeps its exponent.
@@ -561,7 +560,6 @@ namespace xoptim
         static constexpr const char* name = "adafactor_transformers";
         static constexpr std::array<const char*, 4> state_names = {"exp_avg_sq_row", "exp_avg_sq_col", "exp_avg_sq",
                                                                    "exp_avg"};
-        static constexpr std::array<bool, 4> unsigned_states = {true, true, true, false};
         // rsqrt of the second moment, unfloored: 8-bit's zero code would make it infinite.
         static constexpr std::array<bool, 4> wide_range_states = {false, false, true, false};
 
