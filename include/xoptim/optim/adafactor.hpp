@@ -299,8 +299,8 @@ namespace xoptim
         static constexpr const char* name = "adafactor";
         static constexpr std::array<const char*, 3> state_names = {"row_var", "col_var", "variance"};
         // The update divides by the square root of the second moment, floored only at eps1^2:
-        // 8-bit's zero code (any value under 1.6e-7 of its block's largest) would scale an
-        // element's update by 1 / eps1. bf16 keeps its exponent.
+        // 8-bit's zero code (any value under about 1.6e-7 of its block's largest) would
+        // scale an element's update by 1 / eps1. bf16 keeps its exponent.
         static constexpr std::array<bool, 3> wide_range_states = {false, false, true};
 
         explicit adafactor(const adafactor_options& o = {})
