@@ -8,6 +8,9 @@
 
 #include <cmath>
 #include <limits>
+#include <optional>
+#include <thread>
+#include <utility>
 
 #include <xoptim/io/checkpoint.hpp>
 #include <xoptim/optim/router.hpp>
@@ -20,6 +23,7 @@
 
 namespace
 {
+    using xoptim::slot_format;
     using xoptim_test::reference_case_2026;
 
     // The statistics after the last step, by the reference's names (torch's row_var
@@ -330,22 +334,382 @@ namespace
         EXPECT_NE(m.w, model().w);
     }
 
-    TEST(adafactor, refuses_coded_storage_with_a_message)
+    /*************************************************
+     * bf16 parameters, 8-bit and bf16 element states *
+     *************************************************/
+
+    // 1 x 1, 3 x 17, a rank-3 stack, 40 x 512 (rows of whole 8-bit blocks: an 8-bit first
+    // moment), 20 x 300 (rows that split blocks), vectors of 1 and 4097 (beside
+    // min_8bit_size 4096).
+    const std::vector<std::vector<std::size_t>> low_shapes = {{1, 1}, {3, 17}, {2, 5, 7}, {40, 512}, {20, 300}, {1}, {4097}};
+
+    template <class T>
+    std::vector<std::vector<T>> low_tensors(int seed, int t)
     {
-        xoptim::adafactor opt;
+        std::vector<std::vector<T>> x;
+        for (std::size_t k = 0; k < low_shapes.size(); ++k)
+        {
+            std::size_t n = 1;
+            for (std::size_t d : low_shapes[k])
+            {
+                n *= d;
+            }
+            x.emplace_back(n);
+            for (std::size_t i = 0; i < n; ++i)
+            {
+                x.back()[i] = T(float(std::sin(0.37 * double(i + 1) * double(seed + k + 1) + 1.3 * t)));
+            }
+        }
+        return x;
+    }
+
+    template <class T>
+    std::vector<xoptim::tensor_view<T>> views_of(std::vector<std::vector<T>>& x)
+    {
+        std::vector<xoptim::tensor_view<T>> v;
+        for (std::size_t k = 0; k < x.size(); ++k)
+        {
+            v.emplace_back(x[k].data(), low_shapes[k]);
+        }
+        return v;
+    }
+
+    // The tensors by name, for one call: low_views(views_of(x)) (the views live to the
+    // end of the full expression).
+    template <class T, std::size_t... K>
+    auto low_views(std::vector<xoptim::tensor_view<T>>&& v, std::index_sequence<K...>)
+    {
+        static const char* names[] = {"a", "b", "c", "d", "e", "f", "g"};
+        return std::make_tuple(xoptim::named(names[K], v[K])...);
+    }
+
+    template <class T>
+    auto low_views(std::vector<xoptim::tensor_view<T>>&& v)
+    {
+        return low_views(std::move(v), std::make_index_sequence<7>{});
+    }
+
+    // Gradients of step t, in [-1, 1); scaled by 1e-3 from step 3 on, so Adafactor's
+    // relative steps fall below bf16's resolution and the rounding decides.
+    template <class T>
+    std::vector<std::vector<T>> low_grads(int t)
+    {
+        auto g = low_tensors<float>(7, t);
+        std::vector<std::vector<T>> out(g.size());
+        for (std::size_t k = 0; k < g.size(); ++k)
+        {
+            for (float x : g[k])
+            {
+                out[k].push_back(T(t >= 3 ? 1e-3f * x : x));
+            }
+        }
+        return out;
+    }
+
+    // make_transformers() without the first moment.
+    xoptim::adafactor_transformers transformers_without_moment()
+    {
+        xoptim::adafactor_transformers_options o = make_transformers().options();
+        o.beta1 = std::nullopt;
+        return xoptim::adafactor_transformers(o);
+    }
+
+    xoptim::adafactor torch_with_decay()
+    {
+        xoptim::adafactor_options o;
+        o.weight_decay = 0.1;
+        return xoptim::adafactor(o);
+    }
+
+    // bf16 parameters against the float path on the same values: each step, a float
+    // optimizer steps the parameters as the bf16 one holds them (hi + lo where
+    // compensated) with the bf16 gradients, and the bf16 step must write that float result
+    // rounded as the storage says: nearest-even; stochastically with element i's bits
+    // hash(stream_key(seed, step, tensor), i) (a matrix's rows continue its stream);
+    // compensated hi = bf16(x), lo = bf16(x - hi). The gradient goes through a transform.
+    template <class Opt>
+    void expect_bf16_parameters_follow_the_float_path(Opt bf, Opt fl, xoptim::bf16_rounding rounding)
+    {
+        namespace codec = xoptim::codec;
+        xoptim::storage_options s;
+        s.parameters = rounding;
+        s.seed = 5;
+        bf.set_storage(s);
+        auto p = low_tensors<xoptim::bfloat16>(0, 0);
+        const auto before = p;
+        const xoptim::grad_transform transform{0.5, 0.3};
+        for (int t = 0; t < 6; ++t)
+        {
+            auto gb = low_grads<xoptim::bfloat16>(t);
+            std::vector<std::vector<float>> q(p.size()), gf(p.size());
+            for (std::size_t k = 0; k < p.size(); ++k)
+            {
+                const std::uint16_t* lo = bf.state().empty() ? nullptr : bf.state()[k].compensation;
+                for (std::size_t i = 0; i < p[k].size(); ++i)
+                {
+                    q[k].push_back(lo != nullptr ? float(p[k][i]) + xoptim::bfloat16::to_float(lo[i]) : float(p[k][i]));
+                    gf[k].push_back(float(gb[k][i]));
+                }
+            }
+            bf.step(low_views(views_of(p)), low_views(views_of(gb)), transform);
+            fl.step(low_views(views_of(q)), low_views(views_of(gf)), transform);
+            for (std::size_t k = 0; k < p.size(); ++k)
+            {
+                const std::uint32_t key = codec::stream_key(s.seed, std::uint64_t(t), k);
+                const std::uint16_t* lo = bf.state()[k].compensation;
+                for (std::size_t i = 0; i < p[k].size(); ++i)
+                {
+                    const float x = q[k][i];
+                    const std::uint16_t hi = rounding == xoptim::bf16_rounding::stochastic
+                                                 ? codec::round_stochastic(x, codec::hash(key, std::uint32_t(i)) >> 16)
+                                                 : xoptim::bfloat16::round_nearest_even(x);
+                    ASSERT_EQ(p[k][i].bits, hi) << Opt::name << " step " << t << " tensor " << k << " element " << i;
+                    if (rounding == xoptim::bf16_rounding::compensated)
+                    {
+                        ASSERT_EQ(lo[i], xoptim::bfloat16::round_nearest_even(x - xoptim::bfloat16::to_float(hi)))
+                            << Opt::name << " step " << t << " tensor " << k << " element " << i;
+                    }
+                }
+                for (std::size_t j = 0; j < bf.state()[k].count; ++j)  // the states stay float: the same values
+                {
+                    ASSERT_EQ(bf.state().values(bf.state()[k].name, j), fl.state().values(fl.state()[k].name, j))
+                        << Opt::name << " step " << t << " tensor " << k << " state " << j;
+                }
+            }
+        }
+        std::size_t moved = 0;
+        for (std::size_t k = 0; k < p.size(); ++k)
+        {
+            for (std::size_t i = 0; i < p[k].size(); ++i)
+            {
+                moved += p[k][i].bits != before[k][i].bits;
+            }
+        }
+        EXPECT_GT(moved, 1000u);
+    }
+
+    TEST(adafactor_low_memory, bf16_parameters_are_the_float_step_rounded)
+    {
+        for (auto r : {xoptim::bf16_rounding::nearest_even, xoptim::bf16_rounding::stochastic,
+                       xoptim::bf16_rounding::compensated})
+        {
+            expect_bf16_parameters_follow_the_float_path(torch_with_decay(), torch_with_decay(), r);
+            expect_bf16_parameters_follow_the_float_path(make_transformers(), make_transformers(), r);
+            expect_bf16_parameters_follow_the_float_path(transformers_without_moment(),
+                                                         transformers_without_moment(), r);
+        }
+    }
+
+    // Stochastic rounding where every row of a matrix computes the same float update:
+    // rows drawing the same bits would round alike.
+    TEST(adafactor_low_memory, stochastic_rounding_differs_between_equal_rows)
+    {
+        const std::size_t rows = 64, cols = 64;
+        std::vector<xoptim::bfloat16> p(rows * cols), g(rows * cols);
+        for (std::size_t i = 0; i < p.size(); ++i)
+        {
+            p[i] = xoptim::bfloat16(1.0f + 0.01f * float(i % cols));
+            g[i] = xoptim::bfloat16(float(std::sin(0.3 * double(i % cols))));
+        }
+        xoptim::adafactor_options o;
+        o.lr = 1e-4;  // updates far below bf16's resolution at 1
+        xoptim::adafactor opt(o);
+        xoptim::storage_options s;
+        s.parameters = xoptim::bf16_rounding::stochastic;
+        opt.set_storage(s);
+        opt.step(xoptim::view(p.data(), {rows, cols}), xoptim::view(g.data(), {rows, cols}));
+        std::size_t like_first = 0;
+        for (std::size_t r = 1; r < rows; ++r)
+        {
+            like_first += std::equal(p.begin() + r * cols, p.begin() + (r + 1) * cols, p.begin(),
+                                     [](auto a, auto b) { return a.bits == b.bits; });
+        }
+        EXPECT_LT(like_first, 4u);
+    }
+
+    // 8-bit or bf16 element states (torch: the vectors' variance; transformers: its
+    // variance and first moment), the factored statistics float: formats as documented,
+    // and 20 steps within the states' rounding of the float run.
+    template <class Make>
+    void expect_low_memory_states_track_float(Make make, bool first_moment)
+    {
+        const auto run = [&](xoptim::state_storage storage, auto check) {
+            xoptim::storage_options s;
+            s.states = storage;
+            auto opt = make();
+            opt.set_storage(s);
+            auto p = low_tensors<float>(0, 0);
+            for (int t = 0; t < 20; ++t)
+            {
+                auto g = low_grads<float>(t % 3);
+                opt.step(low_views(views_of(p)), low_views(views_of(g)));
+            }
+            check(opt.state());
+            return std::make_pair(p, opt.report().state_bytes);
+        };
+        const auto native = run(xoptim::state_storage::native, [](const auto&) {});
+        for (auto storage : {xoptim::state_storage::bf16, xoptim::state_storage::blockwise_8bit})
+        {
+            const bool eight = storage == xoptim::state_storage::blockwise_8bit;
+            const auto low = run(storage, [&](const xoptim::state_store& st) {
+                for (std::size_t k = 0; k < st.size(); ++k)
+                {
+                    const auto& e = st[k];
+                    const bool matrix = e.shape.size() >= 2;
+                    for (std::size_t j = 0; j < e.count; ++j)
+                    {
+                        slot_format want = slot_format::native;
+                        if (e.extents[j] == xoptim::state_extent::elements)
+                        {
+                            // 8-bit from 4096 elements; bf16 for the second moment (divided
+                            // by) and for a matrix's first moment where its rows split blocks.
+                            const bool q8 = j == 3 && (!matrix || e.shape.back() % 256 == 0);
+                            want = !eight || e.size >= 4096 ? (eight && q8 ? slot_format::q8_signed : slot_format::bf16)
+                                                            : slot_format::native;
+                        }
+                        EXPECT_EQ(int(e.states[j].format), int(want)) << e.name << " state " << j;
+                    }
+                }
+                // Each case is there: the 4097 vector's second moment bf16; the first moment
+                // 8-bit for it and the 40 x 512 matrix, bf16 for the 20 x 300 one.
+                if (eight)
+                {
+                    EXPECT_EQ(st.at("g").states[2].format, slot_format::bf16);
+                    EXPECT_EQ(st.at("g").states[3].format, first_moment ? slot_format::q8_signed : slot_format::native);
+                    EXPECT_EQ(st.at("d").states[3].format, first_moment ? slot_format::q8_signed : slot_format::native);
+                    EXPECT_EQ(st.at("e").states[3].format, first_moment ? slot_format::bf16 : slot_format::native);
+                }
+            });
+            double worst = 0;
+            for (std::size_t k = 0; k < native.first.size(); ++k)
+            {
+                for (std::size_t i = 0; i < native.first[k].size(); ++i)
+                {
+                    worst = std::max(worst, std::abs(double(low.first[k][i]) - double(native.first[k][i])));
+                }
+            }
+            EXPECT_LE(worst, 2e-3) << xoptim::to_string(storage);
+            EXPECT_GT(worst, 0.0) << xoptim::to_string(storage) << ": the states should round somewhere";
+            EXPECT_LT(low.second, native.second) << xoptim::to_string(storage);
+        }
+    }
+
+    TEST(adafactor_low_memory, element_states_track_float_and_statistics_stay_float)
+    {
+        expect_low_memory_states_track_float(torch_with_decay, false);
+        expect_low_memory_states_track_float(make_transformers, true);
+        expect_low_memory_states_track_float(transformers_without_moment, false);
+    }
+
+    // bf16 parameters (stochastic) with 8-bit states on 1, 2 and 3 threads, the rows of
+    // the 40 x 512 matrix and the 4097 vector split between them: the same bits.
+    TEST(adafactor_low_memory, the_same_bits_for_any_thread_count)
+    {
+        const auto run = [](auto make, std::size_t threads) {
+            xoptim::set_num_threads(threads);
+            xoptim::set_parallel_threshold(256);
+            auto opt = make();
+            xoptim::storage_options s;
+            s.states = xoptim::state_storage::blockwise_8bit;
+            s.parameters = xoptim::bf16_rounding::stochastic;
+            s.seed = 9;
+            opt.set_storage(s);
+            auto p = low_tensors<xoptim::bfloat16>(0, 0);
+            for (int t = 0; t < 4; ++t)
+            {
+                auto g = low_grads<xoptim::bfloat16>(t);
+                opt.step(low_views(views_of(p)), low_views(views_of(g)));
+            }
+            xoptim::set_num_threads(std::max(1u, std::thread::hardware_concurrency()));
+            xoptim::set_parallel_threshold(std::size_t(1) << 16);
+            std::vector<std::uint16_t> bits;
+            for (const auto& x : p)
+            {
+                for (const auto& v : x)
+                {
+                    bits.push_back(v.bits);
+                }
+            }
+            return bits;
+        };
+        for (std::size_t threads : {2, 3})
+        {
+            EXPECT_EQ(run(torch_with_decay, threads), run(torch_with_decay, 1)) << threads;
+            EXPECT_EQ(run(make_transformers, threads), run(make_transformers, 1)) << threads;
+        }
+    }
+
+    // 8-bit (or bf16) element states: saved as they are stored, each in its own shape,
+    // and a resumed run equals a straight one bit for bit (checkpoints take float and
+    // double parameters).
+    class adafactor_low_memory_checkpoint : public xoptim_test::temp_dir_test
+    {
+    };
+
+    TEST_F(adafactor_low_memory_checkpoint, resumes_bit_for_bit)
+    {
+        const std::string file = (dir_ / "adafactor_low_memory.safetensors").string();
+        const auto check = [&](auto make, xoptim::state_storage states) {
+            xoptim::storage_options s;
+            s.states = states;
+            const auto steps = [&](auto& opt, auto& p, int first, int last) {
+                for (int t = first; t < last; ++t)
+                {
+                    auto g = low_grads<float>(t);
+                    opt.step(low_views(views_of(p)), low_views(views_of(g)));
+                }
+            };
+            auto whole = make();
+            whole.set_storage(s);
+            auto p = low_tensors<float>(0, 0);
+            steps(whole, p, 0, 5);
+            auto first = make();
+            first.set_storage(s);
+            auto q = low_tensors<float>(0, 0);
+            steps(first, q, 0, 3);
+            xoptim::save_checkpoint(file, low_views(views_of(q)), first);
+            auto resumed = make();
+            resumed.set_storage(s);
+            auto r = low_tensors<float>(3, 0);  // overwritten by the load
+            xoptim::load_checkpoint(file, low_views(views_of(r)), resumed);
+            EXPECT_EQ(resumed.step_count(), 3u);
+            for (std::size_t k = 0; k < first.state().size(); ++k)
+            {
+                const auto& e = first.state()[k];
+                for (std::size_t j = 0; j < e.count; ++j)
+                {
+                    EXPECT_EQ(resumed.state()[k].states[j].format, e.states[j].format);
+                    EXPECT_EQ(resumed.state()[k].state_shape(j), e.state_shape(j));
+                    EXPECT_EQ(resumed.state().values(e.name, j), first.state().values(e.name, j)) << e.name << " " << j;
+                }
+            }
+            steps(resumed, r, 3, 5);
+            EXPECT_EQ(r, p);
+            for (std::size_t k = 0; k < whole.state().size(); ++k)
+            {
+                for (std::size_t j = 0; j < whole.state()[k].count; ++j)
+                {
+                    EXPECT_EQ(resumed.state().values(whole.state()[k].name, j),
+                              whole.state().values(whole.state()[k].name, j));
+                }
+            }
+        };
+        for (auto states : {xoptim::state_storage::blockwise_8bit, xoptim::state_storage::bf16})
+        {
+            check(torch_with_decay, states);
+            check(make_transformers, states);
+        }
+        // The state in its own shapes: the 40 x 512 matrix's statistics and its 8-bit moment.
+        auto opt = make_transformers();
         xoptim::storage_options s;
         s.states = xoptim::state_storage::blockwise_8bit;
-        s.min_8bit_size = 1;
         opt.set_storage(s);
-        model m;
-        std::vector<float> gw(m.w.size()), gs(m.stack.size()), gb(m.b.size());
-        std::vector<double> gd(m.d.size());
-        const std::string what = xoptim_test::message_of<std::logic_error>([&] {
-            opt.step(m.params(), std::make_tuple(xoptim::view(gw.data(), {300, 257}), xoptim::view(gs.data(), {3, 40, 33}),
-                                                 xoptim::view(gb.data(), {70001}), xoptim::view(gd.data(), {129, 65})));
-        });
-        EXPECT_NE(what.find("xoptim::adafactor"), std::string::npos) << what;
-        EXPECT_TRUE(opt.state().empty());
-        EXPECT_EQ(m.b, model().b);
+        auto p = low_tensors<xoptim::bfloat16>(0, 0);
+        auto g = low_grads<xoptim::bfloat16>(0);
+        opt.step(low_views(views_of(p)), low_views(views_of(g)));
+        EXPECT_EQ(opt.state().at("d").state_shape(0), (std::vector<std::size_t>{40}));
+        EXPECT_EQ(opt.state().at("d").state_shape(1), (std::vector<std::size_t>{512}));
+        EXPECT_EQ(opt.state().at("d").state_shape(3), (std::vector<std::size_t>{40, 512}));
+        EXPECT_EQ(opt.state().at("d").states[3].format, slot_format::q8_signed);
     }
 }

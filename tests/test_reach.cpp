@@ -2,11 +2,13 @@
 // inside a fused pass (sum, sum_squares), per-tensor scalars written by finalizing
 // assignments and read as broadcast operands, their thread-count invariance, that a
 // program without them runs today's loop, and the row and column sums of matrices
-// (matrix_statistics) in their documented order.
+// (matrix_statistics) in their documented order, also of bf16 matrices.
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <cstdint>
 #include <limits>
+#include <utility>
 #include <vector>
 
 #include <xoptim/engine/executor.hpp>
@@ -487,4 +489,54 @@ namespace
             EXPECT_NEAR(c.row_sums[2 * r], squares, 1e-12);
         }
     }
+    // bf16 matrices (run<Square, true>): p (with low halves, or without) and g decoded as
+    // they are loaded give the sums a float matrix of the decoded values gives, bit for
+    // bit, through a transform; float matrices beside them as before.
+    TEST(reach, matrix_statistics_decode_bf16_matrices)
+    {
+        using xoptim::bfloat16;
+        for (auto [rows, cols] : {std::pair<std::size_t, std::size_t>{3, 17}, {130, 4100}, {1, 1}})
+        {
+            for (bool compensated : {false, true})
+            {
+                const std::size_t n = rows * cols + 1;  // from one element on
+                matrix_case<float> decoded(rows, cols, 0.2), coded(rows, cols, 0.2), plain(rows, cols, 0.9);
+                std::vector<std::uint16_t> hi(n), lo(n), g(n);
+                for (std::size_t i = 0; i < n; ++i)
+                {
+                    const float x = coded.p[i] * 1.001f;
+                    hi[i] = bfloat16::round_nearest_even(x);
+                    lo[i] = compensated ? bfloat16::round_nearest_even(x - bfloat16::to_float(hi[i])) : 0;
+                    g[i] = bfloat16::round_nearest_even(coded.g[i]);
+                    decoded.p[i] = bfloat16::to_float(hi[i]) + (compensated ? bfloat16::to_float(lo[i]) : 0.0f);
+                    decoded.g[i] = bfloat16::to_float(g[i]);
+                }
+                xoptim::matrix_sums_job<float> job = coded.job();
+                job.param = nullptr;
+                job.grad = nullptr;
+                job.bf16_param = hi.data() + 1;
+                job.bf16_low = compensated ? lo.data() + 1 : nullptr;
+                job.bf16_grad = g.data() + 1;
+                xoptim::grad_transform transform;
+                transform.clip = 0.6;
+                const auto f = [](const auto& x) { return x + x; };
+                xoptim::matrix_statistics<float> stats;
+                stats.add(job);
+                stats.add(plain.job());
+                stats.run<true, true>(transform, f);
+                std::vector<matrix_case<float>> expected;
+                expected.emplace_back(rows, cols, 0.9);
+                xoptim::matrix_statistics<float> floats;
+                floats.add(decoded.job());
+                floats.add(expected[0].job());
+                floats.run<true>(transform, f);
+                EXPECT_EQ(coded.row_sums, decoded.row_sums) << rows << " x " << cols;
+                EXPECT_EQ(coded.column_sums, decoded.column_sums) << rows << " x " << cols;
+                EXPECT_EQ(plain.row_sums, expected[0].row_sums);
+                EXPECT_EQ(plain.column_sums, expected[0].column_sums);
+                EXPECT_NE(decoded.row_sums[0], -1.0);
+            }
+        }
+    }
+
 }

@@ -48,6 +48,7 @@ namespace xoptim
         std::array<slot_format, first_local> format{};      // native where `plain` holds the slot
         std::uint16_t* compensation = nullptr;              // bf16_compensated parameter: low halves
         std::uint32_t key = 0;                              // bf16_stochastic: this tensor, this step
+        std::size_t position = 0;                           // where the job starts in its tensor (a window's)
     };
 
     namespace codec
@@ -82,9 +83,11 @@ namespace xoptim
             }
         }
 
+        // A stochastic rounding draws the bits of elements position + first, ... of the
+        // tensor's stream (position: where a window of the tensor starts, see window()).
         template <class Arch>
         void encode(slot_format f, void* data, float* absmax, std::uint16_t* compensation, std::uint32_t key,
-                    std::size_t first, std::size_t n, const float* in) noexcept
+                    std::size_t position, std::size_t first, std::size_t n, const float* in) noexcept
         {
             switch (f)
             {
@@ -98,7 +101,7 @@ namespace xoptim
                     break;
                 case slot_format::bf16_stochastic:
                     encode_bf16_stochastic<Arch>(in, static_cast<std::uint16_t*>(data) + first, n, key,
-                                                 std::uint32_t(first));
+                                                 std::uint32_t(position + first));
                     break;
                 case slot_format::bf16_compensated:
                     encode_bf16_pair<Arch>(in, static_cast<std::uint16_t*>(data) + first, compensation + first, n);
@@ -122,6 +125,31 @@ namespace xoptim
         {
             return (Mask >> i & 1) != 0;
         }
+    }
+
+    // Elements [at, at + n) of a coded job's tensors as a job of its own (a factored
+    // optimizer's row of a matrix): every slot, float or coded, starts at element `at`, a
+    // stochastic rounding continues the tensor's stream there, and 8-bit slots take their
+    // block scales from block at / codec_block, so `at` must be a multiple of codec_block
+    // where the job has one.
+    inline coded_slots window(const coded_slots& s, std::size_t at, std::size_t n) noexcept
+    {
+        coded_slots w = s;
+        w.plain = window(s.plain, at, n);
+        for (std::size_t i = 0; i < first_local; ++i)
+        {
+            if (s.format[i] == slot_format::native)
+            {
+                continue;
+            }
+            const std::size_t bytes = is_8bit(s.format[i]) ? at : 2 * at;
+            w.source[i] = s.source[i] != nullptr ? static_cast<const char*>(s.source[i]) + bytes : nullptr;
+            w.target[i] = s.target[i] != nullptr ? static_cast<char*>(s.target[i]) + bytes : nullptr;
+            w.absmax[i] = s.absmax[i] != nullptr ? s.absmax[i] + at / codec_block : nullptr;
+        }
+        w.compensation = s.compensation != nullptr ? s.compensation + at : nullptr;
+        w.position = s.position + at;
+        return w;
     }
 
     // Elements per pass of the block loop: whole 8-bit blocks, the buffers of the slots
@@ -171,8 +199,8 @@ namespace xoptim
             {
                 if (in_mask<Traits::stores>(i) && job.format[i] != slot_format::native)
                 {
-                    codec::encode<Arch>(job.format[i], job.target[i], job.absmax[i], job.compensation, job.key, first,
-                                        n, buffer[i]);
+                    codec::encode<Arch>(job.format[i], job.target[i], job.absmax[i], job.compensation, job.key,
+                                        job.position, first, n, buffer[i]);
                 }
             }
         }

@@ -29,6 +29,22 @@ namespace xoptim
         std::array<T, max_scalars> scalars{};
     };
 
+    // Elements [at, at + n) of a job's tensors as a job of its own (a factored optimizer's
+    // row of a matrix): every tensor it has, from element `at` on.
+    template <class T>
+    tensor_slots<T> window(const tensor_slots<T>& s, std::size_t at, std::size_t n) noexcept
+    {
+        tensor_slots<T> w = s;
+        w.param = s.param != nullptr ? s.param + at : nullptr;
+        w.grad = s.grad != nullptr ? s.grad + at : nullptr;
+        for (T*& state : w.states)
+        {
+            state = state != nullptr ? state + at : nullptr;
+        }
+        w.size = n;
+        return w;
+    }
+
     // How a program sees the gradient: g' = clamp(scale * g, -clip, clip), applied as g
     // is loaded, so gradient clipping and the mean of accumulated gradients cost no pass
     // of their own (SPEC section 5). The default changes no bit: x * 1 is x, and NaN

@@ -216,6 +216,25 @@ namespace xoptim
         std::size_t cols;
         double* row_sums;     // two per row: the sum of p^2, the sum of f(g) (Square: f(g)^2)
         double* column_sums;  // one per column: the sum over the rows of f(g) (Square: f(g)^2)
+        // A bf16 matrix (T float; param and grad null; matrix_statistics::run<Square,
+        // true>): p and g decoded as they are loaded, p plus its low halves where it is
+        // kept compensated.
+        const std::uint16_t* bf16_param = nullptr;
+        const std::uint16_t* bf16_low = nullptr;
+        const std::uint16_t* bf16_grad = nullptr;
+
+        // The same tensors from element `at` on.
+        matrix_sums_job from(std::size_t at) const noexcept
+        {
+            const auto shift = [at](auto* x) { return x != nullptr ? x + at : nullptr; };
+            matrix_sums_job m = *this;
+            m.param = shift(param);
+            m.grad = shift(grad);
+            m.bf16_param = shift(bf16_param);
+            m.bf16_low = shift(bf16_low);
+            m.bf16_grad = shift(bf16_grad);
+            return m;
+        }
     };
 
     // The row and column statistics of matrices (a factored optimizer's) in one threaded
@@ -257,7 +276,8 @@ namespace xoptim
             m_matrices.push_back(m);
         }
 
-        template <bool Square, class F>
+        // Bf16: some matrices may be bf16 (compiled only where they can be).
+        template <bool Square, bool Bf16 = false, class F>
         void run(const grad_transform& transform, F f)
         {
             std::size_t partials = 0;
@@ -272,10 +292,10 @@ namespace xoptim
             m_partials.resize(partials);
             const std::size_t n = std::min({num_threads(), m_blocks.size(),
                                             std::max<std::size_t>(1, m_total / std::max(parallel_threshold(), block_elements))});
-            task<Square, F> t{this, detail::prepared_transform<batch>(transform), f};
+            task<Square, Bf16, F> t{this, detail::prepared_transform<batch>(transform), f};
             if (!m_blocks.empty())
             {
-                parallel_run(&task<Square, F>::call, &t, n);
+                parallel_run(&task<Square, Bf16, F>::call, &t, n);
             }
             for (const block& b : m_blocks)
             {
@@ -310,7 +330,7 @@ namespace xoptim
             std::size_t partial;  // its column sums in m_partials, or `direct`
         };
 
-        template <bool Square, class F>
+        template <bool Square, bool Bf16, class F>
         struct task
         {
             matrix_statistics* self;
@@ -341,12 +361,80 @@ namespace xoptim
                 std::fill(columns, columns + m.cols, 0.0);
                 for (std::size_t r = b.first_row; r < b.end; ++r)
                 {
-                    run_row(m.param + r * m.cols, m.grad + r * m.cols, m.cols, columns, m.row_sums + 2 * r);
+                    const matrix_sums_job<T> x = m.from(r * m.cols);
+                    if constexpr (Bf16 && std::is_same_v<T, float>)
+                    {
+                        if (m.bf16_param != nullptr)
+                        {
+                            run_row(bf16_row{x.bf16_param, x.bf16_low, x.bf16_grad}, m.cols, columns, m.row_sums + 2 * r);
+                            continue;
+                        }
+                    }
+                    run_row(plain_row{x.param, x.grad}, m.cols, columns, m.row_sums + 2 * r);
                 }
             }
 
+            // One row's p and g, in T.
+            struct plain_row
+            {
+                const T* p;
+                const T* g;
+
+                batch param(std::size_t i) const noexcept
+                {
+                    return batch::load_unaligned(p + i);
+                }
+
+                batch grad(std::size_t i) const noexcept
+                {
+                    return batch::load_unaligned(g + i);
+                }
+
+                T param_at(std::size_t i) const noexcept
+                {
+                    return p[i];
+                }
+
+                T grad_at(std::size_t i) const noexcept
+                {
+                    return g[i];
+                }
+            };
+
+            // One row's p and g in bf16, decoded (p with its low halves where it has them).
+            struct bf16_row
+            {
+                const std::uint16_t* p;
+                const std::uint16_t* low;
+                const std::uint16_t* g;
+
+                batch param(std::size_t i) const noexcept
+                {
+                    using A = typename batch::arch_type;
+                    return low != nullptr ? arch::bf16_to_float<A>(p + i) + arch::bf16_to_float<A>(low + i)
+                                          : arch::bf16_to_float<A>(p + i);
+                }
+
+                batch grad(std::size_t i) const noexcept
+                {
+                    return arch::bf16_to_float<typename batch::arch_type>(g + i);
+                }
+
+                T param_at(std::size_t i) const noexcept
+                {
+                    return low != nullptr ? bfloat16::to_float(p[i]) + bfloat16::to_float(low[i])
+                                          : bfloat16::to_float(p[i]);
+                }
+
+                T grad_at(std::size_t i) const noexcept
+                {
+                    return bfloat16::to_float(g[i]);
+                }
+            };
+
             // One row: its two sums into out[0..1], f(g) added to the column sums.
-            void run_row(const T* p, const T* g, std::size_t n, double* columns, double* out) const
+            template <class Row>
+            void run_row(const Row row, std::size_t n, double* columns, double* out) const
             {
                 using kind = std::conditional_t<Square, reduce_sum_squares, reduce_sum>;
                 using positions = std::make_index_sequence<lanes_type::positions>;
@@ -362,7 +450,7 @@ namespace xoptim
                 {
                     detail::for_positions(positions{}, [&](auto J) {
                         const std::size_t at = i + decltype(J)::value * width;
-                        add(J, batch::load_unaligned(p + at), f(transform.apply(batch::load_unaligned(g + at))), at);
+                        add(J, row.param(at), f(transform.apply(row.grad(at))), at);
                     });
                 }
                 // Fewer than 16 left: whole batches at their positions, then the tail,
@@ -371,15 +459,18 @@ namespace xoptim
                     const std::size_t at = i + decltype(J)::value * width;
                     if (at + width <= n)
                     {
-                        add(J, batch::load_unaligned(p + at), f(transform.apply(batch::load_unaligned(g + at))), at);
+                        add(J, row.param(at), f(transform.apply(row.grad(at))), at);
                     }
                     else if (at < n)
                     {
                         const std::size_t rest = n - at;
                         alignas(64) T ps[width] = {};
                         alignas(64) T xs[width] = {};
-                        std::copy(p + at, p + n, ps);
-                        std::copy(g + at, g + n, xs);
+                        for (std::size_t e = 0; e < rest; ++e)
+                        {
+                            ps[e] = row.param_at(at + e);
+                            xs[e] = row.grad_at(at + e);
+                        }
                         f(transform.apply(batch::load_aligned(xs))).store_aligned(xs);
                         std::fill(xs + rest, xs + width, T(0));
                         param_lanes.template add<reduce_sum_squares, decltype(J)::value>(batch::load_aligned(ps));

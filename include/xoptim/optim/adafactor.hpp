@@ -19,6 +19,11 @@
 // semantics need all of g before the statistics and the whole update before p is
 // written); vectors: p g v -> v (with ||p|| and ||u||), p g v -> p. The statistics are
 // R + C values per matrix.
+//
+// Storage (set_storage): the statistics stay float; bf16 parameters are decoded as they
+// are read and written with the storage's rounding; the vectors' second moment is bf16
+// under 8-bit storage (wide_range_states), and transformers' first moment 8-bit where a
+// matrix's rows are whole blocks (else bf16, see optimizer<D>::layout_for).
 #ifndef XOPTIM_OPTIM_ADAFACTOR_HPP
 #define XOPTIM_OPTIM_ADAFACTOR_HPP
 
@@ -80,12 +85,51 @@ namespace xoptim
             return rounded<T>(end - rounded<T>(diff * rounded<T>(T(1) - weight)));
         }
 
+        // A job's float or double tensors (a coded job's: those not coded).
+        template <class Slots>
+        auto& float_tensors(Slots& s) noexcept
+        {
+            if constexpr (std::is_same_v<std::remove_const_t<Slots>, coded_slots>)
+            {
+                return s.plain;
+            }
+            else
+            {
+                return s;
+            }
+        }
+
+        // Where the statistics pass reads a parameter and its gradient.
+        template <class T>
+        matrix_sums_job<T> sums_source(const tensor_slots<T>& s) noexcept
+        {
+            return {s.param, s.grad, 0, 0, nullptr, nullptr};
+        }
+
+        inline matrix_sums_job<float> sums_source(const coded_slots& s) noexcept
+        {
+            matrix_sums_job<float> m{s.plain.param, s.plain.grad, 0, 0, nullptr, nullptr};
+            if (s.format[param_slot] != slot_format::native)  // a bf16 parameter, its gradient bf16
+            {
+                m.bf16_param = static_cast<const std::uint16_t*>(s.source[param_slot]);
+                m.bf16_low = s.format[param_slot] == slot_format::bf16_compensated ? s.compensation : nullptr;
+                m.bf16_grad = static_cast<const std::uint16_t*>(s.source[grad_slot]);
+            }
+            return m;
+        }
+
         // The rows of a step's matrix parameters as jobs (one per row: the parameter's and
         // the gradient's row, state 1 the matrix's column statistics, scalars the row's
-        // statistic), and its vectors as jobs of their own.
-        template <class T>
+        // statistic, element states the row's: coded ones too, see window()), and its
+        // vectors as jobs of their own. Slots: tensor_slots<float or double>, or
+        // coded_slots (bf16 parameters, 8-bit or bf16 element states; the statistics are
+        // always float).
+        template <class Slots>
         struct factored_workspace
         {
+            using value_type = typename math_type_of<Slots>::type;
+            using T = value_type;
+
             struct tensor
             {
                 std::size_t first_job;  // in rows (matrices) or vectors
@@ -93,12 +137,11 @@ namespace xoptim
                 std::size_t size;
                 T* row_var;
                 T* col_var;
-                const T* param;
-                const T* grad;
+                matrix_sums_job<T> source;  // p and g, for the statistics
             };
 
-            job_list<T> rows;
-            job_list<T> vectors;
+            basic_job_list<Slots> rows;
+            basic_job_list<Slots> vectors;
             std::vector<tensor> matrices;
             std::vector<tensor> plain;
             matrix_statistics<T> statistics;
@@ -117,9 +160,10 @@ namespace xoptim
             }
 
             // A parameter's jobs: one per row of every matrix (rank >= 2), else one.
-            void add(const state_store::entry& e, const tensor_slots<T>& s)
+            void add(const state_store::entry& e, const Slots& s)
             {
-                tensor t{0, matrix_view::of(e.shape), e.size, s.states[0], s.states[1], s.param, s.grad};
+                const tensor_slots<T>& f = float_tensors(s);
+                tensor t{0, matrix_view::of(e.shape), e.size, f.states[0], f.states[1], sums_source(s)};
                 if (e.shape.size() < 2)
                 {
                     t.first_job = vectors.size();
@@ -133,17 +177,17 @@ namespace xoptim
                 {
                     for (std::size_t r = 0; r < v.rows; ++r)
                     {
-                        tensor_slots<T> row;
-                        const std::size_t at = (b * v.rows + r) * v.cols;
-                        row.param = s.param + at;
-                        row.grad = s.grad + at;
-                        row.states[1] = s.states[1] + b * v.cols;  // the column statistics, read by column
+                        Slots row = window(s, (b * v.rows + r) * v.cols, v.cols);
+                        tensor_slots<T>& rf = float_tensors(row);
+                        rf.states[0] = nullptr;
+                        rf.states[1] = f.states[1] + b * v.cols;  // the column statistics, read by column
                         for (std::size_t k = 2; k < max_states; ++k)
                         {
-                            row.states[k] = e.extents[k] == state_extent::elements && k < e.count ? s.states[k] + at
-                                                                                                  : nullptr;
+                            if (e.extents[k] != state_extent::elements || k >= e.count)
+                            {
+                                rf.states[k] = nullptr;
+                            }
                         }
-                        row.size = v.cols;
                         rows.push_back(row);
                     }
                 }
@@ -170,12 +214,15 @@ namespace xoptim
                     const matrix_view& v = t.view;
                     for (std::size_t b = 0; b < v.batches; ++b, columns += v.cols)
                     {
-                        const std::size_t at = b * v.rows * v.cols;
-                        statistics.add({t.param + at, t.grad + at, v.rows, v.cols,
-                                        row_sums.data() + 2 * (t.first_job + b * v.rows), column_sums.data() + columns});
+                        matrix_sums_job<T> m = t.source.from(b * v.rows * v.cols);
+                        m.rows = v.rows;
+                        m.cols = v.cols;
+                        m.row_sums = row_sums.data() + 2 * (t.first_job + b * v.rows);
+                        m.column_sums = column_sums.data() + columns;
+                        statistics.add(m);
                     }
                 }
-                statistics.template run<Square>(transform, f);
+                statistics.template run<Square, std::is_same_v<Slots, coded_slots>>(transform, f);
             }
 
             // Sum over the rows of matrix tensor t of their sums of p^2, in row order.
@@ -191,8 +238,8 @@ namespace xoptim
         };
 
         // Sum over jobs [first, first + n) of their scalar K, in job order.
-        template <class T>
-        double job_sum(const job_list<T>& jobs, std::size_t first, std::size_t n, std::size_t K) noexcept
+        template <class Slots>
+        double job_sum(const basic_job_list<Slots>& jobs, std::size_t first, std::size_t n, std::size_t K) noexcept
         {
             double sum = 0;
             for (std::size_t k = first; k < first + n; ++k)
@@ -202,24 +249,47 @@ namespace xoptim
             return sum;
         }
 
-        // A factored optimizer's step, first part: every parameter's jobs, by element type.
-        template <class Step>
-        void collect_factored(const Step& step, const char* name, factored_workspace<float>& floats,
-                              factored_workspace<double>& doubles)
+        // A factored optimizer's workspaces: float and double parameters with native
+        // states, and those with coded tensors (run only by a step compiled for them).
+        struct factored_workspaces
         {
-            floats.clear();
-            doubles.clear();
-            step.for_each_parameter([&](const state_store::entry& e, const auto& slots) {
-                using T = std::remove_const_t<std::remove_pointer_t<decltype(slots.param)>>;
-                if (!e.plain() || slots.param == nullptr)
+            factored_workspace<tensor_slots<float>> floats;
+            factored_workspace<tensor_slots<double>> doubles;
+            factored_workspace<coded_slots> coded;
+
+            // A step's first part: every parameter's jobs, by how it is stored.
+            template <class Step>
+            void collect(const Step& step)
+            {
+                floats.clear();
+                doubles.clear();
+                coded.clear();
+                step.for_each_job([&](const state_store::entry& e, const auto& slots) {
+                    using S = std::decay_t<decltype(slots)>;
+                    if constexpr (std::is_same_v<S, coded_slots>)
+                    {
+                        coded.add(e, slots);
+                    }
+                    else
+                    {
+                        using T = std::remove_const_t<std::remove_pointer_t<decltype(slots.param)>>;
+                        by_type<T>(floats, doubles).add(e, slots);
+                    }
+                });
+            }
+
+            // Runs run(workspace) for each kind of job the step has.
+            template <class Step, class Run>
+            void run(const Step&, Run&& run)
+            {
+                run(floats);
+                if constexpr (Step::runs_coded)
                 {
-                    throw std::logic_error(std::string("xoptim::") + name + ": parameter '" + e.name
-                                           + "' is bf16 or has 8-bit/bf16 states; it steps float and double "
-                                             "parameters with native states");
+                    run(coded);
                 }
-                by_type<T>(floats, doubles).add(e, slots);
-            });
-        }
+                run(doubles);
+            }
+        };
     }
 
     class adafactor : public optimizer<adafactor, adafactor_options>
@@ -228,6 +298,10 @@ namespace xoptim
 
         static constexpr const char* name = "adafactor";
         static constexpr std::array<const char*, 3> state_names = {"row_var", "col_var", "variance"};
+        // The update divides by the square root of the second moment, floored only at eps1^2:
+        // 8-bit's zero code (any value under about 1.6e-7 of its block's largest) would
+        // scale an element's update by 1 / eps1. bf16 keeps its exponent.
+        static constexpr std::array<bool, 3> wide_range_states = {false, false, true};
 
         explicit adafactor(const adafactor_options& o = {})
             : optimizer(o)
@@ -276,9 +350,8 @@ namespace xoptim
         template <class Step>
         void update(const Step& step, const options_type& o)
         {
-            detail::collect_factored(step, name, m_floats, m_doubles);
-            run_type(step, m_floats, o);
-            run_type(step, m_doubles, o);
+            m_work.collect(step);
+            m_work.run(step, [&](auto& w) { run_type(step, w, o); });
         }
 
     private:
@@ -323,9 +396,10 @@ namespace xoptim
             return -alpha / std::max(1.0, norm / (std::sqrt(double(n)) * s.d));
         }
 
-        template <class Step, class T>
-        void run_type(const Step& step, detail::factored_workspace<T>& w, const adafactor_options& o) const
+        template <class Step, class W>
+        void run_type(const Step& step, W& w, const adafactor_options& o) const
         {
+            using T = typename W::value_type;
             const step_scalars<T> s = scalars_at<T>(step.count(), o);
             if (!w.matrices.empty())
             {
@@ -346,8 +420,8 @@ namespace xoptim
             }
         }
 
-        template <class Step, class T>
-        void run_matrices(const Step& step, detail::factored_workspace<T>& w, const step_scalars<T>& s) const
+        template <class Step, class W, class T>
+        void run_matrices(const Step& step, W& w, const step_scalars<T>& s) const
         {
             using namespace sym;
             using detail::job_sum;
@@ -416,8 +490,8 @@ namespace xoptim
             step.run_on(w.rows, g_, p = p * s.decay + step_scale * update);
         }
 
-        template <class Step, class T, class Lerp>
-        void run_vectors(const Step& step, detail::factored_workspace<T>& w, const step_scalars<T>& s, Lerp lerp) const
+        template <class Step, class W, class T, class Lerp>
+        void run_vectors(const Step& step, W& w, const step_scalars<T>& s, Lerp lerp) const
         {
             using namespace sym;
             const auto& grad = sym::local<0>;
@@ -437,8 +511,7 @@ namespace xoptim
             step.run_on(w.vectors, g_, p = p * s.decay + step_scale * update);
         }
 
-        detail::factored_workspace<float> m_floats;
-        detail::factored_workspace<double> m_doubles;
+        detail::factored_workspaces m_work;
     };
     // Adafactor as HF transformers computes it (src/transformers/optimization.py,
     // `Adafactor`), the relative-step variant:
@@ -487,6 +560,8 @@ namespace xoptim
         static constexpr const char* name = "adafactor_transformers";
         static constexpr std::array<const char*, 4> state_names = {"exp_avg_sq_row", "exp_avg_sq_col", "exp_avg_sq",
                                                                    "exp_avg"};
+        // rsqrt of the second moment, unfloored: 8-bit's zero code would make it infinite.
+        static constexpr std::array<bool, 4> wide_range_states = {false, false, true, false};
 
         explicit adafactor_transformers(const options_type& o = {})
             : optimizer(o)
@@ -540,9 +615,8 @@ namespace xoptim
         template <class Step>
         void update(const Step& step, const options_type& o)
         {
-            detail::collect_factored(step, name, m_floats, m_doubles);
-            run_type(step, m_floats, o);
-            run_type(step, m_doubles, o);
+            m_work.collect(step);
+            m_work.run(step, [&](auto& w) { run_type(step, w, o); });
         }
 
     private:
@@ -565,9 +639,10 @@ namespace xoptim
             out[3] = double(T(lr));
         }
 
-        template <class Step, class T>
-        void run_type(const Step& step, detail::factored_workspace<T>& w, const options_type& o)
+        template <class Step, class W>
+        void run_type(const Step& step, W& w, const options_type& o)
         {
+            using T = typename W::value_type;
             using namespace sym;
             using detail::job_sum;
             using detail::rounded;
@@ -645,7 +720,7 @@ namespace xoptim
                         }
                         for (std::size_t r = 0; r < mv.rows; ++r)
                         {
-                            w.rows[x.first_job + b * mv.rows + r].states[1] = cf;
+                            detail::float_tensors(w.rows[x.first_job + b * mv.rows + r]).states[1] = cf;
                         }
                     }
                 }
@@ -682,8 +757,7 @@ namespace xoptim
             }
         }
 
-        detail::factored_workspace<float> m_floats;
-        detail::factored_workspace<double> m_doubles;
+        detail::factored_workspaces m_work;
     };
 }
 

@@ -11,6 +11,7 @@
 //   every hyperparameter as f("name", o.name).
 // Optional:
 //   static constexpr std::array<bool, N> unsigned_states;     never negative: 8-bit unsigned map
+//   static constexpr std::array<bool, N> wide_range_states;   divided by with no floor: bf16, never 8-bit
 //   static constexpr std::size_t full_precision_states;       the first ones keep the math type
 //   static constexpr std::size_t scratch_states;              the last ones live within a step
 //   std::string unsupported_shape(const std::vector<std::size_t>&) const;  refuse a shape
@@ -168,6 +169,16 @@ namespace xoptim::detail
 
     template <class D>
     struct declares_unsigned<D, std::void_t<decltype(D::unsigned_states)>> : std::true_type
+    {
+    };
+
+    template <class D, class = void>
+    struct declares_wide_range : std::false_type
+    {
+    };
+
+    template <class D>
+    struct declares_wide_range<D, std::void_t<decltype(D::wide_range_states)>> : std::true_type
     {
     };
 

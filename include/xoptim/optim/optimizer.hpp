@@ -266,6 +266,11 @@ namespace xoptim
         }
         const std::size_t kept = detail::kept_states(derived());
         const bool narrow = type != dtype::float64;
+        // Beside row statistics, an element state is run a row at a time (Adafactor's row
+        // jobs): 8-bit only where every row is whole blocks, as its block scales are.
+        const bool rows_split_blocks = std::find(layout.extents.begin(), layout.extents.end(), state_extent::rows)
+                                           != layout.extents.end()
+                                       && !shape.empty() && shape.back() % codec_block != 0;
         for (std::size_t k = detail::full_precision_states<Derived>::value; k < kept && narrow; ++k)
         {
             if (layout.extents[k] != state_extent::elements)
@@ -277,11 +282,19 @@ namespace xoptim
             {
                 non_negative = k < Derived::unsigned_states.size() && Derived::unsigned_states[k];
             }
+            // A state 8-bit cannot hold (its zero code would be divided by; rows that split
+            // blocks) is bf16 under blockwise_8bit.
+            bool wide_range = rows_split_blocks;
+            if constexpr (detail::declares_wide_range<Derived>::value)
+            {
+                wide_range = wide_range || (k < Derived::wide_range_states.size() && Derived::wide_range_states[k]);
+            }
             switch (m_storage.states)
             {
                 case state_storage::bf16: layout.formats[k] = slot_format::bf16; break;
                 case state_storage::blockwise_8bit:
                     layout.formats[k] = size < m_storage.min_8bit_size ? slot_format::native
+                                        : wide_range                   ? slot_format::bf16
                                         : non_negative                 ? slot_format::q8_unsigned
                                                                        : slot_format::q8_signed;
                     break;

@@ -41,38 +41,20 @@ namespace xoptim
         template <class F>
         void for_each_tensor_scalars(F&& f) const
         {
-            std::size_t floats = 0;
-            std::size_t doubles = 0;
-            std::size_t coded = 0;
-            for (std::size_t k = 0; k < m_store.size(); ++k)
-            {
-                const state_store::entry& e = m_store[k];
-                if (e.type != dtype::float64)
-                {
-                    if constexpr ((Types & detail::float_bit) != 0)
-                    {
-                        if (e.plain())
-                        {
-                            f(e, m_floats[floats], m_floats.scalars(floats));
-                            ++floats;
-                        }
-                        else
-                        {
-                            f(e, m_coded[coded].plain, m_coded.scalars(coded));
-                            ++coded;
-                        }
-                    }
-                }
-                else
-                {
-                    if constexpr ((Types & detail::double_bit) != 0)
-                    {
-                        f(e, m_doubles[doubles], m_doubles.scalars(doubles));
-                        ++doubles;
-                    }
-                }
-            }
+            walk<false>(f);
         }
+
+        // Calls f(entry, job) for every parameter in order, `job` its tensor_slots<float>
+        // or <double>, or its coded_slots where it has coded tensors (bf16, 8-bit): for an
+        // optimizer that builds job lists of its own from them (Adafactor's rows).
+        template <class F>
+        void for_each_job(F&& f) const
+        {
+            walk<true>([&](const state_store::entry& e, const auto& job, job_scalars&) { f(e, job); });
+        }
+
+        // Whether this step runs coded tensors (its kernels compiled: set_storage).
+        static constexpr bool runs_coded = (Types & detail::coded_bit) != 0;
 
         // Step number, starting at 1 for the first step.
         std::size_t count() const noexcept
@@ -160,6 +142,50 @@ namespace xoptim
         }
 
     private:
+
+        // for_each_tensor_scalars, a coded parameter shown whole (Whole) or by its float tensors.
+        template <bool Whole, class F>
+        void walk(F&& f) const
+        {
+            std::size_t floats = 0;
+            std::size_t doubles = 0;
+            std::size_t coded = 0;
+            for (std::size_t k = 0; k < m_store.size(); ++k)
+            {
+                const state_store::entry& e = m_store[k];
+                if (e.type != dtype::float64)
+                {
+                    if constexpr ((Types & detail::float_bit) != 0)
+                    {
+                        if (e.plain())
+                        {
+                            f(e, m_floats[floats], m_floats.scalars(floats));
+                            ++floats;
+                        }
+                        else
+                        {
+                            if constexpr (Whole)
+                            {
+                                f(e, m_coded[coded], m_coded.scalars(coded));
+                            }
+                            else
+                            {
+                                f(e, m_coded[coded].plain, m_coded.scalars(coded));
+                            }
+                            ++coded;
+                        }
+                    }
+                }
+                else
+                {
+                    if constexpr ((Types & detail::double_bit) != 0)
+                    {
+                        f(e, m_doubles[doubles], m_doubles.scalars(doubles));
+                        ++doubles;
+                    }
+                }
+            }
+        }
 
         std::size_t m_t;
         std::size_t m_states;
