@@ -15,6 +15,10 @@
 //       to MPI), minimum_MB (2 (N-1)/N of the gradient bytes: a ring allreduce, or a
 //       reduce-scatter plus an allgather), state_MB (this rank's optimizer state) and
 //       state_share (that over the one-process state).
+//   dist_reduce_scatter/ALGORITHM/FLOATS/ranks:N   mpi_comm::reduce_scatter_sum alone,
+//       ALGORITHM rooted_reduces (one MPI_Reduce per rank) or collective
+//       (MPI_Reduce_scatter_block), FLOATS 2^21, 2^23 or 2^24 floats summed (each rank
+//       receives its 1/N). Time: the call, after a barrier, median.
 //   dist_overlap/MODE/BACKWARD/ranks:N   16 tensors of 2^20 floats, 8 buckets of 8 MiB.
 //       A simulated backward pass frees one gradient at a time, each after `waiting`
 //       (sleep: as if computed elsewhere, on an accelerator or other cores) or `busy`
@@ -145,6 +149,22 @@ namespace
         st.counters["state_share"] = double(dp.report().state_bytes) / (2 * grad_bytes);
     }
 
+    void reduce_scatter(benchmark::State& st, const dist::mpi_comm& comm, std::size_t floats)
+    {
+        const auto ranks = std::size_t(comm.size());
+        std::vector<float> send(floats, 1.0f), recv(floats / ranks);
+        const std::vector<std::size_t> counts(ranks, floats / ranks);
+        comm.reduce_scatter_sum(send.data(), recv.data(), counts.data());
+        for (auto _ : st)
+        {
+            MPI_Barrier(comm.native());
+            const auto start = clock_type::now();
+            comm.reduce_scatter_sum(send.data(), recv.data(), counts.data());
+            st.SetIterationTime(seconds(start));
+        }
+        benchmark::DoNotOptimize(recv.data());
+    }
+
     // Spins (busy) or sleeps (waiting) for `s` seconds.
     void simulate(double s, bool busy)
     {
@@ -219,6 +239,23 @@ namespace
                 const std::string name = std::string("dist_adamw/") + how + "/" + s->name + suffix();
                 benchmark::RegisterBenchmark(name.c_str(), [how, s](benchmark::State& st) {
                     adamw_steps(st, how, *s);
+                })
+                    ->UseManualTime()
+                    ->Unit(benchmark::kMillisecond)
+                    ->Iterations(5)
+                    ->Repetitions(5)
+                    ->ReportAggregatesOnly(true);
+            }
+        }
+        for (const char* algorithm : {"rooted_reduces", "collective"})
+        {
+            for (const int log2 : {21, 23, 24})
+            {
+                const std::string name =
+                    std::string("dist_reduce_scatter/") + algorithm + "/2^" + std::to_string(log2) + suffix();
+                benchmark::RegisterBenchmark(name.c_str(), [algorithm, log2](benchmark::State& st) {
+                    reduce_scatter(st, std::strcmp(algorithm, "collective") == 0 ? world_collective() : world(),
+                                   std::size_t(1) << log2);
                 })
                     ->UseManualTime()
                     ->Unit(benchmark::kMillisecond)

@@ -71,7 +71,7 @@ namespace xoptim::dist
     //   rooted_reduces  one MPI_Reduce per block, rooted at the rank that receives it;
     //   collective      MPI_Reduce_scatter_block (equal blocks) or MPI_Reduce_scatter.
     // rooted_reduces is the default: with OpenMPI 4.1 over shared memory the collective
-    // took 2-17x as long for 8-64 MB (docs/benchmarks.md, "Distributed"); an MPI whose
+    // took 1.3-7.5x as long for 8-64 MB (docs/benchmarks.md, "Distributed"); an MPI whose
     // collective is the faster one can be asked for it.
     enum class reduce_scatter_algorithm
     {
