@@ -9,7 +9,6 @@
 #include <cmath>
 #include <limits>
 #include <optional>
-#include <thread>
 #include <utility>
 
 #include <xoptim/io/checkpoint.hpp>
@@ -18,6 +17,7 @@
 
 #include "support/message_of.hpp"
 #include "support/reference_2026.hpp"
+#include "support/resume_check.hpp"
 #include "support/trajectory_2026.hpp"
 #include "support/temp_dir.hpp"
 
@@ -138,29 +138,44 @@ namespace
         return xoptim::adafactor_transformers(o);
     }
 
-    template <class Make>
-    void expect_thread_invariance(Make make)
+    // What `run(opt)` returns (the parameters after some steps) on 1, 2 and 3 threads
+    // with `threshold` (the tensors split between the threads): the same bits. Restores
+    // the thread settings; returns the 1-thread result.
+    template <class Make, class Run>
+    auto expect_thread_invariance(Make make, Run run, std::size_t threshold)
     {
         const std::size_t before = xoptim::num_threads();
-        const std::size_t threshold = xoptim::parallel_threshold();
-        xoptim::set_parallel_threshold(1024);
-        std::vector<model> models(3);
+        const std::size_t saved_threshold = xoptim::parallel_threshold();
+        xoptim::set_parallel_threshold(threshold);
+        std::vector<decltype(run(std::declval<decltype(make())&>()))> results;
         for (std::size_t n : {1, 2, 3})
         {
             xoptim::set_num_threads(n);
             auto opt = make();
-            models[n - 1].steps(opt, 0, 4);
+            results.push_back(run(opt));
         }
         xoptim::set_num_threads(before);
-        xoptim::set_parallel_threshold(threshold);
+        xoptim::set_parallel_threshold(saved_threshold);
         for (std::size_t n : {2, 3})
         {
-            EXPECT_EQ(models[n - 1].w, models[0].w) << n << " threads";
-            EXPECT_EQ(models[n - 1].stack, models[0].stack) << n << " threads";
-            EXPECT_EQ(models[n - 1].b, models[0].b) << n << " threads";
-            EXPECT_EQ(models[n - 1].d, models[0].d) << n << " threads";
+            EXPECT_EQ(results[n - 1], results[0]) << n << " threads";
         }
-        EXPECT_NE(models[0].w, model().w);
+        return results[0];
+    }
+
+    // The model's four tensors after 4 steps.
+    template <class Make>
+    void expect_thread_invariance(Make make)
+    {
+        const auto first = expect_thread_invariance(
+            make,
+            [](auto& opt) {
+                model m;
+                m.steps(opt, 0, 4);
+                return std::make_tuple(m.w, m.stack, m.b, m.d);
+            },
+            1024);
+        EXPECT_NE(std::get<0>(first), model().w);
     }
 
     TEST(adafactor, the_same_bits_for_any_thread_count)
@@ -375,19 +390,45 @@ namespace
     }
 
     // The tensors by name, for one call: low_views(views_of(x)) (the views live to the
-    // end of the full expression).
+    // end of the full expression), or of views that outlive the tuple.
     template <class T, std::size_t... K>
-    auto low_views(std::vector<xoptim::tensor_view<T>>&& v, std::index_sequence<K...>)
+    auto low_views(std::vector<xoptim::tensor_view<T>>& v, std::index_sequence<K...>)
     {
         static const char* names[] = {"a", "b", "c", "d", "e", "f", "g"};
         return std::make_tuple(xoptim::named(names[K], v[K])...);
     }
 
     template <class T>
+    auto low_views(std::vector<xoptim::tensor_view<T>>& v)
+    {
+        return low_views(v, std::make_index_sequence<7>{});
+    }
+
+    template <class T>
     auto low_views(std::vector<xoptim::tensor_view<T>>&& v)
     {
-        return low_views(std::move(v), std::make_index_sequence<7>{});
+        return low_views(v, std::make_index_sequence<7>{});
     }
+
+    // low_tensors<float>(seed, 0) with views of their own, for checks that keep the
+    // named tuple (xoptim_test::expect_resume_bit_identical_with).
+    struct low_parameters
+    {
+        explicit low_parameters(int seed)
+            : x(low_tensors<float>(seed, 0)), views(views_of(x))
+        {
+        }
+
+        low_parameters(const low_parameters&) = delete;  // the views point into x
+
+        std::vector<std::vector<float>> x;
+        std::vector<xoptim::tensor_view<float>> views;
+
+        bool operator==(const low_parameters& o) const
+        {
+            return x == o.x;
+        }
+    };
 
     // Gradients of step t, in [-1, 1); scaled by 1e-3 from step 3 on, so Adafactor's
     // relative steps fall below bf16's resolution and the rounding decides.
@@ -605,23 +646,24 @@ namespace
     // the 40 x 512 matrix and the 4097 vector split between them: the same bits.
     TEST(adafactor_low_memory, the_same_bits_for_any_thread_count)
     {
-        const auto run = [](auto make, std::size_t threads) {
-            xoptim::set_num_threads(threads);
-            xoptim::set_parallel_threshold(256);
-            auto opt = make();
-            xoptim::storage_options s;
-            s.states = xoptim::state_storage::blockwise_8bit;
-            s.parameters = xoptim::bf16_rounding::stochastic;
-            s.seed = 9;
-            opt.set_storage(s);
+        const auto with_storage = [](auto make) {
+            return [make] {
+                auto opt = make();
+                xoptim::storage_options s;
+                s.states = xoptim::state_storage::blockwise_8bit;
+                s.parameters = xoptim::bf16_rounding::stochastic;
+                s.seed = 9;
+                opt.set_storage(s);
+                return opt;
+            };
+        };
+        const auto run = [](auto& opt) {
             auto p = low_tensors<xoptim::bfloat16>(0, 0);
             for (int t = 0; t < 4; ++t)
             {
                 auto g = low_grads<xoptim::bfloat16>(t);
                 opt.step(low_views(views_of(p)), low_views(views_of(g)));
             }
-            xoptim::set_num_threads(std::max(1u, std::thread::hardware_concurrency()));
-            xoptim::set_parallel_threshold(std::size_t(1) << 16);
             std::vector<std::uint16_t> bits;
             for (const auto& x : p)
             {
@@ -632,11 +674,8 @@ namespace
             }
             return bits;
         };
-        for (std::size_t threads : {2, 3})
-        {
-            EXPECT_EQ(run(torch_with_decay, threads), run(torch_with_decay, 1)) << threads;
-            EXPECT_EQ(run(make_transformers, threads), run(make_transformers, 1)) << threads;
-        }
+        expect_thread_invariance(with_storage(torch_with_decay), run, 256);
+        expect_thread_invariance(with_storage(make_transformers), run, 256);
     }
 
     // 8-bit (or bf16) element states: saved as they are stored, each in its own shape,
@@ -649,55 +688,21 @@ namespace
     TEST_F(adafactor_low_memory_checkpoint, resumes_bit_for_bit)
     {
         const std::string file = (dir_ / "adafactor_low_memory.safetensors").string();
-        const auto check = [&](auto make, xoptim::state_storage states) {
-            xoptim::storage_options s;
-            s.states = states;
-            const auto steps = [&](auto& opt, auto& p, int first, int last) {
-                for (int t = first; t < last; ++t)
-                {
-                    auto g = low_grads<float>(t);
-                    opt.step(low_views(views_of(p)), low_views(views_of(g)));
-                }
-            };
-            auto whole = make();
-            whole.set_storage(s);
-            auto p = low_tensors<float>(0, 0);
-            steps(whole, p, 0, 5);
-            auto first = make();
-            first.set_storage(s);
-            auto q = low_tensors<float>(0, 0);
-            steps(first, q, 0, 3);
-            xoptim::save_checkpoint(file, low_views(views_of(q)), first);
-            auto resumed = make();
-            resumed.set_storage(s);
-            auto r = low_tensors<float>(3, 0);  // overwritten by the load
-            xoptim::load_checkpoint(file, low_views(views_of(r)), resumed);
-            EXPECT_EQ(resumed.step_count(), 3u);
-            for (std::size_t k = 0; k < first.state().size(); ++k)
-            {
-                const auto& e = first.state()[k];
-                for (std::size_t j = 0; j < e.count; ++j)
-                {
-                    EXPECT_EQ(resumed.state()[k].states[j].format, e.states[j].format);
-                    EXPECT_EQ(resumed.state()[k].state_shape(j), e.state_shape(j));
-                    EXPECT_EQ(resumed.state().values(e.name, j), first.state().values(e.name, j)) << e.name << " " << j;
-                }
-            }
-            steps(resumed, r, 3, 5);
-            EXPECT_EQ(r, p);
-            for (std::size_t k = 0; k < whole.state().size(); ++k)
-            {
-                for (std::size_t j = 0; j < whole.state()[k].count; ++j)
-                {
-                    EXPECT_EQ(resumed.state().values(whole.state()[k].name, j),
-                              whole.state().values(whole.state()[k].name, j));
-                }
-            }
-        };
         for (auto states : {xoptim::state_storage::blockwise_8bit, xoptim::state_storage::bf16})
         {
-            check(torch_with_decay, states);
-            check(make_transformers, states);
+            xoptim::storage_options s;
+            s.states = states;
+            const auto check = [&](auto make) {
+                xoptim_test::expect_resume_bit_identical_with(
+                    make, file, s, [](int seed) { return low_parameters(seed); },
+                    [](low_parameters& p) { return low_views(p.views); },
+                    [](auto& opt, low_parameters& p, int t) {
+                        auto g = low_grads<float>(t);
+                        opt.step(low_views(p.views), low_views(views_of(g)));
+                    });
+            };
+            check(torch_with_decay);
+            check(make_transformers);
         }
         // The state in its own shapes: the 40 x 512 matrix's statistics and its 8-bit moment.
         auto opt = make_transformers();

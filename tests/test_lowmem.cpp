@@ -247,17 +247,22 @@ namespace
     // The fused 8-bit loop and the generic block path on the same block: the same bits,
     // also for a program that adds a decoded state directly (a contractible
     // decode-times-scale, then add).
-    TEST(eight_bit_states, fused_and_generic_paths_give_the_same_bits)
-    {
-        using arch = xsimd::default_arch;
+    // The program the coded-path tests run, two states (m, v) and p, prepared for this
+    // machine.
+    using arch = xsimd::default_arch;
+    const auto two_states = [] {
         using xoptim::sym::g;
         using xoptim::sym::p;
         const auto& m = xoptim::sym::state<0>;
         const auto& v = xoptim::sym::state<1>;
-        const auto prog = xoptim::fuse(m = m + g * g, v = 0.9 * v + 0.001 * g * g, p = p - 0.001 * m / (sqrt(v) + 1e-8));
-        using traits = xoptim::detail::program_traits<std::decay_t<decltype(prog)>>;
-        const auto prepared = xoptim::prepare_program<arch, float>(prog);
-        using prepared_type = std::decay_t<decltype(prepared)>;
+        return xoptim::fuse(m = m + g * g, v = 0.9 * v + 0.001 * g * g, p = p - 0.001 * m / (sqrt(v) + 1e-8));
+    }();
+    using two_states_traits = xoptim::detail::program_traits<std::decay_t<decltype(two_states)>>;
+    const auto two_states_prepared = xoptim::prepare_program<arch, float>(two_states);
+    using two_states_type = std::decay_t<decltype(two_states_prepared)>;
+
+    TEST(eight_bit_states, fused_and_generic_paths_give_the_same_bits)
+    {
         std::mt19937 rng(1);
         std::lognormal_distribution<float> spread(0, 3);
         std::normal_distribution<float> normal;
@@ -306,13 +311,135 @@ namespace
                 c.absmax[xoptim::first_state + 1] = s.scale[1];
                 return c;
             };
-            xoptim::detail::run_q8_blocks<arch, prepared_type, traits>(prepared, {}, job(a), nullptr, 0, n);
+            xoptim::detail::run_q8_blocks<arch, two_states_type, two_states_traits>(two_states_prepared, {}, job(a),
+                                                                                    nullptr, 0, n);
             for (std::size_t first = 0; first < n; first += xoptim::coded_chunk)
             {
-                xoptim::detail::run_coded_block<arch, prepared_type, traits>(
-                    prepared, {}, job(b), first, std::min(xoptim::coded_chunk, n - first), buffer);
+                xoptim::detail::run_coded_block<arch, two_states_type, two_states_traits>(
+                    two_states_prepared, {}, job(b), first, std::min(xoptim::coded_chunk, n - first), buffer);
             }
             ASSERT_EQ(std::memcmp(&a, &b, sizeof a), 0) << "trial " << trial;
+        }
+    }
+
+    // A factored optimizer's row is a window of its tensor's coded job (coded.hpp,
+    // window): run as consecutive windows, a program must give the bits of one run over
+    // the whole job (the older path, tested above and by every coded optimizer test):
+    // 8-bit codes and block scales, bf16 bits, a stochastic rounding's stream and a
+    // compensated rounding's low halves. 8-bit states are windowed at whole blocks (as
+    // Adafactor's rows are), bf16 states also at odd offsets; the parameter float (the
+    // fused 8-bit loop), bf16 stochastic or bf16 compensated.
+    TEST(coded_windows, consecutive_windows_give_the_bits_of_the_whole_job)
+    {
+        constexpr std::size_t n = 5 * 256 + 37;
+        constexpr std::size_t blocks = 6;
+        struct tensors
+        {
+            std::vector<float> param = std::vector<float>(n);
+            std::vector<std::uint16_t> bits = std::vector<std::uint16_t>(n), low = std::vector<std::uint16_t>(n);
+            std::vector<std::uint8_t> codes[2] = {std::vector<std::uint8_t>(n), std::vector<std::uint8_t>(n)};
+            std::vector<float> scales[2] = {std::vector<float>(blocks), std::vector<float>(blocks)};
+            std::vector<std::uint16_t> halves[2] = {std::vector<std::uint16_t>(n), std::vector<std::uint16_t>(n)};
+        };
+        std::mt19937 rng(3);
+        std::normal_distribution<float> normal;
+        std::vector<float> grad(n);
+        for (bool eight : {true, false})
+        {
+            // Consecutive windows [cuts[k], cuts[k + 1]).
+            const std::vector<std::size_t> cuts = eight ? std::vector<std::size_t>{0, 256, 768, 1024, n}
+                                                        : std::vector<std::size_t>{0, 37, 300, 301, 1024, n};
+            for (slot_format rounding :
+                 {slot_format::native, slot_format::bf16_stochastic, slot_format::bf16_compensated})
+            {
+                for (int trial = 0; trial < 10; ++trial)
+                {
+                    tensors a;
+                    for (std::size_t i = 0; i < n; ++i)
+                    {
+                        grad[i] = normal(rng);
+                        a.param[i] = normal(rng);
+                        a.bits[i] = bfloat16(a.param[i]).bits;
+                        a.low[i] = std::uint16_t(rng());
+                        for (std::size_t k = 0; k < 2; ++k)
+                        {
+                            a.codes[k][i] = std::uint8_t(rng());
+                            const float x = 0.1f * normal(rng);
+                            a.halves[k][i] = bfloat16(k == 0 ? x : x * x).bits;
+                        }
+                    }
+                    for (std::size_t k = 0; k < 2; ++k)
+                    {
+                        for (float& s : a.scales[k])
+                        {
+                            s = 0.5f * std::abs(normal(rng)) + 0.01f;
+                        }
+                    }
+                    tensors b = a;
+                    const tensors before = a;
+                    const auto job = [&](tensors& s) {
+                        xoptim::coded_slots c;
+                        c.plain.size = n;
+                        c.plain.grad = grad.data();
+                        c.format[xoptim::param_slot] = rounding;
+                        if (rounding == slot_format::native)
+                        {
+                            c.plain.param = s.param.data();
+                        }
+                        else
+                        {
+                            c.source[xoptim::param_slot] = c.target[xoptim::param_slot] = s.bits.data();
+                        }
+                        c.compensation = rounding == slot_format::bf16_compensated ? s.low.data() : nullptr;
+                        c.key = 0x9e3779b9u + std::uint32_t(trial);
+                        for (std::size_t k = 0; k < 2; ++k)
+                        {
+                            const std::size_t slot = xoptim::first_state + k;
+                            if (eight)
+                            {
+                                c.format[slot] = k == 0 ? slot_format::q8_signed : slot_format::q8_unsigned;
+                                c.source[slot] = c.target[slot] = s.codes[k].data();
+                                c.absmax[slot] = s.scales[k].data();
+                            }
+                            else
+                            {
+                                c.format[slot] = slot_format::bf16;
+                                c.source[slot] = c.target[slot] = s.halves[k].data();
+                            }
+                        }
+                        return c;
+                    };
+                    xoptim::run_coded<arch, two_states_type, two_states_traits>(two_states_prepared, {}, job(a),
+                                                                                nullptr, 0, n);
+                    const xoptim::coded_slots whole = job(b);
+                    for (std::size_t k = 0; k + 1 < cuts.size(); ++k)
+                    {
+                        const std::size_t length = cuts[k + 1] - cuts[k];
+                        xoptim::run_coded<arch, two_states_type, two_states_traits>(
+                            two_states_prepared, {}, xoptim::window(whole, cuts[k], length), nullptr, 0, length);
+                    }
+                    const std::string where = std::string(eight ? "8-bit" : "bf16") + " states, parameter format "
+                                              + std::to_string(int(rounding)) + ", trial " + std::to_string(trial);
+                    if (rounding == slot_format::native)
+                    {
+                        ASSERT_EQ(b.param, a.param) << where;
+                        EXPECT_NE(a.param, before.param) << where;
+                    }
+                    else
+                    {
+                        ASSERT_EQ(b.bits, a.bits) << where;
+                        ASSERT_EQ(b.low, a.low) << where;
+                        EXPECT_NE(a.bits, before.bits) << where;
+                    }
+                    for (std::size_t k = 0; k < 2; ++k)
+                    {
+                        ASSERT_EQ(b.codes[k], a.codes[k]) << where << ", state " << k;
+                        ASSERT_EQ(b.scales[k], a.scales[k]) << where << ", state " << k;
+                        ASSERT_EQ(b.halves[k], a.halves[k]) << where << ", state " << k;
+                        EXPECT_TRUE(eight ? a.codes[k] != before.codes[k] : a.halves[k] != before.halves[k]) << where;
+                    }
+                }
+            }
         }
     }
 

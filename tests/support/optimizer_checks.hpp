@@ -20,6 +20,7 @@
 #include <xoptim/step/stepper.hpp>
 
 #include "reference_2026.hpp"
+#include "resume_check.hpp"
 
 namespace xoptim_test
 {
@@ -133,8 +134,8 @@ namespace xoptim_test
         EXPECT_EQ(results[0], results[2]);
     }
 
-    // Stepping 10 times equals stepping 4, saving, loading into a fresh optimizer and
-    // stepping 6 more, bit for bit (parameters and states), with `storage` (native, bf16 or 8-bit).
+    // expect_resume_bit_identical_with (resume_check.hpp) on the five tensors of
+    // check_tensors, with `storage` (native, bf16 or 8-bit).
     template <class Make>
     void expect_resume_bit_identical(Make&& make, const std::string& file,
                                      xoptim::state_storage storage = xoptim::state_storage::native)
@@ -142,43 +143,16 @@ namespace xoptim_test
         xoptim::storage_options s;
         s.states = storage;
         s.min_8bit_size = 64;
-        auto names = [](std::vector<std::vector<float>>& p) {
+        const auto names = [](std::vector<std::vector<float>>& p) {
             return std::make_tuple(xoptim::named("a", p[0]), xoptim::named("b", p[1]), xoptim::named("c", p[2]),
                                    xoptim::named("d", p[3]), xoptim::named("e", p[4]));
         };
-        // Steps first..last of the inputs.
-        const auto steps = [&](auto& opt, std::vector<std::vector<float>>& x, int first, int last) {
-            for (int t = first; t <= last; ++t)
-            {
+        expect_resume_bit_identical_with(
+            std::forward<Make>(make), file, s, [](int seed) { return check_tensors<float>(seed, 0); }, names,
+            [&](auto& opt, std::vector<std::vector<float>>& x, int t) {
                 auto g = check_tensors<float>(5, t);
                 opt.step(names(x), tied(g));
-            }
-        };
-        auto straight = make();
-        straight.set_storage(s);
-        auto p = check_tensors<float>(5, 0);
-        steps(straight, p, 1, 10);
-
-        auto first = make();
-        first.set_storage(s);
-        auto q = check_tensors<float>(5, 0);
-        steps(first, q, 1, 4);
-        xoptim::save_checkpoint(file, names(q), first);
-        auto resumed = make();
-        resumed.set_storage(s);
-        auto r = check_tensors<float>(99, 0);  // overwritten by the load
-        xoptim::load_checkpoint(file, names(r), resumed);
-        EXPECT_EQ(resumed.step_count(), 4u);
-        steps(resumed, r, 5, 10);
-        EXPECT_EQ(r, p);
-        // The states too: both saved, the files are the same bytes.
-        const auto bytes = [&](auto& opt, std::vector<std::vector<float>>& x) {
-            xoptim::save_checkpoint(file, names(x), opt);
-            std::ifstream in(file, std::ios::binary);
-            return std::string(std::istreambuf_iterator<char>(in), {});
-        };
-        EXPECT_EQ(bytes(resumed, r), bytes(straight, p));
-        std::remove(file.c_str());
+            });
     }
 
     // Two param_groups step each parameter as the group's optimizer alone would, and a

@@ -12,6 +12,7 @@
 
 #include <algorithm>
 #include <array>
+#include <cassert>
 #include <cstdint>
 
 #include "codecs.hpp"
@@ -131,7 +132,8 @@ namespace xoptim
     // optimizer's row of a matrix): every slot, float or coded, starts at element `at`, a
     // stochastic rounding continues the tensor's stream there, and 8-bit slots take their
     // block scales from block at / codec_block, so `at` must be a multiple of codec_block
-    // where the job has one.
+    // where the job has one (asserted). As for tensor_slots, every slot must have the
+    // job's size.
     inline coded_slots window(const coded_slots& s, std::size_t at, std::size_t n) noexcept
     {
         coded_slots w = s;
@@ -142,6 +144,7 @@ namespace xoptim
             {
                 continue;
             }
+            assert((!is_8bit(s.format[i]) || at % codec_block == 0) && "an 8-bit slot is windowed at whole blocks");
             const std::size_t bytes = is_8bit(s.format[i]) ? at : 2 * at;
             w.source[i] = s.source[i] != nullptr ? static_cast<const char*>(s.source[i]) + bytes : nullptr;
             w.target[i] = s.target[i] != nullptr ? static_cast<char*>(s.target[i]) + bytes : nullptr;

@@ -30,7 +30,8 @@ namespace xoptim
     };
 
     // Elements [at, at + n) of a job's tensors as a job of its own (a factored optimizer's
-    // row of a matrix): every tensor it has, from element `at` on.
+    // row of a matrix): every tensor it has, from element `at` on, so each must have the
+    // job's size (a caller clears any other, such as row or column statistics, first).
     template <class T>
     tensor_slots<T> window(const tensor_slots<T>& s, std::size_t at, std::size_t n) noexcept
     {

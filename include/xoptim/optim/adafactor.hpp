@@ -10,8 +10,11 @@
 //   vectors: variance = lerp(variance, g'^2, w);  v = variance
 //   u = rsqrt(max(v, eps1^2)) * g'
 //   p = p - alpha / max(1, RMS(u) / d) * u
-// eps1 none is the element type's machine epsilon. Every product, quotient and lerp is
-// rounded as ATen rounds it (lerp in its two forms; rsqrt = 1 / sqrt).
+// eps1 none is the machine epsilon of the type the step computes in: double for double
+// parameters, float for float and for bf16 ones (bf16 parameters are computed in float, as
+// transformers computes them; torch.optim.Adafactor on a bf16 tensor would compute in bf16
+// and take 2^-7). Every product, quotient and lerp is rounded as ATen rounds it (lerp in
+// its two forms; rsqrt = 1 / sqrt).
 //
 // Passes over memory, matrices: p g (||p||, the row and the column sums of g'^2, in one
 // threaded pass: matrix_statistics), g (the update's norm), p g -> p: 5 reads and a write
@@ -32,7 +35,6 @@
 #include <cmath>
 #include <limits>
 #include <optional>
-#include <stdexcept>
 #include <vector>
 
 #include "../engine/reduce.hpp"
@@ -172,22 +174,25 @@ namespace xoptim
                     return;
                 }
                 t.first_job = rows.size();
+                // Only the element-sized tensors are windowed: the statistics (float
+                // slots, never coded) are cleared first and the column ones set per row.
+                Slots elements = s;
+                tensor_slots<T>& ef = float_tensors(elements);
+                for (std::size_t k = 0; k < max_states; ++k)
+                {
+                    if (k < 2 || e.extents[k] != state_extent::elements || k >= e.count)
+                    {
+                        ef.states[k] = nullptr;
+                    }
+                }
                 const matrix_view& v = t.view;
                 for (std::size_t b = 0; b < v.batches; ++b)
                 {
                     for (std::size_t r = 0; r < v.rows; ++r)
                     {
-                        Slots row = window(s, (b * v.rows + r) * v.cols, v.cols);
-                        tensor_slots<T>& rf = float_tensors(row);
-                        rf.states[0] = nullptr;
-                        rf.states[1] = f.states[1] + b * v.cols;  // the column statistics, read by column
-                        for (std::size_t k = 2; k < max_states; ++k)
-                        {
-                            if (e.extents[k] != state_extent::elements || k >= e.count)
-                            {
-                                rf.states[k] = nullptr;
-                            }
-                        }
+                        Slots row = window(elements, (b * v.rows + r) * v.cols, v.cols);
+                        // The column statistics, read by column.
+                        float_tensors(row).states[1] = f.states[1] + b * v.cols;
                         rows.push_back(row);
                     }
                 }
