@@ -230,6 +230,13 @@ namespace
         st.counters["comm_estimate_ms"] = 1e3 * per_gradient * overlap_tensors / 1.2;
     }
 
+    // Every benchmark here: its own clock (the step, or the call after a barrier), the
+    // median of 5 repetitions of 5.
+    void timed(benchmark::internal::Benchmark* b)
+    {
+        b->UseManualTime()->Unit(benchmark::kMillisecond)->Iterations(5)->Repetitions(5)->ReportAggregatesOnly(true);
+    }
+
     void register_all()
     {
         for (const char* how : {"data_parallel", "zero1", "zero1_collective"})
@@ -237,14 +244,9 @@ namespace
             for (const bench::shape* s : {&bench::case_a, &bench::case_b})
             {
                 const std::string name = std::string("dist_adamw/") + how + "/" + s->name + suffix();
-                benchmark::RegisterBenchmark(name.c_str(), [how, s](benchmark::State& st) {
+                timed(benchmark::RegisterBenchmark(name.c_str(), [how, s](benchmark::State& st) {
                     adamw_steps(st, how, *s);
-                })
-                    ->UseManualTime()
-                    ->Unit(benchmark::kMillisecond)
-                    ->Iterations(5)
-                    ->Repetitions(5)
-                    ->ReportAggregatesOnly(true);
+                }));
             }
         }
         for (const char* algorithm : {"rooted_reduces", "collective"})
@@ -253,15 +255,10 @@ namespace
             {
                 const std::string name =
                     std::string("dist_reduce_scatter/") + algorithm + "/2^" + std::to_string(log2) + suffix();
-                benchmark::RegisterBenchmark(name.c_str(), [algorithm, log2](benchmark::State& st) {
+                timed(benchmark::RegisterBenchmark(name.c_str(), [algorithm, log2](benchmark::State& st) {
                     reduce_scatter(st, std::strcmp(algorithm, "collective") == 0 ? world_collective() : world(),
                                    std::size_t(1) << log2);
-                })
-                    ->UseManualTime()
-                    ->Unit(benchmark::kMillisecond)
-                    ->Iterations(5)
-                    ->Repetitions(5)
-                    ->ReportAggregatesOnly(true);
+                }));
             }
         }
         for (const char* how : {"data_parallel", "zero1"})
@@ -272,14 +269,9 @@ namespace
                 {
                     const std::string name = std::string("dist_overlap/") + how + "/" + (busy ? "busy" : "waiting") + "/"
                                              + (ready ? "grad_ready" : "after_backward") + suffix();
-                    benchmark::RegisterBenchmark(name.c_str(), [how, ready, busy](benchmark::State& st) {
+                    timed(benchmark::RegisterBenchmark(name.c_str(), [how, ready, busy](benchmark::State& st) {
                         overlap_steps(st, mode_of(how), ready, busy);
-                    })
-                        ->UseManualTime()
-                        ->Unit(benchmark::kMillisecond)
-                        ->Iterations(5)
-                        ->Repetitions(5)
-                        ->ReportAggregatesOnly(true);
+                    }));
                 }
             }
         }
