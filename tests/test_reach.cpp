@@ -2,7 +2,8 @@
 // inside a fused pass (sum, sum_squares), per-tensor scalars written by finalizing
 // assignments and read as broadcast operands, their thread-count invariance, that a
 // program without them runs today's loop, and the row and column sums of matrices
-// (matrix_statistics) in their documented order, also of bf16 matrices.
+// (matrix_statistics) in their documented order, also of bf16 matrices, and two passes
+// run in turn tensor by tensor (run_in_turn) giving the bits of the two passes.
 #include <gtest/gtest.h>
 
 #include <cmath>
@@ -193,6 +194,73 @@ namespace
             EXPECT_EQ(sums[n], sums[0]) << n + 1 << " threads";
             EXPECT_EQ(params[n], params[0]) << n + 1 << " threads";
         }
+    }
+
+    // run_in_turn's `between`: scalar<2> from the tensor's first-pass scalars and its
+    // size, in the element type; counts its calls per tensor.
+    struct scale_between
+    {
+        std::vector<int>* calls;
+
+        template <class T>
+        void operator()(const xoptim::tensor_slots<T>& job, xoptim::job_scalars& s) const
+        {
+            ++(*calls)[static_cast<std::size_t>(s[3])];
+            s[2] = double(static_cast<T>(s[0]) / static_cast<T>(job.size + 1));
+        }
+    };
+
+    // run_in_turn gives the bits of the first program's pass, `between` for each tensor,
+    // then the second program's pass, for every size (none, the in-turn limit and one
+    // past it, many small ones between big ones), alignment and thread count, calling
+    // `between` once per tensor.
+    template <class T>
+    void in_turn_is_pass_by_pass(std::size_t offset)
+    {
+        const std::size_t before = xoptim::num_threads();
+        const std::size_t threshold = xoptim::parallel_threshold();
+        xoptim::set_parallel_threshold(1024);
+        std::vector<std::size_t> sizes = odd_sizes;
+        for (std::size_t n : {16384, 16385, 4096, 4096, 4096, 4096, 4096, 4096, 4096, 4096})
+        {
+            sizes.push_back(n);
+        }
+        const auto first = fuse(local<0> = g * 3, state<0> = state<0> * 0.5 + local<0>,
+                                scalar<0> = sum_squares(local<0>), scalar<1> = 1 / (1 + abs(sum(p))));
+        const auto second = fuse(p = p * scalar<1> + state<0> * scalar<2>);
+        for (std::size_t n : {1, 2, 3})
+        {
+            xoptim::set_num_threads(n);
+            tensors<T> expected(sizes, offset), got(sizes, offset);
+            std::vector<int> expected_calls(sizes.size()), calls(sizes.size());
+            for (std::size_t k = 0; k < sizes.size(); ++k)
+            {
+                expected.jobs.scalars(k)[3] = got.jobs.scalars(k)[3] = double(k);
+            }
+            xoptim::run_program(first, expected.jobs);
+            for (std::size_t k = 0; k < sizes.size(); ++k)
+            {
+                scale_between{&expected_calls}(expected.jobs[k], expected.jobs.scalars(k));
+            }
+            xoptim::run_program(second, expected.jobs);
+            xoptim::run_in_turn(first, scale_between{&calls}, second, got.jobs);
+            EXPECT_EQ(got.p, expected.p) << n << " threads";
+            EXPECT_EQ(got.s, expected.s) << n << " threads";
+            EXPECT_EQ(calls, expected_calls) << n << " threads";
+            for (std::size_t k = 0; k < sizes.size(); ++k)
+            {
+                EXPECT_EQ(got.jobs.scalars(k), expected.jobs.scalars(k)) << sizes[k] << " elements, " << n << " threads";
+            }
+        }
+        xoptim::set_num_threads(before);
+        xoptim::set_parallel_threshold(threshold);
+    }
+
+    TEST(reach, in_turn_is_pass_by_pass)
+    {
+        in_turn_is_pass_by_pass<float>(0);
+        in_turn_is_pass_by_pass<float>(1);
+        in_turn_is_pass_by_pass<double>(1);
     }
 
     // A reduction reads the registers as the pass's element assignments leave them: the

@@ -54,6 +54,33 @@ namespace xoptim
             std::size_t hi;
             std::size_t start;  // in the flat range: where the thread split places it
         };
+
+        // run_in_turn runs both passes over a tensor of 1 to in_turn_limit elements (one
+        // reduction unit) one after the other, on one thread: the second pass reads the
+        // tensor's arrays (a few of 64 KiB) from the core's cache, where the first left them.
+        inline constexpr std::size_t in_turn_limit = std::size_t(1) << 14;
+        static_assert(in_turn_limit <= reduction_unit, "xoptim: a tensor run in turn is one reduction unit");
+
+        inline bool runs_in_turn(std::size_t n) noexcept
+        {
+            return n > 0 && n <= in_turn_limit;
+        }
+
+        // The type a job's arithmetic runs in: coded tensors compute in float.
+        template <class Slots>
+        struct math_type_of;
+
+        template <class T>
+        struct math_type_of<tensor_slots<T>>
+        {
+            using type = T;
+        };
+
+        template <>
+        struct math_type_of<coded_slots>
+        {
+            using type = float;
+        };
     }
 
     // The per-tensor scalars of one job (sym::scalar<K>, then step_context::total's), in
@@ -86,8 +113,8 @@ namespace xoptim
             m_scalars.push_back({});
         }
 
-        // The step's per-tensor values: written by the executor on the calling thread,
-        // between passes, never while a pass reads them.
+        // The step's per-tensor values: written by the executor between passes, on the
+        // calling thread, or, for a tensor run in turn, by the one thread that runs it.
         job_scalars& scalars(std::size_t k) const noexcept
         {
             return m_scalars[k];
@@ -200,7 +227,9 @@ namespace xoptim
             run_coded<Arch, Prepared, Traits>(prog, transform, s, next, begin, end);
         }
 
-        template <class Arch, class Slots, class Prepared, class Traits>
+        // The jobs' elements in flat range [lo, hi); with SkipInTurn, not those of the
+        // tensors run_in_turn ran whole.
+        template <class Arch, class Slots, class Prepared, class Traits, bool SkipInTurn = false>
         void run_flat_range(const Prepared& prog, const grad_transform& transform, const basic_job_list<Slots>& jobs,
                             std::size_t lo, std::size_t hi)
         {
@@ -208,7 +237,7 @@ namespace xoptim
             {
                 const std::size_t base = jobs.begin_of(k);
                 const std::size_t end = std::min(hi, base + size_of(jobs[k]));
-                if (lo < end)
+                if (lo < end && !(SkipInTurn && runs_in_turn(size_of(jobs[k]))))
                 {
                     const Slots* next = k + 1 < jobs.size() ? &jobs[k + 1] : nullptr;
                     if constexpr ((Traits::loads & scalar_mask) != 0)
@@ -225,7 +254,7 @@ namespace xoptim
             }
         }
 
-        template <class Arch, class Slots, class Prepared, class Traits>
+        template <class Arch, class Slots, class Prepared, class Traits, bool SkipInTurn = false>
         struct parallel_task
         {
             const Prepared* prog;
@@ -240,9 +269,24 @@ namespace xoptim
                     const std::size_t e = total / n * j + total % n * j / n;
                     return j == n ? total : e - e % basic_job_list<Slots>::granularity;
                 };
-                run_flat_range<Arch, Slots, Prepared, Traits>(*t.prog, *t.transform, *t.jobs, cut(k), cut(k + 1));
+                run_flat_range<Arch, Slots, Prepared, Traits, SkipInTurn>(*t.prog, *t.transform, *t.jobs, cut(k),
+                                                                          cut(k + 1));
             }
         };
+
+        // A non-finalizing program over every job, threaded when the list is big enough.
+        template <class Arch, class T, class Traits, bool SkipInTurn = false, class Slots, class... A>
+        void run_parallel(const program<A...>& prog, const basic_job_list<Slots>& jobs, const grad_transform& transform)
+        {
+            const auto prepared = prepare_program<Arch, T>(prog);
+            using prepared_type = std::decay_t<decltype(prepared)>;
+            const std::size_t total = jobs.total();
+            const std::size_t per_thread = std::max<std::size_t>(parallel_threshold(), basic_job_list<Slots>::granularity);
+            const std::size_t n = std::min(num_threads(), std::max<std::size_t>(1, total / per_thread));
+            // One code path for any thread count: the kernel is instantiated once.
+            parallel_task<Arch, Slots, prepared_type, Traits, SkipInTurn> task{&prepared, &transform, &jobs};
+            parallel_run(&decltype(task)::call, &task, n);
+        }
 
         /*******************
          * Reducing passes *
@@ -262,13 +306,34 @@ namespace xoptim
             run_coded_reducing<Arch, Prepared, Traits>(prog, reds, transform, s, lo, hi, sums);
         }
 
-        template <class Arch, class Slots, class Prepared, class Reductions, class Traits>
+        // What a reducing pass does after each unit: nothing (run_program), or, after a
+        // unit that is a whole tensor run in turn, the rest of its step (run_in_turn).
+        struct no_follow_up
+        {
+            static constexpr bool runs_tensors = false;
+
+            void operator()(std::size_t, const double*) const noexcept
+            {
+            }
+        };
+
+        // Host work between a finalizing pass and the next: none.
+        struct nothing_between
+        {
+            template <class Slots>
+            void operator()(const Slots&, job_scalars&) const noexcept
+            {
+            }
+        };
+
+        template <class Arch, class Slots, class Prepared, class Reductions, class Traits, class FollowUp>
         struct reducing_task
         {
             const Prepared* prog;
             const Reductions* reds;
             const grad_transform* transform;
             const basic_job_list<Slots>* jobs;
+            const FollowUp* follow_up;
 
             // Thread k of n runs the units that start in its share of the flat range.
             static void call(void* self, std::size_t k, std::size_t n)
@@ -290,6 +355,7 @@ namespace xoptim
                     run_unit<Arch, Prepared, Traits>(*t.prog, *t.reds, *t.transform,
                                                      with_scalars<Traits>((*t.jobs)[u->job], t.jobs->scalars(u->job)),
                                                      u->lo, u->hi, sums);
+                    (*t.follow_up)(u->job, sums);
                 }
             }
         };
@@ -357,10 +423,11 @@ namespace xoptim
 
         // A program with finalizing assignments: the pass over units, each unit's sums in
         // its own slots, the sums of a tensor added in unit order, then the finalizers
-        // per tensor on the calling thread.
-        template <class Arch, class T, class Slots, class Traits, class... A>
+        // and between(job, scalars) per tensor on the calling thread, but for the
+        // tensors a follow-up ran whole.
+        template <class Arch, class T, class Slots, class Traits, class FollowUp, class Between, class... A>
         void run_finalizing(const program<A...>& prog, const basic_job_list<Slots>& jobs,
-                            const grad_transform& transform)
+                            const grad_transform& transform, const FollowUp& follow_up, const Between& between)
         {
             const auto prepared = prepare_program<Arch, T>(prog);
             const auto reds = program_reductions(prepared);
@@ -384,8 +451,8 @@ namespace xoptim
                                             std::max<std::size_t>(1, total / per_thread)});
             if (!units.empty())
             {
-                reducing_task<Arch, Slots, prepared_type, reductions_type, Traits> task{&prepared, &reds, &transform,
-                                                                                       &jobs};
+                reducing_task<Arch, Slots, prepared_type, reductions_type, Traits, FollowUp> task{
+                    &prepared, &reds, &transform, &jobs, &follow_up};
                 parallel_run(&decltype(task)::call, &task, n);
             }
             std::size_t u = 0;
@@ -402,23 +469,42 @@ namespace xoptim
                         sums[r] = first ? x : sums[r] + x;
                     }
                 }
-                finalize(prog, sums.data(), jobs.scalars(k));
+                if (!(FollowUp::runs_tensors && runs_in_turn(size_of(jobs[k]))))
+                {
+                    finalize(prog, sums.data(), jobs.scalars(k));
+                    between(jobs[k], jobs.scalars(k));
+                }
             }
         }
 
-        template <class Slots>
-        struct math_type_of;
-
-        template <class T>
-        struct math_type_of<tensor_slots<T>>
+        // run_in_turn's follow-up of a unit: where the unit is a whole tensor run in
+        // turn, the first program's finalizers, between(job, scalars) and the second
+        // program over the tensor, at once.
+        template <class Arch, class Slots, class First, class Between, class Second, class SecondTraits>
+        struct in_turn_follow_up
         {
-            using type = T;
-        };
+            static constexpr bool runs_tensors = true;
 
-        template <>
-        struct math_type_of<coded_slots>
-        {
-            using type = float;
+            const First* first;
+            const Between* between;
+            const Second* second;
+            const grad_transform* transform;
+            const basic_job_list<Slots>* jobs;
+
+            void operator()(std::size_t k, const double* sums) const
+            {
+                const basic_job_list<Slots>& list = *jobs;
+                const std::size_t n = size_of(list[k]);
+                if (runs_in_turn(n))
+                {
+                    job_scalars& values = list.scalars(k);
+                    finalize(*first, sums, values);
+                    (*between)(list[k], values);
+                    const Slots* next = k + 1 < list.size() ? &list[k + 1] : nullptr;
+                    run_job<Arch, Second, SecondTraits>(*second, *transform, with_scalars<SecondTraits>(list[k], values),
+                                                        next, 0, n);
+                }
+            }
         };
 
     }
@@ -432,18 +518,42 @@ namespace xoptim
         using traits = detail::program_traits<program<A...>>;
         if constexpr (traits::finalizes)
         {
-            detail::run_finalizing<Arch, T, Slots, traits>(prog, jobs, transform);
+            detail::run_finalizing<Arch, T, Slots, traits>(prog, jobs, transform, detail::no_follow_up{},
+                                                           detail::nothing_between{});
         }
         else
         {
-            const auto prepared = prepare_program<Arch, T>(prog);
-            using prepared_type = std::decay_t<decltype(prepared)>;
-            const std::size_t total = jobs.total();
-            const std::size_t per_thread = std::max<std::size_t>(parallel_threshold(), basic_job_list<Slots>::granularity);
-            const std::size_t n = std::min(num_threads(), std::max<std::size_t>(1, total / per_thread));
-            // One code path for any thread count: the kernel is instantiated once.
-            detail::parallel_task<Arch, Slots, prepared_type, traits> task{&prepared, &transform, &jobs};
-            parallel_run(&decltype(task)::call, &task, n);
+            detail::run_parallel<Arch, T, traits>(prog, jobs, transform);
+        }
+    }
+
+    // run_program(first), a program that sets per-tensor scalars, then between(job,
+    // scalars) for each job, then run_program(second), which reads them: the same bits,
+    // but a tensor of 1 to detail::in_turn_limit elements goes through all three at
+    // once, on the thread of its first pass, so that its second pass reads its arrays
+    // from cache. The other tensors go pass by pass.
+    template <class Arch = xsimd::default_arch, class Slots, class... A, class Between, class... B>
+    void run_in_turn(const program<A...>& first, const Between& between, const program<B...>& second,
+                     const basic_job_list<Slots>& jobs, const grad_transform& transform = {})
+    {
+        using T = typename detail::math_type_of<Slots>::type;
+        using first_traits = detail::program_traits<program<A...>>;
+        using second_traits = detail::program_traits<program<B...>>;
+        static_assert(first_traits::finalizes, "xoptim: run_in_turn's first program sets per-tensor scalars");
+        static_assert(!second_traits::finalizes, "xoptim: run_in_turn's second program sets no per-tensor scalars");
+        const auto prepared = prepare_program<Arch, T>(second);
+        using follow_up_type = detail::in_turn_follow_up<Arch, Slots, program<A...>, Between,
+                                                         std::decay_t<decltype(prepared)>, second_traits>;
+        detail::run_finalizing<Arch, T, Slots, first_traits>(first, jobs, transform,
+                                                             follow_up_type{&first, &between, &prepared, &transform, &jobs},
+                                                             between);
+        for (std::size_t k = 0; k < jobs.size(); ++k)
+        {
+            if (detail::size_of(jobs[k]) > detail::in_turn_limit)
+            {
+                detail::run_parallel<Arch, T, second_traits, true>(second, jobs, transform);
+                return;
+            }
         }
     }
 }

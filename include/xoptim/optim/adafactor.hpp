@@ -230,29 +230,30 @@ namespace xoptim
                 statistics.template run<Square, std::is_same_v<Slots, coded_slots>>(transform, f);
             }
 
-            // Sum over the rows of matrix tensor t of their sums of p^2, in row order.
-            double param_squares_of(const tensor& t) const noexcept
+            // Sum over the rows of matrix tensor t, in row order, of a per-row number:
+            // value(j), j the row's job.
+            template <class F>
+            static double row_total(const tensor& t, F value)
             {
                 double sum = 0;
-                for (std::size_t r = 0; r < t.view.batches * t.view.rows; ++r)
+                for (std::size_t j = t.first_job; j < t.first_job + t.view.batches * t.view.rows; ++j)
                 {
-                    sum += row_sums[2 * (t.first_job + r)];
+                    sum += value(j);
                 }
                 return sum;
             }
-        };
 
-        // Sum over jobs [first, first + n) of their scalar K, in job order.
-        template <class Slots>
-        double job_sum(const basic_job_list<Slots>& jobs, std::size_t first, std::size_t n, std::size_t K) noexcept
-        {
-            double sum = 0;
-            for (std::size_t k = first; k < first + n; ++k)
+            // The tensor's sum of p^2 (pass 1's row sums) and of u^2 (scalar K of its rows).
+            double param_squares_of(const tensor& t) const
             {
-                sum += jobs.scalars(k)[K];
+                return row_total(t, [&](std::size_t j) { return row_sums[2 * j]; });
             }
-            return sum;
-        }
+
+            double update_squares_of(const tensor& t, std::size_t K) const
+            {
+                return row_total(t, [&](std::size_t j) { return rows.scalars(j)[K]; });
+            }
+        };
 
         // A factored optimizer's workspaces: float and double parameters with native
         // states, and those with coded tensors (run only by a step compiled for them).
@@ -429,7 +430,6 @@ namespace xoptim
         void run_matrices(const Step& step, W& w, const step_scalars<T>& s) const
         {
             using namespace sym;
-            using detail::job_sum;
             const auto& grad = sym::local<0>;
             const auto& col_var = sym::state<1>;
             const auto& row_var = sym::scalar<0>;
@@ -484,8 +484,8 @@ namespace xoptim
             {
                 const auto& t = w.matrices[k];
                 const std::size_t n = t.view.batches * t.view.rows;
-                const double size = step_size<T>(alpha<T>(param_squares[k], t.size, s),
-                                                 job_sum(w.rows, t.first_job, n, 2), t.size, s);
+                const double size = step_size<T>(alpha<T>(param_squares[k], t.size, s), w.update_squares_of(t, 2),
+                                                 t.size, s);
                 for (std::size_t j = t.first_job; j < t.first_job + n; ++j)
                 {
                     w.rows.scalars(j)[3] = size;
@@ -649,7 +649,6 @@ namespace xoptim
         {
             using T = typename W::value_type;
             using namespace sym;
-            using detail::job_sum;
             using detail::rounded;
             if (w.matrices.empty() && w.plain.empty())
             {
@@ -736,8 +735,7 @@ namespace xoptim
                     const auto& x = w.matrices[k];
                     const std::size_t n = x.view.batches * x.view.rows;
                     job_scalars numbers{};
-                    finish_tensor<T>(numbers, param_squares[k], job_sum(w.rows, x.first_job, n, 2), x.size, relative,
-                                     o);
+                    finish_tensor<T>(numbers, param_squares[k], w.update_squares_of(x, 2), x.size, relative, o);
                     for (std::size_t j = x.first_job; j < x.first_job + n; ++j)
                     {
                         std::copy(numbers.begin() + 1, numbers.end(), w.rows.scalars(j).begin() + 1);

@@ -120,17 +120,18 @@ namespace xoptim
             }();
             const auto first_moment = m = fma(1 - b1, d, b1 * m);
             const auto second_moment = v = fma((1 - b2) * d, d, b2 * v);
-            // One fused pass: the moments, then p moved by -step_size * numerator / denominator.
-            const auto adam_step = [&](const auto& numerator) {
+            // One fused pass: the moments, then p moved by -step_size * numerator / denominator,
+            // handed to run(pass).
+            const auto adam_step = [&](const auto& numerator, const auto& run) {
                 if (o.amsgrad)
                 {
-                    step.run(decayed, grad, first_moment, second_moment, vmax = max(vmax, v),
-                             p = p + (-step_size * numerator) / (sqrt(vmax) / bc2_sqrt + o.eps));
+                    run(fuse(decayed, grad, first_moment, second_moment, vmax = max(vmax, v),
+                             p = p + (-step_size * numerator) / (sqrt(vmax) / bc2_sqrt + o.eps)));
                 }
                 else
                 {
-                    step.run(decayed, grad, first_moment, second_moment,
-                             p = p + (-step_size * numerator) / (sqrt(v) / bc2_sqrt + o.eps));
+                    run(fuse(decayed, grad, first_moment, second_moment,
+                             p = p + (-step_size * numerator) / (sqrt(v) / bc2_sqrt + o.eps)));
                 }
             };
             if (o.caution)
@@ -138,13 +139,14 @@ namespace xoptim
                 // Pass 1 counts where the new m agrees with g' (it writes nothing); the
                 // step then moves p by m masked and scaled by its tensor's factor.
                 const auto& new_m = sym::local<1>;
-                step.run(grad, new_m = fma(1 - b1, d, b1 * m), sym::scalar<0> = detail::agreeing(new_m, d));
-                detail::caution_factors(step, o.caution_normalize);
-                adam_step(m * detail::cautious_mask(m, d));
+                const auto count = fuse(grad, new_m = fma(1 - b1, d, b1 * m), sym::scalar<0> = detail::agreeing(new_m, d));
+                adam_step(m * detail::cautious_mask(m, d), [&](const auto& pass) {
+                    step.run_in_turn(count, detail::caution_factors{o.caution_normalize}, pass);
+                });
             }
             else
             {
-                adam_step(m);
+                adam_step(m, [&](const auto& pass) { step.run_fused(pass); });
             }
         }
     };

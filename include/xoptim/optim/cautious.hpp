@@ -8,7 +8,8 @@
 // (a reduction into sym::scalar<0>; it writes nothing); caution_factors (here, on the
 // host, per tensor) turns the count into the factor, computed in the parameter's type as
 // the references compute it; pass 2 is the optimizer's own fused step, its update
-// multiplied by where(agrees, factor, 0).
+// multiplied by where(agrees, factor, 0). They run in turn (step.run_in_turn): a small
+// tensor's pass 2 reads from cache what its pass 1 read.
 #ifndef XOPTIM_OPTIM_CAUTIOUS_HPP
 #define XOPTIM_OPTIM_CAUTIOUS_HPP
 
@@ -16,8 +17,7 @@
 #include <cstddef>
 #include <type_traits>
 
-#include "../engine/ops.hpp"
-#include "state.hpp"
+#include "../engine/executor.hpp"
 
 namespace xoptim
 {
@@ -62,15 +62,19 @@ namespace xoptim
             return where(update * grad > 0, sym::scalar<0>, 0.0);
         }
 
-        // Between the passes: each tensor's count in scalar<0> becomes its factor.
-        template <class Step>
-        void caution_factors(const Step& step, caution_normalization how)
+        // Between the passes (step.run_in_turn's `between`): a tensor's count in
+        // scalar<0> becomes its factor, in the parameter's type.
+        struct caution_factors
         {
-            step.for_each_tensor_scalars([&](const state_store::entry& e, const auto& slots, auto& scalars) {
-                using T = std::remove_pointer_t<decltype(slots.param)>;
-                scalars[0] = double(caution_factor<T>(static_cast<std::size_t>(scalars[0]), e.size, how));
-            });
-        }
+            caution_normalization how;
+
+            template <class Slots>
+            void operator()(const Slots& job, job_scalars& scalars) const noexcept
+            {
+                using T = typename math_type_of<Slots>::type;
+                scalars[0] = double(caution_factor<T>(static_cast<std::size_t>(scalars[0]), size_of(job), how));
+            }
+        };
     }
 }
 

@@ -124,11 +124,13 @@ namespace xoptim
             const auto passes = [&](const auto& grad, const auto& direction) {
                 if (o.use_nvlamb || wd != 0)
                 {
-                    step.run(grad, first_moment, second_moment, u = direction,
-                             param_norm = sqrt(sum_squares(p)),
-                             update_norm = sqrt(sum_squares(u)),
-                             ratio = where(param_norm != 0 && update_norm != 0, lr * (param_norm / update_norm), lr));
-                    step.run(p = p - ratio * direction);  // m and v as the first pass left them
+                    // The second pass reads m and v as the first left them.
+                    step.run_in_turn(fuse(grad, first_moment, second_moment, u = direction,
+                                          param_norm = sqrt(sum_squares(p)),
+                                          update_norm = sqrt(sum_squares(u)),
+                                          ratio = where(param_norm != 0 && update_norm != 0,
+                                                        lr * (param_norm / update_norm), lr)),
+                                     detail::nothing_between{}, fuse(p = p - ratio * direction));
                 }
                 else
                 {

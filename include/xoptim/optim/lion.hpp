@@ -81,9 +81,10 @@ namespace xoptim
             if (o.caution)
             {
                 // Pass 1 counts where sign(c) agrees with g (it writes nothing).
-                step.run(interpolated, sym::scalar<0> = detail::agreeing(sign(c), g));
-                detail::caution_factors(step, o.caution_normalize);
-                step.run(interpolated, p = p * decay - lr * (sign(c) * detail::cautious_mask(sign(c), g)), momentum);
+                step.run_in_turn(fuse(interpolated, sym::scalar<0> = detail::agreeing(sign(c), g)),
+                                 detail::caution_factors{o.caution_normalize},
+                                 fuse(interpolated, p = p * decay - lr * (sign(c) * detail::cautious_mask(sign(c), g)),
+                                      momentum));
             }
             else
             {

@@ -31,17 +31,7 @@ namespace xoptim
         template <class F>
         void for_each_parameter(F&& f) const
         {
-            for_each_tensor_scalars([&](const state_store::entry& e, const auto& slots, job_scalars&) { f(e, slots); });
-        }
-
-        // Calls f(entry, slots, scalars) for every parameter in order, `scalars` its
-        // per-tensor values (sym::scalar<K>) as the last pass's finalizing assignments left
-        // them: host work between passes that reads and writes them (a cautious step turns
-        // its mask count into the factor, in the element type).
-        template <class F>
-        void for_each_tensor_scalars(F&& f) const
-        {
-            walk<false>(f);
+            walk<false>([&](const state_store::entry& e, const auto& slots, job_scalars&) { f(e, slots); });
         }
 
         // Calls f(entry, job) for every parameter in order, `job` its tensor_slots<float>
@@ -73,15 +63,14 @@ namespace xoptim
         template <class... A>
         void run(A&&... assignments) const
         {
-            const auto prog = fuse(std::forward<A>(assignments)...);
-            if (detail::states_used<detail::program_traits<std::decay_t<decltype(prog)>>>() > m_states)
-            {
-                throw std::logic_error("xoptim: the update uses more state tensors than num_states() created");
-            }
-            if ((Types & detail::coded_bit) == 0 && !m_coded.empty())  // before any pass writes
-            {
-                throw std::logic_error("xoptim: coded tensors in a step compiled without their kernels");
-            }
+            run_fused(fuse(std::forward<A>(assignments)...));
+        }
+
+        // The same for assignments already fused: run_fused(fuse(a, b)) is run(a, b).
+        template <class... A>
+        void run_fused(const program<A...>& prog) const
+        {
+            check_program<program<A...>>();
             if constexpr ((Types & detail::float_bit) != 0)
             {
                 run_program(prog, m_floats, m_transform);
@@ -96,6 +85,35 @@ namespace xoptim
             if constexpr ((Types & detail::double_bit) != 0)
             {
                 run_program(prog, m_doubles, m_transform);
+            }
+        }
+
+        // run(first...), then between(job, scalars) for each parameter, then
+        // run(second...), for an update whose second pass reads the per-tensor scalars
+        // (sym::scalar<K>) that the first pass's finalizing assignments and `between`
+        // set: the same bits, but a small tensor goes through the three at once, its
+        // second pass reading its arrays from cache (engine/executor.hpp run_in_turn).
+        // `job` is the parameter's tensor_slots<float> or <double>, or its coded_slots;
+        // `scalars` its job_scalars.
+        template <class... A, class Between, class... B>
+        void run_in_turn(const program<A...>& first, const Between& between, const program<B...>& second) const
+        {
+            check_program<program<A...>>();
+            check_program<program<B...>>();
+            if constexpr ((Types & detail::float_bit) != 0)
+            {
+                xoptim::run_in_turn(first, between, second, m_floats, m_transform);
+            }
+            if constexpr ((Types & detail::coded_bit) != 0)
+            {
+                if (!m_coded.empty())
+                {
+                    xoptim::run_in_turn(first, between, second, m_coded, m_transform);
+                }
+            }
+            if constexpr ((Types & detail::double_bit) != 0)
+            {
+                xoptim::run_in_turn(first, between, second, m_doubles, m_transform);
             }
         }
 
@@ -143,7 +161,22 @@ namespace xoptim
 
     private:
 
-        // for_each_tensor_scalars, a coded parameter shown whole (Whole) or by its float tensors.
+        // Before any pass writes: the program's states exist, and coded tensors have kernels.
+        template <class Program>
+        void check_program() const
+        {
+            if (detail::states_used<detail::program_traits<Program>>() > m_states)
+            {
+                throw std::logic_error("xoptim: the update uses more state tensors than num_states() created");
+            }
+            if ((Types & detail::coded_bit) == 0 && !m_coded.empty())
+            {
+                throw std::logic_error("xoptim: coded tensors in a step compiled without their kernels");
+            }
+        }
+
+        // Calls f(entry, job, scalars) for every parameter in order, a coded parameter
+        // shown whole (Whole) or by its float tensors.
         template <bool Whole, class F>
         void walk(F&& f) const
         {
