@@ -50,6 +50,9 @@ namespace xoptim
 
         static constexpr std::size_t buckets = 7;
 
+        // The signed map's code of zero (its code 0 is -0.99); the unsigned map's is 0.
+        static constexpr std::uint8_t signed_zero = 127;
+
         static const dynamic_map& signed_map()
         {
             static const dynamic_map m(true);
@@ -74,7 +77,7 @@ namespace xoptim
 
         std::uint8_t zero_code() const noexcept
         {
-            return m_t.is_signed ? 127 : 0;
+            return m_t.is_signed ? signed_zero : 0;
         }
 
         // Code of the map value nearest to x (x in [-1, 1]; the unsigned map encodes |x|:

@@ -344,8 +344,7 @@ namespace xoptim
                 e.states[k].data = e.data.get() + offsets[2 * k];
                 if (layout.formats[k] == slot_format::q8_signed)
                 {
-                    // Zero is code 127 of the signed map (code 0 is -0.99).
-                    std::memset(e.states[k].data, dynamic_map::signed_map().zero_code(), n);
+                    std::memset(e.states[k].data, dynamic_map::signed_zero, n);
                 }
                 e.states[k].absmax = is_8bit(layout.formats[k]) ? reinterpret_cast<float*>(e.data.get() + offsets[2 * k + 1])
                                                                 : nullptr;
