@@ -15,7 +15,6 @@
 
 #include <algorithm>
 #include <cstddef>
-#include <type_traits>
 
 #include "../engine/executor.hpp"
 
