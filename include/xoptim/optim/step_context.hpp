@@ -31,7 +31,7 @@ namespace xoptim
         template <class F>
         void for_each_parameter(F&& f) const
         {
-            walk<false>([&](const state_store::entry& e, const auto& slots, job_scalars&) { f(e, slots); });
+            walk<false>(f);
         }
 
         // Calls f(entry, job) for every parameter in order, `job` its tensor_slots<float>
@@ -40,7 +40,7 @@ namespace xoptim
         template <class F>
         void for_each_job(F&& f) const
         {
-            walk<true>([&](const state_store::entry& e, const auto& job, job_scalars&) { f(e, job); });
+            walk<true>(f);
         }
 
         // Whether this step runs coded tensors (its kernels compiled: set_storage).
@@ -71,21 +71,7 @@ namespace xoptim
         void run_fused(const program<A...>& prog) const
         {
             check_program<program<A...>>();
-            if constexpr ((Types & detail::float_bit) != 0)
-            {
-                run_program(prog, m_floats, m_transform);
-            }
-            if constexpr ((Types & detail::coded_bit) != 0)
-            {
-                if (!m_coded.empty())
-                {
-                    run_program(prog, m_coded, m_transform);
-                }
-            }
-            if constexpr ((Types & detail::double_bit) != 0)
-            {
-                run_program(prog, m_doubles, m_transform);
-            }
+            for_each_list([&](const auto& jobs) { run_program(prog, jobs, m_transform); });
         }
 
         // run(first...), then between(job, scalars) for each parameter, then
@@ -100,21 +86,7 @@ namespace xoptim
         {
             check_program<program<A...>>();
             check_program<program<B...>>();
-            if constexpr ((Types & detail::float_bit) != 0)
-            {
-                xoptim::run_in_turn(first, between, second, m_floats, m_transform);
-            }
-            if constexpr ((Types & detail::coded_bit) != 0)
-            {
-                if (!m_coded.empty())
-                {
-                    xoptim::run_in_turn(first, between, second, m_coded, m_transform);
-                }
-            }
-            if constexpr ((Types & detail::double_bit) != 0)
-            {
-                xoptim::run_in_turn(first, between, second, m_doubles, m_transform);
-            }
+            for_each_list([&](const auto& jobs) { xoptim::run_in_turn(first, between, second, jobs, m_transform); });
         }
 
         // Runs a program over job lists the optimizer built itself (Adafactor's rows of
@@ -138,24 +110,12 @@ namespace xoptim
         {
             run(symbol<total_scalar>{} = r);
             double sum = 0;
-            const auto add = [&](const auto& jobs) {
+            for_each_list([&](const auto& jobs) {
                 for (std::size_t k = 0; k < jobs.size(); ++k)
                 {
                     sum += jobs.scalars(k)[max_scalars];
                 }
-            };
-            if constexpr ((Types & detail::float_bit) != 0)
-            {
-                add(m_floats);
-            }
-            if constexpr ((Types & detail::coded_bit) != 0)
-            {
-                add(m_coded);
-            }
-            if constexpr ((Types & detail::double_bit) != 0)
-            {
-                add(m_doubles);
-            }
+            });
             return sum;
         }
 
@@ -175,8 +135,30 @@ namespace xoptim
             }
         }
 
-        // Calls f(entry, job, scalars) for every parameter in order, a coded parameter
-        // shown whole (Whole) or by its float tensors.
+        // Calls f(jobs) for each job list this step runs, in the fixed order float,
+        // bf16/8-bit (where there are any), double.
+        template <class F>
+        void for_each_list(F&& f) const
+        {
+            if constexpr ((Types & detail::float_bit) != 0)
+            {
+                f(m_floats);
+            }
+            if constexpr ((Types & detail::coded_bit) != 0)
+            {
+                if (!m_coded.empty())
+                {
+                    f(m_coded);
+                }
+            }
+            if constexpr ((Types & detail::double_bit) != 0)
+            {
+                f(m_doubles);
+            }
+        }
+
+        // Calls f(entry, job) for every parameter in order, a coded parameter shown whole
+        // (Whole) or by its float tensors.
         template <bool Whole, class F>
         void walk(F&& f) const
         {
@@ -192,18 +174,18 @@ namespace xoptim
                     {
                         if (e.plain())
                         {
-                            f(e, m_floats[floats], m_floats.scalars(floats));
+                            f(e, m_floats[floats]);
                             ++floats;
                         }
                         else
                         {
                             if constexpr (Whole)
                             {
-                                f(e, m_coded[coded], m_coded.scalars(coded));
+                                f(e, m_coded[coded]);
                             }
                             else
                             {
-                                f(e, m_coded[coded].plain, m_coded.scalars(coded));
+                                f(e, m_coded[coded].plain);
                             }
                             ++coded;
                         }
@@ -213,7 +195,7 @@ namespace xoptim
                 {
                     if constexpr ((Types & detail::double_bit) != 0)
                     {
-                        f(e, m_doubles[doubles], m_doubles.scalars(doubles));
+                        f(e, m_doubles[doubles]);
                         ++doubles;
                     }
                 }
