@@ -9,6 +9,7 @@
 #include <limits>
 
 #include <nlohmann/json.hpp>
+#include <xtensor/xarray.hpp>
 
 #include <xoptim/engine/reduce.hpp>
 #include <xoptim/optim/router.hpp>
@@ -556,6 +557,28 @@ namespace
         EXPECT_EQ(a, ra);
         EXPECT_EQ(b, rb);
         EXPECT_EQ(st.optimizer().step_count(), 2u);
+    }
+
+    // The stepper carries shapes of at most 8 dimensions (tensor_view): a parameter with
+    // more is refused by name, not stepped under a shortened shape (which moved half of
+    // this one's elements), and an optimizer stepping it directly keeps its full shape.
+    TEST(validation, the_stepper_refuses_a_parameter_of_more_than_eight_dimensions)
+    {
+        const std::vector<std::size_t> shape(9, 2);
+        xt::xarray<float> p = xt::ones<float>(shape), g = xt::ones<float>(shape);
+        xoptim::stepper st(xoptim::adafactor{});
+        EXPECT_EQ(xoptim_test::message_of([&] { st(xoptim::named("w", p), g); }),
+                  "xoptim::stepper: parameter 'w': parameter has 9 dimensions; the stepper, routers and checkpoints "
+                  "take at most 8");
+        EXPECT_EQ(p, xt::xarray<float>(xt::ones<float>(shape)));
+        EXPECT_TRUE(st.optimizer().state().empty());
+        EXPECT_EQ(xoptim_test::message_of([&] { (void)xoptim::tensor_view<float>::of(p); }),
+                  "xoptim::view: at most 8 dimensions (got 9)");
+
+        xoptim::adafactor direct;
+        direct.step(p, g);
+        EXPECT_EQ(direct.state()[0].shape, shape);
+        EXPECT_TRUE(std::all_of(p.begin(), p.end(), [](float x) { return x != 1.0f; }));
     }
 
     // The optimizer reads the stepper's sums as the gradients, unchecked: a parameter

@@ -152,6 +152,12 @@ namespace xoptim
                 {
                     mismatch(path, problem);
                 }
+                if (tensor::rank(param) > max_rank)
+                {
+                    mismatch(path, "parameter has " + std::to_string(tensor::rank(param))
+                                       + " dimensions; the stepper, routers and checkpoints take at most "
+                                       + std::to_string(max_rank));
+                }
             }
             if constexpr (!std::is_same_v<std::remove_const_t<G>, no_grads>)
             {

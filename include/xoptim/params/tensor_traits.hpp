@@ -72,9 +72,10 @@ namespace xoptim
         {
         }
 
-        // A view of any contiguous tensor, with its shape (allocates nothing).
+        // A view of any contiguous tensor of at most max_rank dimensions, with its shape
+        // (allocates nothing).
         template <class C>
-        static tensor_view of(C& c) noexcept;
+        static tensor_view of(C& c);
 
         T* data() const noexcept
         {
@@ -100,6 +101,15 @@ namespace xoptim
 
         template <class It>
         tensor_view(T* data, It first, It last);
+
+        static std::size_t checked_rank(std::size_t rank)
+        {
+            if (rank > max_rank)
+            {
+                throw std::invalid_argument("xoptim::view: at most 8 dimensions (got " + std::to_string(rank) + ")");
+            }
+            return rank;
+        }
 
         T* m_data;
         std::size_t m_size;
@@ -536,10 +546,10 @@ namespace xoptim
 
     template <class T>
     template <class C>
-    tensor_view<T> tensor_view<T>::of(C& c) noexcept
+    tensor_view<T> tensor_view<T>::of(C& c)
     {
         tensor_view v(tensor::data(c), tensor::size(c));
-        v.m_rank = std::min(tensor::rank(c), max_rank);
+        v.m_rank = checked_rank(tensor::rank(c));
         for (std::size_t d = 0; d < v.m_rank; ++d)
         {
             v.m_shape[d] = tensor::extent(c, d);
@@ -561,12 +571,8 @@ namespace xoptim
     template <class T>
     template <class It>
     tensor_view<T>::tensor_view(T* data, It first, It last)
-        : m_data(data), m_size(1), m_rank(static_cast<std::size_t>(last - first))
+        : m_data(data), m_size(1), m_rank(checked_rank(static_cast<std::size_t>(last - first)))
     {
-        if (m_rank > max_rank)
-        {
-            throw std::invalid_argument("xoptim::view: at most 8 dimensions (got " + std::to_string(m_rank) + ")");
-        }
         for (std::size_t d = 0; first != last; ++first, ++d)
         {
             m_shape[d] = *first;
