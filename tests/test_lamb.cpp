@@ -238,4 +238,37 @@ namespace
         EXPECT_GT(worst, 0.0);  // the states were coded
         EXPECT_EQ(b.report().state_bytes < a.report().state_bytes, true);
     }
+
+    // An element whose new v is tiny beside its block's largest stores 8-bit's zero code.
+    // The update must still be the one whose norm the trust ratio took, computed before
+    // the states are stored: its step is lr * ratio * (about 1), as with float states, not
+    // m / eps (88 times the float step here when the second pass read v back from its code).
+    TEST(lamb, an_8bit_state_stored_as_zero_moves_its_element_as_float_states_do)
+    {
+        const std::size_t n = 4096;  // min_8bit_size: 8-bit
+        std::vector<float> g(n, 1.0f);
+        g[0] = 1e-4f;
+        for (const bool clip : {false, true})
+        {
+            xoptim::lamb_options o;  // apex's defaults (lr 1e-3, wd 0.01, eps 1e-6)
+            if (!clip)
+            {
+                o.max_grad_norm = std::nullopt;
+            }
+            std::vector<float> native(n, 1.0f), coded(n, 1.0f);
+            xoptim::lamb a(o), b(o);
+            xoptim::storage_options s;
+            s.states = xoptim::state_storage::blockwise_8bit;
+            b.set_storage(s);
+            a.step(native, g);
+            b.step(coded, g);
+            ASSERT_EQ(b.state()[0].states[1].format, xoptim::slot_format::q8_unsigned);
+            for (std::size_t i : {std::size_t(0), std::size_t(1), n - 1})
+            {
+                const double step_native = 1.0 - double(native[i]);
+                const double step_coded = 1.0 - double(coded[i]);
+                EXPECT_NEAR(step_coded, step_native, 0.01 * std::abs(step_native)) << "element " << i << " clip " << clip;
+            }
+        }
+    }
 }

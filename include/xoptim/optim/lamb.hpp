@@ -9,8 +9,9 @@
 //                                            use_nvlamb and weight decay)
 //   p = p - ratio * u
 // optax.lamb is max_grad_norm = none, use_nvlamb = true. Passes over memory: g (only with
-// max_grad_norm), p g m v -> m v with the two norms, p m v -> p; one pass, Adam's, where
-// no trust ratio applies.
+// max_grad_norm), p g m v with the two norms (m and v computed, not stored), p g m v ->
+// p m v (as bitsandbytes' 8-bit LAMB: the update is computed from the states the norms
+// were); one pass, Adam's, where no trust ratio applies.
 #ifndef XOPTIM_OPTIM_LAMB_HPP
 #define XOPTIM_OPTIM_LAMB_HPP
 
@@ -118,28 +119,35 @@ namespace xoptim
                 const double norm = std::sqrt(step.total(sum_squares(g)));
                 clipped = norm > *o.max_grad_norm ? norm / *o.max_grad_norm : 1;
             }
-            const auto first_moment = m = b1 * m + beta3 * sg;
-            const auto second_moment = v = (1 - b2) * sg * sg + b2 * v;
-            const auto adam = (m / bc1) / (sqrt(v / bc2) + o.eps);
+            const auto first_moment = b1 * m + beta3 * sg;
+            const auto second_moment = (1 - b2) * sg * sg + b2 * v;
+            const auto adam = [&](const auto& mm, const auto& vv) { return (mm / bc1) / (sqrt(vv / bc2) + o.eps); };
             const auto passes = [&](const auto& grad, const auto& direction) {
                 if (o.use_nvlamb || wd != 0)
                 {
-                    // The second pass reads m and v as the first left them.
-                    step.run_in_turn(fuse(grad, first_moment, second_moment, u = direction,
-                                          param_norm = sqrt(sum_squares(p)),
+                    // Both passes compute m and v from the states as the step found them: the
+                    // first into locals, for the norms, the second into the states, with the
+                    // update. The update is then the one whose norm the ratio took, whatever
+                    // the states' storage rounds them to (an 8-bit v stored as its zero code
+                    // and read back would divide m by eps alone).
+                    const auto& m_next = sym::local<2>;
+                    const auto& v_next = sym::local<3>;
+                    step.run_in_turn(fuse(grad, m_next = first_moment, v_next = second_moment,
+                                          u = direction(m_next, v_next), param_norm = sqrt(sum_squares(p)),
                                           update_norm = sqrt(sum_squares(u)),
                                           ratio = where(param_norm != 0 && update_norm != 0,
                                                         lr * (param_norm / update_norm), lr)),
-                                     detail::nothing_between{}, fuse(p = p - ratio * direction));
+                                     detail::nothing_between{},
+                                     fuse(grad, m = first_moment, v = second_moment, p = p - ratio * direction(m, v)));
                 }
                 else
                 {
-                    step.run(grad, first_moment, second_moment, p = p - lr * direction);
+                    step.run(grad, m = first_moment, v = second_moment, p = p - lr * direction(m, v));
                 }
             };
             if (o.adam_w_mode)
             {
-                passes(sg = g / clipped, adam + wd * p);
+                passes(sg = g / clipped, [&](const auto& mm, const auto& vv) { return adam(mm, vv) + wd * p; });
             }
             else
             {
