@@ -2,9 +2,11 @@
 // kernels are instantiated by optimizer<O>::commit<Types> (Types: the element types a step
 // meets: 1 float, 2 double, 3 both, as a stepper or router steps, 7 with the kernels of
 // bf16 and 8-bit states, as set_storage asks for). Every unit that includes this header
-// (after <xoptim/xoptim.hpp>) declares those as `extern template`, so it compiles the
-// parameter walk only; one unit of the project defines XOPTIM_INSTANTIATE before including
-// it and compiles them all, once:
+// (after <xoptim/xoptim.hpp>) declares those as `extern template`, with the part of the
+// parameter walk that depends on the element type alone (a leaf's state, memory and job:
+// visitor::take<T>, and visitor::finish), so it compiles the walk over its own types only;
+// one unit of the project defines XOPTIM_INSTANTIATE before including it and compiles them
+// all, once:
 //
 //     // xoptim_instances.cpp, one per project
 //     #define XOPTIM_INSTANTIATE
@@ -22,18 +24,30 @@
 #include "optim/sgd.hpp"
 
 #ifdef XOPTIM_INSTANTIATE
-#define XOPTIM_INSTANCE(O, TYPES) template void optimizer<O, O::options_type>::commit<TYPES>(const grad_transform&);
+#define XOPTIM_EXTERN
 #else
-#define XOPTIM_INSTANCE(O, TYPES) \
-    extern template void optimizer<O, O::options_type>::commit<TYPES>(const grad_transform&);
+#define XOPTIM_EXTERN extern
 #endif
 
+#define XOPTIM_INSTANCE(O, TYPES) \
+    XOPTIM_EXTERN template void optimizer<O, O::options_type>::commit<TYPES>(const grad_transform&);
+
+// A leaf's state, memory and job, by element type (the walk over the caller's types stays
+// in each unit), and the end of the walk.
+#define XOPTIM_LEAF_INSTANCE(O, T)                                                                            \
+    XOPTIM_EXTERN template void optimizer<O, O::options_type>::visitor::take<T>(const name_path&, T*, const T*, \
+                                                                                std::size_t, const detail::shape_ref&);
+
 // float, double, both (stepper, router), and both with coded states (set_storage).
-#define XOPTIM_INSTANCES(O)  \
-    XOPTIM_INSTANCE(O, 1u)   \
-    XOPTIM_INSTANCE(O, 2u)   \
-    XOPTIM_INSTANCE(O, 3u)   \
-    XOPTIM_INSTANCE(O, 7u)
+#define XOPTIM_INSTANCES(O)                                              \
+    XOPTIM_INSTANCE(O, 1u)                                               \
+    XOPTIM_INSTANCE(O, 2u)                                               \
+    XOPTIM_INSTANCE(O, 3u)                                               \
+    XOPTIM_INSTANCE(O, 7u)                                               \
+    XOPTIM_LEAF_INSTANCE(O, float)                                       \
+    XOPTIM_LEAF_INSTANCE(O, double)                                      \
+    XOPTIM_LEAF_INSTANCE(O, bfloat16)                                    \
+    XOPTIM_EXTERN template void optimizer<O, O::options_type>::visitor::finish();
 
 namespace xoptim
 {

@@ -1,17 +1,21 @@
-# Fails if OBJECTS defines an optimizer step (xoptim::optimizer<...>::commit<...>): a unit
-# that includes xoptim/instances.hpp must leave them to the project's instantiation unit.
+# Fails if OBJECTS defines an optimizer step (xoptim::optimizer<...>::commit<...>) or the
+# element-type part of its parameter walk (visitor::take<T>, visitor::finish): a unit that
+# includes xoptim/instances.hpp must leave them to the project's instantiation unit.
 execute_process(COMMAND ${NM} -C --defined-only ${OBJECTS} OUTPUT_VARIABLE symbols RESULT_VARIABLE rc)
 if(NOT rc EQUAL 0)
   message(FATAL_ERROR "${NM} failed on ${OBJECTS}")
 endif()
-string(REGEX MATCHALL "[^\n]*xoptim::optimizer<[^\n]*>::commit<[^\n]*" defined "${symbols}")
+set(pattern "[^\n]*xoptim::optimizer<[^\n]*>::(commit<|visitor::take<|visitor::finish\\(\\))[^\n]*")
+string(REGEX MATCHALL "${pattern}" defined "${symbols}")
 if(defined)
   message(FATAL_ERROR "steps compiled in this unit:\n${defined}")
 endif()
 execute_process(COMMAND ${NM} -C --undefined-only ${OBJECTS} OUTPUT_VARIABLE symbols)
-string(REGEX MATCHALL "[^\n]*xoptim::optimizer<[^\n]*>::commit<[^\n]*" used "${symbols}")
+string(REGEX MATCHALL "${pattern}" used "${symbols}")
 list(LENGTH used count)
-if(count EQUAL 0)
-  message(FATAL_ERROR "the unit steps no optimizer: nothing to check")
-endif()
+foreach(part "::commit<" "::visitor::take<" "::visitor::finish\\(")
+  if(NOT used MATCHES "${part}")
+    message(FATAL_ERROR "the unit uses no ${part} from the instantiation unit: nothing to check")
+  endif()
+endforeach()
 message(STATUS "no step defined here; ${count} used from the instantiation unit")

@@ -362,7 +362,7 @@ namespace xoptim
         }
 
         template <class P, class G>
-        void checked_leaf(const name_path& path, P& param, G& grad)
+        [[gnu::noinline]] void checked_leaf(const name_path& path, P& param, G& grad)
         {
             using T = tensor::value_type<P>;
             if (!m_checked)
@@ -372,20 +372,19 @@ namespace xoptim
                     mismatch(path, problem);
                 }
             }
-            T* param_data = tensor::data(param);
             const T* grad_data = nullptr;
             if constexpr (!std::is_same_v<detail::bare<G>, no_grads>)
             {
                 grad_data = tensor::data(grad);
             }
-            const state_store::entry& e = state_for(path, param);
-            track_memory(path, e, param_data, grad_data);
-            if (m_with_jobs)
-            {
-                add_job(e, param_data, grad_data);
-            }
-            ++m_index;
+            take<T>(path, tensor::data(param), grad_data, tensor::size(param), detail::shape_ref::of(param));
         }
+
+        // The rest of a leaf, which depends on its element type alone (compiled once per
+        // type, and once per project with <xoptim/instances.hpp>): its state, where it
+        // lives, its job.
+        template <class T>
+        void take(const name_path& path, T* param, const T* grad, std::size_t size, const detail::shape_ref& shape);
 
         // The parameter's tensors in the list its storage needs: float and double ones
         // in the simple lists, anything coded (bf16, 8-bit) in the coded one.
@@ -445,25 +444,8 @@ namespace xoptim
         }
 
         // A step must see exactly the parameters the state was made for, and no tensor
-        // it writes may share memory with another it touches. Checked in full only when
-        // some tensor moved since the last step that passed (always on the first), and
-        // not at all over lists a flat_params walk checked: its check covered them.
-        void finish()
-        {
-            if (m_index != m_opt.m_state.size())
-            {
-                throw std::invalid_argument(std::string("xoptim::") + Derived::name + ": this step passed "
-                                            + std::to_string(m_index) + " parameters, the optimizer state holds "
-                                            + std::to_string(m_opt.m_state.size()));
-            }
-            if (m_checked)
-            {
-                m_opt.m_alias.passed();
-                return;
-            }
-            m_opt.m_alias.check([] { return std::string("xoptim::") + Derived::name; },
-                                [&](std::size_t k) -> const std::string& { return m_opt.m_state[k].name; });
-        }
+        // it writes may share memory with another it touches.
+        void finish();
 
     private:
 
@@ -488,33 +470,33 @@ namespace xoptim
             }
         }
 
-        template <class P>
-        const state_store::entry& state_for(const name_path& path, const P& param)
+        template <class T>
+        const state_store::entry& state_for(const name_path& path, std::size_t size, const detail::shape_ref& shape)
         {
-            using T = tensor::value_type<P>;
             state_store& store = m_opt.m_state;
             if (m_creating)
             {
+                std::vector<std::size_t> extents = shape.vector();
                 if constexpr (detail::has_shape_check<Derived>::value)
                 {
-                    const std::string problem = m_opt.derived().unsupported_shape(tensor::shape(param));
+                    const std::string problem = m_opt.derived().unsupported_shape(extents);
                     if (!problem.empty())
                     {
                         mismatch(path, problem);
                     }
                 }
-                return store.add(path.name(), param,
-                                 m_opt.layout_for(dtype_of<T>(), tensor::shape(param), tensor::size(param)));
+                const state_layout layout = m_opt.layout_for(dtype_of<T>(), extents, size);
+                return store.add(path.name(), dtype_of<T>(), std::move(extents), size, layout);
             }
             if (m_index >= store.size())
             {
                 mismatch(path, "the optimizer state holds only " + std::to_string(store.size()) + " parameters");
             }
             const state_store::entry& e = store[m_index];
-            if (e.type != dtype_of<T>() || e.size != tensor::size(param) || !detail::same_shape(param, e.shape))
+            if (e.type != dtype_of<T>() || e.size != size || !detail::same_shape(shape, e.shape))
             {
                 mismatch(path, std::string("parameter is ") + dtype_name(dtype_of<T>()) + " "
-                                   + format_shape(tensor::shape(param)) + ", its optimizer state (made for '" + e.name
+                                   + format_shape(shape.vector()) + ", its optimizer state (made for '" + e.name
                                    + "') is " + dtype_name(e.type) + " of " + std::to_string(e.size)
                                    + " elements");
             }
@@ -527,6 +509,41 @@ namespace xoptim
         bool m_checked;
         std::size_t m_index = 0;
     };
+
+    template <class Derived, class Options>
+    template <class T>
+    void optimizer<Derived, Options>::visitor::take(const name_path& path, T* param, const T* grad, std::size_t size,
+                                                    const detail::shape_ref& shape)
+    {
+        const state_store::entry& e = state_for<T>(path, size, shape);
+        track_memory(path, e, param, grad);
+        if (m_with_jobs)
+        {
+            add_job(e, param, grad);
+        }
+        ++m_index;
+    }
+
+    // Checked in full only when some tensor moved since the last step that passed (always
+    // on the first), and not at all over lists a flat_params walk checked: its check
+    // covered them.
+    template <class Derived, class Options>
+    void optimizer<Derived, Options>::visitor::finish()
+    {
+        if (m_index != m_opt.m_state.size())
+        {
+            throw std::invalid_argument(std::string("xoptim::") + Derived::name + ": this step passed "
+                                        + std::to_string(m_index) + " parameters, the optimizer state holds "
+                                        + std::to_string(m_opt.m_state.size()));
+        }
+        if (m_checked)
+        {
+            m_opt.m_alias.passed();
+            return;
+        }
+        m_opt.m_alias.check([] { return std::string("xoptim::") + Derived::name; },
+                            [&](std::size_t k) -> const std::string& { return m_opt.m_state[k].name; });
+    }
 
     template <class Derived, class Options>
     template <class P, class G>

@@ -310,14 +310,12 @@ namespace xoptim
             return out;
         }
 
-        template <class C>
-        const entry& add(std::string name, const C& param, const state_layout& layout)
+        // The state of a parameter of `type`, `shape` and `n` elements.
+        const entry& add(std::string name, dtype type, std::vector<std::size_t> shape, std::size_t n,
+                         const state_layout& layout)
         {
-            using T = tensor::value_type<C>;
-            const std::size_t n = tensor::size(param);
-            const dtype type = dtype_of<T>();
             const auto padded = [](std::size_t bytes) { return (bytes + 63) / 64 * 64; };
-            entry e{std::move(name), type, tensor::shape(param), n, layout.count, {}, layout.param, nullptr, 0, nullptr,
+            entry e{std::move(name), type, std::move(shape), n, layout.count, {}, layout.param, nullptr, 0, nullptr,
                     layout.extents};
             std::vector<std::size_t> offsets;
             std::size_t bytes = 0;
@@ -363,7 +361,8 @@ namespace xoptim
         {
             state_layout layout;
             layout.count = count;
-            return add(std::move(name), param, layout);
+            return add(std::move(name), dtype_of<tensor::value_type<C>>(), tensor::shape(param), tensor::size(param),
+                       layout);
         }
 
         // Drops entries from `n` on: undoes a first step that failed halfway.

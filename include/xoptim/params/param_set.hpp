@@ -88,34 +88,63 @@ namespace xoptim
 
     namespace detail
     {
-        // What is wrong with a parameter and its gradient for a step that writes the one and
-        // reads the other in place, or nothing: the run-time checks of every walk that takes
-        // them (optimizers, the stepper, routers, checkpoints), in one place.
-        template <class P, class G>
-        std::string leaf_problem(const P& param, const G& grad)
+        // What a step checks of one side of a leaf, whatever its type.
+        struct leaf_facts
         {
-            if (!tensor::contiguous(param))
+            std::size_t size;
+            shape_ref shape;
+            bool contiguous;
+
+            template <class C>
+            static leaf_facts of(const C& c) noexcept
+            {
+                return {tensor::size(c), shape_ref::of(c), tensor::contiguous(c)};
+            }
+        };
+
+        // What is wrong with a parameter and its gradient (none: a walk without
+        // gradients) for a step that writes the one and reads the other in place, or
+        // nothing: the run-time checks of every walk that takes them (optimizers, the
+        // stepper, routers, checkpoints), in one place.
+        inline std::string leaf_problem(const leaf_facts& param, const leaf_facts* grad)
+        {
+            if (!param.contiguous)
             {
                 return "parameter is not contiguous (a strided view cannot be stepped in place)";
             }
-            if constexpr (!std::is_same_v<std::remove_const_t<G>, no_grads>)
+            if (grad == nullptr)
             {
-                if (tensor::size(grad) != tensor::size(param))
-                {
-                    return "gradient has " + std::to_string(tensor::size(grad)) + " elements, parameter has "
-                           + std::to_string(tensor::size(param));
-                }
-                if (!detail::same_shape(param, grad))
-                {
-                    return "gradient shape " + format_shape(tensor::shape(grad)) + " differs from parameter shape "
-                           + format_shape(tensor::shape(param));
-                }
-                if (!tensor::contiguous(grad))
-                {
-                    return "gradient is not contiguous";
-                }
+                return {};
+            }
+            if (grad->size != param.size)
+            {
+                return "gradient has " + std::to_string(grad->size) + " elements, parameter has "
+                       + std::to_string(param.size);
+            }
+            if (!detail::same_shape(param.shape, grad->shape))
+            {
+                return "gradient shape " + format_shape(grad->shape.vector()) + " differs from parameter shape "
+                       + format_shape(param.shape.vector());
+            }
+            if (!grad->contiguous)
+            {
+                return "gradient is not contiguous";
             }
             return {};
+        }
+
+        template <class P, class G>
+        std::string leaf_problem(const P& param, const G& grad)
+        {
+            if constexpr (std::is_same_v<std::remove_const_t<G>, no_grads>)
+            {
+                return leaf_problem(leaf_facts::of(param), static_cast<const leaf_facts*>(nullptr));
+            }
+            else
+            {
+                const leaf_facts g = leaf_facts::of(grad);
+                return leaf_problem(leaf_facts::of(param), &g);
+            }
         }
     }
 

@@ -26,6 +26,7 @@
 #include <array>
 #include <cstddef>
 #include <initializer_list>
+#include <memory>
 #include <stdexcept>
 #include <string>
 #include <type_traits>
@@ -582,22 +583,52 @@ namespace xoptim
 
     namespace detail
     {
+        // A tensor's shape read through the tensor, whatever its type (allocates nothing):
+        // what the type-independent part of a step (the checks, the state) needs of a leaf.
+        struct shape_ref
+        {
+            const void* tensor;
+            std::size_t rank;
+            std::size_t (*extent_of)(const void*, std::size_t) noexcept;
+
+            template <class C>
+            static shape_ref of(const C& c) noexcept
+            {
+                return {std::addressof(c), tensor::rank(c),
+                        [](const void* t, std::size_t d) noexcept { return tensor::extent(*static_cast<const C*>(t), d); }};
+            }
+
+            std::size_t extent(std::size_t d) const noexcept
+            {
+                return extent_of(tensor, d);
+            }
+
+            std::vector<std::size_t> vector() const
+            {
+                std::vector<std::size_t> s(rank);
+                for (std::size_t d = 0; d < rank; ++d)
+                {
+                    s[d] = extent(d);
+                }
+                return s;
+            }
+        };
+
         // Shapes must agree when both sides carry one; a flat container (std::vector,
         // rank 1) only needs the same number of elements.
-        template <class A, class B>
-        bool same_shape(const A& a, const B& b)
+        inline bool same_shape(const shape_ref& a, const shape_ref& b) noexcept
         {
-            if (tensor::rank(a) == 1 || tensor::rank(b) == 1)
+            if (a.rank == 1 || b.rank == 1)
             {
                 return true;
             }
-            if (tensor::rank(a) != tensor::rank(b))
+            if (a.rank != b.rank)
             {
                 return false;
             }
-            for (std::size_t d = 0; d < tensor::rank(a); ++d)
+            for (std::size_t d = 0; d < a.rank; ++d)
             {
-                if (tensor::extent(a, d) != tensor::extent(b, d))
+                if (a.extent(d) != b.extent(d))
                 {
                     return false;
                 }
@@ -605,21 +636,33 @@ namespace xoptim
             return true;
         }
 
-        template <class C>
-        bool same_shape(const C& c, const std::vector<std::size_t>& shape)
+        // Exactly `shape` (a state's).
+        inline bool same_shape(const shape_ref& a, const std::vector<std::size_t>& shape) noexcept
         {
-            if (tensor::rank(c) != shape.size())
+            if (a.rank != shape.size())
             {
                 return false;
             }
             for (std::size_t d = 0; d < shape.size(); ++d)
             {
-                if (tensor::extent(c, d) != shape[d])
+                if (a.extent(d) != shape[d])
                 {
                     return false;
                 }
             }
             return true;
+        }
+
+        template <class A, class B>
+        bool same_shape(const A& a, const B& b) noexcept
+        {
+            return same_shape(shape_ref::of(a), shape_ref::of(b));
+        }
+
+        template <class C>
+        bool same_shape(const C& c, const std::vector<std::size_t>& shape) noexcept
+        {
+            return same_shape(shape_ref::of(c), shape);
         }
     }
 }
