@@ -6,6 +6,7 @@
 #include <xoptim/optim/schedulefree.hpp>
 
 #include "../tools/optimizer_json.hpp"
+#include "support/message_of.hpp"
 #include "support/optimizer_checks.hpp"
 
 namespace
@@ -170,6 +171,35 @@ namespace
         EXPECT_EQ(opt.step_count(), 1u);
         opt.eval(p);  // eval twice is eval once
         EXPECT_EQ(p, x);
+    }
+
+    // Eval mode is refused before anything changes: under a router, the other
+    // optimizers' shares do not step either (they did, before the check moved out of the
+    // update), and the step after train() is the one a run without the refusal takes.
+    TEST(schedulefree, a_router_step_in_eval_mode_changes_nothing)
+    {
+        const auto run = [](bool refused_first) {
+            std::vector<float> a(4, 1.0f), b(4, 1.0f), ga(4, 0.5f), gb(4, 0.5f);
+            const auto params = [&] { return std::make_tuple(xoptim::named("a", a), xoptim::named("b", b)); };
+            xoptim::routing r;
+            r.add("adamw", xoptim::name_matches({"a"})).fallback("sf");
+            xoptim::router opt(r, xoptim::adamw(), xoptim::adamw_schedulefree());
+            opt.step(params(), std::tie(ga, gb));
+            if (refused_first)
+            {
+                opt.optimizer<1>().eval(std::make_tuple(xoptim::named("b", b)));
+                const auto a0 = a;
+                EXPECT_EQ(xoptim_test::message_of<std::logic_error>([&] { opt.step(params(), std::tie(ga, gb)); }),
+                          "xoptim::adamw_schedulefree: step in eval mode (call train(params) before stepping)");
+                EXPECT_EQ(a, a0);
+                EXPECT_EQ(opt.optimizer<0>().step_count(), 1u);
+                EXPECT_EQ(opt.optimizer<1>().step_count(), 1u);
+                opt.optimizer<1>().train(std::make_tuple(xoptim::named("b", b)));
+            }
+            opt.step(params(), std::tie(ga, gb));
+            return std::make_pair(a, b);
+        };
+        EXPECT_EQ(run(true), run(false));
     }
 
     TEST(schedulefree, steps_through_groups_and_stepper)

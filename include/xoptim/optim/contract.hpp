@@ -15,6 +15,8 @@
 //   static constexpr std::size_t full_precision_states;       the first ones keep the math type
 //   static constexpr std::size_t scratch_states;              the last ones live within a step
 //   std::string unsupported_shape(const std::vector<std::size_t>&) const;  refuse a shape
+//   std::string refuses_step() const;  why no step can be taken now (empty: none), asked
+//                                      before anything changes (Schedule-Free in eval mode)
 //   std::array<state_extent, N> state_extents(const options_type&, const std::vector<std::size_t>&) const;
 //   static void host_fields(self, f): host numbers a checkpoint keeps (Schedule-Free).
 //   shard_rule shards(const options_type&) const;  how a step may be split between processes
@@ -159,6 +161,16 @@ namespace xoptim::detail
     template <class D>
     struct has_shape_check<D, std::void_t<decltype(std::declval<const D&>().unsupported_shape(
                                   std::declval<const std::vector<std::size_t>&>()))>> : std::true_type
+    {
+    };
+
+    template <class D, class = void>
+    struct has_step_refusal : std::false_type
+    {
+    };
+
+    template <class D>
+    struct has_step_refusal<D, std::void_t<decltype(std::declval<const D&>().refuses_step())>> : std::true_type
     {
     };
 

@@ -24,7 +24,6 @@
 #include <algorithm>
 #include <array>
 #include <cmath>
-#include <stdexcept>
 #include <string>
 
 #include "optimizer.hpp"
@@ -154,15 +153,16 @@ namespace xoptim
             f("eval", o.m_eval);
         }
 
+        // Asked before a step changes anything (a router's other optimizers included).
+        std::string refuses_step() const
+        {
+            return m_eval != 0 ? "step in eval mode (call train(params) before stepping)" : "";
+        }
+
         template <class Step>
         void update(const Step& step, const options_type& o)
         {
             using namespace sym;
-            if (m_eval != 0)
-            {
-                throw std::logic_error(std::string("xoptim::") + name
-                                       + ": step in eval mode (call train(params) before stepping)");
-            }
             const auto& z = sym::state<0>;
             const auto& v = sym::state<1>;
             const auto& gn = sym::local<0>;
