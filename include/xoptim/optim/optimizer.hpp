@@ -457,8 +457,9 @@ namespace xoptim
 
         // Records where this parameter and its gradient live (checked lists too: the
         // places tell which moved). A parameter found at a new address must still carry
-        // the name its state was made for: state follows names, so reordered parameters
-        // are an error, not a silent swap of their moments.
+        // the name its state was made for: state follows names, so reordered named
+        // parameters are an error, not a silent swap of their moments (unnamed ones are
+        // named by position: for them a new order is new buffers).
         template <class T>
         void track_memory(const name_path& path, const state_store::entry& e, const T* param, const T* grad)
         {
