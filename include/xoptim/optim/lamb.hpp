@@ -9,9 +9,11 @@
 //                                            use_nvlamb and weight decay)
 //   p = p - ratio * u
 // optax.lamb is max_grad_norm = none, use_nvlamb = true. Passes over memory: g (only with
-// max_grad_norm), p g m v with the two norms (m and v computed, not stored), p g m v ->
-// p m v (as bitsandbytes' 8-bit LAMB: the update is computed from the states the norms
-// were); one pass, Adam's, where no trust ratio applies.
+// max_grad_norm), p g m v -> m v with the two norms, p m v -> p; one pass, Adam's, where
+// no trust ratio applies. A step that can meet 8-bit or bf16 states (set_storage) runs
+// p g m v with the norms, m and v not stored, then p g m v -> p m v, as bitsandbytes'
+// 8-bit LAMB: its update is computed from the states its norms were, not from their
+// rounded copies.
 #ifndef XOPTIM_OPTIM_LAMB_HPP
 #define XOPTIM_OPTIM_LAMB_HPP
 
@@ -125,20 +127,33 @@ namespace xoptim
             const auto passes = [&](const auto& grad, const auto& direction) {
                 if (o.use_nvlamb || wd != 0)
                 {
-                    // Both passes compute m and v from the states as the step found them: the
-                    // first into locals, for the norms, the second into the states, with the
-                    // update. The update is then the one whose norm the ratio took, whatever
-                    // the states' storage rounds them to (an 8-bit v stored as its zero code
-                    // and read back would divide m by eps alone).
-                    const auto& m_next = sym::local<2>;
-                    const auto& v_next = sym::local<3>;
-                    step.run_in_turn(fuse(grad, m_next = first_moment, v_next = second_moment,
-                                          u = direction(m_next, v_next), param_norm = sqrt(sum_squares(p)),
-                                          update_norm = sqrt(sum_squares(u)),
-                                          ratio = where(param_norm != 0 && update_norm != 0,
-                                                        lr * (param_norm / update_norm), lr)),
-                                     detail::nothing_between{},
-                                     fuse(grad, m = first_moment, v = second_moment, p = p - ratio * direction(m, v)));
+                    const auto norm_of_p = param_norm = sqrt(sum_squares(p));
+                    const auto norm_of_u = update_norm = sqrt(sum_squares(u));
+                    const auto trust_ratio =
+                        ratio = where(param_norm != 0 && update_norm != 0, lr * (param_norm / update_norm), lr);
+                    if constexpr (Step::runs_coded)
+                    {
+                        // Both passes compute m and v from the states as the step found them:
+                        // the first into locals, for the norms, the second into the states,
+                        // with the update. The update is then the one whose norm the ratio
+                        // took, whatever the storage rounds the states to (an 8-bit v stored
+                        // as its zero code and read back would divide m by eps alone).
+                        const auto& m_next = sym::local<2>;
+                        const auto& v_next = sym::local<3>;
+                        step.run_in_turn(fuse(grad, m_next = first_moment, v_next = second_moment,
+                                              u = direction(m_next, v_next), norm_of_p, norm_of_u, trust_ratio),
+                                         detail::nothing_between{},
+                                         fuse(grad, m = first_moment, v = second_moment,
+                                              p = p - ratio * direction(m, v)));
+                    }
+                    else
+                    {
+                        // Float and double states hold what the first pass computed, exactly:
+                        // the second reads them back (no second read of g).
+                        step.run_in_turn(fuse(grad, m = first_moment, v = second_moment, u = direction(m, v),
+                                              norm_of_p, norm_of_u, trust_ratio),
+                                         detail::nothing_between{}, fuse(p = p - ratio * direction(m, v)));
+                    }
                 }
                 else
                 {
