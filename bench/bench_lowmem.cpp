@@ -6,14 +6,18 @@
 //     8-bit two floats per block of 256 read and written) and computes nothing, split
 //     across threads as xoptim splits the step.
 // Cases: A = one tensor of 2^24 floats, B = 4096 tensors of 4096 floats, C = one tensor
-// of 2^14 floats (in cache: the arithmetic alone).
+// of 2^14 floats (in cache: the arithmetic alone). The 8-bit codec alone on case C
+// (q8_codec/...).
 // And the state memory of a 100M-parameter AdamW step: each configuration runs in a
 // fresh process (this program, started again with --state-memory=native|8bit), which
 // reports its peak resident set beyond the parameters and gradients.
+#include <cmath>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <random>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "bench_common.hpp"
@@ -187,6 +191,80 @@ namespace
         st.counters["reported_state_bytes_per_param"] = double(reported) / double(memory_params);
     }
 
+    // The 8-bit codec alone, in cache: case C's 2^14 values (normal, the spread of a
+    // momentum; their absolute values for the unsigned map) in blocks of codec_block,
+    // encoded, decoded, or their block maxima found. Per element, what the fused 8-bit
+    // step spends on each state in each direction (docs/benchmarks.md).
+    enum class codec_work
+    {
+        encode,
+        decode,
+        abs_max
+    };
+
+    void bm_q8_codec(benchmark::State& st, const xoptim::dynamic_map& map, codec_work work)
+    {
+        using A = xsimd::default_arch;
+        const std::size_t n = case_c.elements();
+        std::vector<float, xsimd::aligned_allocator<float>> values(n), out(n);
+        std::mt19937 rng(1);
+        std::normal_distribution<float> normal(0.0f, 0.01f);
+        for (float& x : values)
+        {
+            x = map.is_signed() ? normal(rng) : std::fabs(normal(rng));
+        }
+        std::vector<std::uint8_t> codes(n);
+        std::vector<float> scales(n / xoptim::codec_block);
+        const xoptim::arch::q8_codec<A> codec(map.tables());
+        for (std::size_t b = 0; b < n; b += xoptim::codec_block)
+        {
+            scales[b / xoptim::codec_block] = xoptim::codec::encode_q8<A>(values.data() + b, map, codes.data() + b,
+                                                                          xoptim::codec_block);
+        }
+        for (auto _ : st)
+        {
+            for (std::size_t b = 0; b < n; b += xoptim::codec_block)
+            {
+                float& scale = scales[b / xoptim::codec_block];
+                switch (work)
+                {
+                    case codec_work::encode:
+                        xoptim::codec::encode_q8<A>(values.data() + b, scale, map, codec, codes.data() + b,
+                                                    xoptim::codec_block);
+                        break;
+                    case codec_work::decode:
+                        xoptim::codec::decode_q8<A>(codes.data() + b, scale, map, out.data() + b, xoptim::codec_block);
+                        break;
+                    case codec_work::abs_max:
+                        scale = xoptim::codec::abs_max<A>(values.data() + b, xoptim::codec_block);
+                        break;
+                }
+            }
+            benchmark::DoNotOptimize(codes.data());
+            benchmark::DoNotOptimize(out.data());
+            benchmark::ClobberMemory();
+        }
+        st.SetItemsProcessed(static_cast<std::int64_t>(st.iterations()) * static_cast<std::int64_t>(n));
+    }
+
+    void register_q8_codec()
+    {
+        const std::pair<const char*, codec_work> works[] = {
+            {"encode", codec_work::encode}, {"decode", codec_work::decode}, {"abs_max", codec_work::abs_max}};
+        for (const auto& [what, work] : works)
+        {
+            for (const bool is_signed : {true, false})
+            {
+                const xoptim::dynamic_map& map =
+                    is_signed ? xoptim::dynamic_map::signed_map() : xoptim::dynamic_map::unsigned_map();
+                benchmark::RegisterBenchmark(
+                    (std::string("q8_codec/") + what + (is_signed ? "/signed/" : "/unsigned/") + case_c.name).c_str(),
+                    [&map, work = work](benchmark::State& st) { bm_q8_codec(st, map, work); })
+                    ->Unit(benchmark::kMicrosecond);
+            }
+        }
+    }
+
     // AdamW with states of type S (stored as `states`) and its floor.
     template <class S>
     void register_lowmem(const char* kind, xoptim::state_storage states, const shape& s, std::size_t t)
@@ -211,6 +289,7 @@ namespace
                 register_lowmem<std::uint16_t>("bf16", xoptim::state_storage::bf16, s, t);
             }
         }
+        register_q8_codec();
         for (const char* kind : {"native", "8bit"})
         {
             benchmark::RegisterBenchmark((std::string("state_memory/adamw_") + kind + "/100M").c_str(),
