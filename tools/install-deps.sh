@@ -18,9 +18,10 @@ packages=(
   libblis-dev
   # distributed training (tests/dist, the examples' --data-parallel)
   libopenmpi-dev openmpi-bin
-  # ARM64: cross compiler, user-mode emulator, arm64 libraries the tests link
+  # ARM64: cross compiler, user-mode emulator, arm64 libraries the tests link and the C++
+  # runtime they load under qemu (nothing else brings libstdc++6:arm64 without recommends)
   g++-aarch64-linux-gnu qemu-user
-  libgtest-dev:arm64 libopenblas-dev:arm64 libxsimd-dev:arm64
+  libgtest-dev:arm64 libopenblas-dev:arm64 libxsimd-dev:arm64 libstdc++6:arm64
 )
 
 sudo=()
