@@ -6,10 +6,11 @@
 // Names are recorded on the first walk; later walks must pass the same parameters in
 // the same order: a parameter found at a new address must carry the name recorded at
 // its position (so reordered named parameters are an error, not a silent swap of their
-// state; unnamed ones are named by position, so for them a new order is new buffers). No memory may be written twice or written while read: the alias check runs over
-// the whole set (params/aliasing.hpp), so a router or param_groups sees overlaps between
-// its optimizers' shares and the stepper sees the gradients it reads itself. A
-// steady-state walk compares pointers and allocates nothing.
+// state; unnamed ones are named by position, so for them a new order is new buffers). No
+// memory may be written twice or written while read: the alias check runs over the whole
+// set (params/aliasing.hpp), so a router or param_groups sees overlaps between its
+// optimizers' shares and the stepper sees the gradients it reads itself. A steady-state
+// walk compares pointers and allocates nothing.
 //
 // Each leaf is checked once per step: a walk returns a checked_walk, which its owner
 // hands on with the lists (or with views it made into them or into its own buffers) to

@@ -107,7 +107,8 @@ namespace xoptim
         {
             if (rank > max_rank)
             {
-                throw std::invalid_argument("xoptim::view: at most 8 dimensions (got " + std::to_string(rank) + ")");
+                throw std::invalid_argument("xoptim::view: at most " + std::to_string(max_rank) + " dimensions (got "
+                                            + std::to_string(rank) + ")");
             }
             return rank;
         }
@@ -651,12 +652,6 @@ namespace xoptim
                 }
             }
             return true;
-        }
-
-        template <class A, class B>
-        bool same_shape(const A& a, const B& b) noexcept
-        {
-            return same_shape(shape_ref::of(a), shape_ref::of(b));
         }
 
         template <class C>
