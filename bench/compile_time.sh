@@ -5,14 +5,19 @@
 #
 #   bench/compile_time.sh [--runs N] [--json FILE] [--before DIR] [-- EXTRA_FLAGS...]
 #
-# --before DIR also compiles each unit (but the _extern one) against DIR/include, another
-# checkout of the project (git worktree add DIR COMMIT), in the same rounds: NAME@before.
+# --before DIR also compiles each unit against DIR/include, another checkout of the project
+# (git worktree add DIR COMMIT), in the same rounds: NAME@before; the units that include
+# <xoptim/instances.hpp> only where that checkout has it. (Before io/separate.hpp,
+# training_unit_separate@before is that checkout's _extern unit.) A failed compile stops
+# the script.
 #
 #   adamw_tuple10_xtensor  adamw_tuple10.cpp: xoptim::adamw over std::tie of 10 xt::xtensor<float, N>
 #   adamw_tuple10_vector   adamw_tuple10.cpp -DXOPTIM_TUPLE10_VECTOR: the same over 10 std::vector<float>
 #   training_unit          training_unit.cpp: a model struct, AdamW under the stepper, a checkpoint
 #   training_unit_extern   training_unit.cpp -DXOPTIM_EXTERN_INSTANCES: the same with <xoptim/instances.hpp>
 #                          (the steps compiled once in the project's instantiation unit, not counted)
+#   training_unit_separate the same with -DXOPTIM_SEPARATE_IO too (io/separate.hpp: the checkpoint's
+#                          functions that depend on no type also in the instantiation unit)
 #   xtensor_baseline       xtensor_baseline.cpp: <xtensor/xtensor.hpp> and one assignment
 #
 # CXX picks the compiler (default g++). Run from anywhere; paths are relative to the repository.
@@ -38,12 +43,14 @@ flags=(-std=c++17 -O2 -march=native "${extra[@]}")
 work="$(mktemp -d)"
 trap 'rm -rf "$work"' EXIT
 
-names=(adamw_tuple10_xtensor adamw_tuple10_vector training_unit training_unit_extern xtensor_baseline)
+names=(adamw_tuple10_xtensor adamw_tuple10_vector training_unit training_unit_extern training_unit_separate
+       xtensor_baseline)
 declare -A source=(
   [adamw_tuple10_xtensor]="$root/bench/compile/adamw_tuple10.cpp"
   [adamw_tuple10_vector]="$root/bench/compile/adamw_tuple10.cpp -DXOPTIM_TUPLE10_VECTOR"
   [training_unit]="$root/bench/compile/training_unit.cpp"
   [training_unit_extern]="$root/bench/compile/training_unit.cpp -DXOPTIM_EXTERN_INSTANCES"
+  [training_unit_separate]="$root/bench/compile/training_unit.cpp -DXOPTIM_EXTERN_INSTANCES -DXOPTIM_SEPARATE_IO"
   [xtensor_baseline]="$root/bench/compile/xtensor_baseline.cpp"
 )
 declare -A include=()
@@ -52,7 +59,7 @@ for n in "${names[@]}"; do
 done
 if [[ -n "$before" ]]; then
   for n in "${names[@]}"; do
-    if [[ $n != *_extern && $n != xtensor_baseline ]]; then
+    if [[ $n != xtensor_baseline && ( ${source[$n]} != *XOPTIM_EXTERN_INSTANCES* || -e $before/include/xoptim/instances.hpp ) ]]; then
       names+=("$n@before")
       source[$n@before]=${source[$n]}
       include[$n@before]="$before/include"
@@ -66,7 +73,10 @@ compile_once() {
   local start end
   start=$(date +%s.%N)
   # shellcheck disable=SC2086  # source[] holds "file [-Ddefine]" on purpose
-  "$cxx" "${flags[@]}" -I "${include[$1]}" -c ${source[$1]} -o "$work/$1.o"
+  if ! "$cxx" "${flags[@]}" -I "${include[$1]}" -c ${source[$1]} -o "$work/$1.o"; then
+    echo "compile_time.sh: $1 does not compile" >&2
+    return 1
+  fi
   end=$(date +%s.%N)
   awk -v a="$start" -v b="$end" 'BEGIN { printf "%.4f", b - a }'
 }
@@ -98,8 +108,10 @@ if [[ -n "$before" ]]; then
       printf '| %s | %.2f |\n' "$n" "$(awk -v a="${median[$n]}" -v b="${median[$n@before]}" 'BEGIN { print a / b }')"
     fi
   done
-  printf '| training_unit_extern (vs training_unit@before) | %.2f |\n' \
-    "$(awk -v a="${median[training_unit_extern]}" -v b="${median[training_unit@before]}" 'BEGIN { print a / b }')"
+  for n in training_unit_extern training_unit_separate; do
+    printf '| %s (vs training_unit@before) | %.2f |\n' "$n" \
+      "$(awk -v a="${median[$n]}" -v b="${median[training_unit@before]}" 'BEGIN { print a / b }')"
+  done
 fi
 
 if [[ -n "$json" ]]; then

@@ -1,18 +1,24 @@
 // Steps compiled once per project (include/xoptim/instances.hpp): this unit declares them
 // extern and steps every optimizer the header names through each of its entry points; the
-// kernels come from support/instances_unit.cpp. The ctest instances.none_compiled_here
-// checks that this unit's object holds no step of its own.
+// kernels come from support/instances_unit.cpp. Both units are built with
+// XOPTIM_SEPARATE_IO (io/separate.hpp), so the checkpoint's functions that depend on no
+// type of this unit come from there too. The ctest instances.none_compiled_here checks
+// that this unit's object holds neither.
 #include <cmath>
+#include <stdexcept>
 #include <tuple>
 #include <vector>
 
 #include <gtest/gtest.h>
 
+#include <xoptim/io/checkpoint.hpp>
 #include <xoptim/optim/muon.hpp>
 #include <xoptim/step/stepper.hpp>
 #include <xoptim/xoptim.hpp>
 #include <xoptim/instances.hpp>
 #include <xoptim/instances_muon.hpp>
+
+#include "support/temp_dir.hpp"
 
 namespace
 {
@@ -84,4 +90,49 @@ TEST(instances, stepper_storage_and_every_optimizer_named)
               std::forward_as_tuple(xoptim::tensor_view<const float>(grad.data(), {4, 4})));
     EXPECT_LT(matrix[0], 0.0f);
     EXPECT_EQ(matrix[1], 0.0f);
+}
+
+namespace
+{
+    class instances_io : public xoptim_test::temp_dir_test
+    {
+    };
+}
+
+TEST_F(instances_io, a_checkpoint_saves_loads_and_refuses_through_the_project_io)
+{
+    const std::string path = (dir_ / "run.safetensors").string();
+    std::vector<float> w{1.0f, -2.0f, 0.5f}, b{0.25f};
+    const std::vector<float> gw{0.5f, 0.5f, -1.0f}, gb{2.0f};
+    xoptim::stepper step{xoptim::adamw()};
+    step(std::tie(w, b), std::tie(gw, gb));
+    xoptim::save_checkpoint(path, std::tie(w, b), step);
+
+    // A second step from the saved point, once as the run went on, once after a load.
+    std::vector<float> w_on = w, b_on = b;
+    step(std::tie(w_on, b_on), std::tie(gw, gb));
+    std::vector<float> w_back{9.0f, 9.0f, 9.0f}, b_back{9.0f};
+    xoptim::stepper again{xoptim::adamw()};
+    again(std::tie(w_back, b_back), std::tie(gw, gb));  // states exist, with other values
+    xoptim::load_checkpoint(path, std::tie(w_back, b_back), again);
+    EXPECT_EQ(w_back, w);
+    EXPECT_EQ(b_back, b);
+    again(std::tie(w_back, b_back), std::tie(gw, gb));
+    EXPECT_EQ(w_back, w_on);
+    EXPECT_EQ(b_back, b_on);
+
+    // The metadata check (detail::check_metadata) refuses a file that is not a checkpoint.
+    xoptim::io::safetensors_writer other;
+    other.metadata("format", "something else");
+    other.write((dir_ / "other.safetensors").string());
+    try
+    {
+        xoptim::load_checkpoint((dir_ / "other.safetensors").string(), std::tie(w_back, b_back), again);
+        FAIL() << "a file of another format was loaded";
+    }
+    catch (const std::runtime_error& e)
+    {
+        EXPECT_NE(std::string(e.what()).find("not an xoptim checkpoint"), std::string::npos) << e.what();
+    }
+    EXPECT_EQ(w_back, w_on);
 }

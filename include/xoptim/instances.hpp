@@ -16,12 +16,18 @@
 // AdamW, Adam, SGD and Lion here; Muon in instances_muon.hpp. Saving measured in
 // docs/benchmarks.md ("Compile time"). Other optimizers, and bf16 parameters stepped
 // directly (commit<5>), compile where they are used, as without this header.
+//
+// A project that also defines XOPTIM_SEPARATE_IO in every unit (io/separate.hpp) compiles
+// the checkpoint's and safetensors' functions that depend on no caller's type here too.
 #ifndef XOPTIM_INSTANCES_HPP
 #define XOPTIM_INSTANCES_HPP
 
 #include "optim/adam.hpp"
 #include "optim/lion.hpp"
 #include "optim/sgd.hpp"
+#if defined(XOPTIM_SEPARATE_IO)
+#include "io/checkpoint.hpp"
+#endif
 
 #ifdef XOPTIM_INSTANTIATE
 #define XOPTIM_EXTERN

@@ -1,6 +1,7 @@
 # Fails if OBJECTS defines an optimizer step (xoptim::optimizer<...>::commit<...>) or the
 # element-type part of its parameter walk (visitor::take<T>, visitor::finish): a unit that
-# includes xoptim/instances.hpp must leave them to the project's instantiation unit.
+# includes xoptim/instances.hpp must leave them to the project's instantiation unit. With
+# IO set, also the io functions that XOPTIM_SEPARATE_IO leaves to it (io/separate.hpp).
 execute_process(COMMAND ${NM} -C --defined-only ${OBJECTS} OUTPUT_VARIABLE symbols RESULT_VARIABLE rc)
 if(NOT rc EQUAL 0)
   message(FATAL_ERROR "${NM} failed on ${OBJECTS}")
@@ -19,3 +20,18 @@ foreach(part "::commit<" "::visitor::take<" "::visitor::finish\\(")
   endif()
 endforeach()
 message(STATUS "no step defined here; ${count} used from the instantiation unit")
+if(IO)
+  execute_process(COMMAND ${NM} -C --defined-only ${OBJECTS} OUTPUT_VARIABLE symbols)
+  set(io_pattern "[^\n]*(xoptim::io::safetensors_(writer|file)::(add|metadata|write|serialize|read|read_header|read_data|parse|parse_header|find|data)\\(|xoptim::detail::(schedules_json|stepper_json|parse_count|parse_host_number|hex|metadata_checksum|check_metadata|add_param_tensors|add_state_tensors)\\(|xoptim::upgrade_checkpoint\\()[^\n]*")
+  string(REGEX MATCHALL "${io_pattern}" defined "${symbols}")
+  if(defined)
+    message(FATAL_ERROR "io compiled in this unit:\n${defined}")
+  endif()
+  execute_process(COMMAND ${NM} -C --undefined-only ${OBJECTS} OUTPUT_VARIABLE symbols)
+  string(REGEX MATCHALL "${io_pattern}" used "${symbols}")
+  list(LENGTH used count)
+  if(count EQUAL 0)
+    message(FATAL_ERROR "the unit uses no io function from the instantiation unit: nothing to check")
+  endif()
+  message(STATUS "no io function defined here; ${count} used from the instantiation unit")
+endif()

@@ -52,6 +52,7 @@
 #include "json.hpp"
 #include "quote.hpp"
 #include "safetensors.hpp"
+#include "separate.hpp"
 #include "xxh64.hpp"
 
 namespace xoptim
@@ -289,26 +290,9 @@ namespace xoptim
             return out + "}";
         }
 
-        inline std::string schedules_json(const std::vector<schedule_binding>& schedules)
-        {
-            std::string out = "{";
-            for (const auto& b : schedules)
-            {
-                out += (out.size() > 1 ? ", " : "") + io::json_string(b.field) + ": " + io::json_string(b.value.describe());
-            }
-            return out + "}";
-        }
+        std::string schedules_json(const std::vector<schedule_binding>& schedules);
 
-        inline std::string stepper_json(const stepper_options& o)
-        {
-            const char* policy = o.on_non_finite == non_finite::skip    ? "skip"
-                                 : o.on_non_finite == non_finite::raise ? "raise"
-                                                                        : "ignore";
-            return "{\"clip_global_norm\": " + io::json_number(o.clip_global_norm)
-                   + ", \"clip_value\": " + io::json_number(o.clip_value) + ", \"on_non_finite\": \"" + policy
-                   + "\", \"accumulate\": " + std::to_string(o.accumulate)
-                   + ", \"caller_accumulates\": " + (o.caller_accumulates ? "true" : "false") + "}";
-        }
+        std::string stepper_json(const stepper_options& o);
 
         /***********
          * Tensors *
@@ -330,65 +314,36 @@ namespace xoptim
             return t == dtype::float32 ? io::st_dtype::F32 : t == dtype::float64 ? io::st_dtype::F64 : io::st_dtype::BF16;
         }
 
+        // The parameters' tensors (param/NAME), float then double, in the set's order.
+        void add_param_tensors(std::vector<checkpoint_tensor>& out, flat_params& flat);
+
+        // A store's tensors as stored: float or double, bf16, or 8-bit codes (U8) with
+        // their per-block scales (NAME.absmax, F32). NAME is prefix + the entry's name, then
+        // "/" + names[s] where names is not null; of each entry's states the first `keep`,
+        // and never its last `scratch` (Muon's update: the last of the states its options
+        // create). `what` names them in messages ("optimizer state").
+        void add_state_tensors(std::vector<checkpoint_tensor>& out, const state_store& store, const std::string& prefix,
+                               const char* const* names, std::size_t keep, std::size_t scratch, const char* what);
+
         // Every tensor a checkpoint of (params, trainer) holds, in a fixed order. With
-        // `pending`, the stepper's accumulators are included.
+        // `pending`, the stepper's accumulators are included. (A load writes through the
+        // pointers of its trainer's tensors: the trainer it passes is not const.)
         template <class Trainer>
-        std::vector<checkpoint_tensor> checkpoint_tensors(flat_params& flat, Trainer& trainer, bool pending)
+        std::vector<checkpoint_tensor> checkpoint_tensors(flat_params& flat, const Trainer& trainer, bool pending)
         {
             std::vector<checkpoint_tensor> out;
-            const auto add_params = [&](auto& share) {
-                for (std::size_t i = 0; i < share.params.size(); ++i)
-                {
-                    auto& v = share.params[i];
-                    using T = tensor::value_type<std::decay_t<decltype(v)>>;
-                    const std::string& name = flat.name(share.leaves[i]);
-                    out.push_back({"param/" + name, io::st_dtype_of<T>(), flat.shape(share.leaves[i]), v.data(),
-                                   v.size() * sizeof(T), "parameter '" + name + "'"});
-                }
-            };
-            add_params(flat.share<float>());
-            add_params(flat.share<double>());
-            // Each state tensor as it is stored: float or double, bf16, or 8-bit codes
-            // (U8) with their per-block scales (NAME.absmax, F32).
-            // The last `scratch` tensors of an entry are left out (Muon's update: the last of the
-            // states its options create).
-            const auto add_store = [&](const state_store& store, const std::string& prefix, const auto& names,
-                                       std::size_t keep, std::size_t scratch, const char* what) {
-                for (std::size_t k = 0; k < store.size(); ++k)
-                {
-                    const state_store::entry& e = store[k];
-                    const std::string owner = std::string(what) + " of parameter '" + e.name + "'";
-                    for (std::size_t s = 0; s < std::min(keep, e.count - std::min(e.count, scratch)); ++s)
-                    {
-                        const state_store::state_tensor& t = e.states[s];
-                        const std::string name = prefix + e.name + (names.empty() ? "" : "/" + std::string(names[s]));
-                        const io::st_dtype type = t.format == slot_format::native ? st_dtype_of(math_type(e.type))
-                                                  : is_8bit(t.format)            ? io::st_dtype::U8
-                                                                                 : io::st_dtype::BF16;
-                        if (e.extents[s] == state_extent::none)
-                        {
-                            continue;  // a state this parameter does not have (Adafactor's vector moments of a matrix)
-                        }
-                        out.push_back({name, type, e.state_shape(s), t.data, e.state_size(s) * e.element_bytes(s), owner});
-                        if (is_8bit(t.format))
-                        {
-                            out.push_back({name + ".absmax", io::st_dtype::F32, {e.blocks()}, t.absmax,
-                                           e.blocks() * sizeof(float), owner + " (8-bit block scales)"});
-                        }
-                    }
-                }
-            };
-            for_each_optimizer(trainer, "optimizer", [&](const std::string& key, auto& o) {
+            add_param_tensors(out, flat);
+            for_each_optimizer(trainer, "optimizer", [&](const std::string& key, const auto& o) {
                 using O = std::remove_const_t<std::remove_reference_t<decltype(o)>>;
-                add_store(checkpoint_access::state(o), "state/" + key + "/", O::state_names, kept_states(o),
-                          scratch_states<O>::value, "optimizer state");
+                add_state_tensors(out, checkpoint_access::state(o), "state/" + key + "/", O::state_names.data(),
+                                  kept_states(o), scratch_states<O>::value, "optimizer state");
             });
-            if constexpr (is_stepper<std::remove_const_t<Trainer>>::value)
+            if constexpr (is_stepper<Trainer>::value)
             {
                 if (pending)
                 {
-                    add_store(checkpoint_access::accumulators(trainer), "accumulator/", std::vector<const char*>{}, 1, 0,
-                              "gradient accumulator");
+                    add_state_tensors(out, checkpoint_access::accumulators(trainer), "accumulator/", nullptr, 1, 0,
+                                      "gradient accumulator");
                 }
             }
             return out;
@@ -399,28 +354,8 @@ namespace xoptim
             throw std::runtime_error(path + ": " + problem);
         }
 
-        inline std::size_t parse_count(const std::string& path, const std::map<std::string, std::string>& meta,
-                                       const std::string& key)
-        {
-            const auto it = meta.find(key);
-            if (it == meta.end())
-            {
-                checkpoint_error(path, "metadata has no \"" + key + "\"");
-            }
-            const std::string& s = it->second;
-            std::size_t value = 0;
-            const bool digits = !s.empty() && s.size() <= 18
-                                && std::all_of(s.begin(), s.end(), [](char c) { return c >= '0' && c <= '9'; });
-            if (!digits)
-            {
-                checkpoint_error(path, "metadata \"" + key + "\" is not a count: " + io::quote(s));
-            }
-            for (const char c : s)
-            {
-                value = value * 10 + std::size_t(c - '0');
-            }
-            return value;
-        }
+        std::size_t parse_count(const std::string& path, const std::map<std::string, std::string>& meta,
+                                const std::string& key);
 
         // An optimizer that keeps numbers on the host beyond its step count (Schedule-Free:
         // lr_max, weight_sum, the eval/train mode) lists them with
@@ -438,23 +373,8 @@ namespace xoptim
         {
         };
 
-        inline double parse_host_number(const std::string& path, const std::map<std::string, std::string>& meta,
-                                        const std::string& key)
-        {
-            const auto it = meta.find(key);
-            if (it == meta.end())
-            {
-                checkpoint_error(path, "metadata has no \"" + key + "\"");
-            }
-            const char* text = it->second.c_str();
-            char* end = nullptr;
-            const double x = std::strtod(text, &end);
-            if (it->second.empty() || end != text + it->second.size() || !std::isfinite(x))
-            {
-                checkpoint_error(path, "\"" + key + "\" is " + io::quote(it->second) + ", not a finite number");
-            }
-            return x;
-        }
+        double parse_host_number(const std::string& path, const std::map<std::string, std::string>& meta,
+                                 const std::string& key);
 
         // The metadata key of a tensor's checksum: one key each, so a load finds every
         // checksum in the parsed metadata map instead of searching one long string.
@@ -463,12 +383,7 @@ namespace xoptim
             return "xxh64/" + tensor;
         }
 
-        inline std::string hex(std::uint64_t x)
-        {
-            char buffer[20];
-            std::snprintf(buffer, sizeof buffer, "%016llx", static_cast<unsigned long long>(x));
-            return buffer;
-        }
+        std::string hex(std::uint64_t x);
 
         using checkpoint_metadata = std::map<std::string, std::string>;
 
@@ -480,26 +395,7 @@ namespace xoptim
         // sorted() order them), each key and value preceded by its length in bytes as 8
         // little-endian bytes. It covers the step counts, counters, options and the
         // tensors' checksums, so no bit of the metadata changes unnoticed.
-        inline std::string metadata_checksum(const checkpoint_metadata& meta)
-        {
-            std::string text;
-            const auto append = [&](const std::string& s) {
-                for (int i = 0; i < 8; ++i)
-                {
-                    text += static_cast<char>((std::uint64_t(s.size()) >> (8 * i)) & 0xff);
-                }
-                text += s;
-            };
-            for (const auto& [key, value] : meta)
-            {
-                if (key != metadata_checksum_key)
-                {
-                    append(key);
-                    append(value);
-                }
-            }
-            return hex(io::xxh64(text.data(), text.size()));
-        }
+        std::string metadata_checksum(const checkpoint_metadata& meta);
 
         // Sets the metadata's checksum (after every other entry).
         inline void sign_metadata(checkpoint_metadata& meta)
@@ -515,41 +411,7 @@ namespace xoptim
 
         // The checks every load makes first: a checkpoint, of a version this reads, whose
         // metadata is as it was written. Returns the version.
-        inline std::size_t check_metadata(const std::string& path, const checkpoint_metadata& meta)
-        {
-            const auto format = meta.find("format");
-            if (format == meta.end())
-            {
-                checkpoint_error(path, "metadata has no \"format\"");
-            }
-            if (format->second != "xoptim.checkpoint")
-            {
-                checkpoint_error(path, "not an xoptim checkpoint (format " + io::quote(format->second) + ")");
-            }
-            const std::size_t version = parse_count(path, meta, "format_version");
-            if (version > std::size_t(checkpoint_format_version))
-            {
-                checkpoint_error(path, "format version " + std::to_string(version) + " is newer than this xoptim reads ("
-                                           + std::to_string(checkpoint_format_version) + ")");
-            }
-            if (version < 1)
-            {
-                checkpoint_error(path, "format version 0 does not exist");
-            }
-            if (version >= 2)
-            {
-                const auto sum = meta.find(metadata_checksum_key);
-                if (sum == meta.end())
-                {
-                    checkpoint_error(path, "no checksum of the metadata (\"" + metadata_checksum_key + "\")");
-                }
-                if (sum->second != metadata_checksum(meta))
-                {
-                    checkpoint_error(path, "the metadata is damaged (its checksum does not match)");
-                }
-            }
-            return version;
-        }
+        std::size_t check_metadata(const std::string& path, const checkpoint_metadata& meta);
     }
 
     template <class P, class Trainer>
@@ -774,7 +636,182 @@ namespace xoptim
         }
     }
 
-    inline void upgrade_checkpoint(const std::string& from, const std::string& to)
+    // The definitions: in every unit, or in the instantiation unit only (io/separate.hpp).
+#if XOPTIM_IO_DEFINE
+    XOPTIM_IO_INLINE void detail::add_param_tensors(std::vector<checkpoint_tensor>& out, flat_params& flat)
+    {
+        const auto add = [&](auto& share) {
+            for (std::size_t i = 0; i < share.params.size(); ++i)
+            {
+                auto& v = share.params[i];
+                using T = tensor::value_type<std::decay_t<decltype(v)>>;
+                const std::string& name = flat.name(share.leaves[i]);
+                out.push_back({"param/" + name, io::st_dtype_of<T>(), flat.shape(share.leaves[i]), v.data(),
+                               v.size() * sizeof(T), "parameter '" + name + "'"});
+            }
+        };
+        add(flat.share<float>());
+        add(flat.share<double>());
+    }
+
+    XOPTIM_IO_INLINE void detail::add_state_tensors(std::vector<checkpoint_tensor>& out, const state_store& store,
+                                                    const std::string& prefix, const char* const* names,
+                                                    std::size_t keep, std::size_t scratch, const char* what)
+    {
+        for (std::size_t k = 0; k < store.size(); ++k)
+        {
+            const state_store::entry& e = store[k];
+            const std::string owner = std::string(what) + " of parameter '" + e.name + "'";
+            for (std::size_t s = 0; s < std::min(keep, e.count - std::min(e.count, scratch)); ++s)
+            {
+                const state_store::state_tensor& t = e.states[s];
+                const std::string name = prefix + e.name + (names == nullptr ? "" : "/" + std::string(names[s]));
+                const io::st_dtype type = t.format == slot_format::native ? st_dtype_of(math_type(e.type))
+                                          : is_8bit(t.format)            ? io::st_dtype::U8
+                                                                         : io::st_dtype::BF16;
+                if (e.extents[s] == state_extent::none)
+                {
+                    continue;  // a state this parameter does not have (Adafactor's vector moments of a matrix)
+                }
+                out.push_back({name, type, e.state_shape(s), t.data, e.state_size(s) * e.element_bytes(s), owner});
+                if (is_8bit(t.format))
+                {
+                    out.push_back({name + ".absmax", io::st_dtype::F32, {e.blocks()}, t.absmax,
+                                   e.blocks() * sizeof(float), owner + " (8-bit block scales)"});
+                }
+            }
+        }
+    }
+
+    XOPTIM_IO_INLINE std::string detail::schedules_json(const std::vector<schedule_binding>& schedules)
+    {
+        std::string out = "{";
+        for (const auto& b : schedules)
+        {
+            out += (out.size() > 1 ? ", " : "") + io::json_string(b.field) + ": " + io::json_string(b.value.describe());
+        }
+        return out + "}";
+    }
+
+    XOPTIM_IO_INLINE std::string detail::stepper_json(const stepper_options& o)
+    {
+        const char* policy = o.on_non_finite == non_finite::skip    ? "skip"
+                             : o.on_non_finite == non_finite::raise ? "raise"
+                                                                    : "ignore";
+        return "{\"clip_global_norm\": " + io::json_number(o.clip_global_norm)
+               + ", \"clip_value\": " + io::json_number(o.clip_value) + ", \"on_non_finite\": \"" + policy
+               + "\", \"accumulate\": " + std::to_string(o.accumulate)
+               + ", \"caller_accumulates\": " + (o.caller_accumulates ? "true" : "false") + "}";
+    }
+
+    XOPTIM_IO_INLINE std::size_t detail::parse_count(const std::string& path,
+                                                     const std::map<std::string, std::string>& meta,
+                                                     const std::string& key)
+    {
+        const auto it = meta.find(key);
+        if (it == meta.end())
+        {
+            checkpoint_error(path, "metadata has no \"" + key + "\"");
+        }
+        const std::string& s = it->second;
+        std::size_t value = 0;
+        const bool digits = !s.empty() && s.size() <= 18
+                            && std::all_of(s.begin(), s.end(), [](char c) { return c >= '0' && c <= '9'; });
+        if (!digits)
+        {
+            checkpoint_error(path, "metadata \"" + key + "\" is not a count: " + io::quote(s));
+        }
+        for (const char c : s)
+        {
+            value = value * 10 + std::size_t(c - '0');
+        }
+        return value;
+    }
+
+    XOPTIM_IO_INLINE double detail::parse_host_number(const std::string& path,
+                                                      const std::map<std::string, std::string>& meta,
+                                                      const std::string& key)
+    {
+        const auto it = meta.find(key);
+        if (it == meta.end())
+        {
+            checkpoint_error(path, "metadata has no \"" + key + "\"");
+        }
+        const char* text = it->second.c_str();
+        char* end = nullptr;
+        const double x = std::strtod(text, &end);
+        if (it->second.empty() || end != text + it->second.size() || !std::isfinite(x))
+        {
+            checkpoint_error(path, "\"" + key + "\" is " + io::quote(it->second) + ", not a finite number");
+        }
+        return x;
+    }
+
+    XOPTIM_IO_INLINE std::string detail::hex(std::uint64_t x)
+    {
+        char buffer[20];
+        std::snprintf(buffer, sizeof buffer, "%016llx", static_cast<unsigned long long>(x));
+        return buffer;
+    }
+
+    XOPTIM_IO_INLINE std::string detail::metadata_checksum(const checkpoint_metadata& meta)
+    {
+        std::string text;
+        const auto append = [&](const std::string& s) {
+            for (int i = 0; i < 8; ++i)
+            {
+                text += static_cast<char>((std::uint64_t(s.size()) >> (8 * i)) & 0xff);
+            }
+            text += s;
+        };
+        for (const auto& [key, value] : meta)
+        {
+            if (key != metadata_checksum_key)
+            {
+                append(key);
+                append(value);
+            }
+        }
+        return hex(io::xxh64(text.data(), text.size()));
+    }
+
+    XOPTIM_IO_INLINE std::size_t detail::check_metadata(const std::string& path, const checkpoint_metadata& meta)
+    {
+        const auto format = meta.find("format");
+        if (format == meta.end())
+        {
+            checkpoint_error(path, "metadata has no \"format\"");
+        }
+        if (format->second != "xoptim.checkpoint")
+        {
+            checkpoint_error(path, "not an xoptim checkpoint (format " + io::quote(format->second) + ")");
+        }
+        const std::size_t version = parse_count(path, meta, "format_version");
+        if (version > std::size_t(checkpoint_format_version))
+        {
+            checkpoint_error(path, "format version " + std::to_string(version) + " is newer than this xoptim reads ("
+                                       + std::to_string(checkpoint_format_version) + ")");
+        }
+        if (version < 1)
+        {
+            checkpoint_error(path, "format version 0 does not exist");
+        }
+        if (version >= 2)
+        {
+            const auto sum = meta.find(metadata_checksum_key);
+            if (sum == meta.end())
+            {
+                checkpoint_error(path, "no checksum of the metadata (\"" + metadata_checksum_key + "\")");
+            }
+            if (sum->second != metadata_checksum(meta))
+            {
+                checkpoint_error(path, "the metadata is damaged (its checksum does not match)");
+            }
+        }
+        return version;
+    }
+
+    XOPTIM_IO_INLINE void upgrade_checkpoint(const std::string& from, const std::string& to)
     {
         const io::safetensors_file file = io::safetensors_file::read(from);
         detail::checkpoint_metadata meta = file.metadata();
@@ -798,6 +835,7 @@ namespace xoptim
         }
         writer.write(to);
     }
+#endif
 }
 
 #endif

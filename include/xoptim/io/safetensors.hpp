@@ -38,6 +38,7 @@
 #include "json.hpp"
 #include "quote.hpp"
 #include "read_buffer.hpp"
+#include "separate.hpp"
 
 #include <fcntl.h>
 #include <sys/stat.h>
@@ -298,6 +299,8 @@ namespace xoptim::io
         std::vector<st_tensor_info> m_tensors;
     };
 
+    // The definitions: in every unit, or in the instantiation unit only (io/separate.hpp).
+#if XOPTIM_IO_DEFINE
     namespace safetensors_detail
     {
         // safetensors' own limit; larger lengths are corrupt or hostile, not real headers.
@@ -852,8 +855,8 @@ namespace xoptim::io
 
     }
 
-    inline void safetensors_writer::add(std::string name, st_dtype dtype, std::vector<std::size_t> shape,
-                                        const void* data, std::size_t bytes)
+    XOPTIM_IO_INLINE void safetensors_writer::add(std::string name, st_dtype dtype, std::vector<std::size_t> shape,
+                                                  const void* data, std::size_t bytes)
     {
         namespace d = safetensors_detail;
         const std::string where = "xoptim::io::safetensors_writer::add: tensor " + quote(name) + ": ";
@@ -896,7 +899,7 @@ namespace xoptim::io
         m_tensors.emplace(std::move(name), entry{dtype, std::move(shape), data, bytes});
     }
 
-    inline void safetensors_writer::metadata(std::string key, std::string value)
+    XOPTIM_IO_INLINE void safetensors_writer::metadata(std::string key, std::string value)
     {
         namespace d = safetensors_detail;
         if (!d::valid_utf8(key) || !d::valid_utf8(value))
@@ -907,7 +910,7 @@ namespace xoptim::io
         m_metadata[std::move(key)] = std::move(value);
     }
 
-    inline std::vector<safetensors_writer::placed> safetensors_writer::layout() const
+    XOPTIM_IO_INLINE std::vector<safetensors_writer::placed> safetensors_writer::layout() const
     {
         std::vector<placed> order;
         order.reserve(m_tensors.size());
@@ -928,7 +931,8 @@ namespace xoptim::io
         return order;
     }
 
-    inline std::string safetensors_writer::header(const std::vector<placed>& order, const std::string& what) const
+    XOPTIM_IO_INLINE std::string safetensors_writer::header(const std::vector<placed>& order,
+                                                            const std::string& what) const
     {
         namespace d = safetensors_detail;
         std::string json = "{";
@@ -976,7 +980,7 @@ namespace xoptim::io
         return out + json;
     }
 
-    inline void safetensors_writer::write(const std::string& path) const
+    XOPTIM_IO_INLINE void safetensors_writer::write(const std::string& path) const
     {
         const std::vector<placed> order = layout();
         const std::string head = header(order, path);
@@ -989,7 +993,7 @@ namespace xoptim::io
         file.commit();
     }
 
-    inline std::string safetensors_writer::serialize() const
+    XOPTIM_IO_INLINE std::string safetensors_writer::serialize() const
     {
         const std::vector<placed> order = layout();
         std::string out = header(order, "xoptim::io::safetensors_writer::serialize");
@@ -1062,14 +1066,14 @@ namespace xoptim::io
         }
     }
 
-    inline safetensors_file safetensors_file::read(const std::string& path)
+    XOPTIM_IO_INLINE safetensors_file safetensors_file::read(const std::string& path)
     {
         safetensors_file file = read_header(path);
         file.read_data();
         return file;
     }
 
-    inline safetensors_file safetensors_file::read_header(const std::string& path)
+    XOPTIM_IO_INLINE safetensors_file safetensors_file::read_header(const std::string& path)
     {
         namespace d = safetensors_detail;
         d::file_handle fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC));
@@ -1138,7 +1142,7 @@ namespace xoptim::io
         return file;
     }
 
-    inline void safetensors_file::read_data()
+    XOPTIM_IO_INLINE void safetensors_file::read_data()
     {
         namespace d = safetensors_detail;
         if (m_has_data)
@@ -1163,7 +1167,7 @@ namespace xoptim::io
         m_has_data = true;
     }
 
-    inline safetensors_file safetensors_file::parse(std::vector<unsigned char> bytes, const std::string& what)
+    XOPTIM_IO_INLINE safetensors_file safetensors_file::parse(std::vector<unsigned char> bytes, const std::string& what)
     {
         namespace d = safetensors_detail;
         if (bytes.size() < 8)
@@ -1181,7 +1185,8 @@ namespace xoptim::io
         return file;
     }
 
-    inline void safetensors_file::parse_header(const unsigned char* text, std::size_t size, std::size_t data_size)
+    XOPTIM_IO_INLINE void safetensors_file::parse_header(const unsigned char* text, std::size_t size,
+                                                         std::size_t data_size)
     {
         namespace d = safetensors_detail;
         const std::string& what = m_what;
@@ -1227,14 +1232,14 @@ namespace xoptim::io
                   [](const st_tensor_info& a, const st_tensor_info& b) { return a.name < b.name; });
     }
 
-    inline const st_tensor_info* safetensors_file::find(const std::string& name) const
+    XOPTIM_IO_INLINE const st_tensor_info* safetensors_file::find(const std::string& name) const
     {
         const auto it = std::lower_bound(m_tensors.begin(), m_tensors.end(), name,
                                          [](const st_tensor_info& t, const std::string& n) { return t.name < n; });
         return it != m_tensors.end() && it->name == name ? &*it : nullptr;
     }
 
-    inline const unsigned char* safetensors_file::data(const st_tensor_info& info) const
+    XOPTIM_IO_INLINE const unsigned char* safetensors_file::data(const st_tensor_info& info) const
     {
         if (!m_has_data)
         {
@@ -1247,6 +1252,7 @@ namespace xoptim::io
         }
         return m_bytes.data() + m_data_begin + info.begin;
     }
+#endif
 }
 
 #endif
