@@ -4,9 +4,10 @@
 // bf16 and 8-bit states, as set_storage asks for). Every unit that includes this header
 // (after <xoptim/xoptim.hpp>) declares those as `extern template`, with the part of the
 // parameter walk that depends on the element type alone (a leaf's state, memory and job:
-// visitor::take<T>, and visitor::finish), so it compiles the walk over its own types only;
-// one unit of the project defines XOPTIM_INSTANTIATE before including it and compiles them
-// all, once:
+// visitor::take<T>, and visitor::finish), so it compiles the walk over its own types only,
+// and with what a stepper that owns the optimizer (stepper<O>) does beside the step (its
+// accumulators, the gradients' norm); one unit of the project defines XOPTIM_INSTANTIATE
+// before including it and compiles them all, once:
 //
 //     // xoptim_instances.cpp, one per project
 //     #define XOPTIM_INSTANTIATE
@@ -25,6 +26,7 @@
 #include "optim/adam.hpp"
 #include "optim/lion.hpp"
 #include "optim/sgd.hpp"
+#include "step/stepper.hpp"
 #if defined(XOPTIM_SEPARATE_IO)
 #include "io/checkpoint.hpp"
 #endif
@@ -44,16 +46,29 @@
     XOPTIM_EXTERN template void optimizer<O, O::options_type>::visitor::take<T>(const name_path&, T*, const T*, \
                                                                                 std::size_t, const detail::shape_ref&);
 
-// float, double, both (stepper, router), and both with coded states (set_storage).
-#define XOPTIM_INSTANCES(O)                                              \
-    XOPTIM_INSTANCE(O, 1u)                                               \
-    XOPTIM_INSTANCE(O, 2u)                                               \
-    XOPTIM_INSTANCE(O, 3u)                                               \
-    XOPTIM_INSTANCE(O, 7u)                                               \
-    XOPTIM_LEAF_INSTANCE(O, float)                                       \
-    XOPTIM_LEAF_INSTANCE(O, double)                                      \
-    XOPTIM_LEAF_INSTANCE(O, bfloat16)                                    \
-    XOPTIM_EXTERN template void optimizer<O, O::options_type>::visitor::finish();
+// A stepper's work over its float or double parameters beside the step (the parameter
+// walk and the step stay in each unit).
+#define XOPTIM_STEPPER_INSTANCE(O, T)                                                                  \
+    XOPTIM_EXTERN template void stepper<O>::check_accumulators<T>(const flat_share<T>&) const;         \
+    XOPTIM_EXTERN template void stepper<O>::accumulate<T>(flat_share<T>&);                             \
+    XOPTIM_EXTERN template void stepper<O>::use_accumulators<T>(flat_share<T>&);                       \
+    XOPTIM_EXTERN template grad_stats stepper<O>::reduce<T>(const flat_share<T>&);
+
+// The steps over float, double, both (stepper, router), and both with coded states
+// (set_storage); the walk's element-type part; the owning stepper's work.
+#define XOPTIM_INSTANCES(O)                                                      \
+    XOPTIM_INSTANCE(O, 1u)                                                       \
+    XOPTIM_INSTANCE(O, 2u)                                                       \
+    XOPTIM_INSTANCE(O, 3u)                                                       \
+    XOPTIM_INSTANCE(O, 7u)                                                       \
+    XOPTIM_LEAF_INSTANCE(O, float)                                               \
+    XOPTIM_LEAF_INSTANCE(O, double)                                              \
+    XOPTIM_LEAF_INSTANCE(O, bfloat16)                                            \
+    XOPTIM_EXTERN template void optimizer<O, O::options_type>::visitor::finish(); \
+    XOPTIM_EXTERN template void stepper<O>::make_accumulators();                 \
+    XOPTIM_STEPPER_INSTANCE(O, float)                                            \
+    XOPTIM_STEPPER_INSTANCE(O, double)                                           \
+    XOPTIM_EXTERN template std::string stepper<O>::first_non_finite();
 
 namespace xoptim
 {

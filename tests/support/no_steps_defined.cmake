@@ -1,12 +1,13 @@
-# Fails if OBJECTS defines an optimizer step (xoptim::optimizer<...>::commit<...>) or the
-# element-type part of its parameter walk (visitor::take<T>, visitor::finish): a unit that
-# includes xoptim/instances.hpp must leave them to the project's instantiation unit. With
+# Fails if OBJECTS defines an optimizer step (xoptim::optimizer<...>::commit<...>), the
+# element-type part of its parameter walk (visitor::take<T>, visitor::finish) or a stepper's
+# work beside the step (stepper<O>::accumulate<T> and the like): a unit that includes
+# xoptim/instances.hpp must leave them to the project's instantiation unit. With
 # IO set, also the io functions that XOPTIM_SEPARATE_IO leaves to it (io/separate.hpp).
 execute_process(COMMAND ${NM} -C --defined-only ${OBJECTS} OUTPUT_VARIABLE symbols RESULT_VARIABLE rc)
 if(NOT rc EQUAL 0)
   message(FATAL_ERROR "${NM} failed on ${OBJECTS}")
 endif()
-set(pattern "[^\n]*xoptim::optimizer<[^\n]*>::(commit<|visitor::take<|visitor::finish\\(\\))[^\n]*")
+set(pattern "[^\n]*xoptim::(optimizer<[^\n]*>::(commit<|visitor::take<|visitor::finish\\(\\))|stepper<[^\n]*>::(make_accumulators\\(|check_accumulators<|accumulate<|use_accumulators<|reduce<|first_non_finite))[^\n]*")
 string(REGEX MATCHALL "${pattern}" defined "${symbols}")
 if(defined)
   message(FATAL_ERROR "steps compiled in this unit:\n${defined}")
@@ -14,7 +15,7 @@ endif()
 execute_process(COMMAND ${NM} -C --undefined-only ${OBJECTS} OUTPUT_VARIABLE symbols)
 string(REGEX MATCHALL "${pattern}" used "${symbols}")
 list(LENGTH used count)
-foreach(part "::commit<" "::visitor::take<" "::visitor::finish\\(")
+foreach(part "::commit<" "::visitor::take<" "::visitor::finish\\(" "::accumulate<")
   if(NOT used MATCHES "${part}")
     message(FATAL_ERROR "the unit uses no ${part} from the instantiation unit: nothing to check")
   endif()
