@@ -27,8 +27,11 @@
 #include "optim/lion.hpp"
 #include "optim/sgd.hpp"
 #include "step/stepper.hpp"
-#if defined(XOPTIM_SEPARATE_IO)
+#if defined(XOPTIM_SEPARATE_IO) && defined(XOPTIM_INSTANTIATE)
 #include "io/checkpoint.hpp"
+#if !XOPTIM_IO_DEFINE
+#error "xoptim: the instantiation unit defines XOPTIM_INSTANTIATE before it includes any xoptim header"
+#endif
 #endif
 
 #ifdef XOPTIM_INSTANTIATE

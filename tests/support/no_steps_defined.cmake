@@ -1,6 +1,7 @@
 # Fails if OBJECTS defines an optimizer step (xoptim::optimizer<...>::commit<...>), the
-# element-type part of its parameter walk (visitor::take<T>, visitor::finish) or a stepper's
-# work beside the step (stepper<O>::accumulate<T> and the like): a unit that includes
+# element-type part of its parameter walk (visitor::take<T>, visitor::finish) or the work
+# beside the step of a stepper owning AdamW, Adam, SGD, Lion or Muon (stepper<O>::accumulate<T>
+# and the like; other steppers are compiled where they are used): a unit that includes
 # xoptim/instances.hpp must leave them to the project's instantiation unit. With
 # IO set, also the io functions that XOPTIM_SEPARATE_IO leaves to it (io/separate.hpp).
 
@@ -31,9 +32,9 @@ function(left_to_instantiation_unit what pattern)
 endfunction()
 
 left_to_instantiation_unit("step"
-  "[^\n]*xoptim::(optimizer<[^\n]*>::(commit<|visitor::take<|visitor::finish\\(\\))|stepper<[^\n]*>::(make_accumulators\\(|check_accumulators<|accumulate<|use_accumulators<|reduce<|first_non_finite))[^\n]*"
+  "[^\n]*xoptim::(optimizer<[^\n]*>::(commit<|visitor::take<|visitor::finish\\(\\))|stepper<xoptim::(adam_base<(true|false)> |sgd|lion|muon)>::(make_accumulators\\(|check_accumulators<|accumulate<|use_accumulators<|reduce<|first_non_finite))[^\n]*"
   "::commit<" "::visitor::take<" "::visitor::finish\\(" "::accumulate<")
 if(IO)
   left_to_instantiation_unit("io function"
-    "[^\n]*(xoptim::io::safetensors_(writer|file)::(add|metadata|write|serialize|read|read_header|read_data|parse|parse_header|find|data)\\(|xoptim::detail::(schedules_json|stepper_json|parse_count|parse_host_number|hex|metadata_checksum|check_metadata|add_param_tensors|add_state_tensors)\\(|xoptim::upgrade_checkpoint\\()[^\n]*")
+    "[^\n]*(xoptim::io::safetensors_detail::|(xoptim::io::(safetensors_writer::(add|metadata|layout|header|write|serialize)|safetensors_file::(read|read_header|read_data|parse|parse_header|find|data))|xoptim::detail::(schedules_json|stepper_json|parse_count|parse_host_number|hex|metadata_checksum|check_metadata|add_param_tensors|add_state_tensors)|xoptim::upgrade_checkpoint)(\\[abi:cxx11\\])?\\()[^\n]*")
 endif()

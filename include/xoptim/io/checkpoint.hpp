@@ -335,8 +335,9 @@ namespace xoptim
             add_param_tensors(out, flat);
             for_each_optimizer(trainer, "optimizer", [&](const std::string& key, const auto& o) {
                 using O = std::remove_const_t<std::remove_reference_t<decltype(o)>>;
-                add_state_tensors(out, checkpoint_access::state(o), "state/" + key + "/", O::state_names.data(),
-                                  kept_states(o), scratch_states<O>::value, "optimizer state");
+                add_state_tensors(out, checkpoint_access::state(o), "state/" + key + "/",
+                                  O::state_names.empty() ? nullptr : &O::state_names[0], kept_states(o),
+                                  scratch_states<O>::value, "optimizer state");
             });
             if constexpr (is_stepper<Trainer>::value)
             {
