@@ -5,8 +5,9 @@
 // A project that defines XOPTIM_SEPARATE_IO in all its units compiles them once, in its
 // instantiation unit (the one that defines XOPTIM_INSTANTIATE, before any xoptim header,
 // and includes <xoptim/instances.hpp>, docs/guide.md "Compile time"); the other units see
-// their declarations only. Two instantiation units in one program define them twice. XOPTIM_IO_DEFINE says whether this unit compiles them,
-// XOPTIM_IO_INLINE is what their definitions are declared with.
+// their declarations only. Two instantiation units in one program define them twice.
+// XOPTIM_IO_DEFINE says whether this unit compiles them, XOPTIM_IO_INLINE is what their
+// definitions are declared with.
 #ifndef XOPTIM_IO_SEPARATE_HPP
 #define XOPTIM_IO_SEPARATE_HPP
 
