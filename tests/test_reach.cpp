@@ -1,5 +1,5 @@
 // The engine's reach beyond element-wise assignments, each piece on its own: reductions
-// inside a fused pass (sum, sum_squares), per-tensor scalars written by finalizing
+// inside a fused pass (sum, sum_squares, count), per-tensor scalars written by finalizing
 // assignments and read as broadcast operands, their thread-count invariance, that a
 // program without them runs today's loop, and the row and column sums of matrices
 // (matrix_statistics) in their documented order, also of bf16 matrices, and two passes
@@ -125,6 +125,46 @@ namespace
         }
     }
 
+    // count(c) is the number of elements where c holds, counted in the element type: the
+    // same as a loop's count for every size and alignment, with the padding of a tail
+    // (where `g * 0 + 1 > 0` holds too) left out, a NaN failing every comparison, and a
+    // count that combines comparisons.
+    template <class T>
+    void counts_are_exact(std::size_t offset)
+    {
+        tensors<T> t(odd_sizes, offset);
+        for (std::size_t k = 0; k < odd_sizes.size(); ++k)
+        {
+            for (std::size_t i = 0; i < odd_sizes[k]; i += 37)
+            {
+                t.g[k][offset + i] = std::numeric_limits<T>::quiet_NaN();
+            }
+        }
+        xoptim::run_program(fuse(scalar<0> = count(p * g > 0), scalar<1> = count(g * 0 + 1 > 0),
+                                 scalar<2> = count(p > 0 || g <= 0)),
+                            t.jobs);
+        for (std::size_t k = 0; k < odd_sizes.size(); ++k)
+        {
+            double agree = 0, any = 0;
+            for (std::size_t i = offset; i < offset + odd_sizes[k]; ++i)
+            {
+                agree += t.p[k][i] * t.g[k][i] > 0 ? 1 : 0;
+                any += t.p[k][i] > 0 || t.g[k][i] <= 0 ? 1 : 0;
+            }
+            EXPECT_EQ(t.scalar(k, 0), agree) << odd_sizes[k] << " elements";
+            EXPECT_EQ(t.scalar(k, 1), double(odd_sizes[k] - (odd_sizes[k] + 36) / 37)) << odd_sizes[k] << " elements";
+            EXPECT_EQ(t.scalar(k, 2), any) << odd_sizes[k] << " elements";
+        }
+    }
+
+    TEST(reach, counts_are_exact)
+    {
+        counts_are_exact<float>(0);
+        counts_are_exact<double>(0);
+        counts_are_exact<float>(1);
+        counts_are_exact<double>(1);
+    }
+
     // The documented order (docs/design.md): element e of a unit of 32768 to lane e mod 16,
     // the lanes added (l[k] + l[k + 8]) then pairwise, the units in order. Pinned here bit
     // for bit, so every instruction set computes this sum.
@@ -176,7 +216,7 @@ namespace
             xoptim::set_num_threads(n);
             tensors<float> t(sizes);
             xoptim::run_program(fuse(local<0> = g * 3, p = p - local<0>, scalar<0> = sum_squares(local<0>),
-                                     scalar<1> = sum(p)),
+                                     scalar<1> = sum(p), scalar<2> = count(p > 0)),
                                 t.jobs);
             xoptim::run_program(fuse(p = p * scalar<1>), t.jobs);
             sums.emplace_back();
@@ -184,6 +224,7 @@ namespace
             {
                 sums.back().push_back(t.scalar(k, 0));
                 sums.back().push_back(t.scalar(k, 1));
+                sums.back().push_back(t.scalar(k, 2));
             }
             params.push_back(t.p);
         }

@@ -88,15 +88,20 @@ namespace xoptim
         C c;
     };
 
-    // A sum over the whole tensor of an element expression, accumulated in double while
-    // a pass runs (engine/kernel.hpp, engine/executor.hpp): `Kind` is reduce_sum (of e)
-    // or reduce_sum_squares (of e * e, the square taken in double). Only in the
-    // right-hand side of an assignment to a per-tensor scalar.
+    // A sum over the whole tensor of an element expression, accumulated while a pass runs
+    // (engine/kernel.hpp, engine/executor.hpp): `Kind` is reduce_sum (of e, in double),
+    // reduce_sum_squares (of e * e, the square taken in double) or reduce_count (of the
+    // elements where the condition e holds, exact). Only in the right-hand side of an
+    // assignment to a per-tensor scalar.
     struct reduce_sum
     {
     };
 
     struct reduce_sum_squares
+    {
+    };
+
+    struct reduce_count
     {
     };
 

@@ -669,6 +669,73 @@ namespace xoptim
             std::array<dbatch, lanes / dbatch::size> m_acc;
         };
 
+        // The running count of a count reduction over a range: the condition's 1s and 0s
+        // added in the element type, one accumulator per position of a group of 16
+        // elements. Every partial count is an integer below 2^24 (a range of fewer than
+        // 2^28 elements), so exact, and so is the total, in any order.
+        template <class T, class Arch>
+        class count_lanes
+        {
+        public:
+
+            using batch = xsimd::batch<T, Arch>;
+            static constexpr std::size_t positions = 16 / batch::size;
+
+            count_lanes() noexcept
+            {
+                m_acc.fill(batch(T(0)));
+            }
+
+            // Adds x (1 where the condition holds, else 0), the batch at position J.
+            template <class Kind, std::size_t J>
+            [[gnu::always_inline]] void add(const batch& x) noexcept
+            {
+                m_acc[J] = m_acc[J] + x;
+            }
+
+            double total() const noexcept
+            {
+                alignas(64) T l[16];
+                for (std::size_t k = 0; k < positions; ++k)
+                {
+                    m_acc[k].store_aligned(l + k * batch::size);
+                }
+                double n = 0;
+                for (const T x : l)
+                {
+                    n += double(x);
+                }
+                return n;
+            }
+
+        private:
+
+            std::array<batch, positions> m_acc;
+        };
+
+        template <class T, class Arch, class Kind>
+        using lanes_of = std::conditional_t<std::is_same_v<Kind, reduce_count>, count_lanes<T, Arch>,
+                                            reduction_lanes<T, Arch>>;
+
+        template <class T, class Arch, class Reductions, std::size_t... R>
+        std::tuple<lanes_of<T, Arch, typename std::tuple_element_t<R, Reductions>::kind>...> make_reduction_lanes(
+            std::index_sequence<R...>);
+
+        // A reduction's term for one batch: its expression's value, or for a count 1 where
+        // the condition holds and 0 elsewhere.
+        template <class Kind, class B, class V>
+        [[gnu::always_inline]] inline B reduction_term(const V& v)
+        {
+            if constexpr (std::is_same_v<Kind, reduce_count>)
+            {
+                return xsimd::select(v, B(typename B::value_type(1)), B(typename B::value_type(0)));
+            }
+            else
+            {
+                return B(v);
+            }
+        }
+
         // One batch of a reducing pass: the element assignments, then every reduction's
         // expression added to its lanes. `rest` < width only for the zero-padded tail,
         // whose padding lanes must not reach the sums.
@@ -691,8 +758,9 @@ namespace xoptim
                 std::fill(v + rest, v + B::size, T(0));
                 return B::load_unaligned(v);
             };
-            (lanes[R].template add<typename std::tuple_element_t<R, Reductions>::kind, J>(
-                 masked(B(eval(std::get<R>(reds).e, r)))),
+            (std::get<R>(lanes).template add<typename std::tuple_element_t<R, Reductions>::kind, J>(
+                 masked(reduction_term<typename std::tuple_element_t<R, Reductions>::kind, B>(
+                     eval(std::get<R>(reds).e, r)))),
              ...);
         }
 
@@ -716,7 +784,7 @@ namespace xoptim
         constexpr std::size_t count = std::tuple_size_v<Reductions>;
         using reduction_indices = std::make_index_sequence<count>;
         using positions = std::make_index_sequence<lanes_type::positions>;
-        std::array<lanes_type, count> lanes;
+        decltype(detail::make_reduction_lanes<T, Arch, Reductions>(reduction_indices{})) lanes;
         const Prepared local_prog = prog;
         const Reductions local_reds = reds;
         const detail::prepared_transform<batch> transform_b(transform);
@@ -749,10 +817,7 @@ namespace xoptim
                 detail::copy_back_slots<Traits::stores>(buffer, width, s, at, rest, slot_indices{});
             }
         });
-        for (std::size_t r = 0; r < count; ++r)
-        {
-            sums[r] += lanes[r].total();
-        }
+        std::apply([&](const auto&... l) { ((*sums++ += l.total()), ...); }, lanes);
     }
 
     // Broadcasts the program's scalars for element type T on architecture Arch.

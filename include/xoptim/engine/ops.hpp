@@ -176,6 +176,17 @@ namespace xoptim
     {
         return reduction<reduce_sum_squares, std::decay_t<E>>{std::forward<E>(e)};
     }
+
+    // count(c): how many elements of the tensor satisfy the condition c (a comparison, or
+    // a logical combination of comparisons), exact. Where a sum of where(c, 1.0, 0.0)
+    // widens every batch to double, the count adds its 1s and 0s in the element type:
+    // exact while each lane counts fewer than 2^24 (a range of fewer than 2^28 elements;
+    // the executor's units have 2^15, engine/executor.hpp).
+    template <class E, std::enable_if_t<is_expression_v<E>, int> = 0>
+    constexpr auto count(E&& c)
+    {
+        return reduction<reduce_count, std::decay_t<E>>{std::forward<E>(c)};
+    }
 }
 
 #endif

@@ -46,11 +46,11 @@ namespace xoptim
         }
 
         // Pass 1's reduction: how many components of `update` agree in sign with `grad`
-        // (its sum is exact in double), for sym::scalar<0>.
+        // (an exact count), for sym::scalar<0>.
         template <class U, class G>
         constexpr auto agreeing(const U& update, const G& grad)
         {
-            return sum(where(update * grad > 0, 1.0, 0.0));
+            return count(update * grad > 0);
         }
 
         // Pass 2's mask: the factor where `update` agrees with `grad`, 0 elsewhere (0 or the
