@@ -144,11 +144,21 @@ namespace
     TEST(engine, sign_keeps_nan)
     {
         std::vector<float> param(17, 1.0f), grad(17, 0.0f);
-        grad[3] = std::nanf("");
+        grad[1] = -0.0f;
+        grad[2] = std::numeric_limits<float>::infinity();
+        grad[3] = std::nanf("0x123");
+        grad[4] = -std::numeric_limits<float>::infinity();
+        grad[5] = std::numeric_limits<float>::denorm_min();
+        grad[6] = -std::numeric_limits<float>::denorm_min();
         grad[16] = -2;
         run_one(fuse(p = sign(g)), param.data(), grad.data(), nullptr, nullptr, param.size());
         EXPECT_EQ(param[0], 0.0f);
-        EXPECT_TRUE(std::isnan(param[3]));
+        EXPECT_FALSE(std::signbit(param[1])) << "sign(-0) is +0, as torch.sign";
+        EXPECT_EQ(param[2], 1.0f);
+        EXPECT_EQ(std::memcmp(&param[3], &grad[3], sizeof(float)), 0) << "sign(NaN) is that NaN";
+        EXPECT_EQ(param[4], -1.0f);
+        EXPECT_EQ(param[5], 1.0f);
+        EXPECT_EQ(param[6], -1.0f);
         EXPECT_EQ(param[16], -1.0f);
         // != follows C++: NaN differs from everything, itself included.
         run_one(fuse(p = where(g != g, 1, 0)), param.data(), grad.data(), nullptr, nullptr, param.size());

@@ -79,7 +79,8 @@ namespace xoptim
             {
                 const A one(typename A::value_type(1));
                 const A zero(typename A::value_type(0));
-                const A s = xsimd::select(a > zero, one, zero) - xsimd::select(a < zero, one, zero);
+                // 1 with a's sign where |a| > 0 (neither zero nor NaN), else +0.
+                const A s = xsimd::select(xsimd::abs(a) > zero, xsimd::bitofsign(a) | one, zero);
                 return xsimd::select(xsimd::isnan(a), a, s);
             }
         };
