@@ -128,6 +128,59 @@ namespace
         EXPECT_TRUE(opt.state().empty());  // the failed first step created nothing
     }
 
+    // An update that carries an array between its passes (sym::carried) in the last state
+    // slot, with every state slot its own: refused before anything is written.
+    struct crowded_options
+    {
+        double lr = 0.5;
+
+        template <class O, class F>
+        static void fields(O& o, F&& f)
+        {
+            f("lr", o.lr);
+        }
+    };
+
+    class crowded : public xoptim::optimizer<crowded, crowded_options>
+    {
+    public:
+
+        static constexpr const char* name = "crowded";
+        static constexpr std::array<const char*, 6> state_names = {"a", "b", "c", "d", "e", "f"};
+
+        crowded()
+            : optimizer(crowded_options{})
+        {
+        }
+
+        static void check(const crowded_options&)
+        {
+        }
+
+        static std::size_t num_states(const crowded_options&) noexcept
+        {
+            return 6;
+        }
+
+        template <class Step>
+        void update(const Step& step, const crowded_options& o) const
+        {
+            using namespace xoptim::sym;
+            step.run_in_turn(xoptim::fuse(carried = o.lr * g, scalar<0> = sum(g)), xoptim::detail::nothing_between{},
+                             xoptim::fuse(p = p - o.lr * g * scalar<0>), xoptim::fuse(p = p - carried * scalar<0>));
+        }
+    };
+
+    TEST(bad_step, an_update_that_carries_leaves_the_last_state_slot_free)
+    {
+        std::vector<float> p(5, 1), g(5, 1);
+        crowded opt;
+        EXPECT_EQ(message_of<std::logic_error>([&] { opt.step(p, g); }),
+                  "xoptim: an update that carries an array (sym::carried) leaves the last state slot free: at most 5 "
+                  "states, num_states() created 6");
+        EXPECT_EQ(p, std::vector<float>(5, 1));
+    }
+
     TEST(bad_step, first_step_failing_halfway_creates_no_state)
     {
         std::vector<float> a(4, 1), b(4, 1), ga(4, 1), gb(3, 1);

@@ -3,7 +3,8 @@
 // assignments and read as broadcast operands, their thread-count invariance, that a
 // program without them runs today's loop, and the row and column sums of matrices
 // (matrix_statistics) in their documented order, also of bf16 matrices, and two passes
-// run in turn tensor by tensor (run_in_turn) giving the bits of the two passes.
+// run in turn tensor by tensor (run_in_turn) giving the bits of the two passes, also
+// where the second reads what the first carried.
 #include <gtest/gtest.h>
 
 #include <cmath>
@@ -254,8 +255,9 @@ namespace
     // run_in_turn gives the bits of the first program's pass, `between` for each tensor,
     // then the second program's pass, for every size (none, the in-turn limit and one
     // past it, many small ones between big ones), alignment and thread count, calling
-    // `between` once per tensor.
-    template <class T>
+    // `between` once per tensor; with Carry, a tensor run in turn reads the state<0> * 2
+    // that its first pass carried instead of computing it again.
+    template <class T, bool Carry = false>
     void in_turn_is_pass_by_pass(std::size_t offset)
     {
         const std::size_t before = xoptim::num_threads();
@@ -268,7 +270,10 @@ namespace
         }
         const auto first = fuse(local<0> = g * 3, state<0> = state<0> * 0.5 + local<0>,
                                 scalar<0> = sum_squares(local<0>), scalar<1> = 1 / (1 + abs(sum(p))));
-        const auto second = fuse(p = p * scalar<1> + state<0> * scalar<2>);
+        const auto second = fuse(p = p * scalar<1> + state<0> * 2 * scalar<2>);
+        const auto carrying = fuse(local<0> = g * 3, state<0> = state<0> * 0.5 + local<0>, carried = state<0> * 2,
+                                   scalar<0> = sum_squares(local<0>), scalar<1> = 1 / (1 + abs(sum(p))));
+        const auto in_turn = fuse(p = p * scalar<1> + carried * scalar<2>);
         for (std::size_t n : {1, 2, 3})
         {
             xoptim::set_num_threads(n);
@@ -284,7 +289,14 @@ namespace
                 scale_between{&expected_calls}(expected.jobs[k], expected.jobs.scalars(k));
             }
             xoptim::run_program(second, expected.jobs);
-            xoptim::run_in_turn(first, scale_between{&calls}, second, got.jobs);
+            if constexpr (Carry)
+            {
+                xoptim::run_in_turn(carrying, scale_between{&calls}, second, in_turn, got.jobs);
+            }
+            else
+            {
+                xoptim::run_in_turn(first, scale_between{&calls}, second, got.jobs);
+            }
             EXPECT_EQ(got.p, expected.p) << n << " threads";
             EXPECT_EQ(got.s, expected.s) << n << " threads";
             EXPECT_EQ(calls, expected_calls) << n << " threads";
@@ -302,6 +314,13 @@ namespace
         in_turn_is_pass_by_pass<float>(0);
         in_turn_is_pass_by_pass<float>(1);
         in_turn_is_pass_by_pass<double>(1);
+    }
+
+    TEST(reach, a_carried_array_gives_the_bits_of_computing_again)
+    {
+        in_turn_is_pass_by_pass<float, true>(0);
+        in_turn_is_pass_by_pass<float, true>(1);
+        in_turn_is_pass_by_pass<double, true>(1);
     }
 
     // A reduction reads the registers as the pass's element assignments leave them: the

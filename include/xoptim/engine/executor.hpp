@@ -10,6 +10,8 @@
 
 #include <algorithm>
 #include <array>
+#include <memory>
+#include <type_traits>
 #include <vector>
 
 #include "coded.hpp"
@@ -306,13 +308,31 @@ namespace xoptim
             run_coded_reducing<Arch, Prepared, Traits>(prog, reds, transform, s, lo, hi, sums);
         }
 
+        // run_in_turn's carried array (sym::carried), one per thread and element type: as
+        // many elements as a unit, so that any unit's first pass may write it; the second
+        // pass of a tensor run in turn, on the same thread right after, reads it.
+        template <class T>
+        T* carry_buffer()
+        {
+            struct alignas(64) block
+            {
+                T values[reduction_unit];
+            };
+            thread_local const std::unique_ptr<block> buffer(new block);
+            return buffer->values;
+        }
+
         // What a reducing pass does after each unit: nothing (run_program), or, after a
-        // unit that is a whole tensor run in turn, the rest of its step (run_in_turn).
+        // unit that is a whole tensor run in turn, the rest of its step (run_in_turn),
+        // given the job as the unit's pass saw it (with `carries`, the unit's elements
+        // as a job of their own, given the thread's carried array by carrying(job)).
         struct no_follow_up
         {
             static constexpr bool runs_tensors = false;
+            static constexpr bool carries = false;
 
-            void operator()(std::size_t, const double*) const noexcept
+            template <class Slots>
+            void operator()(std::size_t, const Slots&, const double*) const noexcept
             {
             }
         };
@@ -352,10 +372,19 @@ namespace xoptim
                 {
                     double* sums = partials + static_cast<std::size_t>(u - units.begin()) * count;
                     std::fill(sums, sums + count, 0.0);
-                    run_unit<Arch, Prepared, Traits>(*t.prog, *t.reds, *t.transform,
-                                                     with_scalars<Traits>((*t.jobs)[u->job], t.jobs->scalars(u->job)),
-                                                     u->lo, u->hi, sums);
-                    (*t.follow_up)(u->job, sums);
+                    const auto run = [&](const Slots& job, std::size_t lo, std::size_t hi) {
+                        run_unit<Arch, Prepared, Traits>(*t.prog, *t.reds, *t.transform,
+                                                         with_scalars<Traits>(job, t.jobs->scalars(u->job)), lo, hi, sums);
+                        (*t.follow_up)(u->job, job, sums);
+                    };
+                    if constexpr (FollowUp::carries)
+                    {
+                        run(t.follow_up->carrying(window((*t.jobs)[u->job], u->lo, u->hi - u->lo)), 0, u->hi - u->lo);
+                    }
+                    else
+                    {
+                        run((*t.jobs)[u->job], u->lo, u->hi);
+                    }
                 }
             }
         };
@@ -479,11 +508,13 @@ namespace xoptim
 
         // run_in_turn's follow-up of a unit: where the unit is a whole tensor run in
         // turn, the first program's finalizers, between(job, scalars) and the second
-        // program over the tensor, at once.
-        template <class Arch, class Slots, class First, class Between, class Second, class SecondTraits>
+        // program over the tensor, at once. With Carries, every unit's job gets the
+        // thread's carried array.
+        template <class Arch, class Slots, class First, class Between, class Second, class SecondTraits, bool Carries>
         struct in_turn_follow_up
         {
             static constexpr bool runs_tensors = true;
+            static constexpr bool carries = Carries;
 
             const First* first;
             const Between* between;
@@ -491,7 +522,14 @@ namespace xoptim
             const grad_transform* transform;
             const basic_job_list<Slots>* jobs;
 
-            void operator()(std::size_t k, const double* sums) const
+            Slots carrying(Slots job) const
+            {
+                static_assert(!std::is_same_v<Slots, coded_slots>, "xoptim: a step with coded states carries nothing");
+                job.states[carry_slot - first_state] = carry_buffer<typename math_type_of<Slots>::type>();
+                return job;
+            }
+
+            void operator()(std::size_t k, const Slots& job, const double* sums) const
             {
                 const basic_job_list<Slots>& list = *jobs;
                 const std::size_t n = size_of(list[k]);
@@ -501,8 +539,8 @@ namespace xoptim
                     finalize(*first, sums, values);
                     (*between)(list[k], values);
                     const Slots* next = k + 1 < list.size() ? &list[k + 1] : nullptr;
-                    run_job<Arch, Second, SecondTraits>(*second, *transform, with_scalars<SecondTraits>(list[k], values),
-                                                        next, 0, n);
+                    run_job<Arch, Second, SecondTraits>(*second, *transform, with_scalars<SecondTraits>(job, values), next,
+                                                        0, n);
                 }
             }
         };
@@ -531,19 +569,28 @@ namespace xoptim
     // scalars) for each job, then run_program(second), which reads them: the same bits,
     // but a tensor of 1 to detail::in_turn_limit elements goes through all three at
     // once, on the thread of its first pass, so that its second pass reads its arrays
-    // from cache. The other tensors go pass by pass.
-    template <class Arch = xsimd::default_arch, class Slots, class... A, class Between, class... B>
+    // from cache, and runs `in_turn` instead of `second`: `second` itself, or a program
+    // of the same bits that reads sym::carried where `second` would compute again what
+    // `first` wrote there. The other tensors go pass by pass.
+    template <class Arch = xsimd::default_arch, class Slots, class... A, class Between, class... B, class... C>
     void run_in_turn(const program<A...>& first, const Between& between, const program<B...>& second,
-                     const basic_job_list<Slots>& jobs, const grad_transform& transform = {})
+                     const program<C...>& in_turn, const basic_job_list<Slots>& jobs, const grad_transform& transform = {})
     {
         using T = typename detail::math_type_of<Slots>::type;
         using first_traits = detail::program_traits<program<A...>>;
         using second_traits = detail::program_traits<program<B...>>;
+        using in_turn_traits = detail::program_traits<program<C...>>;
+        constexpr std::uint64_t carry = std::uint64_t(1) << carry_slot;
+        constexpr bool carries = ((first_traits::stores | in_turn_traits::loads) & carry) != 0;
         static_assert(first_traits::finalizes, "xoptim: run_in_turn's first program sets per-tensor scalars");
-        static_assert(!second_traits::finalizes, "xoptim: run_in_turn's second program sets no per-tensor scalars");
-        const auto prepared = prepare_program<Arch, T>(second);
+        static_assert(!second_traits::finalizes && !in_turn_traits::finalizes,
+                      "xoptim: run_in_turn's second program sets no per-tensor scalars");
+        static_assert(((first_traits::loads | second_traits::loads | second_traits::stores | in_turn_traits::stores) &
+                       carry) == 0,
+                      "xoptim: sym::carried is written by run_in_turn's first program and read by its in-turn one");
+        const auto prepared = prepare_program<Arch, T>(in_turn);
         using follow_up_type = detail::in_turn_follow_up<Arch, Slots, program<A...>, Between,
-                                                         std::decay_t<decltype(prepared)>, second_traits>;
+                                                         std::decay_t<decltype(prepared)>, in_turn_traits, carries>;
         detail::run_finalizing<Arch, T, Slots, first_traits>(first, jobs, transform,
                                                              follow_up_type{&first, &between, &prepared, &transform, &jobs},
                                                              between);
@@ -555,6 +602,13 @@ namespace xoptim
                 return;
             }
         }
+    }
+
+    template <class Arch = xsimd::default_arch, class Slots, class... A, class Between, class... B>
+    void run_in_turn(const program<A...>& first, const Between& between, const program<B...>& second,
+                     const basic_job_list<Slots>& jobs, const grad_transform& transform = {})
+    {
+        run_in_turn<Arch>(first, between, second, second, jobs, transform);
     }
 }
 

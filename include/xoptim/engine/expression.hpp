@@ -34,6 +34,9 @@ namespace xoptim
     inline constexpr std::size_t max_scalars = 4;
     inline constexpr std::size_t total_scalar = first_scalar + max_scalars;
     inline constexpr std::size_t max_slots = total_scalar + 1;
+    // run_in_turn's carried array (sym::carried): the last state slot, which an optimizer
+    // that carries leaves free; a per-thread buffer, not a state.
+    inline constexpr std::size_t carry_slot = first_state + max_states - 1;
 
     // A hyperparameter or derived scalar, captured by value. Stored in double and
     // rounded once to the tensor's element type when the kernel is prepared.
@@ -322,6 +325,10 @@ namespace xoptim
 
         template <std::size_t K>
         inline constexpr symbol<detail::scalar_slot<K>()> scalar{};
+
+        // An array of the tensor's size that a first pass run in turn writes and its second
+        // pass reads (engine/executor.hpp run_in_turn): what the second would compute again.
+        inline constexpr symbol<carry_slot> carried{};
     }
 }
 

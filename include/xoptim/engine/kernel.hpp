@@ -155,11 +155,12 @@ namespace xoptim
         };
 
         // One past the highest state slot a program (given by its traits) loads or
-        // stores: the state tensors it needs.
-        template <class Traits>
+        // stores: the state tensors it needs (with Carries, sym::carried is not one).
+        template <class Traits, bool Carries = false>
         constexpr std::size_t states_used()
         {
-            constexpr std::uint64_t touched = (Traits::loads | Traits::stores) >> first_state;
+            constexpr std::uint64_t carry = Carries ? std::uint64_t(1) << carry_slot : 0;
+            constexpr std::uint64_t touched = ((Traits::loads | Traits::stores) & ~carry) >> first_state;
             std::size_t n = 0;
             for (std::size_t k = 0; k < max_states; ++k)
             {

@@ -5,6 +5,7 @@
 
 #include <cstddef>
 #include <stdexcept>
+#include <string>
 #include <utility>
 
 #include "../engine/executor.hpp"
@@ -84,9 +85,21 @@ namespace xoptim
         template <class... A, class Between, class... B>
         void run_in_turn(const program<A...>& first, const Between& between, const program<B...>& second) const
         {
-            check_program<program<A...>>();
+            run_in_turn(first, between, second, second);
+        }
+
+        // The same, with `in_turn` for the tensors run in turn: a program of the same bits
+        // as `second` that reads sym::carried, which `first` writes, instead of computing
+        // it again (LAMB's update). Float and double states only; the carried array takes
+        // the last state slot, so the update has fewer than max_states states.
+        template <class... A, class Between, class... B, class... C>
+        void run_in_turn(const program<A...>& first, const Between& between, const program<B...>& second,
+                         const program<C...>& in_turn) const
+        {
+            check_program<program<A...>, true>();
             check_program<program<B...>>();
-            for_each_list([&](const auto& jobs) { xoptim::run_in_turn(first, between, second, jobs, m_transform); });
+            check_program<program<C...>, true>();
+            for_each_list([&](const auto& jobs) { xoptim::run_in_turn(first, between, second, in_turn, jobs, m_transform); });
         }
 
         // Runs a program over job lists the optimizer built itself (Adafactor's rows of
@@ -121,13 +134,20 @@ namespace xoptim
 
     private:
 
-        // Before any pass writes: the program's states exist, and coded tensors have kernels.
-        template <class Program>
+        // Before any pass writes: the program's states exist (and leave the carried
+        // array's slot free), and coded tensors have kernels.
+        template <class Program, bool Carries = false>
         void check_program() const
         {
-            if (detail::states_used<detail::program_traits<Program>>() > m_states)
+            if (detail::states_used<detail::program_traits<Program>, Carries>() > m_states)
             {
                 throw std::logic_error("xoptim: the update uses more state tensors than num_states() created");
+            }
+            if (Carries && m_states > carry_slot - first_state)
+            {
+                throw std::logic_error("xoptim: an update that carries an array (sym::carried) leaves the last state slot "
+                                       "free: at most " + std::to_string(carry_slot - first_state) +
+                                       " states, num_states() created " + std::to_string(m_states));
             }
             if ((Types & detail::coded_bit) == 0 && !m_coded.empty())
             {
