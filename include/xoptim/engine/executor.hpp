@@ -565,50 +565,69 @@ namespace xoptim
         }
     }
 
-    // run_program(first), a program that sets per-tensor scalars, then between(job,
-    // scalars) for each job, then run_program(second), which reads them: the same bits,
-    // but a tensor of 1 to detail::in_turn_limit elements goes through all three at
-    // once, on the thread of its first pass, so that its second pass reads its arrays
-    // from cache, and runs `in_turn` instead of `second`: `second` itself, or a program
-    // of the same bits that reads sym::carried where `second` would compute again what
-    // `first` wrote there. The other tensors go pass by pass.
-    template <class Arch = xsimd::default_arch, class Slots, class... A, class Between, class... B, class... C>
-    void run_in_turn(const program<A...>& first, const Between& between, const program<B...>& second,
-                     const program<C...>& in_turn, const basic_job_list<Slots>& jobs, const grad_transform& transform = {})
+    namespace detail
     {
-        using T = typename detail::math_type_of<Slots>::type;
-        using first_traits = detail::program_traits<program<A...>>;
-        using second_traits = detail::program_traits<program<B...>>;
-        using in_turn_traits = detail::program_traits<program<C...>>;
-        constexpr std::uint64_t carry = std::uint64_t(1) << carry_slot;
-        constexpr bool carries = ((first_traits::stores | in_turn_traits::loads) & carry) != 0;
-        static_assert(first_traits::finalizes, "xoptim: run_in_turn's first program sets per-tensor scalars");
-        static_assert(!second_traits::finalizes && !in_turn_traits::finalizes,
-                      "xoptim: run_in_turn's second program sets no per-tensor scalars");
-        static_assert(((first_traits::loads | second_traits::loads | second_traits::stores | in_turn_traits::stores) &
-                       carry) == 0,
-                      "xoptim: sym::carried is written by run_in_turn's first program and read by its in-turn one");
-        const auto prepared = prepare_program<Arch, T>(in_turn);
-        using follow_up_type = detail::in_turn_follow_up<Arch, Slots, program<A...>, Between,
-                                                         std::decay_t<decltype(prepared)>, in_turn_traits, carries>;
-        detail::run_finalizing<Arch, T, Slots, first_traits>(first, jobs, transform,
-                                                             follow_up_type{&first, &between, &prepared, &transform, &jobs},
-                                                             between);
-        for (std::size_t k = 0; k < jobs.size(); ++k)
+        // run_in_turn's body: with Carries, `first` writes sym::carried and `in_turn` reads
+        // it; without, the last state slot is a state like any other.
+        template <class Arch, bool Carries, class Slots, class... A, class Between, class... B, class... C>
+        void run_in_turn_with(const program<A...>& first, const Between& between, const program<B...>& second,
+                              const program<C...>& in_turn, const basic_job_list<Slots>& jobs,
+                              const grad_transform& transform)
         {
-            if (detail::size_of(jobs[k]) > detail::in_turn_limit)
+            using T = typename math_type_of<Slots>::type;
+            using first_traits = program_traits<program<A...>>;
+            using second_traits = program_traits<program<B...>>;
+            using in_turn_traits = program_traits<program<C...>>;
+            static_assert(first_traits::finalizes, "xoptim: run_in_turn's first program sets per-tensor scalars");
+            static_assert(!second_traits::finalizes && !in_turn_traits::finalizes,
+                          "xoptim: run_in_turn's second program sets no per-tensor scalars");
+            if constexpr (Carries)
             {
-                detail::run_parallel<Arch, T, second_traits, true>(second, jobs, transform);
-                return;
+                constexpr std::uint64_t carry = std::uint64_t(1) << carry_slot;
+                static_assert((first_traits::stores & in_turn_traits::loads & carry) != 0 &&
+                                  ((first_traits::loads | second_traits::loads | second_traits::stores |
+                                    in_turn_traits::stores) &
+                                   carry) == 0,
+                              "xoptim: sym::carried is written by run_in_turn's first program and read by its in-turn "
+                              "one only");
+            }
+            const auto prepared = prepare_program<Arch, T>(in_turn);
+            using follow_up_type = in_turn_follow_up<Arch, Slots, program<A...>, Between,
+                                                     std::decay_t<decltype(prepared)>, in_turn_traits, Carries>;
+            run_finalizing<Arch, T, Slots, first_traits>(first, jobs, transform,
+                                                         follow_up_type{&first, &between, &prepared, &transform, &jobs},
+                                                         between);
+            for (std::size_t k = 0; k < jobs.size(); ++k)
+            {
+                if (size_of(jobs[k]) > in_turn_limit)
+                {
+                    run_parallel<Arch, T, second_traits, true>(second, jobs, transform);
+                    return;
+                }
             }
         }
     }
 
+    // run_program(first), a program that sets per-tensor scalars, then between(job,
+    // scalars) for each job, then run_program(second), which reads them: the same bits,
+    // but a tensor of 1 to detail::in_turn_limit elements goes through all three at
+    // once, on the thread of its first pass, so that its second pass reads its arrays
+    // from cache. The other tensors go pass by pass.
     template <class Arch = xsimd::default_arch, class Slots, class... A, class Between, class... B>
     void run_in_turn(const program<A...>& first, const Between& between, const program<B...>& second,
                      const basic_job_list<Slots>& jobs, const grad_transform& transform = {})
     {
-        run_in_turn<Arch>(first, between, second, second, jobs, transform);
+        detail::run_in_turn_with<Arch, false>(first, between, second, second, jobs, transform);
+    }
+
+    // The same, where `first` also writes sym::carried and a tensor run in turn runs
+    // `in_turn` instead of `second`: a program of the same bits that reads sym::carried
+    // where `second` would compute again what `first` wrote there.
+    template <class Arch = xsimd::default_arch, class Slots, class... A, class Between, class... B, class... C>
+    void run_in_turn(const program<A...>& first, const Between& between, const program<B...>& second,
+                     const program<C...>& in_turn, const basic_job_list<Slots>& jobs, const grad_transform& transform = {})
+    {
+        detail::run_in_turn_with<Arch, true>(first, between, second, in_turn, jobs, transform);
     }
 }
 

@@ -85,7 +85,9 @@ namespace xoptim
         template <class... A, class Between, class... B>
         void run_in_turn(const program<A...>& first, const Between& between, const program<B...>& second) const
         {
-            run_in_turn(first, between, second, second);
+            check_program<program<A...>>();
+            check_program<program<B...>>();
+            for_each_list([&](const auto& jobs) { xoptim::run_in_turn(first, between, second, jobs, m_transform); });
         }
 
         // The same, with `in_turn` for the tensors run in turn: a program of the same bits
