@@ -61,13 +61,16 @@ namespace
     {
         const reference_case_2026& c = GetParam();
         ASSERT_GE(c.steps, 50);
+        const auto with = [](const auto& hyper, auto&& f) { xoptim::tools::with_adafactor(hyper, f); };
         if (c.dtype == "float32")
         {
-            xoptim_test::replay_2026<float>(c, [&](const auto& opt) { expect_final_states<float>(c, opt.state()); });
+            xoptim_test::replay_2026<float>(c, with,
+                                            [&](const auto& opt) { expect_final_states<float>(c, opt.state()); });
         }
         else
         {
-            xoptim_test::replay_2026<double>(c, [&](const auto& opt) { expect_final_states<double>(c, opt.state()); });
+            xoptim_test::replay_2026<double>(c, with,
+                                             [&](const auto& opt) { expect_final_states<double>(c, opt.state()); });
         }
     }
 

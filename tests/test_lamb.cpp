@@ -29,14 +29,17 @@ namespace
     {
         const reference_case_2026& c = GetParam();
         ASSERT_GE(c.steps, 50);
+        const auto with = [](const auto& hyper, auto&& f) {
+            xoptim::tools::with_optimizer_of<xoptim::lamb>("lamb", hyper, f);
+        };
         const auto nothing_more = [](const auto&) {};
         if (c.dtype == "float32")
         {
-            xoptim_test::replay_2026<float>(c, nothing_more);
+            xoptim_test::replay_2026<float>(c, with, nothing_more);
         }
         else
         {
-            xoptim_test::replay_2026<double>(c, nothing_more);
+            xoptim_test::replay_2026<double>(c, with, nothing_more);
         }
     }
 

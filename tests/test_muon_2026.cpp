@@ -113,7 +113,7 @@ namespace
         problem<T> pr(c);
         const double tol = tolerance<T>(c);
         double worst = 0;
-        xoptim::tools::with_optimizer("muon", replay_keys(c), [&](auto& opt) {
+        xoptim::tools::with_optimizer_of<xoptim::muon>("muon", replay_keys(c), [&](auto& opt) {
             for (int t = 1; t <= c.steps; ++t)
             {
                 pr.gradients(c, t);

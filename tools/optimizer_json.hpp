@@ -244,13 +244,6 @@ namespace xoptim::tools
             return o;
         }
 
-        template <class Optimizer, class F>
-        void build(const std::string& name, const nlohmann::json& hyper, F&& f)
-        {
-            Optimizer opt(read_options<typename Optimizer::options_type>(name, hyper));
-            f(opt);
-        }
-
         inline std::vector<std::string> read_patterns(const nlohmann::json& routing)
         {
             const auto fail = [] {
@@ -271,6 +264,45 @@ namespace xoptim::tools
                 patterns.push_back(p.get<std::string>());
             }
             return patterns;
+        }
+    }
+
+    // Constructs an Optimizer from `hyper` (PyTorch-named options; `name` names it in
+    // errors) and calls f(optimizer&). A program that replays one optimizer calls this
+    // rather than with_optimizer, which instantiates f for every optimizer.
+    template <class Optimizer, class F>
+    void with_optimizer_of(const std::string& name, const nlohmann::json& hyper, F&& f)
+    {
+        Optimizer opt(detail::read_options<typename Optimizer::options_type>(name, hyper));
+        f(opt);
+    }
+
+    // Adafactor from `hyper`, whose optional `variant` (trajectories_2026.json) is "torch"
+    // (torch.optim.Adafactor, the default) or "transformers" (HF transformers' Adafactor,
+    // xoptim::adafactor_transformers); calls f(optimizer&).
+    template <class F>
+    void with_adafactor(const nlohmann::json& hyper, F&& f)
+    {
+        nlohmann::json h = hyper;
+        const std::string variant = h.is_object() && h.contains("variant") && h["variant"].is_string()
+                                        ? h["variant"].get<std::string>()
+                                        : "torch";
+        if (h.is_object() && h.contains("variant"))
+        {
+            if (variant != "torch" && variant != "transformers")
+            {
+                throw std::invalid_argument("hyperparameter \"variant\" of adafactor must be \"torch\" or "
+                                            "\"transformers\"");
+            }
+            h.erase("variant");
+        }
+        if (variant == "transformers")
+        {
+            with_optimizer_of<adafactor_transformers>("adafactor", h, f);
+        }
+        else
+        {
+            with_optimizer_of<adafactor>("adafactor", h, f);
         }
     }
 
@@ -309,69 +341,47 @@ namespace xoptim::tools
     {
         if (name == "adamw")
         {
-            detail::build<adamw>(name, hyper, f);
+            with_optimizer_of<adamw>(name, hyper, f);
         }
         else if (name == "adam")
         {
-            detail::build<adam>(name, hyper, f);
+            with_optimizer_of<adam>(name, hyper, f);
         }
         else if (name == "sgd")
         {
-            detail::build<sgd>(name, hyper, f);
+            with_optimizer_of<sgd>(name, hyper, f);
         }
         else if (name == "lamb")
         {
-            detail::build<lamb>(name, hyper, f);
+            with_optimizer_of<lamb>(name, hyper, f);
         }
         else if (name == "adafactor")
         {
-            // trajectories_2026.json's `variant`: "torch" (torch.optim.Adafactor, the default)
-            // or "transformers" (HF transformers' Adafactor, xoptim::adafactor_transformers).
-            nlohmann::json h = hyper;
-            const std::string variant = h.is_object() && h.contains("variant") && h["variant"].is_string()
-                                            ? h["variant"].get<std::string>()
-                                            : "torch";
-            if (h.is_object() && h.contains("variant"))
-            {
-                if (variant != "torch" && variant != "transformers")
-                {
-                    throw std::invalid_argument("hyperparameter \"variant\" of adafactor must be \"torch\" or "
-                                                "\"transformers\"");
-                }
-                h.erase("variant");
-            }
-            if (variant == "transformers")
-            {
-                detail::build<adafactor_transformers>(name, h, f);
-            }
-            else
-            {
-                detail::build<adafactor>(name, h, f);
-            }
+            with_adafactor(hyper, f);
         }
         else if (name == "lion")
         {
-            detail::build<lion>(name, hyper, f);
+            with_optimizer_of<lion>(name, hyper, f);
         }
         else if (name == "signsgd")
         {
-            detail::build<signsgd>(name, hyper, f);
+            with_optimizer_of<signsgd>(name, hyper, f);
         }
         else if (name == "muon")
         {
-            detail::build<muon>(name, hyper, f);
+            with_optimizer_of<muon>(name, hyper, f);
         }
         else if (name == "ademamix")
         {
-            detail::build<ademamix>(name, hyper, f);
+            with_optimizer_of<ademamix>(name, hyper, f);
         }
         else if (name == "adamw_schedulefree")
         {
-            detail::build<adamw_schedulefree>(name, hyper, f);
+            with_optimizer_of<adamw_schedulefree>(name, hyper, f);
         }
         else if (name == "sgd_schedulefree")
         {
-            detail::build<sgd_schedulefree>(name, hyper, f);
+            with_optimizer_of<sgd_schedulefree>(name, hyper, f);
         }
         else
         {

@@ -21,13 +21,16 @@ namespace xoptim_test
     template <class T>
     constexpr double tolerance_2026 = std::is_same_v<T, float> ? 1e-6 : 1e-12;
 
-    // `after(opt)` runs once the last step is compared (the final states' checks).
-    template <class T, class After>
-    void replay_2026(const reference_case_2026& c, After&& after)
+    // `with(hyper, f)` builds the case's optimizer and calls f(optimizer&): one
+    // optimizer's builder (tools/optimizer_json.hpp's with_optimizer_of, with_adafactor),
+    // so that a test unit instantiates the replay for its own optimizer only. `after(opt)`
+    // runs once the last step is compared (the final states' checks).
+    template <class T, class With, class After>
+    void replay_2026(const reference_case_2026& c, With&& with, After&& after)
     {
         case_tensors<T> tensors(c);
         auto& params = tensors.params;  // references, not a structured binding: the lambda captures them
-        xoptim::tools::with_optimizer(c.optimizer, c.hyper, [&](auto& opt) {
+        with(c.hyper, [&](auto& opt) {
             double worst = 0;
             for (int t = 1; t <= c.steps; ++t)
             {
