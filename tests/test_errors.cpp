@@ -166,8 +166,8 @@ namespace
         void update(const Step& step, const crowded_options& o) const
         {
             using namespace xoptim::sym;
-            step.run_in_turn(xoptim::fuse(carried = o.lr * g, scalar<0> = sum(g)), xoptim::detail::nothing_between{},
-                             xoptim::fuse(p = p - o.lr * g * scalar<0>), xoptim::fuse(p = p - carried * scalar<0>));
+            step.run_carrying(xoptim::fuse(carried = o.lr * g, scalar<0> = sum(g)), xoptim::detail::nothing_between{},
+                              xoptim::fuse(p = p - carried * scalar<0>));
         }
     };
 

@@ -54,7 +54,7 @@ namespace xoptim
             std::size_t job;
             std::size_t lo;
             std::size_t hi;
-            std::size_t start;  // in the flat range: where the thread split places it
+            std::size_t start;  // among the pass's elements: where the thread split places it
         };
 
         // run_in_turn runs both passes over a tensor of 1 to in_turn_limit elements (one
@@ -134,6 +134,13 @@ namespace xoptim
             return m_partials;
         }
 
+        // run_carrying's carried array for a tensor of more than one unit, each unit
+        // writing its window: as many elements as the biggest such tensor.
+        std::vector<typename detail::math_type_of<Slots>::type>& carried() const noexcept
+        {
+            return m_carried;
+        }
+
         std::size_t size() const noexcept
         {
             return m_jobs.size();
@@ -177,6 +184,7 @@ namespace xoptim
         mutable std::vector<job_scalars> m_scalars;
         mutable std::vector<detail::unit> m_units;
         mutable std::vector<double> m_partials;
+        mutable std::vector<typename detail::math_type_of<Slots>::type> m_carried;
     };
 
     template <class T>
@@ -256,6 +264,20 @@ namespace xoptim
             }
         }
 
+        // Where thread j of n starts in `total` elements split at multiples of `granularity`.
+        inline std::size_t share_start(std::size_t total, std::size_t j, std::size_t n, std::size_t granularity) noexcept
+        {
+            const std::size_t e = total / n * j + total % n * j / n;
+            return j == n ? total : e - e % granularity;
+        }
+
+        // The threads an element-wise pass over `total` elements runs on.
+        inline std::size_t threads_for(std::size_t total, std::size_t granularity) noexcept
+        {
+            const std::size_t per_thread = std::max<std::size_t>(parallel_threshold(), granularity);
+            return std::min(num_threads(), std::max<std::size_t>(1, total / per_thread));
+        }
+
         template <class Arch, class Slots, class Prepared, class Traits, bool SkipInTurn = false>
         struct parallel_task
         {
@@ -266,13 +288,11 @@ namespace xoptim
             static void call(void* self, std::size_t k, std::size_t n)
             {
                 const auto& t = *static_cast<const parallel_task*>(self);
+                constexpr std::size_t granularity = basic_job_list<Slots>::granularity;
                 const std::size_t total = t.jobs->total();
-                auto cut = [&](std::size_t j) {
-                    const std::size_t e = total / n * j + total % n * j / n;
-                    return j == n ? total : e - e % basic_job_list<Slots>::granularity;
-                };
-                run_flat_range<Arch, Slots, Prepared, Traits, SkipInTurn>(*t.prog, *t.transform, *t.jobs, cut(k),
-                                                                          cut(k + 1));
+                run_flat_range<Arch, Slots, Prepared, Traits, SkipInTurn>(
+                    *t.prog, *t.transform, *t.jobs, share_start(total, k, n, granularity),
+                    share_start(total, k + 1, n, granularity));
             }
         };
 
@@ -282,13 +302,29 @@ namespace xoptim
         {
             const auto prepared = prepare_program<Arch, T>(prog);
             using prepared_type = std::decay_t<decltype(prepared)>;
-            const std::size_t total = jobs.total();
-            const std::size_t per_thread = std::max<std::size_t>(parallel_threshold(), basic_job_list<Slots>::granularity);
-            const std::size_t n = std::min(num_threads(), std::max<std::size_t>(1, total / per_thread));
             // One code path for any thread count: the kernel is instantiated once.
             parallel_task<Arch, Slots, prepared_type, Traits, SkipInTurn> task{&prepared, &transform, &jobs};
-            parallel_run(&decltype(task)::call, &task, n);
+            parallel_run(&decltype(task)::call, &task, threads_for(jobs.total(), basic_job_list<Slots>::granularity));
         }
+
+        // A prepared non-finalizing program over one job, threaded as run_parallel would.
+        template <class Arch, class Prepared, class Traits, class Slots>
+        struct job_task
+        {
+            const Prepared* prog;
+            const grad_transform* transform;
+            Slots job;
+
+            static void call(void* self, std::size_t k, std::size_t n)
+            {
+                const auto& t = *static_cast<const job_task*>(self);
+                constexpr std::size_t granularity = basic_job_list<Slots>::granularity;
+                const std::size_t size = size_of(t.job);
+                run_job<Arch, Prepared, Traits>(*t.prog, *t.transform, t.job, static_cast<const Slots*>(nullptr),
+                                                share_start(size, k, n, granularity),
+                                                share_start(size, k + 1, n, granularity));
+            }
+        };
 
         /*******************
          * Reducing passes *
@@ -324,8 +360,9 @@ namespace xoptim
 
         // What a reducing pass does after each unit: nothing (run_program), or, after a
         // unit that is a whole tensor run in turn, the rest of its step (run_in_turn),
-        // given the job as the unit's pass saw it (with `carries`, the unit's elements
-        // as a job of their own, given the thread's carried array by carrying(job)).
+        // given the job as the unit's pass saw it (with `carries`, the unit's elements,
+        // from element lo of its tensor, as a job of their own, given its carried array
+        // by carrying(job, lo)).
         struct no_follow_up
         {
             static constexpr bool runs_tensors = false;
@@ -354,13 +391,14 @@ namespace xoptim
             const grad_transform* transform;
             const basic_job_list<Slots>* jobs;
             const FollowUp* follow_up;
+            std::size_t total;  // the elements of the pass's units
 
-            // Thread k of n runs the units that start in its share of the flat range.
+            // Thread k of n runs the units that start in its share of the pass's elements.
             static void call(void* self, std::size_t k, std::size_t n)
             {
                 const auto& t = *static_cast<const reducing_task*>(self);
                 const std::vector<unit>& units = t.jobs->units();
-                const std::size_t total = t.jobs->total();
+                const std::size_t total = t.total;
                 auto cut = [&](std::size_t j) { return j == n ? total + 1 : total / n * j + total % n * j / n; };
                 const auto first_at = [&](std::size_t e) {
                     return std::lower_bound(units.begin(), units.end(), e,
@@ -379,7 +417,8 @@ namespace xoptim
                     };
                     if constexpr (FollowUp::carries)
                     {
-                        run(t.follow_up->carrying(window((*t.jobs)[u->job], u->lo, u->hi - u->lo)), 0, u->hi - u->lo);
+                        run(t.follow_up->carrying(window((*t.jobs)[u->job], u->lo, u->hi - u->lo), u->lo), 0,
+                            u->hi - u->lo);
                     }
                     else
                     {
@@ -450,13 +489,24 @@ namespace xoptim
             }
         }
 
-        // A program with finalizing assignments: the pass over units, each unit's sums in
-        // its own slots, the sums of a tensor added in unit order, then the finalizers
-        // and between(job, scalars) per tensor on the calling thread, but for the
-        // tensors a follow-up ran whole.
-        template <class Arch, class T, class Slots, class Traits, class FollowUp, class Between, class... A>
+        // Every job of a list.
+        struct every_job
+        {
+            bool operator()(std::size_t) const noexcept
+            {
+                return true;
+            }
+        };
+
+        // A program with finalizing assignments over the jobs k where includes(k): the
+        // pass over units, each unit's sums in its own slots, the sums of a tensor added
+        // in unit order, then the finalizers and between(job, scalars) per tensor on the
+        // calling thread, but for the tensors a follow-up ran whole.
+        template <class Arch, class T, class Slots, class Traits, class FollowUp, class Between, class Includes,
+                  class... A>
         void run_finalizing(const program<A...>& prog, const basic_job_list<Slots>& jobs,
-                            const grad_transform& transform, const FollowUp& follow_up, const Between& between)
+                            const grad_transform& transform, const FollowUp& follow_up, const Between& between,
+                            const Includes& includes)
         {
             const auto prepared = prepare_program<Arch, T>(prog);
             const auto reds = program_reductions(prepared);
@@ -465,29 +515,38 @@ namespace xoptim
             constexpr std::size_t count = std::tuple_size_v<reductions_type>;
             std::vector<unit>& units = jobs.units();
             units.clear();
+            std::size_t total = 0;
             for (std::size_t k = 0; k < jobs.size(); ++k)
             {
+                if (!includes(k))
+                {
+                    continue;
+                }
                 const std::size_t n = size_of(jobs[k]);
                 for (std::size_t lo = 0; lo < n; lo += reduction_unit)
                 {
-                    units.push_back({k, lo, std::min(n, lo + reduction_unit), jobs.begin_of(k) + lo});
+                    units.push_back({k, lo, std::min(n, lo + reduction_unit), total + lo});
                 }
+                total += jobs.begin_of(k + 1) - jobs.begin_of(k);
             }
             jobs.partials().assign(units.size() * count, 0.0);
-            const std::size_t total = jobs.total();
             const std::size_t per_thread = std::max<std::size_t>(parallel_threshold(), reduction_unit);
             const std::size_t n = std::min({num_threads(), std::max<std::size_t>(1, units.size()),
                                             std::max<std::size_t>(1, total / per_thread)});
             if (!units.empty())
             {
                 reducing_task<Arch, Slots, prepared_type, reductions_type, Traits, FollowUp> task{
-                    &prepared, &reds, &transform, &jobs, &follow_up};
+                    &prepared, &reds, &transform, &jobs, &follow_up, total};
                 parallel_run(&decltype(task)::call, &task, n);
             }
             std::size_t u = 0;
             std::array<double, count + 1> sums{};
             for (std::size_t k = 0; k < jobs.size(); ++k)
             {
+                if (!includes(k))
+                {
+                    continue;
+                }
                 sums.fill(0.0);
                 bool first = true;
                 for (; u < units.size() && units[u].job == k; ++u, first = false)
@@ -522,9 +581,8 @@ namespace xoptim
             const grad_transform* transform;
             const basic_job_list<Slots>* jobs;
 
-            Slots carrying(Slots job) const
+            Slots carrying(Slots job, std::size_t) const
             {
-                static_assert(!std::is_same_v<Slots, coded_slots>, "xoptim: a step with coded states carries nothing");
                 job.states[carry_slot - first_state] = carry_buffer<typename math_type_of<Slots>::type>();
                 return job;
             }
@@ -545,6 +603,34 @@ namespace xoptim
             }
         };
 
+        // run_carrying's follow-up of a unit of a tensor bigger than one: the unit's
+        // window of the tensor's carried array.
+        template <class Slots>
+        struct carried_window
+        {
+            static constexpr bool runs_tensors = false;
+            static constexpr bool carries = true;
+
+            typename math_type_of<Slots>::type* carried;
+
+            Slots carrying(Slots job, std::size_t lo) const noexcept
+            {
+                job.states[carry_slot - first_state] = carried + lo;
+                return job;
+            }
+
+            void operator()(std::size_t, const Slots&, const double*) const noexcept
+            {
+            }
+        };
+
+        template <class First, class Second>
+        constexpr void check_in_turn() noexcept
+        {
+            static_assert(program_traits<First>::finalizes, "xoptim: run_in_turn's first program sets per-tensor scalars");
+            static_assert(!program_traits<Second>::finalizes,
+                          "xoptim: run_in_turn's second program sets no per-tensor scalars");
+        }
     }
 
     // Evaluates `prog` over every tensor in `jobs`, threaded when the list is big enough,
@@ -557,54 +643,11 @@ namespace xoptim
         if constexpr (traits::finalizes)
         {
             detail::run_finalizing<Arch, T, Slots, traits>(prog, jobs, transform, detail::no_follow_up{},
-                                                           detail::nothing_between{});
+                                                           detail::nothing_between{}, detail::every_job{});
         }
         else
         {
             detail::run_parallel<Arch, T, traits>(prog, jobs, transform);
-        }
-    }
-
-    namespace detail
-    {
-        // run_in_turn's body: with Carries, `first` writes sym::carried and `in_turn` reads
-        // it; without, the last state slot is a state like any other.
-        template <class Arch, bool Carries, class Slots, class... A, class Between, class... B, class... C>
-        void run_in_turn_with(const program<A...>& first, const Between& between, const program<B...>& second,
-                              const program<C...>& in_turn, const basic_job_list<Slots>& jobs,
-                              const grad_transform& transform)
-        {
-            using T = typename math_type_of<Slots>::type;
-            using first_traits = program_traits<program<A...>>;
-            using second_traits = program_traits<program<B...>>;
-            using in_turn_traits = program_traits<program<C...>>;
-            static_assert(first_traits::finalizes, "xoptim: run_in_turn's first program sets per-tensor scalars");
-            static_assert(!second_traits::finalizes && !in_turn_traits::finalizes,
-                          "xoptim: run_in_turn's second program sets no per-tensor scalars");
-            if constexpr (Carries)
-            {
-                constexpr std::uint64_t carry = std::uint64_t(1) << carry_slot;
-                static_assert((first_traits::stores & in_turn_traits::loads & carry) != 0 &&
-                                  ((first_traits::loads | second_traits::loads | second_traits::stores |
-                                    in_turn_traits::stores) &
-                                   carry) == 0,
-                              "xoptim: sym::carried is written by run_in_turn's first program and read by its in-turn "
-                              "one only");
-            }
-            const auto prepared = prepare_program<Arch, T>(in_turn);
-            using follow_up_type = in_turn_follow_up<Arch, Slots, program<A...>, Between,
-                                                     std::decay_t<decltype(prepared)>, in_turn_traits, Carries>;
-            run_finalizing<Arch, T, Slots, first_traits>(first, jobs, transform,
-                                                         follow_up_type{&first, &between, &prepared, &transform, &jobs},
-                                                         between);
-            for (std::size_t k = 0; k < jobs.size(); ++k)
-            {
-                if (size_of(jobs[k]) > in_turn_limit)
-                {
-                    run_parallel<Arch, T, second_traits, true>(second, jobs, transform);
-                    return;
-                }
-            }
         }
     }
 
@@ -617,17 +660,67 @@ namespace xoptim
     void run_in_turn(const program<A...>& first, const Between& between, const program<B...>& second,
                      const basic_job_list<Slots>& jobs, const grad_transform& transform = {})
     {
-        detail::run_in_turn_with<Arch, false>(first, between, second, second, jobs, transform);
+        using T = typename detail::math_type_of<Slots>::type;
+        using second_traits = detail::program_traits<program<B...>>;
+        detail::check_in_turn<program<A...>, program<B...>>();
+        const auto prepared = prepare_program<Arch, T>(second);
+        using follow_up_type = detail::in_turn_follow_up<Arch, Slots, program<A...>, Between,
+                                                         std::decay_t<decltype(prepared)>, second_traits, false>;
+        detail::run_finalizing<Arch, T, Slots, detail::program_traits<program<A...>>>(
+            first, jobs, transform, follow_up_type{&first, &between, &prepared, &transform, &jobs}, between,
+            detail::every_job{});
+        for (std::size_t k = 0; k < jobs.size(); ++k)
+        {
+            if (detail::size_of(jobs[k]) > detail::in_turn_limit)
+            {
+                detail::run_parallel<Arch, T, second_traits, true>(second, jobs, transform);
+                return;
+            }
+        }
     }
 
-    // The same, where `first` also writes sym::carried and a tensor run in turn runs
-    // `in_turn` instead of `second`: a program of the same bits that reads sym::carried
-    // where `second` would compute again what `first` wrote there.
-    template <class Arch = xsimd::default_arch, class Slots, class... A, class Between, class... B, class... C>
-    void run_in_turn(const program<A...>& first, const Between& between, const program<B...>& second,
-                     const program<C...>& in_turn, const basic_job_list<Slots>& jobs, const grad_transform& transform = {})
+    // The same, where `first` also writes sym::carried, an array of the tensor's size,
+    // and `second` reads it instead of computing again what `first` wrote there: a tensor
+    // run in turn carries it in the thread's array of one unit; a bigger one goes on its
+    // own, pass by pass, both passes threaded, through the job list's carried() array,
+    // grown to the biggest such tensor and kept across steps. Float and double jobs.
+    template <class Arch = xsimd::default_arch, class Slots, class... A, class Between, class... B>
+    void run_carrying(const program<A...>& first, const Between& between, const program<B...>& second,
+                      const basic_job_list<Slots>& jobs, const grad_transform& transform = {})
     {
-        detail::run_in_turn_with<Arch, true>(first, between, second, in_turn, jobs, transform);
+        using T = typename detail::math_type_of<Slots>::type;
+        using first_traits = detail::program_traits<program<A...>>;
+        using second_traits = detail::program_traits<program<B...>>;
+        detail::check_in_turn<program<A...>, program<B...>>();
+        static_assert(!std::is_same_v<Slots, coded_slots>, "xoptim: a step with coded states carries nothing");
+        constexpr std::uint64_t carry = std::uint64_t(1) << carry_slot;
+        static_assert((first_traits::stores & second_traits::loads & carry) != 0 &&
+                          ((first_traits::loads | second_traits::stores) & carry) == 0,
+                      "xoptim: sym::carried is written by run_carrying's first program and read by its second");
+        const auto prepared = prepare_program<Arch, T>(second);
+        using prepared_type = std::decay_t<decltype(prepared)>;
+        using follow_up_type =
+            detail::in_turn_follow_up<Arch, Slots, program<A...>, Between, prepared_type, second_traits, true>;
+        const auto small = [&](std::size_t k) { return detail::size_of(jobs[k]) <= detail::in_turn_limit; };
+        detail::run_finalizing<Arch, T, Slots, first_traits>(
+            first, jobs, transform, follow_up_type{&first, &between, &prepared, &transform, &jobs}, between, small);
+        for (std::size_t k = 0; k < jobs.size(); ++k)
+        {
+            if (small(k))
+            {
+                continue;
+            }
+            const std::size_t n = detail::size_of(jobs[k]);
+            std::vector<T>& carried = jobs.carried();
+            carried.resize(std::max(carried.size(), n));
+            detail::run_finalizing<Arch, T, Slots, first_traits>(first, jobs, transform,
+                                                                 detail::carried_window<Slots>{carried.data()}, between,
+                                                                 [k](std::size_t j) { return j == k; });
+            detail::job_task<Arch, prepared_type, second_traits, Slots> task{
+                &prepared, &transform, detail::with_scalars<second_traits>(jobs[k], jobs.scalars(k))};
+            task.job.states[carry_slot - first_state] = carried.data();
+            parallel_run(&decltype(task)::call, &task, detail::threads_for(n, basic_job_list<Slots>::granularity));
+        }
     }
 }
 

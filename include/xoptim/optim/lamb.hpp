@@ -9,12 +9,13 @@
 //                                            use_nvlamb and weight decay)
 //   p = p - ratio * u
 // optax.lamb is max_grad_norm = none, use_nvlamb = true. Passes over memory: g (only with
-// max_grad_norm), p g m v -> m v with the two norms, p m v -> p (u computed again; a
-// tensor run in turn reads the u its first pass carried, engine/executor.hpp); one pass,
-// Adam's, where no trust ratio applies. A step that can meet 8-bit or bf16 states (set_storage) runs
-// p g m v with the norms, m and v not stored, then p g m v -> p m v, as bitsandbytes'
-// 8-bit LAMB: its update is computed from the states its norms were, not from their
-// rounded copies.
+// max_grad_norm), p g m v -> m v u with the two norms, p u -> p (u carried between them:
+// in the thread's cache for a tensor of up to 2^14 elements, otherwise in one array the
+// size of the biggest tensor, kept by the optimizer; engine/executor.hpp run_carrying);
+// one pass, Adam's, where no trust ratio applies. A step that can meet 8-bit or bf16
+// states (set_storage) runs p g m v with the norms, m and v not stored, then
+// p g m v -> p m v, as bitsandbytes' 8-bit LAMB: its update is computed from the states
+// its norms were, not from their rounded copies.
 #ifndef XOPTIM_OPTIM_LAMB_HPP
 #define XOPTIM_OPTIM_LAMB_HPP
 
@@ -150,12 +151,10 @@ namespace xoptim
                     else
                     {
                         // Float and double states hold what the first pass computed, exactly:
-                        // the second reads them back (no second read of g) and computes u
-                        // again; a tensor run in turn reads the u its first pass carried.
-                        step.run_in_turn(fuse(grad, m = first_moment, v = second_moment, u = direction(m, v),
-                                              carried = u, norm_of_p, norm_of_u, trust_ratio),
-                                         detail::nothing_between{}, fuse(p = p - ratio * direction(m, v)),
-                                         fuse(p = p - ratio * carried));
+                        // the first pass carries u to the second, which reads p and u only.
+                        step.run_carrying(fuse(grad, m = first_moment, v = second_moment, u = direction(m, v),
+                                               carried = u, norm_of_p, norm_of_u, trust_ratio),
+                                          detail::nothing_between{}, fuse(p = p - ratio * carried));
                     }
                 }
                 else

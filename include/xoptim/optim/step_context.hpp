@@ -90,18 +90,18 @@ namespace xoptim
             for_each_list([&](const auto& jobs) { xoptim::run_in_turn(first, between, second, jobs, m_transform); });
         }
 
-        // The same, with `in_turn` for the tensors run in turn: a program of the same bits
-        // as `second` that reads sym::carried, which `first` writes, instead of computing
-        // it again (LAMB's update). Float and double states only; the carried array takes
-        // the last state slot, so the update has fewer than max_states states.
-        template <class... A, class Between, class... B, class... C>
-        void run_in_turn(const program<A...>& first, const Between& between, const program<B...>& second,
-                         const program<C...>& in_turn) const
+        // The same, where `first` also writes sym::carried (an array of the tensor's size)
+        // and `second` reads it instead of computing again what `first` wrote there
+        // (LAMB's update): engine/executor.hpp run_carrying. Float and double states
+        // only; the carried array takes the last state slot, so the update has fewer than
+        // max_states states. A tensor of more than detail::in_turn_limit elements
+        // carries through an array of its size, kept across steps for the biggest.
+        template <class... A, class Between, class... B>
+        void run_carrying(const program<A...>& first, const Between& between, const program<B...>& second) const
         {
             check_program<program<A...>, true>();
-            check_program<program<B...>>();
-            check_program<program<C...>, true>();
-            for_each_list([&](const auto& jobs) { xoptim::run_in_turn(first, between, second, in_turn, jobs, m_transform); });
+            check_program<program<B...>, true>();
+            for_each_list([&](const auto& jobs) { xoptim::run_carrying(first, between, second, jobs, m_transform); });
         }
 
         // Runs a program over job lists the optimizer built itself (Adafactor's rows of
