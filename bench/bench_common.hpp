@@ -88,6 +88,37 @@ namespace bench
         return tensor_list(s.count, std::vector<float>(s.size, value));
     }
 
+    // A floor's state arrays, placed as xoptim places an optimizer's: `count` float arrays
+    // per tensor of s, from xoptim's own state store (a big tensor's arrays at their page
+    // offsets: optim/state.hpp), each filled with `value`.
+    class floor_states
+    {
+    public:
+
+        floor_states(const shape& s, std::size_t count, float value)
+        {
+            xoptim::state_layout layout;
+            layout.count = count;
+            for (std::size_t j = 0; j < s.count; ++j)
+            {
+                const auto& e = m_store.add("t", xoptim::dtype::float32, {s.size}, s.size, layout);
+                for (std::size_t k = 0; k < count; ++k)
+                {
+                    std::fill_n(e.state<float>(k), s.size, value);
+                }
+            }
+        }
+
+        float* at(std::size_t tensor, std::size_t k) const noexcept
+        {
+            return m_store[tensor].state<float>(k);
+        }
+
+    private:
+
+        xoptim::state_store m_store;
+    };
+
     // Steady-state xoptim steps: one untimed step creates the state first. Case A is a
     // single std::vector<float>, the others a std::vector of them. Vec can change the
     // parameter and gradient container (an aligned allocator for the diagnostic runs).

@@ -104,12 +104,11 @@ namespace
     {
         tensor_list p = make_list(s, 0.5f);
         tensor_list g = make_list(s, 1e-7f);
-        using aligned = std::vector<float, xsimd::aligned_allocator<float, 64>>;
-        std::vector<aligned> m(s.count, aligned(s.size, 0.0f)), v(s.count, aligned(s.size, 0.0f));
+        const floor_states mv(s, 2, 0.0f);
         std::vector<lamb_tensor> ts;
         for (std::size_t k = 0; k < s.count; ++k)
         {
-            ts.push_back({p[k].data(), g[k].data(), m[k].data(), v[k].data()});
+            ts.push_back({p[k].data(), g[k].data(), mv.at(k, 0), mv.at(k, 1)});
         }
         const floor_pass<0> pass0{&ts, s.size};
         const floor_pass<1> pass1{&ts, s.size};

@@ -5,8 +5,8 @@
 //     1 thread and all threads (through xoptim::parallel_run, the same pool);
 //   - xtensor written the obvious way: three xt::noalias statements, 1 thread.
 // Cases: A = one tensor of 2^24 floats, B = 4096 tensors of 4096 floats.
-// All three touch memory laid out the same way: p and g in std::vector<float>, the
-// optimizer state 64-byte aligned (see `placement`).
+// All three take p and g in std::vector<float>; floor and xoptim place the optimizer
+// state alike (xoptim's state store, see `placement`), xtensor in its own containers.
 // The optimizers of 2026 (1 thread, cases A and B), each against the floor of the arrays
 // it moves: AdEMAMix (5 read / 4 written), Schedule-Free AdamW (4 / 3) and SGD (3 / 2),
 // the EMA of the weights (2 / 1), cautious AdamW and Lion (two passes: against AdamW's
@@ -98,7 +98,7 @@ namespace
         }
     };
 
-    // 64-byte aligned float arrays, as xoptim's state store allocates its state.
+    // 64-byte aligned float arrays (the diagnostic placement of p and g).
     struct free_deleter
     {
         void operator()(float* p) const noexcept
@@ -121,10 +121,10 @@ namespace
         return aligned_array(p);
     }
 
-    // Memory placement of the arrays a step touches. `like_xoptim`: p and g are
-    // std::vector<float> (as the xoptim runs pass them), the W - 1 state arrays are
-    // 64-byte aligned (as xoptim's state store makes them), so floor, xoptim and
-    // xtensor touch memory laid out the same way. `all_aligned`: every array
+    // Memory placement of the arrays a step touches. The W - 1 state arrays come from
+    // xoptim's state store (floor_states), placed as an optimizer's state is. With
+    // `like_xoptim`, p and g are std::vector<float> (as the xoptim runs pass them), so
+    // floor and xoptim touch memory laid out the same way. `all_aligned`: p and g
     // 64-byte aligned (diagnostic: what misaligned p and g cost).
     enum class placement
     {
@@ -138,6 +138,7 @@ namespace
         tensor_list p_vec, g_vec;
         std::vector<aligned_array> owned;
         floor_job<W> job{{}, s.size, s.elements()};
+        const floor_states states(s, W - 1, 0.5f);
         if (where == placement::like_xoptim)
         {
             p_vec = make_list(s, 0.5f);
@@ -160,8 +161,7 @@ namespace
             }
             for (std::size_t k = 1; k < W; ++k)
             {
-                owned.push_back(make_aligned(s.size, 0.5f));
-                t.rw[k] = owned.back().get();
+                t.rw[k] = states.at(j, k - 1);
             }
             t.size = s.size;
             job.tensors.push_back(t);
@@ -182,7 +182,7 @@ namespace
     using xvec = xt::xtensor<float, 1>;
     using xshape = std::array<std::size_t, 1>;
     // p and g adapt the same std::vector<float> buffers the xoptim runs use; m and v
-    // are xt::xtensor<float, 1> owning (aligned) storage, as xoptim's state is.
+    // are xt::xtensor<float, 1> owning (aligned) storage, as a user's would be.
     using xview = decltype(xt::adapt(static_cast<float*>(nullptr), std::size_t(0), xt::no_ownership(), xshape{}));
 
     struct xt_tensor

@@ -92,6 +92,23 @@ namespace xoptim
                 std::free(p);
             }
         };
+
+        // Where the arrays of a big state start within a 4 KiB page. Streams whose
+        // addresses agree in their low 12 bits stall each other (a load waits for an
+        // earlier store to the same page offset: 4 KiB aliasing) and share cache sets;
+        // a caller's big parameter and gradient sit a few bytes past a page, as malloc
+        // returns big blocks. So a state with an array of at least staggered_bytes takes
+        // an allocation aligned to a page, its array k starting page_offset(k) bytes past
+        // one (a bf16 parameter's compensation is the array after the last state): 640
+        // bytes apart from each other, none within 256 bytes of a page boundary
+        // (docs/benchmarks.md, "Where the states sit within a page").
+        inline constexpr std::size_t page_bytes = 4096;
+        inline constexpr std::size_t staggered_bytes = std::size_t(1) << 20;
+
+        constexpr std::size_t page_offset(std::size_t k) noexcept
+        {
+            return (k + 1) * 640 % page_bytes;
+        }
     }
 
     // Bytes per element of a tensor stored in format f (8-bit scales not counted).
@@ -314,23 +331,40 @@ namespace xoptim
         const entry& add(std::string name, dtype type, std::vector<std::size_t> shape, std::size_t n,
                          const state_layout& layout)
         {
-            const auto padded = [](std::size_t bytes) { return (bytes + 63) / 64 * 64; };
+            const auto padded = [](std::size_t bytes, std::size_t to) { return (bytes + to - 1) / to * to; };
             entry e{std::move(name), type, std::move(shape), n, layout.count, {}, layout.param, nullptr, 0, nullptr,
                     layout.extents};
-            std::vector<std::size_t> offsets;
+            const auto array_bytes = [&](std::size_t k) {
+                return k < layout.count ? e.state_size(k) * format_bytes(layout.formats[k], math_type(type))
+                                        : layout.param == slot_format::bf16_compensated ? n * 2 : 0;
+            };
+            bool staggered = false;
+            for (std::size_t k = 0; k <= layout.count; ++k)
+            {
+                staggered = staggered || array_bytes(k) >= detail::staggered_bytes;
+            }
+            // Array k (the compensation last) from `bytes` on, or from its page offset.
             std::size_t bytes = 0;
+            const auto place = [&](std::size_t k) {
+                const std::size_t at =
+                    staggered ? bytes + (detail::page_offset(k) + detail::page_bytes - bytes % detail::page_bytes) %
+                                            detail::page_bytes
+                              : bytes;
+                bytes = at + padded(array_bytes(k), 64);
+                return at;
+            };
+            std::vector<std::size_t> offsets;
             for (std::size_t k = 0; k < layout.count; ++k)
             {
                 e.states[k].format = layout.formats[k];
+                offsets.push_back(place(k));
                 offsets.push_back(bytes);
-                bytes += padded(e.state_size(k) * format_bytes(layout.formats[k], math_type(type)));
-                offsets.push_back(bytes);
-                bytes += is_8bit(layout.formats[k]) ? padded(e.blocks() * sizeof(float)) : 0;
+                bytes += is_8bit(layout.formats[k]) ? padded(e.blocks() * sizeof(float), 64) : 0;
             }
-            const std::size_t compensation = bytes;
-            bytes += layout.param == slot_format::bf16_compensated ? padded(n * 2) : 0;
-            e.bytes = std::max<std::size_t>(64, bytes);
-            void* raw = std::aligned_alloc(64, e.bytes);
+            const std::size_t compensation = layout.param == slot_format::bf16_compensated ? place(layout.count) : 0;
+            const std::size_t alignment = staggered ? detail::page_bytes : 64;
+            e.bytes = padded(std::max<std::size_t>(64, bytes), alignment);
+            void* raw = std::aligned_alloc(alignment, e.bytes);
             if (raw == nullptr)
             {
                 throw std::bad_alloc();
