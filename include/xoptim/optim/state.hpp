@@ -1,8 +1,10 @@
 // Optimizer state: for every parameter, the optimizer's state tensors (m, v, ...),
-// created once with the parameter's shape (or their own: state_extent), zero, 64-byte aligned, kept in parameter
-// order and known by the parameter's name. Each tensor is stored in its format: the
-// parameter's math type (float or double), bf16, or 8-bit codes with a float absmax
-// per block of 256 (engine/coded.hpp); a compensated bf16 parameter adds its low halves.
+// created once with the parameter's shape (or their own: state_extent), zero, 64-byte
+// aligned (a big state's arrays at their own offsets within a page: detail::page_offset),
+// kept in parameter order and known by the parameter's name. Each tensor is stored in its
+// format: the parameter's math type (float or double), bf16, or 8-bit codes with a float
+// absmax per block of 256 (engine/coded.hpp); a compensated bf16 parameter adds its low
+// halves.
 #ifndef XOPTIM_OPTIM_STATE_HPP
 #define XOPTIM_OPTIM_STATE_HPP
 
