@@ -121,6 +121,20 @@ namespace
         EXPECT_NE(models[0].w, model().w);  // the steps did move the parameters
     }
 
+    // The report counts the update LAMB carries between its passes for its tensors of
+    // more than 2^14 elements: one array of the biggest per element type, beside m and v.
+    TEST(lamb, the_report_counts_the_carried_update)
+    {
+        model mo;
+        xoptim::lamb opt(nvlamb());
+        mo.steps(opt, 0, 1);
+        const std::size_t states = (mo.w.size() + mo.b.size()) * 2 * sizeof(float) + mo.d.size() * 2 * sizeof(double);
+        const std::size_t carried = mo.w.size() * sizeof(float) + mo.d.size() * sizeof(double);
+        EXPECT_EQ(opt.report().state_bytes, states + carried);
+        mo.steps(opt, 1, 3);
+        EXPECT_EQ(opt.report().state_bytes, states + carried);  // kept, not grown
+    }
+
     class lamb_checkpoint : public xoptim_test::temp_dir_test
     {
     };

@@ -704,6 +704,16 @@ namespace xoptim
         const auto small = [&](std::size_t k) { return detail::size_of(jobs[k]) <= detail::in_turn_limit; };
         detail::run_finalizing<Arch, T, Slots, first_traits>(
             first, jobs, transform, follow_up_type{&first, &between, &prepared, &transform, &jobs}, between, small);
+        std::size_t biggest = 0;
+        for (std::size_t k = 0; k < jobs.size(); ++k)
+        {
+            biggest = small(k) ? biggest : std::max(biggest, detail::size_of(jobs[k]));
+        }
+        std::vector<T>& carried = jobs.carried();
+        if (carried.size() < biggest)
+        {
+            carried = std::vector<T>(biggest);  // exactly: a growing resize may double the capacity
+        }
         for (std::size_t k = 0; k < jobs.size(); ++k)
         {
             if (small(k))
@@ -711,8 +721,6 @@ namespace xoptim
                 continue;
             }
             const std::size_t n = detail::size_of(jobs[k]);
-            std::vector<T>& carried = jobs.carried();
-            carried.resize(std::max(carried.size(), n));
             detail::run_finalizing<Arch, T, Slots, first_traits>(first, jobs, transform,
                                                                  detail::carried_window<Slots>{carried.data()}, between,
                                                                  [k](std::size_t j) { return j == k; });

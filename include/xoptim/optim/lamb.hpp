@@ -11,11 +11,11 @@
 // optax.lamb is max_grad_norm = none, use_nvlamb = true. Passes over memory: g (only with
 // max_grad_norm), p g m v -> m v u with the two norms, p u -> p (u carried between them:
 // in the thread's cache for a tensor of up to 2^14 elements, otherwise in one array the
-// size of the biggest tensor, kept by the optimizer; engine/executor.hpp run_carrying);
-// one pass, Adam's, where no trust ratio applies. A step that can meet 8-bit or bf16
-// states (set_storage) runs p g m v with the norms, m and v not stored, then
-// p g m v -> p m v, as bitsandbytes' 8-bit LAMB: its update is computed from the states
-// its norms were, not from their rounded copies.
+// size of the biggest tensor, kept by the optimizer and counted in its report();
+// engine/executor.hpp run_carrying); one pass, Adam's, where no trust ratio applies. A
+// step that can meet 8-bit or bf16 states (set_storage) runs p g m v with the norms, m
+// and v not stored, then p g m v -> p m v, as bitsandbytes' 8-bit LAMB: its update is
+// computed from the states its norms were, not from their rounded copies.
 #ifndef XOPTIM_OPTIM_LAMB_HPP
 #define XOPTIM_OPTIM_LAMB_HPP
 

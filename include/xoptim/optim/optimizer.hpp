@@ -171,7 +171,12 @@ namespace xoptim
 
         state_report report() const noexcept
         {
-            return m_state.report();
+            state_report r = m_state.report();
+            // The array a step carries between its passes (run_carrying: LAMB's update,
+            // for its tensors of more than one unit), kept across steps.
+            r.state_bytes += m_floats.carried().capacity() * sizeof(float) +
+                             m_doubles.carried().capacity() * sizeof(double);
+            return r;
         }
 
     protected:

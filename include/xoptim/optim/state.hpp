@@ -55,7 +55,8 @@ namespace xoptim
         return t == dtype::float64 ? dtype::float64 : dtype::float32;
     }
 
-    // Bytes held by an optimizer's state beside the bytes of the parameters it serves,
+    // Bytes held by an optimizer's state (with the array a step carries between its
+    // passes: optimizer::report) beside the bytes of the parameters it serves,
     // and the kernels its steps run: the instruction set (xsimd's name: sse2,
     // fma3+avx2, avx512bw, arm64+neon, ...), floats per batch, and whether a fused
     // multiply-add is one instruction or its exact emulation.
