@@ -1,6 +1,7 @@
-// Replays a case of trajectories_2026.json through xoptim-replay's optimizer factory
-// (tools/optimizer_json.hpp) and compares the parameters at every checkpoint step, with
-// the protocol of tests/reference/README.md ("Inputs and protocol", steps 1-2).
+// Replays a case of trajectories_2026.json through one builder of xoptim-replay's
+// optimizer factory (tools/optimizer_json.hpp) and compares the parameters at every
+// checkpoint step, with the protocol of tests/reference/README.md ("Inputs and
+// protocol", steps 1-2).
 #ifndef XOPTIM_TESTS_SUPPORT_TRAJECTORY_2026_HPP
 #define XOPTIM_TESTS_SUPPORT_TRAJECTORY_2026_HPP
 

@@ -683,7 +683,7 @@ namespace xoptim
     // and `second` reads it instead of computing again what `first` wrote there: a tensor
     // run in turn carries it in the thread's array of one unit; a bigger one goes on its
     // own, pass by pass, both passes threaded, through the job list's carried() array,
-    // grown to the biggest such tensor and kept across steps. Float and double jobs.
+    // of the biggest such tensor's size and kept across steps. Float and double jobs.
     template <class Arch = xsimd::default_arch, class Slots, class... A, class Between, class... B>
     void run_carrying(const program<A...>& first, const Between& between, const program<B...>& second,
                       const basic_job_list<Slots>& jobs, const grad_transform& transform = {})
