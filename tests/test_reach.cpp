@@ -4,7 +4,8 @@
 // program without them runs today's loop, and the row and column sums of matrices
 // (matrix_statistics) in their documented order, also of bf16 matrices, and two passes
 // run in turn tensor by tensor (run_in_turn) giving the bits of the two passes, also
-// where the second reads what the first carried.
+// where the second reads what the first carried, and what such a second pass asks for
+// ahead of the next tensor.
 #include <gtest/gtest.h>
 
 #include <cmath>
@@ -328,6 +329,41 @@ namespace
         in_turn_is_pass_by_pass<float, true>(0);
         in_turn_is_pass_by_pass<float, true>(1);
         in_turn_is_pass_by_pass<double, true>(1);
+    }
+
+    // What a second pass run in turn asks for ahead (detail::lines_ahead): the arrays in
+    // the mask that the next tensor has, not the carried one, and each of their lines
+    // once over the pass's lines where the tensors are the same size; a line in k
+    // (stride k lines) where the next is bigger; nothing past the next one's end.
+    TEST(reach, a_pass_in_turn_asks_for_the_next_tensors_lines)
+    {
+        std::vector<float> p(4096), g(4096), m(4096), v(4096), c(4096);
+        xoptim::tensor_slots<float> next;
+        next.param = p.data();
+        next.grad = g.data();
+        next.states[0] = m.data();
+        next.states[1] = v.data();
+        next.states[xoptim::carry_slot - xoptim::first_state] = c.data();
+        next.size = 4096;
+        constexpr std::uint64_t mask = std::uint64_t(1) << xoptim::grad_slot |
+                                       std::uint64_t(1) << xoptim::first_state |
+                                       std::uint64_t(1) << xoptim::carry_slot;
+        const xoptim::detail::lines_ahead<float, mask> same(next, 4096 * sizeof(float) / 64);
+        ASSERT_EQ(same.arrays().size(), 2u);
+        EXPECT_EQ(same.arrays()[0], reinterpret_cast<const char*>(g.data()));
+        EXPECT_EQ(same.arrays()[1], reinterpret_cast<const char*>(m.data()));
+        for (std::size_t k = 0; k < 256; ++k)
+        {
+            EXPECT_EQ(same.offset(k), k * 64);
+        }
+        // A pass of 100 lines before a tensor of 256: every third line.
+        const xoptim::detail::lines_ahead<float, mask> bigger(next, 100);
+        EXPECT_EQ(bigger.offset(1), 192u);
+        EXPECT_GE(bigger.offset(99), 4096 * sizeof(float) - 192);  // the pass reaches its end
+        // A pass of 1,000 lines before it: lines 256 on ask for nothing.
+        const xoptim::detail::lines_ahead<float, mask> smaller(next, 1000);
+        EXPECT_EQ(smaller.offset(255), 255u * 64);
+        EXPECT_GE(smaller.offset(256), 4096 * sizeof(float));
     }
 
     // A reduction reads the registers as the pass's element assignments leave them: the

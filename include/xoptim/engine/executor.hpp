@@ -565,6 +565,33 @@ namespace xoptim
             }
         }
 
+        // The second pass of a tensor run in turn, asking as it goes for the lines of the
+        // arrays either pass reads (Reads) of the tensor after it, where that one runs in
+        // turn too: its first pass then reads them from cache. (A coded job asks for the
+        // next one's lines itself: run_coded.)
+        template <class Arch, class Second, class SecondTraits, std::uint64_t Reads, class T>
+        void run_second_in_turn(const Second& second, const grad_transform& transform, const tensor_slots<T>& job,
+                                const tensor_slots<T>* next)
+        {
+            const std::size_t n = size_of(job);
+            if (next != nullptr && runs_in_turn(size_of(*next)))
+            {
+                const lines_ahead<T, Reads> ahead(*next, n * sizeof(T) / cache_line);
+                run_prepared<Arch, T, Second, SecondTraits>(second, transform, job, 0, n, ahead);
+            }
+            else
+            {
+                run_prepared<Arch, T, Second, SecondTraits>(second, transform, job, 0, n);
+            }
+        }
+
+        template <class Arch, class Second, class SecondTraits, std::uint64_t Reads>
+        void run_second_in_turn(const Second& second, const grad_transform& transform, const coded_slots& job,
+                                const coded_slots* next)
+        {
+            run_job<Arch, Second, SecondTraits>(second, transform, job, next, 0, size_of(job));
+        }
+
         // run_in_turn's follow-up of a unit: where the unit is a whole tensor run in
         // turn, the first program's finalizers, between(job, scalars) and the second
         // program over the tensor, at once. With Carries, every unit's job gets the
@@ -597,8 +624,8 @@ namespace xoptim
                     finalize(*first, sums, values);
                     (*between)(list[k], values);
                     const Slots* next = k + 1 < list.size() ? &list[k + 1] : nullptr;
-                    run_job<Arch, Second, SecondTraits>(*second, *transform, with_scalars<SecondTraits>(job, values), next,
-                                                        0, n);
+                    run_second_in_turn<Arch, Second, SecondTraits, program_traits<First>::loads | SecondTraits::loads>(
+                        *second, *transform, with_scalars<SecondTraits>(job, values), next);
                 }
             }
         };

@@ -497,12 +497,107 @@ namespace xoptim
         }
     }
 
+    namespace detail
+    {
+        inline constexpr std::size_t cache_line = 64;
+
+        // What a pass asks for ahead, besides its own arrays: nothing,
+        struct nothing_ahead
+        {
+            static constexpr bool asks = false;
+        };
+
+        // or the lines of another tensor's arrays (the parameter, gradient and states in
+        // Mask, but the carried one, which is in cache), spread over the pass's lines:
+        // line k of the pass asks for the line at k * stride of each, stride a whole
+        // number of lines (one where the two tensors are the same size; where the other
+        // is bigger, the lines in between are left to the hardware's prefetchers).
+        // run_in_turn's second pass over a small tensor reads its arrays from cache, so
+        // without this the memory would stand idle while it runs; with the lines of the
+        // tensor the thread runs next asked for, that tensor's first pass reads from cache
+        // too. (No loop of prefetches only: a compiler may drop a loop without effects.)
+        template <class T, std::uint64_t Mask>
+        class lines_ahead
+        {
+        public:
+
+            static constexpr bool asks = true;
+
+            // For a pass of `lines` whole lines.
+            lines_ahead(const tensor_slots<T>& next, std::size_t lines) noexcept
+                : m_bytes(next.size * sizeof(T))
+            {
+                std::size_t a = 0;
+                for (std::size_t slot = 0; slot < first_local; ++slot)
+                {
+                    if (asked(slot))
+                    {
+                        m_arrays[a++] = reinterpret_cast<const char*>(
+                            slot == param_slot ? next.param
+                                               : slot == grad_slot ? next.grad : next.states[slot - first_state]);
+                    }
+                }
+                const std::size_t next_lines = (m_bytes + cache_line - 1) / cache_line;
+                m_stride = (next_lines + lines - 1) / std::max<std::size_t>(lines, 1) * cache_line;
+            }
+
+            // Line k of the pass.
+            [[gnu::always_inline]] void ask(std::size_t k) const noexcept
+            {
+                const std::size_t at = offset(k);
+                if (at < m_bytes)
+                {
+                    ask_at(at, std::make_index_sequence<count()>{});
+                }
+            }
+
+            // The byte its line k asks for in each array (none at or past the end).
+            std::size_t offset(std::size_t k) const noexcept
+            {
+                return k * m_stride;
+            }
+
+            const auto& arrays() const noexcept
+            {
+                return m_arrays;
+            }
+
+        private:
+
+            static constexpr bool asked(std::size_t slot) noexcept
+            {
+                return (Mask >> slot & 1) != 0 && slot != carry_slot;
+            }
+
+            static constexpr std::size_t count() noexcept
+            {
+                std::size_t n = 0;
+                for (std::size_t slot = 0; slot < first_local; ++slot)
+                {
+                    n += asked(slot) ? 1 : 0;
+                }
+                return n;
+            }
+
+            template <std::size_t... A>
+            [[gnu::always_inline]] void ask_at(std::size_t at, std::index_sequence<A...>) const noexcept
+            {
+                (arch::prefetch_outer(m_arrays[A] + at), ...);
+            }
+
+            std::array<const char*, count()> m_arrays{};
+            std::size_t m_bytes;
+            std::size_t m_stride = 0;
+        };
+    }
+
     // Runs the program over elements [begin, end) of one parameter's tensors. The tail
     // shorter than a batch goes through a zero-padded copy and the very same batch code,
     // so every element gets bit-identical arithmetic wherever a range boundary falls.
-    template <class Arch, class T, class Prepared, class Traits>
+    // `ahead` (detail::lines_ahead) asks for another tensor's lines as the pass goes.
+    template <class Arch, class T, class Prepared, class Traits, class Ahead = detail::nothing_ahead>
     void run_prepared(const Prepared& prog, const grad_transform& transform, const tensor_slots<T>& slots,
-                      std::size_t begin, std::size_t end)
+                      std::size_t begin, std::size_t end, const Ahead& ahead = {})
     {
         // A local copy: the compiler can keep the pointers in registers, knowing the
         // stores through them cannot change them.
@@ -516,6 +611,21 @@ namespace xoptim
             // from memory every batch.
             const Prepared local_prog = prog;
             const detail::prepared_transform<batch> local_transform(transform);
+            if constexpr (Ahead::asks)
+            {
+                const Ahead local_ahead = ahead;
+                // A line's worth of batches at a time, each after asking for its line
+                // of the other tensor.
+                constexpr std::size_t per_line = std::max<std::size_t>(1, detail::cache_line / sizeof(batch));
+                for (std::size_t line = 0; i + per_line * width <= end; i += per_line * width, ++line)
+                {
+                    local_ahead.ask(line);
+                    for (std::size_t j = 0; j < per_line; ++j)
+                    {
+                        detail::run_batch<Traits, Prepared, batch>(local_prog, local_transform, s, i + j * width);
+                    }
+                }
+            }
             for (; i + width <= end; i += width)
             {
                 detail::run_batch<Traits, Prepared, batch>(local_prog, local_transform, s, i);

@@ -192,9 +192,14 @@ namespace xoptim
         template <class A>
         using square_lanes = decltype(kernel::square_lanes_of<A>(A{}));
 
-        inline void prefetch(const void* p) noexcept
+        [[gnu::always_inline]] inline void prefetch(const void* p) noexcept
         {
             kernel::prefetch(p, xsimd::generic{});
+        }
+
+        [[gnu::always_inline]] inline void prefetch_outer(const void* p) noexcept
+        {
+            kernel::prefetch_outer(p, xsimd::generic{});
         }
     }
 

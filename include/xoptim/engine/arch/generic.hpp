@@ -334,10 +334,23 @@ namespace xoptim
              * Cache *
              *********/
 
-            inline void prefetch(const void* p, requires_arch<generic>) noexcept
+            // A line asked for into every cache level (always inlined: GCC finds a function
+            // that only prefetches free of effects and drops the calls to it),
+            [[gnu::always_inline]] inline void prefetch(const void* p, requires_arch<generic>) noexcept
             {
 #if defined(__GNUC__)
                 __builtin_prefetch(p);
+#else
+                (void)p;
+#endif
+            }
+
+            // or into the outer levels only (L2 on x86: prefetcht1), for more lines than
+            // the first level holds.
+            [[gnu::always_inline]] inline void prefetch_outer(const void* p, requires_arch<generic>) noexcept
+            {
+#if defined(__GNUC__)
+                __builtin_prefetch(p, 0, 2);
 #else
                 (void)p;
 #endif
