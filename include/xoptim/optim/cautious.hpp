@@ -9,7 +9,8 @@
 // host, per tensor) turns the count into the factor, computed in the parameter's type as
 // the references compute it; pass 2 is the optimizer's own fused step, its update
 // multiplied by where(agrees, factor, 0). They run in turn (step.run_in_turn): a small
-// tensor's pass 2 reads from cache what its pass 1 read.
+// tensor's pass 2 reads from cache what its pass 1 read, and asks for the next tensor's
+// lines as it goes (docs/design.md, "Two passes in turn").
 #ifndef XOPTIM_OPTIM_CAUTIOUS_HPP
 #define XOPTIM_OPTIM_CAUTIOUS_HPP
 
