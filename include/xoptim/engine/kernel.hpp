@@ -538,7 +538,8 @@ namespace xoptim
                     }
                 }
                 const std::size_t next_lines = (m_bytes + cache_line - 1) / cache_line;
-                m_stride = (next_lines + lines - 1) / std::max<std::size_t>(lines, 1) * cache_line;
+                const std::size_t own_lines = std::max<std::size_t>(lines, 1);
+                m_stride = (next_lines + own_lines - 1) / own_lines * cache_line;
             }
 
             // Line k of the pass.
