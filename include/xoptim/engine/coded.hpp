@@ -418,9 +418,8 @@ namespace xoptim
         template <class Traits, class Arch, std::size_t S>
         [[gnu::always_inline]] inline void prefetch_lines(const coded_slots& job, std::size_t at) noexcept
         {
-            constexpr std::size_t line = 64;
             constexpr std::size_t group = arch::q8_codec<Arch>::group;
-            for (std::size_t i = 0; i < group; i += line / sizeof(float))
+            for (std::size_t i = 0; i < group; i += cache_line / sizeof(float))
             {
                 if constexpr (has_slot<Traits::loads, param_slot>)
                 {
@@ -433,7 +432,7 @@ namespace xoptim
             }
             for (std::size_t k = 0; k < S; ++k)
             {
-                for (std::size_t i = 0; in_mask<Traits::loads>(first_state + k) && i < group; i += line)
+                for (std::size_t i = 0; in_mask<Traits::loads>(first_state + k) && i < group; i += cache_line)
                 {
                     arch::prefetch(static_cast<const std::uint8_t*>(job.source[first_state + k]) + at + i);
                 }

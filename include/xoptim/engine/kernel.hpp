@@ -525,18 +525,8 @@ namespace xoptim
 
             // For a pass of `lines` whole lines.
             lines_ahead(const tensor_slots<T>& next, std::size_t lines) noexcept
-                : m_bytes(next.size * sizeof(T))
+                : m_arrays(arrays_of(next, std::make_index_sequence<first_local>{})), m_bytes(next.size * sizeof(T))
             {
-                std::size_t a = 0;
-                for (std::size_t slot = 0; slot < first_local; ++slot)
-                {
-                    if (asked(slot))
-                    {
-                        m_arrays[a++] = reinterpret_cast<const char*>(
-                            slot == param_slot ? next.param
-                                               : slot == grad_slot ? next.grad : next.states[slot - first_state]);
-                    }
-                }
                 const std::size_t next_lines = (m_bytes + cache_line - 1) / cache_line;
                 const std::size_t own_lines = std::max<std::size_t>(lines, 1);
                 m_stride = (next_lines + own_lines - 1) / own_lines * cache_line;
@@ -580,13 +570,23 @@ namespace xoptim
                 return n;
             }
 
+            template <std::size_t... I>
+            static std::array<const char*, count()> arrays_of(const tensor_slots<T>& next,
+                                                             std::index_sequence<I...>) noexcept
+            {
+                std::array<const char*, count()> a{};
+                std::size_t k = 0;
+                ((asked(I) ? void(a[k++] = reinterpret_cast<const char*>(slot_pointer<I>(next))) : void()), ...);
+                return a;
+            }
+
             template <std::size_t... A>
             [[gnu::always_inline]] void ask_at(std::size_t at, std::index_sequence<A...>) const noexcept
             {
                 (arch::prefetch_outer(m_arrays[A] + at), ...);
             }
 
-            std::array<const char*, count()> m_arrays{};
+            std::array<const char*, count()> m_arrays;
             std::size_t m_bytes;
             std::size_t m_stride = 0;
         };
