@@ -278,6 +278,20 @@ namespace xoptim
          * bf16 *
          ********/
 
+        // A rounding's bf16 bits (in the low half), except where x is NaN: x's high half,
+        // made quiet, so NaN stays NaN. NaN is found by xsimd::isnan, an unordered float
+        // compare (xsimd 8's x != x is an ordered one, false for NaN); the compare of the
+        // bits, unsigned, xsimd 8 splits into two halves on AVX2.
+        template <class Arch>
+        inline xsimd::batch<std::uint32_t, Arch> quiet_where_nan(const xsimd::batch<float, Arch>& x,
+                                                                 const xsimd::batch<std::uint32_t, Arch>& bits) noexcept
+        {
+            using ubatch = xsimd::batch<std::uint32_t, Arch>;
+            const ubatch quiet = (arch::bitwise_cast<std::uint32_t>(x) >> 16) | ubatch(0x40u);
+            return arch::bitwise_cast<std::uint32_t>(
+                xsimd::select(xsimd::isnan(x), arch::bitwise_cast<float>(quiet), arch::bitwise_cast<float>(bits)));
+        }
+
         // Float bits rounded to bf16 bits (in the low half), nearest-even; NaN stays NaN.
         template <class Arch>
         inline xsimd::batch<std::uint32_t, Arch> round_nearest_even(const xsimd::batch<float, Arch>& x) noexcept
@@ -285,7 +299,7 @@ namespace xoptim
             using ubatch = xsimd::batch<std::uint32_t, Arch>;
             const ubatch u = arch::bitwise_cast<std::uint32_t>(x);
             const ubatch rounded = (u + ubatch(0x7fffu) + ((u >> 16) & ubatch(1u))) >> 16;
-            return arch::select_bits<Arch>((u & ubatch(0x7fffffffu)) > ubatch(0x7f800000u), (u >> 16) | ubatch(0x40u), rounded);
+            return quiet_where_nan<Arch>(x, rounded);
         }
 
         // A 32-bit hash of (key, index): each element of a stochastic rounding gets its
@@ -384,8 +398,7 @@ namespace xoptim
                     const batch x = batch::load_aligned(in + i);
                     const ubatch u = arch::bitwise_cast<std::uint32_t>(x);
                     const ubatch r = hash(key, lane + ubatch(first_index + std::uint32_t(i))) >> 16;
-                    const auto nan = (u & ubatch(0x7fffffffu)) > ubatch(0x7f800000u);
-                    arch::narrow(arch::select_bits<Arch>(nan, (u >> 16) | ubatch(0x40u), (u + r) >> 16), out + i);
+                    arch::narrow(quiet_where_nan<Arch>(x, (u + r) >> 16), out + i);
                 },
                 [&](std::size_t i) {
                     out[i] = round_stochastic(in[i], hash(key, first_index + std::uint32_t(i)) >> 16);

@@ -170,14 +170,6 @@ namespace xoptim
             return kernel::bf16_to_float<A>(p, A{});
         }
 
-        template <class A>
-        inline xsimd::batch<std::uint32_t, A> select_bits(const xsimd::batch_bool<std::uint32_t, A>& m,
-                                                          const xsimd::batch<std::uint32_t, A>& a,
-                                                          const xsimd::batch<std::uint32_t, A>& b) noexcept
-        {
-            return kernel::select_bits<A>(m, a, b, A{});
-        }
-
         /***********************
          * Kernels with state  *
          ***********************/

@@ -189,16 +189,6 @@ namespace xoptim
                 return arch::bitwise_cast<float>(arch::widen<std::uint32_t, A>(p) << 16);
             }
 
-            // select on 32-bit unsigned lanes.
-            template <class A>
-            inline xsimd::batch<std::uint32_t, A> select_bits(const xsimd::batch_bool<std::uint32_t, A>& m,
-                                                              const xsimd::batch<std::uint32_t, A>& a,
-                                                              const xsimd::batch<std::uint32_t, A>& b,
-                                                              requires_arch<generic>) noexcept
-            {
-                return xsimd::select(m, a, b);
-            }
-
             /*****************
              * 8-bit codes   *
              *****************/

@@ -171,17 +171,6 @@ namespace xoptim
                 return _mm512_castsi512_ps(_mm512_maskz_slli_epi32(all_lanes, bits, 16));
             }
 
-            // xsimd 8's AVX-512BW select does not compile for 32-bit unsigned lanes at -O0.
-            template <class A>
-            inline xsimd::batch<std::uint32_t, A> select_bits(const xsimd::batch_bool<std::uint32_t, A>& m,
-                                                              const xsimd::batch<std::uint32_t, A>& a,
-                                                              const xsimd::batch<std::uint32_t, A>& b,
-                                                              requires_arch<avx512f>) noexcept
-            {
-                const __mmask16 k = m;
-                return _mm512_mask_blend_epi32(k, b, a);
-            }
-
             /***************
              * 8-bit codes *
              ***************/
