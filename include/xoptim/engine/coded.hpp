@@ -549,13 +549,75 @@ namespace xoptim
         }
     }
 
+    namespace detail
+    {
+        // One batch at element i of a job whose touched states are all bf16 and whose p
+        // and g are float: each state widened as it is loaded and rounded to nearest-even
+        // as it is stored, in registers; the arithmetic of decoding a buffer, running
+        // the program over it and encoding it back, element for element.
+        template <class Traits, class Prepared, class B, std::size_t... K>
+        [[gnu::always_inline]] inline void run_bf16_batch(const Prepared& prog, const prepared_transform<B>& transform,
+                                                          const coded_slots& job, std::size_t i, std::index_sequence<K...>)
+        {
+            using Arch = typename B::arch_type;
+            registers<B> r;
+            load_slot<Traits::loads, param_slot>(r, job.plain, i);
+            load_slot<Traits::loads, grad_slot>(r, job.plain, i);
+            const auto load = [&](auto k) {
+                if constexpr (has_slot<Traits::loads, first_state + k>)
+                {
+                    r[first_state + k] =
+                        arch::bf16_to_float<Arch>(static_cast<const std::uint16_t*>(job.source[first_state + k]) + i);
+                }
+            };
+            (load(std::integral_constant<std::size_t, K>{}), ...);
+            if constexpr ((Traits::loads & scalar_mask) != 0)
+            {
+                load_scalars<Traits>(r, job.plain, std::make_index_sequence<max_scalars>{});
+            }
+            if constexpr (has_slot<Traits::loads, grad_slot>)
+            {
+                r[grad_slot] = transform.apply(r[grad_slot]);
+            }
+            run_steps(prog, r);
+            store_slot<Traits::stores, param_slot>(r, job.plain, i);
+            store_slot<Traits::stores, grad_slot>(r, job.plain, i);
+            const auto store = [&](auto k) {
+                if constexpr (has_slot<Traits::stores, first_state + k>)
+                {
+                    arch::narrow(codec::round_nearest_even<Arch>(r[first_state + k]),
+                                 static_cast<std::uint16_t*>(job.target[first_state + k]) + i);
+                }
+            };
+            (store(std::integral_constant<std::size_t, K>{}), ...);
+        }
+
+        // The fused path for the whole batches of [begin, end) of a job whose touched
+        // states are all bf16 (nearest-even) and whose p and g are float: no buffers.
+        template <class Arch, class Prepared, class Traits>
+        void run_bf16_states(const Prepared& prog, const grad_transform& transform, const coded_slots& job,
+                             std::size_t begin, std::size_t end)
+        {
+            using batch = xsimd::batch<float, Arch>;
+            // Local copies: the pointers and constants kept in registers.
+            const coded_slots local_job = job;
+            const Prepared local_prog = prog;
+            const prepared_transform<batch> local_transform(transform);
+            for (std::size_t i = begin; i + batch::size <= end; i += batch::size)
+            {
+                run_bf16_batch<Traits>(local_prog, local_transform, local_job, i, std::make_index_sequence<max_states>{});
+            }
+        }
+    }
+
     // Runs the program over elements [begin, end) of one coded parameter, begin a
-    // multiple of codec_block. Three paths, by what the program touches: no coded slot
+    // multiple of codec_block. Four paths, by what the program touches: no coded slot
     // (the plain batch loop over the whole range); only 8-bit states beside float p
-    // and g (the fused loop, for whole blocks of whole batches); anything else, and a
-    // tensor's last block when it ends within a batch (the generic block path). Each
-    // computes the same bits: which one runs never depends on the thread split. `next`,
-    // the job after this one (or null), is only read ahead.
+    // and g (the fused loop, for whole blocks of whole batches); only bf16 states
+    // beside float p and g (the fused bf16 loop, for whole batches); anything else, and
+    // a tensor's last block or batch when it ends within a batch (the generic block
+    // path). Each computes the same bits: which one runs never depends on the thread
+    // split. `next`, the job after this one (or null), is only read ahead.
     template <class Arch, class Prepared, class Traits>
     void run_coded(const Prepared& prog, const grad_transform& transform, const coded_slots& job,
                    const coded_slots* next, std::size_t begin, std::size_t end)
@@ -564,19 +626,29 @@ namespace xoptim
         constexpr std::size_t width = xsimd::batch<float, Arch>::size;
         bool coded = false;
         bool only_8bit_states = true;  // every state touched is 8-bit, p and g are float
+        bool only_bf16_states = true;  // every state touched is bf16, p and g are float
         for (std::size_t i = 0; i < first_local; ++i)
         {
             if (detail::in_mask<used>(i))
             {
                 coded = coded || job.format[i] != slot_format::native;
-                only_8bit_states = only_8bit_states && (i >= first_state ? is_8bit(job.format[i])
-                                                                         : job.format[i] == slot_format::native);
+                const bool float_slot = i < first_state && job.format[i] == slot_format::native;
+                only_8bit_states = only_8bit_states && (float_slot || (i >= first_state && is_8bit(job.format[i])));
+                only_bf16_states =
+                    only_bf16_states && (float_slot || (i >= first_state && job.format[i] == slot_format::bf16));
             }
         }
         if (!coded)
         {
             run_prepared<Arch, float, Prepared, Traits>(prog, transform, job.plain, begin, end);
             return;
+        }
+        if (only_bf16_states)
+        {
+            // A tail shorter than a batch goes the generic way.
+            const std::size_t whole = end - (end - begin) % width;
+            detail::run_bf16_states<Arch, Prepared, Traits>(prog, transform, job, begin, whole);
+            begin = whole;
         }
         // The fused 8-bit loop loads no per-tensor scalars: programs that read them take
         // the generic path.
