@@ -551,45 +551,42 @@ namespace xoptim
 
     namespace detail
     {
-        // One batch at element i of a job whose touched states are all bf16 and whose p
-        // and g are float: each state widened as it is loaded and rounded to nearest-even
-        // as it is stored, in registers; the arithmetic of decoding a buffer, running
-        // the program over it and encoding it back, element for element.
-        template <class Traits, class Prepared, class B, std::size_t... K>
-        [[gnu::always_inline]] inline void run_bf16_batch(const Prepared& prog, const prepared_transform<B>& transform,
-                                                          const coded_slots& job, std::size_t i, std::index_sequence<K...>)
+        // A job whose states are bf16 and whose p and g are float, as run_batch's slots:
+        // each state widened as it is loaded and rounded to nearest-even as it is
+        // stored, in registers; the arithmetic of decoding a buffer, running the program
+        // over it and encoding it back, element for element.
+        struct bf16_state_slots
         {
-            using Arch = typename B::arch_type;
-            registers<B> r;
-            load_slot<Traits::loads, param_slot>(r, job.plain, i);
-            load_slot<Traits::loads, grad_slot>(r, job.plain, i);
-            const auto load = [&](auto k) {
-                if constexpr (has_slot<Traits::loads, first_state + k>)
-                {
-                    r[first_state + k] =
-                        arch::bf16_to_float<Arch>(static_cast<const std::uint16_t*>(job.source[first_state + k]) + i);
-                }
-            };
-            (load(std::integral_constant<std::size_t, K>{}), ...);
-            if constexpr ((Traits::loads & scalar_mask) != 0)
+            tensor_slots<float> plain;
+            std::array<const std::uint16_t*, max_states> source;
+            std::array<std::uint16_t*, max_states> target;
+            std::array<float, max_scalars> scalars;
+        };
+
+        template <std::uint64_t Mask, std::size_t I, class B>
+        [[gnu::always_inline]] inline void load_slot(registers<B>& r, const bf16_state_slots& s, std::size_t i)
+        {
+            if constexpr (I < first_state)
             {
-                load_scalars<Traits>(r, job.plain, std::make_index_sequence<max_scalars>{});
+                load_slot<Mask, I>(r, s.plain, i);
             }
-            if constexpr (has_slot<Traits::loads, grad_slot>)
+            else if constexpr (has_slot<Mask, I>)
             {
-                r[grad_slot] = transform.apply(r[grad_slot]);
+                r[I] = arch::bf16_to_float<typename B::arch_type>(s.source[I - first_state] + i);
             }
-            run_steps(prog, r);
-            store_slot<Traits::stores, param_slot>(r, job.plain, i);
-            store_slot<Traits::stores, grad_slot>(r, job.plain, i);
-            const auto store = [&](auto k) {
-                if constexpr (has_slot<Traits::stores, first_state + k>)
-                {
-                    arch::narrow(codec::round_nearest_even<Arch>(r[first_state + k]),
-                                 static_cast<std::uint16_t*>(job.target[first_state + k]) + i);
-                }
-            };
-            (store(std::integral_constant<std::size_t, K>{}), ...);
+        }
+
+        template <std::uint64_t Mask, std::size_t I, class B>
+        [[gnu::always_inline]] inline void store_slot(const registers<B>& r, const bf16_state_slots& s, std::size_t i)
+        {
+            if constexpr (I < first_state)
+            {
+                store_slot<Mask, I>(r, s.plain, i);
+            }
+            else if constexpr (has_slot<Mask, I>)
+            {
+                arch::narrow(codec::round_nearest_even<typename B::arch_type>(r[I]), s.target[I - first_state] + i);
+            }
         }
 
         // The fused path for the whole batches of [begin, end) of a job whose touched
@@ -600,12 +597,17 @@ namespace xoptim
         {
             using batch = xsimd::batch<float, Arch>;
             // Local copies: the pointers and constants kept in registers.
-            const coded_slots local_job = job;
+            bf16_state_slots s{job.plain, {}, {}, job.plain.scalars};
+            for (std::size_t k = 0; k < max_states; ++k)
+            {
+                s.source[k] = static_cast<const std::uint16_t*>(job.source[first_state + k]);
+                s.target[k] = static_cast<std::uint16_t*>(job.target[first_state + k]);
+            }
             const Prepared local_prog = prog;
             const prepared_transform<batch> local_transform(transform);
             for (std::size_t i = begin; i + batch::size <= end; i += batch::size)
             {
-                run_bf16_batch<Traits>(local_prog, local_transform, local_job, i, std::make_index_sequence<max_states>{});
+                run_batch<Traits, Prepared, batch>(local_prog, local_transform, s, i);
             }
         }
     }

@@ -399,31 +399,32 @@ namespace xoptim
             }
         }
 
-        template <class Traits, class B, class T, std::size_t... I>
-        inline void load_slots(registers<B>& r, const tensor_slots<T>& s, std::size_t i, std::index_sequence<I...>)
+        template <class Traits, class B, class S, std::size_t... I>
+        inline void load_slots(registers<B>& r, const S& s, std::size_t i, std::index_sequence<I...>)
         {
             (load_slot<Traits::loads, I>(r, s, i), ...);
         }
 
         // Per-tensor scalars the program reads, broadcast (hoisted out of the loop: the
         // slots are a local copy).
-        template <class Traits, class B, class T, std::size_t... K>
-        inline void load_scalars(registers<B>& r, const tensor_slots<T>& s, std::index_sequence<K...>)
+        template <class Traits, class B, class S, std::size_t... K>
+        inline void load_scalars(registers<B>& r, const S& s, std::index_sequence<K...>)
         {
             ((has_slot<Traits::loads, first_scalar + K> ? void(r[first_scalar + K] = B(s.scalars[K])) : void()), ...);
         }
 
-        template <class Traits, class B, class T, std::size_t... I>
-        inline void store_slots(const registers<B>& r, const tensor_slots<T>& s, std::size_t i, std::index_sequence<I...>)
+        template <class Traits, class B, class S, std::size_t... I>
+        inline void store_slots(const registers<B>& r, const S& s, std::size_t i, std::index_sequence<I...>)
         {
             (store_slot<Traits::stores, I>(r, s, i), ...);
         }
 
         // One batch at element i: the loads, the assignments, the stores; `r` holds the
-        // registers as the assignments leave them.
-        template <class Traits, class Prepared, class B, class T>
+        // registers as the assignments leave them. `s` is a tensor_slots, or a view with
+        // load_slot and store_slot overloads of its own and `scalars` (coded.hpp).
+        template <class Traits, class Prepared, class B, class S>
         [[gnu::always_inline]] inline void run_batch(const Prepared& prog, const prepared_transform<B>& transform,
-                                                     const tensor_slots<T>& s, std::size_t i, registers<B>& r)
+                                                     const S& s, std::size_t i, registers<B>& r)
         {
             load_slots<Traits>(r, s, i, std::make_index_sequence<first_local>{});
             if constexpr ((Traits::loads & scalar_mask) != 0)
@@ -438,9 +439,9 @@ namespace xoptim
             store_slots<Traits>(r, s, i, std::make_index_sequence<first_local>{});
         }
 
-        template <class Traits, class Prepared, class B, class T>
+        template <class Traits, class Prepared, class B, class S>
         [[gnu::always_inline]] inline void run_batch(const Prepared& prog, const prepared_transform<B>& transform,
-                                                     const tensor_slots<T>& s, std::size_t i)
+                                                     const S& s, std::size_t i)
         {
             registers<B> r;
             run_batch<Traits>(prog, transform, s, i, r);
