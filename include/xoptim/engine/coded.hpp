@@ -552,15 +552,14 @@ namespace xoptim
     namespace detail
     {
         // A job whose states are bf16 and whose p and g are float, as run_batch's slots:
-        // each state widened as it is loaded and rounded to nearest-even as it is
-        // stored, in registers; the arithmetic of decoding a buffer, running the program
-        // over it and encoding it back, element for element.
-        struct bf16_state_slots
+        // p, g and the scalars are the float tensors' (the base); each state is widened
+        // as it is loaded and rounded to nearest-even as it is stored, in registers; the
+        // arithmetic of decoding a buffer, running the program over it and encoding it
+        // back, element for element.
+        struct bf16_state_slots : tensor_slots<float>
         {
-            tensor_slots<float> plain;
             std::array<const std::uint16_t*, max_states> source;
             std::array<std::uint16_t*, max_states> target;
-            std::array<float, max_scalars> scalars;
         };
 
         template <std::uint64_t Mask, std::size_t I, class B>
@@ -568,7 +567,7 @@ namespace xoptim
         {
             if constexpr (I < first_state)
             {
-                load_slot<Mask, I>(r, s.plain, i);
+                load_slot<Mask, I>(r, static_cast<const tensor_slots<float>&>(s), i);
             }
             else if constexpr (has_slot<Mask, I>)
             {
@@ -581,7 +580,7 @@ namespace xoptim
         {
             if constexpr (I < first_state)
             {
-                store_slot<Mask, I>(r, s.plain, i);
+                store_slot<Mask, I>(r, static_cast<const tensor_slots<float>&>(s), i);
             }
             else if constexpr (has_slot<Mask, I>)
             {
@@ -597,7 +596,7 @@ namespace xoptim
         {
             using batch = xsimd::batch<float, Arch>;
             // Local copies: the pointers and constants kept in registers.
-            bf16_state_slots s{job.plain, {}, {}, job.plain.scalars};
+            bf16_state_slots s{job.plain, {}, {}};
             for (std::size_t k = 0; k < max_states; ++k)
             {
                 s.source[k] = static_cast<const std::uint16_t*>(job.source[first_state + k]);

@@ -420,8 +420,8 @@ namespace xoptim
         }
 
         // One batch at element i: the loads, the assignments, the stores; `r` holds the
-        // registers as the assignments leave them. `s` is a tensor_slots, or a view with
-        // load_slot and store_slot overloads of its own and `scalars` (coded.hpp).
+        // registers as the assignments leave them. `s` is a tensor_slots, or a type derived
+        // from one with load_slot and store_slot overloads of its own (coded.hpp).
         template <class Traits, class Prepared, class B, class S>
         [[gnu::always_inline]] inline void run_batch(const Prepared& prog, const prepared_transform<B>& transform,
                                                      const S& s, std::size_t i, registers<B>& r)
