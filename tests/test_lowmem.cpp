@@ -245,11 +245,10 @@ namespace
         EXPECT_EQ(one.second, two.second);
     }
 
-    // The fused 8-bit loop and the generic block path on the same block: the same bits,
-    // also for a program that adds a decoded state directly (a contractible
-    // decode-times-scale, then add).
-    // The program the coded-path tests run, two states (m, v) and p, prepared for this
-    // machine.
+    // The programs the coded-path tests run, prepared for this machine: two states (m, v)
+    // and p; the same with the update scaled by a per-tensor scalar, which the fused
+    // loops read as the float loop does (a cautious step's second pass reads its factor
+    // so).
     using arch = xsimd::default_arch;
     const auto two_states = [] {
         using xoptim::sym::g;
@@ -261,7 +260,46 @@ namespace
     using two_states_traits = xoptim::detail::program_traits<std::decay_t<decltype(two_states)>>;
     const auto two_states_prepared = xoptim::prepare_program<arch, float>(two_states);
     using two_states_type = std::decay_t<decltype(two_states_prepared)>;
+    const auto scaled_states = [] {
+        using xoptim::sym::g;
+        using xoptim::sym::p;
+        const auto& m = xoptim::sym::state<0>;
+        const auto& v = xoptim::sym::state<1>;
+        return xoptim::fuse(m = m + g * g, v = 0.9 * v + 0.001 * g * g,
+                            p = p - xoptim::sym::scalar<0> * m / (sqrt(v) + 1e-8));
+    }();
+    using scaled_states_traits = xoptim::detail::program_traits<std::decay_t<decltype(scaled_states)>>;
+    const auto scaled_states_prepared = xoptim::prepare_program<arch, float>(scaled_states);
 
+    // Runs `fused` over job `a` and the generic block path (in chunks, as run_coded does)
+    // over job `b`: the program, by the trial's parity, two_states or scaled_states.
+    template <class Fused>
+    void run_fused_and_generic(int trial, const xoptim::grad_transform& transform, const Fused& fused,
+                               const xoptim::coded_slots& a, const xoptim::coded_slots& b, std::size_t n)
+    {
+        alignas(64) static float buffer[xoptim::first_local][xoptim::coded_chunk];  // the engine stores aligned
+        const auto run = [&](const auto& prepared, auto traits) {
+            using prepared_type = std::decay_t<decltype(prepared)>;
+            using traits_type = decltype(traits);
+            fused(prepared, traits, a);
+            for (std::size_t first = 0; first < n; first += xoptim::coded_chunk)
+            {
+                xoptim::detail::run_coded_block<arch, prepared_type, traits_type>(
+                    prepared, transform, b, first, std::min(xoptim::coded_chunk, n - first), buffer);
+            }
+        };
+        if (trial % 2 == 0)
+        {
+            run(two_states_prepared, two_states_traits{});
+        }
+        else
+        {
+            run(scaled_states_prepared, scaled_states_traits{});
+        }
+    }
+
+    // The fused 8-bit loop and the generic block path on the same job: the same bits, for
+    // a plain and a clipped and scaled gradient, with and without a per-tensor scalar.
     TEST(eight_bit_states, fused_and_generic_paths_give_the_same_bits)
     {
         std::mt19937 rng(1);
@@ -272,7 +310,7 @@ namespace
         // overflows, so a block in the middle takes encode_q8's rare path.
         constexpr std::size_t blocks = 6;
         constexpr std::size_t n = 5 * 256 + 16;
-        alignas(64) static float buffer[xoptim::first_local][xoptim::coded_chunk];  // the engine stores aligned
+        const xoptim::grad_transform transforms[] = {{}, {}, {0.5, 3.0}};
         for (int trial = 0; trial < 500; ++trial)
         {
             struct side
@@ -298,6 +336,7 @@ namespace
             {
                 grad[rng() % n] = 1e30f;
             }
+            const float scalar = normal(rng) * 1e-3f;
             b = a;
             const auto job = [&](side& s) {
                 xoptim::coded_slots c;
@@ -310,15 +349,15 @@ namespace
                 c.source[xoptim::first_state + 1] = c.target[xoptim::first_state + 1] = s.v;
                 c.absmax[xoptim::first_state] = s.scale[0];
                 c.absmax[xoptim::first_state + 1] = s.scale[1];
+                c.plain.scalars[0] = scalar;
                 return c;
             };
-            xoptim::detail::run_q8_blocks<arch, two_states_type, two_states_traits>(two_states_prepared, {}, job(a),
-                                                                                    nullptr, 0, n);
-            for (std::size_t first = 0; first < n; first += xoptim::coded_chunk)
-            {
-                xoptim::detail::run_coded_block<arch, two_states_type, two_states_traits>(
-                    two_states_prepared, {}, job(b), first, std::min(xoptim::coded_chunk, n - first), buffer);
-            }
+            const xoptim::grad_transform& transform = transforms[trial % 3];
+            const auto fused = [&](const auto& prepared, auto traits, const xoptim::coded_slots& c) {
+                xoptim::detail::run_q8_blocks<arch, std::decay_t<decltype(prepared)>, decltype(traits)>(
+                    prepared, transform, c, nullptr, 0, n);
+            };
+            run_fused_and_generic(trial, transform, fused, job(a), job(b), n);
             ASSERT_EQ(std::memcmp(&a, &b, sizeof a), 0) << "trial " << trial;
         }
     }
@@ -326,8 +365,8 @@ namespace
     // The fused bf16 loop (states widened and rounded in registers) against the generic
     // block path (decoded into a buffer, encoded back) on the same job: the same bits,
     // for sizes that end within a batch (the tail takes the generic path), starts off
-    // the vectors' alignment, a clipped and scaled gradient, and states and gradients
-    // that hold NaN, infinities, zeros of both signs and subnormals.
+    // the vectors' alignment, a clipped and scaled gradient, a per-tensor scalar, and
+    // states and gradients that hold NaN, infinities, zeros of both signs and subnormals.
     TEST(bf16_states, fused_and_generic_paths_give_the_same_bits)
     {
         std::mt19937 rng(2);
@@ -336,7 +375,6 @@ namespace
         const float specials[] = {std::numeric_limits<float>::quiet_NaN(), std::numeric_limits<float>::infinity(),
                                   -std::numeric_limits<float>::infinity(), 0.0f, -0.0f, 1e-40f, -3e-39f, 1e30f};
         constexpr std::size_t capacity = 3 * xoptim::coded_chunk + 64;
-        alignas(64) static float buffer[xoptim::first_local][xoptim::coded_chunk];
         struct side
         {
             float p[capacity];
@@ -344,7 +382,7 @@ namespace
         };
         static side a, b;
         static float grad[capacity];
-        const xoptim::grad_transform transforms[] = {{}, {0.5, 3.0}};
+        const xoptim::grad_transform transforms[] = {{}, {}, {0.5, 3.0}};
         for (int trial = 0; trial < 200; ++trial)
         {
             const std::size_t n = rng() % (capacity - 8);
@@ -368,6 +406,7 @@ namespace
                     a.v[i] = bfloat16::round_nearest_even(specials[rng() % 8]);
                 }
             }
+            const float scalar = normal(rng) * 1e-3f;
             b = a;
             const auto job = [&](side& s) {
                 xoptim::coded_slots c;
@@ -379,16 +418,15 @@ namespace
                     c.format[xoptim::first_state + k] = slot_format::bf16;
                     c.source[xoptim::first_state + k] = c.target[xoptim::first_state + k] = (k == 0 ? s.m : s.v) + start;
                 }
+                c.plain.scalars[0] = scalar;
                 return c;
             };
-            const xoptim::grad_transform& transform = transforms[trial % 2];
-            xoptim::run_coded<arch, two_states_type, two_states_traits>(two_states_prepared, transform, job(a), nullptr,
-                                                                        0, n);
-            for (std::size_t first = 0; first < n; first += xoptim::coded_chunk)
-            {
-                xoptim::detail::run_coded_block<arch, two_states_type, two_states_traits>(
-                    two_states_prepared, transform, job(b), first, std::min(xoptim::coded_chunk, n - first), buffer);
-            }
+            const xoptim::grad_transform& transform = transforms[trial % 3];
+            const auto fused = [&](const auto& prepared, auto traits, const xoptim::coded_slots& c) {
+                xoptim::run_coded<arch, std::decay_t<decltype(prepared)>, decltype(traits)>(prepared, transform, c,
+                                                                                           nullptr, 0, n);
+            };
+            run_fused_and_generic(trial, transform, fused, job(a), job(b), n);
             ASSERT_EQ(std::memcmp(&a, &b, sizeof a), 0) << "trial " << trial << ", " << n << " elements from " << start;
         }
     }

@@ -235,43 +235,58 @@ namespace xoptim
             batch top = batch(0.0f);
         };
 
-        template <class Traits, class Arch, class Prepared, std::size_t S, std::size_t... K>
-        [[gnu::always_inline]] inline void run_q8_batch(const Prepared& prog, const prepared_transform<xsimd::batch<float, Arch>>& transform,
-                                 const coded_slots& job, std::array<q8_lane<Arch>, S>& lanes,
-                                 float (&buffer)[S][codec_block], std::size_t first, std::size_t i,
-                                 std::index_sequence<K...>)
+        // A whole block of a job whose touched states are all 8-bit, as run_batch's slots:
+        // p and g are the float tensors' from the block's first element on (the base);
+        // each state is decoded and scaled as it is loaded, and stored to the block's
+        // buffer, its lane's running max kept, as it is stored.
+        template <class Arch, std::size_t S>
+        struct q8_state_slots : tensor_slots<float>
         {
-            using batch = xsimd::batch<float, Arch>;
-            registers<batch> r;
-            if constexpr (has_slot<Traits::loads, param_slot>)
+            std::array<q8_lane<Arch>, S>* lanes = nullptr;
+            std::array<const std::uint8_t*, S> codes{};
+            float (*buffer)[codec_block] = nullptr;
+
+            // The view of the n elements from `first` of `job`, their values written to
+            // `block_buffer`.
+            void rebase(const coded_slots& job, std::size_t first, std::size_t n, float (*block_buffer)[codec_block]) noexcept
             {
-                r[param_slot] = batch::load_unaligned(job.plain.param + first + i);
-            }
-            if constexpr (has_slot<Traits::loads, grad_slot>)
-            {
-                r[grad_slot] = transform.apply(batch::load_unaligned(job.plain.grad + first + i));
-            }
-            const auto load = [&](auto k) {
-                if constexpr (has_slot<Traits::loads, first_state + k>)
+                static_cast<tensor_slots<float>&>(*this) = window(job.plain, first, n);
+                for (std::size_t k = 0; k < S; ++k)
                 {
-                    const auto* codes = static_cast<const std::uint8_t*>(job.source[first_state + k]) + first + i;
-                    r[first_state + k] = arch::mul(lanes[k].coder.decode(codes), lanes[k].scale);
+                    const auto* source = static_cast<const std::uint8_t*>(job.source[first_state + k]);
+                    codes[k] = source != nullptr ? source + first : nullptr;
                 }
-            };
-            (load(std::integral_constant<std::size_t, K>{}), ...);
-            run_steps(prog, r);
-            if constexpr (has_slot<Traits::stores, param_slot>)
-            {
-                r[param_slot].store_unaligned(job.plain.param + first + i);
+                buffer = block_buffer;
             }
-            const auto store = [&](auto k) {
-                if constexpr (has_slot<Traits::stores, first_state + k>)
-                {
-                    r[first_state + k].store_aligned(buffer[k] + i);
-                    lanes[k].top = arch::max_abs(lanes[k].top, r[first_state + k]);
-                }
-            };
-            (store(std::integral_constant<std::size_t, K>{}), ...);
+        };
+
+        template <std::uint64_t Mask, std::size_t I, class B, class Arch, std::size_t S>
+        [[gnu::always_inline]] inline void load_slot(registers<B>& r, const q8_state_slots<Arch, S>& s, std::size_t i)
+        {
+            if constexpr (I < first_state)
+            {
+                load_slot<Mask, I>(r, static_cast<const tensor_slots<float>&>(s), i);
+            }
+            else if constexpr (has_slot<Mask, I>)
+            {
+                const q8_lane<Arch>& lane = (*s.lanes)[I - first_state];
+                r[I] = arch::mul(lane.coder.decode(s.codes[I - first_state] + i), lane.scale);
+            }
+        }
+
+        template <std::uint64_t Mask, std::size_t I, class B, class Arch, std::size_t S>
+        [[gnu::always_inline]] inline void store_slot(const registers<B>& r, const q8_state_slots<Arch, S>& s, std::size_t i)
+        {
+            if constexpr (I < first_state)
+            {
+                store_slot<Mask, I>(r, static_cast<const tensor_slots<float>&>(s), i);
+            }
+            else if constexpr (has_slot<Mask, I>)
+            {
+                q8_lane<Arch>& lane = (*s.lanes)[I - first_state];
+                r[I].store_aligned(s.buffer[I - first_state] + i);
+                lane.top = arch::max_abs(lane.top, r[I]);
+            }
         }
 
         template <class Arch, std::size_t... K>
@@ -380,13 +395,11 @@ namespace xoptim
         // codes written between them: each written state's encoding after its share of
         // the batches. The batches' divisions and square roots wait on their own unit
         // while the encoding's permutes and floors run beside them.
-        template <class Traits, class Arch, class Prepared, std::size_t S, std::size_t K, std::size_t... All>
+        template <class Traits, class Arch, class Prepared, std::size_t S, std::size_t K>
         [[gnu::always_inline]] inline void run_q8_part(const Prepared& prog,
                                                        const prepared_transform<xsimd::batch<float, Arch>>& transform,
-                                                       const coded_slots& job, std::array<q8_lane<Arch>, S>& lanes,
-                                                       float (&buffer)[S][codec_block],
-                                                       const q8_pending<Arch, S>& pending, std::size_t first,
-                                                       std::size_t g, std::index_sequence<All...> states)
+                                                       const coded_slots& job, const q8_state_slots<Arch, S>& s,
+                                                       const q8_pending<Arch, S>& pending, std::size_t g)
         {
             if constexpr (in_mask<Traits::stores>(first_state + K))
             {
@@ -397,22 +410,21 @@ namespace xoptim
                 constexpr std::size_t rank = written_before<Traits>(K);
                 for (std::size_t b = rank * per_group / written; b < (rank + 1) * per_group / written; ++b)
                 {
-                    run_q8_batch<Traits>(prog, transform, job, lanes, buffer, first, g * group + b * width, states);
+                    run_batch<Traits>(prog, transform, s, g * group + b * width);
                 }
-                lanes[K].coder.encode_group(pending.values[K] + g * group, pending.scale[K],
-                                            codes_of(job, K, pending.first) + g * group);
+                (*s.lanes)[K].coder.encode_group(pending.values[K] + g * group, pending.scale[K],
+                                                 codes_of(job, K, pending.first) + g * group);
             }
         }
 
         template <class Traits, class Arch, class Prepared, std::size_t S, std::size_t... K>
         [[gnu::always_inline]] inline void run_q8_group(const Prepared& prog,
                                                         const prepared_transform<xsimd::batch<float, Arch>>& transform,
-                                                        const coded_slots& job, std::array<q8_lane<Arch>, S>& lanes,
-                                                        float (&buffer)[S][codec_block],
-                                                        const q8_pending<Arch, S>& pending, std::size_t first,
-                                                        std::size_t g, std::index_sequence<K...> states)
+                                                        const coded_slots& job, const q8_state_slots<Arch, S>& s,
+                                                        const q8_pending<Arch, S>& pending, std::size_t g,
+                                                        std::index_sequence<K...>)
         {
-            (run_q8_part<Traits, Arch, Prepared, S, K>(prog, transform, job, lanes, buffer, pending, first, g, states), ...);
+            (run_q8_part<Traits, Arch, Prepared, S, K>(prog, transform, job, s, pending, g), ...);
         }
 
         template <class Traits, class Arch, std::size_t S>
@@ -490,6 +502,8 @@ namespace xoptim
             using states = std::make_index_sequence<S>;
             auto lanes = make_lanes<Arch>(job, states{});
             alignas(64) float buffer[2][S][codec_block];
+            q8_state_slots<Arch, S> slots;
+            slots.lanes = &lanes;
             q8_pending<Arch, S> pending;
             std::size_t half = 0;
             const Prepared local_prog = prog;
@@ -507,13 +521,13 @@ namespace xoptim
                     }
                     lanes[k].top = batch(0.0f);
                 }
+                slots.rebase(job, first, n, buffer[half]);
                 if (pending.values != nullptr && n == codec_block)
                 {
                     for (std::size_t g = 0; g < codec_block / group; ++g)
                     {
                         prefetch_group<Traits, Arch, S>(job, next, first + ahead + g * group, end);
-                        run_q8_group<Traits>(local_prog, local_transform, job, lanes, buffer[half], pending, first, g,
-                                             states{});
+                        run_q8_group<Traits>(local_prog, local_transform, job, slots, pending, g, states{});
                     }
                     pending.values = nullptr;
                 }
@@ -521,7 +535,7 @@ namespace xoptim
                 {
                     for (std::size_t i = 0; i < n; i += batch::size)
                     {
-                        run_q8_batch<Traits>(local_prog, local_transform, job, lanes, buffer[half], first, i, states{});
+                        run_batch<Traits>(local_prog, local_transform, slots, i);
                     }
                     encode_pending<Traits>(job, lanes, pending);
                 }
@@ -651,9 +665,7 @@ namespace xoptim
             detail::run_bf16_states<Arch, Prepared, Traits>(prog, transform, job, begin, whole);
             begin = whole;
         }
-        // The fused 8-bit loop loads no per-tensor scalars: programs that read them take
-        // the generic path.
-        if (only_8bit_states && (Traits::loads & detail::scalar_mask) == 0)
+        if (only_8bit_states)
         {
             // A last block ending within a batch goes the generic way, whole.
             const std::size_t last = (end - begin) % codec_block;
