@@ -1,6 +1,7 @@
 // Low-memory training, side by side in one run (docs/benchmarks.md, "Low-memory states"):
 //   - AdamW with float states, with 8-bit block-wise states and with bf16 states,
-//     1 thread and all;
+//     1 thread and all; cautious AdamW with 8-bit states (its second pass reads the
+//     tensor's factor, a per-tensor scalar);
 //   - each low-memory step's memory floor: a plain xsimd loop that moves exactly its
 //     bytes (p read and written, g read, the two state arrays read and written, for
 //     8-bit two floats per block of 256 read and written) and computes nothing, split
@@ -27,9 +28,11 @@ namespace
 {
     using namespace bench;
 
-    xoptim::adamw make_adamw_states(xoptim::state_storage states)
+    xoptim::adamw make_adamw_states(xoptim::state_storage states, bool caution = false)
     {
-        xoptim::adamw opt = make_adamw();
+        auto options = make_adamw().options();
+        options.caution = caution;
+        xoptim::adamw opt(options);
         xoptim::storage_options s;
         s.states = states;
         opt.set_storage(s);
@@ -141,9 +144,10 @@ namespace
     }
 
     template <class S>
-    void bm_adamw_lowmem(benchmark::State& st, const shape& s, std::size_t threads, xoptim::state_storage states)
+    void bm_adamw_lowmem(benchmark::State& st, const shape& s, std::size_t threads, xoptim::state_storage states,
+                         bool caution = false)
     {
-        run_xoptim(st, s, adamw_arrays, threads, make_adamw_states(states));
+        run_xoptim(st, s, adamw_arrays, threads, make_adamw_states(states, caution));
         set_bytes_lowmem<S>(st, s, threads);
     }
 
@@ -288,6 +292,12 @@ namespace
                 register_lowmem<std::uint8_t>("8bit", xoptim::state_storage::blockwise_8bit, s, t);
                 register_lowmem<std::uint16_t>("bf16", xoptim::state_storage::bf16, s, t);
             }
+            configure(benchmark::RegisterBenchmark(name("adamw_cautious_8bit", "xoptim", s, 1).c_str(),
+                                                   [s](benchmark::State& st) {
+                                                       bm_adamw_lowmem<std::uint8_t>(
+                                                           st, s, 1, xoptim::state_storage::blockwise_8bit, true);
+                                                   }),
+                      s);
         }
         register_q8_codec();
         for (const char* kind : {"native", "8bit"})

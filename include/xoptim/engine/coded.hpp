@@ -628,7 +628,8 @@ namespace xoptim
     // Runs the program over elements [begin, end) of one coded parameter, begin a
     // multiple of codec_block. Four paths, by what the program touches: no coded slot
     // (the plain batch loop over the whole range); only 8-bit states beside float p
-    // and g (the fused loop, for whole blocks of whole batches); only bf16 states
+    // and g, where the ISA's codec is `fused` (the fused loop, for whole blocks of
+    // whole batches); only bf16 states
     // beside float p and g (the fused bf16 loop, for whole batches); anything else, and
     // a tensor's last block or batch when it ends within a batch (the generic block
     // path). Each computes the same bits: which one runs never depends on the thread
@@ -665,17 +666,20 @@ namespace xoptim
             detail::run_bf16_states<Arch, Prepared, Traits>(prog, transform, job, begin, whole);
             begin = whole;
         }
-        if (only_8bit_states)
+        if constexpr (arch::q8_codec<Arch>::fused)  // otherwise never compiled
         {
-            // A last block ending within a batch goes the generic way, whole.
-            const std::size_t last = (end - begin) % codec_block;
-            const std::size_t whole = last % width == 0 ? end : end - last;
-            if (next != nullptr)
+            if (only_8bit_states)
             {
-                detail::prefetch_scales(*next);
+                // A last block ending within a batch goes the generic way, whole.
+                const std::size_t last = (end - begin) % codec_block;
+                const std::size_t whole = last % width == 0 ? end : end - last;
+                if (next != nullptr)
+                {
+                    detail::prefetch_scales(*next);
+                }
+                detail::run_q8_blocks<Arch, Prepared, Traits>(prog, transform, job, next, begin, whole);
+                begin = whole;
             }
-            detail::run_q8_blocks<Arch, Prepared, Traits>(prog, transform, job, next, begin, whole);
-            begin = whole;
         }
         alignas(64) float buffer[first_local][coded_chunk];
         for (std::size_t first = begin; first < end; first += coded_chunk)

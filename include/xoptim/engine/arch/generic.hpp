@@ -205,6 +205,9 @@ namespace xoptim
                 // Elements per encode_group.
                 static constexpr std::size_t group = batch::size;
 
+                // Its tables are read from memory: none held in registers.
+                static constexpr bool fused = true;
+
                 explicit q8_codec_generic(const q8_tables& t) noexcept
                     : m_t(t)
                 {

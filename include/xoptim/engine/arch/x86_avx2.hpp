@@ -126,6 +126,12 @@ namespace xoptim
                 // Elements per encode_group: one store of 32 codes.
                 static constexpr std::size_t group = 32;
 
+                // Two states' eight tables each fill the 16 registers (the fused AdamW
+                // loop spills: a fifth of its instructions move registers to and from
+                // the stack); the generic block path is 10-18% faster on Zen 3
+                // (docs/benchmarks.md, "8-bit states on 16 registers").
+                static constexpr bool fused = false;
+
                 explicit q8_codec_avx2(const q8_tables& t) noexcept
                     : m_signed(t.is_signed),
                       m_quad_count(_mm256_load_si256(reinterpret_cast<const __m256i*>(t.quad_count.data()))),

@@ -189,6 +189,11 @@ namespace xoptim
                 // Elements per encode_group: one store of 64 codes.
                 static constexpr std::size_t group = 64;
 
+                // 32 registers hold both states' tables beside AdamW's: the fused loop
+                // took an 8-bit AdamW step on 2^24 floats from 35 to 16.5 ms (Zen 5,
+                // docs/benchmarks.md, "Low-memory states").
+                static constexpr bool fused = true;
+
                 explicit q8_codec_avx512(const q8_tables& t) noexcept
                     : m_signed(t.is_signed),
                       m_next(_mm512_load_ps(t.window_next.data())),
