@@ -487,9 +487,10 @@ namespace xoptim
 
         // The fused path, for whole blocks of a parameter whose touched coded slots are
         // all 8-bit states: codes decoded in registers as the batch loads them, the
-        // block's new absmax kept as it is written. A whole block with regular scales
-        // is encoded between the next block's batches, its new values kept in the
-        // other half of a double buffer until then; any other block at once.
+        // block's new absmax kept as it is written. Where the codec is `interleaved`, a
+        // whole block with regular scales is encoded between the next block's batches,
+        // its new values kept in the other half of a double buffer until then; any
+        // other block, and every block elsewhere, right after its batches.
         template <class Arch, class Prepared, class Traits>
         void run_q8_blocks(const Prepared& prog, const grad_transform& transform, const coded_slots& job,
                            const coded_slots* next, std::size_t begin, std::size_t end)
@@ -498,10 +499,10 @@ namespace xoptim
             // States 0 .. S-1 (the last one the program touches): only they get a lane.
             constexpr std::size_t S = std::max<std::size_t>(1, states_used<Traits>());
             constexpr std::size_t group = arch::q8_codec<Arch>::group;
-            constexpr bool pipelined = written_before<Traits>(S) > 0;
+            constexpr bool pipelined = arch::q8_codec<Arch>::interleaved && written_before<Traits>(S) > 0;
             using states = std::make_index_sequence<S>;
             auto lanes = make_lanes<Arch>(job, states{});
-            alignas(64) float buffer[2][S][codec_block];
+            alignas(64) float buffer[pipelined ? 2 : 1][S][codec_block];
             q8_state_slots<Arch, S> slots;
             slots.lanes = &lanes;
             q8_pending<Arch, S> pending;
@@ -628,8 +629,7 @@ namespace xoptim
     // Runs the program over elements [begin, end) of one coded parameter, begin a
     // multiple of codec_block. Four paths, by what the program touches: no coded slot
     // (the plain batch loop over the whole range); only 8-bit states beside float p
-    // and g, where the ISA's codec is `fused` (the fused loop, for whole blocks of
-    // whole batches); only bf16 states
+    // and g (the fused loop, for whole blocks of whole batches); only bf16 states
     // beside float p and g (the fused bf16 loop, for whole batches); anything else, and
     // a tensor's last block or batch when it ends within a batch (the generic block
     // path). Each computes the same bits: which one runs never depends on the thread
@@ -666,20 +666,17 @@ namespace xoptim
             detail::run_bf16_states<Arch, Prepared, Traits>(prog, transform, job, begin, whole);
             begin = whole;
         }
-        if constexpr (arch::q8_codec<Arch>::fused)  // otherwise never compiled
+        if (only_8bit_states)
         {
-            if (only_8bit_states)
+            // A last block ending within a batch goes the generic way, whole.
+            const std::size_t last = (end - begin) % codec_block;
+            const std::size_t whole = last % width == 0 ? end : end - last;
+            if (next != nullptr)
             {
-                // A last block ending within a batch goes the generic way, whole.
-                const std::size_t last = (end - begin) % codec_block;
-                const std::size_t whole = last % width == 0 ? end : end - last;
-                if (next != nullptr)
-                {
-                    detail::prefetch_scales(*next);
-                }
-                detail::run_q8_blocks<Arch, Prepared, Traits>(prog, transform, job, next, begin, whole);
-                begin = whole;
+                detail::prefetch_scales(*next);
             }
+            detail::run_q8_blocks<Arch, Prepared, Traits>(prog, transform, job, next, begin, whole);
+            begin = whole;
         }
         alignas(64) float buffer[first_local][coded_chunk];
         for (std::size_t first = begin; first < end; first += coded_chunk)

@@ -177,10 +177,10 @@ namespace xoptim
         // The 8-bit dynamic map's batch codec, its tables in registers: encode(x, out)
         // writes batch::size codes of x, encode_group(in, scale, out) the codes of
         // in[0, group) * scale, decode(codes) gives batch::size values (not scaled);
-        // `fused`: whether jobs of 8-bit states take the fused block loop (coded.hpp),
-        // which holds the decoding and encoding tables of every state in registers
-        // beside the program's, or the generic block path, which runs decoding, the
-        // program and encoding as loops of their own.
+        // `interleaved`: whether the fused 8-bit loop (coded.hpp) writes a block's codes
+        // between the next block's batches, the encoding tables of every state in
+        // registers beside the program's and the decoding tables, or right after the
+        // block's own batches, in a loop of their own.
         template <class A>
         using q8_codec = decltype(kernel::q8_codec_of<A>(A{}));
 

@@ -206,7 +206,7 @@ namespace xoptim
                 static constexpr std::size_t group = batch::size;
 
                 // Its tables are read from memory: none held in registers.
-                static constexpr bool fused = true;
+                static constexpr bool interleaved = true;
 
                 explicit q8_codec_generic(const q8_tables& t) noexcept
                     : m_t(t)

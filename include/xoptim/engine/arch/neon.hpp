@@ -225,7 +225,7 @@ namespace xoptim
                 static constexpr std::size_t group = 16;
 
                 // 32 vector registers, as AVX-512 (not measured on an ARM64 core).
-                static constexpr bool fused = true;
+                static constexpr bool interleaved = true;
 
                 explicit q8_codec_neon(const q8_tables& t) noexcept
                     : m_signed(t.is_signed),

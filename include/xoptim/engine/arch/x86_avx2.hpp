@@ -126,11 +126,11 @@ namespace xoptim
                 // Elements per encode_group: one store of 32 codes.
                 static constexpr std::size_t group = 32;
 
-                // Two states' eight tables each fill the 16 registers (the fused AdamW
-                // loop spills: a fifth of its instructions move registers to and from
-                // the stack); the generic block path is 10-18% faster on Zen 3
-                // (docs/benchmarks.md, "8-bit states on 16 registers").
-                static constexpr bool fused = false;
+                // Two states' eight tables each fill the 16 registers: interleaved, a
+                // fifth of the fused AdamW loop's instructions move registers to and
+                // from the stack, and it is slower on Zen 3 (docs/benchmarks.md, "8-bit
+                // states on 16 registers").
+                static constexpr bool interleaved = false;
 
                 explicit q8_codec_avx2(const q8_tables& t) noexcept
                     : m_signed(t.is_signed),

@@ -189,10 +189,10 @@ namespace xoptim
                 // Elements per encode_group: one store of 64 codes.
                 static constexpr std::size_t group = 64;
 
-                // 32 registers hold both states' tables beside AdamW's: the fused loop
-                // took an 8-bit AdamW step on 2^24 floats from 35 to 16.5 ms (Zen 5,
-                // docs/benchmarks.md, "Low-memory states").
-                static constexpr bool fused = true;
+                // 32 registers hold both states' tables beside AdamW's (docs/benchmarks.md,
+                // "Low-memory states": measured on Zen 5 as part of 12.7 -> 10.3 ns per
+                // batch of 16).
+                static constexpr bool interleaved = true;
 
                 explicit q8_codec_avx512(const q8_tables& t) noexcept
                     : m_signed(t.is_signed),

@@ -254,9 +254,9 @@ namespace xoptim
                 // Elements per encode_group: one store of 16 codes.
                 static constexpr std::size_t group = 16;
 
-                // The generic block path is 6-9% faster on Zen 3 (docs/benchmarks.md,
-                // "8-bit states on 16 registers").
-                static constexpr bool fused = false;
+                // Slower interleaved on Zen 3 (docs/benchmarks.md, "8-bit states on 16
+                // registers").
+                static constexpr bool interleaved = false;
 
                 explicit q8_codec_sse2(const q8_tables& t) noexcept
                     : m_signed(t.is_signed), m_values(t.values.data()), m_cells(q8_cells::of(t).data())
