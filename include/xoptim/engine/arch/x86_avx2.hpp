@@ -126,9 +126,9 @@ namespace xoptim
                 // Elements per encode_group: one store of 32 codes.
                 static constexpr std::size_t group = 32;
 
-                // Two states' eight tables each fill the 16 registers: interleaved, a
-                // fifth of the fused AdamW loop's instructions move registers to and
-                // from the stack, and it is slower on Zen 3 (docs/benchmarks.md, "8-bit
+                // Interleaved, two states' eight tables each fill the 16 registers: a
+                // fifth of the AdamW loop's instructions then move registers to and from
+                // the stack, and it is slower on Zen 3 (docs/benchmarks.md, "8-bit
                 // states on 16 registers").
                 static constexpr bool interleaved = false;
 
