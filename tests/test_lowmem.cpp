@@ -250,24 +250,18 @@ namespace
     // loops read as the float loop does (a cautious step's second pass reads its factor
     // so).
     using arch = xsimd::default_arch;
-    const auto two_states = [] {
+    const auto states_program = [](const auto& factor) {
         using xoptim::sym::g;
         using xoptim::sym::p;
         const auto& m = xoptim::sym::state<0>;
         const auto& v = xoptim::sym::state<1>;
-        return xoptim::fuse(m = m + g * g, v = 0.9 * v + 0.001 * g * g, p = p - 0.001 * m / (sqrt(v) + 1e-8));
-    }();
+        return xoptim::fuse(m = m + g * g, v = 0.9 * v + 0.001 * g * g, p = p - factor * m / (sqrt(v) + 1e-8));
+    };
+    const auto two_states = states_program(0.001);
     using two_states_traits = xoptim::detail::program_traits<std::decay_t<decltype(two_states)>>;
     const auto two_states_prepared = xoptim::prepare_program<arch, float>(two_states);
     using two_states_type = std::decay_t<decltype(two_states_prepared)>;
-    const auto scaled_states = [] {
-        using xoptim::sym::g;
-        using xoptim::sym::p;
-        const auto& m = xoptim::sym::state<0>;
-        const auto& v = xoptim::sym::state<1>;
-        return xoptim::fuse(m = m + g * g, v = 0.9 * v + 0.001 * g * g,
-                            p = p - xoptim::sym::scalar<0> * m / (sqrt(v) + 1e-8));
-    }();
+    const auto scaled_states = states_program(xoptim::sym::scalar<0>);
     using scaled_states_traits = xoptim::detail::program_traits<std::decay_t<decltype(scaled_states)>>;
     const auto scaled_states_prepared = xoptim::prepare_program<arch, float>(scaled_states);
 
