@@ -260,28 +260,21 @@ namespace xoptim
             }
         };
 
-        template <std::uint64_t Mask, std::size_t I, class B, class Arch, std::size_t S>
+        // A state's load and store (p and g take the base's, kernel.hpp).
+        template <std::uint64_t Mask, std::size_t I, class B, class Arch, std::size_t S, std::enable_if_t<(I >= first_state), int> = 0>
         [[gnu::always_inline]] inline void load_slot(registers<B>& r, const q8_state_slots<Arch, S>& s, std::size_t i)
         {
-            if constexpr (I < first_state)
-            {
-                load_slot<Mask, I>(r, static_cast<const tensor_slots<float>&>(s), i);
-            }
-            else if constexpr (has_slot<Mask, I>)
+            if constexpr (has_slot<Mask, I>)
             {
                 const q8_lane<Arch>& lane = (*s.lanes)[I - first_state];
                 r[I] = arch::mul(lane.coder.decode(s.codes[I - first_state] + i), lane.scale);
             }
         }
 
-        template <std::uint64_t Mask, std::size_t I, class B, class Arch, std::size_t S>
+        template <std::uint64_t Mask, std::size_t I, class B, class Arch, std::size_t S, std::enable_if_t<(I >= first_state), int> = 0>
         [[gnu::always_inline]] inline void store_slot(const registers<B>& r, const q8_state_slots<Arch, S>& s, std::size_t i)
         {
-            if constexpr (I < first_state)
-            {
-                store_slot<Mask, I>(r, static_cast<const tensor_slots<float>&>(s), i);
-            }
-            else if constexpr (has_slot<Mask, I>)
+            if constexpr (has_slot<Mask, I>)
             {
                 q8_lane<Arch>& lane = (*s.lanes)[I - first_state];
                 r[I].store_aligned(s.buffer[I - first_state] + i);
@@ -577,27 +570,20 @@ namespace xoptim
             std::array<std::uint16_t*, max_states> target;
         };
 
-        template <std::uint64_t Mask, std::size_t I, class B>
+        // A state's load and store (p and g take the base's, kernel.hpp).
+        template <std::uint64_t Mask, std::size_t I, class B, std::enable_if_t<(I >= first_state), int> = 0>
         [[gnu::always_inline]] inline void load_slot(registers<B>& r, const bf16_state_slots& s, std::size_t i)
         {
-            if constexpr (I < first_state)
-            {
-                load_slot<Mask, I>(r, static_cast<const tensor_slots<float>&>(s), i);
-            }
-            else if constexpr (has_slot<Mask, I>)
+            if constexpr (has_slot<Mask, I>)
             {
                 r[I] = arch::bf16_to_float<typename B::arch_type>(s.source[I - first_state] + i);
             }
         }
 
-        template <std::uint64_t Mask, std::size_t I, class B>
+        template <std::uint64_t Mask, std::size_t I, class B, std::enable_if_t<(I >= first_state), int> = 0>
         [[gnu::always_inline]] inline void store_slot(const registers<B>& r, const bf16_state_slots& s, std::size_t i)
         {
-            if constexpr (I < first_state)
-            {
-                store_slot<Mask, I>(r, static_cast<const tensor_slots<float>&>(s), i);
-            }
-            else if constexpr (has_slot<Mask, I>)
+            if constexpr (has_slot<Mask, I>)
             {
                 arch::narrow(codec::round_nearest_even<typename B::arch_type>(r[I]), s.target[I - first_state] + i);
             }
