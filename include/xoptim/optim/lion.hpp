@@ -80,8 +80,9 @@ namespace xoptim
             const auto momentum = m = b2 * m + (1 - b2) * g;
             if (o.caution)
             {
-                // Pass 1 counts where sign(c) agrees with g (it writes nothing).
-                step.run_in_turn(fuse(interpolated, sym::scalar<0> = detail::agreeing(sign(c), g)),
+                // Pass 1 counts where sign(c) agrees with g (it writes nothing), by compares
+                // alone: sign(c) is not needed there.
+                step.run_in_turn(fuse(interpolated, sym::scalar<0> = count(detail::same_sign(c, g))),
                                  detail::caution_factors{o.caution_normalize},
                                  fuse(interpolated, p = p * decay - lr * (sign(c) * detail::cautious_mask(sign(c), g)),
                                       momentum));
