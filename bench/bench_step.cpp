@@ -11,8 +11,9 @@
 // it moves: AdEMAMix (5 read / 4 written), Schedule-Free AdamW (4 / 3) and SGD (3 / 2),
 // the EMA of the weights (2 / 1), cautious AdamW and Lion (two passes: against AdamW's
 // and Lion's one-pass floors, 4 / 3 and 3 / 2).
-// Diagnostics: an in-cache case C = one tensor of 2^14 floats (the arithmetic's cost),
-// and case A with every array 64-byte aligned (what misaligned p and g cost).
+// Diagnostics: an in-cache case C = one tensor of 2^14 floats (the arithmetic's cost:
+// AdamW, Lion and the cautious steps), and case A with every array 64-byte aligned (what
+// misaligned p and g cost).
 #include <array>
 #include <cmath>
 #include <cstddef>
@@ -391,6 +392,10 @@ namespace
         configure(benchmark::RegisterBenchmark(name("adamw", "xtensor", s, 1).c_str(),
                                                [s](benchmark::State& st) { bm_xtensor_adamw(st, s); }),
                   s);
+        // The cautious steps beside Lion: the arithmetic of their two passes.
+        register_against_floor("lion", s, three_array_traffic, make_lion);
+        register_against_floor("lion_cautious", s, three_array_traffic, make_cautious_lion);
+        register_against_floor("adamw_cautious", s, adamw_arrays, make_cautious_adamw);
     }
 }
 
