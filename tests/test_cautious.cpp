@@ -159,23 +159,24 @@ namespace
     // One cautious Lion step from m = 0 (c = g / 2) over zeros, signed zeros, the
     // smallest subnormals (whose halves round to 0), infinities, NaN and ordinary values,
     // repeated past a batch and into an odd tail, against the step written one element at
-    // a time: the count of sign(c) * g > 0, the factor numel / (count + 1), and p = 0 -
-    // lr * sign(c) * (agrees ? factor : 0). NaN gives NaN; every other element the same
-    // bits, signed zeros included.
+    // a time as C-Optim writes it: the count of sign(c) * g > 0, the factor numel /
+    // (count + 1), and p = 0 - lr * (sign(c) * (agrees ? factor : 0)). NaN gives NaN;
+    // every other element the same bits, signed zeros included (the step counts by
+    // compares and folds lr into the factor).
     template <class T>
-    void expect_lion_counts_edges_as_the_formula()
+    void expect_lion_counts_edges_as_the_formula(std::size_t n, double lr)
     {
         const T tiny = std::numeric_limits<T>::denorm_min();
         const T inf = std::numeric_limits<T>::infinity();
         const T values[] = {T(1), T(-1), T(0), -T(0), tiny, -tiny, inf, -inf,
                             std::numeric_limits<T>::quiet_NaN(), T(0.75), T(-3e-30), T(2) * tiny};
         std::vector<T> g;
-        for (std::size_t i = 0; i < 53; ++i)
+        for (std::size_t i = 0; i < n; ++i)
         {
             g.push_back(values[(i * 5) % std::size(values)]);
         }
         xoptim::lion_options o;
-        o.lr = 1;
+        o.lr = lr;
         o.betas = {0.5, 0.5};
         o.caution = true;
         o.caution_normalize = xoptim::caution_normalization::count_plus_one;
@@ -189,12 +190,13 @@ namespace
         {
             count += sign(T(0.5) * T(0) + T(0.5) * x) * x > 0 ? 1 : 0;
         }
-        EXPECT_EQ(count, 30u);  // 1, -1, 0.75, -3e-30, 2 * tiny (c = tiny), inf, -inf: 30 of the 53
+        // 1, -1, 0.75, -3e-30, 2 * tiny (c = tiny), inf and -inf agree: 30 of 53, 16 of 29.
+        EXPECT_EQ(count, n == 53 ? 30u : 16u);
         const T factor = T(g.size()) / (T(count) + T(1));
         for (std::size_t i = 0; i < g.size(); ++i)
         {
             const T s = sign(T(0.5) * T(0) + T(0.5) * g[i]);
-            const T expected = T(0) - T(1) * (s * (s * g[i] > 0 ? factor : T(0)));
+            const T expected = T(0) - T(lr) * (s * (s * g[i] > 0 ? factor : T(0)));
             if (std::isnan(expected))
             {
                 EXPECT_TRUE(std::isnan(p[i])) << "element " << i;
@@ -202,15 +204,23 @@ namespace
             else
             {
                 EXPECT_EQ(std::signbit(p[i]), std::signbit(expected)) << "element " << i << ", g = " << g[i];
-                EXPECT_EQ(p[i], expected) << "element " << i << ", g = " << g[i];
+                EXPECT_EQ(p[i], expected) << "element " << i << ", g = " << g[i] << ", lr = " << lr;
             }
         }
     }
 
     TEST(cautious, lion_counts_zeros_subnormals_infinities_and_nan_as_the_formula)
     {
-        expect_lion_counts_edges_as_the_formula<float>();
-        expect_lion_counts_edges_as_the_formula<double>();
+        // Two lengths, two factors (53 / 31 and 29 / 17): with the second, lr * factor
+        // rounded in double and then in float differs from the float product for some lr.
+        for (const std::size_t n : {53, 29})
+        {
+            for (const double lr : {1.0, 0.37, 0.1, 3e-3, 1e-4, 0.0})
+            {
+                expect_lion_counts_edges_as_the_formula<float>(n, lr);
+                expect_lion_counts_edges_as_the_formula<double>(n, lr);
+            }
+        }
     }
 
     // Steps `plain` and `careful` (its cautious twin) on the same parameters with

@@ -74,16 +74,19 @@ namespace xoptim
         }
 
         // Between the passes (step.run_in_turn's `between`): a tensor's count in
-        // scalar<0> becomes its factor, in the parameter's type.
+        // scalar<0> becomes its factor, in the parameter's type, times `times` (rounded
+        // once, in that type: Lion folds its lr in).
         struct caution_factors
         {
             caution_normalization how;
+            double times = 1;
 
             template <class Slots>
             void operator()(const Slots& job, job_scalars& scalars) const noexcept
             {
                 using T = typename math_type_of<Slots>::type;
-                scalars[0] = double(caution_factor<T>(static_cast<std::size_t>(scalars[0]), size_of(job), how));
+                const T factor = caution_factor<T>(static_cast<std::size_t>(scalars[0]), size_of(job), how);
+                scalars[0] = double(static_cast<T>(times) * factor);
             }
         };
     }

@@ -81,10 +81,13 @@ namespace xoptim
             if (o.caution)
             {
                 // Pass 1 counts where sign(c) agrees with g (it writes nothing), by compares
-                // alone: sign(c) is not needed there.
+                // alone: sign(c) is not needed there. Pass 2 takes lr * factor as its
+                // scalar: lr * (sign(c) * factor) is lr * (±factor), rounded once, which
+                // is ±(lr * factor) rounded once; and lr * (sign(c) * 0) is sign(c) * 0
+                // (lr >= 0): the same bits, one multiply less per element.
                 step.run_in_turn(fuse(interpolated, sym::scalar<0> = count(detail::same_sign(c, g))),
-                                 detail::caution_factors{o.caution_normalize},
-                                 fuse(interpolated, p = p * decay - lr * (sign(c) * detail::cautious_mask(sign(c), g)),
+                                 detail::caution_factors{o.caution_normalize, lr},
+                                 fuse(interpolated, p = p * decay - sign(c) * detail::cautious_mask(sign(c), g),
                                       momentum));
             }
             else
