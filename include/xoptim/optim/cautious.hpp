@@ -18,20 +18,10 @@
 #include <cstddef>
 
 #include "../engine/executor.hpp"
+#include "caution_options.hpp"
 
 namespace xoptim
 {
-    enum class caution_normalization
-    {
-        mean,           // mask / max(mean(mask), 1e-3)
-        count_plus_one  // mask * numel / (sum(mask) + 1)
-    };
-
-    inline const char* to_string(caution_normalization c) noexcept
-    {
-        return c == caution_normalization::mean ? "mean" : "count_plus_one";
-    }
-
     namespace detail
     {
         // The factor of a tensor of n elements whose mask has `count` non-zeros, in T.

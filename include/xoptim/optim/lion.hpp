@@ -11,30 +11,12 @@
 #include <array>
 
 #include "cautious.hpp"
+#include "lion_options.hpp"
 #include "optimizer.hpp"
 #include "validate.hpp"
 
 namespace xoptim
 {
-    struct lion_options
-    {
-        double lr = 1e-4;
-        std::array<double, 2> betas = {0.9, 0.99};
-        double weight_decay = 0;
-        bool caution = false;
-        caution_normalization caution_normalize = caution_normalization::mean;
-
-        template <class O, class F>
-        static void fields(O& o, F&& f)
-        {
-            f("lr", o.lr);
-            f("betas", o.betas);
-            f("weight_decay", o.weight_decay);
-            f("caution", o.caution);
-            f("caution_normalize", o.caution_normalize);
-        }
-    };
-
     class lion : public optimizer<lion, lion_options>
     {
     public:

@@ -10,34 +10,13 @@
 #define XOPTIM_OPTIM_SGD_HPP
 
 #include <cmath>
-#include <limits>
 
 #include "optimizer.hpp"
+#include "sgd_options.hpp"
 #include "validate.hpp"
 
 namespace xoptim
 {
-    struct sgd_options
-    {
-        double lr = std::numeric_limits<double>::quiet_NaN();  // required, as in torch.optim.SGD
-        double momentum = 0;
-        double dampening = 0;
-        bool nesterov = false;
-        double weight_decay = 0;
-        bool maximize = false;
-
-        template <class O, class F>
-        static void fields(O& o, F&& f)
-        {
-            f("lr", o.lr);
-            f("momentum", o.momentum);
-            f("dampening", o.dampening);
-            f("nesterov", o.nesterov);
-            f("weight_decay", o.weight_decay);
-            f("maximize", o.maximize);
-        }
-    };
-
     class sgd : public optimizer<sgd, sgd_options>
     {
     public:
