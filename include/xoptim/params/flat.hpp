@@ -1,7 +1,10 @@
 // A parameter set (and its gradients) flattened into lists of views, one list per
 // element type, each view named by the parameter's own name. Whatever drives a step
 // from outside an optimizer (the stepper, checkpoints) walks the user's set once into
-// these lists and hands them to the optimizer, which sees the very same names.
+// these lists and hands them to the optimizer, which sees the very same names. The walk
+// reduces each leaf to a detail::erased_leaf where it meets it; the rest (checks, names,
+// views) depends on no tensor type, so it is compiled once per unit, or, for compiled<O>,
+// in the instantiation unit only.
 //
 // Names are recorded on the first walk; later walks must pass the same parameters in
 // the same order: a parameter found at a new address must carry the name recorded at
@@ -29,6 +32,9 @@
 
 namespace xoptim
 {
+    template <class O>
+    class compiled;
+
     // Proof that a walk checked the lists handed on with it (see above). Only
     // flat_params::collect makes one.
     class checked_walk
@@ -46,13 +52,62 @@ namespace xoptim
         std::vector<named_ref<tensor_view<T>>> named;
     };
 
+    namespace detail
+    {
+        // A leaf of a walk with its types erased: a float or double parameter and its
+        // gradient (none in a walk without gradients), read through leaf_facts. A walk
+        // reduces each leaf to this where it meets it and hands it to flat_params::take,
+        // which depends on no tensor type. A walk over lists an earlier walk checked
+        // (`checked`) asks no tensor whether it is contiguous: nothing checks it there.
+        struct erased_leaf
+        {
+            bool is_double;
+            void* param;
+            leaf_facts param_facts;
+            bool has_grad;  // false: a walk without gradients
+            const void* grad;
+            leaf_facts grad_facts;
+
+            template <class P, class G>
+            static erased_leaf of(P& param, G& grad, bool checked)
+            {
+                using T = tensor::value_type<P>;
+                static_assert(std::is_same_v<T, float> || std::is_same_v<T, double>,
+                              "xoptim: parameters must be float or double tensors here (bf16 parameters are "
+                              "stepped by an optimizer itself; the stepper, routers and checkpoints take float "
+                              "and double)");
+                erased_leaf e{std::is_same_v<T, double>, tensor::data(param), facts(param, checked), false, nullptr, {}};
+                if constexpr (!std::is_same_v<std::remove_const_t<G>, no_grads>)
+                {
+                    static_assert(std::is_same_v<T, tensor::value_type<G>>,
+                                  "xoptim: a gradient must have its parameter's element type");
+                    e.has_grad = true;
+                    e.grad = tensor::data(grad);
+                    e.grad_facts = facts(grad, checked);
+                }
+                return e;
+            }
+
+        private:
+
+            template <class C>
+            static leaf_facts facts(const C& c, bool checked) noexcept
+            {
+                return {tensor::size(c), shape_ref::of(c), checked || tensor::contiguous(c)};
+            }
+        };
+    }
+
     class flat_params
     {
     public:
 
         // Walks `params` and `grads` (or no_grads{}); `who` prefixes error messages.
         template <class P, class G>
-        checked_walk collect(P&& params, G&& grads, const char* who);
+        checked_walk collect(P&& params, G&& grads, const char* who)
+        {
+            return walk(std::forward<P>(params), std::forward<G>(grads), who, false);
+        }
 
         // The same over lists another walk checked (a stepper's, for the router it
         // steps): names, order and count are checked, each leaf and the aliasing not again.
@@ -112,10 +167,64 @@ namespace xoptim
 
     private:
 
-        class visitor;
+        // collect in pieces, for compiled<O>, which walks the set itself (its unit reduces
+        // each leaf to an erased_leaf and leaves the rest to the instantiation unit):
+        // begin, take each leaf in order (mismatch for a structural mismatch), then
+        // finish; abandon instead where any of them threw. Private, as the checked_walk
+        // that finish makes must come from a whole walk.
+        template <class O>
+        friend class compiled;
+
+        void begin(const char* who)
+        {
+            start(who, false);
+        }
+        void take(const name_path& path, const detail::erased_leaf& leaf);
+        [[noreturn]] void mismatch(const name_path& path, const std::string& what) const
+        {
+            throw std::invalid_argument(std::string(m_who) + ": parameter '" + path.name() + "': " + what);
+        }
+        checked_walk finish();
+        void abandon() noexcept;
+
+        // walk_params' visitor for collect: each leaf erased and taken.
+        struct visitor
+        {
+            flat_params& flat;
+
+            template <class P, class G>
+            void leaf(const name_path& path, P& param, G& grad)
+            {
+                flat.take(path, detail::erased_leaf::of(param, grad, flat.m_checked));
+            }
+
+            [[noreturn]] void mismatch(const name_path& path, const std::string& what) const
+            {
+                flat.mismatch(path, what);
+            }
+        };
 
         template <class P, class G>
-        checked_walk walk(P&& params, G&& grads, const char* who, bool checked);
+        checked_walk walk(P&& params, G&& grads, const char* who, bool checked)
+        {
+            start(who, checked);
+            try
+            {
+                visitor v{*this};
+                walk_params(v, std::forward<P>(params), std::forward<G>(grads));
+                return finish();
+            }
+            catch (...)
+            {
+                abandon();
+                throw;
+            }
+        }
+
+        void start(const char* who, bool checked);
+
+        template <class T>
+        void take(const name_path& path, const detail::erased_leaf& leaf);
 
         std::vector<std::string> m_names;
         std::vector<std::vector<std::size_t>> m_shapes;
@@ -123,103 +232,15 @@ namespace xoptim
         detail::alias_check m_alias;
         flat_share<float> m_floats;
         flat_share<double> m_doubles;
-    };
 
-    class flat_params::visitor
-    {
-    public:
-
-        visitor(flat_params& f, const char* who, bool first, bool checked) noexcept
-            : m_flat(f), m_who(who), m_first(first), m_checked(checked)
-        {
-        }
-
-        [[noreturn]] void mismatch(const name_path& path, const std::string& what) const
-        {
-            throw std::invalid_argument(std::string(m_who) + ": parameter '" + path.name() + "': " + what);
-        }
-
-        template <class P, class G>
-        void leaf(const name_path& path, P& param, G& grad)
-        {
-            using T = tensor::value_type<P>;
-            const T* grad_data = nullptr;
-            static_assert(std::is_same_v<T, float> || std::is_same_v<T, double>,
-                          "xoptim: parameters must be float or double tensors here (bf16 parameters are stepped "
-                          "by an optimizer itself; the stepper, routers and checkpoints take float and double)");
-            if (!m_checked)
-            {
-                if (const std::string problem = detail::leaf_problem(param, grad); !problem.empty())
-                {
-                    mismatch(path, problem);
-                }
-                if (tensor::rank(param) > max_rank)
-                {
-                    mismatch(path, "parameter has " + std::to_string(tensor::rank(param))
-                                       + " dimensions; the stepper, routers and checkpoints take at most "
-                                       + std::to_string(max_rank));
-                }
-            }
-            if constexpr (!std::is_same_v<std::remove_const_t<G>, no_grads>)
-            {
-                static_assert(std::is_same_v<T, tensor::value_type<G>>,
-                              "xoptim: a gradient must have its parameter's element type");
-                m_flat.share<T>().grads.push_back(tensor_view<const T>::of(grad));
-                grad_data = tensor::data(grad);
-            }
-            const void* where = tensor::data(param);
-            if (m_first)
-            {
-                m_flat.m_names.push_back(path.name());
-                m_flat.m_shapes.push_back(tensor::shape(param));
-                m_flat.m_addresses.push_back(where);
-            }
-            else if (m_count >= m_flat.m_names.size())
-            {
-                mismatch(path, "the first call passed only " + std::to_string(m_flat.m_names.size()) + " parameters");
-            }
-            else if (where != m_flat.m_addresses[m_count])
-            {
-                const std::string name = path.name();
-                if (name != m_flat.m_names[m_count])
-                {
-                    mismatch(path, "found where '" + m_flat.m_names[m_count]
-                                       + "' was on the first call (parameters must keep their order)");
-                }
-                m_flat.m_addresses[m_count] = where;
-            }
-            if (!m_checked)
-            {
-                m_flat.m_alias.track(static_cast<const T*>(tensor::data(param)), grad_data, tensor::size(param), m_count);
-            }
-            auto& s = m_flat.share<T>();
-            s.params.push_back(tensor_view<T>::of(param));
-            s.leaves.push_back(m_count);
-            ++m_count;
-        }
-
-        std::size_t count() const noexcept
-        {
-            return m_count;
-        }
-
-    private:
-
-        flat_params& m_flat;
-        const char* m_who;
-        bool m_first;
-        bool m_checked;  // by an earlier walk: no leaf_problem, no aliasing
+        // The walk in progress.
+        const char* m_who = "";
+        bool m_first = false;
+        bool m_checked = false;  // by an earlier walk: no leaf_problem, no aliasing
         std::size_t m_count = 0;
     };
 
-    template <class P, class G>
-    checked_walk flat_params::collect(P&& params, G&& grads, const char* who)
-    {
-        return walk(std::forward<P>(params), std::forward<G>(grads), who, false);
-    }
-
-    template <class P, class G>
-    checked_walk flat_params::walk(P&& params, G&& grads, const char* who, bool checked)
+    inline void flat_params::start(const char* who, bool checked)
     {
         const auto clear = [](auto& s) {
             s.params.clear();
@@ -229,29 +250,89 @@ namespace xoptim
         };
         clear(m_floats);
         clear(m_doubles);
-        const bool first = m_names.empty();
         m_alias.clear();
-        visitor v(*this, who, first, checked);
-        try
+        m_who = who;
+        m_first = m_names.empty();
+        m_checked = checked;
+        m_count = 0;
+    }
+
+    inline void flat_params::take(const name_path& path, const detail::erased_leaf& leaf)
+    {
+        if (leaf.is_double)
         {
-            walk_params(v, std::forward<P>(params), std::forward<G>(grads));
-            if (v.count() != m_names.size())
+            take<double>(path, leaf);
+        }
+        else
+        {
+            take<float>(path, leaf);
+        }
+    }
+
+    template <class T>
+    void flat_params::take(const name_path& path, const detail::erased_leaf& leaf)
+    {
+        const detail::leaf_facts& facts = leaf.param_facts;
+        if (!m_checked)
+        {
+            const detail::leaf_facts* grad = leaf.has_grad ? &leaf.grad_facts : nullptr;
+            if (const std::string problem = detail::leaf_problem(facts, grad); !problem.empty())
             {
-                throw std::invalid_argument(std::string(who) + ": this call passed " + std::to_string(v.count())
-                                            + " parameters, the first passed " + std::to_string(m_names.size()));
+                mismatch(path, problem);
             }
-            if (!checked)
+            if (facts.shape.rank > max_rank)
             {
-                m_alias.check([&] { return who; }, [&](std::size_t k) -> const std::string& { return m_names[k]; });
+                mismatch(path, "parameter has " + std::to_string(facts.shape.rank)
+                                   + " dimensions; the stepper, routers and checkpoints take at most "
+                                   + std::to_string(max_rank));
             }
         }
-        catch (...)
+        T* param = static_cast<T*>(leaf.param);
+        const T* grad = static_cast<const T*>(leaf.grad);
+        if (leaf.has_grad)
         {
-            if (first)
+            share<T>().grads.push_back(tensor_view<const T>::of(grad, leaf.grad_facts.size, leaf.grad_facts.shape));
+        }
+        if (m_first)
+        {
+            m_names.push_back(path.name());
+            m_shapes.push_back(facts.shape.vector());
+            m_addresses.push_back(param);
+        }
+        else if (m_count >= m_names.size())
+        {
+            mismatch(path, "the first call passed only " + std::to_string(m_names.size()) + " parameters");
+        }
+        else if (param != m_addresses[m_count])
+        {
+            const std::string name = path.name();
+            if (name != m_names[m_count])
             {
-                reset();
+                mismatch(path, "found where '" + m_names[m_count]
+                                   + "' was on the first call (parameters must keep their order)");
             }
-            throw;
+            m_addresses[m_count] = param;
+        }
+        if (!m_checked)
+        {
+            m_alias.track(static_cast<const T*>(param), grad, facts.size, m_count);
+        }
+        auto& s = share<T>();
+        s.params.push_back(tensor_view<T>::of(param, facts.size, facts.shape));
+        s.leaves.push_back(m_count);
+        ++m_count;
+    }
+
+    inline checked_walk flat_params::finish()
+    {
+        if (m_count != m_names.size())
+        {
+            throw std::invalid_argument(std::string(m_who) + ": this call passed " + std::to_string(m_count)
+                                        + " parameters, the first passed " + std::to_string(m_names.size()));
+        }
+        if (!m_checked)
+        {
+            m_alias.check([&] { return m_who; }, [&](std::size_t k) -> const std::string& { return m_names[k]; });
         }
         // Names are final now: the named views may point into them.
         const auto name_views = [&](auto& s) {
@@ -263,6 +344,14 @@ namespace xoptim
         name_views(m_floats);
         name_views(m_doubles);
         return checked_walk();
+    }
+
+    inline void flat_params::abandon() noexcept
+    {
+        if (m_first)
+        {
+            reset();
+        }
     }
 }
 

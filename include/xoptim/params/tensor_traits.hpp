@@ -46,6 +46,11 @@ namespace xt
 
 namespace xoptim
 {
+    namespace detail
+    {
+        struct shape_ref;
+    }
+
     // Rank of the shapes a tensor_view can carry.
     inline constexpr std::size_t max_rank = 8;
 
@@ -77,6 +82,9 @@ namespace xoptim
         // (allocates nothing).
         template <class C>
         static tensor_view of(C& c);
+
+        // The same of a tensor's elements, `size` of them, read through its shape_ref.
+        static tensor_view of(T* data, std::size_t size, const detail::shape_ref& shape);
 
         T* data() const noexcept
         {
@@ -546,19 +554,6 @@ namespace xoptim
         }
     }
 
-    template <class T>
-    template <class C>
-    tensor_view<T> tensor_view<T>::of(C& c)
-    {
-        tensor_view v(tensor::data(c), tensor::size(c));
-        v.m_rank = checked_rank(tensor::rank(c));
-        for (std::size_t d = 0; d < v.m_rank; ++d)
-        {
-            v.m_shape[d] = tensor::extent(c, d);
-        }
-        return v;
-    }
-
     // A shape as numpy prints it: (3, 4), (4,), ().
     inline std::string format_shape(const std::vector<std::size_t>& shape)
     {
@@ -614,6 +609,29 @@ namespace xoptim
                 return s;
             }
         };
+    }
+
+    template <class T>
+    tensor_view<T> tensor_view<T>::of(T* data, std::size_t size, const detail::shape_ref& shape)
+    {
+        tensor_view v(data, size);
+        v.m_rank = checked_rank(shape.rank);
+        for (std::size_t d = 0; d < v.m_rank; ++d)
+        {
+            v.m_shape[d] = shape.extent(d);
+        }
+        return v;
+    }
+
+    template <class T>
+    template <class C>
+    tensor_view<T> tensor_view<T>::of(C& c)
+    {
+        return of(tensor::data(c), tensor::size(c), detail::shape_ref::of(c));
+    }
+
+    namespace detail
+    {
 
         // Shapes must agree when both sides carry one; a flat container (std::vector,
         // rank 1) only needs the same number of elements.
