@@ -36,6 +36,7 @@ namespace bench
     inline constexpr shape case_a{"1x2^24", 1, std::size_t(1) << 24};      // one big tensor
     inline constexpr shape case_b{"4096x4096", 4096, 4096};                // many small tensors
     inline constexpr shape case_c{"1x2^14", 1, std::size_t(1) << 14};      // in cache: compute cost
+    inline constexpr shape case_tiny{"16384x16", 16384, 16};                // tiny tensors: the walk's cost
 
     // AdamW hyperparameters used by every implementation (torch.optim.AdamW defaults).
     inline constexpr double lr = 1e-3;

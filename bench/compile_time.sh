@@ -7,12 +7,15 @@
 #
 # --before DIR also compiles each unit against DIR/include, another checkout of the project
 # (git worktree add DIR COMMIT), in the same rounds: NAME@before; the units that include
-# <xoptim/instances.hpp> only where that checkout has it. (Before io/separate.hpp,
+# <xoptim/instances.hpp> or <xoptim/compiled.hpp> only where that checkout has it. (Before io/separate.hpp,
 # training_unit_separate@before is that checkout's _extern unit.) A failed compile stops
 # the script.
 #
 #   adamw_tuple10_xtensor  adamw_tuple10.cpp: xoptim::adamw over std::tie of 10 xt::xtensor<float, N>
 #   adamw_tuple10_vector   adamw_tuple10.cpp -DXOPTIM_TUPLE10_VECTOR: the same over 10 std::vector<float>
+#   adamw_tuple10_xtensor_compiled, adamw_tuple10_vector_compiled
+#                          the same two with -DXOPTIM_TUPLE10_COMPILED: xoptim::compiled<xoptim::adamw>
+#                          (<xoptim/compiled.hpp> only; the step is the instantiation unit's, not counted)
 #   training_unit          training_unit.cpp: a model struct, AdamW under the stepper, a checkpoint
 #   training_unit_extern   training_unit.cpp -DXOPTIM_EXTERN_INSTANCES: the same with <xoptim/instances.hpp>
 #                          (the steps compiled once in the project's instantiation unit, not counted)
@@ -43,11 +46,14 @@ flags=(-std=c++17 -O2 -march=native "${extra[@]}")
 work="$(mktemp -d)"
 trap 'rm -rf "$work"' EXIT
 
-names=(adamw_tuple10_xtensor adamw_tuple10_vector training_unit training_unit_extern training_unit_separate
+names=(adamw_tuple10_xtensor adamw_tuple10_vector adamw_tuple10_xtensor_compiled adamw_tuple10_vector_compiled
+       training_unit training_unit_extern training_unit_separate
        xtensor_baseline)
 declare -A source=(
   [adamw_tuple10_xtensor]="$root/bench/compile/adamw_tuple10.cpp"
   [adamw_tuple10_vector]="$root/bench/compile/adamw_tuple10.cpp -DXOPTIM_TUPLE10_VECTOR"
+  [adamw_tuple10_xtensor_compiled]="$root/bench/compile/adamw_tuple10.cpp -DXOPTIM_TUPLE10_COMPILED"
+  [adamw_tuple10_vector_compiled]="$root/bench/compile/adamw_tuple10.cpp -DXOPTIM_TUPLE10_VECTOR -DXOPTIM_TUPLE10_COMPILED"
   [training_unit]="$root/bench/compile/training_unit.cpp"
   [training_unit_extern]="$root/bench/compile/training_unit.cpp -DXOPTIM_EXTERN_INSTANCES"
   [training_unit_separate]="$root/bench/compile/training_unit.cpp -DXOPTIM_EXTERN_INSTANCES -DXOPTIM_SEPARATE_IO"
@@ -59,7 +65,8 @@ for n in "${names[@]}"; do
 done
 if [[ -n "$before" ]]; then
   for n in "${names[@]}"; do
-    if [[ $n != xtensor_baseline && ( ${source[$n]} != *XOPTIM_EXTERN_INSTANCES* || -e $before/include/xoptim/instances.hpp ) ]]; then
+    if [[ $n != xtensor_baseline && ( ${source[$n]} != *XOPTIM_EXTERN_INSTANCES* || -e $before/include/xoptim/instances.hpp )
+          && ( ${source[$n]} != *XOPTIM_TUPLE10_COMPILED* || -e $before/include/xoptim/compiled.hpp ) ]]; then
       names+=("$n@before")
       source[$n@before]=${source[$n]}
       include[$n@before]="$before/include"

@@ -18,11 +18,15 @@
 // docs/benchmarks.md ("Compile time"). Other optimizers, and bf16 parameters stepped
 // directly (commit<5>), compile where they are used, as without this header.
 //
+// compiled<O> (compiled.hpp), for AdamW, Adam, SGD and Lion, is compiled here too: a unit
+// that steps through it includes compiled.hpp alone.
+//
 // A project that also defines XOPTIM_SEPARATE_IO in every unit (io/separate.hpp) compiles
 // the checkpoint's and safetensors' functions that depend on no caller's type here too.
 #ifndef XOPTIM_INSTANCES_HPP
 #define XOPTIM_INSTANCES_HPP
 
+#include "compiled.hpp"
 #include "optim/adam.hpp"
 #include "optim/lion.hpp"
 #include "optim/sgd.hpp"
@@ -79,6 +83,88 @@ namespace xoptim
     XOPTIM_INSTANCES(adam)
     XOPTIM_INSTANCES(sgd)
     XOPTIM_INSTANCES(lion)
+
+    // compiled<O>'s members that need O's definition or the walk's code: flat_params' walk
+    // in pieces over the leaves the caller's unit erased, then O's step over its lists, as
+    // the stepper steps.
+    template <class O>
+    compiled<O>::compiled(const options_type& o)
+        : m_opt(std::make_unique<O>(o))
+    {
+    }
+
+    template <class O>
+    compiled<O>::compiled(compiled&&) noexcept = default;
+
+    template <class O>
+    compiled<O>& compiled<O>::operator=(compiled&&) noexcept = default;
+
+    template <class O>
+    compiled<O>::~compiled() = default;
+
+    template <class O>
+    auto compiled<O>::options() const noexcept -> const options_type&
+    {
+        return m_opt->options();
+    }
+
+    template <class O>
+    void compiled<O>::set_options(const options_type& o)
+    {
+        m_opt->set_options(o);
+    }
+
+    template <class O>
+    std::size_t compiled<O>::step_count() const noexcept
+    {
+        return m_opt->step_count();
+    }
+
+    template <class O>
+    void compiled<O>::begin_walk()
+    {
+        m_flat.begin(detail::compiled_optimizer<O>::who);
+    }
+
+    template <class O>
+    void compiled<O>::take_leaf(const name_path& path, const detail::erased_leaf& leaf)
+    {
+        m_flat.take(path, leaf);
+    }
+
+    template <class O>
+    void compiled<O>::walk_mismatch(const name_path& path, const std::string& what) const
+    {
+        m_flat.mismatch(path, what);
+    }
+
+    template <class O>
+    void compiled<O>::abandon_walk() noexcept
+    {
+        m_flat.abandon();
+    }
+
+    template <class O>
+    void compiled<O>::step_walked()
+    {
+        const checked_walk walk = [&] {
+            try
+            {
+                return m_flat.finish();
+            }
+            catch (...)
+            {
+                m_flat.abandon();
+                throw;
+            }
+        }();
+        m_opt->step(m_flat.params(), m_flat.grads(), grad_transform{}, walk);
+    }
+
+    XOPTIM_EXTERN template class compiled<adamw>;
+    XOPTIM_EXTERN template class compiled<adam>;
+    XOPTIM_EXTERN template class compiled<sgd>;
+    XOPTIM_EXTERN template class compiled<lion>;
 }
 
 #endif

@@ -1,5 +1,5 @@
-// Muon's steps compiled once per project (see instances.hpp); the program links a CBLAS
-// (xoptim::muon in CMake).
+// Muon's steps, and compiled<muon>, compiled once per project (see instances.hpp); the
+// program links a CBLAS (xoptim::muon in CMake).
 #ifndef XOPTIM_INSTANCES_MUON_HPP
 #define XOPTIM_INSTANCES_MUON_HPP
 
@@ -9,6 +9,7 @@
 namespace xoptim
 {
     XOPTIM_INSTANCES(muon)
+    XOPTIM_EXTERN template class compiled<muon>;
 }
 
 #endif

@@ -1,0 +1,182 @@
+// compiled<O> (include/xoptim/compiled.hpp): a unit that includes compiled.hpp only, no
+// engine and no xsimd, steps AdamW, Adam, SGD, Lion and Muon with the steps compiled in
+// support/compiled_instances.cpp, the same bits, state and names as the optimizers stepped
+// directly (there), and the same checks before anything moves.
+#include <cstring>
+#include <stdexcept>
+#include <string>
+#include <utility>
+
+#include <gtest/gtest.h>
+
+#include "support/compiled_net.hpp"
+
+#if defined(XSIMD_HPP) || defined(XOPTIM_ENGINE_EXECUTOR_HPP)
+#error "compiled.hpp brought the engine or xsimd into a unit that only steps through compiled<O>"
+#endif
+
+namespace
+{
+    using compiled_test::net;
+
+    template <class T>
+    bool same_bits(const std::vector<T>& a, const std::vector<T>& b)
+    {
+        return a.size() == b.size() && std::memcmp(a.data(), b.data(), a.size() * sizeof(T)) == 0;
+    }
+
+    bool same_bits(const net& a, const net& b)
+    {
+        return same_bits(a.w, b.w) && same_bits(a.b, b.b) && a.layers.size() == b.layers.size()
+               && same_bits(a.layers[0], b.layers[0]) && same_bits(a.layers[1], b.layers[1])
+               && same_bits(a.empty, b.empty);
+    }
+
+    // Three steps of compiled<O> and of O itself from the same net.
+    template <class O>
+    void expect_steps_as_the_optimizer(const typename xoptim::compiled<O>::options_type& o)
+    {
+        const net grads = compiled_test::make_net(2);
+        net direct = compiled_test::make_net(1);
+        const std::vector<std::string> direct_names = compiled_test::step_directly<O>(o, direct, grads, 3);
+
+        net params = compiled_test::make_net(1);
+        xoptim::compiled<O> opt(o);
+        for (int s = 0; s < 3; ++s)
+        {
+            opt.step(params, grads);
+        }
+        EXPECT_TRUE(same_bits(params, direct));
+        EXPECT_NE(params.w, compiled_test::make_net(1).w);  // it moved
+        EXPECT_EQ(opt.step_count(), 3u);
+        EXPECT_EQ(compiled_test::state_names(opt.optimizer()), direct_names);
+    }
+}
+
+TEST(compiled, adamw_steps_as_adamw)
+{
+    xoptim::adamw_options o;
+    o.lr = 0.05;
+    o.weight_decay = 0.1;
+    expect_steps_as_the_optimizer<xoptim::adamw>(o);
+    o.amsgrad = true;
+    o.caution = true;
+    expect_steps_as_the_optimizer<xoptim::adamw>(o);
+}
+
+TEST(compiled, adam_steps_as_adam)
+{
+    xoptim::adam_options o;
+    o.lr = 0.01;
+    o.weight_decay = 0.2;
+    o.maximize = true;
+    expect_steps_as_the_optimizer<xoptim::adam>(o);
+}
+
+TEST(compiled, sgd_steps_as_sgd)
+{
+    xoptim::sgd_options o;
+    o.lr = 0.1;
+    o.momentum = 0.9;
+    o.nesterov = true;
+    o.weight_decay = 1e-3;
+    expect_steps_as_the_optimizer<xoptim::sgd>(o);
+}
+
+TEST(compiled, lion_steps_as_lion)
+{
+    xoptim::lion_options o;
+    o.lr = 0.02;
+    o.weight_decay = 0.5;
+    expect_steps_as_the_optimizer<xoptim::lion>(o);
+    o.caution = true;
+    expect_steps_as_the_optimizer<xoptim::lion>(o);
+}
+
+TEST(compiled, muon_steps_as_muon)
+{
+    const compiled_test::matrices grads = compiled_test::make_matrices(2);
+    for (const xoptim::muon_options& o : {xoptim::muon_options{}, xoptim::muon_options::polar_express()})
+    {
+        compiled_test::matrices direct = compiled_test::make_matrices(1);
+        const std::vector<std::string> direct_names = compiled_test::step_matrices_directly(o, direct, grads, 3);
+
+        compiled_test::matrices params = compiled_test::make_matrices(1);
+        xoptim::compiled<xoptim::muon> opt(o);
+        auto p = compiled_test::matrix_views(params);
+        const auto g = compiled_test::matrix_views(grads);
+        for (int s = 0; s < 3; ++s)
+        {
+            opt.step(p, g);
+        }
+        EXPECT_TRUE(same_bits(params.a, direct.a));
+        EXPECT_TRUE(same_bits(params.b, direct.b));
+        EXPECT_NE(params.a, compiled_test::make_matrices(1).a);
+        EXPECT_EQ(compiled_test::state_names(opt.optimizer()), direct_names);
+    }
+}
+
+TEST(compiled, a_bad_gradient_is_named_and_nothing_moves)
+{
+    net params = compiled_test::make_net(1);
+    net grads = compiled_test::make_net(2);
+    grads.layers[1].pop_back();
+    xoptim::compiled<xoptim::adamw> opt;
+    try
+    {
+        opt.step(params, grads);
+        ADD_FAILURE() << "no error";
+    }
+    catch (const std::invalid_argument& e)
+    {
+        EXPECT_STREQ(e.what(),
+                     "xoptim::compiled<adamw>: parameter 'layers.1': gradient has 15 elements, parameter has 16");
+    }
+    EXPECT_TRUE(same_bits(params, compiled_test::make_net(1)));
+    EXPECT_EQ(opt.step_count(), 0u);
+}
+
+TEST(compiled, options_are_checked_as_the_optimizer_checks_them)
+{
+    // (compiled<sgd> without options: tests/compile_fail/compiled_sgd_without_options.cpp.)
+    EXPECT_THROW(xoptim::compiled<xoptim::sgd>(xoptim::sgd_options{}), std::invalid_argument);
+
+    xoptim::lion_options bad;
+    bad.betas[1] = 1.5;
+    try
+    {
+        xoptim::compiled<xoptim::lion> opt(bad);
+        ADD_FAILURE() << "no error";
+    }
+    catch (const std::invalid_argument& e)
+    {
+        EXPECT_NE(std::string(e.what()).find("betas[1]"), std::string::npos) << e.what();
+    }
+
+    xoptim::compiled<xoptim::lion> opt;
+    EXPECT_EQ(opt.options().lr, 1e-4);
+    xoptim::lion_options o;
+    o.lr = 3e-4;
+    opt.set_options(o);
+    EXPECT_EQ(opt.options().lr, 3e-4);
+    EXPECT_THROW(opt.set_options(bad), std::invalid_argument);
+    EXPECT_EQ(opt.options().lr, 3e-4);
+}
+
+TEST(compiled, a_moved_optimizer_keeps_its_state)
+{
+    net params = compiled_test::make_net(1);
+    const net grads = compiled_test::make_net(2);
+    xoptim::compiled<xoptim::adamw> first;
+    first.step(params, grads);
+    xoptim::compiled<xoptim::adamw> second(std::move(first));
+    second.step(params, grads);
+    xoptim::compiled<xoptim::adamw> third;
+    third = std::move(second);
+    third.step(params, grads);
+
+    net direct = compiled_test::make_net(1);
+    compiled_test::step_directly<xoptim::adamw>({}, direct, grads, 3);
+    EXPECT_TRUE(same_bits(params, direct));
+    EXPECT_EQ(third.step_count(), 3u);
+}
