@@ -23,8 +23,6 @@
 
 #include <type_traits>
 
-#include <xsimd/xsimd.hpp>
-
 #include "arch/arch.hpp"
 #include "bfloat16.hpp"
 

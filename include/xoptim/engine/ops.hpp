@@ -3,8 +3,6 @@
 #ifndef XOPTIM_ENGINE_OPS_HPP
 #define XOPTIM_ENGINE_OPS_HPP
 
-#include <xsimd/xsimd.hpp>
-
 #include "arch/arch.hpp"
 #include "expression.hpp"
 

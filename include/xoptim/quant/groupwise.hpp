@@ -40,8 +40,6 @@
 #include <utility>
 #include <vector>
 
-#include <xsimd/xsimd.hpp>
-
 #include "../engine/arch/arch.hpp"
 #include "../optim/routing.hpp"
 #include "../params/param_set.hpp"

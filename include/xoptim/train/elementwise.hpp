@@ -15,8 +15,7 @@
 #include <cstddef>
 #include <utility>
 
-#include <xsimd/xsimd.hpp>
-
+#include "../engine/arch/xsimd_version.hpp"
 #include "parallel_for.hpp"
 
 namespace xoptim::train

@@ -22,8 +22,6 @@
 #include <cstddef>
 #include <cstdint>
 
-#include <xsimd/xsimd.hpp>
-
 #include "generic.hpp"
 #include "product.hpp"
 #include "xsimd_version.hpp"

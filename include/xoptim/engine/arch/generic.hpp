@@ -16,8 +16,6 @@
 #include <cstdint>
 #include <type_traits>
 
-#include <xsimd/xsimd.hpp>
-
 #include "q8_tables.hpp"
 #include "xsimd_version.hpp"
 

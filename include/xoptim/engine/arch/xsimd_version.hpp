@@ -1,4 +1,5 @@
-// The xsimd calls whose spelling changed between versions, each behind one name. Compiled
+// The library's one include of xsimd (every other header reaches xsimd through this one),
+// and the xsimd calls whose spelling changed between versions, each behind one name. Compiled
 // against xsimd 8.1 (Debian 12); the later spellings follow xsimd's changelog: 9.0 renamed
 // hadd to reduce_add (hadd is gone from 11), 10.0 made bitwise_cast take the target's
 // element type instead of its batch type. Everything else the library calls is spelled
