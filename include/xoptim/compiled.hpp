@@ -95,6 +95,7 @@ namespace xoptim
                                                    "required, as in torch.optim.SGD); pass an sgd_options");
         }
 
+        // A moved-from compiled<O> may only be assigned to or destroyed.
         compiled(compiled&&) noexcept;
         compiled& operator=(compiled&&) noexcept;
         ~compiled();
