@@ -5,6 +5,7 @@
 #include <cstring>
 #include <stdexcept>
 #include <string>
+#include <tuple>
 #include <utility>
 
 #include <gtest/gtest.h>
@@ -134,6 +135,53 @@ TEST(compiled, a_bad_gradient_is_named_and_nothing_moves)
     }
     EXPECT_TRUE(same_bits(params, compiled_test::make_net(1)));
     EXPECT_EQ(opt.step_count(), 0u);
+}
+
+TEST(compiled, an_aliased_first_step_is_refused_and_the_next_starts_afresh)
+{
+    // The alias check runs at the end of the walk (flat_params::finish, in the
+    // instantiation unit); a first walk that fails there forgets its names.
+    net params = compiled_test::make_net(1);
+    const net grads = compiled_test::make_net(2);
+    xoptim::compiled<xoptim::adamw> opt;
+    try
+    {
+        opt.step(std::tie(params.w, params.w), std::tie(grads.w, grads.w));
+        ADD_FAILURE() << "no error";
+    }
+    catch (const std::invalid_argument& e)
+    {
+        EXPECT_STREQ(e.what(), "xoptim::compiled<adamw>: parameter '1': parameter '1' shares memory with parameter '0'");
+    }
+    EXPECT_TRUE(same_bits(params, compiled_test::make_net(1)));
+    EXPECT_EQ(opt.step_count(), 0u);
+
+    opt.step(params, grads);
+    net direct = compiled_test::make_net(1);
+    compiled_test::step_directly<xoptim::adamw>({}, direct, grads, 1);
+    EXPECT_TRUE(same_bits(params, direct));
+}
+
+TEST(compiled, named_parameters_keep_their_order)
+{
+    std::vector<float> a(5, 1.0f), b(5, 2.0f);
+    const std::vector<float> g(5, 0.5f);
+    xoptim::compiled<xoptim::lion> opt;
+    opt.step(std::make_tuple(xoptim::named("a", a), xoptim::named("b", b)), std::tie(g, g));
+    const std::vector<float> a1 = a, b1 = b;
+    try
+    {
+        opt.step(std::make_tuple(xoptim::named("b", b), xoptim::named("a", a)), std::tie(g, g));
+        ADD_FAILURE() << "no error";
+    }
+    catch (const std::invalid_argument& e)
+    {
+        EXPECT_STREQ(e.what(), "xoptim::compiled<lion>: parameter 'b': found where 'a' was on the first call "
+                               "(parameters must keep their order)");
+    }
+    EXPECT_EQ(a, a1);
+    EXPECT_EQ(b, b1);
+    EXPECT_EQ(opt.step_count(), 1u);
 }
 
 TEST(compiled, options_are_checked_as_the_optimizer_checks_them)
