@@ -109,7 +109,7 @@ namespace xoptim
             begin_walk();
             try
             {
-                leaves v{*this};
+                detail::erasing_visitor<compiled> v{*this, false};
                 walk_params(v, std::forward<P>(params), std::forward<G>(grads));
             }
             catch (...)
@@ -137,28 +137,14 @@ namespace xoptim
 
     private:
 
-        // walk_params' visitor: each leaf's types are erased here, in the caller's unit;
-        // its checks and the lists (flat_params' walk in pieces) are the instantiation
+        // The walk's visitor erases each leaf in the caller's unit; take and mismatch (the
+        // leaf's checks and the lists: flat_params' walk in pieces) are the instantiation
         // unit's.
-        struct leaves
-        {
-            compiled& opt;
-
-            template <class P, class G>
-            void leaf(const name_path& path, P& param, G& grad)
-            {
-                opt.take_leaf(path, detail::erased_leaf::of(param, grad, false));
-            }
-
-            [[noreturn]] void mismatch(const name_path& path, const std::string& what) const
-            {
-                opt.walk_mismatch(path, what);
-            }
-        };
+        friend struct detail::erasing_visitor<compiled>;
 
         void begin_walk();
-        void take_leaf(const name_path& path, const detail::erased_leaf& leaf);
-        [[noreturn]] void walk_mismatch(const name_path& path, const std::string& what) const;
+        void take(const name_path& path, const detail::erased_leaf& leaf);
+        [[noreturn]] void mismatch(const name_path& path, const std::string& what) const;
         void abandon_walk() noexcept;
         void step_walked();  // ends the walk and steps O over its lists
 

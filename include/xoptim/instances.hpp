@@ -127,13 +127,13 @@ namespace xoptim
     }
 
     template <class O>
-    void compiled<O>::take_leaf(const name_path& path, const detail::erased_leaf& leaf)
+    void compiled<O>::take(const name_path& path, const detail::erased_leaf& leaf)
     {
         m_flat.take(path, leaf);
     }
 
     template <class O>
-    void compiled<O>::walk_mismatch(const name_path& path, const std::string& what) const
+    void compiled<O>::mismatch(const name_path& path, const std::string& what) const
     {
         m_flat.mismatch(path, what);
     }

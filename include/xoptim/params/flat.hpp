@@ -96,6 +96,27 @@ namespace xoptim
                 return {tensor::size(c), shape_ref::of(c), checked || tensor::contiguous(c)};
             }
         };
+
+        // walk_params' visitor of a walk that erases each leaf where it meets it and hands
+        // it to `sink`: flat_params itself (collect), or compiled<O>, whose take is
+        // compiled in the instantiation unit.
+        template <class Sink>
+        struct erasing_visitor
+        {
+            Sink& sink;
+            bool checked;
+
+            template <class P, class G>
+            void leaf(const name_path& path, P& param, G& grad)
+            {
+                sink.take(path, erased_leaf::of(param, grad, checked));
+            }
+
+            [[noreturn]] void mismatch(const name_path& path, const std::string& what) const
+            {
+                sink.mismatch(path, what);
+            }
+        };
     }
 
     class flat_params
@@ -187,22 +208,7 @@ namespace xoptim
         checked_walk finish();
         void abandon() noexcept;
 
-        // walk_params' visitor for collect: each leaf erased and taken.
-        struct visitor
-        {
-            flat_params& flat;
-
-            template <class P, class G>
-            void leaf(const name_path& path, P& param, G& grad)
-            {
-                flat.take(path, detail::erased_leaf::of(param, grad, flat.m_checked));
-            }
-
-            [[noreturn]] void mismatch(const name_path& path, const std::string& what) const
-            {
-                flat.mismatch(path, what);
-            }
-        };
+        friend struct detail::erasing_visitor<flat_params>;
 
         template <class P, class G>
         checked_walk walk(P&& params, G&& grads, const char* who, bool checked)
@@ -210,7 +216,7 @@ namespace xoptim
             start(who, checked);
             try
             {
-                visitor v{*this};
+                detail::erasing_visitor<flat_params> v{*this, checked};
                 walk_params(v, std::forward<P>(params), std::forward<G>(grads));
                 return finish();
             }
@@ -287,11 +293,12 @@ namespace xoptim
                                    + std::to_string(max_rank));
             }
         }
+        auto& s = share<T>();
         T* param = static_cast<T*>(leaf.param);
         const T* grad = static_cast<const T*>(leaf.grad);
         if (leaf.has_grad)
         {
-            share<T>().grads.push_back(tensor_view<const T>::of(grad, leaf.grad_facts.size, leaf.grad_facts.shape));
+            s.grads.push_back(tensor_view<const T>::of(grad, leaf.grad_facts.size, leaf.grad_facts.shape));
         }
         if (m_first)
         {
@@ -317,7 +324,6 @@ namespace xoptim
         {
             m_alias.track(static_cast<const T*>(param), grad, facts.size, m_count);
         }
-        auto& s = share<T>();
         s.params.push_back(tensor_view<T>::of(param, facts.size, facts.shape));
         s.leaves.push_back(m_count);
         ++m_count;

@@ -632,7 +632,6 @@ namespace xoptim
 
     namespace detail
     {
-
         // Shapes must agree when both sides carry one; a flat container (std::vector,
         // rank 1) only needs the same number of elements.
         inline bool same_shape(const shape_ref& a, const shape_ref& b) noexcept
