@@ -174,14 +174,15 @@ namespace xoptim
                 }
             }
             // The same by windows of two octaves (the thresholds are 6.9x apart or more,
-            // so a window also holds one at most), at the window's number mod 32 (as a
+            // so a window also holds one at most; none: inf, above every finite |x|
+            // and below a NaN in an unordered compare), at the window's number mod 32 (as a
             // two-table permute reads its index), that with bit 4 flipped above the
             // boundary: the bucket's encoding values directly.
             for (std::size_t w = window_first; w <= window_last; ++w)
             {
                 const float low = std::ldexp(1.0f, 2 * int(w) - 127);  // window [low, 4 low)
                 std::size_t count = 0;
-                m_t.window_next[w % 16] = std::numeric_limits<float>::quiet_NaN();
+                m_t.window_next[w % 16] = std::numeric_limits<float>::infinity();
                 for (std::size_t k = buckets + 1; k-- > 0;)
                 {
                     if (m_threshold[k] <= low)

@@ -175,10 +175,14 @@ namespace xoptim
              * 8-bit codes *
              ***************/
 
-            // Written for the ops that run two per cycle on AVX-512 cores (permutes,
-            // conversions, compares, shifts, float arithmetic) against the integer adds,
-            // min/max, logic and blends that run four: 16 codes cost ten of the first kind
-            // to encode (twelve signed), seven to decode (widening included).
+            // Its byte packs need AVX-512 BW, which xsimd's avx512bw architecture
+            // only has with DQ (vrangeps) and CD (vplzcntd).
+            //
+            // Written for few instructions (the fused 8-bit loop is bound by how many
+            // it issues): 16 codes cost 12 to encode (14 signed), 8 to decode (10 signed,
+            // widening included), against 14 (17) and 12 before vrangeps, the masked
+            // forms and a decode for each map (docs/benchmarks.md, "Fewer instructions in
+            // the AVX-512 codec").
             template <class A>
             class q8_codec_avx512
             {
@@ -204,9 +208,7 @@ namespace xoptim
                       m_last_lo(_mm512_load_si512(t.window_last.data())),
                       m_last_hi(_mm512_load_si512(t.window_last.data() + 16)),
                       m_width(_mm512_load_ps(t.width.data())),
-                      m_offset(_mm512_load_ps(t.offset.data())),
-                      m_centre(_mm512_set1_epi32(t.is_signed ? 127 : 0)),
-                      m_bias(_mm512_set1_epi32(t.is_signed ? 0 : 1))
+                      m_offset(_mm512_load_ps(t.offset.data()))
                 {
                 }
 
@@ -214,20 +216,18 @@ namespace xoptim
                 // are the window, whose boundary picks the bucket's half of the tables.
                 // The floor converted directly (unsigned: NaN and inf become the largest
                 // value, so the min with the bucket's last code takes them there); the
-                // mirror for negative x (signed map) by subtraction and blend. A negative
+                // mirror for negative x (signed map) by a masked subtraction. A negative
                 // x whose mirror is below code 0 gives -1, which the saturating packs
                 // make 0.
                 [[gnu::always_inline]] __m512i codes(const batch& x) const noexcept
                 {
-                    const __m512i bits = _mm512_and_si512(_mm512_castps_si512(x), _mm512_set1_epi32(0x7fffffff));
-                    const __m512i t = _mm512_maskz_min_epi32(
-                        all_lanes, _mm512_maskz_max_epi32(all_lanes, bits, _mm512_set1_epi32(0x33800000)),  // 2^-24
-                        _mm512_set1_epi32(0x3fc00000));                                                      // 1.5
+                    const __m512i t = clamped_magnitude(x);
                     const __m512i window = _mm512_maskz_srli_epi32(all_lanes, t, 24);
+                    // Not below the boundary: a NaN is above every one (to the last code).
                     const __mmask16 above = _mm512_cmp_ps_mask(_mm512_castsi512_ps(t),
-                                                               _mm512_maskz_permutexvar_ps(all_lanes, window, m_next), _CMP_GE_OQ);
-                    const __m512i index = _mm512_mask_blend_epi32(above, window, _mm512_xor_si512(window, _mm512_set1_epi32(16)));
-                    const __m512 y = _mm512_fmadd_ps(_mm512_castsi512_ps(bits), _mm512_permutex2var_ps(m_inv_width_lo, index, m_inv_width_hi),
+                                                               _mm512_maskz_permutexvar_ps(all_lanes, window, m_next), _CMP_NLT_UQ);
+                    const __m512i index = _mm512_mask_xor_epi32(window, above, window, _mm512_set1_epi32(16));
+                    const __m512 y = _mm512_fmadd_ps(_mm512_castsi512_ps(t), _mm512_permutex2var_ps(m_inv_width_lo, index, m_inv_width_hi),
                                                      _mm512_permutex2var_ps(m_code_offset_lo, index, m_code_offset_hi));
                     const __m512i floor = _mm512_maskz_cvt_roundps_epu32(all_lanes, y, _MM_FROUND_TO_NEG_INF | _MM_FROUND_NO_EXC);
                     const __m512i code =
@@ -237,7 +237,7 @@ namespace xoptim
                         return code;
                     }
                     const __mmask16 negative = _mm512_cmp_ps_mask(x, _mm512_setzero_ps(), _CMP_LT_OQ);
-                    return _mm512_mask_blend_epi32(negative, code, _mm512_sub_epi32(_mm512_set1_epi32(254), code));
+                    return _mm512_mask_sub_epi32(code, negative, _mm512_set1_epi32(254), code);
                 }
 
                 void encode(const batch& x, std::uint8_t* out) const noexcept
@@ -260,20 +260,27 @@ namespace xoptim
                     _mm512_storeu_si512(out, _mm512_maskz_permutexvar_epi32(all_lanes, order, _mm512_packus_epi16(low, high)));
                 }
 
-                // q = |c - centre| (centre 127 signed, 0 unsigned) by integer adds, the
-                // tables indexed by the leading zeros of q + bias (bias 1 unsigned, so
-                // code 0 is zero) mod 16, and the sign of c - centre put on the value.
+                // Signed: d = c - 127, q = |d|, the tables indexed by the leading zeros
+                // of q mod 16, and the sign of d put on the value. Unsigned: q = c, indexed
+                // by the leading zeros of c + 1 (so code 0 is zero).
                 batch decode(const std::uint8_t* codes) const noexcept
                 {
                     const __m512i c = arch::widen<std::int32_t, A>(codes);
-                    const __m512i d = _mm512_sub_epi32(c, m_centre);
-                    const __m512i q = _mm512_maskz_max_epi32(all_lanes, d, _mm512_sub_epi32(_mm512_setzero_si512(), d));
-                    const __m512i index = leading_zeros(_mm512_add_epi32(q, m_bias));
-                    const __m512 qf = _mm512_maskz_cvtepi32_ps(all_lanes, q);
-                    const __m512 v = _mm512_fmadd_ps(qf, _mm512_maskz_permutexvar_ps(all_lanes, index, m_width),
-                                                     _mm512_maskz_permutexvar_ps(all_lanes, index, m_offset));
-                    const __m512i sign = _mm512_and_si512(d, _mm512_set1_epi32(std::int32_t(0x80000000u)));
-                    return _mm512_castsi512_ps(_mm512_or_si512(_mm512_castps_si512(v), sign));
+                    if (m_signed)
+                    {
+                        const __m512i d = _mm512_sub_epi32(c, _mm512_set1_epi32(127));
+                        const __m512i q = _mm512_abs_epi32(d);
+                        const __m512i index = leading_zeros(q);
+                        const __m512 v = _mm512_fmadd_ps(_mm512_maskz_cvtepi32_ps(all_lanes, q),
+                                                         _mm512_maskz_permutexvar_ps(all_lanes, index, m_width),
+                                                         _mm512_maskz_permutexvar_ps(all_lanes, index, m_offset));
+                        // v | (d & sign bit), one ternary-logic op.
+                        return _mm512_castsi512_ps(_mm512_ternarylogic_epi32(_mm512_castps_si512(v), d,
+                                                                             _mm512_set1_epi32(std::int32_t(0x80000000u)), 0xf8));
+                    }
+                    const __m512i index = leading_zeros(_mm512_add_epi32(c, _mm512_set1_epi32(1)));
+                    return _mm512_fmadd_ps(_mm512_maskz_cvtepi32_ps(all_lanes, c), _mm512_maskz_permutexvar_ps(all_lanes, index, m_width),
+                                           _mm512_maskz_permutexvar_ps(all_lanes, index, m_offset));
                 }
 
             private:
@@ -283,21 +290,23 @@ namespace xoptim
                 __m512 m_inv_width_lo, m_inv_width_hi, m_code_offset_lo, m_code_offset_hi;
                 __m512i m_last_lo, m_last_hi;
                 __m512 m_width, m_offset;
-                __m512i m_centre;
-                __m512i m_bias;
 
-                // Leading zeros of each lane (32 for 0), or 32 minus the bit length from
-                // the float exponent.
+                // |x| clamped to [2^-24, 1.5] (NaN to 1.5), as an integer. Where the
+                // clamp changes |x| the bucket's inverse width is 0 (zero below, one
+                // above), so the clamped value gives the same code as |x| itself.
+                // vrangeps: the smaller magnitude, sign cleared, the other operand where
+                // one is a quiet NaN (a signalling one gives a NaN, which the unsigned
+                // max keeps: above every boundary, and the floor of NaN is the last code).
+                static __m512i clamped_magnitude(const batch& x) noexcept
+                {
+                    const __m512i magnitude = _mm512_castps_si512(_mm512_maskz_range_ps(all_lanes, x, _mm512_set1_ps(1.5f), 0x0A));
+                    return _mm512_maskz_max_epu32(all_lanes, magnitude, _mm512_set1_epi32(0x33800000));  // 2^-24
+                }
+
+                // Leading zeros of each lane (32 for 0).
                 static __m512i leading_zeros(const __m512i& n) noexcept
                 {
-#if defined(__AVX512CD__)
                     return _mm512_maskz_lzcnt_epi32(all_lanes, n);
-#else
-                    const __m512 lg = _mm512_maskz_getexp_ps(all_lanes, _mm512_maskz_cvtepi32_ps(all_lanes, n));
-                    const __m512i length = _mm512_maskz_cvttps_epi32(
-                        all_lanes, _mm512_maskz_max_ps(all_lanes, _mm512_add_ps(lg, _mm512_set1_ps(1.0f)), _mm512_setzero_ps()));
-                    return _mm512_sub_epi32(_mm512_set1_epi32(32), length);
-#endif
                 }
             };
 
