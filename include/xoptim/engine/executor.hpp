@@ -237,8 +237,22 @@ namespace xoptim
             run_coded<Arch, Prepared, Traits>(prog, transform, s, next, begin, end);
         }
 
+        // The lines of one job's description, asked for before it is read.
+        template <class Slots>
+        [[gnu::always_inline]] inline void prefetch_job(const Slots& job) noexcept
+        {
+            const char* bytes = reinterpret_cast<const char*>(&job);
+            for (std::size_t i = 0; i < sizeof(Slots); i += cache_line)
+            {
+                arch::prefetch(bytes + i);
+            }
+            arch::prefetch(bytes + sizeof(Slots) - 1);
+        }
+
         // The jobs' elements in flat range [lo, hi); with SkipInTurn, not those of the
-        // tensors run_in_turn ran whole.
+        // tensors run_in_turn ran whole. The description of the job after next is asked
+        // for as each job starts: with thousands of small tensors, reading each where it
+        // is needed waited on memory (run_coded reads the next one's scales ahead).
         template <class Arch, class Slots, class Prepared, class Traits, bool SkipInTurn = false>
         void run_flat_range(const Prepared& prog, const grad_transform& transform, const basic_job_list<Slots>& jobs,
                             std::size_t lo, std::size_t hi)
@@ -247,6 +261,10 @@ namespace xoptim
             {
                 const std::size_t base = jobs.begin_of(k);
                 const std::size_t end = std::min(hi, base + size_of(jobs[k]));
+                if (k + 2 < jobs.size())
+                {
+                    prefetch_job(jobs[k + 2]);
+                }
                 if (lo < end && !(SkipInTurn && runs_in_turn(size_of(jobs[k]))))
                 {
                     const Slots* next = k + 1 < jobs.size() ? &jobs[k + 1] : nullptr;
