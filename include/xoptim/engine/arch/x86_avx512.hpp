@@ -178,11 +178,11 @@ namespace xoptim
             // Its byte packs need AVX-512 BW, which xsimd's avx512bw architecture
             // only has with DQ (vrangeps) and CD (vplzcntd).
             //
-            // Written for few instructions (the fused 8-bit loop is bound by how many
-            // it issues): 16 codes cost 12 to encode (14 signed), 8 to decode (10 signed,
-            // widening included), against 14 (17) and 12 before vrangeps, the masked
-            // forms and a decode for each map (docs/benchmarks.md, "Fewer instructions in
-            // the AVX-512 codec").
+            // Written for few instructions (on Zen 4 the fused 8-bit loop's time went
+            // down with their count): 16 codes cost 12 to encode (14 signed), 8 to decode
+            // (10 signed, widening included), against 14 (17) and 12 before vrangeps, the
+            // masked forms and a decode for each map (docs/benchmarks.md, "Fewer
+            // instructions in the AVX-512 codec").
             template <class A>
             class q8_codec_avx512
             {
