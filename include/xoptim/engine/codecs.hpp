@@ -174,8 +174,8 @@ namespace xoptim
                 }
             }
             // The same by windows of two octaves (the thresholds are 6.9x apart or more,
-            // so a window also holds one at most; none: inf, above every finite |x|
-            // and below a NaN in an unordered compare), at the window's number mod 32 (as a
+            // so a window also holds one at most; none: inf, above every finite |x| and
+            // below a NaN in an unordered compare), at the window's number mod 32 (as a
             // two-table permute reads its index), that with bit 4 flipped above the
             // boundary: the bucket's encoding values directly.
             for (std::size_t w = window_first; w <= window_last; ++w)

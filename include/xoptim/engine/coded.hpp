@@ -246,7 +246,8 @@ namespace xoptim
             std::array<const std::uint8_t*, S> codes{};
             float (*buffer)[codec_block] = nullptr;
 
-            // Job's scalars; no float state (every state the program touches is coded).
+            // The job's scalars, and no float state (every state the program touches is
+            // coded); p and g come with each block (rebase).
             q8_state_slots(const coded_slots& job, std::array<q8_lane<Arch>, S>& job_lanes) noexcept
                 : tensor_slots<float>{nullptr, nullptr, {}, 0, job.plain.scalars}, lanes(&job_lanes)
             {

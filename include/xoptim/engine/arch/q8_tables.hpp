@@ -39,8 +39,9 @@ namespace xoptim
         // By octave of |x|: boundaries below it, the next one above (NaN: none).
         alignas(64) std::array<std::int32_t, 32> octave_count{};
         alignas(64) std::array<float, 32> octave_next{};
-        // By window, at w mod 16: the next boundary (inf: none); at w mod 32, that with bit 4 flipped
-        // above the boundary: the bucket's inverse width, code offset and last code.
+        // By window, at w mod 16: the next boundary (inf: none); at w mod 32, that with
+        // bit 4 flipped above the boundary: the bucket's inverse width, code offset and
+        // last code.
         alignas(64) std::array<float, 16> window_next{};
         alignas(64) std::array<float, 32> window_inv_width{};
         alignas(64) std::array<float, 32> window_code_offset{};
