@@ -168,10 +168,16 @@ namespace
         EXPECT_EQ(u.encode(7.0f), 255);
         EXPECT_EQ(u.encode(inf), 255);
         EXPECT_EQ(u.encode(-1e-9f), u.zero_code());  // the unsigned map encodes |x|
-        // The same through the SIMD path.
+        // The same through the SIMD path, with NaNs of both signs, quiet and signalling
+        // (the codec sees the raw bits: AVX-512's vrangeps gives a signalling NaN back
+        // quiet where it clamps any other value), and the smallest magnitudes.
         for (const auto& c : maps)
         {
-            alignas(64) float x[16] = {inf, -inf, 1.5f, -1.5f, std::numeric_limits<float>::quiet_NaN(), -2.0f, 1e30f, -1e30f};
+            const float nan = std::numeric_limits<float>::quiet_NaN();
+            const float snan = float_of(0x7f800001u), snan_last = float_of(0x7fbfffffu),
+                        minus_snan = float_of(0xff800001u);
+            alignas(64) float x[16] = {inf,  -inf, 1.5f,       -1.5f,     nan,          -2.0f, 1e30f,   -1e30f,
+                                       -nan, snan, minus_snan, snan_last, float_of(1u), -0.0f, -1e-30f, 0.0f};
             std::uint8_t codes[16];
             const xoptim::arch::q8_codec<arch> coder(c.map->tables());
             for (std::size_t i = 0; i < 16; i += xsimd::batch<float, arch>::size)
