@@ -107,17 +107,8 @@ namespace xoptim
         {
             detail::require_stepped_in_place<P>();
             begin_walk();
-            try
-            {
-                detail::erasing_visitor<compiled> v{*this, false};
-                walk_params(v, std::forward<P>(params), std::forward<G>(grads));
-            }
-            catch (...)
-            {
-                abandon_walk();
-                throw;
-            }
-            step_walked();
+            step_over(detail::erasing_visitor<compiled>::walk(*this, false, std::forward<P>(params),
+                                                              std::forward<G>(grads)));
         }
 
         const options_type& options() const noexcept;
@@ -137,16 +128,17 @@ namespace xoptim
 
     private:
 
-        // The walk's visitor erases each leaf in the caller's unit; take and mismatch (the
-        // leaf's checks and the lists: flat_params' walk in pieces) are the instantiation
-        // unit's.
+        // The walk's visitor erases each leaf in the caller's unit; take, mismatch, finish
+        // and abandon (the leaf's checks and the lists: flat_params' walk in pieces) are
+        // the instantiation unit's.
         friend struct detail::erasing_visitor<compiled>;
 
         void begin_walk();
         void take(const name_path& path, const detail::erased_leaf& leaf);
         [[noreturn]] void mismatch(const name_path& path, const std::string& what) const;
-        void abandon_walk() noexcept;
-        void step_walked();  // ends the walk and steps O over its lists
+        checked_walk finish();
+        void abandon() noexcept;
+        void step_over(const checked_walk& walk);  // O's step over the walk's lists
 
         std::unique_ptr<O> m_opt;
         flat_params m_flat;

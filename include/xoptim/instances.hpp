@@ -139,25 +139,20 @@ namespace xoptim
     }
 
     template <class O>
-    void compiled<O>::abandon_walk() noexcept
+    checked_walk compiled<O>::finish()
+    {
+        return m_flat.finish();
+    }
+
+    template <class O>
+    void compiled<O>::abandon() noexcept
     {
         m_flat.abandon();
     }
 
     template <class O>
-    void compiled<O>::step_walked()
+    void compiled<O>::step_over(const checked_walk& walk)
     {
-        const checked_walk walk = [&] {
-            try
-            {
-                return m_flat.finish();
-            }
-            catch (...)
-            {
-                m_flat.abandon();
-                throw;
-            }
-        }();
         m_opt->step(m_flat.params(), m_flat.grads(), grad_transform{}, walk);
     }
 

@@ -98,13 +98,31 @@ namespace xoptim
         };
 
         // walk_params' visitor of a walk that erases each leaf where it meets it and hands
-        // it to `sink`: flat_params itself (collect), or compiled<O>, whose take is
-        // compiled in the instantiation unit.
+        // it to `sink`: flat_params itself (collect), or compiled<O>, whose take, finish
+        // and abandon are compiled in the instantiation unit.
         template <class Sink>
         struct erasing_visitor
         {
             Sink& sink;
             bool checked;
+
+            // One whole walk into `sink`, already begun: every leaf taken, then the walk
+            // finished; abandoned instead where any of it threw.
+            template <class P, class G>
+            static checked_walk walk(Sink& sink, bool checked, P&& params, G&& grads)
+            {
+                try
+                {
+                    erasing_visitor v{sink, checked};
+                    walk_params(v, std::forward<P>(params), std::forward<G>(grads));
+                    return sink.finish();
+                }
+                catch (...)
+                {
+                    sink.abandon();
+                    throw;
+                }
+            }
 
             template <class P, class G>
             void leaf(const name_path& path, P& param, G& grad)
@@ -214,17 +232,8 @@ namespace xoptim
         checked_walk walk(P&& params, G&& grads, const char* who, bool checked)
         {
             start(who, checked);
-            try
-            {
-                detail::erasing_visitor<flat_params> v{*this, checked};
-                walk_params(v, std::forward<P>(params), std::forward<G>(grads));
-                return finish();
-            }
-            catch (...)
-            {
-                abandon();
-                throw;
-            }
+            return detail::erasing_visitor<flat_params>::walk(*this, checked, std::forward<P>(params),
+                                                              std::forward<G>(grads));
         }
 
         void start(const char* who, bool checked);
