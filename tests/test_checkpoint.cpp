@@ -3,8 +3,11 @@
 // damaged or mismatched file refused with its own message, the live state untouched.
 #include <gtest/gtest.h>
 
+#include <clocale>
 #include <csignal>
 #include <cmath>
+#include <cstdio>
+#include <cstdlib>
 #include <fstream>
 #include <limits>
 
@@ -12,6 +15,7 @@
 
 #include <xoptim/io/checkpoint.hpp>
 #include <xoptim/optim/hybrid.hpp>
+#include <xoptim/optim/schedulefree.hpp>
 #include <xoptim/xoptim.hpp>
 
 #include "support/files.hpp"
@@ -513,6 +517,30 @@ namespace
         EXPECT_TRUE(fresh.state().empty());
     }
 
+    TEST_F(damaged, a_shape_of_a_hundred_thousand_dimensions_is_named_briefly)
+    {
+        const auto f = xoptim::io::safetensors_file::parse(good, "x");
+        xoptim::io::safetensors_writer w;
+        for (const auto& [k, v] : f.metadata())
+        {
+            w.metadata(k, v);
+        }
+        for (const auto& t : f.tensors())
+        {
+            std::vector<std::size_t> shape = t.shape;
+            if (t.name == "param/w")
+            {
+                shape.assign(100000, 1);  // the same 6 values
+                shape.push_back(6);
+            }
+            w.add(t.name, t.dtype, shape, f.data(t), t.bytes());
+        }
+        const std::string s = w.serialize();
+        EXPECT_EQ(refused(bytes(s.begin(), s.end())),
+                  file("bad.safetensors") + ": tensor 'param/w' is F32 (1, 1, 1, 1, 1, 1, 1, 1, ...), the parameter 'w' "
+                                            "is F32 (2, 3)");
+    }
+
     TEST_F(damaged, a_future_version)
     {
         EXPECT_EQ(refused(with_metadata([](auto& meta) { meta["format_version"] = "3"; })),
@@ -529,6 +557,144 @@ namespace
                   file("bad.safetensors") + ": no checksum for tensor 'param/w'");
         EXPECT_EQ(refused(with_metadata([](auto& meta) { meta["optimizer.step"] = "-1"; })),
                   file("bad.safetensors") + ": metadata \"optimizer.step\" is not a count: '-1'");
+    }
+
+    // The error of save_checkpoint(file, params, trainer), checking that the file is as it was.
+    template <class P, class Trainer>
+    std::string save_error(const std::string& path, P&& params, const Trainer& trainer)
+    {
+        const bytes before = read_file(path);
+        std::string error;
+        try
+        {
+            xoptim::save_checkpoint(path, std::forward<P>(params), trainer);
+        }
+        catch (const std::runtime_error& e)
+        {
+            error = e.what();
+        }
+        EXPECT_EQ(read_file(path), before);
+        return error;
+    }
+
+    TEST_F(checkpoint, a_save_of_other_parameters_than_the_trained_ones_is_refused)
+    {
+        model m;
+        xoptim::adamw opt;
+        std::vector<float> gw;
+        std::vector<double> gb;
+        m.grads(0, gw, gb);
+        opt.step(m.params(), std::tie(gw, gb));
+        xoptim::save_checkpoint(file(), m.params(), opt);
+        std::vector<float> other(4, 2.0f);
+        EXPECT_EQ(save_error(file(), std::make_tuple(xoptim::named("v", other), xoptim::named("b", m.b)), opt),
+                  file() + ": the trainer keeps state for a parameter 'w', which is not among the parameters given");
+        EXPECT_EQ(save_error(file(), std::tuple_cat(m.params(), std::make_tuple(xoptim::named("c", other))), opt),
+                  file() + ": the trainer keeps no state for parameter 'c' (it was stepped with other parameters)");
+        m.wv = xoptim::view(m.w.data(), {3, 2});
+        EXPECT_EQ(save_error(file(), m.params(), opt),
+                  file() + ": the trainer's state of parameter 'w' is for shape (2, 3), the parameter is (3, 2)");
+        // The file still loads.
+        m.wv = xoptim::view(m.w.data(), {2, 3});
+        xoptim::adamw loaded;
+        xoptim::load_checkpoint(file(), m.params(), loaded);
+        EXPECT_EQ(state_bytes(loaded), state_bytes(opt));
+    }
+
+    TEST_F(checkpoint, two_parameters_of_one_name_are_refused)
+    {
+        std::vector<float> a(3, 1.0f), x(3, 7.0f), y(3, 9.0f);
+        xoptim::adamw one;
+        xoptim::save_checkpoint(file(), std::make_tuple(xoptim::named("w", a)), one);
+        const std::string twice = ": two parameters are named 'w' (a checkpoint keys its tensors by name)";
+        EXPECT_EQ(save_error(file(), std::make_tuple(xoptim::named("w", x), xoptim::named("w", y)), one),
+                  file() + twice);
+        xoptim::adamw two;
+        std::string error;
+        try
+        {
+            xoptim::load_checkpoint(file(), std::make_tuple(xoptim::named("w", x), xoptim::named("w", y)), two);
+        }
+        catch (const std::runtime_error& e)
+        {
+            error = e.what();
+        }
+        EXPECT_EQ(error, file() + twice);
+        EXPECT_EQ(x, std::vector<float>(3, 7.0f));
+        EXPECT_EQ(y, std::vector<float>(3, 9.0f));
+        EXPECT_TRUE(two.state().empty());
+    }
+
+    TEST_F(checkpoint, a_long_file_name_is_saved)
+    {
+        // 253 bytes: the temporary file beside it is named within a name's 255.
+        const std::string name = std::string(250, 'c') + ".st";
+        model m;
+        xoptim::adamw opt;
+        xoptim::save_checkpoint(file(name.c_str()), m.params(), opt);
+        xoptim::save_checkpoint(file(name.c_str()), m.params(), opt);  // over the first
+        xoptim::adamw loaded;
+        xoptim::load_checkpoint(file(name.c_str()), m.params(), loaded);
+        EXPECT_EQ(std::distance(std::filesystem::directory_iterator(dir_), std::filesystem::directory_iterator()), 1);
+    }
+
+    // The process's C locale set to `name` (made from Debian's locales package into
+    // `dir` by localedef) while it lives, "C" again after.
+    class c_locale
+    {
+    public:
+        c_locale(const std::filesystem::path& dir, const char* name)
+        {
+            std::filesystem::create_directories(dir);
+            const std::string make = std::string("localedef -i de_DE -f UTF-8 '") + (dir / name).string() + "' >/dev/null 2>&1";
+            ok_ = std::system(make.c_str()) == 0 && setenv("LOCPATH", dir.c_str(), 1) == 0
+                  && std::setlocale(LC_ALL, name) != nullptr;
+        }
+
+        c_locale(const c_locale&) = delete;
+        c_locale& operator=(const c_locale&) = delete;
+
+        ~c_locale()
+        {
+            std::setlocale(LC_ALL, "C");
+            unsetenv("LOCPATH");
+        }
+
+        bool ok() const noexcept
+        {
+            return ok_;
+        }
+
+    private:
+        bool ok_ = false;
+    };
+
+    TEST_F(checkpoint, numbers_are_written_and_read_the_same_in_any_locale)
+    {
+        std::vector<float> w(6, 0.5f), g(6, 0.25f);
+        const auto params = [&] { return std::make_tuple(xoptim::named("w", w)); };
+        xoptim::adamw_schedulefree trained;
+        {
+            const c_locale german(dir_ / "locale", "de_DE.UTF-8");
+            ASSERT_TRUE(german.ok()) << "localedef could not make de_DE.UTF-8 (Debian's locales package)";
+            char text[8];
+            std::snprintf(text, sizeof text, "%.1f", 0.5);
+            ASSERT_STREQ(text, "0,5");  // in force: printf writes a decimal comma
+            trained.step(params(), std::tie(g));
+            xoptim::save_checkpoint(file(), params(), trained);
+            const auto meta = xoptim::io::safetensors_file::read(file()).metadata();
+            EXPECT_EQ(meta.at("optimizer.host.lr_max"), "0.0025000000000000001");
+            EXPECT_NE(meta.at("optimizer.hyperparameters").find("\"betas\": [0.90000000000000002, 0.999"), std::string::npos)
+                << meta.at("optimizer.hyperparameters");
+            EXPECT_EQ(xoptim::warmup_cosine(0.0025, 8, 2, 0.1).describe(),
+                      "warmup_cosine(base=0.0025, warmup_steps=2, total_steps=8, min_ratio=0.1)");
+            xoptim::adamw_schedulefree loaded;
+            xoptim::load_checkpoint(file(), params(), loaded);
+            EXPECT_EQ(state_bytes(loaded), state_bytes(trained));
+        }
+        xoptim::adamw_schedulefree loaded;  // in the "C" locale, the file of the German one
+        xoptim::load_checkpoint(file(), params(), loaded);
+        EXPECT_EQ(state_bytes(loaded), state_bytes(trained));
     }
 
     TEST_F(checkpoint, a_failed_save_leaves_the_previous_file)

@@ -12,6 +12,8 @@ packages=(
   libgtest-dev googletest libbenchmark-dev nlohmann-json3-dev python3-numpy zlib1g-dev
   # the char_lm example's text
   bible-kjv bible-kjv-text
+  # test_checkpoint's locale with a decimal comma (made by localedef from these sources)
+  locales
   # the clang build and libFuzzer
   clang libclang-rt-14-dev
   # Muon on BLIS

@@ -5,7 +5,8 @@
 // POSIX only. Used by the safetensors writer (checkpoints), the npy writer and the token
 // cache.
 //
-// A writer killed mid-write leaves its temporary file (TARGET.tmpNNN). Each writer holds
+// A writer killed mid-write leaves its temporary file (TARGET.tmpNNN, TARGET cut to fit a
+// file name's 255 bytes). Each writer holds
 // an flock on its own while it writes, and the next write to the same target removes the
 // ones nobody holds that are older than ten minutes: a crashed save's file goes, a live
 // writer's stays (the age also covers the instant between a writer's open and its lock,
@@ -47,9 +48,11 @@ namespace xoptim::io
             }
             std::random_device random;
             int error = 0;
+            const std::filesystem::path target(path);
+            const std::string stem = (target.parent_path() / temporary_base(target.filename().string())).string();
             for (int attempt = 0; attempt < 100; ++attempt)
             {
-                m_temp = path + ".tmp" + std::to_string(random());
+                m_temp = stem + ".tmp" + std::to_string(random());
                 // O_EXCL: never reuse a file some other writer just created.
                 m_fd = ::open(m_temp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0666);
                 if (m_fd >= 0)
@@ -129,10 +132,19 @@ namespace xoptim::io
 
     private:
 
-        // Whether `name` is a temporary file's name for a target named `base`: base.tmpNNN.
-        static bool temporary_of(const std::string& name, const std::string& base) noexcept
+        // The start of a temporary file's name for a target named `base`: base itself,
+        // cut where base.tmpNNN would be longer than a file name may be (255 bytes).
+        static std::string temporary_base(const std::string& base)
         {
-            const std::string prefix = base + ".tmp";
+            constexpr std::size_t name_max = 255;
+            constexpr std::size_t suffix = 4 + 10;  // ".tmp" and random()'s 10 digits at most
+            return base.substr(0, name_max - suffix);
+        }
+
+        // Whether `name` is a temporary file's name for a target named `base`: base.tmpNNN.
+        static bool temporary_of(const std::string& name, const std::string& base)
+        {
+            const std::string prefix = temporary_base(base) + ".tmp";
             if (name.size() <= prefix.size() || name.size() > prefix.size() + 20
                 || name.compare(0, prefix.size(), prefix) != 0)
             {

@@ -37,7 +37,6 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
-#include <cstdlib>
 #include <cstring>
 #include <map>
 #include <optional>
@@ -358,6 +357,26 @@ namespace xoptim
         std::size_t parse_count(const std::string& path, const std::map<std::string, std::string>& meta,
                                 const std::string& key);
 
+        // The parameters a checkpoint is saved from or loaded into have unique names: the
+        // file keys its tensors by name.
+        void check_unique_names(const std::string& path, const flat_params& flat);
+
+        // The parameters a checkpoint is saved from against the trainer's state (its
+        // optimizers' stores): where it keeps state, an entry for each parameter, of its
+        // shape, and none for another (a save of another set would write a file no load
+        // accepts; a load checks the file's tensors against the trainer's instead).
+        void check_state_owners(const std::string& path, const flat_params& flat,
+                                const std::vector<const state_store*>& stores);
+
+        template <class Trainer>
+        std::vector<const state_store*> state_stores(const Trainer& trainer)
+        {
+            std::vector<const state_store*> out;
+            for_each_optimizer(trainer, "optimizer",
+                               [&](const std::string&, const auto& o) { out.push_back(&checkpoint_access::state(o)); });
+            return out;
+        }
+
         // An optimizer that keeps numbers on the host beyond its step count (Schedule-Free:
         // lr_max, weight_sum, the eval/train mode) lists them with
         // `template <class O, class F> static void host_fields(O& o, F&& f)`, f(name, double&):
@@ -420,6 +439,8 @@ namespace xoptim
     {
         flat_params flat;
         flat.collect(std::forward<P>(params), no_grads{}, "xoptim::save_checkpoint");
+        detail::check_unique_names(path, flat);
+        detail::check_state_owners(path, flat, detail::state_stores(trainer));
         detail::checkpoint_metadata meta;
         meta["format"] = "xoptim.checkpoint";
         meta["format_version"] = std::to_string(checkpoint_format_version);
@@ -535,6 +556,7 @@ namespace xoptim
 
         flat_params flat;
         flat.collect(params, no_grads{}, "xoptim::load_checkpoint");
+        detail::check_unique_names(path, flat);
         detail::checkpoint_access::created created;
         try
         {
@@ -729,6 +751,60 @@ namespace xoptim
         return value;
     }
 
+    XOPTIM_IO_INLINE void detail::check_unique_names(const std::string& path, const flat_params& flat)
+    {
+        std::set<std::string> names;
+        for (std::size_t i = 0; i < flat.size(); ++i)
+        {
+            if (!names.insert(flat.name(i)).second)
+            {
+                checkpoint_error(path, "two parameters are named '" + flat.name(i)
+                                           + "' (a checkpoint keys its tensors by name)");
+            }
+        }
+    }
+
+    XOPTIM_IO_INLINE void detail::check_state_owners(const std::string& path, const flat_params& flat,
+                                                     const std::vector<const state_store*>& stores)
+    {
+        std::map<std::string, std::size_t> leaf;  // by name (unique)
+        for (std::size_t i = 0; i < flat.size(); ++i)
+        {
+            leaf.emplace(flat.name(i), i);
+        }
+        std::vector<bool> kept(flat.size(), false);
+        bool any = false;
+        for (const state_store* store : stores)
+        {
+            for (std::size_t k = 0; k < store->size(); ++k)
+            {
+                const state_store::entry& e = (*store)[k];
+                any = true;
+                const auto it = leaf.find(e.name);
+                if (it == leaf.end())
+                {
+                    checkpoint_error(path, "the trainer keeps state for a parameter '" + e.name
+                                               + "', which is not among the parameters given");
+                }
+                if (e.shape != flat.shape(it->second))
+                {
+                    checkpoint_error(path, "the trainer's state of parameter '" + e.name + "' is for shape "
+                                               + format_shape(e.shape) + ", the parameter is "
+                                               + format_shape(flat.shape(it->second)));
+                }
+                kept[it->second] = true;
+            }
+        }
+        for (std::size_t i = 0; any && i < flat.size(); ++i)
+        {
+            if (!kept[i])
+            {
+                checkpoint_error(path, "the trainer keeps no state for parameter '" + flat.name(i)
+                                           + "' (it was stepped with other parameters)");
+            }
+        }
+    }
+
     XOPTIM_IO_INLINE double detail::parse_host_number(const std::string& path,
                                                       const std::map<std::string, std::string>& meta,
                                                       const std::string& key)
@@ -738,10 +814,8 @@ namespace xoptim
         {
             checkpoint_error(path, "metadata has no \"" + key + "\"");
         }
-        const char* text = it->second.c_str();
-        char* end = nullptr;
-        const double x = std::strtod(text, &end);
-        if (it->second.empty() || end != text + it->second.size() || !std::isfinite(x))
+        double x = 0;
+        if (!io::parse_number(it->second, x) || !std::isfinite(x))
         {
             checkpoint_error(path, "\"" + key + "\" is " + io::quote(it->second) + ", not a finite number");
         }

@@ -1,16 +1,17 @@
 // JSON text as xoptim writes it, for safetensors headers and checkpoint metadata alike:
 // strings escaped as JSON requires (UTF-8 kept as it is), numbers with 17 significant
-// digits (the same double back), arrays of counts. Reading is the safetensors header
+// digits (the same double back, in any locale), arrays of counts. Reading is the safetensors header
 // parser's (safetensors.hpp); a checkpoint's metadata values are read through it.
 #ifndef XOPTIM_IO_JSON_HPP
 #define XOPTIM_IO_JSON_HPP
 
 #include <cmath>
 #include <cstddef>
-#include <cstdio>
 #include <string>
 #include <string_view>
 #include <vector>
+
+#include "number_text.hpp"
 
 namespace xoptim::io
 {
@@ -68,9 +69,7 @@ namespace xoptim::io
     // null for NaN and infinities, which JSON has no literal for.
     inline std::string json_number(double x)
     {
-        char buffer[32];
-        std::snprintf(buffer, sizeof buffer, "%.17g", x);
-        return std::isfinite(x) ? buffer : "null";
+        return std::isfinite(x) ? general_text(x, 17) : "null";
     }
 }
 

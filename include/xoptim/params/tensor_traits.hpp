@@ -554,15 +554,17 @@ namespace xoptim
         }
     }
 
-    // A shape as numpy prints it: (3, 4), (4,), ().
+    // A shape as numpy prints it: (3, 4), (4,), (); at most 8 dimensions, then "...)"
+    // (a shape read from a file may have millions).
     inline std::string format_shape(const std::vector<std::size_t>& shape)
     {
+        constexpr std::size_t shown = 8;
         std::string s = "(";
-        for (std::size_t d = 0; d < shape.size(); ++d)
+        for (std::size_t d = 0; d < shape.size() && d < shown; ++d)
         {
             s += (d == 0 ? "" : ", ") + std::to_string(shape[d]);
         }
-        return s + (shape.size() == 1 ? ",)" : ")");
+        return s + (shape.size() > shown ? ", ...)" : shape.size() == 1 ? ",)" : ")");
     }
 
     template <class T>

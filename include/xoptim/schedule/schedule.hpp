@@ -25,7 +25,6 @@
 #include <cmath>
 #include <cstddef>
 #include <cstdio>
-#include <cstdlib>
 #include <memory>
 #include <stdexcept>
 #include <string>
@@ -34,6 +33,7 @@
 #include <vector>
 
 #include "../engine/arch/product.hpp"
+#include "../io/number_text.hpp"
 
 namespace xoptim
 {
@@ -73,11 +73,12 @@ namespace xoptim
         // 0.00010000000000000000479.
         inline std::string schedule_number(double x)
         {
-            char text[32];
+            std::string text;
             for (int precision = 15; precision <= 17; ++precision)
             {
-                std::snprintf(text, sizeof text, "%.*g", precision, x);
-                if (std::strtod(text, nullptr) == x)
+                text = io::general_text(x, precision);
+                double back = 0;
+                if (io::parse_number(text, back) && back == x)
                 {
                     break;
                 }
