@@ -141,6 +141,72 @@ namespace
         EXPECT_EQ(p, trained);
     }
 
+    TEST(ema, the_first_update_copies_the_parameters_at_any_step)
+    {
+        // timm's shadow starts as a copy of the model; an EMA started late, or updated
+        // every few steps, starts from the parameters of its first update.
+        xoptim::ema_options o;
+        o.decay = 0.999;
+        xoptim::ema late(o);
+        std::vector<float> p = {3.0f, -1.5f, 0.25f};
+        late.update(p, 100);
+        std::vector<float> out(3);
+        late.copy_to(out);
+        EXPECT_EQ(out, p);
+        std::vector<float> q = {4.0f, -2.0f, 0.5f};
+        late.update(q, 101);
+        late.copy_to(out);
+        for (std::size_t i = 0; i < p.size(); ++i)
+        {
+            EXPECT_EQ(out[i], p[i] + float(1 - 0.999) * (q[i] - p[i])) << i;  // lerp with weight < 0.5
+        }
+    }
+
+    TEST(ema, swap_and_copy_to_refuse_before_the_first_update)
+    {
+        xoptim::ema average;
+        std::vector<float> p = {1.0f, 2.0f};
+        EXPECT_THROW(average.swap(p), std::logic_error);
+        EXPECT_THROW(average.copy_to(p), std::logic_error);
+        EXPECT_EQ(p, (std::vector<float>{1.0f, 2.0f}));
+    }
+
+    TEST(ema, swap_refuses_every_shadow_not_kept_as_its_parameter)
+    {
+        // A shadow in 8 bits (set_storage), and a bf16 parameter with a float shadow.
+        xoptim::ema coded;
+        xoptim::storage_options st;
+        st.states = xoptim::state_storage::blockwise_8bit;
+        st.min_8bit_size = 1;
+        coded.set_storage(st);
+        std::vector<float> p(300, 1.001f);
+        coded.update(p, 1);
+        const auto before = p;
+        try
+        {
+            coded.swap(p);
+            ADD_FAILURE() << "swap with an 8-bit shadow";
+        }
+        catch (const std::logic_error& e)
+        {
+            EXPECT_EQ(std::string(e.what()), "xoptim::ema: swap would round parameter '0' or its shadow (an 8-bit "
+                                             "shadow): use copy_to on a copy of the model");
+        }
+        EXPECT_EQ(p, before);
+        xoptim::ema bf;
+        std::vector<xoptim::bfloat16> b(3, xoptim::bfloat16(1.0f));
+        bf.update(b, 1);
+        EXPECT_THROW(bf.swap(b), std::logic_error);
+        // shadow_dtype cannot change after construction.
+        auto o = bf.options();
+        o.shadow_dtype = xoptim::ema_shadow::bfloat16;
+        EXPECT_THROW(bf.set_options(o), std::invalid_argument);
+        o.shadow_dtype = xoptim::ema_shadow::same;
+        o.decay = 0.5;
+        bf.set_options(o);
+        EXPECT_EQ(bf.options().decay, 0.5);
+    }
+
     TEST(ema, decay_follows_timm)
     {
         xoptim::ema_options o;

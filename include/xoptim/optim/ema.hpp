@@ -7,7 +7,7 @@
 //   shadow = lerp(shadow, p, 1 - decay)
 // one fused pass over the parameters and their shadows per update(params, step), called
 // after the optimizer's step with step = the steps taken (opt.step_count()): the first
-// update copies the parameters. lerp is ATen's, in its two forms (w < 0.5:
+// update copies the parameters, whatever its step. lerp is ATen's, in its two forms (w < 0.5:
 // shadow + w (p - shadow); else p - (p - shadow)(1 - w)). The shadow is kept in the
 // parameters' type or, with shadow_dtype bfloat16, in bf16 (computed in float, rounded to
 // nearest even). swap(params) exchanges parameters and shadows for evaluation (twice
@@ -107,16 +107,31 @@ namespace xoptim
             return std::max(std::min(warm, o.decay), o.min_decay);
         }
 
-        // shadow = lerp(shadow, p, 1 - decay_at(step)); the first call makes the shadows.
+        // As optimizer::set_options, but for shadow_dtype: the constructor's.
+        void set_options(const ema_options& o)
+        {
+            if (o.shadow_dtype != options().shadow_dtype)
+            {
+                throw std::invalid_argument(std::string("xoptim::ema: shadow_dtype is fixed at construction (it was ")
+                                            + to_string(options().shadow_dtype) + ", the new options say "
+                                            + to_string(o.shadow_dtype) + ")");
+            }
+            optimizer::set_options(o);
+        }
+
+        // shadow = lerp(shadow, p, 1 - decay_at(step)); the first call makes the shadows
+        // copies of the parameters, at any step (timm's copy of the model).
         template <class P>
         void update(P&& params, std::size_t step)
         {
             using namespace sym;
+            const auto& shadow = sym::state<0>;
             if (state().empty())
             {
                 init(params);
+                run_without_grads(std::forward<P>(params), shadow = p);
+                return;
             }
-            const auto& shadow = sym::state<0>;
             const double w = 1 - decay_at(step);
             if (std::abs(w) < 0.5)
             {
@@ -132,15 +147,24 @@ namespace xoptim
         }
 
         // Parameters and shadows change places: call before evaluating and again after.
-        // Refused for a bf16 shadow (the parameters' low bits would be lost: copy_to a copy).
+        // Refused where a shadow is not kept exactly as its parameter is (a bf16 or 8-bit
+        // shadow, a bf16 parameter): one of them would be rounded (copy_to a copy instead).
         template <class P>
         void swap(P&& params)
         {
             using namespace sym;
-            if (options().shadow_dtype == ema_shadow::bfloat16)
+            require_average("swap");
+            for (std::size_t k = 0; k < state().size(); ++k)
             {
-                throw std::logic_error("xoptim::ema: swap with a bfloat16 shadow would round the parameters to "
-                                       "bf16 (use copy_to on a copy of the model)");
+                const state_store::entry& e = state()[k];
+                if (e.type == dtype::bfloat16 || e.states[0].format != slot_format::native)
+                {
+                    const char* why = e.type == dtype::bfloat16           ? "a bf16 parameter"
+                                      : is_8bit(e.states[0].format) ? "an 8-bit shadow"
+                                                                    : "a bf16 shadow";
+                    throw std::logic_error("xoptim::ema: swap would round parameter '" + e.name + "' or its shadow ("
+                                           + why + "): use copy_to on a copy of the model");
+                }
             }
             const auto& shadow = sym::state<0>;
             const auto& held = sym::local<0>;
@@ -152,10 +176,21 @@ namespace xoptim
         void copy_to(P&& params)
         {
             using namespace sym;
+            require_average("copy_to");
             run_without_grads(std::forward<P>(params), p = sym::state<0>);
         }
 
     private:
+
+        // Before the first update there is no average to hand out.
+        void require_average(const char* call) const
+        {
+            if (state().empty())
+            {
+                throw std::logic_error(std::string("xoptim::ema: ") + call
+                                       + " before the first update (there is no average yet)");
+            }
+        }
 
         // An average is not stepped with gradients.
         using optimizer::step;
