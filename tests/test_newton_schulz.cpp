@@ -128,6 +128,48 @@ namespace
         }
     }
 
+    // The iteration sees G / (|G| + eps): with eps below |G|, a gradient near the largest
+    // or smallest squares a float holds gives the update of the same gradient at scale 1
+    // (it gave NaN above 1e19 and lost the Gram matrix below 1e-19), in place too; and a
+    // zero gradient with an eps whose inverse squared is no float gives zeros (it gave NaN).
+    TEST(newton_schulz, the_update_does_not_depend_on_the_gradients_scale)
+    {
+        const std::size_t rows = 6, cols = 9;
+        const auto g = input<float>(3, rows * cols);
+        xoptim::newton_schulz_options negligible;
+        negligible.eps = 1e-60;  // below every scale's norm (the default 1e-7 dominates 1e-21 |G|)
+        xoptim::newton_schulz<float> ns(negligible);
+        std::vector<float> at_one(rows * cols), out(rows * cols);
+        ns(g.data(), at_one.data(), rows, cols);
+        for (double scale : {1e-30, 1e-21, 1e19, 1e22, 1e30})
+        {
+            std::vector<float> big(g.size());
+            for (std::size_t i = 0; i < g.size(); ++i)
+            {
+                big[i] = static_cast<float>(g[i] * scale);
+            }
+            for (bool in_place : {false, true})
+            {
+                std::vector<float> x = big;
+                float* target = in_place ? x.data() : out.data();
+                ns(x.data(), target, rows, cols);
+                for (std::size_t i = 0; i < g.size(); ++i)
+                {
+                    ASSERT_NEAR(target[i], at_one[i], 1e-5) << "scale " << scale << (in_place ? " in place" : "") << ", " << i;
+                }
+            }
+        }
+        xoptim::newton_schulz_options o;
+        o.eps = 1e-20;
+        xoptim::newton_schulz<float> tiny(o);
+        std::vector<float> zero(rows * cols, 0.0f);
+        tiny(zero.data(), out.data(), rows, cols);
+        for (float x : out)
+        {
+            ASSERT_EQ(x, 0.0f);
+        }
+    }
+
     // Eigenvalues of a symmetric matrix by cyclic Jacobi rotations (small n).
     std::vector<double> eigenvalues(std::vector<double> a, std::size_t n)
     {

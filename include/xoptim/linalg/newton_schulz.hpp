@@ -34,6 +34,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <cstring>
+#include <limits>
 #include <stdexcept>
 #include <string>
 #include <vector>
@@ -167,17 +168,32 @@ namespace xoptim
         // The iterates alternate between out and m_x so that the last lands in out.
         const auto target = [&](std::size_t k) { return (m_o.steps - 1 - k) % 2 == 0 ? out : m_x.data(); };
         const T* x = g;
-        if (out == g && target(0) == out)
+        // The normalization is folded into the first iteration's alphas (s^2 on G G^T, s
+        // on its last product) where G G^T and s^2 are normal numbers of T with room to
+        // spare. Otherwise (|G| near T's largest or smallest squares, or a zero G with a
+        // tiny eps) G is scaled by s first, as the references divide it by its norm, so
+        // that the update is finite and does not depend on G's scale.
+        const double largest = double(std::numeric_limits<T>::max());
+        const double smallest = double(std::numeric_limits<T>::min()) / double(std::numeric_limits<T>::epsilon());
+        const bool folded = sum <= largest / 4 && sum >= smallest && s * s <= largest;
+        if (!folded)
+        {
+            T* scaled = target(0) == out ? m_x.data() : out;  // in place where out == g
+            std::transform(g, g + size, scaled, [&](T v) { return static_cast<T>(v * s); });
+            x = scaled;
+        }
+        else if (out == g && target(0) == out)
         {
             std::copy(g, g + size, m_x.begin());  // the first iteration must not overwrite its input
             x = m_x.data();
         }
+        const double s1 = folded ? s : 1;
         for (std::size_t k = 0; k < m_o.steps; ++k)
         {
             const bool first = k == 0;
             const auto [a, b, c] = m_o.row(k);
             T* y = target(k);
-            blas::syrk(l, im, in, static_cast<T>(first ? s * s : 1), x, ld, T(0), m_a.data());
+            blas::syrk(l, im, in, static_cast<T>(first ? s1 * s1 : 1), x, ld, T(0), m_a.data());
             detail::mirror_upper(m_a.data(), m);
             m_b = m_a;
             blas::syrk(l, im, im, static_cast<T>(c), m_a.data(), im, static_cast<T>(b), m_b.data());
@@ -185,7 +201,7 @@ namespace xoptim
             {
                 m_b[i * m + i] += static_cast<T>(a);
             }
-            const double alpha = (first ? s : 1) * (k + 1 == m_o.steps ? scale : 1);
+            const double alpha = (first ? s1 : 1) * (k + 1 == m_o.steps ? scale : 1);
             blas::symm(l, im, in, static_cast<T>(alpha), m_b.data(), x, T(0), y, ld);
             x = y;
         }
