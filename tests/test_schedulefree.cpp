@@ -202,6 +202,48 @@ namespace
         EXPECT_EQ(run(true), run(false));
     }
 
+    // Options whose averaging weight the reference cannot compute (0.0 ** -1 raises
+    // ZeroDivisionError, an overflowing power OverflowError) are refused at the step that
+    // would need it, before anything changes (they made every parameter NaN).
+    TEST(schedulefree, a_weight_that_is_not_finite_is_refused_before_anything_changes)
+    {
+        {
+            xoptim::adamw_schedulefree_options o;
+            o.lr = 0;
+            o.weight_lr_power = -1;
+            xoptim::adamw_schedulefree opt(o);
+            std::vector<float> p(3, 1.0f), g(3, 0.1f);
+            EXPECT_EQ(xoptim_test::message_of<std::logic_error>([&] { opt.step(p, g); }),
+                      "xoptim::adamw_schedulefree: the averaging weight (k + 1)^r * lr_max^weight_lr_power is not "
+                      "finite at step 1 (r = 0, weight_lr_power = -1, lr_max = 0)");
+            EXPECT_EQ(p, std::vector<float>(3, 1.0f));
+            EXPECT_EQ(opt.step_count(), 0u);
+            EXPECT_TRUE(opt.state().empty());
+        }
+        {
+            // (k + 1)^1100 overflows at step 2; step 1 ((0 + 1)^1100 = 1) is taken.
+            xoptim::sgd_schedulefree_options o;
+            o.r = 1100;
+            xoptim::sgd_schedulefree opt(o);
+            std::vector<float> p(3, 1.0f), g(3, 0.1f);
+            opt.step(p, g);
+            const auto after_one = p;
+            const auto z = opt.state()[0].states[0];
+            std::vector<float> z_before(static_cast<const float*>(z.data), static_cast<const float*>(z.data) + 3);
+            EXPECT_EQ(xoptim_test::message_of<std::logic_error>([&] { opt.step(p, g); }),
+                      "xoptim::sgd_schedulefree: the averaging weight (k + 1)^r * lr_max^weight_lr_power is not "
+                      "finite at step 2 (r = 1100, weight_lr_power = 2, lr_max = 1)");
+            EXPECT_EQ(p, after_one);
+            EXPECT_EQ(std::vector<float>(static_cast<const float*>(z.data), static_cast<const float*>(z.data) + 3),
+                      z_before);
+            EXPECT_EQ(opt.step_count(), 1u);
+            for (float x : p)
+            {
+                EXPECT_TRUE(std::isfinite(x));
+            }
+        }
+    }
+
     TEST(schedulefree, steps_through_groups_and_stepper)
     {
         xoptim_test::expect_groups_and_stepper(adamw_sf);

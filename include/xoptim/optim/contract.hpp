@@ -16,7 +16,9 @@
 //   static constexpr std::size_t scratch_states;              the last ones live within a step
 //   std::string unsupported_shape(const std::vector<std::size_t>&) const;  refuse a shape
 //   std::string refuses_step() const;  why no step can be taken now (empty: none), asked
-//                                      before anything changes (Schedule-Free in eval mode)
+//                                      before anything changes, with the step's scheduled
+//                                      options in force (Schedule-Free in eval mode, or
+//                                      with an averaging weight that is not finite)
 //   std::array<state_extent, N> state_extents(const options_type&, const std::vector<std::size_t>&) const;
 //   static void host_fields(self, f): host numbers a checkpoint keeps (Schedule-Free).
 //   shard_rule shards(const options_type&) const;  how a step may be split between processes

@@ -680,16 +680,17 @@ namespace xoptim
     void optimizer<Derived, Options>::prepare_walk(P&& params, G&& grads, bool checked)
     {
         m_prepared = false;
+        if (!m_schedules.empty())
+        {
+            apply_schedules(m_steps);  // throws with the options unchanged
+        }
         if constexpr (detail::has_step_refusal<Derived>::value)
         {
             if (const std::string why = derived().refuses_step(); !why.empty())
             {
+                restore_unscheduled();
                 throw std::logic_error(std::string("xoptim::") + Derived::name + ": " + why);
             }
-        }
-        if (!m_schedules.empty())
-        {
-            apply_schedules(m_steps);  // throws with the options unchanged
         }
         m_prepared_first = m_state.empty();
         try

@@ -153,10 +153,24 @@ namespace xoptim
             f("eval", o.m_eval);
         }
 
-        // Asked before a step changes anything (a router's other optimizers included).
+        // Asked before a step changes anything (a router's other optimizers included),
+        // with the step's scheduled options in force. A weight the reference cannot
+        // compute either (0 to a negative power, an overflow: Python raises) is refused.
         std::string refuses_step() const
         {
-            return m_eval != 0 ? "step in eval mode (call train(params) before stepping)" : "";
+            if (m_eval != 0)
+            {
+                return "step in eval mode (call train(params) before stepping)";
+            }
+            const averaging a = averaging_at(this->options(), this->step_count());
+            if (!std::isfinite(a.weight))
+            {
+                return "the averaging weight (k + 1)^r * lr_max^weight_lr_power is not finite at step "
+                       + std::to_string(this->step_count() + 1) + " (r = " + detail::format_value(this->options().r)
+                       + ", weight_lr_power = " + detail::format_value(this->options().weight_lr_power)
+                       + ", lr_max = " + detail::format_value(a.lr_max) + ")";
+            }
+            return "";
         }
 
         template <class Step>
@@ -166,18 +180,11 @@ namespace xoptim
             const auto& z = sym::state<0>;
             const auto& v = sym::state<1>;
             const auto& gn = sym::local<0>;
-            const double k = static_cast<double>(step.count() - 1);
-            const double warmup = static_cast<double>(o.warmup_steps);
-            const double sched = k < warmup ? (k + 1) / warmup : 1.0;
-            double bc2 = 1;
-            double lr = o.lr * sched;
-            if constexpr (Adaptive)
-            {
-                bc2 = 1 - std::pow(o.betas[1], k + 1);
-                lr = o.paper ? lr * std::sqrt(bc2) : lr;
-            }
-            m_lr_max = std::max(lr, m_lr_max);
-            const double weight = std::pow(k + 1, o.r) * std::pow(m_lr_max, o.weight_lr_power);
+            const averaging a = averaging_at(o, step.count() - 1);
+            const double lr = a.lr;
+            const double bc2 = a.bc2;
+            const double weight = a.weight;
+            m_lr_max = a.lr_max;
             m_weight_sum += weight;
             const double c = m_weight_sum != 0 ? weight / m_weight_sum : 0;
             const double y_rate = lr * (beta(o) * (1 - c) - 1);
@@ -202,6 +209,32 @@ namespace xoptim
         }
 
     private:
+
+        // The reference's numbers for step k + 1 (k steps taken): lr_t, the bias
+        // correction 1 - b2^(k+1) (AdamW), lr_max and weight after it.
+        struct averaging
+        {
+            double lr;
+            double bc2;
+            double lr_max;
+            double weight;
+        };
+
+        averaging averaging_at(const options_type& o, std::size_t steps) const noexcept
+        {
+            const double k = static_cast<double>(steps);
+            const double warmup = static_cast<double>(o.warmup_steps);
+            const double sched = k < warmup ? (k + 1) / warmup : 1.0;
+            averaging a{o.lr * sched, 1, 0, 0};
+            if constexpr (Adaptive)
+            {
+                a.bc2 = 1 - std::pow(o.betas[1], k + 1);
+                a.lr = o.paper ? a.lr * std::sqrt(a.bc2) : a.lr;
+            }
+            a.lr_max = std::max(a.lr, m_lr_max);
+            a.weight = std::pow(k + 1, o.r) * std::pow(a.lr_max, o.weight_lr_power);
+            return a;
+        }
 
         static double beta(const options_type& o) noexcept
         {

@@ -10,14 +10,20 @@
 
 namespace xoptim::detail
 {
+    // A number in a message: %g.
+    inline std::string format_value(double x)
+    {
+        char value[32];
+        std::snprintf(value, sizeof value, "%g", x);
+        return value;
+    }
+
     inline void require(bool ok, const char* optimizer, const char* field, const char* rule, double got)
     {
         if (!ok)
         {
-            char value[32];
-            std::snprintf(value, sizeof value, "%g", got);
             throw std::invalid_argument(std::string("xoptim::") + optimizer + ": " + field + " must be " + rule
-                                        + " (got " + value + ")");
+                                        + " (got " + format_value(got) + ")");
         }
     }
 
