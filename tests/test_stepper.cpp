@@ -244,6 +244,59 @@ namespace
         EXPECT_TRUE(std::isnan(step.last_norm()));  // not computed
     }
 
+    // With clipping the NaN norm reaches every gradient: torch's clip_coef is NaN and
+    // clamp(max=1) keeps it, so clip_grad_norm_ multiplies every gradient by NaN.
+    TEST(stepper, the_ignore_policy_with_clipping_scales_every_gradient_by_nan_as_torch_does)
+    {
+        std::vector<float> w(3, 0.0f), g = {std::numeric_limits<float>::quiet_NaN(), 1.0f, 2.0f};
+        xoptim::stepper_options o;
+        o.clip_global_norm = 1;
+        o.on_non_finite = xoptim::non_finite::ignore;
+        xoptim::stepper step(xoptim::sgd({1.0}), o);
+        EXPECT_TRUE(step(w, g));
+        for (float x : w)
+        {
+            EXPECT_TRUE(std::isnan(x));
+        }
+        EXPECT_TRUE(std::isnan(step.last_norm()));
+    }
+
+    // Overlapping views are refused whenever they come: also when a view keeps its start
+    // and grows into the next one's memory, before the optimizer has state (a first
+    // cycle accumulated by the caller) or after a skipped step.
+    TEST(stepper, a_view_grown_into_its_neighbour_is_refused)
+    {
+        std::vector<float> buf(16, 1.0f), g12(12, 0.5f), g8(8, 0.5f), bad(8, 0.5f);
+        bad[0] = std::numeric_limits<float>::quiet_NaN();
+        const float* gp = g12.data();
+        const std::string overlap = "xoptim::stepper: parameter '1': parameter '1' shares memory with parameter '0'";
+        {
+            xoptim::stepper_options o;
+            o.accumulate = 2;
+            o.caller_accumulates = true;
+            xoptim::stepper st(xoptim::sgd({0.1}), o);
+            EXPECT_FALSE(st(std::make_tuple(xoptim::view(buf.data(), {8}), xoptim::view(buf.data() + 8, {8})),
+                            std::make_tuple(xoptim::view(gp, {8}), xoptim::view(static_cast<const float*>(g8.data()), {8}))));
+            EXPECT_EQ(xoptim_test::message_of([&] {
+                          st(std::make_tuple(xoptim::view(buf.data(), {12}), xoptim::view(buf.data() + 8, {8})),
+                             std::make_tuple(xoptim::view(gp, {12}), xoptim::view(static_cast<const float*>(g8.data()), {8})));
+                      }),
+                      overlap);
+        }
+        {
+            xoptim::stepper st(xoptim::sgd({0.1}));
+            EXPECT_FALSE(st(std::make_tuple(xoptim::view(buf.data(), {8}), xoptim::view(buf.data() + 8, {8})),
+                            std::make_tuple(xoptim::view(gp, {8}), xoptim::view(static_cast<const float*>(bad.data()), {8}))));
+            EXPECT_EQ(st.skipped_steps(), 1u);
+            EXPECT_EQ(xoptim_test::message_of([&] {
+                          st(std::make_tuple(xoptim::view(buf.data(), {12}), xoptim::view(buf.data() + 8, {8})),
+                             std::make_tuple(xoptim::view(gp, {12}), xoptim::view(static_cast<const float*>(g8.data()), {8})));
+                      }),
+                      overlap);
+        }
+        EXPECT_EQ(buf, std::vector<float>(16, 1.0f));
+    }
+
     TEST(stepper, accumulating_into_the_callers_buffers_is_the_same_step_without_accumulators)
     {
         std::vector<float> own(45, 0.25f), callers(45, 0.25f), sum(45, 0.0f);

@@ -1184,7 +1184,7 @@ namespace xoptim::dist
             }
             if (m_around.clip_global_norm > 0)
             {
-                t.scale = std::min(1.0, m_around.clip_global_norm / (m_last_norm + 1e-6));
+                t.scale = xoptim::detail::clip_factor(m_around.clip_global_norm, m_last_norm);
             }
         }
         t.scale *= mean;

@@ -54,15 +54,18 @@ namespace xoptim::detail
         }
 
         // Records parameter `index` (n elements at `param`, its gradient at `grad` or
-        // none); true where either is not where it was at the last check that passed.
+        // none); true where either does not span what it spanned at the last check that
+        // passed (another start, or another size from the same start).
         template <class T>
         bool track(const T* param, const T* grad, std::size_t n, std::size_t index)
         {
             const std::size_t k = m_memory.size();
             m_memory.push_back(span_of(param, n, index, true));
             m_memory.push_back(span_of(grad, grad == nullptr ? 0 : n, index, false));
-            const bool moved = k + 1 >= m_checked.size() || m_checked[k].begin != m_memory[k].begin
-                               || m_checked[k + 1].begin != m_memory[k + 1].begin;
+            const auto same = [&](std::size_t j) {
+                return m_checked[j].begin == m_memory[j].begin && m_checked[j].end == m_memory[j].end;
+            };
+            const bool moved = k + 1 >= m_checked.size() || !same(k) || !same(k + 1);
             m_moved = m_moved || moved;
             return moved;
         }

@@ -33,6 +33,14 @@ namespace xoptim
     namespace detail
     {
         struct checkpoint_access;
+
+        // torch's clip_grad_norm_ factor: max_norm / (norm + 1e-6), at most 1. A NaN norm
+        // gives NaN (torch's clamp keeps it: every gradient becomes NaN).
+        inline double clip_factor(double max_norm, double norm) noexcept
+        {
+            const double coef = max_norm / (norm + 1e-6);
+            return coef < 1 || std::isnan(coef) ? coef : 1.0;
+        }
     }
 
     // What a NaN or Inf gradient does to a step.
@@ -218,7 +226,7 @@ namespace xoptim
             }
             if (m_o.clip_global_norm > 0)
             {
-                t.scale = std::min(1.0, m_o.clip_global_norm / (m_last_norm + 1e-6));
+                t.scale = detail::clip_factor(m_o.clip_global_norm, m_last_norm);
             }
         }
         t.scale *= mean;
