@@ -224,6 +224,24 @@ namespace
         EXPECT_EQ(groups.routing_table(), "w (6,) -> w\n");
     }
 
+    // An init one optimizer refuses (Muon and a vector) is taken back whole: AdamW keeps
+    // no state, nothing is routed, and an init of good parameters then works.
+    TEST(router, an_init_one_optimizer_refuses_changes_nothing)
+    {
+        std::vector<float> a(6, 1.0f), b(4, 2.0f), m(12, 0.5f);
+        xoptim::routing r;
+        r.add("adamw", xoptim::name_matches({"a"})).fallback("muon");
+        xoptim::router rt(r, xoptim::adamw(), xoptim::muon());
+        EXPECT_THROW(rt.init(std::make_tuple(xoptim::named("a", a), xoptim::named("b", b))), std::invalid_argument);
+        EXPECT_TRUE(rt.optimizer<0>().state().empty());
+        EXPECT_TRUE(rt.optimizer<1>().state().empty());
+        EXPECT_EQ(rt.routing_table(), "");
+        auto mv = xoptim::view(m.data(), {3, 4});
+        rt.init(std::make_tuple(xoptim::named("a", a), xoptim::named("m", mv)));
+        EXPECT_EQ(rt.optimizer<0>().state().size(), 1u);
+        EXPECT_EQ(rt.optimizer<1>().state().size(), 1u);
+    }
+
     // A router walks once for all its groups (and a stepper over it once for the router):
     // a gradient in another group's parameter, which no group alone could see, and a
     // gradient of the wrong size are named, and nothing changes in any group.

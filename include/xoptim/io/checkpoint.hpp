@@ -207,9 +207,7 @@ namespace xoptim
                 }
                 else if (c.optimizers)
                 {
-                    x.m_state.truncate(0);
-                    x.m_alias.forget();
-                    x.restore_unscheduled();  // init set the schedules' values
+                    x.forget_init();
                 }
             }
         };

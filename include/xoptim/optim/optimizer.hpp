@@ -69,6 +69,15 @@ namespace xoptim
         template <class P>
         void init(P&& params);
 
+        // Takes back what init created (the state, the schedules' values it set): for a
+        // router's init or a checkpoint load that failed after this optimizer's init.
+        void forget_init() noexcept
+        {
+            m_state.truncate(0);
+            m_alias.forget();
+            restore_unscheduled();
+        }
+
         // Steps taken so far.
         std::size_t step_count() const noexcept
         {

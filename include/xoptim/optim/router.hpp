@@ -386,8 +386,32 @@ namespace xoptim
     template <class P>
     void detail::router_base<Storage>::init(P&& params)
     {
+        const bool first = m_routes.empty();
         split(std::forward<P>(params), no_grads{});
-        each([&](std::size_t k, auto& o) { o.init(share_params(k)); });
+        std::size_t made = 0;
+        try
+        {
+            each([&](std::size_t k, auto& o) {
+                o.init(share_params(k));
+                ++made;
+            });
+        }
+        catch (...)
+        {
+            // As a first step that did not happen: no optimizer keeps state, nothing is routed.
+            each([&](std::size_t k, auto& o) {
+                if (k < made)
+                {
+                    o.forget_init();
+                }
+            });
+            if (first)
+            {
+                m_routes.clear();
+                m_flat.reset();
+            }
+            throw;
+        }
     }
 }
 
