@@ -139,6 +139,23 @@ namespace
         EXPECT_EQ(names, (std::vector<std::string>{"embed", "1", "2.0", "2.head", "layers.0", "layers.1"}));
     }
 
+    // A name given to a named set nests, as it does over a tuple: two blocks whose
+    // parameters have the same inner name stay apart.
+    TEST(params, names_nest_under_names)
+    {
+        std::vector<float> a(2, 1), b(2, 1), g(2, 1);
+        auto inner_a = xoptim::named("w", a);
+        auto inner_b = xoptim::named("w", b);
+        auto sgd = plain_sgd();
+        sgd.step(std::make_tuple(xoptim::named("enc", inner_a), xoptim::named("dec", inner_b)), std::make_tuple(g, g));
+        ASSERT_EQ(sgd.state().size(), 2u);
+        EXPECT_EQ(sgd.state()[0].name, "enc.w");
+        EXPECT_EQ(sgd.state()[1].name, "dec.w");
+        auto lone = plain_sgd();
+        lone.step(xoptim::named("outer", inner_a), g);
+        EXPECT_EQ(lone.state()[0].name, "outer.w");
+    }
+
     // A user's model: members listed once, with names, through xoptim_params.
     namespace model
     {

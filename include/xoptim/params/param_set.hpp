@@ -374,8 +374,12 @@ namespace xoptim
                         visitor.mismatch(path, "gradient is named '" + std::string(grads.name) + "'");
                     }
                 }
-                // The name replaces the position the walker gave this entry.
-                walk(visitor, params.ref, unwrap(grads), name_path{path.parent, params.name, 0, false});
+                // The name replaces the position the walker gave this entry (or the
+                // root's empty name); under another name it nests: named("enc",
+                // named("w", w)) is "enc.w".
+                const bool replaces = path.is_index || path.piece.empty();
+                walk(visitor, params.ref, unwrap(grads),
+                     name_path{replaces ? path.parent : &path, params.name, 0, false});
             }
             else if constexpr (is_named<g_type>::value)
             {
