@@ -470,6 +470,30 @@ namespace
         expect_failure({"\"steps\"", "integer"});
     }
 
+    // steps x accumulate gradient files: a product that wraps around (to 0 here) is refused,
+    // not replayed as no step.
+    TEST_F(replay_broken, steps_times_accumulate_past_64_bits)
+    {
+        edit_case([](json& j) {
+            j["steps"] = std::uint64_t(1) << 62;
+            j["accumulate"] = 4;
+        });
+        expect_failure({"case.json: \"steps\" must be an integer whose product with \"accumulate\" fits in 64 bits"});
+    }
+
+    TEST_F(replay_broken, adafactor_variant_of_another_type)
+    {
+        for (const json& variant : {json(true), json(nullptr), json(3)})
+        {
+            edit_case([&](json& j) {
+                j["optimizer"] = "adafactor";
+                j["hyper"] = {{"variant", variant}};
+            });
+            fs::remove_all(dir_ / "out");
+            expect_failure({"hyperparameter \"variant\" of adafactor must be \"torch\" or \"transformers\""});
+        }
+    }
+
     TEST_F(replay_broken, unknown_top_level_key)
     {
         edit_case([](json& j) { j["step"] = 3; });

@@ -284,12 +284,14 @@ namespace xoptim::tools
     void with_adafactor(const nlohmann::json& hyper, F&& f)
     {
         nlohmann::json h = hyper;
-        const std::string variant = h.is_object() && h.contains("variant") && h["variant"].is_string()
-                                        ? h["variant"].get<std::string>()
-                                        : "torch";
+        std::string variant = "torch";
         if (h.is_object() && h.contains("variant"))
         {
-            if (variant != "torch" && variant != "transformers")
+            if (h["variant"].is_string())
+            {
+                variant = h["variant"].get<std::string>();
+            }
+            if (!h["variant"].is_string() || (variant != "torch" && variant != "transformers"))
             {
                 throw std::invalid_argument("hyperparameter \"variant\" of adafactor must be \"torch\" or "
                                             "\"transformers\"");

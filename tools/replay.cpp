@@ -15,6 +15,7 @@
 #include <filesystem>
 #include <fstream>
 #include <iostream>
+#include <limits>
 #include <set>
 #include <stdexcept>
 #include <string>
@@ -211,6 +212,9 @@ namespace
         const json& steps = require_key(j, "steps");
         require_type(steps.is_number_unsigned(), "steps", "an integer >= 0");
         c.steps = steps.get<std::size_t>();
+        // Every step reads `accumulate` gradient files: their count must be a number.
+        require_type(c.steps <= std::numeric_limits<std::size_t>::max() / c.around.accumulate, "steps",
+                     "an integer whose product with \"accumulate\" fits in 64 bits");
 
         const json& dtype = require_key(j, "dtype");
         require_type(dtype.is_string(), "dtype", "a string");
