@@ -71,9 +71,10 @@ int main()
             {
                 sum_w[i] += gw[i];               // your backward pass adds into the buffers
             }
-            if (step(std::tie(w, b), std::tie(sum_w, sum_b)))
+            step(std::tie(w, b), std::tie(sum_w, sum_b));
+            if (step.pending_micro_batches() == 0)  // the cycle ended: a step, or one skipped for a NaN
             {
-                std::fill(sum_w.begin(), sum_w.end(), 0.0f);  // and you clear them after a step
+                std::fill(sum_w.begin(), sum_w.end(), 0.0f);  // and you clear them
                 std::fill(sum_b.begin(), sum_b.end(), 0.0f);
             }
         }
