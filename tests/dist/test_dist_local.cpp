@@ -177,6 +177,32 @@ TEST(dist_local, a_bad_gradient_is_an_error_that_changes_nothing)
     EXPECT_TRUE(dp.step(m.params(), g.grads()));
 }
 
+// The plan is the first step's: a parameter of another shape later is refused, naming it,
+// with nothing changed (it was packed past its end).
+TEST(dist_local, a_parameter_of_another_shape_after_the_first_step_is_refused)
+{
+    for (const auto how : {dist::mode::data_parallel, dist::mode::zero1})
+    {
+        net m = small_model(), g = small_model();
+        m.fill(2, 0);
+        g.fill(3, 0);
+        dist::options o;
+        o.mode = how;
+        dist::data_parallel dp(dist::local_comm{}, xoptim::stepper(xoptim::adamw()), o);
+        dp.step(m.params(), g.grads());
+        net other = m, other_g = g;
+        other.f[1] = dist_test::tensor<float>({8});
+        other_g.f[1] = dist_test::tensor<float>({8});
+        const net before = other;
+        const std::string message = xoptim_test::message_of([&] { dp.step(other.params(), other_g.grads()); });
+        EXPECT_NE(message.find("parameter 'layers.0.bias' is (8,), the first call passed (40,)"), std::string::npos)
+            << message;
+        EXPECT_TRUE(other.same_bits(before));
+        EXPECT_EQ(dp.trainer().optimizer().step_count(), 1u);
+        EXPECT_TRUE(dp.step(m.params(), g.grads()));
+    }
+}
+
 // data_parallel walks the user's set once per step (twice on the first, the second time
 // to record where the gradients are, without checking the leaves again); its optimizers
 // take their shares without checking them again.

@@ -546,6 +546,38 @@ TEST(dist_mpi, different_parameter_sets_are_one_error_naming_the_ranks)
     EXPECT_NE(message.find(" on rank 1"), std::string::npos) << message;
 }
 
+// Ranks whose communicators reduce-scatter in different ways would wait for each other
+// for ever (MPI_Reduce against MPI_Reduce_scatter_block): the first step says so instead.
+TEST(dist_mpi, ranks_reducing_in_different_ways_are_one_error)
+{
+    const auto comm = world();
+    if (comm.size() < 2)
+    {
+        GTEST_SKIP() << "needs two ranks";
+    }
+    const dist::mpi_comm mixed(MPI_COMM_WORLD, comm.rank() == 0 ? dist::reduce_scatter_algorithm::rooted_reduces
+                                                                : dist::reduce_scatter_algorithm::collective);
+    const auto specs = uneven();
+    net p(specs);
+    net g(specs);
+    p.fill(7, 0);
+    g.fill_gradient(7, 0, comm.rank());
+    dist::data_parallel dp(mixed, xoptim::adamw(), with_mode(dist::mode::zero1));
+    std::string message = "no error";
+    try
+    {
+        dp.step(p.params(), g.grads());
+    }
+    catch (const std::invalid_argument& e)
+    {
+        message = e.what();
+    }
+    EXPECT_NE(message.find("xoptim::dist: the ranks hold different optimizers or options"), std::string::npos)
+        << message;
+    EXPECT_NE(message.find("reduce_scatter_algorithm collective"), std::string::npos) << message;
+    EXPECT_TRUE(dp.trainer().state().empty());
+}
+
 TEST(dist_mpi, an_error_on_one_rank_is_every_ranks_error_and_changes_nothing)
 {
     const auto specs = uneven();

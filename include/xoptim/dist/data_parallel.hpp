@@ -75,6 +75,17 @@ namespace xoptim::dist
     {
         struct checkpoint_access_dist;
 
+        // A communicator with settings the ranks must share (mpi_comm's reduce-scatter).
+        template <class Comm, class = void>
+        struct has_settings : std::false_type
+        {
+        };
+
+        template <class Comm>
+        struct has_settings<Comm, std::void_t<decltype(std::declval<const Comm&>().settings())>> : std::true_type
+        {
+        };
+
         inline double seconds_since(std::chrono::steady_clock::time_point t) noexcept
         {
             return std::chrono::duration<double>(std::chrono::steady_clock::now() - t).count();
@@ -585,6 +596,27 @@ namespace xoptim::dist
     {
         const checked_walk walked = m_flat.collect(std::forward<P>(params), std::forward<G>(grads),
                                                    "xoptim::dist::data_parallel", checked...);
+        // The plan (buckets, shards, packing) is the first call's: a parameter of another
+        // shape now would be packed past its end.
+        const auto same_shapes = [&](const auto& s) {
+            for (std::size_t j = 0; j < s.params.size(); ++j)
+            {
+                const std::size_t i = s.leaves[j];
+                std::vector<std::size_t> shape(s.params[j].rank());
+                for (std::size_t d = 0; d < shape.size(); ++d)
+                {
+                    shape[d] = s.params[j].extent(d);
+                }
+                if (shape != m_flat.shape(i))
+                {
+                    throw std::invalid_argument("xoptim::dist::data_parallel: parameter '" + m_flat.name(i) + "' is "
+                                                + format_shape(shape) + ", the first call passed "
+                                                + format_shape(m_flat.shape(i)));
+                }
+            }
+        };
+        same_shapes(m_flat.share<float>());
+        same_shapes(m_flat.share<double>());
         if constexpr (!std::is_same_v<xoptim::detail::bare<G>, no_grads>)
         {
             const auto record = [&](auto& s) {
@@ -625,9 +657,14 @@ namespace xoptim::dist
                              + std::to_string(o.storage().min_8bit_size) + ")");
         });
         config.push_back("stepper: " + xoptim::detail::stepper_json(m_around));
+        std::string comm_settings;
+        if constexpr (detail::has_settings<Comm>::value)
+        {
+            comm_settings = ", " + m_comm.settings();
+        }
         config.push_back(std::string("dist: mode ") + to_string(m_o.mode) + ", bucket_bytes "
                          + std::to_string(m_o.bucket_bytes) + ", check_every " + std::to_string(m_o.check_every)
-                         + ", collectives " + (use_worker() ? "on a thread" : "non-blocking"));
+                         + ", collectives " + (use_worker() ? "on a thread" : "non-blocking") + comm_settings);
     }
 
     template <class Trainer, class Comm>

@@ -122,6 +122,15 @@ namespace xoptim::dist
             m_handle = std::move(owned);
         }
 
+        // What the ranks must agree on beyond the trainer's settings (data_parallel
+        // checks it on the first step: ranks reducing in different ways would wait for
+        // each other for ever).
+        std::string settings() const
+        {
+            return std::string("reduce_scatter_algorithm ")
+                   + (m_algorithm == reduce_scatter_algorithm::rooted_reduces ? "rooted_reduces" : "collective");
+        }
+
         int rank() const noexcept
         {
             return m_rank;
