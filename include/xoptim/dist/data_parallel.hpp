@@ -509,6 +509,7 @@ namespace xoptim::dist
         std::vector<std::string> m_piece_names;
         // Per tensor: its gradient is read in place by the collectives (not packed).
         std::vector<char> m_in_place;
+        bool m_walk_failed = false;  // this step's walk threw on this rank (until the cycle ends)
         // Per tensor (walk order).
         std::vector<std::size_t> m_route;
         std::vector<std::size_t> m_slot;                // position in its element type's share
@@ -594,6 +595,17 @@ namespace xoptim::dist
     template <class P, class G, class... Checked>
     checked_walk data_parallel<Trainer, Comm>::walk(P&& params, G&& grads, Checked... checked)
     {
+        // The walk lists the gradients anew: until it has recorded where each is (a walk
+        // without gradients, an init or a checkpoint's, or one that fails, records none),
+        // grad_ready has nothing to read. A tensor it packed already keeps its place, for
+        // the check below.
+        for (std::size_t i = 0; i < m_grad_at.size(); ++i)
+        {
+            if (!m_packed[i])
+            {
+                m_grad_at[i] = nullptr;
+            }
+        }
         const checked_walk walked = m_flat.collect(std::forward<P>(params), std::forward<G>(grads),
                                                    "xoptim::dist::data_parallel", checked...);
         // The plan (buckets, shards, packing) is the first call's: a parameter of another
@@ -890,7 +902,9 @@ namespace xoptim::dist
         const auto go = [&](auto* flat, auto* shard) {
             using T = std::remove_pointer_t<decltype(flat)>;
             const std::size_t rank = std::size_t(m_comm.rank());
-            const bool gradient_in_place = !bk.segments.empty() && m_in_place[bk.segments[0].tensor];
+            // After a walk that failed on this rank its gradients are not all listed: the
+            // collective (whose result every rank then drops) sends the bucket's buffer.
+            const bool gradient_in_place = !bk.segments.empty() && m_in_place[bk.segments[0].tensor] && !m_walk_failed;
             const T* send = gradient_in_place ? grad_data<T>(bk.segments[0].tensor) + bk.segments[0].offset
                                               : flat + bk.begin;
             if (zero1() && blocking)
@@ -982,6 +996,7 @@ namespace xoptim::dist
     template <class Trainer, class Comm>
     void data_parallel<Trainer, Comm>::end_cycle() noexcept
     {
+        m_walk_failed = false;
         m_micro = 0;
         m_next = 0;
         std::fill(m_packed.begin(), m_packed.end(), 0);
@@ -1150,6 +1165,11 @@ namespace xoptim::dist
         m_timing = early;
         std::optional<checked_walk> walked;
         status local = capture([&] { walked = walk(params, grads); });
+        m_walk_failed = !local.ok();
+        if (m_walk_failed)
+        {
+            std::fill(m_grad_at.begin(), m_grad_at.end(), nullptr);  // the lists are partial: nothing to read
+        }
         bool agreed = false;
         if (!m_ready)
         {
