@@ -269,6 +269,26 @@ TEST(dist_mpi, lamb_clipping_over_all_tensors_is_refused_under_zero1)
     dist::data_parallel allowed(comm, xoptim::stepper(xoptim::lamb()), with_mode(dist::mode::data_parallel));
 }
 
+// Options refused on one rank only are every rank's error at construction (the others
+// waited in the first step's collectives for ever).
+TEST(dist_mpi, options_refused_on_one_rank_are_every_ranks_error)
+{
+    const auto comm = world();
+    dist::options o = with_mode(dist::mode::data_parallel);
+    o.bucket_bytes = comm.rank() == comm.size() - 1 ? 0 : 1024;
+    std::string message = "no error";
+    try
+    {
+        dist::data_parallel dp(comm, xoptim::adamw(), o);
+    }
+    catch (const std::invalid_argument& e)
+    {
+        message = e.what();
+    }
+    EXPECT_EQ(message, "xoptim::dist: rank " + std::to_string(comm.size() - 1) + " of " + std::to_string(comm.size())
+                           + ": xoptim::dist: bucket_bytes must be in [1, 2^30] (got 0)");
+}
+
 TEST(dist_mpi, param_groups_with_a_schedule_equal_one_process)
 {
     const auto make = [] {

@@ -382,6 +382,9 @@ namespace xoptim::dist
         void setup();
         // The first walk's agreement; on an error anywhere the walk is forgotten.
         void agree_first(const status& local);
+
+        // The options and the trainer's optimizers together: throws what no step could take.
+        void check_options(const options& o);
         void describe(std::vector<std::string>& params, std::vector<std::string>& config);
 
         // No buffers: one rank, nothing to accumulate; the optimizers read the gradients.
@@ -563,20 +566,13 @@ namespace xoptim::dist
     data_parallel<Trainer, Comm>::data_parallel(Comm comm, Trainer trainer, const options& o)
         : m_comm(std::move(comm)), m_trainer(std::forward<Trainer>(trainer)), m_o(o), m_around(detail::around(m_trainer))
     {
-        xoptim::detail::require(o.bucket_bytes >= 1 && o.bucket_bytes <= (std::size_t(1) << 30), "dist",
-                                "bucket_bytes", "in [1, 2^30]", double(o.bucket_bytes));
+        // Every rank constructs its data_parallel: a refusal on one is every rank's (the
+        // others would wait in the first step's collectives for ever).
+        agree(m_comm, capture([&] { check_options(o); }));
         detail::for_each_inner(detail::inner(m_trainer), [&](std::size_t k, const std::string&, auto& opt) {
             using O = std::remove_reference_t<decltype(opt)>;
             m_optimizer_names.push_back(detail::optimizer_name(detail::inner(m_trainer), k));
             const shard_rule rule = xoptim::detail::shard_rule_of(opt);
-            if (rule == shard_rule::whole_set && o.mode == mode::zero1)
-            {
-                throw std::invalid_argument(
-                    "xoptim::dist: " + m_optimizer_names.back() + " (" + O::name
-                    + ") steps with a number over all its tensors (lamb: max_grad_norm), which ZeRO-1 splits between "
-                      "ranks: set max_grad_norm to none and clip with the stepper's clip_global_norm (global across "
-                      "ranks), or use mode::data_parallel");
-            }
             m_whole.push_back(rule == shard_rule::whole_tensors ? 1 : 0);
             m_newton_schulz.push_back(detail::costs_newton_schulz<O>::value ? 1 : 0);
             const storage_options& s = opt.storage();
@@ -585,6 +581,24 @@ namespace xoptim::dist
         });
         m_float_shares.resize(m_optimizers);
         m_double_shares.resize(m_optimizers);
+    }
+
+    template <class Trainer, class Comm>
+    void data_parallel<Trainer, Comm>::check_options(const options& o)
+    {
+        xoptim::detail::require(o.bucket_bytes >= 1 && o.bucket_bytes <= (std::size_t(1) << 30), "dist",
+                                "bucket_bytes", "in [1, 2^30]", double(o.bucket_bytes));
+        detail::for_each_inner(detail::inner(m_trainer), [&](std::size_t k, const std::string&, auto& opt) {
+            using O = std::remove_reference_t<decltype(opt)>;
+            if (xoptim::detail::shard_rule_of(opt) == shard_rule::whole_set && o.mode == mode::zero1)
+            {
+                throw std::invalid_argument(
+                    "xoptim::dist: " + detail::optimizer_name(detail::inner(m_trainer), k) + " (" + O::name
+                    + ") steps with a number over all its tensors (lamb: max_grad_norm), which ZeRO-1 splits between "
+                      "ranks: set max_grad_norm to none and clip with the stepper's clip_global_norm (global across "
+                      "ranks), or use mode::data_parallel");
+            }
+        });
     }
 
     /*********
