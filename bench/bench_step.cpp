@@ -10,7 +10,9 @@
 // The optimizers of 2026 (1 thread, cases A and B), each against the floor of the arrays
 // it moves: AdEMAMix (5 read / 4 written), Schedule-Free AdamW (4 / 3) and SGD (3 / 2),
 // the EMA of the weights (2 / 1), cautious AdamW and Lion (two passes: against AdamW's
-// and Lion's one-pass floors, 4 / 3 and 3 / 2).
+// and Lion's one-pass floors, 4 / 3 and 3 / 2, and against the same preceded, tensor by
+// tensor, by a pass that reads g and m: what a step whose scale needs the whole tensor
+// must move, 6 / 3 and 5 / 2 where the tensor does not fit in cache).
 // Diagnostics: an in-cache case C = one tensor of 2^14 floats (the arithmetic's cost:
 // AdamW, Lion and the cautious steps), and case A with every array 64-byte aligned (what
 // misaligned p and g cost).
@@ -79,13 +81,37 @@ namespace
         floor_range(t, lo, hi, std::make_index_sequence<W>{});
     }
 
-    // The flat element range [lo, hi) over all tensors, as xoptim splits its work.
+    // The floor of a cautious step's first pass: g and the first state read, one add
+    // each, their sum kept (a count needs no more).
+    template <std::size_t W>
+    inline float read_two(const floor_tensor<W>& t, std::size_t lo, std::size_t hi)
+    {
+        using batch = xsimd::batch<float>;
+        constexpr std::size_t width = batch::size;
+        batch acc(0.0f);
+        std::size_t i = lo;
+        for (; i + width <= hi; i += width)
+        {
+            acc += batch::load_unaligned(t.g + i) + batch::load_unaligned(t.rw[1] + i);
+        }
+        float sum = xoptim::arch::reduce_add(acc);
+        for (; i < hi; ++i)
+        {
+            sum += t.g[i] + t.rw[1][i];
+        }
+        return sum;
+    }
+
+    // The flat element range [lo, hi) over all tensors, as xoptim splits its work. With
+    // `counted`, each tensor's piece is read by read_two first (the two passes of a
+    // cautious step: its floor, 1 thread).
     template <std::size_t W>
     struct floor_job
     {
         std::vector<floor_tensor<W>> tensors;
         std::size_t size;  // every tensor has the same size here
         std::size_t total;
+        bool counted = false;
 
         void run(std::size_t lo, std::size_t hi) const
         {
@@ -93,6 +119,11 @@ namespace
             {
                 const std::size_t base = k * size;
                 const std::size_t end = std::min(hi, base + size);
+                if (counted)
+                {
+                    float sum = read_two(tensors[k], lo - base, end - base);
+                    benchmark::DoNotOptimize(sum);
+                }
                 floor_range(tensors[k], lo - base, end - base);
                 lo = end;
             }
@@ -133,12 +164,18 @@ namespace
         all_aligned
     };
 
+    enum class passes
+    {
+        one,
+        counted_first  // read_two, then the one pass, tensor by tensor
+    };
+
     template <std::size_t W>
-    void bm_floor(benchmark::State& st, const shape& s, std::size_t threads, placement where)
+    void bm_floor(benchmark::State& st, const shape& s, std::size_t threads, placement where, passes how = passes::one)
     {
         tensor_list p_vec, g_vec;
         std::vector<aligned_array> owned;
-        floor_job<W> job{{}, s.size, s.elements()};
+        floor_job<W> job{{}, s.size, s.elements(), how == passes::counted_first};
         const floor_states states(s, W - 1, 0.5f);
         if (where == placement::like_xoptim)
         {
@@ -173,7 +210,7 @@ namespace
             run_split(job, job.total, 64, threads);
             benchmark::ClobberMemory();
         }
-        set_bytes(st, s, 2 * W + 1, threads);
+        set_bytes(st, s, 2 * W + 1 + (how == passes::counted_first ? 2 : 0), threads);
     }
 
     /*********************
@@ -330,6 +367,17 @@ namespace
                   s);
         configure(benchmark::RegisterBenchmark(name("floor_r2w1", "xsimd", s, 1).c_str(),
                                                [s](benchmark::State& st) { bm_floor<1>(st, s, 1, placement::like_xoptim); }),
+                  s);
+        // The cautious steps' two-pass floors: g and m read, then the one-pass floor.
+        configure(benchmark::RegisterBenchmark(name("floor_r2_r4w3", "xsimd", s, 1).c_str(),
+                                               [s](benchmark::State& st) {
+                                                   bm_floor<3>(st, s, 1, placement::like_xoptim, passes::counted_first);
+                                               }),
+                  s);
+        configure(benchmark::RegisterBenchmark(name("floor_r2_r3w2", "xsimd", s, 1).c_str(),
+                                               [s](benchmark::State& st) {
+                                                   bm_floor<2>(st, s, 1, placement::like_xoptim, passes::counted_first);
+                                               }),
                   s);
     }
 
