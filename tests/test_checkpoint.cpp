@@ -117,6 +117,16 @@ namespace
             return (dir_ / name).string();
         }
 
+        // One AdamW step of m (the gradients of call 0), saved to file().
+        void step_and_save(model& m, xoptim::adamw& opt) const
+        {
+            std::vector<float> gw;
+            std::vector<double> gb;
+            m.grads(0, gw, gb);
+            opt.step(m.params(), std::tie(gw, gb));
+            xoptim::save_checkpoint(file(), m.params(), opt);
+        }
+
         // The error a load gives, checking that it changed nothing it was given.
         template <class Trainer>
         std::string load_error(const std::string& path, model& m, Trainer& t)
@@ -329,11 +339,7 @@ namespace
 #else
         model m;
         xoptim::adamw opt;
-        std::vector<float> gw;
-        std::vector<double> gb;
-        m.grads(0, gw, gb);
-        opt.step(m.params(), std::tie(gw, gb));
-        xoptim::save_checkpoint(file(), m.params(), opt);
+        step_and_save(m, opt);
         const std::string command = std::string("'" XOPTIM_NUMPY_PYTHON "' '" XOPTIM_READ_SAFETENSORS_PY "' '")
                                     + file() + "'";
         std::FILE* pipe = popen(command.c_str(), "r");
@@ -581,11 +587,7 @@ namespace
     {
         model m;
         xoptim::adamw opt;
-        std::vector<float> gw;
-        std::vector<double> gb;
-        m.grads(0, gw, gb);
-        opt.step(m.params(), std::tie(gw, gb));
-        xoptim::save_checkpoint(file(), m.params(), opt);
+        step_and_save(m, opt);
         std::vector<float> other(4, 2.0f);
         EXPECT_EQ(save_error(file(), std::make_tuple(xoptim::named("v", other), xoptim::named("b", m.b)), opt),
                   file() + ": the trainer keeps state for a parameter 'w', which is not among the parameters given");

@@ -160,6 +160,12 @@ namespace xoptim
             template <class P, class G, class... Checked>
             void step_walk(P&& params, G&& grads, const grad_transform& transform, Checked... checked);
 
+            // phase(k, optimizer) on every optimizer, or on none: if one throws, take_back
+            // on those it ran on, and a first call (`first`) routes nothing (groups can
+            // still be added; the next step, init or checkpoint load routes afresh).
+            template <class Phase, class TakeBack>
+            void all_or_none(bool first, Phase&& phase, TakeBack&& take_back);
+
             template <class T>
             void split_type(std::vector<share<T>>& parts);
 
@@ -354,31 +360,9 @@ namespace xoptim
         const checked_walk walked = split(std::forward<P>(params), std::forward<G>(grads), checked...);
         // Every optimizer checks its share against its state (prepare) before any changes
         // anything (commit); the walk above checked each leaf and the aliasing of all.
-        std::size_t prepared = 0;
-        try
-        {
-            each([&](std::size_t k, auto& o) {
-                o.prepare(share_params(k), share_grads(k), walked);
-                ++prepared;
-            });
-        }
-        catch (...)
-        {
-            each([&](std::size_t k, auto& o) {
-                if (k < prepared)
-                {
-                    o.abandon();
-                }
-            });
-            if (first)
-            {
-                // A first step that did not happen routes nothing: groups can still be
-                // added, and the next step (or a checkpoint load) routes afresh.
-                m_routes.clear();
-                m_flat.reset();
-            }
-            throw;
-        }
+        all_or_none(
+            first, [&](std::size_t k, auto& o) { o.prepare(share_params(k), share_grads(k), walked); },
+            [](auto& o) { o.abandon(); });
         each([&](std::size_t, auto& o) { o.commit(transform); });
     }
 
@@ -388,21 +372,28 @@ namespace xoptim
     {
         const bool first = m_routes.empty();
         split(std::forward<P>(params), no_grads{});
-        std::size_t made = 0;
+        all_or_none(
+            first, [&](std::size_t k, auto& o) { o.init(share_params(k)); }, [](auto& o) { o.forget_init(); });
+    }
+
+    template <class Storage>
+    template <class Phase, class TakeBack>
+    void detail::router_base<Storage>::all_or_none(bool first, Phase&& phase, TakeBack&& take_back)
+    {
+        std::size_t done = 0;
         try
         {
             each([&](std::size_t k, auto& o) {
-                o.init(share_params(k));
-                ++made;
+                phase(k, o);
+                ++done;
             });
         }
         catch (...)
         {
-            // As a first step that did not happen: no optimizer keeps state, nothing is routed.
             each([&](std::size_t k, auto& o) {
-                if (k < made)
+                if (k < done)
                 {
-                    o.forget_init();
+                    take_back(o);
                 }
             });
             if (first)
