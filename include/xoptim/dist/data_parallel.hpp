@@ -627,17 +627,23 @@ namespace xoptim::dist
         const auto same_shapes = [&](const auto& s) {
             for (std::size_t j = 0; j < s.params.size(); ++j)
             {
-                const std::size_t i = s.leaves[j];
-                std::vector<std::size_t> shape(s.params[j].rank());
-                for (std::size_t d = 0; d < shape.size(); ++d)
+                const auto& v = s.params[j];
+                const std::vector<std::size_t>& first = m_flat.shape(s.leaves[j]);
+                bool same = v.rank() == first.size();
+                for (std::size_t d = 0; same && d < first.size(); ++d)
                 {
-                    shape[d] = s.params[j].extent(d);
+                    same = v.extent(d) == first[d];
                 }
-                if (shape != m_flat.shape(i))
+                if (!same)
                 {
-                    throw std::invalid_argument("xoptim::dist::data_parallel: parameter '" + m_flat.name(i) + "' is "
-                                                + format_shape(shape) + ", the first call passed "
-                                                + format_shape(m_flat.shape(i)));
+                    std::vector<std::size_t> shape(v.rank());
+                    for (std::size_t d = 0; d < shape.size(); ++d)
+                    {
+                        shape[d] = v.extent(d);
+                    }
+                    throw std::invalid_argument("xoptim::dist::data_parallel: parameter '" + m_flat.name(s.leaves[j])
+                                                + "' is " + format_shape(shape) + ", the first call passed "
+                                                + format_shape(first));
                 }
             }
         };
