@@ -24,7 +24,6 @@
 #include <algorithm>
 #include <cmath>
 #include <cstddef>
-#include <cstdio>
 #include <memory>
 #include <stdexcept>
 #include <string>
@@ -34,6 +33,7 @@
 
 #include "../engine/arch/product.hpp"
 #include "../io/number_text.hpp"
+#include "../optim/validate.hpp"
 
 namespace xoptim
 {
@@ -91,19 +91,9 @@ namespace xoptim
             throw std::invalid_argument(std::string("xoptim::") + schedule + ": " + message);
         }
 
-        inline void schedule_require(bool ok, const char* schedule, const char* argument, const char* rule, double got)
-        {
-            if (!ok)
-            {
-                char value[32];
-                std::snprintf(value, sizeof value, "%g", got);
-                schedule_fail(schedule, std::string(argument) + " must be " + rule + " (got " + value + ")");
-            }
-        }
-
         inline void schedule_require_finite(double x, const char* schedule, const char* argument)
         {
-            schedule_require(std::isfinite(x), schedule, argument, "finite", x);
+            require(std::isfinite(x), schedule, argument, "finite", x);
         }
 
         // Counts are taken signed, so a negative int or double passed by mistake is reported
@@ -119,7 +109,7 @@ namespace xoptim
 
         inline void schedule_require_ratio(double r, const char* schedule)
         {
-            schedule_require(r >= 0 && r <= 1, schedule, "min_ratio", "in [0, 1]", r);
+            require(r >= 0 && r <= 1, schedule, "min_ratio", "in [0, 1]", r);
         }
 
         constexpr double schedule_pi = 3.141592653589793;
@@ -260,7 +250,7 @@ namespace xoptim
     {
         detail::schedule_require_finite(base, "step_decay", "base");
         detail::schedule_require_count(step_size, 1, "step_decay", "step_size");
-        detail::schedule_require(std::isfinite(gamma) && gamma > 0, "step_decay", "gamma", "> 0 and finite", gamma);
+        detail::require(std::isfinite(gamma) && gamma > 0, "step_decay", "gamma", "> 0 and finite", gamma);
         const auto n = static_cast<std::size_t>(step_size);
         return schedule(
             [=](std::size_t k) {
@@ -274,7 +264,7 @@ namespace xoptim
     inline schedule exponential_decay(double base, double gamma)
     {
         detail::schedule_require_finite(base, "exponential_decay", "base");
-        detail::schedule_require(std::isfinite(gamma) && gamma > 0, "exponential_decay", "gamma", "> 0 and finite",
+        detail::require(std::isfinite(gamma) && gamma > 0, "exponential_decay", "gamma", "> 0 and finite",
                                  gamma);
         return schedule(
             [=](std::size_t k) {

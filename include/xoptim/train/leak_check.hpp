@@ -14,6 +14,8 @@
 #include <string>
 #include <vector>
 
+#include "../optim/validate.hpp"
+
 namespace xoptim::train
 {
     struct memory_sample
@@ -181,16 +183,6 @@ namespace xoptim::train
             return z;
         }
 
-        inline void require_option(bool ok, const char* field, const char* rule, double got)
-        {
-            if (!ok)
-            {
-                char value[32];
-                std::snprintf(value, sizeof value, "%g", got);
-                throw std::invalid_argument(std::string("xoptim::train::leak_check: ") + field + " must be " + rule
-                                            + " (got " + value + ")");
-            }
-        }
     }
 
     inline std::string format_bytes(double bytes, bool show_sign)
@@ -254,15 +246,16 @@ namespace xoptim::train
 
     inline leak_result leak_check(const std::vector<memory_sample>& series, const leak_options& o)
     {
-        detail::require_option(o.warmup_fraction >= 0 && o.warmup_fraction < 1, "warmup_fraction", "in [0, 1)",
-                               o.warmup_fraction);
-        detail::require_option(o.alpha > 0 && o.alpha < 1, "alpha", "in (0, 1)", o.alpha);
-        detail::require_option(o.min_samples >= 4, "min_samples", ">= 4", double(o.min_samples));
-        detail::require_option(o.max_samples >= o.min_samples, "max_samples", ">= min_samples",
-                               double(o.max_samples));
-        detail::require_option(o.max_pairs >= 1, "max_pairs", ">= 1", double(o.max_pairs));
-        detail::require_option(o.min_growth_bytes >= 0, "min_growth_bytes", ">= 0", o.min_growth_bytes);
-        detail::require_option(o.min_growth_fraction >= 0, "min_growth_fraction", ">= 0", o.min_growth_fraction);
+        using xoptim::detail::require;
+        const char* who = "train::leak_check";
+        require(o.warmup_fraction >= 0 && o.warmup_fraction < 1, who, "warmup_fraction", "in [0, 1)",
+                o.warmup_fraction);
+        require(o.alpha > 0 && o.alpha < 1, who, "alpha", "in (0, 1)", o.alpha);
+        require(o.min_samples >= 4, who, "min_samples", ">= 4", double(o.min_samples));
+        require(o.max_samples >= o.min_samples, who, "max_samples", ">= min_samples", double(o.max_samples));
+        require(o.max_pairs >= 1, who, "max_pairs", ">= 1", double(o.max_pairs));
+        require(o.min_growth_bytes >= 0, who, "min_growth_bytes", ">= 0", o.min_growth_bytes);
+        require(o.min_growth_fraction >= 0, who, "min_growth_fraction", ">= 0", o.min_growth_fraction);
         for (std::size_t i = 1; i < series.size(); ++i)
         {
             if (series[i].step <= series[i - 1].step)
