@@ -355,16 +355,13 @@ namespace xoptim
         std::size_t parse_count(const std::string& path, const std::map<std::string, std::string>& meta,
                                 const std::string& key);
 
-        // The parameters a checkpoint is saved from or loaded into have unique names: the
-        // file keys its tensors by name.
-        void check_unique_names(const std::string& path, const flat_params& flat);
-
-        // The parameters a checkpoint is saved from against the trainer's state (its
-        // optimizers' stores): where it keeps state, an entry for each parameter, of its
+        // The parameters a checkpoint is saved from or loaded into: unique names (the file
+        // keys its tensors by name) and, against `stores` (a save's: the trainer's
+        // optimizers' stores), where they keep state, an entry for each parameter, of its
         // shape, and none for another (a save of another set would write a file no load
-        // accepts; a load checks the file's tensors against the trainer's instead).
-        void check_state_owners(const std::string& path, const flat_params& flat,
-                                const std::vector<const state_store*>& stores);
+        // accepts; a load, given none, checks the file's tensors against the trainer's).
+        void check_parameters(const std::string& path, const flat_params& flat,
+                              const std::vector<const state_store*>& stores);
 
         template <class Trainer>
         std::vector<const state_store*> state_stores(const Trainer& trainer)
@@ -437,8 +434,7 @@ namespace xoptim
     {
         flat_params flat;
         flat.collect(std::forward<P>(params), no_grads{}, "xoptim::save_checkpoint");
-        detail::check_unique_names(path, flat);
-        detail::check_state_owners(path, flat, detail::state_stores(trainer));
+        detail::check_parameters(path, flat, detail::state_stores(trainer));
         detail::checkpoint_metadata meta;
         meta["format"] = "xoptim.checkpoint";
         meta["format_version"] = std::to_string(checkpoint_format_version);
@@ -554,7 +550,7 @@ namespace xoptim
 
         flat_params flat;
         flat.collect(params, no_grads{}, "xoptim::load_checkpoint");
-        detail::check_unique_names(path, flat);
+        detail::check_parameters(path, flat, {});
         detail::checkpoint_access::created created;
         try
         {
@@ -749,26 +745,17 @@ namespace xoptim
         return value;
     }
 
-    XOPTIM_IO_INLINE void detail::check_unique_names(const std::string& path, const flat_params& flat)
+    XOPTIM_IO_INLINE void detail::check_parameters(const std::string& path, const flat_params& flat,
+                                                   const std::vector<const state_store*>& stores)
     {
-        std::set<std::string> names;
+        std::map<std::string, std::size_t> leaf;  // by name
         for (std::size_t i = 0; i < flat.size(); ++i)
         {
-            if (!names.insert(flat.name(i)).second)
+            if (!leaf.emplace(flat.name(i), i).second)
             {
                 checkpoint_error(path, "two parameters are named '" + flat.name(i)
                                            + "' (a checkpoint keys its tensors by name)");
             }
-        }
-    }
-
-    XOPTIM_IO_INLINE void detail::check_state_owners(const std::string& path, const flat_params& flat,
-                                                     const std::vector<const state_store*>& stores)
-    {
-        std::map<std::string, std::size_t> leaf;  // by name (unique)
-        for (std::size_t i = 0; i < flat.size(); ++i)
-        {
-            leaf.emplace(flat.name(i), i);
         }
         std::vector<bool> kept(flat.size(), false);
         bool any = false;
