@@ -349,6 +349,8 @@ namespace
             j["routing"] = {{"adamw_patterns", json::array()}};
         });
         expect_failure({"unknown hyperparameter group \"lion\" for hybrid"});
+        edit_case([](json& j) { j["hyper"] = {{"muon", 5}}; });
+        expect_failure({"hyperparameter group \"muon\" of hybrid must be an object"});
         edit_case([](json& j) { j["hyper"] = {{"muon", {{"betas", {0.9, 0.99}}}}}; });
         expect_failure({"unknown hyperparameter \"betas\" for muon"});
         edit_case([](json& j) { j["hyper"] = {{"adamw", {{"lr", -1}}}}; });

@@ -325,6 +325,11 @@ namespace xoptim::tools
                 throw std::invalid_argument("unknown hyperparameter group \"" + item.key()
                                             + "\" for hybrid (expected muon or adamw)");
             }
+            if (!item.value().is_object())
+            {
+                throw std::invalid_argument("hyperparameter group \"" + item.key()
+                                            + "\" of hybrid must be an object");
+            }
         }
         const auto group = [&](const char* key) { return hyper.contains(key) ? hyper[key] : nlohmann::json::object(); };
         hybrid_options o;
