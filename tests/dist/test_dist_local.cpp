@@ -277,3 +277,60 @@ TEST_F(dist_local_checkpoint, the_gathered_file_is_the_one_process_file)
         same_file_and_resume([] { return xoptim::stepper(bf16_adamw()); }, how);
     }
 }
+
+// A load refused on a data_parallel that was never planned (here: a file of another
+// parameter set) leaves it unplanned and without state: the next step, with the set it
+// trains, is a first step, as on a data_parallel no load touched.
+TEST_F(dist_local_checkpoint, a_refused_load_leaves_a_new_data_parallel_unplanned)
+{
+    for (const auto how : {dist::mode::data_parallel, dist::mode::zero1})
+    {
+        for (const bool sharded : {false, true})
+        {
+            SCOPED_TRACE(std::string(dist::to_string(how)) + (sharded ? ", sharded" : ", gathered"));
+            using trainer = decltype(xoptim::stepper(xoptim::adamw()));
+            const auto options = side_by_side<trainer (*)()>::options(how);
+            net saved = net({{"w", {3, 4}}}), g_saved = net({{"w", {3, 4}}});
+            saved.fill(1, 0);
+            g_saved.fill(2, 0);
+            dist::data_parallel first(dist::local_comm{}, xoptim::stepper(xoptim::adamw()), options);
+            first.step(saved.params(), g_saved.grads());
+            const auto file = dir_ / (std::string(dist::to_string(how)) + (sharded ? "-sharded" : ".safetensors"));
+            if (sharded)
+            {
+                dist::save_sharded(file.string(), saved.params(), first);
+            }
+            else
+            {
+                dist::save_checkpoint(file.string(), saved.params(), first);
+            }
+
+            side_by_side<trainer (*)()> s([] { return xoptim::stepper(xoptim::adamw()); }, how);
+            const net before = s.distributed;
+            const std::string message = xoptim_test::message_of<std::exception>([&] {
+                if (sharded)
+                {
+                    dist::load_sharded(file.string(), s.distributed.params(), s.dp);
+                }
+                else
+                {
+                    dist::load_checkpoint(file.string(), s.distributed.params(), s.dp);
+                }
+            });
+            EXPECT_NE(message.find(sharded ? "saved with other parameters" : "no tensor 'param/layers.0.weight'"),
+                      std::string::npos)
+                << message;
+            EXPECT_TRUE(s.distributed.same_bits(before));
+            EXPECT_FALSE(s.dp.planned());
+            EXPECT_TRUE(s.dp.trainer().optimizer().state().empty());
+            // The set it trains, with a tensor fewer than the refused one had: a first step.
+            s.distributed.f.pop_back();
+            s.distributed.float_names.pop_back();
+            s.alone = s.distributed;
+            s.g = s.distributed;
+            s.run(0, 2);
+            EXPECT_TRUE(s.alone.same_bits(s.distributed));
+            EXPECT_EQ(s.dp.trainer().optimizer().step_count(), 2u);
+        }
+    }
+}

@@ -155,6 +155,29 @@ namespace xoptim::dist
                 dp.init(params);
             }
 
+            // A load's read agreed on. Where it failed on any rank, a data_parallel that
+            // the load planned (it had never been) is put back as it was: unplanned, its
+            // optimizers without state, so that the next step or init plans for the set
+            // it is given, not for the refused one.
+            template <class DP>
+            static void agree_read(DP& dp, bool was_planned, const status& read)
+            {
+                try
+                {
+                    agree(dp.m_comm, read);
+                }
+                catch (...)
+                {
+                    if (!was_planned)
+                    {
+                        for_each_inner(inner(dp.m_trainer), [](std::size_t, const std::string&, auto& o) { drop_state(o); });
+                        dp.m_flat.reset();
+                        dp.m_ready = false;
+                    }
+                    throw;
+                }
+            }
+
             // A fresh copy of the trainer: options, storage, schedules, routes; no state.
             template <class DP>
             static auto fresh(DP& dp)
@@ -500,6 +523,7 @@ namespace xoptim::dist
     {
         xoptim::detail::require_stepped_in_place<P>();
         using access = detail::checkpoint_access_dist;
+        const bool was_planned = dp.planned();
         access::attach(dp, params, nullptr);
         // Every rank reads and checks the whole file into a copy.
         auto whole = access::fresh(dp);
@@ -516,7 +540,7 @@ namespace xoptim::dist
                 }
             }
         });
-        agree(dp.comm(), read);
+        access::agree_read(dp, was_planned, read);
         access::copy_staged(dp, staged, false, false);
         std::size_t steps = 0;
         detail::each_pair(dp.trainer(), whole, [&](std::size_t k, auto& live, const auto& copy) {
@@ -608,6 +632,7 @@ namespace xoptim::dist
     {
         xoptim::detail::require_stepped_in_place<P>();
         using access = detail::checkpoint_access_dist;
+        const bool was_planned = dp.planned();
         access::attach(dp, params, nullptr);
         const auto& comm = dp.comm();
         const std::filesystem::path dir(directory);
@@ -657,7 +682,7 @@ namespace xoptim::dist
             }
             xoptim::load_checkpoint((dir / shard).string(), staged.params(), detail::inner(copy));
         });
-        agree(comm, read);
+        access::agree_read(dp, was_planned, read);
         access::copy_staged(dp, staged, true, false);
         detail::each_pair(dp.trainer(), copy, [&](std::size_t k, auto& live, const auto& from) {
             access::take_state(dp, k, from, live, true);
