@@ -501,6 +501,42 @@ TEST(dist_mpi, a_non_finite_gradient_on_one_rank_raises_on_every_rank)
     }
 }
 
+// Finite gradients whose sum over the ranks overflows float (it is taken before the 1/N
+// scaling): on two ranks or more the step is refused, saying so; on one the mean is the
+// gradient itself, and the step is taken.
+TEST(dist_mpi, a_sum_over_the_ranks_that_overflows_is_named)
+{
+    const auto specs = uneven();
+    const auto comm = world();
+    xoptim::stepper_options s;
+    s.on_non_finite = xoptim::non_finite::raise;
+    net p(specs);
+    p.fill(7, 0);
+    dist::data_parallel dp(comm, xoptim::stepper(xoptim::adamw(), s), with_mode(dist::mode::data_parallel));
+    net g(specs);
+    g.fill_gradient(7, 0, comm.rank());
+    g.f[2][3] = 3e38f;
+    const std::uint64_t before = p.checksum();
+    std::string message = "no error";
+    try
+    {
+        dp.step(p.params(), g.grads());
+    }
+    catch (const xoptim::non_finite_error& e)
+    {
+        message = e.what();
+    }
+    if (comm.size() == 1)
+    {
+        EXPECT_EQ(message, "no error");
+        EXPECT_NE(p.checksum(), before);
+        return;
+    }
+    EXPECT_EQ(message, "xoptim::dist: parameter 'layers.0.bias': the averaged gradient holds NaN or Inf (every "
+                       "rank's gradient of it is finite: their sum over the ranks overflowed); step not taken on any rank");
+    EXPECT_EQ(p.checksum(), before) << "a raised step changed the parameters";
+}
+
 TEST(dist_mpi, different_parameter_sets_are_one_error_naming_the_ranks)
 {
     const auto comm = world();
