@@ -461,8 +461,11 @@ namespace
     TEST_F(damaged, a_parameter_of_another_shape)
     {
         m.wv = xoptim::view(m.w.data(), {3, 2});
-        EXPECT_EQ(load_error(file(), m, trained), file() + ": tensor 'param/w' is F32 (2, 3), the parameter 'w' is F32 (3, 2)");
+        EXPECT_EQ(load_error(file(), m, trained),
+                  file() + ": the trainer's state of parameter 'w' is for shape (2, 3), the parameter is (3, 2)");
         EXPECT_EQ(state_bytes(trained), before);
+        xoptim::adamw fresh;
+        EXPECT_EQ(load_error(file(), m, fresh), file() + ": tensor 'param/w' is F32 (2, 3), the parameter 'w' is F32 (3, 2)");
     }
 
     TEST_F(damaged, a_missing_tensor)
@@ -601,6 +604,29 @@ namespace
         xoptim::adamw loaded;
         xoptim::load_checkpoint(file(), m.params(), loaded);
         EXPECT_EQ(state_bytes(loaded), state_bytes(opt));
+    }
+
+    // A load replaces the trainer's state: into a trainer that keeps state for other
+    // parameters it is refused, before anything changes (it had zeroed that state and
+    // left a trainer that could neither step nor save).
+    TEST_F(checkpoint, a_load_into_a_trainer_of_other_parameters_is_refused)
+    {
+        model m;
+        xoptim::adamw saved;
+        step_and_save(m, saved);
+        std::vector<float> v(4, 2.0f), gv(4, 0.5f);
+        xoptim::adamw other;
+        other.step(std::make_tuple(xoptim::named("v", v)), std::tie(gv));
+        const auto state = state_bytes(other);
+        EXPECT_EQ(load_error(file(), m, other),
+                  file() + ": the trainer keeps state for a parameter 'v', which is not among the parameters given");
+        EXPECT_EQ(state_bytes(other), state);
+        EXPECT_EQ(other.step_count(), 1u);
+        other.step(std::make_tuple(xoptim::named("v", v)), std::tie(gv));
+        EXPECT_EQ(other.step_count(), 2u);
+        // A trainer of these parameters loads (the state is the file's).
+        xoptim::load_checkpoint(file(), m.params(), saved);
+        EXPECT_EQ(saved.step_count(), 1u);
     }
 
     TEST_F(checkpoint, two_parameters_of_one_name_are_refused)

@@ -550,7 +550,9 @@ namespace xoptim
 
         flat_params flat;
         flat.collect(params, no_grads{}, "xoptim::load_checkpoint");
-        detail::check_parameters(path, flat, {});
+        // A trainer that stepped already keeps its state for these parameters: a load
+        // replaces that state, and cannot replace state kept for other ones.
+        detail::check_parameters(path, flat, detail::state_stores(trainer));
         detail::checkpoint_access::created created;
         try
         {
