@@ -14,8 +14,11 @@
 #include <fstream>
 #include <string>
 #include <vector>
+#include <thread>
 
+#include <fcntl.h>
 #include <sys/resource.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -399,6 +402,82 @@ TEST_F(safetensors_test, read_errors_name_the_path)
     {
         EXPECT_EQ(std::string(e.what()).rfind(path("short") + ": file too short", 0), 0u) << e.what();
     }
+}
+
+namespace
+{
+    // What reading `bytes` through a named pipe gives: the tensors' names and data, or
+    // the error. A thread writes them and closes its end.
+    std::string read_through_pipe(const std::string& fifo, const std::string& bytes)
+    {
+        std::signal(SIGPIPE, SIG_IGN);  // a reader that stops early
+        fs::remove(fifo);
+        EXPECT_EQ(::mkfifo(fifo.c_str(), 0600), 0);
+        std::thread writer([&] {
+            const int fd = ::open(fifo.c_str(), O_WRONLY);
+            for (std::size_t done = 0; fd >= 0 && done < bytes.size();)
+            {
+                const ssize_t n = ::write(fd, bytes.data() + done, bytes.size() - done);
+                if (n <= 0)
+                {
+                    break;
+                }
+                done += std::size_t(n);
+            }
+            ::close(fd);
+        });
+        std::string out;
+        try
+        {
+            const safetensors_file f = safetensors_file::read(fifo);
+            for (const st_tensor_info& t : f.tensors())
+            {
+                out += t.name + ":" + std::string(reinterpret_cast<const char*>(f.data(t)), t.end - t.begin) + ";";
+            }
+        }
+        catch (const std::runtime_error& e)
+        {
+            out = e.what();
+        }
+        writer.join();
+        return out;
+    }
+}
+
+// A pipe is read in order: the header as long as its length field says, the data section
+// as long as its tensors say, then nothing may follow. A wrong header is refused before
+// any data is read, and /dev/zero after its first 8 bytes (it had been read up to the
+// machine's memory).
+TEST_F(safetensors_test, a_pipe_is_read_as_far_as_its_header_says)
+{
+    const std::string good = two_tensor_file();
+    const std::string fifo = path("pipe");
+    const safetensors_file regular = safetensors_file::parse(to_vector(good), "good");
+    std::string expected;
+    for (const st_tensor_info& t : regular.tensors())
+    {
+        expected += t.name + ":" + std::string(reinterpret_cast<const char*>(regular.data(t)), t.end - t.begin) + ";";
+    }
+    EXPECT_EQ(read_through_pipe(fifo, good), expected);
+    EXPECT_EQ(read_through_pipe(fifo, good.substr(0, good.size() - 1)),
+              fifo + ": the data section ends after 31 of the 32 bytes its tensors take");
+    EXPECT_EQ(read_through_pipe(fifo, good + "x"),
+              fifo + ": more bytes follow the 32 bytes of the data section its tensors take");
+    const std::size_t header = std::size_t(header_length(good));
+    EXPECT_EQ(read_through_pipe(fifo, good.substr(0, 8 + header - 1)),
+              fifo + ": header length " + std::to_string(header) + " exceeds the " + std::to_string(header - 1)
+                  + " bytes after the length field");
+    EXPECT_EQ(read_through_pipe(fifo, "1234"), fifo + ": file too short: 4 bytes, a safetensors file starts with an 8-byte header length");
+    std::string zero_error = "no error";
+    try
+    {
+        safetensors_file::read("/dev/zero");
+    }
+    catch (const std::runtime_error& e)
+    {
+        zero_error = e.what();
+    }
+    EXPECT_EQ(zero_error, "/dev/zero: invalid JSON header: the header is empty (at byte 0 of the header)");
 }
 
 TEST_F(safetensors_test, write_replaces_an_existing_file)

@@ -288,9 +288,11 @@ namespace xoptim::io
         void parse_header(const unsigned char* text, std::size_t size, std::size_t data_size);
 
         std::string m_what;                      // the path, or what parse was given
-        // Open between read_header and read_data; shared, so a copy can read the data too.
+        // Open between read_header and read_data; shared, so a copy can read the data too
+        // (of a pipe or device, only the first read_data of the copies gets it).
         std::shared_ptr<const safetensors_detail::file_handle> m_file;
         std::size_t m_data_offset = 0;           // file offset of the data section
+        bool m_sequential = false;               // a pipe or device: its data section comes next
         std::size_t m_data_size = 0;
         bool m_has_data = false;
         std::vector<unsigned char> m_bytes;  // the data section, from m_data_begin on
@@ -1034,7 +1036,10 @@ namespace xoptim::io
                            + " bytes, a safetensors file starts with an 8-byte header length");
         }
 
-        // Reads up to n bytes at `offset`; fewer only at the end of the file.
+        // read_at's offset for a pipe or device: the bytes that come next.
+        inline constexpr std::uint64_t next_bytes = std::numeric_limits<std::uint64_t>::max();
+
+        // Reads up to n bytes at `offset` (or next_bytes); fewer only at the end of the file.
         inline std::size_t read_at(int fd, unsigned char* out, std::size_t n, std::uint64_t offset,
                                    const std::string& path)
         {
@@ -1042,7 +1047,9 @@ namespace xoptim::io
             while (filled < n)
             {
                 const std::size_t chunk = std::min<std::size_t>(n - filled, std::size_t(1) << 30);
-                const ssize_t got = ::pread(fd, out + filled, chunk, static_cast<off_t>(offset + filled));
+                const ssize_t got = offset == next_bytes
+                                        ? ::read(fd, out + filled, chunk)
+                                        : ::pread(fd, out + filled, chunk, static_cast<off_t>(offset + filled));
                 if (got < 0 && errno == EINTR)
                 {
                     continue;
@@ -1063,6 +1070,20 @@ namespace xoptim::io
         [[noreturn]] inline void changed(const std::string& path)
         {
             fail(path, "the file changed while it was read (its size is not the one its header was read with)");
+        }
+
+        // Where the tensors a header places end: the size of the data section it describes.
+        inline std::size_t data_end(const std::string& what, const unsigned char* text, std::size_t size)
+        {
+            std::map<std::string, std::string> metadata;
+            std::vector<st_tensor_info> tensors;
+            header_parser(what, text, size, std::numeric_limits<std::size_t>::max()).parse(metadata, tensors);
+            std::size_t end = 0;
+            for (const st_tensor_info& t : tensors)
+            {
+                end = std::max(end, t.end);
+            }
+            return end;
         }
     }
 
@@ -1090,53 +1111,36 @@ namespace xoptim::io
         {
             d::fail(path, "cannot read: is a directory");
         }
-        if (!S_ISREG(st.st_mode))
-        {
-            // A pipe or device has no size to check a header against: read it whole, up
-            // to the machine's memory, then check it as bytes.
-            std::vector<unsigned char> bytes;
-            std::size_t filled = 0;
-            for (;;)
-            {
-                resize_for_file(bytes, std::max<std::size_t>(65536, 2 * filled), path, "the file");
-                const ssize_t n = ::read(fd.get(), bytes.data() + filled, bytes.size() - filled);
-                if (n < 0 && errno == EINTR)
-                {
-                    continue;
-                }
-                if (n < 0)
-                {
-                    d::fail(path, std::string("cannot read: ") + std::strerror(errno));
-                }
-                if (n == 0)
-                {
-                    break;
-                }
-                filled += static_cast<std::size_t>(n);
-            }
-            bytes.resize(filled);
-            return parse(std::move(bytes), path);
-        }
-
+        // A pipe or device has no size to check the header against: its header is read as
+        // long as its length field says (within max_header_size), its data section is as
+        // long as its tensors say, and read_data reads that much, in order, and checks that
+        // nothing follows. A file whose header is wrong is refused before its data is read.
+        const bool regular = S_ISREG(st.st_mode);
         const auto size = static_cast<std::uint64_t>(st.st_size);
         unsigned char first8[8];
-        if (size < 8)
+        if (regular && size < 8)
         {
             d::too_short(path, static_cast<std::size_t>(size));
         }
-        if (d::read_at(fd.get(), first8, 8, 0, path) != 8)
+        if (const std::size_t got = d::read_at(fd.get(), first8, 8, regular ? 0 : d::next_bytes, path); got != 8)
         {
-            d::changed(path);
+            regular ? d::changed(path) : d::too_short(path, got);
         }
-        const std::size_t header_size = d::header_length(first8, size - 8, path);
+        const std::size_t header_size = d::header_length(first8, regular ? size - 8 : d::max_header_size, path);
         std::vector<unsigned char> header(header_size);
-        if (d::read_at(fd.get(), header.data(), header_size, 8, path) != header_size)
+        if (const std::size_t got = d::read_at(fd.get(), header.data(), header_size, regular ? 8 : d::next_bytes, path);
+            got != header_size)
         {
-            d::changed(path);
+            regular ? d::changed(path)
+                    : d::fail(path, "header length " + std::to_string(header_size) + " exceeds the "
+                                        + std::to_string(got) + " bytes after the length field");
         }
         safetensors_file file;
         file.m_what = path;
-        file.parse_header(header.data(), header_size, static_cast<std::size_t>(size - 8 - header_size));
+        file.m_sequential = !regular;
+        file.parse_header(header.data(), header_size,
+                          regular ? static_cast<std::size_t>(size - 8 - header_size)
+                                  : d::data_end(path, header.data(), header_size));
         file.m_data_offset = 8 + header_size;
         file.m_file = std::make_shared<const d::file_handle>(std::move(fd));
         return file;
@@ -1156,10 +1160,20 @@ namespace xoptim::io
         std::vector<unsigned char> bytes;
         resize_for_file(bytes, m_data_size, m_what, "the data section");
         unsigned char beyond = 0;
-        if (d::read_at(m_file->get(), bytes.data(), m_data_size, m_data_offset, m_what) != m_data_size
-            || d::read_at(m_file->get(), &beyond, 1, m_data_offset + m_data_size, m_what) != 0)
+        const std::size_t got =
+            d::read_at(m_file->get(), bytes.data(), m_data_size, m_sequential ? d::next_bytes : m_data_offset, m_what);
+        if (got != m_data_size
+            || d::read_at(m_file->get(), &beyond, 1, m_sequential ? d::next_bytes : m_data_offset + m_data_size, m_what)
+                   != 0)
         {
-            d::changed(m_what);
+            if (!m_sequential)
+            {
+                d::changed(m_what);
+            }
+            d::fail(m_what, got != m_data_size ? "the data section ends after " + std::to_string(got) + " of the "
+                                                     + std::to_string(m_data_size) + " bytes its tensors take"
+                                               : "more bytes follow the " + std::to_string(m_data_size)
+                                                     + " bytes of the data section its tensors take");
         }
         m_file.reset();
         m_bytes = std::move(bytes);
