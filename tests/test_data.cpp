@@ -6,6 +6,7 @@
 #include <cstdint>
 #include <filesystem>
 #include <fstream>
+#include <limits>
 #include <set>
 #include <stdexcept>
 #include <string>
@@ -386,6 +387,49 @@ TEST(token_cache, missing_source_names_the_path_and_empty_source_is_fine)
     EXPECT_EQ(read_file(dir.file("c")).size(), 80u);
 }
 
+// The cache's path naming the source itself (directly or not) is refused before anything
+// is written: a build would have replaced the text by its tokens.
+TEST(token_cache, a_cache_path_that_is_the_source_is_refused)
+{
+    temp_dir dir;
+    const std::string src = dir.file("s");
+    write_file(src, "the corpus");
+    for (const std::string& cache : {src, dir.file("./s")})
+    {
+        try
+        {
+            train::load_or_build_tokens<std::uint8_t>(src, cache, train::byte_tokenizer());
+            ADD_FAILURE() << "no exception for " << cache;
+        }
+        catch (const std::invalid_argument& e)
+        {
+            EXPECT_EQ(std::string(e.what()), cache + ": the token cache is the source file " + src
+                                                 + " itself (a build would write over it); give the cache a path of its own");
+        }
+        EXPECT_EQ(read_file(src), "the corpus");
+    }
+}
+
+// A header refreshed after a verify goes to the file that was checked: where another run
+// renamed a cache of its own over the path meanwhile, that one is left as it is.
+TEST(token_cache, a_refreshed_header_goes_to_the_checked_file_only)
+{
+    temp_dir dir;
+    const std::string src = dir.file("s"), cache = dir.file("c"), other = dir.file("o");
+    write_file(src, "abc");
+    set_mtime(src, 1'600'000'000);
+    train::load_or_build_tokens<std::uint8_t>(src, cache, train::byte_tokenizer());
+    write_file(other, "another run's cache");
+    namespace d = train::token_cache_detail;
+    const xoptim::train::mapped_file checked(cache);
+    d::header h;
+    ASSERT_EQ(d::decode(checked.data(), checked.size(), h), "");
+    h.source_mtime_ns = 42;
+    fs::rename(other, cache);
+    d::refresh_header(checked, h);
+    EXPECT_EQ(read_file(cache), "another run's cache");
+}
+
 TEST(token_cache, unwritable_cache_path_names_it)
 {
     temp_dir dir;
@@ -627,4 +671,19 @@ TEST(batch_loader, invalid_options_are_refused)
     o.capacity = 0;
     EXPECT_THROW(train::batch_loader<test_batch>([](std::size_t, test_batch&) {}, o), std::invalid_argument);
     EXPECT_THROW(train::batch_loader<test_batch>(nullptr), std::invalid_argument);
+    // A pool of capacity + workers + 1 buffers that wraps to 1 or 0.
+    for (const std::size_t capacity : {std::numeric_limits<std::size_t>::max(), std::numeric_limits<std::size_t>::max() - 1})
+    {
+        o.capacity = capacity;
+        try
+        {
+            train::batch_loader<test_batch>([](std::size_t, test_batch&) {}, o);
+            ADD_FAILURE() << "capacity " << capacity << " accepted";
+        }
+        catch (const std::invalid_argument& e)
+        {
+            EXPECT_EQ(std::string(e.what()), "xoptim::train::batch_loader: capacity " + std::to_string(capacity)
+                                                 + " with 1 workers is a pool of more buffers than a size_t counts");
+        }
+    }
 }

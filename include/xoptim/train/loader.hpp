@@ -350,6 +350,12 @@ namespace xoptim::train
         {
             throw std::invalid_argument("xoptim::train::batch_loader: capacity must be at least 1, got 0");
         }
+        if (options.capacity > std::numeric_limits<std::size_t>::max() - options.workers - 1)
+        {
+            throw std::invalid_argument("xoptim::train::batch_loader: capacity " + std::to_string(options.capacity)
+                                        + " with " + std::to_string(options.workers)
+                                        + " workers is a pool of more buffers than a size_t counts");
+        }
         auto state = std::make_shared<loader_detail::shared_state<Batch>>();
         state->fill = std::move(fill);
         state->first = options.first;

@@ -77,6 +77,13 @@ namespace xoptim::train
             return m_mtime_ns;
         }
 
+        // The file these bytes are (device, inode), from the same open file: a path
+        // renamed over since names another one.
+        std::pair<std::uint64_t, std::uint64_t> identity() const noexcept
+        {
+            return m_identity;
+        }
+
     private:
 
         void unmap() noexcept;
@@ -85,6 +92,7 @@ namespace xoptim::train
         unsigned char* m_data = nullptr;
         std::size_t m_size = 0;
         std::int64_t m_mtime_ns = 0;
+        std::pair<std::uint64_t, std::uint64_t> m_identity{};
     };
 
     // A contiguous run of tokens: what token_dataset::slice returns (std::span in C++17).
@@ -250,6 +258,7 @@ namespace xoptim::train
         }
         m_size = static_cast<std::size_t>(st.st_size);
         m_mtime_ns = static_cast<std::int64_t>(st.st_mtim.tv_sec) * 1'000'000'000 + st.st_mtim.tv_nsec;
+        m_identity = {static_cast<std::uint64_t>(st.st_dev), static_cast<std::uint64_t>(st.st_ino)};
         // mmap refuses a length of 0; an empty file is an empty mapping.
         if (m_size > 0)
         {
@@ -270,7 +279,8 @@ namespace xoptim::train
         : m_path(std::move(other.m_path)),
           m_data(std::exchange(other.m_data, nullptr)),
           m_size(std::exchange(other.m_size, 0)),
-          m_mtime_ns(std::exchange(other.m_mtime_ns, 0))
+          m_mtime_ns(std::exchange(other.m_mtime_ns, 0)),
+          m_identity(std::exchange(other.m_identity, {}))
     {
     }
 
@@ -283,6 +293,7 @@ namespace xoptim::train
             m_data = std::exchange(other.m_data, nullptr);
             m_size = std::exchange(other.m_size, 0);
             m_mtime_ns = std::exchange(other.m_mtime_ns, 0);
+            m_identity = std::exchange(other.m_identity, {});
         }
         return *this;
     }

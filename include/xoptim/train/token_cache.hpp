@@ -225,18 +225,25 @@ namespace xoptim::train
         }
 
 
-        // Rewrites the header of a cache whose tokens are still right. Best effort: where
-        // it fails the cache is still valid, the source is just hashed again next time. A
-        // reader that sees a half-written header fails its checksum and rebuilds.
-        inline void refresh_header(const std::string& cache_path, const header& h) noexcept
+        // Rewrites the header of a cache whose tokens are still right: of the file `cache`
+        // mapped, and of no other (another run may have renamed a cache of its own over the
+        // path since; its tokens are not these). Best effort: where it fails the cache is
+        // still valid, the source is just hashed again next time. A reader that sees a
+        // half-written header fails its checksum and rebuilds.
+        inline void refresh_header(const mapped_file& cache, const header& h) noexcept
         {
-            const int fd = ::open(cache_path.c_str(), O_WRONLY | O_CLOEXEC);
+            const int fd = ::open(cache.path().c_str(), O_WRONLY | O_CLOEXEC);
             if (fd < 0)
             {
                 return;
             }
+            struct stat st;
+            const bool same = ::fstat(fd, &st) == 0
+                              && cache.identity()
+                                     == std::pair<std::uint64_t, std::uint64_t>(static_cast<std::uint64_t>(st.st_dev),
+                                                                                static_cast<std::uint64_t>(st.st_ino));
             const auto bytes = encode(h);
-            if (::pwrite(fd, bytes.data(), bytes.size(), 0) == static_cast<ssize_t>(bytes.size()))
+            if (same && ::pwrite(fd, bytes.data(), bytes.size(), 0) == static_cast<ssize_t>(bytes.size()))
             {
                 ::fsync(fd);
             }
@@ -310,6 +317,11 @@ namespace xoptim::train
                 result.reason =
                     errno == ENOENT ? "no cache file" : std::string("cannot stat cache: ") + std::strerror(errno);
             }
+            else if (cache_stat.st_dev == source_stat.st_dev && cache_stat.st_ino == source_stat.st_ino)
+            {
+                throw std::invalid_argument(cache_path + ": the token cache is the source file " + source_path
+                                            + " itself (a build would write over it); give the cache a path of its own");
+            }
             else
             {
                 mapped_file cache;
@@ -374,7 +386,7 @@ namespace xoptim::train
                     if (source.size() == h.source_size && source_hash == h.source_hash)
                     {
                         h.source_mtime_ns = d::recorded_mtime(source.mtime_ns());
-                        d::refresh_header(cache_path, h);
+                        d::refresh_header(cache, h);
                         result.status = cache_status::verified;
                         result.reason = "source mtime changed, contents did not";
                         result.tokens = token_dataset<T>(std::move(cache), d::header_size, count);
