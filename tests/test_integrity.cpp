@@ -388,6 +388,25 @@ namespace
                   file("bad.safetensors") + ": no checksum of the metadata (\"xxh64/__metadata__\")");
     }
 
+    // A file the reader takes but a writer cannot write (a tensor named ""): refused,
+    // naming the file, as every other problem of an upgrade is.
+    TEST_F(counters, an_upgrade_of_a_tensor_without_a_name_is_refused_naming_the_file)
+    {
+        const std::string json = R"({"__metadata__":{"format":"xoptim.checkpoint","format_version":"1",)"
+                                 R"("xxh64/":"ef46db3751d8e999"},"":{"dtype":"U8","shape":[0],"data_offsets":[0,0]}})";
+        bytes b(8, 0);
+        for (std::size_t i = 0; i < 8; ++i)
+        {
+            b[i] = static_cast<unsigned char>(json.size() >> (8 * i));
+        }
+        b.insert(b.end(), json.begin(), json.end());
+        write_file(dir_ / "v1.safetensors", b);
+        EXPECT_EQ(xoptim_test::message_of<std::runtime_error>(
+                      [&] { xoptim::upgrade_checkpoint(file("v1.safetensors"), file("v2.safetensors")); }),
+                  file("v1.safetensors") + ": a tensor has an empty name, not upgraded");
+        EXPECT_FALSE(std::filesystem::exists(file("v2.safetensors")));
+    }
+
     // A load refused after it made a fresh trainer's state (a damaged tensor is found
     // last) leaves nothing of it: no state, the options as they were (not the schedules'
     // values at the first step), no parameter names remembered.

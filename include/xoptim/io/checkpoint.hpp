@@ -887,6 +887,11 @@ namespace xoptim
                 detail::checkpoint_error(from, "tensor " + io::quote(t.name)
                                                    + " is damaged (its checksum does not match), not upgraded");
             }
+            if (t.name.empty())
+            {
+                // The reader takes it; no writer writes it, and no checkpoint has one.
+                detail::checkpoint_error(from, "a tensor has an empty name, not upgraded");
+            }
             writer.add(t.name, t.dtype, t.shape, file.data(t), t.bytes());
         }
         meta["format_version"] = std::to_string(checkpoint_format_version);
