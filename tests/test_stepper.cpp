@@ -233,6 +233,44 @@ namespace
         EXPECT_TRUE(step.optimizer().state().empty());
     }
 
+    // With accumulation, raise refuses the micro-batch that holds NaN or Inf before it
+    // enters the sums: the call changes nothing, and the cycle goes on as if it had not
+    // been made (the same bits as a stepper that never saw it).
+    TEST(stepper, the_raise_policy_refuses_a_bad_micro_batch_before_it_is_added)
+    {
+        std::vector<float> w(20, 1.0f), clean_w = w, gw(20, 0.5f), bad = gw;
+        bad[7] = std::numeric_limits<float>::quiet_NaN();
+        xoptim::stepper_options o;
+        o.accumulate = 3;
+        o.on_non_finite = xoptim::non_finite::raise;
+        xoptim::stepper step(xoptim::adamw(), o), clean(xoptim::adamw(), o);
+        const auto named = [](std::vector<float>& x) { return std::make_tuple(xoptim::named("weight", x)); };
+        EXPECT_FALSE(step(named(w), std::tie(gw)));
+        EXPECT_FALSE(clean(named(clean_w), std::tie(gw)));
+        const std::vector<float> sums(step.accumulators()[0].state<float>(0), step.accumulators()[0].state<float>(0) + 20);
+        try
+        {
+            step(named(w), std::tie(bad));
+            ADD_FAILURE() << "no error";
+        }
+        catch (const xoptim::non_finite_error& e)
+        {
+            EXPECT_STREQ(e.what(), "xoptim::stepper: parameter 'weight': gradient holds NaN or Inf; micro-batch not "
+                                   "added (1 of 3 pending)");
+        }
+        EXPECT_EQ(step.pending_micro_batches(), 1u);
+        EXPECT_EQ(std::vector<float>(step.accumulators()[0].state<float>(0), step.accumulators()[0].state<float>(0) + 20),
+                  sums);
+        for (std::size_t call = 0; call < 2; ++call)
+        {
+            std::vector<float> g(20, 0.25f * float(call + 1));
+            EXPECT_EQ(step(named(w), std::tie(g)), call == 1);
+            EXPECT_EQ(clean(named(clean_w), std::tie(g)), call == 1);
+        }
+        EXPECT_EQ(w, clean_w);
+        EXPECT_NE(w, std::vector<float>(20, 1.0f));
+    }
+
     TEST(stepper, the_ignore_policy_lets_nan_through_as_torch_does)
     {
         std::vector<float> w(3, 1.0f), g = {0.5f, std::numeric_limits<float>::quiet_NaN(), 0.5f};

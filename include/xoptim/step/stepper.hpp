@@ -83,9 +83,12 @@ namespace xoptim
         }
 
         // One micro-batch. Returns true when the optimizer stepped, false when the
-        // call only accumulated or the step was skipped for a non-finite gradient. If the
-        // optimizer's step throws (a scheduled value out of range, a refused shape), the
-        // micro-batches of that cycle are dropped and the next call starts a new cycle.
+        // call only accumulated or the step was skipped for a non-finite gradient. With
+        // on_non_finite = raise and the stepper's own accumulators, a micro-batch holding
+        // NaN or Inf is refused before it is added (nothing changes). If the step itself
+        // throws on the k-th call (a sum that overflowed under raise, a scheduled value
+        // out of range, a refused shape), the micro-batches of that cycle are dropped and
+        // the next call starts a new cycle.
         template <class P, class G>
         bool operator()(P&& params, G&& grads);
 
@@ -190,6 +193,16 @@ namespace xoptim
             make_accumulators();
             check_accumulators(m_flat.share<float>());  // both before either sum moves
             check_accumulators(m_flat.share<double>());
+            // raise: a micro-batch with NaN or Inf is refused before it enters the sums,
+            // so the call changes nothing and the cycle goes on with the next one.
+            if (m_o.on_non_finite == non_finite::raise
+                && !(reduce(m_flat.share<float>()) + reduce(m_flat.share<double>())).finite)
+            {
+                throw non_finite_error("xoptim::stepper: parameter '" + first_non_finite()
+                                       + "': gradient holds NaN or Inf; micro-batch not added ("
+                                       + std::to_string(m_micro) + " of " + std::to_string(m_o.accumulate)
+                                       + " pending)");
+            }
             accumulate(m_flat.share<float>());
             accumulate(m_flat.share<double>());
         }
