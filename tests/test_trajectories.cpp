@@ -5,6 +5,9 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <cstdint>
+#include <cstring>
+#include <fstream>
 
 #include "../tools/optimizer_json.hpp"
 #include "support/reference.hpp"
@@ -112,4 +115,48 @@ namespace
 
     INSTANTIATE_TEST_SUITE_P(reference, trajectory, ::testing::ValuesIn(xoptim_test::load_reference_cases()),
                              [](const auto& info) { return info.param.name; });
+}
+
+namespace
+{
+    // The sign of a zero through SGD, against torch.optim.SGD's bits
+    // (tests/reference/generate_signed_zeros.py): +0 and -0 parameters and gradients in
+    // every pairing, every momentum, nesterov, dampening, weight decay and maximize
+    // combination, three steps. The trajectories above compare values, where -0 == +0.
+    TEST(signed_zeros, sgd_keeps_torchs_sign_of_zero)
+    {
+        std::ifstream in(std::string(XOPTIM_TEST_DATA_DIR) + "/signed_zeros.json");
+        ASSERT_TRUE(in.good());
+        const nlohmann::json doc = nlohmann::json::parse(in);
+        const auto floats = [](const nlohmann::json& bits) {
+            std::vector<float> out;
+            for (const auto& b : bits)
+            {
+                const std::uint32_t u = b.get<std::uint32_t>();
+                float x;
+                std::memcpy(&x, &u, sizeof x);
+                out.push_back(x);
+            }
+            return out;
+        };
+        const auto bits_of = [](const std::vector<float>& x) {
+            std::vector<std::uint32_t> out(x.size());
+            std::memcpy(out.data(), x.data(), x.size() * sizeof(float));
+            return out;
+        };
+        ASSERT_EQ(doc.at("cases").size(), 20u);
+        for (const auto& c : doc.at("cases"))
+        {
+            std::vector<float> p = floats(doc.at("params"));
+            std::vector<float> g = floats(doc.at("grads"));
+            xoptim::tools::with_optimizer("sgd", c.at("hyper"), [&](auto& opt) {
+                for (std::size_t t = 0; t < c.at("bits").size(); ++t)
+                {
+                    opt.step(p, g);
+                    EXPECT_EQ(bits_of(p), c.at("bits")[t].get<std::vector<std::uint32_t>>())
+                        << c.at("hyper").dump() << " step " << t + 1;
+                }
+            });
+        }
+    }
 }

@@ -59,9 +59,10 @@ namespace xoptim
             const double sign = o.maximize ? -1 : 1;
             const double lr = o.lr;
             const double mu = o.momentum;
-            // The buffer starts at zero: on the first step b = 0 * 0 + 1 * g' = g' exactly.
+            // The buffer starts at +0: on the first step b = fma(1, g', -0 * 0) = g' exactly,
+            // -0 included (torch clones g'; a +0 term would turn a -0 into +0).
             const bool first = step.count() == 1;
-            const double keep = first ? 0 : mu;
+            const double keep = first ? -0.0 : mu;
             const double take = first ? 1 : 1 - o.dampening;
             const auto grad = fma(o.weight_decay, p, sign * g);
             if (mu == 0)
