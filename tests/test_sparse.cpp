@@ -4,10 +4,18 @@
 
 #include <cmath>
 
+#include <xtensor/xtensor.hpp>
+#include <xtensor/xview.hpp>
+
 #include <xoptim/optim/sparse.hpp>
+#include <xoptim/schedule/schedule.hpp>
+
+#include "support/message_of.hpp"
 
 namespace
 {
+    using xoptim_test::message_of;
+
     std::vector<float> table_values(std::size_t n)
     {
         std::vector<float> t(n);
@@ -92,6 +100,30 @@ namespace
         }
         EXPECT_EQ(table, before);
     }
+
+    // Rows are found at data + id * dim: a strided table (or gradient) is refused, as the
+    // dense optimizers refuse strided parameters (it had written other elements, and a
+    // reversed view read and wrote outside its buffer).
+    TEST(sparse_signsgd, a_strided_table_or_gradient_is_refused)
+    {
+        xt::xtensor<float, 2> big = xt::zeros<float>({4, 4});
+        auto columns = xt::view(big, xt::all(), xt::range(0, 2));
+        auto reversed = xt::view(big, xt::range(3, xt::placeholders::_, -1), xt::all());
+        xt::xtensor<float, 2> rows = xt::ones<float>({2, 4});
+        auto strided_rows = xt::view(rows, xt::range(0, 1), xt::range(0, 4, 2));
+        xoptim::sparse_signsgd opt;
+        const std::string table_message =
+            "xoptim::sparse_signsgd: the table is not contiguous (a strided view cannot be stepped in place)";
+        EXPECT_EQ(message_of([&] { opt.step(columns, {1}, xt::xtensor<float, 2>(xt::ones<float>({1, 2}))); }),
+                  table_message);
+        EXPECT_EQ(message_of([&] { opt.step(reversed, {1}, xt::xtensor<float, 2>(xt::ones<float>({1, 4}))); }),
+                  table_message);
+        xt::xtensor<float, 2> narrow = xt::zeros<float>({4, 2});
+        EXPECT_EQ(message_of([&] { opt.step(narrow, {1}, strided_rows); }),
+                  "xoptim::sparse_signsgd: the row gradients are not contiguous");
+        EXPECT_TRUE(xt::all(xt::equal(big, 0.0f)));
+        EXPECT_TRUE(xt::all(xt::equal(narrow, 0.0f)));
+    }
 }
 
 namespace
@@ -157,5 +189,23 @@ namespace
         EXPECT_EQ(f.bias, before.bias);
         EXPECT_EQ(opt.dense().step_count(), 0u);
         EXPECT_TRUE(opt.dense().state().empty());
+    }
+
+    // A refused step leaves the embedding's lr too (it had taken AdamW's scheduled lr
+    // for a step that was not taken).
+    TEST(sparse_embedding_optimizer, a_refused_step_keeps_the_embeddings_lr)
+    {
+        setup_fixture f;
+        xoptim::sparse_embedding_optimizer opt;
+        opt.dense().schedule("lr", xoptim::linear(1e-4, 0.0, 10));
+        auto table = xoptim::view(f.table.data(), {8, 3});
+        const auto rows = xoptim::view(f.rows.data(), {3, 3});
+        opt.step(table, f.ids, rows, std::tie(f.weight, f.bias), std::tie(f.weight_grad, f.bias_grad));
+        const double lr = opt.embedding().options().lr;
+        f.ids[1] = 99;
+        EXPECT_THROW(opt.step(table, f.ids, rows, std::tie(f.weight, f.bias), std::tie(f.weight_grad, f.bias_grad)),
+                     std::invalid_argument);
+        EXPECT_EQ(opt.embedding().options().lr, lr);
+        EXPECT_EQ(opt.dense().step_count(), 1u);
     }
 }

@@ -99,6 +99,15 @@ namespace xoptim
         {
             fail("the table must be 2-D (rows, dim), got " + format_shape(tensor::shape(table)));
         }
+        // Rows are read at data + id * dim: a strided view would have other elements there.
+        if (!tensor::contiguous(table))
+        {
+            fail("the table is not contiguous (a strided view cannot be stepped in place)");
+        }
+        if (!tensor::contiguous(row_grads))
+        {
+            fail("the row gradients are not contiguous");
+        }
         const std::size_t rows = tensor::extent(table, 0);
         const std::size_t dim = tensor::extent(table, 1);
         if (tensor::size(row_grads) != ids.size() * dim)
@@ -173,11 +182,12 @@ namespace xoptim
             m_adamw.prepare(std::forward<P>(params), std::forward<G>(grads));
             try
             {
-                // The embedding's lr follows AdamW's, schedules included.
+                // The embedding's lr follows AdamW's, schedules included: set once both
+                // halves checked out (prepare does not read it).
+                m_embedding.prepare(table, ids, row_grads);
                 signsgd_options e = m_embedding.options();
                 e.lr = m_ratio * m_adamw.options().lr;
                 m_embedding.set_options(e);
-                m_embedding.prepare(table, ids, row_grads);
             }
             catch (...)
             {
