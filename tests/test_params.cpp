@@ -9,7 +9,10 @@
 #include <xtensor/xtensor.hpp>
 #include <xtensor/xview.hpp>
 
+#include <xoptim/step/stepper.hpp>
 #include <xoptim/xoptim.hpp>
+
+#include "support/message_of.hpp"
 
 // A user's own tensor type, plugged in through tensor_traits.
 namespace user
@@ -154,6 +157,44 @@ namespace
         auto lone = plain_sgd();
         lone.step(xoptim::named("outer", inner_a), g);
         EXPECT_EQ(lone.state()[0].name, "outer.w");
+    }
+
+    // State follows names, so two parameters of one name are refused, on the step that
+    // makes the state, by an optimizer and by what walks for several (the stepper): a
+    // reordered pair would otherwise have swapped their moments silently. Names collide
+    // through nesting and positions too.
+    TEST(params, two_parameters_of_one_name_are_refused)
+    {
+        std::vector<float> a(4, 1.0f), b(4, 1.0f), g(4, 0.5f);
+        const std::string twice = ": parameter 'w': two parameters have this name (state follows names: give each its own)";
+        xoptim::adamw opt;
+        EXPECT_EQ(xoptim_test::message_of([&] {
+                      opt.step(std::make_tuple(xoptim::named("w", a), xoptim::named("w", b)), std::tie(g, g));
+                  }),
+                  "xoptim::adamw" + twice);
+        EXPECT_TRUE(opt.state().empty());
+        EXPECT_EQ(a, std::vector<float>(4, 1.0f));
+        xoptim::stepper step{xoptim::adamw()};
+        EXPECT_EQ(xoptim_test::message_of([&] {
+                      step(std::make_tuple(xoptim::named("w", a), xoptim::named("w", b)), std::tie(g, g));
+                  }),
+                  "xoptim::stepper" + twice);
+        EXPECT_TRUE(step.optimizer().state().empty());
+        auto inner = xoptim::named("b", b);
+        EXPECT_EQ(xoptim_test::message_of([&] {
+                      opt.step(std::make_tuple(xoptim::named("a.b", a), xoptim::named("a", inner)), std::tie(g, g));
+                  }),
+                  "xoptim::adamw: parameter 'a.b': two parameters have this name (state follows names: give each its own)");
+        EXPECT_EQ(xoptim_test::message_of([&] {
+                      opt.step(std::forward_as_tuple(a, xoptim::named("0", b)), std::tie(g, g));
+                  }),
+                  "xoptim::adamw: parameter '0': two parameters have this name (state follows names: give each its own)");
+        // Distinct names step, and a reordered pair is refused.
+        opt.step(std::make_tuple(xoptim::named("w", a), xoptim::named("v", b)), std::tie(g, g));
+        EXPECT_NE(xoptim_test::message_of([&] {
+                      opt.step(std::make_tuple(xoptim::named("v", b), xoptim::named("w", a)), std::tie(g, g));
+                  }).find("parameters must keep their order"),
+                  std::string::npos);
     }
 
     // A user's model: members listed once, with names, through xoptim_params.

@@ -551,13 +551,21 @@ namespace xoptim
                                         + std::to_string(m_index) + " parameters, the optimizer state holds "
                                         + std::to_string(m_opt.m_state.size()));
         }
+        const auto name = [&](std::size_t k) -> const std::string& { return m_opt.m_state[k].name; };
+        if (m_creating)
+        {
+            if (const std::string* twice = detail::repeated_name(m_opt.m_state.size(), name))
+            {
+                throw std::invalid_argument(std::string("xoptim::") + Derived::name + ": "
+                                            + detail::repeated_name_problem(*twice));
+            }
+        }
         if (m_checked)
         {
             m_opt.m_alias.passed();
             return;
         }
-        m_opt.m_alias.check([] { return std::string("xoptim::") + Derived::name; },
-                            [&](std::size_t k) -> const std::string& { return m_opt.m_state[k].name; });
+        m_opt.m_alias.check([] { return std::string("xoptim::") + Derived::name; }, name);
     }
 
     template <class Derived, class Options>

@@ -345,9 +345,17 @@ namespace xoptim
             throw std::invalid_argument(std::string(m_who) + ": this call passed " + std::to_string(m_count)
                                         + " parameters, the first passed " + std::to_string(m_names.size()));
         }
+        const auto name = [&](std::size_t k) -> const std::string& { return m_names[k]; };
+        if (m_first)
+        {
+            if (const std::string* twice = detail::repeated_name(m_names.size(), name))
+            {
+                throw std::invalid_argument(std::string(m_who) + ": " + detail::repeated_name_problem(*twice));
+            }
+        }
         if (!m_checked)
         {
-            m_alias.check([&] { return m_who; }, [&](std::size_t k) -> const std::string& { return m_names[k]; });
+            m_alias.check([&] { return m_who; }, name);
         }
         // Names are final now: the named views may point into them.
         const auto name_views = [&](auto& s) {

@@ -20,10 +20,12 @@
 #ifndef XOPTIM_PARAMS_PARAM_SET_HPP
 #define XOPTIM_PARAMS_PARAM_SET_HPP
 
+#include <algorithm>
 #include <string>
 #include <string_view>
 #include <tuple>
 #include <utility>
+#include <vector>
 
 #include "tensor_traits.hpp"
 
@@ -101,6 +103,29 @@ namespace xoptim
                 return {tensor::size(c), shape_ref::of(c), tensor::contiguous(c)};
             }
         };
+
+        // A name that `name(k)` gives to two of parameters 0 .. n-1, or null: state and
+        // checkpoints follow names, so each parameter needs its own (named("a.b", x)
+        // beside named("a", named("b", y)), or named("1", x) beside the second unnamed
+        // tensor, collide too). One sort, on a first walk only.
+        template <class Name>
+        const std::string* repeated_name(std::size_t n, const Name& name)
+        {
+            std::vector<const std::string*> sorted(n);
+            for (std::size_t k = 0; k < n; ++k)
+            {
+                sorted[k] = &name(k);
+            }
+            std::sort(sorted.begin(), sorted.end(), [](const std::string* a, const std::string* b) { return *a < *b; });
+            const auto twice = std::adjacent_find(sorted.begin(), sorted.end(),
+                                                  [](const std::string* a, const std::string* b) { return *a == *b; });
+            return twice == sorted.end() ? nullptr : *twice;
+        }
+
+        inline std::string repeated_name_problem(const std::string& name)
+        {
+            return "parameter '" + name + "': two parameters have this name (state follows names: give each its own)";
+        }
 
         // What is wrong with a parameter and its gradient (none: a walk without
         // gradients) for a step that writes the one and reads the other in place, or
