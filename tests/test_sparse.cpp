@@ -191,6 +191,47 @@ namespace
         EXPECT_TRUE(opt.dense().state().empty());
     }
 
+    // The table among the dense parameters (or their gradients), or the row gradients
+    // among the dense parameters, is refused before either half steps: it had been
+    // stepped twice, by AdamW and by SignSGD.
+    TEST(sparse_embedding_optimizer, a_table_among_the_dense_set_is_refused)
+    {
+        setup_fixture f;
+        const setup_fixture before;
+        xoptim::sparse_embedding_optimizer opt;
+        auto table = xoptim::view(f.table.data(), {8, 3});
+        const auto rows = xoptim::view(f.rows.data(), {3, 3});
+        std::vector<float> table_grad(f.table.size(), 0.5f);
+        const std::string table_in = "xoptim::sparse_embedding_optimizer: the embedding table shares memory with the ";
+        const std::string tail = " (the table and its gradients must not be among the dense set)";
+        EXPECT_EQ(message_of([&] {
+                      opt.step(table, f.ids, rows,
+                               std::make_tuple(xoptim::named("w", f.weight), xoptim::named("emb", f.table)),
+                               std::tie(f.weight_grad, table_grad));
+                  }),
+                  table_in + "dense parameter 'emb'" + tail);
+        auto part = xoptim::view(f.table.data() + 3, {2});
+        std::vector<float> part_grad(2, 0.5f);
+        EXPECT_EQ(message_of([&] {
+                      opt.step(table, f.ids, rows, std::tie(f.weight, part), std::tie(f.weight_grad, part_grad));
+                  }),
+                  table_in + "dense parameter '1'" + tail);
+        EXPECT_EQ(message_of([&] {
+                      auto grad_in_table = xoptim::view(f.table.data() + 10, {5});
+                      opt.step(table, f.ids, rows, std::tie(f.weight), std::tie(grad_in_table));
+                  }),
+                  table_in + "gradient of dense parameter '0'" + tail);
+        auto rows_in_weight = xoptim::view(f.weight.data(), {1, 3});
+        EXPECT_EQ(message_of(
+                      [&] { opt.step(table, {2}, rows_in_weight, std::tie(f.weight), std::tie(f.weight_grad)); }),
+                  "xoptim::sparse_embedding_optimizer: the row gradients share memory with the dense parameter '0'"
+                      + tail);
+        EXPECT_EQ(f.table, before.table);
+        EXPECT_EQ(f.weight, before.weight);
+        EXPECT_EQ(opt.dense().step_count(), 0u);
+        EXPECT_TRUE(opt.dense().state().empty());
+    }
+
     // A refused step leaves the embedding's lr too (it had taken AdamW's scheduled lr
     // for a step that was not taken).
     TEST(sparse_embedding_optimizer, a_refused_step_keeps_the_embeddings_lr)

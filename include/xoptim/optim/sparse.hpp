@@ -155,6 +155,59 @@ namespace xoptim
         }
     }
 
+    namespace detail
+    {
+        // The first tensor of a walked set whose memory meets bytes [begin, end): "dense
+        // parameter 'NAME'" or "gradient of dense parameter 'NAME'", or empty. Walks a set a step has walked
+        // already (its structure is checked).
+        struct overlap_finder
+        {
+            std::uintptr_t begin;
+            std::uintptr_t end;
+            std::string found;
+
+            template <class P, class G>
+            void leaf(const name_path& path, P& param, G& grad)
+            {
+                if (!found.empty())
+                {
+                    return;
+                }
+                if (meets(tensor::data(param), tensor::size(param)))
+                {
+                    found = "dense parameter '" + path.name() + "'";
+                }
+                else if constexpr (!std::is_same_v<std::remove_const_t<G>, no_grads>)
+                {
+                    if (meets(tensor::data(grad), tensor::size(grad)))
+                    {
+                        found = "gradient of dense parameter '" + path.name() + "'";
+                    }
+                }
+            }
+
+            [[noreturn]] void mismatch(const name_path& path, const std::string& what) const
+            {
+                throw std::invalid_argument("xoptim::sparse_embedding_optimizer: parameter '" + path.name()
+                                            + "': " + what);
+            }
+
+            template <class T>
+            bool meets(const T* data, std::size_t n) const noexcept
+            {
+                const auto at = reinterpret_cast<std::uintptr_t>(data);
+                return n > 0 && at < end && begin < at + n * sizeof(T);
+            }
+
+            template <class X>
+            static overlap_finder of(const X& x) noexcept
+            {
+                const auto at = reinterpret_cast<std::uintptr_t>(tensor::data(x));
+                return {at, at + tensor::size(x) * sizeof(tensor::value_type<X>), {}};
+            }
+        };
+    }
+
     struct sparse_embedding_options
     {
         // AdamW on everything but the table; its lr is the main learning rate.
@@ -185,6 +238,7 @@ namespace xoptim
                 // The embedding's lr follows AdamW's, schedules included: set once both
                 // halves checked out (prepare does not read it).
                 m_embedding.prepare(table, ids, row_grads);
+                check_apart(table, row_grads, params, grads);
                 signsgd_options e = m_embedding.options();
                 e.lr = m_ratio * m_adamw.options().lr;
                 m_embedding.set_options(e);
@@ -209,6 +263,25 @@ namespace xoptim
         }
 
     private:
+
+        // The table is not among the dense parameters or their gradients, and the row
+        // gradients are not among the dense parameters: each half would write what the
+        // other reads or writes.
+        template <class Table, class Grads, class P, class G>
+        static void check_apart(const Table& table, const Grads& row_grads, P& params, G& grads)
+        {
+            detail::overlap_finder t = detail::overlap_finder::of(table);
+            walk_params(t, params, grads);
+            detail::overlap_finder r = detail::overlap_finder::of(row_grads);
+            walk_params(r, params, no_grads{});
+            if (!t.found.empty() || !r.found.empty())
+            {
+                throw std::invalid_argument(std::string("xoptim::sparse_embedding_optimizer: the ")
+                                            + (t.found.empty() ? "row gradients share" : "embedding table shares")
+                                            + " memory with the " + (t.found.empty() ? r.found : t.found)
+                                            + " (the table and its gradients must not be among the dense set)");
+            }
+        }
 
         static signsgd_options embedding_options(const sparse_embedding_options& o)
         {
