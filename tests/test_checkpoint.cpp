@@ -465,7 +465,8 @@ namespace
                   file() + ": the trainer's state of parameter 'w' is for shape (2, 3), the parameter is (3, 2)");
         EXPECT_EQ(state_bytes(trained), before);
         xoptim::adamw fresh;
-        EXPECT_EQ(load_error(file(), m, fresh), file() + ": tensor 'param/w' is F32 (2, 3), the parameter 'w' is F32 (3, 2)");
+        EXPECT_EQ(load_error(file(), m, fresh),
+                  file() + ": tensor 'param/w' is F32 (2, 3), the parameter 'w' is F32 (3, 2)");
     }
 
     TEST_F(damaged, a_missing_tensor)

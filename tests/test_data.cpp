@@ -403,8 +403,9 @@ TEST(token_cache, a_cache_path_that_is_the_source_is_refused)
         }
         catch (const std::invalid_argument& e)
         {
-            EXPECT_EQ(std::string(e.what()), cache + ": the token cache is the source file " + src
-                                                 + " itself (a build would write over it); give the cache a path of its own");
+            EXPECT_EQ(std::string(e.what()),
+                      cache + ": the token cache is the source file " + src
+                          + " itself (a build would write over it); give the cache a path of its own");
         }
         EXPECT_EQ(read_file(src), "the corpus");
     }
@@ -672,7 +673,8 @@ TEST(batch_loader, invalid_options_are_refused)
     EXPECT_THROW(train::batch_loader<test_batch>([](std::size_t, test_batch&) {}, o), std::invalid_argument);
     EXPECT_THROW(train::batch_loader<test_batch>(nullptr), std::invalid_argument);
     // A pool of capacity + workers + 1 buffers that wraps to 1 or 0.
-    for (const std::size_t capacity : {std::numeric_limits<std::size_t>::max(), std::numeric_limits<std::size_t>::max() - 1})
+    for (const std::size_t capacity :
+         {std::numeric_limits<std::size_t>::max(), std::numeric_limits<std::size_t>::max() - 1})
     {
         o.capacity = capacity;
         try

@@ -41,7 +41,8 @@ namespace
         EXPECT_EQ(construct<xoptim::adam>(b), "xoptim::adam: lr must be >= 0 and finite (got inf)");
 
         xoptim::sgd_options s;
-        EXPECT_EQ(construct<xoptim::sgd>(s), "xoptim::sgd: lr is required (sgd_options::lr is NaN: not set, or set to NaN)");
+        EXPECT_EQ(construct<xoptim::sgd>(s),
+                  "xoptim::sgd: lr is required (sgd_options::lr is NaN: not set, or set to NaN)");
         s.lr = 0.1;
         xoptim::sgd set(s);
         s.lr = std::numeric_limits<double>::quiet_NaN();

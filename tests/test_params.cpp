@@ -166,29 +166,27 @@ namespace
     TEST(params, two_parameters_of_one_name_are_refused)
     {
         std::vector<float> a(4, 1.0f), b(4, 1.0f), g(4, 0.5f);
-        const std::string twice = ": parameter 'w': two parameters have this name (state follows names: give each its own)";
+        const std::string twice
+            = ": parameter 'w': two parameters have this name (state follows names: give each its own)";
         xoptim::adamw opt;
-        EXPECT_EQ(xoptim_test::message_of([&] {
-                      opt.step(std::make_tuple(xoptim::named("w", a), xoptim::named("w", b)), std::tie(g, g));
-                  }),
+        EXPECT_EQ(xoptim_test::message_of(
+                      [&] { opt.step(std::make_tuple(xoptim::named("w", a), xoptim::named("w", b)), std::tie(g, g)); }),
                   "xoptim::adamw" + twice);
         EXPECT_TRUE(opt.state().empty());
         EXPECT_EQ(a, std::vector<float>(4, 1.0f));
         xoptim::stepper step{xoptim::adamw()};
-        EXPECT_EQ(xoptim_test::message_of([&] {
-                      step(std::make_tuple(xoptim::named("w", a), xoptim::named("w", b)), std::tie(g, g));
-                  }),
+        EXPECT_EQ(xoptim_test::message_of(
+                      [&] { step(std::make_tuple(xoptim::named("w", a), xoptim::named("w", b)), std::tie(g, g)); }),
                   "xoptim::stepper" + twice);
         EXPECT_TRUE(step.optimizer().state().empty());
         auto inner = xoptim::named("b", b);
-        EXPECT_EQ(xoptim_test::message_of([&] {
-                      opt.step(std::make_tuple(xoptim::named("a.b", a), xoptim::named("a", inner)), std::tie(g, g));
-                  }),
-                  "xoptim::adamw: parameter 'a.b': two parameters have this name (state follows names: give each its own)");
-        EXPECT_EQ(xoptim_test::message_of([&] {
-                      opt.step(std::forward_as_tuple(a, xoptim::named("0", b)), std::tie(g, g));
-                  }),
-                  "xoptim::adamw: parameter '0': two parameters have this name (state follows names: give each its own)");
+        EXPECT_EQ(
+            xoptim_test::message_of(
+                [&] { opt.step(std::make_tuple(xoptim::named("a.b", a), xoptim::named("a", inner)), std::tie(g, g)); }),
+            "xoptim::adamw: parameter 'a.b': two parameters have this name (state follows names: give each its own)");
+        EXPECT_EQ(
+            xoptim_test::message_of([&] { opt.step(std::forward_as_tuple(a, xoptim::named("0", b)), std::tie(g, g)); }),
+            "xoptim::adamw: parameter '0': two parameters have this name (state follows names: give each its own)");
         // Distinct names step, and a reordered pair is refused.
         opt.step(std::make_tuple(xoptim::named("w", a), xoptim::named("v", b)), std::tie(g, g));
         EXPECT_NE(xoptim_test::message_of([&] {

@@ -13,8 +13,8 @@
 #include <filesystem>
 #include <fstream>
 #include <string>
-#include <vector>
 #include <thread>
+#include <vector>
 
 #include <fcntl.h>
 #include <sys/resource.h>
@@ -467,7 +467,8 @@ TEST_F(safetensors_test, a_pipe_is_read_as_far_as_its_header_says)
     EXPECT_EQ(read_through_pipe(fifo, good.substr(0, 8 + header - 1)),
               fifo + ": header length " + std::to_string(header) + " exceeds the " + std::to_string(header - 1)
                   + " bytes after the length field");
-    EXPECT_EQ(read_through_pipe(fifo, "1234"), fifo + ": file too short: 4 bytes, a safetensors file starts with an 8-byte header length");
+    EXPECT_EQ(read_through_pipe(fifo, "1234"),
+              fifo + ": file too short: 4 bytes, a safetensors file starts with an 8-byte header length");
     std::string zero_error = "no error";
     try
     {

@@ -112,11 +112,15 @@ namespace
         xt::xtensor<float, 2> rows = xt::ones<float>({2, 4});
         auto strided_rows = xt::view(rows, xt::range(0, 1), xt::range(0, 4, 2));
         xoptim::sparse_signsgd opt;
-        const std::string table_message =
-            "xoptim::sparse_signsgd: the table is not contiguous (a strided view cannot be stepped in place)";
-        EXPECT_EQ(message_of([&] { opt.step(columns, {1}, xt::xtensor<float, 2>(xt::ones<float>({1, 2}))); }),
+        const std::string table_message
+            = "xoptim::sparse_signsgd: the table is not contiguous (a strided view cannot be stepped in place)";
+        EXPECT_EQ(message_of([&] {
+                      opt.step(columns, {1}, xt::xtensor<float, 2>(xt::ones<float>({1, 2})));
+                  }),
                   table_message);
-        EXPECT_EQ(message_of([&] { opt.step(reversed, {1}, xt::xtensor<float, 2>(xt::ones<float>({1, 4}))); }),
+        EXPECT_EQ(message_of([&] {
+                      opt.step(reversed, {1}, xt::xtensor<float, 2>(xt::ones<float>({1, 4})));
+                  }),
                   table_message);
         xt::xtensor<float, 2> narrow = xt::zeros<float>({4, 2});
         EXPECT_EQ(message_of([&] { opt.step(narrow, {1}, strided_rows); }),

@@ -247,7 +247,8 @@ namespace
         const auto named = [](std::vector<float>& x) { return std::make_tuple(xoptim::named("weight", x)); };
         EXPECT_FALSE(step(named(w), std::tie(gw)));
         EXPECT_FALSE(clean(named(clean_w), std::tie(gw)));
-        const std::vector<float> sums(step.accumulators()[0].state<float>(0), step.accumulators()[0].state<float>(0) + 20);
+        const std::vector<float> sums(step.accumulators()[0].state<float>(0),
+                                      step.accumulators()[0].state<float>(0) + 20);
         try
         {
             step(named(w), std::tie(bad));
@@ -259,7 +260,8 @@ namespace
                                    "added (1 of 3 pending)");
         }
         EXPECT_EQ(step.pending_micro_batches(), 1u);
-        EXPECT_EQ(std::vector<float>(step.accumulators()[0].state<float>(0), step.accumulators()[0].state<float>(0) + 20),
+        EXPECT_EQ(std::vector<float>(step.accumulators()[0].state<float>(0),
+                                     step.accumulators()[0].state<float>(0) + 20),
                   sums);
         for (std::size_t call = 0; call < 2; ++call)
         {

@@ -327,8 +327,7 @@ namespace xoptim::tools
             }
             if (!item.value().is_object())
             {
-                throw std::invalid_argument("hyperparameter group \"" + item.key()
-                                            + "\" of hybrid must be an object");
+                throw std::invalid_argument("hyperparameter group \"" + item.key() + "\" of hybrid must be an object");
             }
         }
         const auto group = [&](const char* key) { return hyper.contains(key) ? hyper[key] : nlohmann::json::object(); };

@@ -532,8 +532,9 @@ TEST(dist_mpi, a_sum_over_the_ranks_that_overflows_is_named)
         EXPECT_NE(p.checksum(), before);
         return;
     }
-    EXPECT_EQ(message, "xoptim::dist: parameter 'layers.0.bias': the averaged gradient holds NaN or Inf (every "
-                       "rank's gradient of it is finite: their sum over the ranks overflowed); step not taken on any rank");
+    EXPECT_EQ(message,
+              "xoptim::dist: parameter 'layers.0.bias': the averaged gradient holds NaN or Inf (every "
+              "rank's gradient of it is finite: their sum over the ranks overflowed); step not taken on any rank");
     EXPECT_EQ(p.checksum(), before) << "a raised step changed the parameters";
 }
 

@@ -170,7 +170,8 @@ namespace xoptim::dist
                 {
                     if (!was_planned)
                     {
-                        for_each_inner(inner(dp.m_trainer), [](std::size_t, const std::string&, auto& o) { drop_state(o); });
+                        for_each_inner(inner(dp.m_trainer),
+                                       [](std::size_t, const std::string&, auto& o) { drop_state(o); });
                         dp.m_flat.reset();
                         dp.m_ready = false;
                     }

@@ -1432,11 +1432,11 @@ namespace xoptim::dist
         // No rank's gradient of this call: the sum over the ranks overflowed (it is taken
         // before the 1/N scaling), or a micro-batch the buckets summed earlier held one.
         const bool summed_earlier = m_around.accumulate > 1 && !m_around.caller_accumulates;
-        const std::string from =
-            !ranks.empty()   ? "the gradient of " + detail::rank_list(ranks) + " did"
-            : summed_earlier ? "no rank's gradient of this call did: an earlier micro-batch's did, or the sum over "
-                               "the ranks overflowed"
-                             : "every rank's gradient of it is finite: their sum over the ranks overflowed";
+        const std::string from
+            = !ranks.empty()   ? "the gradient of " + detail::rank_list(ranks) + " did"
+              : summed_earlier ? "no rank's gradient of this call did: an earlier micro-batch's did, or the sum over "
+                                 "the ranks overflowed"
+                               : "every rank's gradient of it is finite: their sum over the ranks overflowed";
         return "xoptim::dist: parameter '" + m_flat.name(first) + "': the averaged gradient holds NaN or Inf (" + from
                + "); step not taken on any rank";
     }

@@ -1160,8 +1160,8 @@ namespace xoptim::io
         std::vector<unsigned char> bytes;
         resize_for_file(bytes, m_data_size, m_what, "the data section");
         unsigned char beyond = 0;
-        const std::size_t got =
-            d::read_at(m_file->get(), bytes.data(), m_data_size, m_sequential ? d::next_bytes : m_data_offset, m_what);
+        const std::size_t got = d::read_at(m_file->get(), bytes.data(), m_data_size,
+                                           m_sequential ? d::next_bytes : m_data_offset, m_what);
         if (got != m_data_size
             || d::read_at(m_file->get(), &beyond, 1, m_sequential ? d::next_bytes : m_data_offset + m_data_size, m_what)
                    != 0)

@@ -33,7 +33,8 @@ namespace xoptim
         {
             if (std::isnan(o.lr))
             {
-                throw std::invalid_argument("xoptim::sgd: lr is required (sgd_options::lr is NaN: not set, or set to NaN)");
+                throw std::invalid_argument(
+                    "xoptim::sgd: lr is required (sgd_options::lr is NaN: not set, or set to NaN)");
             }
             detail::require_non_negative(o.lr, name, "lr");
             detail::require_non_negative(o.momentum, name, "momentum");

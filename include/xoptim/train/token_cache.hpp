@@ -224,7 +224,6 @@ namespace xoptim::train
             throw std::runtime_error(path + ": " + what + ": " + std::strerror(error));
         }
 
-
         // Rewrites the header of a cache whose tokens are still right: of the file `cache`
         // mapped, and of no other (another run may have renamed a cache of its own over the
         // path since; its tokens are not these). Best effort: where it fails the cache is
@@ -319,8 +318,9 @@ namespace xoptim::train
             }
             else if (cache_stat.st_dev == source_stat.st_dev && cache_stat.st_ino == source_stat.st_ino)
             {
-                throw std::invalid_argument(cache_path + ": the token cache is the source file " + source_path
-                                            + " itself (a build would write over it); give the cache a path of its own");
+                throw std::invalid_argument(
+                    cache_path + ": the token cache is the source file " + source_path
+                    + " itself (a build would write over it); give the cache a path of its own");
             }
             else
             {
