@@ -1,9 +1,10 @@
 # xoptim::native: an INTERFACE target that compiles its users for the CPU of the machine
-# that builds them (-march=native on x86-64, -mcpu=native on ARM64), each flag tried with
-# check_cxx_compiler_flag first. Empty, with a message, where no flag is accepted or when
-# cross-compiling (the build machine's CPU is not the target's: name the target CPU
-# yourself, e.g. -mcpu=neoverse-v1). Included by xoptimConfig.cmake and by xoptim's own
-# CMakeLists.txt, so find_package(xoptim) and add_subdirectory consumers both get it.
+# that builds them (-march=native on x86-64, -mcpu=native on ARM64; with GCC also
+# -Wno-maybe-uninitialized, below), each flag tried with check_cxx_compiler_flag first.
+# Empty, with a message, where no flag is accepted or when cross-compiling (the build
+# machine's CPU is not the target's: name the target CPU yourself, e.g.
+# -mcpu=neoverse-v1). Included by xoptimConfig.cmake and by xoptim's own CMakeLists.txt,
+# so find_package(xoptim) and add_subdirectory consumers both get it.
 include_guard(GLOBAL)
 include(CheckCXXCompilerFlag)
 
@@ -29,6 +30,15 @@ function(xoptim_native_flags out)
       endif()
     endforeach()
     set(why "${CMAKE_CXX_COMPILER_ID} accepts none of: ${candidates}")
+    # GCC 12's AVX-512 intrinsics warn "may be used uninitialized" where inlined into
+    # xoptim's kernels (bug 105593), also in headers included as system headers: a user
+    # building with -Wall -Werror would fail on GCC's own code.
+    if(flags AND CMAKE_CXX_COMPILER_ID STREQUAL "GNU")
+      check_cxx_compiler_flag(-Wno-maybe-uninitialized XOPTIM_CXX_ACCEPTS_Wno_maybe_uninitialized)
+      if(XOPTIM_CXX_ACCEPTS_Wno_maybe_uninitialized)
+        list(APPEND flags -Wno-maybe-uninitialized)
+      endif()
+    endif()
   endif()
   if(flags)
     message(STATUS "xoptim::native: ${flags}")

@@ -9,6 +9,7 @@
 #include <utility>
 
 #include "../engine/executor.hpp"
+#include "../params/param_set.hpp"
 #include "state.hpp"
 
 namespace xoptim
