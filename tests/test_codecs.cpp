@@ -469,6 +469,37 @@ namespace
         EXPECT_NEAR(sum / n, double(x), 5 * std::sqrt(0.125 * 0.875 / n) * 0x1p-7);
     }
 
+    // Elements 2^32 apart draw their own bits (the hash takes 32 bits of the index: they
+    // drew the same ones, perfectly correlated), and a call across that boundary is the
+    // two calls either side of it, whatever its alignment.
+    TEST(bf16, stochastic_rounding_does_not_repeat_after_two_to_the_32_elements)
+    {
+        const std::size_t n = 4096;
+        const std::uint64_t segment = std::uint64_t(1) << 32;
+        std::vector<float, xsimd::aligned_allocator<float, 64>> in(n, 1.0f + 0x1p-9f);  // up with p = 1/4
+        std::vector<std::uint16_t> near(n), far(n);
+        const std::uint32_t key = codec::stream_key(1, 1, 0);
+        codec::encode_bf16_stochastic<arch>(in.data(), near.data(), n, key, 7);
+        codec::encode_bf16_stochastic<arch>(in.data(), far.data(), n, key, segment + 7);
+        std::size_t same = 0;
+        for (std::size_t i = 0; i < n; ++i)
+        {
+            same += near[i] == far[i];
+        }
+        // Independent draws agree with probability 1/16 + 9/16 = 5/8: 2560 of 4096, sd 31.
+        EXPECT_NEAR(double(same), n * 0.625, 6 * std::sqrt(n * 0.625 * 0.375));
+        for (const std::uint64_t start : {segment - 3, segment - 100, segment - 16})
+        {
+            std::vector<std::uint16_t> whole(n), split(n);
+            codec::encode_bf16_stochastic<arch>(in.data(), whole.data(), n, key, start);
+            const std::size_t before = std::size_t(segment - start);
+            std::vector<float, xsimd::aligned_allocator<float, 64>> tail(in.begin() + long(before), in.end());
+            codec::encode_bf16_stochastic<arch>(in.data(), split.data(), before, key, start);
+            codec::encode_bf16_stochastic<arch>(tail.data(), split.data() + before, n - before, key, segment);
+            EXPECT_EQ(whole, split) << start;
+        }
+    }
+
     TEST(bf16, stochastic_rounding_keeps_exact_values_and_nan)
     {
         alignas(64) float in[18] = {1.0f, -2.5f, 0.0f, std::numeric_limits<float>::infinity(),

@@ -378,10 +378,18 @@ namespace xoptim
                 });
         }
 
+        // The key of elements [h * 2^32, (h + 1) * 2^32) of a tensor whose stream has key
+        // `key`: the hash takes the index's low 32 bits, so elements 2^32 apart would
+        // otherwise draw the same bits. The first 2^32 keep the tensor's key.
+        inline std::uint32_t segment_key(std::uint32_t key, std::uint32_t h) noexcept
+        {
+            return h == 0 ? key : hash(key ^ 0x85ebca6bu, h);
+        }
+
         // Stochastic rounding of elements first_index, first_index + 1, ... of a tensor.
         template <class Arch>
         void encode_bf16_stochastic(const float* in, std::uint16_t* out, std::size_t n, std::uint32_t key,
-                                    std::uint32_t first_index) noexcept
+                                    std::uint64_t first_index) noexcept
         {
             using batch = xsimd::batch<float, Arch>;
             using ubatch = xsimd::batch<std::uint32_t, Arch>;
@@ -391,17 +399,28 @@ namespace xoptim
                 lanes[k] = std::uint32_t(k);
             }
             const ubatch lane = ubatch::load_aligned(lanes);
+            const auto one = [&](std::size_t i) {
+                const std::uint64_t at = first_index + i;
+                out[i] = round_stochastic(in[i], hash(segment_key(key, std::uint32_t(at >> 32)), std::uint32_t(at)) >> 16);
+            };
             for_elements<batch::size>(
                 n,
                 [&](std::size_t i) {
+                    const std::uint64_t at = first_index + i;
+                    if ((at >> 32) != ((at + batch::size - 1) >> 32))
+                    {
+                        for (std::size_t k = 0; k < batch::size; ++k)  // a batch across two segments
+                        {
+                            one(i + k);
+                        }
+                        return;
+                    }
                     const batch x = batch::load_aligned(in + i);
                     const ubatch u = arch::bitwise_cast<std::uint32_t>(x);
-                    const ubatch r = hash(key, lane + ubatch(first_index + std::uint32_t(i))) >> 16;
+                    const ubatch r = hash(segment_key(key, std::uint32_t(at >> 32)), lane + ubatch(std::uint32_t(at))) >> 16;
                     arch::narrow(quiet_where_nan<Arch>(x, (u + r) >> 16), out + i);
                 },
-                [&](std::size_t i) {
-                    out[i] = round_stochastic(in[i], hash(key, first_index + std::uint32_t(i)) >> 16);
-                });
+                one);
         }
 
         /**************************

@@ -102,7 +102,7 @@ namespace xoptim
                     break;
                 case slot_format::bf16_stochastic:
                     encode_bf16_stochastic<Arch>(in, static_cast<std::uint16_t*>(data) + first, n, key,
-                                                 std::uint32_t(position + first));
+                                                 std::uint64_t(position + first));
                     break;
                 case slot_format::bf16_compensated:
                     encode_bf16_pair<Arch>(in, static_cast<std::uint16_t*>(data) + first, compensation + first, n);

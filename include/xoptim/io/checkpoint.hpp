@@ -303,7 +303,8 @@ namespace xoptim
             std::vector<std::size_t> shape;
             void* data;
             std::size_t bytes;
-            std::string owner;  // "parameter 'w'", for messages
+            std::string owner;           // "parameter 'w'", for messages
+            std::uint8_t zero_byte = 0;  // what a fresh state holds (the signed map's zero code)
         };
 
         inline io::st_dtype st_dtype_of(dtype t) noexcept
@@ -620,7 +621,7 @@ namespace xoptim
             {
                 if (t->bytes > 0)
                 {
-                    std::memset(t->data, 0, t->bytes);
+                    std::memset(t->data, t->zero_byte, t->bytes);
                 }
             }
         }
@@ -692,7 +693,8 @@ namespace xoptim
                 {
                     continue;  // a state this parameter does not have (Adafactor's vector moments of a matrix)
                 }
-                out.push_back({name, type, e.state_shape(s), t.data, e.state_size(s) * e.element_bytes(s), owner});
+                out.push_back({name, type, e.state_shape(s), t.data, e.state_size(s) * e.element_bytes(s), owner,
+                               t.format == slot_format::q8_signed ? dynamic_map::signed_zero : std::uint8_t(0)});
                 if (is_8bit(t.format))
                 {
                     out.push_back({name + ".absmax", io::st_dtype::F32, {e.blocks()}, t.absmax,
@@ -750,14 +752,10 @@ namespace xoptim
     XOPTIM_IO_INLINE void detail::check_parameters(const std::string& path, const flat_params& flat,
                                                    const std::vector<const state_store*>& stores)
     {
-        std::map<std::string, std::size_t> leaf;  // by name
+        std::map<std::string, std::size_t> leaf;  // by name (unique: flat's first walk refuses a name twice)
         for (std::size_t i = 0; i < flat.size(); ++i)
         {
-            if (!leaf.emplace(flat.name(i), i).second)
-            {
-                checkpoint_error(path, "two parameters are named '" + flat.name(i)
-                                           + "' (a checkpoint keys its tensors by name)");
-            }
+            leaf.emplace(flat.name(i), i);
         }
         std::vector<bool> kept(flat.size(), false);
         bool any = false;
