@@ -7,6 +7,8 @@
 #include <gtest/gtest.h>
 
 #include <cstdint>
+#include <stdexcept>
+#include <string>
 #include <utility>
 #include <vector>
 
@@ -125,5 +127,28 @@ namespace
         EXPECT_EQ(address(e.state<double>(2)), address(e.data.get()) + 16000);
         EXPECT_EQ(e.bytes, 24000u);
         expect_apart_and_inside(e);
+    }
+}
+
+namespace
+{
+    // view<T> reads a state kept in T; one kept as codes is named as such, with the way to
+    // read it, instead of being said not to exist.
+    TEST(state_store, a_coded_state_viewed_as_floats_says_how_to_read_it)
+    {
+        xoptim::state_store store;
+        store.add("w", xoptim::dtype::float32, {300}, 300, layout_of(2, slot_format::q8_signed));
+        std::string message = "no error";
+        try
+        {
+            store.view<float>("w", 0);
+        }
+        catch (const std::out_of_range& e)
+        {
+            message = e.what();
+        }
+        EXPECT_EQ(message, "xoptim: state number 0 of parameter 'w' is stored as 8-bit codes: read it decoded with values()");
+        EXPECT_THROW(store.view<float>("w", 2), std::out_of_range);
+        EXPECT_THROW(store.view<double>("w", 0), std::out_of_range);
     }
 }

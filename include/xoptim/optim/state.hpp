@@ -289,7 +289,13 @@ namespace xoptim
         tensor_view<const T> view(const std::string& name, std::size_t k) const
         {
             const entry& e = at(name);
-            if (math_type(e.type) != dtype_of<T>() || k >= e.count || e.states[k].format != slot_format::native)
+            if (k < e.count && math_type(e.type) == dtype_of<T>() && e.states[k].format != slot_format::native)
+            {
+                throw std::out_of_range("xoptim: state number " + std::to_string(k) + " of parameter '" + name
+                                        + "' is stored as " + (is_8bit(e.states[k].format) ? "8-bit codes" : "bf16")
+                                        + ": read it decoded with values()");
+            }
+            if (math_type(e.type) != dtype_of<T>() || k >= e.count)
             {
                 throw std::out_of_range("xoptim: parameter '" + name + "' has no " + dtype_name(dtype_of<T>())
                                         + " state number " + std::to_string(k));
