@@ -145,6 +145,17 @@ namespace
         std::vector<float> rows = std::vector<float>(3 * 3, 0.5f);
     };
 
+    // Neither half of a refused step moved anything, and AdamW made no state.
+    void expect_nothing_stepped(const setup_fixture& f, const setup_fixture& before,
+                                xoptim::sparse_embedding_optimizer& opt)
+    {
+        EXPECT_EQ(f.table, before.table);
+        EXPECT_EQ(f.weight, before.weight);
+        EXPECT_EQ(f.bias, before.bias);
+        EXPECT_EQ(opt.dense().step_count(), 0u);
+        EXPECT_TRUE(opt.dense().state().empty());
+    }
+
     TEST(sparse_embedding_optimizer, is_adamw_and_sparse_signsgd_with_the_spec_defaults)
     {
         setup_fixture a, b;
@@ -188,11 +199,7 @@ namespace
         EXPECT_THROW(opt.step(table, f.ids, xoptim::view(f.rows.data(), {3, 3}), std::tie(f.weight, f.bias),
                               std::tie(short_grad, f.bias_grad)),
                      std::invalid_argument);
-        EXPECT_EQ(f.table, before.table);
-        EXPECT_EQ(f.weight, before.weight);
-        EXPECT_EQ(f.bias, before.bias);
-        EXPECT_EQ(opt.dense().step_count(), 0u);
-        EXPECT_TRUE(opt.dense().state().empty());
+        expect_nothing_stepped(f, before, opt);
     }
 
     // The table among the dense parameters (or their gradients), or the row gradients
@@ -230,10 +237,7 @@ namespace
                       [&] { opt.step(table, {2}, rows_in_weight, std::tie(f.weight), std::tie(f.weight_grad)); }),
                   "xoptim::sparse_embedding_optimizer: the row gradients share memory with the dense parameter '0'"
                       + tail);
-        EXPECT_EQ(f.table, before.table);
-        EXPECT_EQ(f.weight, before.weight);
-        EXPECT_EQ(opt.dense().step_count(), 0u);
-        EXPECT_TRUE(opt.dense().state().empty());
+        expect_nothing_stepped(f, before, opt);
     }
 
     // A refused step leaves the embedding's lr too (it had taken AdamW's scheduled lr
