@@ -4,8 +4,8 @@
 #include <gtest/gtest.h>
 
 #include <clocale>
-#include <csignal>
 #include <cmath>
+#include <csignal>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
@@ -674,15 +674,18 @@ namespace
         xoptim::adamw one;
         xoptim::save_checkpoint(file(), std::make_tuple(xoptim::named("w", a)), one);
         const bytes saved = read_file(file());
-        const std::string twice = ": parameter 'w': two parameters have this name (state follows names: give each its own)";
+        const std::string twice
+            = ": parameter 'w': two parameters have this name (state follows names: give each its own)";
         EXPECT_EQ(xoptim_test::message_of([&] {
-                      xoptim::save_checkpoint(file(), std::make_tuple(xoptim::named("w", x), xoptim::named("w", y)), one);
+                      xoptim::save_checkpoint(file(), std::make_tuple(xoptim::named("w", x), xoptim::named("w", y)),
+                                              one);
                   }),
                   "xoptim::save_checkpoint" + twice);
         EXPECT_EQ(read_file(file()), saved);
         xoptim::adamw two;
         EXPECT_EQ(xoptim_test::message_of([&] {
-                      xoptim::load_checkpoint(file(), std::make_tuple(xoptim::named("w", x), xoptim::named("w", y)), two);
+                      xoptim::load_checkpoint(file(), std::make_tuple(xoptim::named("w", x), xoptim::named("w", y)),
+                                              two);
                   }),
                   "xoptim::load_checkpoint" + twice);
         EXPECT_EQ(x, std::vector<float>(3, 7.0f));

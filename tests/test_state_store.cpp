@@ -147,7 +147,8 @@ namespace
         {
             message = e.what();
         }
-        EXPECT_EQ(message, "xoptim: state number 0 of parameter 'w' is stored as 8-bit codes: read it decoded with values()");
+        EXPECT_EQ(message,
+                  "xoptim: state number 0 of parameter 'w' is stored as 8-bit codes: read it decoded with values()");
         EXPECT_THROW(store.view<float>("w", 2), std::out_of_range);
         EXPECT_THROW(store.view<double>("w", 0), std::out_of_range);
     }

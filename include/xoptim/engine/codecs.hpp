@@ -401,7 +401,8 @@ namespace xoptim
             const ubatch lane = ubatch::load_aligned(lanes);
             const auto one = [&](std::size_t i) {
                 const std::uint64_t at = first_index + i;
-                out[i] = round_stochastic(in[i], hash(segment_key(key, std::uint32_t(at >> 32)), std::uint32_t(at)) >> 16);
+                out[i] = round_stochastic(in[i],
+                                          hash(segment_key(key, std::uint32_t(at >> 32)), std::uint32_t(at)) >> 16);
             };
             for_elements<batch::size>(
                 n,
@@ -417,7 +418,8 @@ namespace xoptim
                     }
                     const batch x = batch::load_aligned(in + i);
                     const ubatch u = arch::bitwise_cast<std::uint32_t>(x);
-                    const ubatch r = hash(segment_key(key, std::uint32_t(at >> 32)), lane + ubatch(std::uint32_t(at))) >> 16;
+                    const ubatch r = hash(segment_key(key, std::uint32_t(at >> 32)), lane + ubatch(std::uint32_t(at)))
+                                     >> 16;
                     arch::narrow(quiet_where_nan<Arch>(x, (u + r) >> 16), out + i);
                 },
                 one);

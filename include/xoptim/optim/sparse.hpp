@@ -158,8 +158,8 @@ namespace xoptim
     namespace detail
     {
         // The first tensor of a walked set whose memory meets bytes [begin, end): "dense
-        // parameter 'NAME'" or "gradient of dense parameter 'NAME'", or empty. Walks a set a step has walked
-        // already (its structure is checked).
+        // parameter 'NAME'" or "gradient of dense parameter 'NAME'", or empty. It walks a
+        // set a step has walked already (its structure is checked).
         struct overlap_finder
         {
             std::uintptr_t begin;
