@@ -80,5 +80,12 @@ namespace
         EXPECT_NEAR(l, std::log(4.0), 1e-12);
         EXPECT_EQ(xoptim::train::count_correct(z.data() + 4, labels.data() + 1, 1, 4), 1u);
         EXPECT_EQ(xoptim::train::count_correct(z.data() + 4, labels.data(), 1, 4), 0u);
+        // A label that is no class is an error for both (count_correct had counted it wrong).
+        const std::vector<std::int32_t> bad = {-1, 4};
+        for (const std::int32_t* label : {bad.data(), bad.data() + 1})
+        {
+            EXPECT_THROW(xoptim::train::count_correct(z.data(), label, 1, 4), std::out_of_range);
+            EXPECT_THROW(xoptim::train::softmax_cross_entropy(z.data(), label, 1, 4, d.data()), std::out_of_range);
+        }
     }
 }

@@ -6,6 +6,8 @@
 #include "support/message_of.hpp"
 
 #include <algorithm>
+#include <cmath>
+#include <limits>
 #include <random>
 #include <stdexcept>
 #include <string>
@@ -147,6 +149,15 @@ TEST(leak_check, bad_options_and_steps_are_named)
     const std::vector<memory_sample> backwards{{0, 1}, {5, 2}, {3, 3}};
     EXPECT_EQ(message_of([&] { leak_check(backwards); }),
               "xoptim::train::leak_check: steps must increase (step 3 follows step 5)");
+    // A series of doubles holds byte counts: NaN, inf, negatives and 2^64 are refused
+    // (converting inf to size_t was undefined, NaN became 0).
+    for (const double bad : {std::nan(""), std::numeric_limits<double>::infinity(), -1.0, 18446744073709551616.0})
+    {
+        std::vector<double> rss(20, 1e6);
+        rss[7] = bad;
+        EXPECT_EQ(message_of([&] { leak_check(rss); }).rfind("xoptim::train::leak_check: rss_per_step[7] is ", 0), 0u)
+            << bad;
+    }
 }
 
 TEST(memory_profiler, keeps_a_bounded_evenly_spaced_series)
@@ -169,6 +180,26 @@ TEST(memory_profiler, keeps_a_bounded_evenly_spaced_series)
     EXPECT_GT(s.back().step + p.stride(), 999u);
     EXPECT_EQ(message_of([] { memory_profiler bad(1); }),
               "xoptim::train::memory_profiler: series_capacity must be >= 2 (got 1)");
+    // A step that does not increase is refused where it is recorded (the report's trend
+    // had thrown later, far from the cause), and nothing is recorded.
+    EXPECT_EQ(message_of([&] { p.record_step(999, 1); }),
+              "xoptim::train::memory_profiler: record_step: steps must increase (step 999 follows step 999)");
+    EXPECT_EQ(p.steps_recorded(), 1000u);
+}
+
+// A scope name of any length keeps the table's rows whole (a 256-byte line buffer had
+// cut them off and run them together).
+TEST(memory_profiler, a_long_scope_name_keeps_the_rows_whole)
+{
+    memory_profiler p;
+    const std::string name(300, 'a');
+    p.record(name, {100, 200, 300, true});
+    p.record("b", {1, 2, 3, true});
+    const std::string text = p.report();
+    EXPECT_NE(text.find("  scope" + std::string(300 - 5, ' ') + "    count"), std::string::npos) << text;
+    EXPECT_NE(text.find("  " + name + "        1 "), std::string::npos) << text;
+    EXPECT_NE(text.find("\n  b" + std::string(299, ' ') + "        1 "), std::string::npos) << text;
+    EXPECT_NE(text.find("\n  trend: no steps recorded\n"), std::string::npos) << text;
 }
 
 TEST(memory, rss_follows_a_touched_allocation)

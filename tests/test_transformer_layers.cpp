@@ -323,5 +323,42 @@ namespace
                   "xoptim::train::gpt: target 7 at 2 is not in the vocabulary of 7");
         EXPECT_EQ(thrown<std::invalid_argument>([&] { model.forward(ok.data(), 1, 6); }),
                   "xoptim::train::gpt: context must be in [1, 5] (got 6)");
+        // No batch, and batch x context past an int (it wrapped, and the BLAS wrote
+        // through a null buffer).
+        EXPECT_EQ(thrown<std::invalid_argument>([&] { model.loss(ok.data(), ok.data(), 0, 5, true); }),
+                  "xoptim::train::gpt: batch must be at least 1");
+        EXPECT_EQ(thrown<std::invalid_argument>(
+                      [&] { model.loss(ok.data(), ok.data(), std::size_t(1) << 63, 2, true); }),
+                  "xoptim::train::gpt: batch 9223372036854775808 x context 2 rows do not fit an int");
+    }
+
+    // Layers of size 0 are refused (linear's bound 1/sqrt(0) made inf weights), and a
+    // backward of another shape than its layer's last forward (it read and wrote past
+    // what the forward kept).
+    TEST(transformer_layers, layers_refuse_no_size_and_a_backward_of_another_shape)
+    {
+        EXPECT_EQ(thrown<std::invalid_argument>([] { train::linear<float> l(0, 3, 1); }),
+                  "xoptim::train::linear: in must be at least 1");
+        EXPECT_EQ(thrown<std::invalid_argument>([] { train::layer_norm<float> n(0); }),
+                  "xoptim::train::layer_norm: dim must be at least 1");
+        EXPECT_EQ(thrown<std::invalid_argument>([] { train::embedding<float> e(5, 0, 1); }),
+                  "xoptim::train::embedding: dim must be at least 1");
+        const std::vector<float> x(4 * 8, 0.5f), dy(4 * 8, 1.0f);
+        std::vector<float> y(4 * 8), dx(4 * 8);
+        train::layer_norm<float> norm(8);
+        norm.forward(x.data(), 1, y.data());
+        EXPECT_EQ(thrown<std::invalid_argument>([&] { norm.backward(x.data(), dy.data(), 2, dx.data()); }),
+                  "xoptim::train::layer_norm: backward of 2 rows, the last forward was of 1 rows (a backward reuses "
+                  "what its forward kept)");
+        train::mlp<float> ff(8, 16, 1);
+        EXPECT_EQ(thrown<std::invalid_argument>([&] { ff.backward(x.data(), dy.data(), 1, dx.data()); }),
+                  "xoptim::train::mlp: backward of 1 rows, the last forward was of 0 rows (a backward reuses what "
+                  "its forward kept)");
+        train::causal_self_attention<float> attention(8, 2, 1);
+        attention.forward(x.data(), 1, 2, y.data());
+        EXPECT_EQ(thrown<std::invalid_argument>([&] { attention.backward(x.data(), dy.data(), 2, 2, dx.data()); }),
+                  "xoptim::train::causal_self_attention: backward of batch 2 x context 2, the last forward was of "
+                  "batch 1 x context 2 (a backward reuses what its forward kept)");
+        attention.backward(x.data(), dy.data(), 1, 2, dx.data());  // the forward's shape
     }
 }

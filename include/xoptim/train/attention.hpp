@@ -53,7 +53,11 @@ namespace xoptim::train
         // attention weights and the heads' outputs for backward.
         void forward(const T* x, std::size_t batch, std::size_t context, T* y)
         {
-            const std::size_t rows = batch * context, d = dim(), hd = d / m_heads;
+            detail::require_size("causal_self_attention", "context", context);
+            const std::size_t rows = detail::rows_of("causal_self_attention", batch, context), d = dim(),
+                              hd = d / m_heads;
+            m_batch = batch;
+            m_context = context;
             m_qkv.resize(rows * 3 * d);
             m_probs.resize(batch * m_heads * context * context);
             m_out.resize(rows * d);
@@ -76,6 +80,7 @@ namespace xoptim::train
         // From dy and the forward input x: the projections' gradients and dx.
         void backward(const T* x, const T* dy, std::size_t batch, std::size_t context, T* dx)
         {
+            detail::require_forward_shape("causal_self_attention", batch, context, m_batch, m_context, shape_text);
             const std::size_t rows = batch * context, d = dim(), hd = d / m_heads;
             m_d_out.resize(rows * d);
             m_d_qkv.resize(rows * 3 * d);
@@ -104,6 +109,11 @@ namespace xoptim::train
         }
 
     private:
+
+        static std::string shape_text(std::size_t batch, std::size_t context)
+        {
+            return "batch " + std::to_string(batch) + " x context " + std::to_string(context);
+        }
 
         template <class F>
         void for_each_head(std::size_t batch, const F& f) const
@@ -181,6 +191,7 @@ namespace xoptim::train
         }
 
         std::size_t m_heads;
+        std::size_t m_batch = 0, m_context = 0;  // the last forward's, for backward
         // From the last forward: Q K V (rows, 3 dim), softmax weights (batch, heads,
         // context, context), the heads' outputs (rows, dim). Backward's scratch after.
         std::vector<T> m_qkv, m_probs, m_out;

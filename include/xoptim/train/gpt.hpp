@@ -115,6 +115,7 @@ namespace xoptim::train
         }
 
         void check_ids(const std::int32_t* ids, std::size_t n, const char* what) const;
+        std::size_t rows_of(std::size_t batch, std::size_t context) const;
         void resize(std::size_t rows);
         void embed(const std::int32_t* ids, std::size_t batch, std::size_t context);
         void backward(const std::int32_t* ids, std::size_t batch, std::size_t context);
@@ -257,6 +258,18 @@ namespace xoptim::train
         return n;
     }
 
+    // batch * context rows: context in [1, the model's], batch at least 1, the product an int.
+    template <class T>
+    std::size_t gpt<T>::rows_of(std::size_t batch, std::size_t context) const
+    {
+        if (context == 0 || context > m_config.context)
+        {
+            throw std::invalid_argument("xoptim::train::gpt: context must be in [1, " + std::to_string(m_config.context)
+                                        + "] (got " + std::to_string(context) + ")");
+        }
+        return detail::rows_of("gpt", batch, context);
+    }
+
     template <class T>
     void gpt<T>::check_ids(const std::int32_t* ids, std::size_t n, const char* what) const
     {
@@ -311,12 +324,7 @@ namespace xoptim::train
     template <class T>
     const T* gpt<T>::forward(const std::int32_t* ids, std::size_t batch, std::size_t context)
     {
-        if (context == 0 || context > m_config.context)
-        {
-            throw std::invalid_argument("xoptim::train::gpt: context must be in [1, " + std::to_string(m_config.context)
-                                        + "] (got " + std::to_string(context) + ")");
-        }
-        const std::size_t rows = batch * context, d = m_config.d_model;
+        const std::size_t rows = rows_of(batch, context), d = m_config.d_model;
         check_ids(ids, rows, "token id");
         resize(rows);
         embed(ids, batch, context);
@@ -341,7 +349,7 @@ namespace xoptim::train
     double gpt<T>::loss(const std::int32_t* ids, const std::int32_t* targets, std::size_t batch, std::size_t context,
                         bool with_grads)
     {
-        const std::size_t rows = batch * context;
+        const std::size_t rows = rows_of(batch, context);
         check_ids(targets, rows, "target");
         forward(ids, batch, context);
         const double l = cross_entropy(targets, rows);

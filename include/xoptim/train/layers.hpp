@@ -15,6 +15,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
+#include <limits>
 #include <stdexcept>
 #include <string>
 #include <vector>
@@ -23,6 +24,65 @@
 
 namespace xoptim::train
 {
+    namespace detail
+    {
+        // A layer's size: at least 1 (a layer of none has no meaning, and linear's
+        // initialization bound 1/sqrt(in) would be inf).
+        inline void require_size(const char* layer, const char* what, std::size_t n)
+        {
+            if (n == 0)
+            {
+                throw std::invalid_argument(std::string("xoptim::train::") + layer + ": " + what
+                                            + " must be at least 1");
+            }
+        }
+
+        // a * b, or an error naming both where it overflows std::size_t or passes the int
+        // the BLAS calls take.
+        inline std::size_t rows_of(const char* layer, std::size_t batch, std::size_t context)
+        {
+            require_size(layer, "batch", batch);
+            if (context > 0 && batch > std::size_t(std::numeric_limits<int>::max()) / context)
+            {
+                throw std::invalid_argument(std::string("xoptim::train::") + layer + ": batch " + std::to_string(batch)
+                                            + " x context " + std::to_string(context) + " rows do not fit an int");
+            }
+            return batch * context;
+        }
+
+        // A backward reuses what its layer's last forward kept: it must be of that shape,
+        // `shape(batch, context)` in words (built only for the message: a step allocates
+        // nothing).
+        template <class Shape>
+        void require_forward_shape(const char* layer, std::size_t batch, std::size_t context, std::size_t forward_batch,
+                                   std::size_t forward_context, const Shape& shape)
+        {
+            if (batch != forward_batch || context != forward_context)
+            {
+                throw std::invalid_argument(std::string("xoptim::train::") + layer + ": backward of "
+                                            + shape(batch, context) + ", the last forward was of "
+                                            + shape(forward_batch, forward_context)
+                                            + " (a backward reuses what its forward kept)");
+            }
+        }
+
+        inline void require_forward_rows(const char* layer, std::size_t rows, std::size_t forward_rows)
+        {
+            require_forward_shape(layer, rows, 1, forward_rows, 1,
+                                  [](std::size_t r, std::size_t) { return std::to_string(r) + " rows"; });
+        }
+
+        inline void check_label(const char* who, std::int32_t label, std::size_t row, std::size_t classes)
+        {
+            if (label < 0 || std::size_t(label) >= classes)
+            {
+                throw std::out_of_range(std::string("xoptim::train::") + who + ": label " + std::to_string(label)
+                                        + " of row " + std::to_string(row) + " is not one of " + std::to_string(classes)
+                                        + " classes");
+            }
+        }
+    }
+
     template <class T>
     struct host_tensor
     {
@@ -94,6 +154,8 @@ namespace xoptim::train
         linear(std::size_t in, std::size_t out, std::uint64_t seed)
             : weight({out, in}), bias({out}), grad_weight({out, in}), grad_bias({out})
         {
+            detail::require_size("linear", "in", in);
+            detail::require_size("linear", "out", out);
             const double bound = 1.0 / std::sqrt(double(in));
             fill_uniform(weight, bound, seed);
             fill_uniform(bias, bound, seed + 1);
@@ -149,6 +211,8 @@ namespace xoptim::train
         embedding(std::size_t vocab, std::size_t dim, std::uint64_t seed)
             : weight({vocab, dim}), grad_weight({vocab, dim})
         {
+            detail::require_size("embedding", "vocab", vocab);
+            detail::require_size("embedding", "dim", dim);
             fill_uniform(weight, std::sqrt(3.0), seed);
         }
 
@@ -240,12 +304,7 @@ namespace xoptim::train
         for (std::size_t r = 0; r < batch; ++r)
         {
             const T* z = logits + r * classes;
-            if (labels[r] < 0 || std::size_t(labels[r]) >= classes)
-            {
-                throw std::out_of_range("xoptim::train::softmax_cross_entropy: label " + std::to_string(labels[r])
-                                        + " of row " + std::to_string(r) + " is not one of " + std::to_string(classes)
-                                        + " classes");
-            }
+            detail::check_label("softmax_cross_entropy", labels[r], r, classes);
             const double top = double(*std::max_element(z, z + classes));
             double sum = 0;
             for (std::size_t j = 0; j < classes; ++j)
@@ -271,6 +330,7 @@ namespace xoptim::train
         for (std::size_t r = 0; r < batch; ++r)
         {
             const T* z = logits + r * classes;
+            detail::check_label("count_correct", labels[r], r, classes);
             correct += std::size_t(std::max_element(z, z + classes) - z) == std::size_t(labels[r]);
         }
         return correct;

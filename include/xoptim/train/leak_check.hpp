@@ -309,8 +309,15 @@ namespace xoptim::train
         std::vector<memory_sample> series(rss_per_step.size());
         for (std::size_t i = 0; i < series.size(); ++i)
         {
+            const double x = rss_per_step[i];
+            // 2^64 bytes and up do not fit a size_t (the conversion would be undefined).
+            if (!(x >= 0 && x < 18446744073709551616.0))
+            {
+                throw std::invalid_argument("xoptim::train::leak_check: rss_per_step[" + std::to_string(i) + "] is "
+                                            + std::to_string(x) + ", not a byte count");
+            }
             series[i].step = i;
-            series[i].rss = rss_per_step[i] > 0 ? std::size_t(rss_per_step[i]) : 0;
+            series[i].rss = std::size_t(x);
         }
         return leak_check(series, o);
     }

@@ -146,7 +146,8 @@ namespace xoptim::train
         // Stats per scope name, in the order the names were first recorded.
         std::vector<scope_stats> scopes() const;
 
-        // Appends current_rss(), or a value measured elsewhere, for `step`.
+        // Appends current_rss(), or a value measured elsewhere, for `step`: steps must
+        // increase (std::invalid_argument naming both otherwise, nothing recorded).
         void record_step(std::size_t step);
         void record_step(std::size_t step, std::size_t rss_bytes);
 
@@ -173,6 +174,7 @@ namespace xoptim::train
         std::size_t m_capacity;
         std::size_t m_stride = 1;
         std::size_t m_calls = 0;
+        std::size_t m_last_step = 0;  // of the last record_step call (read where m_calls > 0)
     };
 
     // Measures RSS at entry and exit and the peak in between, and records them into a
@@ -588,6 +590,12 @@ namespace xoptim::train
     inline void memory_profiler::record_step(std::size_t step, std::size_t rss_bytes)
     {
         std::lock_guard<std::mutex> lock(m_mutex);
+        if (m_calls > 0 && step <= m_last_step)
+        {
+            throw std::invalid_argument("xoptim::train::memory_profiler: record_step: steps must increase (step "
+                                        + std::to_string(step) + " follows step " + std::to_string(m_last_step) + ")");
+        }
+        m_last_step = step;
         if (m_calls++ % m_stride != 0)
         {
             return;
@@ -667,17 +675,21 @@ namespace xoptim::train
             {
                 width = std::max(width, s.name.size());
             }
-            char line[256];
-            std::snprintf(line, sizeof line, "  %-*s %8s %12s %12s %12s %12s\n", int(width), "scope", "count",
-                          "last delta", "max delta", "max peak", "peak rise");
-            out += line;
+            // The name column as wide as the longest name; the numbers in a fixed buffer.
+            const auto row = [&](const std::string& name, const char* numbers) {
+                out += "  " + name + std::string(width - name.size(), ' ') + numbers;
+            };
+            char numbers[128];
+            std::snprintf(numbers, sizeof numbers, " %8s %12s %12s %12s %12s\n", "count", "last delta", "max delta",
+                          "max peak", "peak rise");
+            row("scope", numbers);
             for (const scope_stats& s : table)
             {
-                std::snprintf(line, sizeof line, "  %-*s %8zu %12s %12s %12s %12s%s\n", int(width), s.name.c_str(),
-                              s.count, format_bytes(double(s.last_delta), true).c_str(),
+                std::snprintf(numbers, sizeof numbers, " %8zu %12s %12s %12s %12s%s\n", s.count,
+                              format_bytes(double(s.last_delta), true).c_str(),
                               format_bytes(double(s.max_delta), true).c_str(), format_bytes(double(s.max_peak)).c_str(),
                               format_bytes(double(s.max_peak_rise), true).c_str(), s.peak_exact ? "" : " (at least)");
-                out += line;
+                row(s.name, numbers);
             }
         }
 

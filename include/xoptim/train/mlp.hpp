@@ -45,6 +45,7 @@ namespace xoptim::train
         {
             m_pre.resize(rows * fc.out());
             m_act.resize(rows * fc.out());
+            m_rows = rows;
             fc.forward(x, rows, m_pre.data());
             relu_squared(m_pre.data(), m_pre.size(), m_act.data());
             proj.forward(m_act.data(), rows, y);
@@ -53,6 +54,7 @@ namespace xoptim::train
         // From dy and the forward input x: both layers' gradients and dx.
         void backward(const T* x, const T* dy, std::size_t rows, T* dx)
         {
+            detail::require_forward_rows("mlp", rows, m_rows);
             m_grad.resize(m_act.size());
             proj.backward(m_act.data(), dy, rows, m_grad.data());
             relu_squared_backward(m_pre.data(), m_grad.data(), m_grad.size());
@@ -62,6 +64,7 @@ namespace xoptim::train
     private:
 
         std::vector<T> m_pre, m_act, m_grad;  // fc's output, the activation, its gradient
+        std::size_t m_rows = 0;               // the last forward's
     };
 }
 

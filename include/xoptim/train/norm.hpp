@@ -22,6 +22,7 @@ namespace xoptim::train
         explicit layer_norm(std::size_t dim)
             : weight({dim}), bias({dim}), grad_weight({dim}), grad_bias({dim})
         {
+            detail::require_size("layer_norm", "dim", dim);
             std::fill(weight.values.begin(), weight.values.end(), T(1));
         }
 
@@ -34,6 +35,7 @@ namespace xoptim::train
         void forward(const T* x, std::size_t rows, T* y)
         {
             m_stats.resize(2 * rows);
+            m_rows = rows;
             parallel_for(rows, 4 * dim(), [&](std::size_t begin, std::size_t end) {
                 for (std::size_t r = begin; r < end; ++r)
                 {
@@ -56,6 +58,7 @@ namespace xoptim::train
         // with xh the normalized row and dxh = dy * weight.
         void backward(const T* x, const T* dy, std::size_t rows, T* dx)
         {
+            detail::require_forward_rows("layer_norm", rows, m_rows);
             parallel_for(rows, 6 * dim(), [&](std::size_t begin, std::size_t end) {
                 for (std::size_t r = begin; r < end; ++r)
                 {
@@ -114,6 +117,7 @@ namespace xoptim::train
         }
 
         std::vector<T> m_stats;  // per row of the last forward: mean, 1 / sqrt(var + eps)
+        std::size_t m_rows = 0;  // the last forward's
     };
 }
 
