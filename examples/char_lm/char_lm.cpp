@@ -298,7 +298,7 @@ namespace
             [&](const std::string& name, const auto& value) {
                 if (name == "--steps")
                 {
-                    s.steps = std::stoul(value());
+                    s.steps = examples::count(name, value(), 2);
                 }
                 else if (name == "--out")
                 {
@@ -310,15 +310,15 @@ namespace
                 }
                 else if (name == "--workers")
                 {
-                    s.workers = std::stoul(value());
+                    s.workers = examples::count(name, value(), 1);
                 }
                 else if (name == "--adamw-lr")
                 {
-                    s.adamw_lr = std::stod(value());
+                    s.adamw_lr = examples::number(name, value(), 0);
                 }
                 else if (name == "--muon-lr")
                 {
-                    s.muon_lr = std::stod(value());
+                    s.muon_lr = examples::number(name, value(), 0);
                 }
                 else if (name == "--sweep")
                 {
@@ -335,10 +335,6 @@ namespace
                 return true;
             },
             "--steps N, --out DIR, --text FILE, --workers W, --adamw-lr X, --muon-lr X, --sweep, --data-parallel");
-        if (s.steps < 2)
-        {
-            throw std::invalid_argument("--steps must be at least 2");
-        }
         s.eval_every = std::min(s.eval_every, std::max<std::size_t>(1, s.steps / 10));
         s.warmup = std::min(s.warmup, s.steps / 10);
         return s;

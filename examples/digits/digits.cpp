@@ -455,11 +455,11 @@ namespace
             [&](const std::string& name, const auto& value) {
                 if (name == "--steps")
                 {
-                    s.steps = std::stoul(value());
+                    s.steps = examples::count(name, value(), 1);
                 }
                 else if (name == "--batch")
                 {
-                    s.batch = std::stoul(value());
+                    s.batch = examples::count(name, value(), 1);
                 }
                 else if (name == "--out")
                 {
@@ -467,7 +467,7 @@ namespace
                 }
                 else if (name == "--threads")
                 {
-                    xoptim::set_num_threads(std::stoul(value()));
+                    xoptim::set_num_threads(examples::count(name, value(), 1));
                 }
                 else if (name == "--runs")
                 {
@@ -475,15 +475,15 @@ namespace
                 }
                 else if (name == "--lr")
                 {
-                    s.lr = std::stod(value());
+                    s.lr = examples::number(name, value(), 0);
                 }
                 else if (name == "--require-accuracy")
                 {
-                    s.require_accuracy = std::stod(value());
+                    s.require_accuracy = examples::number(name, value(), 0, 1);
                 }
                 else if (name == "--require-8bit-within")
                 {
-                    s.require_8bit_within = std::stod(value());
+                    s.require_8bit_within = examples::number(name, value(), 0, 100);
                 }
                 else if (name == "--data-parallel")
                 {
@@ -498,18 +498,6 @@ namespace
             "--steps N, --batch B, --out DIR, --threads T, --runs NAME,..., --lr X, --require-accuracy A, "
             "--require-8bit-within POINTS, "
             "--data-parallel");
-        if (s.steps == 0 || s.batch == 0)
-        {
-            throw std::invalid_argument("--steps and --batch must be at least 1");
-        }
-        if (s.lr < 0 || !std::isfinite(s.lr))
-        {
-            throw std::invalid_argument("--lr must be a positive number (0: each run's own)");
-        }
-        if (s.require_accuracy > 1)
-        {
-            throw std::invalid_argument("--require-accuracy is a fraction of the test images, at most 1 (e.g. 0.95)");
-        }
         return s;
     }
 }
@@ -526,6 +514,12 @@ int main(int argc, char** argv)
         const std::size_t n_train = all.size() * 4 / 5;
         const dataset train_set = subset(all, {order.begin(), order.begin() + long(n_train)});
         const dataset test_set = subset(all, {order.begin() + long(n_train), order.end()});
+        // A step takes its batch from one pass over the training set, without repeats.
+        if (s.batch > train_set.size())
+        {
+            throw std::invalid_argument("--batch must be at most the " + std::to_string(train_set.size())
+                                        + " training images (got " + std::to_string(s.batch) + ")");
+        }
         std::cout << "digits: " << train_set.size() << " training and " << test_set.size()
                   << " test images, MLP 64-256-256-10, batch " << s.batch << ", " << s.steps << " steps";
         if (cluster.size() > 1)

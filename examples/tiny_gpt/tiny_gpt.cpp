@@ -13,7 +13,6 @@
 // (validation loss by step and by training time), a checkpoint per optimizer, and text
 // sampled from each trained model. docs/training.md has the results.
 #include <algorithm>
-#include <cmath>
 #include <iostream>
 #include <optional>
 #include <sstream>
@@ -69,29 +68,6 @@ namespace
         return out;
     }
 
-    std::size_t count(const std::string& name, const std::string& value, std::size_t at_least)
-    {
-        std::size_t used = 0;
-        const unsigned long long v = std::stoull(value, &used);
-        if (used != value.size() || value[0] == '-' || v < at_least)
-        {
-            throw std::invalid_argument(name + " must be a whole number of at least " + std::to_string(at_least)
-                                        + " (got " + value + ")");
-        }
-        return std::size_t(v);
-    }
-
-    double number(const std::string& name, const std::string& value)
-    {
-        std::size_t used = 0;
-        const double v = std::stod(value, &used);
-        if (used != value.size() || !(v >= 0) || !std::isfinite(v))
-        {
-            throw std::invalid_argument(name + " must be a finite number >= 0 (got " + value + ")");
-        }
-        return v;
-    }
-
     const optimizer_entry& find_optimizer(const std::string& name)
     {
         std::string known;
@@ -115,31 +91,31 @@ namespace
             argc, argv,
             [&](const std::string& name, const auto& value) {
                 if (name == "--optimizer") s.optimizers = split(value());
-                else if (name == "--lr") s.lr = number(name, value());
-                else if (name == "--adamw-lr") s.adamw_lr = number(name, value());
+                else if (name == "--lr") s.lr = examples::number(name, value(), 0);
+                else if (name == "--adamw-lr") s.adamw_lr = examples::number(name, value(), 0);
                 else if (name == "--sweep") s.sweep = true;
-                else if (name == "--steps") s.steps = count(name, value(), 1);
-                else if (name == "--warmup") warmup = count(name, value(), 0);
-                else if (name == "--batch") s.batch = count(name, value(), 1);
-                else if (name == "--accumulate") s.accumulate = count(name, value(), 1);
-                else if (name == "--clip") s.clip = number(name, value());
-                else if (name == "--eval-every") eval_every = count(name, value(), 1);
-                else if (name == "--layers") s.model.layers = count(name, value(), 1);
-                else if (name == "--d-model") s.model.d_model = count(name, value(), 1);
-                else if (name == "--heads") s.model.heads = count(name, value(), 1);
-                else if (name == "--context") s.model.context = count(name, value(), 1);
+                else if (name == "--steps") s.steps = examples::count(name, value(), 1);
+                else if (name == "--warmup") warmup = examples::count(name, value(), 0);
+                else if (name == "--batch") s.batch = examples::count(name, value(), 1);
+                else if (name == "--accumulate") s.accumulate = examples::count(name, value(), 1);
+                else if (name == "--clip") s.clip = examples::number(name, value(), 0);
+                else if (name == "--eval-every") eval_every = examples::count(name, value(), 1);
+                else if (name == "--layers") s.model.layers = examples::count(name, value(), 1);
+                else if (name == "--d-model") s.model.d_model = examples::count(name, value(), 1);
+                else if (name == "--heads") s.model.heads = examples::count(name, value(), 1);
+                else if (name == "--context") s.model.context = examples::count(name, value(), 1);
                 else if (name == "--tied") s.model.tied_head = true;
-                else if (name == "--seed") s.model.seed = count(name, value(), 1);
+                else if (name == "--seed") s.model.seed = examples::count(name, value(), 1);
                 else if (name == "--text") s.text = value();
                 else if (name == "--out") s.out = value();
                 else if (name == "--resume") s.resume = value();
-                else if (name == "--stop-after") s.stop_after = count(name, value(), 1);
-                else if (name == "--save-every") s.save_every = count(name, value(), 1);
-                else if (name == "--threads") s.threads = count(name, value(), 1);
-                else if (name == "--workers") s.workers = count(name, value(), 1);
+                else if (name == "--stop-after") s.stop_after = examples::count(name, value(), 1);
+                else if (name == "--save-every") s.save_every = examples::count(name, value(), 1);
+                else if (name == "--threads") s.threads = examples::count(name, value(), 1);
+                else if (name == "--workers") s.workers = examples::count(name, value(), 1);
                 else if (name == "--prompt") s.prompt = value();
-                else if (name == "--sample-chars") s.sample_chars = count(name, value(), 0);
-                else if (name == "--temperature") s.temperature = number(name, value());
+                else if (name == "--sample-chars") s.sample_chars = examples::count(name, value(), 0);
+                else if (name == "--temperature") s.temperature = examples::number(name, value(), 0);
                 else if (name == "--help" || name == "-h") help = true;
                 else return false;
                 return true;
