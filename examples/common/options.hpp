@@ -53,8 +53,8 @@ namespace examples
             const std::size_t digit = std::size_t(c - '0');
             if (v > (most - digit) / 10)
             {
-                throw std::invalid_argument(option + ": '" + value + "' is too large (at most "
-                                            + std::to_string(most) + ")");
+                throw std::invalid_argument(option + ": '" + value + "' is too large (at most " + std::to_string(most)
+                                            + ")");
             }
             v = v * 10 + digit;
         }
