@@ -3,6 +3,8 @@
 #include <gtest/gtest.h>
 
 #include <algorithm>
+#include <cmath>
+#include <limits>
 #include <sstream>
 #include <stdexcept>
 #include <string>
@@ -125,4 +127,10 @@ TEST(progress_bar, unknown_rate_and_bad_total)
     stopped.finish();
     EXPECT_EQ(early.str(), "step 3/100 (3%)  -- steps/s  elapsed 0:00\n");
     EXPECT_THROW(progress_bar(0, out, false), std::invalid_argument);
+    // A redraw interval of NaN, inf or below 0 is refused, the old one kept.
+    for (const double bad : {std::nan(""), std::numeric_limits<double>::infinity(), -0.5})
+    {
+        EXPECT_THROW(bar.set_min_redraw_seconds(bad), std::invalid_argument) << bad;
+        EXPECT_EQ(bar.min_redraw_seconds(), 0.1);
+    }
 }

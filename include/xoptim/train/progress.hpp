@@ -38,6 +38,8 @@
 
 #include <unistd.h>
 
+#include "../optim/validate.hpp"
+
 namespace xoptim::train
 {
     // Whether standard output is a terminal.
@@ -81,8 +83,10 @@ namespace xoptim::train
             m_bar_width = chars;
         }
 
+        // At least 0 and finite (NaN had stopped every redraw but the first and the last).
         void set_min_redraw_seconds(double seconds)
         {
+            xoptim::detail::require_non_negative(seconds, "train::progress_bar", "min_redraw_seconds");
             m_min_redraw = seconds;
         }
 
