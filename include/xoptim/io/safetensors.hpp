@@ -284,7 +284,8 @@ namespace xoptim::io
 
     private:
 
-        // Checks the header text (`size` bytes) against a data section of `data_size` bytes.
+        // Checks the header text (`size` bytes) against a data section of `data_size` bytes,
+        // or (safetensors_detail::as_the_tensors_say) of as many as its tensors take.
         void parse_header(const unsigned char* text, std::size_t size, std::size_t data_size);
 
         std::string m_what;                      // the path, or what parse was given
@@ -1072,19 +1073,8 @@ namespace xoptim::io
             fail(path, "the file changed while it was read (its size is not the one its header was read with)");
         }
 
-        // Where the tensors a header places end: the size of the data section it describes.
-        inline std::size_t data_end(const std::string& what, const unsigned char* text, std::size_t size)
-        {
-            std::map<std::string, std::string> metadata;
-            std::vector<st_tensor_info> tensors;
-            header_parser(what, text, size, std::numeric_limits<std::size_t>::max()).parse(metadata, tensors);
-            std::size_t end = 0;
-            for (const st_tensor_info& t : tensors)
-            {
-                end = std::max(end, t.end);
-            }
-            return end;
-        }
+        // parse_header's data size for a file of unknown size (a pipe): where its tensors end.
+        inline constexpr std::size_t as_the_tensors_say = std::numeric_limits<std::size_t>::max();
     }
 
     XOPTIM_IO_INLINE safetensors_file safetensors_file::read(const std::string& path)
@@ -1139,8 +1129,7 @@ namespace xoptim::io
         file.m_what = path;
         file.m_sequential = !regular;
         file.parse_header(header.data(), header_size,
-                          regular ? static_cast<std::size_t>(size - 8 - header_size)
-                                  : d::data_end(path, header.data(), header_size));
+                          regular ? static_cast<std::size_t>(size - 8 - header_size) : d::as_the_tensors_say);
         file.m_data_offset = 8 + header_size;
         file.m_file = std::make_shared<const d::file_handle>(std::move(fd));
         return file;
@@ -1204,8 +1193,16 @@ namespace xoptim::io
     {
         namespace d = safetensors_detail;
         const std::string& what = m_what;
-        m_data_size = data_size;
         d::header_parser(what, text, size, data_size).parse(m_metadata, m_tensors);
+        m_data_size = data_size;
+        if (data_size == d::as_the_tensors_say)
+        {
+            m_data_size = 0;
+            for (const st_tensor_info& t : m_tensors)
+            {
+                m_data_size = std::max(m_data_size, t.end);
+            }
+        }
 
         // The tensors must tile the data section: no byte belongs to two tensors or to none.
         std::vector<const st_tensor_info*> by_offset;
@@ -1236,10 +1233,10 @@ namespace xoptim::io
             covered = t->end;
             previous = t;
         }
-        if (covered != data_size)
+        if (covered != m_data_size)
         {
             d::fail(what, "hole in the data section: bytes [" + std::to_string(covered) + ", "
-                              + std::to_string(data_size) + ") at its end belong to no tensor");
+                              + std::to_string(m_data_size) + ") at its end belong to no tensor");
         }
 
         std::sort(m_tensors.begin(), m_tensors.end(),
