@@ -326,7 +326,7 @@ namespace
         // No batch, and batch x context past an int (it wrapped, and the BLAS wrote
         // through a null buffer).
         EXPECT_EQ(thrown<std::invalid_argument>([&] { model.loss(ok.data(), ok.data(), 0, 5, true); }),
-                  "xoptim::train::gpt: batch must be at least 1");
+                  "xoptim::train::gpt: batch must be >= 1 (got 0)");
         EXPECT_EQ(thrown<std::invalid_argument>(
                       [&] { model.loss(ok.data(), ok.data(), std::size_t(1) << 63, 2, true); }),
                   "xoptim::train::gpt: batch 9223372036854775808 x context 2 rows do not fit an int");
@@ -338,11 +338,11 @@ namespace
     TEST(transformer_layers, layers_refuse_no_size_and_a_backward_of_another_shape)
     {
         EXPECT_EQ(thrown<std::invalid_argument>([] { train::linear<float> l(0, 3, 1); }),
-                  "xoptim::train::linear: in must be at least 1");
+                  "xoptim::train::linear: in must be >= 1 (got 0)");
         EXPECT_EQ(thrown<std::invalid_argument>([] { train::layer_norm<float> n(0); }),
-                  "xoptim::train::layer_norm: dim must be at least 1");
+                  "xoptim::train::layer_norm: dim must be >= 1 (got 0)");
         EXPECT_EQ(thrown<std::invalid_argument>([] { train::embedding<float> e(5, 0, 1); }),
-                  "xoptim::train::embedding: dim must be at least 1");
+                  "xoptim::train::embedding: dim must be >= 1 (got 0)");
         const std::vector<float> x(4 * 8, 0.5f), dy(4 * 8, 1.0f);
         std::vector<float> y(4 * 8), dx(4 * 8);
         train::layer_norm<float> norm(8);

@@ -53,8 +53,8 @@ namespace xoptim::train
         // attention weights and the heads' outputs for backward.
         void forward(const T* x, std::size_t batch, std::size_t context, T* y)
         {
-            detail::require_size("causal_self_attention", "context", context);
-            const std::size_t rows = detail::rows_of("causal_self_attention", batch, context), d = dim(),
+            detail::require_size("train::causal_self_attention", "context", context);
+            const std::size_t rows = detail::rows_of("train::causal_self_attention", batch, context), d = dim(),
                               hd = d / m_heads;
             m_batch = batch;
             m_context = context;
@@ -80,7 +80,7 @@ namespace xoptim::train
         // From dy and the forward input x: the projections' gradients and dx.
         void backward(const T* x, const T* dy, std::size_t batch, std::size_t context, T* dx)
         {
-            detail::require_forward_shape("causal_self_attention", batch, context, m_batch, m_context, shape_text);
+            detail::require_forward_shape("train::causal_self_attention", batch, context, m_batch, m_context, shape_text);
             const std::size_t rows = batch * context, d = dim(), hd = d / m_heads;
             m_d_out.resize(rows * d);
             m_d_qkv.resize(rows * 3 * d);

@@ -267,7 +267,7 @@ namespace xoptim::train
             throw std::invalid_argument("xoptim::train::gpt: context must be in [1, " + std::to_string(m_config.context)
                                         + "] (got " + std::to_string(context) + ")");
         }
-        return detail::rows_of("gpt", batch, context);
+        return detail::rows_of("train::gpt", batch, context);
     }
 
     template <class T>

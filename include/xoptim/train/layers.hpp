@@ -21,20 +21,18 @@
 #include <vector>
 
 #include "../linalg/blas.hpp"
+#include "../optim/validate.hpp"
 
 namespace xoptim::train
 {
     namespace detail
     {
         // A layer's size: at least 1 (a layer of none has no meaning, and linear's
-        // initialization bound 1/sqrt(in) would be inf).
+        // initialization bound 1/sqrt(in) would be inf). `layer` is "train::NAME", as in
+        // every helper here.
         inline void require_size(const char* layer, const char* what, std::size_t n)
         {
-            if (n == 0)
-            {
-                throw std::invalid_argument(std::string("xoptim::train::") + layer + ": " + what
-                                            + " must be at least 1");
-            }
+            xoptim::detail::require(n >= 1, layer, what, ">= 1", double(n));
         }
 
         // a * b, or an error naming both where it overflows std::size_t or passes the int
@@ -44,7 +42,7 @@ namespace xoptim::train
             require_size(layer, "batch", batch);
             if (context > 0 && batch > std::size_t(std::numeric_limits<int>::max()) / context)
             {
-                throw std::invalid_argument(std::string("xoptim::train::") + layer + ": batch " + std::to_string(batch)
+                throw std::invalid_argument(std::string("xoptim::") + layer + ": batch " + std::to_string(batch)
                                             + " x context " + std::to_string(context) + " rows do not fit an int");
             }
             return batch * context;
@@ -59,7 +57,7 @@ namespace xoptim::train
         {
             if (batch != forward_batch || context != forward_context)
             {
-                throw std::invalid_argument(std::string("xoptim::train::") + layer + ": backward of "
+                throw std::invalid_argument(std::string("xoptim::") + layer + ": backward of "
                                             + shape(batch, context) + ", the last forward was of "
                                             + shape(forward_batch, forward_context)
                                             + " (a backward reuses what its forward kept)");
@@ -76,7 +74,7 @@ namespace xoptim::train
         {
             if (label < 0 || std::size_t(label) >= classes)
             {
-                throw std::out_of_range(std::string("xoptim::train::") + who + ": label " + std::to_string(label)
+                throw std::out_of_range(std::string("xoptim::") + who + ": label " + std::to_string(label)
                                         + " of row " + std::to_string(row) + " is not one of " + std::to_string(classes)
                                         + " classes");
             }
@@ -154,8 +152,8 @@ namespace xoptim::train
         linear(std::size_t in, std::size_t out, std::uint64_t seed)
             : weight({out, in}), bias({out}), grad_weight({out, in}), grad_bias({out})
         {
-            detail::require_size("linear", "in", in);
-            detail::require_size("linear", "out", out);
+            detail::require_size("train::linear", "in", in);
+            detail::require_size("train::linear", "out", out);
             const double bound = 1.0 / std::sqrt(double(in));
             fill_uniform(weight, bound, seed);
             fill_uniform(bias, bound, seed + 1);
@@ -211,8 +209,8 @@ namespace xoptim::train
         embedding(std::size_t vocab, std::size_t dim, std::uint64_t seed)
             : weight({vocab, dim}), grad_weight({vocab, dim})
         {
-            detail::require_size("embedding", "vocab", vocab);
-            detail::require_size("embedding", "dim", dim);
+            detail::require_size("train::embedding", "vocab", vocab);
+            detail::require_size("train::embedding", "dim", dim);
             fill_uniform(weight, std::sqrt(3.0), seed);
         }
 
@@ -304,7 +302,7 @@ namespace xoptim::train
         for (std::size_t r = 0; r < batch; ++r)
         {
             const T* z = logits + r * classes;
-            detail::check_label("softmax_cross_entropy", labels[r], r, classes);
+            detail::check_label("train::softmax_cross_entropy", labels[r], r, classes);
             const double top = double(*std::max_element(z, z + classes));
             double sum = 0;
             for (std::size_t j = 0; j < classes; ++j)
@@ -330,7 +328,7 @@ namespace xoptim::train
         for (std::size_t r = 0; r < batch; ++r)
         {
             const T* z = logits + r * classes;
-            detail::check_label("count_correct", labels[r], r, classes);
+            detail::check_label("train::count_correct", labels[r], r, classes);
             correct += std::size_t(std::max_element(z, z + classes) - z) == std::size_t(labels[r]);
         }
         return correct;

@@ -54,7 +54,7 @@ namespace xoptim::train
         // From dy and the forward input x: both layers' gradients and dx.
         void backward(const T* x, const T* dy, std::size_t rows, T* dx)
         {
-            detail::require_forward_rows("mlp", rows, m_rows);
+            detail::require_forward_rows("train::mlp", rows, m_rows);
             m_grad.resize(m_act.size());
             proj.backward(m_act.data(), dy, rows, m_grad.data());
             relu_squared_backward(m_pre.data(), m_grad.data(), m_grad.size());

@@ -22,7 +22,7 @@ namespace xoptim::train
         explicit layer_norm(std::size_t dim)
             : weight({dim}), bias({dim}), grad_weight({dim}), grad_bias({dim})
         {
-            detail::require_size("layer_norm", "dim", dim);
+            detail::require_size("train::layer_norm", "dim", dim);
             std::fill(weight.values.begin(), weight.values.end(), T(1));
         }
 
@@ -58,7 +58,7 @@ namespace xoptim::train
         // with xh the normalized row and dxh = dy * weight.
         void backward(const T* x, const T* dy, std::size_t rows, T* dx)
         {
-            detail::require_forward_rows("layer_norm", rows, m_rows);
+            detail::require_forward_rows("train::layer_norm", rows, m_rows);
             parallel_for(rows, 6 * dim(), [&](std::size_t begin, std::size_t end) {
                 for (std::size_t r = begin; r < end; ++r)
                 {
