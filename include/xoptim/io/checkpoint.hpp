@@ -356,11 +356,11 @@ namespace xoptim
         std::size_t parse_count(const std::string& path, const std::map<std::string, std::string>& meta,
                                 const std::string& key);
 
-        // The parameters a checkpoint is saved from or loaded into: unique names (the file
-        // keys its tensors by name) and, against `stores` (a save's: the trainer's
-        // optimizers' stores), where they keep state, an entry for each parameter, of its
-        // shape, and none for another (a save of another set would write a file no load
-        // accepts; a load, given none, checks the file's tensors against the trainer's).
+        // The parameters a checkpoint is saved from or loaded into, against `stores` (the
+        // trainer's optimizers' stores): where they keep state, an entry for each
+        // parameter, of its shape, and none for another (a save of another set would write
+        // a file no load accepts; a load replaces the state, and cannot replace state kept
+        // for another set). Their names are unique already (flat_params' first walk).
         void check_parameters(const std::string& path, const flat_params& flat,
                               const std::vector<const state_store*>& stores);
 
