@@ -347,6 +347,7 @@ int main(int argc, char** argv)
     {
         const settings s = parse(argc, argv);
         const examples::cluster cluster(s.data_parallel, argc, argv);
+        cluster.require_rows(batch, "the batch of " + std::to_string(batch) + " windows");
         fs::path source = s.text;
         if (source.empty())
         {

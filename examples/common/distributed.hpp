@@ -9,6 +9,7 @@
 #include <iostream>
 #include <memory>
 #include <stdexcept>
+#include <string>
 #include <utility>
 
 #include <xoptim/dist/checkpoint.hpp>
@@ -67,6 +68,19 @@ namespace examples
         {
             const std::size_t r = std::size_t(rank()), n = std::size_t(size());
             return {rows * r / n, rows * (r + 1) / n - rows * r / n};
+        }
+
+        // Refuses a batch of `rows` that leaves a rank without rows of its own; `what`
+        // names the batch's size in the message (an option, say).
+        void require_rows(std::size_t rows, const std::string& what) const
+        {
+            if (rows < std::size_t(size()))
+            {
+                throw std::invalid_argument(
+                    what + " must be at least the " + std::to_string(size())
+                    + " ranks of --data-parallel, each of which trains on its share of a batch (got "
+                    + std::to_string(rows) + ")");
+            }
         }
 
         // The mean over ranks of a number (a loss).

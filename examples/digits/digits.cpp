@@ -520,6 +520,7 @@ int main(int argc, char** argv)
             throw std::invalid_argument("--batch must be at most the " + std::to_string(train_set.size())
                                         + " training images (got " + std::to_string(s.batch) + ")");
         }
+        cluster.require_rows(s.batch, "--batch");
         std::cout << "digits: " << train_set.size() << " training and " << test_set.size()
                   << " test images, MLP 64-256-256-10, batch " << s.batch << ", " << s.steps << " steps";
         if (cluster.size() > 1)
