@@ -48,6 +48,19 @@ namespace
         return o;
     }
 
+    // The warmups may be None in the reference: JSON null reads as 0, none.
+    TEST(ademamix, json_null_warmups_are_none)
+    {
+        const auto o = xoptim::tools::detail::read_options<xoptim::ademamix_options>("ademamix",
+                                                                                     {{"alpha_warmup", nullptr},
+                                                                                      {"beta3_warmup", nullptr}});
+        EXPECT_EQ(o.alpha_warmup, 0u);
+        EXPECT_EQ(o.beta3_warmup, 0u);
+        EXPECT_EQ(xoptim::tools::detail::read_options<xoptim::ademamix_options>("ademamix", {{"alpha_warmup", 7u}})
+                      .alpha_warmup,
+                  7u);
+    }
+
     TEST(ademamix, threads_change_no_bits)
     {
         xoptim_test::expect_thread_invariant([] { return xoptim::ademamix(warmed()); });

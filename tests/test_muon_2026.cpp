@@ -363,6 +363,12 @@ namespace
         EXPECT_EQ(json_error({{"ns_coefficient_table", {{1, 2, nullptr}}}}),
                   "hyperparameter \"ns_coefficient_table\" of muon must be \"polar_express\" or an array of [a, b, c] "
                   "rows");
+        // A count is a JSON integer, and null only where its reference allows None.
+        EXPECT_EQ(json_error({{"ns_steps", 5.0}}),
+                  "hyperparameter \"ns_steps\" of muon must be a non-negative integer");
+        EXPECT_EQ(json_error({{"ns_steps", nullptr}}),
+                  "hyperparameter \"ns_steps\" of muon must be a non-negative integer");
+        EXPECT_EQ(json_error({{"ns_steps", 3u}}), "no exception");
     }
 
     // Under bf16 or 8-bit storage the momentum is narrow and the second moment stays in

@@ -12,6 +12,7 @@
 #include <set>
 #include <stdexcept>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include <xoptim/optim/ademamix.hpp>
@@ -94,13 +95,21 @@ namespace xoptim::tools
                 }
             }
 
-            // A count; null reads as 0, which means "none" for the counts that may be None
-            // in their reference (AdEMAMix's warmups).
+            // A count, a JSON integer. Null only for the counts that may be None in their
+            // reference (AdEMAMix's warmups), where it reads as 0: none.
             void read(const char* key, std::size_t& x)
             {
                 if (const auto* v = find(key))
                 {
-                    require(v->is_number_unsigned() || v->is_null(), key, "a non-negative integer or null");
+                    const std::string_view name = key;
+                    if (name == "beta3_warmup" || name == "alpha_warmup")
+                    {
+                        require(v->is_number_unsigned() || v->is_null(), key, "a non-negative integer or null");
+                    }
+                    else
+                    {
+                        require(v->is_number_unsigned(), key, "a non-negative integer");
+                    }
                     x = v->is_null() ? 0 : v->get<std::size_t>();
                 }
             }
