@@ -451,7 +451,7 @@ namespace xoptim
         // operations are the element ones, on one-value batches.
         using host_batch = xsimd::batch<double, arch::host_arch>;
 
-        inline host_batch host_eval(const constant& c, const double*, const job_scalars&)
+        inline host_batch host_eval(const literal& c, const double*, const job_scalars&)
         {
             return host_batch(c.value);
         }

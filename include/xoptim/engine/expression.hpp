@@ -40,7 +40,7 @@ namespace xoptim
 
     // A hyperparameter or derived scalar, captured by value. Stored in double and
     // rounded once to the tensor's element type when the kernel is prepared.
-    struct constant
+    struct literal
     {
         double value;
     };
@@ -61,7 +61,7 @@ namespace xoptim
         template <class E>
         constexpr assignment<I, std::decay_t<E>> operator=(E&& e) const;
         template <class E, std::enable_if_t<std::is_arithmetic_v<std::decay_t<E>>, int> = 0>
-        constexpr assignment<I, constant> operator=(E e) const;
+        constexpr assignment<I, literal> operator=(E e) const;
         constexpr assignment<I, symbol> operator=(const symbol& e) const;
     };
 
@@ -130,7 +130,7 @@ namespace xoptim
     };
 
     template <>
-    struct is_expression<constant> : std::true_type
+    struct is_expression<literal> : std::true_type
     {
     };
 
@@ -168,7 +168,7 @@ namespace xoptim
             {
                 static_assert(std::is_arithmetic_v<std::decay_t<T>>,
                               "xoptim: an operand must be an xoptim expression or a number");
-                return constant{static_cast<double>(t)};
+                return literal{static_cast<double>(t)};
             }
         }
 
@@ -275,10 +275,10 @@ namespace xoptim
 
     template <std::size_t I>
     template <class E, std::enable_if_t<std::is_arithmetic_v<std::decay_t<E>>, int>>
-    constexpr assignment<I, constant> symbol<I>::operator=(E e) const
+    constexpr assignment<I, literal> symbol<I>::operator=(E e) const
     {
         detail::check_assignable<I>();
-        return {constant{static_cast<double>(e)}};
+        return {literal{static_cast<double>(e)}};
     }
 
     template <std::size_t I>

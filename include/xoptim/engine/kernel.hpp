@@ -129,12 +129,12 @@ namespace xoptim
             static constexpr std::uint64_t compute_loads()
             {
                 std::uint64_t written = 0;
-                std::uint64_t loads = 0;
-                ((loads |= assignment_traits<A>::finalizing ? 0 : assignment_traits<A>::reads & ~written,
+                std::uint64_t read = 0;
+                ((read |= assignment_traits<A>::finalizing ? 0 : assignment_traits<A>::reads & ~written,
                   written |= assignment_traits<A>::finalizing ? 0 : assignment_traits<A>::writes),
                  ...);
                 const std::uint64_t reduced = (std::uint64_t(0) | ... | assignment_traits<A>::reduced);
-                return loads | (reduced & ~written);
+                return read | (reduced & ~written);
             }
 
             static constexpr std::uint64_t writes =
@@ -187,7 +187,7 @@ namespace xoptim
 
         // Scalars become broadcast batches once per call, outside the element loop.
         template <class B>
-        struct prepared_constant
+        struct prepared_literal
         {
             B value;
         };
@@ -199,7 +199,7 @@ namespace xoptim
         }
 
         template <class B>
-        prepared_constant<B> prepare(const constant& c)
+        prepared_literal<B> prepare(const literal& c)
         {
             using value_type = typename B::value_type;
             return {B(static_cast<value_type>(c.value))};
@@ -297,7 +297,7 @@ namespace xoptim
         }
 
         template <class B>
-        inline const B& eval(const prepared_constant<B>& c, const registers<B>&)
+        inline const B& eval(const prepared_literal<B>& c, const registers<B>&)
         {
             return c.value;
         }

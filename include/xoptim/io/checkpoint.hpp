@@ -648,9 +648,9 @@ namespace xoptim
             {
                 // No sums in the file: those of the run this one replaces go too.
                 const state_store& sums = detail::checkpoint_access::accumulators(trainer);
-                for (std::size_t k = 0; k < sums.size(); ++k)
+                for (std::size_t i = 0; i < sums.size(); ++i)
                 {
-                    std::memset(sums[k].data.get(), 0, sums[k].bytes);
+                    std::memset(sums[i].data.get(), 0, sums[i].bytes);
                 }
             }
         }

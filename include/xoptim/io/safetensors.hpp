@@ -356,18 +356,13 @@ namespace xoptim::io
         inline std::size_t utf8_length(const unsigned char* p, std::size_t avail) noexcept
         {
             const unsigned char c = p[0];
-            std::size_t n = 0;
-            unsigned char lo = 0x80, hi = 0xbf;  // range of the second byte
             if (c < 0x80) return 1;
-            else if (c >= 0xc2 && c <= 0xdf) n = 2;
-            else if (c == 0xe0) n = 3, lo = 0xa0;
-            else if (c == 0xed) n = 3, hi = 0x9f;
-            else if (c >= 0xe1 && c <= 0xef) n = 3;
-            else if (c == 0xf0) n = 4, lo = 0x90;
-            else if (c >= 0xf1 && c <= 0xf3) n = 4;
-            else if (c == 0xf4) n = 4, hi = 0x8f;
-            else return 0;
-            if (avail < n || p[1] < lo || p[1] > hi) return 0;
+            // The sequence's length (0: c cannot start one) and its second byte's range.
+            const std::size_t n = c < 0xc2 ? 0 : c < 0xe0 ? 2 : c < 0xf0 ? 3 : c < 0xf5 ? 4 : 0;
+            const unsigned lo = c == 0xe0 ? 0xa0 : c == 0xf0 ? 0x90 : 0x80;
+            const unsigned hi = c == 0xed ? 0x9f : c == 0xf4 ? 0x8f : 0xbf;
+            if (n == 0 || avail < n || p[1] < lo || p[1] > hi)
+                return 0;
             for (std::size_t i = 2; i < n; ++i)
             {
                 if (p[i] < 0x80 || p[i] > 0xbf) return 0;

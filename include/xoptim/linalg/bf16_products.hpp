@@ -198,13 +198,14 @@ namespace xoptim::linalg
                 __m512bh rv[J];
                 XOPTIM_UNROLL for (int j = 0; j < J; ++j)
                 {
-                    rv[j] = (__m512bh)_mm512_loadu_si512(panel + p * bf16_panel + std::size_t(j) * bf16_columns);
+                    rv[j] = reinterpret_cast<__m512bh>(
+                        _mm512_loadu_si512(panel + p * bf16_panel + std::size_t(j) * bf16_columns));
                 }
                 XOPTIM_UNROLL for (int i = 0; i < I; ++i)
                 {
                     std::uint32_t pair;
                     std::memcpy(&pair, l + std::size_t(i) * k + 2 * p, sizeof pair);
-                    const __m512bh lv = (__m512bh)_mm512_set1_epi32(static_cast<int>(pair));
+                    const __m512bh lv = reinterpret_cast<__m512bh>(_mm512_set1_epi32(static_cast<int>(pair)));
                     XOPTIM_UNROLL for (int j = 0; j < J; ++j)
                     {
                         acc[i][j] = _mm512_dpbf16_ps(acc[i][j], lv, rv[j]);

@@ -162,7 +162,7 @@ namespace xoptim
                                                       : 1 / std::max(std::sqrt(sum), m_o.eps);
         if (m_o.steps == 0)
         {
-            std::transform(g, g + size, out, [&](T x) { return static_cast<T>(x * (s * scale)); });
+            std::transform(g, g + size, out, [&](T x) { return static_cast<T>(double(x) * (s * scale)); });
             return;
         }
         // The iterates alternate between out and m_x so that the last lands in out.
@@ -179,7 +179,7 @@ namespace xoptim
         if (!folded)
         {
             T* scaled = target(0) == out ? m_x.data() : out;  // in place where out == g
-            std::transform(g, g + size, scaled, [&](T v) { return static_cast<T>(v * s); });
+            std::transform(g, g + size, scaled, [&](T v) { return static_cast<T>(double(v) * s); });
             x = scaled;
         }
         else if (out == g && target(0) == out)
@@ -321,7 +321,7 @@ namespace xoptim
             for (std::size_t j = 0; j < n; ++j)
             {
                 const T x = static_cast<T>(value(m_hx[i * np + j]));
-                (tall ? out[j * cols + i] : out[i * cols + j]) = scale == 1 ? x : static_cast<T>(x * scale);
+                (tall ? out[j * cols + i] : out[i * cols + j]) = scale == 1 ? x : static_cast<T>(double(x) * scale);
             }
         }
     }

@@ -141,7 +141,7 @@ namespace xoptim
             {
                 // 1 - w in the element type, as ATen computes it (a struct: schedule.hpp has a
                 // function of the same name).
-                const struct constant one{1}, weight{w};
+                const literal one{1}, weight{w};
                 run_without_grads(std::forward<P>(params), shadow = p - (p - shadow) * (one - weight));
             }
         }

@@ -125,7 +125,9 @@ namespace xoptim
             }
             const auto first_moment = b1 * m + beta3 * sg;
             const auto second_moment = (1 - b2) * sg * sg + b2 * v;
-            const auto adam = [&](const auto& mm, const auto& vv) { return (mm / bc1) / (sqrt(vv / bc2) + o.eps); };
+            const auto adam_direction = [&](const auto& mm, const auto& vv) {
+                return (mm / bc1) / (sqrt(vv / bc2) + o.eps);
+            };
             const auto passes = [&](const auto& grad, const auto& direction) {
                 if (o.use_nvlamb || wd != 0)
                 {
@@ -164,11 +166,12 @@ namespace xoptim
             };
             if (o.adam_w_mode)
             {
-                passes(sg = g / clipped, [&](const auto& mm, const auto& vv) { return adam(mm, vv) + wd * p; });
+                passes(sg = g / clipped,
+                       [&](const auto& mm, const auto& vv) { return adam_direction(mm, vv) + wd * p; });
             }
             else
             {
-                passes(sg = g / clipped + wd * p, adam);
+                passes(sg = g / clipped + wd * p, adam_direction);
             }
         }
     };

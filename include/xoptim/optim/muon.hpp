@@ -206,7 +206,7 @@ namespace xoptim
         // (one_minus(w): w rounded to the type, then 1 - w in the pass).
         static auto one_minus(double w) noexcept
         {
-            using scalar = struct constant;  // the engine's leaf, not the schedule
+            using scalar = literal;  // the engine's leaf
             return 1.0 - scalar{w};
         }
 

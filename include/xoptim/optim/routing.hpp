@@ -131,9 +131,9 @@ namespace xoptim
             return m_rules.size();
         }
 
-        const std::string& optimizer(std::size_t rule) const
+        const std::string& optimizer(std::size_t index) const
         {
-            return m_rules.at(rule).optimizer;
+            return m_rules.at(index).optimizer;
         }
 
         // Index of the first rule matching the parameter; an error naming it if none does.
