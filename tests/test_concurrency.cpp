@@ -12,6 +12,8 @@
 #include <iostream>
 #include <mutex>
 #include <set>
+#include <stdexcept>
+#include <string>
 #include <thread>
 #include <vector>
 
@@ -150,6 +152,45 @@ namespace
                 EXPECT_EQ(inner[k], std::set<std::thread::id>{outer[k]});
             }
             EXPECT_EQ(std::set<std::thread::id>(outer.begin(), outer.end()).size(), 3u);
+        });
+    }
+
+    // A task that throws: the exception reaches the caller, after every task has
+    // finished (the others still read their context), whichever task threw.
+    TEST(concurrency, a_throwing_task_is_rethrown_after_the_others_finish)
+    {
+        finishes([&] {
+            for (std::size_t thrower : {std::size_t(0), std::size_t(1)})
+            {
+                struct context
+                {
+                    std::size_t thrower;
+                    std::atomic<int> finished{0};
+                } ctx{thrower};
+                std::string what;
+                try
+                {
+                    xoptim::parallel_run(
+                        [](void* c, std::size_t k, std::size_t) {
+                            auto& x = *static_cast<context*>(c);
+                            if (k == x.thrower)
+                            {
+                                throw std::runtime_error("task " + std::to_string(k) + " failed");
+                            }
+                            std::this_thread::sleep_for(std::chrono::milliseconds(50));
+                            ++x.finished;
+                        },
+                        &ctx, 3);
+                }
+                catch (const std::runtime_error& e)
+                {
+                    what = e.what();
+                }
+                EXPECT_EQ(what, "task " + std::to_string(thrower) + " failed");
+                EXPECT_EQ(ctx.finished.load(), 2);
+            }
+            // The pool works on after it.
+            EXPECT_EQ(threads_of(3).size(), 3u);
         });
     }
 

@@ -10,6 +10,7 @@
 #include <atomic>
 #include <condition_variable>
 #include <cstddef>
+#include <exception>
 #include <memory>
 #include <mutex>
 #include <stdexcept>
@@ -38,7 +39,9 @@ namespace xoptim
     std::size_t parallel_threshold() noexcept;
 
     // Calls fn(ctx, k, n) for k in [0, n) on up to n threads, the caller running k = 0,
-    // and returns when all are done. Allocates nothing once the pool has started.
+    // and returns when all are done. Allocates nothing once the pool has started. Where
+    // tasks throw, the first exception is rethrown once every task that started has
+    // finished (run inline, the tasks after it do not start).
     //
     // Never waits for the pool: a call made while another thread's call holds it, or
     // from inside a task (a step nested in a task, on the caller's thread or a worker),
@@ -178,12 +181,29 @@ namespace xoptim
                         ++m_generation;
                     }
                     m_wake.notify_all();
+                    std::exception_ptr error;
+                    try
                     {
                         const task_scope scope;
                         fn(ctx, 0, n);
                     }
+                    catch (...)
+                    {
+                        error = std::current_exception();
+                    }
+                    // The workers still read ctx: wait for them even where task 0 threw.
                     std::unique_lock<std::mutex> lock(m_mutex);
                     m_done.wait(lock, [this] { return m_pending == 0; });
+                    if (!error)
+                    {
+                        error = m_error;
+                    }
+                    m_error = nullptr;
+                    lock.unlock();
+                    if (error)
+                    {
+                        std::rethrow_exception(error);
+                    }
                     return true;
                 }
 
@@ -219,8 +239,20 @@ namespace xoptim
                         void* ctx = m_ctx;
                         const std::size_t n = m_tasks;
                         lock.unlock();
-                        fn(ctx, index, n);
+                        std::exception_ptr error;
+                        try
+                        {
+                            fn(ctx, index, n);
+                        }
+                        catch (...)
+                        {
+                            error = std::current_exception();  // for the caller, not this thread's end
+                        }
                         lock.lock();
+                        if (error && !m_error)
+                        {
+                            m_error = error;
+                        }
                         if (--m_pending == 0)
                         {
                             m_done.notify_one();
@@ -238,6 +270,7 @@ namespace xoptim
                 std::size_t m_tasks = 0;
                 std::size_t m_pending = 0;
                 std::size_t m_generation = 0;
+                std::exception_ptr m_error;  // a worker's, for the caller to rethrow
                 bool m_stop = false;
             };
 
