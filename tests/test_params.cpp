@@ -112,6 +112,35 @@ namespace
         EXPECT_EQ(s.state()[0].shape, (std::vector<std::size_t>{3, 4}));
     }
 
+    // Views own nothing: a temporary list of them, or a model of them passed by value,
+    // steps the buffers they view (a temporary that owns its tensors does not compile:
+    // compile_fail/temporary_parameter.cpp, temporary_model.cpp).
+    namespace viewing
+    {
+        struct model
+        {
+            xoptim::tensor_view<float> w;
+        };
+
+        auto xoptim_params(model& m)
+        {
+            return std::make_tuple(xoptim::named("w", m.w));
+        }
+    }
+
+    TEST(params, temporaries_of_views_step_what_they_view)
+    {
+        std::vector<float> a(3, 1.0f), b(2, 1.0f);
+        const std::vector<std::vector<float>> grads{std::vector<float>(3, 1.0f)};
+        auto sgd = plain_sgd();
+        sgd.step(std::vector<xoptim::tensor_view<float>>{xoptim::view(a.data(), {3})}, grads);
+        EXPECT_EQ(a, std::vector<float>(3, 0.5f));
+        auto other = plain_sgd();
+        std::vector<float> gb(2, 1.0f);
+        viewing::model g{xoptim::view(gb.data(), {2})};
+        other.step(viewing::model{xoptim::view(b.data(), {2})}, g);
+        EXPECT_EQ(b, std::vector<float>(2, 0.5f));
+    }
 
     TEST(params, user_tensor_type_through_traits)
     {

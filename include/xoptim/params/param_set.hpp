@@ -360,11 +360,69 @@ namespace xoptim
             }
         }
 
-        // A tuple holding a parameter by value (std::make_tuple(w) instead of std::tie(w)
-        // or xoptim::named) would step a copy that dies with the tuple.
+        // Whether the tensors a parameter set reaches own their elements: through names,
+        // tuples, lists and a model's xoptim_params, to the tensors at the end.
+        template <class P, class = void>
+        struct reaches_owners : owns_elements<P>
+        {
+        };
+
+        template <class C>
+        struct reaches_owners<named_ref<C>> : reaches_owners<bare<C>>
+        {
+        };
+
+        template <class... T>
+        struct reaches_owners<std::tuple<T...>> : std::disjunction<reaches_owners<bare<T>>...>
+        {
+        };
+
+        template <class A, class B>
+        struct reaches_owners<std::pair<A, B>> : std::disjunction<reaches_owners<bare<A>>, reaches_owners<bare<B>>>
+        {
+        };
+
+        template <class P>
+        struct reaches_owners<P, std::enable_if_t<!is_tensor_v<P> && is_list<P>::value>>
+            : reaches_owners<typename P::value_type>
+        {
+        };
+
+        template <class P>
+        struct reaches_owners<P, std::enable_if_t<!is_tensor_v<P> && !is_list<P>::value && is_model<P>::value>>
+            : reaches_owners<bare<decltype(xoptim_params(std::declval<P&>()))>>
+        {
+        };
+
+        // Whether a value of P (held by value, not by reference) has its own copy of the
+        // tensors it stands for: an owning tensor, a list or tuple holding one, a model
+        // (its xoptim_params names its members) whose tensors own their elements. A step
+        // through such a temporary would update the copy, which dies with it.
+        template <class P, class = void>
+        struct owns_copy : std::disjunction<owns_elements<P>, std::conjunction<is_model<P>, reaches_owners<P>>>
+        {
+        };
+
+        template <class... T>
+        struct owns_copy<std::tuple<T...>>
+            : std::disjunction<std::conjunction<std::negation<std::is_reference<T>>, owns_copy<bare<T>>>...>
+        {
+        };
+
+        template <class A, class B>
+        struct owns_copy<std::pair<A, B>> : owns_copy<std::tuple<A, B>>
+        {
+        };
+
+        template <class P>
+        struct owns_copy<P, std::enable_if_t<!is_tensor_v<P> && is_list<P>::value>> : owns_copy<typename P::value_type>
+        {
+        };
+
+        // A parameter held by value (std::make_tuple(w) instead of std::tie(w) or
+        // xoptim::named, a model by value) would step a copy that dies with its holder.
         template <class E>
-        inline constexpr bool holds_copy_v =
-            !std::is_reference_v<E> && (is_list<bare<E>>::value || owns_elements<bare<E>>::value);
+        inline constexpr bool holds_copy_v = !std::is_reference_v<E> && owns_copy<bare<E>>::value;
 
         // A step's parameters, passed as P&&, must not be a temporary that owns them.
         template <class P>
