@@ -117,6 +117,22 @@ TEST(compiled, muon_steps_as_muon)
     }
 }
 
+TEST(compiled, a_first_step_the_optimizer_refuses_leaves_no_names)
+{
+    // Muon refuses a 1-D parameter in its own first step, after the walk recorded both
+    // names: the next call, the matrix alone, is a first step again.
+    std::vector<float> w(12, 1.0f), b(3, 1.0f);
+    const std::vector<float> gw(12, 0.5f), gb(3, 0.5f);
+    xoptim::compiled<xoptim::muon> opt;
+    EXPECT_THROW(opt.step(std::make_tuple(xoptim::view(w.data(), {4, 3}), xoptim::view(b.data(), {3})),
+                          std::make_tuple(xoptim::view(gw.data(), {4, 3}), xoptim::view(gb.data(), {3}))),
+                 std::invalid_argument);
+    EXPECT_EQ(w, std::vector<float>(12, 1.0f));
+    opt.step(xoptim::view(w.data(), {4, 3}), xoptim::view(gw.data(), {4, 3}));
+    EXPECT_EQ(opt.step_count(), 1u);
+    EXPECT_NE(w, std::vector<float>(12, 1.0f));
+}
+
 TEST(compiled, a_bad_gradient_is_named_and_nothing_moves)
 {
     net params = compiled_test::make_net(1);

@@ -231,6 +231,12 @@ namespace
         EXPECT_EQ(w, std::vector<float>(20, 1.0f));
         EXPECT_EQ(b, std::vector<float>(4, 1.0f));
         EXPECT_TRUE(step.optimizer().state().empty());
+
+        // Refused before the optimizer's first step: the stepper is as new, and the next
+        // call may pass another set (the weight alone).
+        gw[19] = 0.5f;
+        EXPECT_TRUE(step(xoptim::named("weight", w), gw));
+        EXPECT_EQ(step.optimizer().state().size(), 1u);
     }
 
     // With accumulation, raise refuses the micro-batch that holds NaN or Inf before it

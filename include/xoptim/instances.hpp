@@ -150,10 +150,22 @@ namespace xoptim
         m_flat.abandon();
     }
 
+    // A refused first step leaves no names behind: the next call is a first walk again.
     template <class O>
     void compiled<O>::step_over(const checked_walk& walk)
     {
-        m_opt->step(m_flat.params(), m_flat.grads(), grad_transform{}, walk);
+        try
+        {
+            m_opt->step(m_flat.params(), m_flat.grads(), grad_transform{}, walk);
+        }
+        catch (...)
+        {
+            if (m_opt->step_count() == 0)
+            {
+                m_flat.reset();
+            }
+            throw;
+        }
     }
 
     XOPTIM_EXTERN template class compiled<adamw>;

@@ -88,7 +88,9 @@ namespace xoptim
         // NaN or Inf is refused before it is added (nothing changes). If the step itself
         // throws on the k-th call (a sum that overflowed under raise, a scheduled value
         // out of range, a refused shape), the micro-batches of that cycle are dropped and
-        // the next call starts a new cycle.
+        // the next call starts a new cycle. A call refused before the stepper's first
+        // step, with nothing pending, leaves it as new: the next call may pass another
+        // set of parameters.
         template <class P, class G>
         bool operator()(P&& params, G&& grads);
 
@@ -137,6 +139,9 @@ namespace xoptim
 
         friend struct detail::checkpoint_access;
 
+        // operator()'s work after the walk.
+        bool step_collected(const checked_walk& checked);
+
         // One zeroed buffer per parameter (float parameters' first, then double), made
         // once, known by the parameter's name.
         void make_accumulators();
@@ -170,6 +175,7 @@ namespace xoptim
         std::vector<double> m_partials;
         std::size_t m_micro = 0;
         std::size_t m_skipped = 0;
+        bool m_stepped = false;  // the optimizer has stepped through this stepper
         double m_last_norm = std::numeric_limits<double>::quiet_NaN();
     };
 
@@ -187,6 +193,24 @@ namespace xoptim
     {
         detail::require_stepped_in_place<P>();
         const checked_walk checked = m_flat.collect(std::forward<P>(params), std::forward<G>(grads), "xoptim::stepper");
+        try
+        {
+            return step_collected(checked);
+        }
+        catch (...)
+        {
+            if (m_micro == 0 && !m_stepped)
+            {
+                m_flat.reset();
+                m_acc = state_store();
+            }
+            throw;
+        }
+    }
+
+    template <class Opt>
+    bool stepper<Opt>::step_collected(const checked_walk& checked)
+    {
         const bool own_buffers = m_o.accumulate > 1 && !m_o.caller_accumulates;
         if (own_buffers)
         {
@@ -244,6 +268,7 @@ namespace xoptim
         }
         t.scale *= mean;
         m_opt.step(m_flat.params(), m_flat.grads(), t, checked);  // checks no leaf again
+        m_stepped = true;
         return true;
     }
 
