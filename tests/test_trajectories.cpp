@@ -11,6 +11,7 @@
 
 #include "../tools/optimizer_json.hpp"
 #include "support/reference.hpp"
+#include <xoptim/optim/host_arithmetic.hpp>
 
 namespace
 {
@@ -158,5 +159,36 @@ namespace
                 }
             });
         }
+    }
+
+    // ATen's lerp on the host, against numpy's float32 and float64 arithmetic
+    // (tests/reference/generate_lerp.py): cases where a fused multiply-add rounds
+    // differently, so that a build contracting the host's a * b + c fails.
+    template <class T, class U>
+    void expect_aten_lerp(const nlohmann::json& cases)
+    {
+        const auto value = [](const nlohmann::json& b) {
+            const U u = b.get<U>();
+            T x;
+            std::memcpy(&x, &u, sizeof x);
+            return x;
+        };
+        ASSERT_EQ(cases.size(), 24u);
+        for (const auto& c : cases)
+        {
+            const T out = xoptim::detail::aten_lerp<T>(value(c[0]), value(c[1]), value(c[2]));
+            U bits;
+            std::memcpy(&bits, &out, sizeof bits);
+            EXPECT_EQ(bits, c[3].get<U>()) << c.dump();
+        }
+    }
+
+    TEST(host_lerp, rounds_each_operation_as_aten_does)
+    {
+        std::ifstream in(std::string(XOPTIM_TEST_DATA_DIR) + "/lerp.json");
+        ASSERT_TRUE(in.good());
+        const nlohmann::json doc = nlohmann::json::parse(in);
+        expect_aten_lerp<float, std::uint32_t>(doc.at("float32"));
+        expect_aten_lerp<double, std::uint64_t>(doc.at("float64"));
     }
 }

@@ -38,6 +38,7 @@
 #include <vector>
 
 #include "../engine/reduce.hpp"
+#include "host_arithmetic.hpp"
 #include "optimizer.hpp"
 #include "validate.hpp"
 
@@ -67,26 +68,6 @@ namespace xoptim
 
     namespace detail
     {
-        // x rounded to T on its own: host arithmetic on the statistics is never contracted.
-        template <class T>
-        T rounded(T x) noexcept
-        {
-            volatile T v = x;
-            return v;
-        }
-
-        // ATen's lerp(start, end, weight) in T, in its two forms.
-        template <class T>
-        T aten_lerp(T start, T end, T weight) noexcept
-        {
-            const T diff = rounded<T>(end - start);
-            if (std::abs(weight) < T(0.5))
-            {
-                return rounded<T>(start + rounded<T>(weight * diff));
-            }
-            return rounded<T>(end - rounded<T>(diff * rounded<T>(T(1) - weight)));
-        }
-
         // A job's float or double tensors (a coded job's: those not coded).
         template <class Slots>
         auto& float_tensors(Slots& s) noexcept

@@ -35,6 +35,7 @@
 #include <vector>
 
 #include "../linalg/newton_schulz.hpp"
+#include "host_arithmetic.hpp"
 #include "muon_options.hpp"
 #include "optimizer.hpp"
 #include "validate.hpp"
@@ -265,7 +266,7 @@ namespace xoptim
                     sum += double(static_cast<T>(row[j] * row[j]));
                 }
                 const T mean = static_cast<T>(sum / double(cols));
-                const T vi = v[i] = lerp(v[i], mean, w);
+                const T vi = v[i] = detail::aten_lerp(v[i], mean, w);
                 const T step = static_cast<T>(T(1) / static_cast<T>(static_cast<T>(std::sqrt(vi)) + eps));
                 for (std::size_t j = 0; j < cols; ++j)
                 {
@@ -289,18 +290,6 @@ namespace xoptim
             {
                 o[i] = static_cast<T>(o[i] * factor);
             }
-        }
-
-        // torch.lerp(start, end, weight): two forms, as ATen computes them.
-        template <class T>
-        static T lerp(T start, T end, T weight) noexcept
-        {
-            const T diff = static_cast<T>(end - start);
-            if (std::abs(weight) < T(0.5))
-            {
-                return static_cast<T>(start + static_cast<T>(weight * diff));
-            }
-            return static_cast<T>(end - static_cast<T>(diff * static_cast<T>(T(1) - weight)));
         }
 
         // Muon's options as Newton-Schulz's, written into n (no allocation once its table
