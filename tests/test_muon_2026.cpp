@@ -340,6 +340,17 @@ namespace
         o = {};
         o.normuon_eps = -1e-10;
         EXPECT_EQ(message(o), "xoptim::muon: normuon_eps must be > 0 and finite (got -1e-10)");
+        o = {};
+        o.ns_norm = xoptim::ns_norm::clamp_eps;
+        o.ns_norm_scale = 1.01;  // would be ignored: only add_eps scales the norm
+        EXPECT_EQ(message(o), "xoptim::muon: ns_norm_scale must be 1 under ns_norm clamp_eps (got 1.01)");
+        o = {};
+        o.ns_precision = xoptim::ns_precision::bf16;
+        o.eps = 1e-50;  // 0 in bf16: a zero gradient would be 0 / 0
+        EXPECT_EQ(message(o),
+                  "xoptim::muon: eps must be >= 2^-133 (the smallest bf16) under ns_precision bf16 (got 1e-50)");
+        o.eps = 0x1p-133;
+        EXPECT_EQ(message(o), "no exception");
 
         const auto json_error = [](const nlohmann::json& hyper) {
             try

@@ -129,36 +129,47 @@ namespace
     }
 
     // The iteration sees G / (|G| + eps): with eps below |G|, a gradient near the largest
-    // or smallest squares a float holds gives the update of the same gradient at scale 1
-    // (it gave NaN above 1e19 and lost the Gram matrix below 1e-19), in place too; and a
-    // zero gradient with an eps whose inverse squared is no float gives zeros (it gave NaN).
-    TEST(newton_schulz, the_update_does_not_depend_on_the_gradients_scale)
+    // or smallest squares its type holds gives the update of the same gradient at scale 1
+    // (floats gave NaN above 1e19 and lost the Gram matrix below 1e-19; doubles above 1e154
+    // gave zeros and below 1e-154 NaN, their squares' sum being inf or 0), in place too; and a zero gradient with an
+    // eps whose inverse squared is no float gives zeros (it gave NaN).
+    template <class T>
+    void expect_scale_free(std::initializer_list<double> scales, double tolerance)
     {
         const std::size_t rows = 6, cols = 9;
-        const auto g = input<float>(3, rows * cols);
+        const auto g = input<T>(3, rows * cols);
         xoptim::newton_schulz_options negligible;
-        negligible.eps = 1e-60;  // below every scale's norm (the default 1e-7 dominates 1e-21 |G|)
-        xoptim::newton_schulz<float> ns(negligible);
-        std::vector<float> at_one(rows * cols), out(rows * cols);
+        negligible.eps = 1e-320;  // below every scale's norm (the default 1e-7 dominates 1e-21 |G|)
+        xoptim::newton_schulz<T> ns(negligible);
+        std::vector<T> at_one(rows * cols), out(rows * cols);
         ns(g.data(), at_one.data(), rows, cols);
-        for (double scale : {1e-30, 1e-21, 1e19, 1e22, 1e30})
+        for (double scale : scales)
         {
-            std::vector<float> big(g.size());
+            std::vector<T> big(g.size());
             for (std::size_t i = 0; i < g.size(); ++i)
             {
-                big[i] = static_cast<float>(g[i] * scale);
+                big[i] = static_cast<T>(g[i] * scale);
             }
             for (bool in_place : {false, true})
             {
-                std::vector<float> x = big;
-                float* target = in_place ? x.data() : out.data();
+                std::vector<T> x = big;
+                T* target = in_place ? x.data() : out.data();
                 ns(x.data(), target, rows, cols);
                 for (std::size_t i = 0; i < g.size(); ++i)
                 {
-                    ASSERT_NEAR(target[i], at_one[i], 1e-5) << "scale " << scale << (in_place ? " in place" : "") << ", " << i;
+                    ASSERT_NEAR(target[i], at_one[i], tolerance)
+                        << "scale " << scale << (in_place ? " in place" : "") << ", " << i;
                 }
             }
         }
+    }
+
+    TEST(newton_schulz, the_update_does_not_depend_on_the_gradients_scale)
+    {
+        expect_scale_free<float>({1e-30, 1e-21, 1e19, 1e22, 1e30}, 1e-5);
+        expect_scale_free<double>({1e-300, 1e-200, 1e-160, 1e150, 1e155, 1e160, 1e300}, 1e-12);
+        const std::size_t rows = 6, cols = 9;
+        std::vector<float> out(rows * cols);
         xoptim::newton_schulz_options o;
         o.eps = 1e-20;
         xoptim::newton_schulz<float> tiny(o);

@@ -11,7 +11,7 @@
 
 #include "../tools/optimizer_json.hpp"
 #include "support/reference.hpp"
-#include <xoptim/optim/host_arithmetic.hpp>
+#include <xoptim/engine/host_arithmetic.hpp>
 
 namespace
 {

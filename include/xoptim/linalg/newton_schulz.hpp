@@ -39,6 +39,7 @@
 #include <string>
 #include <vector>
 
+#include "../engine/host_arithmetic.hpp"
 #include "bf16_products.hpp"
 #include "blas.hpp"
 #include "blas_info.hpp"
@@ -69,6 +70,13 @@ namespace xoptim
             if (!(o.norm_scale > 0) || !std::isfinite(o.norm_scale))
             {
                 throw std::invalid_argument("xoptim::newton_schulz: norm_scale must be > 0 and finite");
+            }
+            // bf16 products divide by bf16(eps): below bf16's smallest value it is 0, and a
+            // zero gradient would be 0 / 0.
+            if (o.precision == ns_precision::bf16 && o.eps < smallest_bf16)
+            {
+                throw std::invalid_argument("xoptim::newton_schulz: eps must be >= 2^-133 (9.2e-41, the smallest bf16) "
+                                            "under precision bf16");
             }
             for (std::size_t k = 0; k <= o.table.size(); ++k)
             {
@@ -153,13 +161,14 @@ namespace xoptim
         m_a.resize(m * m);
         m_b.resize(m * m);
 
-        double sum = 0;
-        for (std::size_t i = 0; i < size; ++i)
-        {
-            sum += double(g[i]) * double(g[i]);
-        }
-        const double s = m_o.norm == ns_norm::add_eps ? 1 / (std::sqrt(sum) * m_o.norm_scale + m_o.eps)
-                                                      : 1 / std::max(std::sqrt(sum), m_o.eps);
+        // |G|_F from squares summed in double; for doubles whose squares leave its normal
+        // range (above 1e154, below 1e-146), through the largest magnitude (G is then
+        // scaled by s below, not folded).
+        const double sum = detail::rounded_square_sum(g, size);
+        const double tiny = std::numeric_limits<double>::min() / std::numeric_limits<double>::epsilon();
+        const double norm = std::isinf(sum) || sum < tiny ? detail::scaled_norm(g, size) : std::sqrt(sum);
+        const double s = m_o.norm == ns_norm::add_eps ? 1 / (norm * m_o.norm_scale + m_o.eps)
+                                                      : 1 / std::max(norm, m_o.eps);
         if (m_o.steps == 0)
         {
             std::transform(g, g + size, out, [&](T x) { return static_cast<T>(double(x) * (s * scale)); });

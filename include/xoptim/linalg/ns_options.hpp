@@ -35,6 +35,10 @@ namespace xoptim
         return p == ns_precision::working ? "working" : "bf16";
     }
 
+    // The smallest positive bf16, 2^-133 (its smallest subnormal): an eps below it is 0 in
+    // bf16.
+    inline constexpr double smallest_bf16 = 0x1p-133;
+
     using ns_coefficient_row = std::array<double, 3>;
 
     // Polar Express's published table (Amsel, Persson, Musco, Gower 2025, arXiv 2505.16932;

@@ -37,8 +37,8 @@
 #include <optional>
 #include <vector>
 
+#include "../engine/host_arithmetic.hpp"
 #include "../engine/reduce.hpp"
-#include "host_arithmetic.hpp"
 #include "optimizer.hpp"
 #include "validate.hpp"
 

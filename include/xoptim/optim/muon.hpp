@@ -34,8 +34,8 @@
 #include <string>
 #include <vector>
 
+#include "../engine/host_arithmetic.hpp"
 #include "../linalg/newton_schulz.hpp"
-#include "host_arithmetic.hpp"
 #include "muon_options.hpp"
 #include "optimizer.hpp"
 #include "validate.hpp"
@@ -87,6 +87,12 @@ namespace xoptim
                 }
             }
             detail::require_positive(o.ns_norm_scale, name, "ns_norm_scale");
+            // Only add_eps scales the norm: a scale given with clamp_eps would be ignored.
+            detail::require(o.ns_norm == ns_norm::add_eps || o.ns_norm_scale == 1, name, "ns_norm_scale",
+                            "1 under ns_norm clamp_eps", o.ns_norm_scale);
+            // bf16 products divide by bf16(eps), 0 below bf16's smallest value.
+            detail::require(o.ns_precision == ns_precision::working || o.eps >= smallest_bf16, name, "eps",
+                            ">= 2^-133 (the smallest bf16) under ns_precision bf16", o.eps);
             detail::require_unit_interval(o.beta2, name, "beta2");
             detail::require_positive(o.normuon_eps, name, "normuon_eps");
         }
@@ -246,14 +252,7 @@ namespace xoptim
         template <class T>
         void normalize_rows(T* o, T* v, std::size_t rows, std::size_t cols) const
         {
-            const auto norm = [&] {
-                double sum = 0;
-                for (std::size_t i = 0; i < rows * cols; ++i)
-                {
-                    sum += double(o[i]) * double(o[i]);
-                }
-                return static_cast<T>(std::sqrt(sum));
-            };
+            const auto norm = [&] { return static_cast<T>(std::sqrt(detail::rounded_square_sum(o, rows * cols))); };
             const T before = norm();
             const T w = static_cast<T>(1 - options().beta2);
             const T eps = static_cast<T>(options().normuon_eps);
@@ -263,7 +262,7 @@ namespace xoptim
                 double sum = 0;
                 for (std::size_t j = 0; j < cols; ++j)
                 {
-                    sum += double(static_cast<T>(row[j] * row[j]));
+                    sum += double(detail::rounded<T>(row[j] * row[j]));
                 }
                 const T mean = static_cast<T>(sum / double(cols));
                 const T vi = v[i] = detail::aten_lerp(v[i], mean, w);
