@@ -765,8 +765,7 @@ namespace xoptim
         using follow_up_type =
             detail::in_turn_follow_up<Arch, Slots, program<A...>, Between, prepared_type, second_traits, true>;
         const auto small = [&](std::size_t k) { return detail::size_of(jobs[k]) <= detail::in_turn_limit; };
-        detail::run_finalizing<Arch, T, Slots, first_traits>(
-            first, jobs, transform, follow_up_type{&first, &between, &prepared, &transform, &jobs}, between, small);
+        // The carried array first: where it cannot be had, no tensor has moved yet.
         std::size_t biggest = 0;
         for (std::size_t k = 0; k < jobs.size(); ++k)
         {
@@ -777,6 +776,8 @@ namespace xoptim
         {
             carried = std::vector<T>(biggest);  // exactly: a growing resize may double the capacity
         }
+        detail::run_finalizing<Arch, T, Slots, first_traits>(
+            first, jobs, transform, follow_up_type{&first, &between, &prepared, &transform, &jobs}, between, small);
         for (std::size_t k = 0; k < jobs.size(); ++k)
         {
             if (small(k))
