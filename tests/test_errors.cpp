@@ -113,7 +113,16 @@ namespace
         ggrown[0].resize(7, 1);
         EXPECT_EQ(failed_step(opt, p, g, [&] { opt.step(grown, ggrown); }),
                   "xoptim::lion: parameter '0': parameter is float32 (7,), its optimizer state (made for '0') is "
-                  "float32 of 6 elements");
+                  "float32 (6,)");
+        // Same size, other shape: the state's shape says why.
+        std::vector<float> w(12, 1.0f), gw(12, 1.0f);
+        xoptim::lion reshaped;
+        reshaped.step(xoptim::view(w.data(), {3, 4}), xoptim::view(gw.data(), {3, 4}));
+        EXPECT_EQ(message_of([&] {
+                      reshaped.step(xoptim::view(w.data(), {4, 3}), xoptim::view(gw.data(), {4, 3}));
+                  }),
+                  "xoptim::lion: parameter '0': parameter is float32 (4, 3), its optimizer state (made for '0') is "
+                  "float32 (3, 4)");
         auto more = p, gmore = g;
         more.push_back(p[0]);
         gmore.push_back(g[0]);

@@ -101,6 +101,13 @@ namespace
         EXPECT_EQ(w(2, 2), 0.5f);
         EXPECT_EQ(w(3, 0), 1.0f);
 
+        // An empty column range is shape (4, 0): no element out of place, not refused.
+        auto none = xt::view(w, xt::all(), xt::range(2, 2));
+        xt::xtensor<float, 2> gnone = xt::zeros<float>({4, 0});
+        auto empty_step = plain_sgd();
+        empty_step.step(none, gnone);
+        EXPECT_EQ(empty_step.state()[0].shape, (std::vector<std::size_t>{4, 0}));
+
         std::vector<double> buffer(13, 1.0), grad(12, 1.0);
         xoptim::sgd_options o;
         o.lr = 0.25;

@@ -512,8 +512,7 @@ namespace xoptim
             {
                 mismatch(path, std::string("parameter is ") + dtype_name(dtype_of<T>()) + " "
                                    + format_shape(shape.vector()) + ", its optimizer state (made for '" + e.name
-                                   + "') is " + dtype_name(e.type) + " of " + std::to_string(e.size)
-                                   + " elements");
+                                   + "') is " + dtype_name(e.type) + " " + format_shape(e.shape));
             }
             return e;
         }

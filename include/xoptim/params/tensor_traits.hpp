@@ -354,11 +354,19 @@ namespace xoptim
             return static_cast<std::size_t>(c.shape()[d]);
         }
 
-        // Row-major and dense, ignoring the strides of extents of one.
+        // Row-major and dense, ignoring the strides of extents of one; an empty tensor
+        // has no element out of place.
         static bool contiguous(const C& c) noexcept
         {
             if constexpr (detail::has_strides<C>::value)
             {
+                for (std::size_t d = 0; d < rank(c); ++d)
+                {
+                    if (c.shape()[d] == 0)
+                    {
+                        return true;
+                    }
+                }
                 std::ptrdiff_t expected = 1;
                 for (std::size_t d = rank(c); d-- > 0;)
                 {
