@@ -467,6 +467,18 @@ namespace xoptim
                 : std::true_type
             {
             };
+
+            template <class C, class = void>
+            struct has_size : std::false_type
+            {
+            };
+
+            template <class C>
+            struct has_size<C,
+                            std::void_t<decltype(tensor_traits<std::remove_cv_t<C>>::size(std::declval<const C&>()))>>
+                : std::true_type
+            {
+            };
         }
 
         template <class C>
@@ -507,7 +519,17 @@ namespace xoptim
         template <class C>
         std::size_t size(const C& c) noexcept
         {
-            return traits<C>::size(c);
+            constexpr bool sized = detail::has_size<C>::value;
+            static_assert(sized, "xoptim: tensor_traits<C> needs `static std::size_t size(const C& c)`, the number "
+                                 "of elements");
+            if constexpr (sized)
+            {
+                return traits<C>::size(c);
+            }
+            else
+            {
+                return 0;  // after the message: no second error
+            }
         }
 
         // A flat container (std::vector, ...) reports rank 1.
