@@ -187,7 +187,7 @@ namespace xoptim
             m_lr_max = a.lr_max;
             m_weight_sum += weight;
             const double c = m_weight_sum != 0 ? weight / m_weight_sum : 0;
-            const double y_rate = lr * (beta(o) * (1 - c) - 1);
+            const double y_rate = lr * (arch::product(beta(o), 1 - c) - 1);  // never fused into one rounding
             const double wd = o.weight_decay;
 
             if (step.count() == 1)

@@ -198,7 +198,7 @@ namespace xoptim
     }
 
     // The instruction set the engine's kernels were compiled for (xsimd's name for it:
-    // sse2, fma3<avx2>, avx512bw, neon64, ...), and the floats in one of its batches.
+    // sse2, fma3+avx2, avx512bw, arm64+neon, ...), and the floats in one of its batches.
     inline const char* simd_arch() noexcept
     {
         return xsimd::default_arch::name();

@@ -141,9 +141,10 @@ namespace xoptim
             }
 
             // Saturating packs and one permute, not vpmovdb/vpmovdw: compilers fold those
-            // into their store forms, which some cores run microcoded.
+            // into their store forms, which some cores run microcoded. The packs are AVX-512
+            // BW's (an AVX-512F build narrows as the generic kernels do).
             template <class A, class S, class U>
-            inline void narrow(const xsimd::batch<U, A>& b, S* p, requires_arch<avx512f>) noexcept
+            inline void narrow(const xsimd::batch<U, A>& b, S* p, requires_arch<xsimd::avx512bw>) noexcept
             {
                 static_assert(sizeof(S) == 1 || sizeof(S) == 2, "xoptim: narrow takes 8- or 16-bit storage");
                 const __m512i words = _mm512_packus_epi32(b, b);
@@ -310,8 +311,9 @@ namespace xoptim
                 }
             };
 
+            // AVX-512 BW (with DQ and CD) only: an AVX-512F build takes the generic codec.
             template <class A>
-            q8_codec_avx512<A> q8_codec_of(requires_arch<avx512f>);
+            q8_codec_avx512<A> q8_codec_of(requires_arch<xsimd::avx512bw>);
 
             /*******************
              * Sums of squares *
