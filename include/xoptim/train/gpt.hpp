@@ -44,8 +44,9 @@ namespace xoptim::train
         bool tied_head = false;  // the output head reuses the token embedding
         std::uint64_t seed = 1;
 
-        // Throws std::invalid_argument naming the first field out of range.
-        void check() const;
+        // Throws std::invalid_argument naming the first field out of range; this config
+        // where every field is in range.
+        const gpt_config& check() const;
     };
 
     template <class T>
@@ -157,7 +158,7 @@ namespace xoptim::train
         }
     }
 
-    inline void gpt_config::check() const
+    inline const gpt_config& gpt_config::check() const
     {
         const auto fail = [](const std::string& what) {
             throw std::invalid_argument("xoptim::train::gpt_config: " + what);
@@ -181,11 +182,12 @@ namespace xoptim::train
         {
             fail("vocab must fit in int32 ids (got " + std::to_string(vocab) + ")");
         }
+        return *this;
     }
 
     template <class T>
     gpt<T>::gpt(const gpt_config& c)
-        : m_config((c.check(), c)),
+        : m_config(c.check()),
           m_tok(c.vocab, c.d_model, c.seed),
           m_pos({c.context, c.d_model}),
           m_pos_grad({c.context, c.d_model}),
