@@ -224,8 +224,8 @@ namespace xoptim
                 __m256 m_width, m_offset;
             };
 
-            // Its encode and decode are fused multiply-adds: AVX2 with FMA only (an AVX2
-            // build without it takes the SSE2 codec).
+            // Its encode and decode are fused multiply-adds: AVX2 with FMA only (an AVX or
+            // AVX2 build without FMA takes the generic codec).
             template <class A>
             q8_codec_avx2<A> q8_codec_of(requires_arch<xsimd::fma3<avx2>>);
         }
