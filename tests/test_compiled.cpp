@@ -2,6 +2,7 @@
 // engine and no xsimd, steps AdamW, Adam, SGD, Lion and Muon with the steps compiled in
 // support/compiled_instances.cpp, the same bits, state and names as the optimizers stepped
 // directly (there), and the same checks before anything moves.
+#include <cstdio>
 #include <cstring>
 #include <stdexcept>
 #include <string>
@@ -243,4 +244,39 @@ TEST(compiled, a_moved_optimizer_keeps_its_state)
     compiled_test::step_directly<xoptim::adamw>({}, direct, grads, 3);
     EXPECT_TRUE(same_bits(params, direct));
     EXPECT_EQ(third.step_count(), 3u);
+}
+
+// A state made through optimizer() (init, a checkpoint loaded into a new compiled<O>)
+// follows the set's own order, where the double b comes between float leaves: the first
+// step through compiled<O> puts it in its lists' order (every step was refused before),
+// and the run goes on as one that never stopped.
+TEST(compiled, a_state_made_through_the_optimizer_is_stepped)
+{
+    const net grads = compiled_test::make_net(2);
+    net direct = compiled_test::make_net(1);
+    compiled_test::step_directly<xoptim::adamw>({}, direct, grads, 4);
+
+    net initialised = compiled_test::make_net(1);
+    xoptim::compiled<xoptim::adamw> fresh;
+    compiled_test::init_through_optimizer(fresh, initialised);
+    for (int s = 0; s < 4; ++s)
+    {
+        fresh.step(initialised, grads);
+    }
+    EXPECT_TRUE(same_bits(initialised, direct));
+
+    net params = compiled_test::make_net(1);
+    xoptim::compiled<xoptim::adamw> first;
+    first.step(params, grads);
+    first.step(params, grads);
+    net resumed = compiled_test::make_net(3);  // the checkpoint brings the values
+    xoptim::compiled<xoptim::adamw> second;
+    const std::string file = "compiled_resume.safetensors";
+    compiled_test::checkpoint_through_optimizer(file, params, first, resumed, second);
+    std::remove(file.c_str());
+    EXPECT_EQ(second.step_count(), 2u);
+    second.step(resumed, grads);
+    second.step(resumed, grads);
+    EXPECT_TRUE(same_bits(resumed, direct));
+    EXPECT_EQ(compiled_test::state_names(second.optimizer()), compiled_test::state_names(first.optimizer()));
 }

@@ -306,4 +306,16 @@ namespace
         EXPECT_EQ(a, ra);
         EXPECT_EQ(b, rb);
     }
+
+    TEST(param_groups, an_empty_predicate_or_a_group_out_of_range_is_named)
+    {
+        xoptim::param_groups<xoptim::adamw> groups;
+        EXPECT_EQ(xoptim_test::message_of<std::invalid_argument>(
+                      [&] { groups.add("decay", xoptim::param_predicate{}, xoptim::adamw()); }),
+                  "xoptim::routing: the rule for 'decay' is an empty param_predicate");
+        EXPECT_EQ(groups.size(), 0u);
+        groups.fallback("rest", xoptim::adamw());
+        EXPECT_EQ(xoptim_test::message_of<std::out_of_range>([&] { groups.group(5); }),
+                  "xoptim::param_groups: no group 5 (there are 1)");
+    }
 }

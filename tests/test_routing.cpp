@@ -4,6 +4,8 @@
 
 #include <xoptim/optim/routing.hpp>
 
+#include "support/message_of.hpp"
+
 namespace
 {
     using shapes_t = std::vector<std::vector<std::size_t>>;
@@ -62,5 +64,21 @@ namespace
         }
         r.fallback("adamw");
         EXPECT_THROW(r.add("lion", xoptim::min_ndim(1)), std::logic_error);  // nothing after the fallback
+    }
+
+    // An empty predicate is refused where it is given, naming the rule (it threw
+    // bad_function_call, naming nothing, at the first step).
+    TEST(routing, an_empty_predicate_is_refused_naming_the_rule)
+    {
+        xoptim::routing r;
+        EXPECT_EQ(xoptim_test::message_of<std::invalid_argument>([&] { r.add("muon", xoptim::param_predicate{}); }),
+                  "xoptim::routing: the rule for 'muon' is an empty param_predicate");
+        EXPECT_EQ(xoptim_test::message_of<std::invalid_argument>(
+                      [&] { xoptim::all_of(xoptim::min_ndim(2), xoptim::param_predicate{}); }),
+                  "xoptim::routing: all_of's second predicate is an empty param_predicate");
+        EXPECT_EQ(xoptim_test::message_of<std::invalid_argument>([&] { xoptim::none_of(xoptim::param_predicate{}); }),
+                  "xoptim::routing: none_of's predicate is an empty param_predicate");
+        r.fallback("adamw");  // the refused rule left nothing behind
+        EXPECT_EQ(r.optimizer(r.route("w", {4, 4})), "adamw");
     }
 }

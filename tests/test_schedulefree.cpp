@@ -124,6 +124,33 @@ namespace
         EXPECT_EQ(q, p);
     }
 
+    // train() inverts eval() with the beta eval() used, not one set in eval mode, which
+    // takes effect from the next step on.
+    TEST(schedulefree, train_undoes_eval_after_a_beta_change_in_eval_mode)
+    {
+        auto opt = adamw_sf();
+        auto twin = adamw_sf();
+        auto p = xoptim_test::check_tensors<float>(3, 0);
+        auto q = p;
+        for (int t = 1; t <= 3; ++t)
+        {
+            opt.step(p, xoptim_test::check_tensors<float>(3, t));
+            twin.step(q, xoptim_test::check_tensors<float>(3, t));
+        }
+        auto changed = opt.options();
+        changed.betas[0] = 0.5;
+        opt.eval(p);
+        opt.set_options(changed);
+        opt.train(p);
+        twin.eval(q);
+        twin.train(q);
+        twin.set_options(changed);
+        EXPECT_EQ(p, q);
+        opt.step(p, xoptim_test::check_tensors<float>(3, 4));
+        twin.step(q, xoptim_test::check_tensors<float>(3, 4));
+        EXPECT_EQ(p, q);
+    }
+
     // init() makes the state before the first step, but z becomes a copy of the parameters
     // only at that step (the reference has no z before it): eval() and train() then change
     // the mode only, for both optimizers.

@@ -239,6 +239,22 @@ namespace
         EXPECT_EQ(step.optimizer().state().size(), 1u);
     }
 
+    // A refused call leaves last_norm() as the last step set it (it held the refused
+    // gradient's NaN before).
+    TEST(stepper, a_refused_call_keeps_the_last_norm)
+    {
+        std::vector<float> w(4, 1.0f), g(4, 0.5f);
+        xoptim::stepper_options o;
+        o.on_non_finite = xoptim::non_finite::raise;
+        o.clip_global_norm = 10;
+        xoptim::stepper step(xoptim::adamw(), o);
+        EXPECT_TRUE(step(xoptim::named("w", w), g));
+        EXPECT_EQ(step.last_norm(), 1.0);
+        g[2] = std::numeric_limits<float>::quiet_NaN();
+        EXPECT_THROW(step(xoptim::named("w", w), g), xoptim::non_finite_error);
+        EXPECT_EQ(step.last_norm(), 1.0);
+    }
+
     // With accumulation, raise refuses the micro-batch that holds NaN or Inf before it
     // enters the sums: the call changes nothing, and the cycle goes on as if it had not
     // been made (the same bits as a stepper that never saw it).

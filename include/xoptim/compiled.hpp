@@ -105,6 +105,7 @@ namespace xoptim
         template <class P, class G>
         void step(P&& params, G&& grads)
         {
+            static_assert(!std::is_same_v<detail::bare<G>, no_grads>, "xoptim: step needs gradients");
             detail::require_stepped_in_place<P>();
             begin_walk();
             step_over(detail::erasing_visitor<compiled>::walk(*this, false, std::forward<P>(params),
@@ -142,6 +143,7 @@ namespace xoptim
 
         std::unique_ptr<O> m_opt;
         flat_params m_flat;
+        bool m_stepped = false;  // whether a step through this compiled<O> was taken
     };
 }
 

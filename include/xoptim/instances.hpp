@@ -151,12 +151,29 @@ namespace xoptim
     }
 
     // A refused first step leaves no names behind: the next call is a first walk again.
+    // O's state made before (optimizer().init, or load_checkpoint through optimizer())
+    // follows the caller's set, where double parameters may come between float ones: it
+    // is put in the order of the lists O steps, float parameters first.
     template <class O>
     void compiled<O>::step_over(const checked_walk& walk)
     {
+        if (!m_stepped && !m_opt->m_state.empty())
+        {
+            std::vector<std::string> names;
+            const auto add = [&](const auto& share) {
+                for (const std::size_t leaf : share.leaves)
+                {
+                    names.push_back(m_flat.name(leaf));
+                }
+            };
+            add(m_flat.template share<float>());
+            add(m_flat.template share<double>());
+            m_opt->m_state.reorder(names);
+        }
         try
         {
             m_opt->step(m_flat.params(), m_flat.grads(), grad_transform{}, walk);
+            m_stepped = true;
         }
         catch (...)
         {
@@ -172,6 +189,11 @@ namespace xoptim
     XOPTIM_EXTERN template class compiled<adam>;
     XOPTIM_EXTERN template class compiled<sgd>;
     XOPTIM_EXTERN template class compiled<lion>;
+#ifndef XOPTIM_INSTANTIATE
+    // compiled<muon>'s members come from the unit that includes instances_muon.hpp (and
+    // links a CBLAS): a unit that includes only this header uses them, and compiles no Muon.
+    extern template class compiled<muon>;
+#endif
 }
 
 #endif

@@ -4,6 +4,7 @@
 #define XOPTIM_INSTANTIATE
 #include <xoptim/instances.hpp>
 #include <xoptim/instances_muon.hpp>
+#include <xoptim/io/checkpoint.hpp>
 
 #include <algorithm>
 #include <cmath>
@@ -92,6 +93,18 @@ namespace compiled_test
             opt.step(p, g);
         }
         return state_names(opt);
+    }
+
+    void init_through_optimizer(xoptim::compiled<xoptim::adamw>& opt, net& params)
+    {
+        opt.optimizer().init(params);
+    }
+
+    void checkpoint_through_optimizer(const std::string& file, net& from_params, xoptim::compiled<xoptim::adamw>& from,
+                                      net& to_params, xoptim::compiled<xoptim::adamw>& to)
+    {
+        xoptim::save_checkpoint(file, from_params, from.optimizer());
+        xoptim::load_checkpoint(file, to_params, to.optimizer());
     }
 
 #define XOPTIM_COMPILED_TEST_INSTANCES(O)                                                                            \

@@ -56,6 +56,15 @@ namespace compiled_test
     std::vector<std::string> step_directly(const typename xoptim::compiled<O>::options_type& o, net& params,
                                            const net& grads, int steps);
 
+    // opt.optimizer().init(params): the state made by a walk of `params` in their order
+    // (double b between float leaves), as a unit that includes O's header makes it.
+    void init_through_optimizer(xoptim::compiled<xoptim::adamw>& opt, net& params);
+
+    // save_checkpoint(file, from_params, from.optimizer()), then
+    // load_checkpoint(file, to_params, to.optimizer()): the guide's way for compiled<O>.
+    void checkpoint_through_optimizer(const std::string& file, net& from_params, xoptim::compiled<xoptim::adamw>& from,
+                                      net& to_params, xoptim::compiled<xoptim::adamw>& to);
+
     // The names of the parameters `o` keeps a state for, sorted.
     template <class O>
     std::vector<std::string> state_names(const O& o);

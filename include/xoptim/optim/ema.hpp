@@ -146,6 +146,17 @@ namespace xoptim
             }
         }
 
+        // An average has no step count of its own for a schedule to follow: its decay
+        // follows the step passed to update (min_decay, use_warmup), or set_options.
+        template <class Field, class Schedule>
+        ema& schedule(Field&&, Schedule&&)
+        {
+            static_assert(!std::is_same_v<Field, Field>,
+                          "xoptim::ema: an average is not scheduled (its decay follows "
+                          "the step passed to update: use_warmup, min_decay, or set_options)");
+            return *this;
+        }
+
         // Parameters and shadows change places: call before evaluating and again after.
         // Refused where a shadow is not kept exactly as its parameter is (a bf16 or 8-bit
         // shadow, a bf16 parameter): one of them would be rounded (copy_to a copy instead).

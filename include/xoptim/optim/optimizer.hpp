@@ -206,6 +206,8 @@ namespace xoptim
     private:
 
         friend struct detail::checkpoint_access;
+        template <class>
+        friend class compiled;  // puts a state made by a direct walk in its lists' order
         class visitor;
 
         // Sets every scheduled field to its value at step k, keeping the values it

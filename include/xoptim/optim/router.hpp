@@ -253,9 +253,15 @@ namespace xoptim
             return this->m_optimizers.size();
         }
 
+        // Group k in the order added; throws std::out_of_range naming k if none.
         Opt& group(std::size_t k)
         {
-            return this->m_optimizers.at(k);
+            if (k >= size())
+            {
+                throw std::out_of_range("xoptim::param_groups: no group " + std::to_string(k) + " (there are "
+                                        + std::to_string(size()) + ")");
+            }
+            return this->m_optimizers[k];
         }
 
         // The group added under `name`; throws std::out_of_range naming it if none.

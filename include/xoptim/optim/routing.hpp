@@ -79,9 +79,24 @@ namespace xoptim
         return [n](std::string_view, const std::vector<std::size_t>& shape) { return shape.size() >= n; };
     }
 
+    namespace detail
+    {
+        // An empty std::function would throw bad_function_call, naming nothing, at the
+        // first step.
+        inline void require_predicate(const param_predicate& f, const std::string& what)
+        {
+            if (!f)
+            {
+                throw std::invalid_argument("xoptim::routing: " + what + " is an empty param_predicate");
+            }
+        }
+    }
+
     // Both predicates hold.
     inline param_predicate all_of(param_predicate a, param_predicate b)
     {
+        detail::require_predicate(a, "all_of's first predicate");
+        detail::require_predicate(b, "all_of's second predicate");
         return [a = std::move(a), b = std::move(b)](std::string_view name, const std::vector<std::size_t>& shape) {
             return a(name, shape) && b(name, shape);
         };
@@ -90,6 +105,7 @@ namespace xoptim
     // The predicate does not hold.
     inline param_predicate none_of(param_predicate a)
     {
+        detail::require_predicate(a, "none_of's predicate");
         return [a = std::move(a)](std::string_view name, const std::vector<std::size_t>& shape) {
             return !a(name, shape);
         };
@@ -114,6 +130,7 @@ namespace xoptim
             {
                 throw std::logic_error("xoptim::routing: rule for '" + optimizer + "' added after the fallback");
             }
+            detail::require_predicate(match, "the rule for '" + optimizer + "'");
             m_rules.push_back({std::move(optimizer), std::move(match)});
             return *this;
         }

@@ -124,18 +124,21 @@ namespace xoptim
         {
             if (m_eval == 0)
             {
-                move_toward_z(std::forward<P>(params), 1 - 1 / beta(this->options()));
-                m_eval = 1;
+                const double b = beta(this->options());
+                move_toward_z(std::forward<P>(params), 1 - 1 / b);
+                m_eval = b;
             }
         }
 
-        // The parameters become y again, where the gradients are taken.
+        // The parameters become y again, where the gradients are taken: the inverse of
+        // eval's move, with the beta eval used (options changed in eval mode take effect
+        // from the next step on).
         template <class P>
         void train(P&& params)
         {
             if (m_eval != 0)
             {
-                move_toward_z(std::forward<P>(params), 1 - beta(this->options()));
+                move_toward_z(std::forward<P>(params), 1 - eval_beta());
                 m_eval = 0;
             }
         }
@@ -268,7 +271,16 @@ namespace xoptim
 
         double m_lr_max = -1;
         double m_weight_sum = 0;
-        double m_eval = 0;  // 1 in eval mode (a double: saved with the host fields)
+        // 0 in train mode; in eval mode the beta eval() moved the parameters by (a
+        // double: saved with the host fields).
+        double m_eval = 0;
+
+        // 1 is what a checkpoint saved in eval mode held before the beta was kept: the
+        // options' beta then.
+        double eval_beta() const noexcept
+        {
+            return m_eval < 1 ? m_eval : beta(this->options());
+        }
     };
 
     using adamw_schedulefree = schedulefree_base<true>;

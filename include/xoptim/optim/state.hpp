@@ -415,6 +415,36 @@ namespace xoptim
                             m_entries.end());
         }
 
+        // Puts the entries in the order of `names` where those are the entries' own names
+        // in another order (a state made by a walk of the same parameters in another
+        // order); anything else leaves them as they are.
+        void reorder(const std::vector<std::string>& names)
+        {
+            std::vector<std::size_t> order;
+            for (const std::string& name : names)
+            {
+                const auto at = std::find_if(m_entries.begin(), m_entries.end(),
+                                             [&](const entry& e) { return e.name == name; });
+                const std::size_t k = std::size_t(at - m_entries.begin());
+                if (at == m_entries.end() || std::find(order.begin(), order.end(), k) != order.end())
+                {
+                    return;
+                }
+                order.push_back(k);
+            }
+            if (order.size() != m_entries.size())
+            {
+                return;
+            }
+            std::vector<entry> ordered;
+            ordered.reserve(order.size());
+            for (const std::size_t k : order)
+            {
+                ordered.push_back(std::move(m_entries[k]));
+            }
+            m_entries = std::move(ordered);
+        }
+
         state_report report() const noexcept
         {
             state_report r;

@@ -72,20 +72,34 @@ namespace xoptim
             static erased_leaf of(P& param, G& grad, bool checked)
             {
                 using T = tensor::value_type<P>;
-                static_assert(std::is_same_v<T, float> || std::is_same_v<T, double>,
-                              "xoptim: parameters must be float or double tensors here (bf16 parameters are "
-                              "stepped by an optimizer itself; the stepper, routers and checkpoints take float "
-                              "and double)");
-                erased_leaf e{std::is_same_v<T, double>, tensor::data(param), facts(param, checked), false, nullptr, {}};
-                if constexpr (!std::is_same_v<std::remove_const_t<G>, no_grads>)
+                constexpr bool number = std::is_same_v<T, float> || std::is_same_v<T, double>;
+                constexpr bool mutable_param = !std::is_const_v<std::remove_pointer_t<decltype(tensor::data(param))>>;
+                static_assert(number, "xoptim: parameters must be float or double tensors here (bf16 parameters are "
+                                      "stepped by an optimizer itself; the stepper, routers and checkpoints take float "
+                                      "and double)");
+                static_assert(mutable_param, "xoptim: parameters must be mutable (got a const tensor)");
+                if constexpr (number && mutable_param)  // else the message above comes alone
                 {
-                    static_assert(std::is_same_v<T, tensor::value_type<G>>,
-                                  "xoptim: a gradient must have its parameter's element type");
-                    e.has_grad = true;
-                    e.grad = tensor::data(grad);
-                    e.grad_facts = facts(grad, checked);
+                    erased_leaf e{std::is_same_v<T, double>,
+                                  tensor::data(param),
+                                  facts(param, checked),
+                                  false,
+                                  nullptr,
+                                  {}};
+                    if constexpr (!std::is_same_v<std::remove_const_t<G>, no_grads>)
+                    {
+                        static_assert(std::is_same_v<T, tensor::value_type<G>>,
+                                      "xoptim: a gradient must have its parameter's element type");
+                        e.has_grad = true;
+                        e.grad = tensor::data(grad);
+                        e.grad_facts = facts(grad, checked);
+                    }
+                    return e;
                 }
-                return e;
+                else
+                {
+                    return erased_leaf{};
+                }
             }
 
         private:

@@ -191,6 +191,7 @@ namespace xoptim
     template <class P, class G>
     bool stepper<Opt>::operator()(P&& params, G&& grads)
     {
+        static_assert(!std::is_same_v<detail::bare<G>, no_grads>, "xoptim: step needs gradients");
         detail::require_stepped_in_place<P>();
         const checked_walk checked = m_flat.collect(std::forward<P>(params), std::forward<G>(grads), "xoptim::stepper");
         try
@@ -244,10 +245,11 @@ namespace xoptim
         const double mean = 1.0 / double(m_o.accumulate);
         grad_transform t;
         t.clip = m_o.clip_value > 0 ? m_o.clip_value : std::numeric_limits<double>::infinity();
+        double norm = m_last_norm;  // last_norm() changes with a step taken or skipped only
         if (m_o.clip_global_norm > 0 || m_o.on_non_finite != non_finite::ignore)
         {
             const grad_stats s = reduce(m_flat.share<float>()) + reduce(m_flat.share<double>());
-            m_last_norm = s.norm() * mean;
+            norm = s.norm() * mean;
             if (!s.finite)
             {
                 if (m_o.on_non_finite == non_finite::raise)
@@ -257,17 +259,19 @@ namespace xoptim
                 }
                 if (m_o.on_non_finite == non_finite::skip)
                 {
+                    m_last_norm = norm;
                     ++m_skipped;
                     return false;
                 }
             }
             if (m_o.clip_global_norm > 0)
             {
-                t.scale = detail::clip_factor(m_o.clip_global_norm, m_last_norm);
+                t.scale = detail::clip_factor(m_o.clip_global_norm, norm);
             }
         }
         t.scale *= mean;
         m_opt.step(m_flat.params(), m_flat.grads(), t, checked);  // checks no leaf again
+        m_last_norm = norm;
         m_stepped = true;
         return true;
     }
