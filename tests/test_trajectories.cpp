@@ -4,6 +4,7 @@
 // over several shapes, compared at steps 1, 2, 3, 10, 30 and 60.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstdint>
 #include <cstring>
@@ -190,5 +191,112 @@ namespace
         const nlohmann::json doc = nlohmann::json::parse(in);
         expect_aten_lerp<float, std::uint32_t>(doc.at("float32"));
         expect_aten_lerp<double, std::uint64_t>(doc.at("float64"));
+    }
+}
+
+namespace
+{
+    // Infinite parameters and NaN or Inf gradients (tests/reference/generate_non_finite.py):
+    // SGD, Adam and AdamW against torch.optim's bits, where weight decay 0 adds no term
+    // (0 * inf would make an infinite parameter NaN), and Adafactor against its
+    // transcriptions, where the eps1^2 floor keeps a NaN (torch's clamp) and transformers'
+    // decay is skipped at 0. Values compare as bits, any NaN equal to any NaN (the sign and
+    // payload of a NaN are not promised); Adafactor's finite values within the
+    // trajectories' tolerance of its float64 transcription.
+    template <class T, class U>
+    T value_of_bits(const nlohmann::json& b)
+    {
+        const U u = b.get<U>();
+        T x;
+        std::memcpy(&x, &u, sizeof x);
+        return x;
+    }
+
+    template <class T, class U>
+    void expect_same_values(const std::vector<T>& got, const nlohmann::json& want, bool exact, const std::string& what)
+    {
+        ASSERT_EQ(got.size(), want.size()) << what;
+        const double tol = std::is_same_v<T, float> ? 1e-6 : 1e-12;
+        for (std::size_t i = 0; i < got.size(); ++i)
+        {
+            const T w = value_of_bits<T, U>(want[i]);
+            U bits;
+            std::memcpy(&bits, &got[i], sizeof bits);
+            if (std::isnan(w) || std::isnan(got[i]))
+            {
+                EXPECT_TRUE(std::isnan(w) && std::isnan(got[i]))
+                    << what << " element " << i << ": " << got[i] << " vs " << w;
+            }
+            else if (exact || !std::isfinite(w) || !std::isfinite(got[i]))
+            {
+                EXPECT_EQ(bits, want[i].get<U>()) << what << " element " << i << ": " << got[i] << " vs " << w;
+            }
+            else
+            {
+                EXPECT_LE(std::abs(double(got[i]) - double(w)), tol * std::max(std::abs(double(w)), 1.0))
+                    << what << " element " << i << ": " << got[i] << " vs " << w;
+            }
+        }
+    }
+
+    template <class T, class U>
+    void replay_non_finite(const nlohmann::json& c)
+    {
+        const auto values = [](const nlohmann::json& bits) {
+            std::vector<T> out;
+            for (const auto& b : bits)
+            {
+                out.push_back(value_of_bits<T, U>(b));
+            }
+            return out;
+        };
+        const std::string name = c.at("name").get<std::string>() + " " + c.at("dtype").get<std::string>();
+        const std::vector<std::size_t> shape = c.at("shape").get<std::vector<std::size_t>>();
+        std::vector<T> p = values(c.at("init"));
+        std::vector<T> g(p.size());
+        // A list of views, as the trajectories above: the same kernels.
+        const std::vector<xoptim::tensor_view<T>> params{xoptim::tensor_view<T>(p.data(), shape)};
+        const std::vector<xoptim::tensor_view<T>> grads{xoptim::tensor_view<T>(g.data(), shape)};
+        const bool exact = c.at("exact").get<bool>();
+        xoptim::tools::with_optimizer(c.at("optimizer").get<std::string>(), c.at("hyper"), [&](auto& opt) {
+            for (std::size_t t = 0; t < c.at("grads").size(); ++t)
+            {
+                const std::vector<T> next = values(c.at("grads")[t]);
+                std::copy(next.begin(), next.end(), g.begin());  // the view keeps g's elements
+                opt.step(params, grads);
+                expect_same_values<T, U>(p, c.at("after")[t], exact, name + " step " + std::to_string(t + 1));
+            }
+            const auto& names = std::decay_t<decltype(opt)>::state_names;
+            for (const auto& [state, want] : c.at("states").items())
+            {
+                const auto at = std::find_if(names.begin(), names.end(), [&](const char* n) { return state == n; });
+                ASSERT_NE(at, names.end()) << name << " " << state;
+                std::vector<T> got;
+                for (const double x : opt.state().values(opt.state()[0].name, std::size_t(at - names.begin())))
+                {
+                    got.push_back(static_cast<T>(x));
+                }
+                expect_same_values<T, U>(got, want, true, name + " " + state);
+            }
+        });
+    }
+
+    TEST(non_finite, infinite_parameters_and_nan_gradients_as_the_references)
+    {
+        std::ifstream in(std::string(XOPTIM_TEST_DATA_DIR) + "/non_finite.json");
+        ASSERT_TRUE(in.good());
+        const nlohmann::json doc = nlohmann::json::parse(in);
+        ASSERT_EQ(doc.at("cases").size(), 28u);
+        for (const auto& c : doc.at("cases"))
+        {
+            if (c.at("dtype") == "float32")
+            {
+                replay_non_finite<float, std::uint32_t>(c);
+            }
+            else
+            {
+                replay_non_finite<double, std::uint64_t>(c);
+            }
+        }
     }
 }

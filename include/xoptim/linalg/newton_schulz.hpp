@@ -39,6 +39,7 @@
 #include <string>
 #include <vector>
 
+#include "../engine/arch/product.hpp"
 #include "../engine/host_arithmetic.hpp"
 #include "bf16_products.hpp"
 #include "blas.hpp"
@@ -167,7 +168,7 @@ namespace xoptim
         const double sum = detail::rounded_square_sum(g, size);
         const double tiny = std::numeric_limits<double>::min() / std::numeric_limits<double>::epsilon();
         const double norm = std::isinf(sum) || sum < tiny ? detail::scaled_norm(g, size) : std::sqrt(sum);
-        const double s = m_o.norm == ns_norm::add_eps ? 1 / (norm * m_o.norm_scale + m_o.eps)
+        const double s = m_o.norm == ns_norm::add_eps ? 1 / (arch::product(norm, m_o.norm_scale) + m_o.eps)
                                                       : 1 / std::max(norm, m_o.eps);
         if (m_o.steps == 0)
         {

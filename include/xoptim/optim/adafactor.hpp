@@ -37,6 +37,7 @@
 #include <optional>
 #include <vector>
 
+#include "../engine/arch/product.hpp"
 #include "../engine/host_arithmetic.hpp"
 #include "../engine/reduce.hpp"
 #include "optimizer.hpp"
@@ -359,7 +360,7 @@ namespace xoptim
             s.w_complement = 1 - double(T(s.w));  // ATen's 1 - weight in T (exact)
             s.rho = std::min(o.lr, 1 / std::sqrt(s.t));
             s.sign = o.maximize ? -1 : 1;
-            s.decay = 1 - o.lr * o.weight_decay;
+            s.decay = 1 - arch::product(o.lr, o.weight_decay);
             s.eps1 = o.eps[0] ? *o.eps[0] : double(std::numeric_limits<T>::epsilon());
             s.eps1_squared = s.eps1 * s.eps1;
             s.eps2 = *o.eps[1];
@@ -417,7 +418,7 @@ namespace xoptim
             const auto& row_mean = sym::scalar<1>;
             const auto& step_scale = sym::scalar<3>;
             const auto g_ = grad = s.sign * g;
-            const auto update = (1 / sqrt(max((row_var * col_var) / row_mean, s.eps1_squared))) * grad;
+            const auto update = (1 / sqrt(max(s.eps1_squared, (row_var * col_var) / row_mean))) * grad;
 
             // Pass 1: ||p||^2, the row and the column sums of g'^2.
             w.template run_statistics<true>(step.transform(), [](const auto& x) { return x; });
@@ -484,7 +485,7 @@ namespace xoptim
             const auto& variance = sym::state<2>;
             const auto& step_scale = sym::scalar<2>;
             const auto g_ = grad = s.sign * g;
-            const auto update = (1 / sqrt(max(variance, s.eps1_squared))) * grad;
+            const auto update = (1 / sqrt(max(s.eps1_squared, variance))) * grad;
             // Pass 1: ||p||^2 (before the decay), the second moment, ||u||^2.
             step.run_on(w.vectors, g_, scalar<0> = sum_squares(p), variance = lerp(variance, grad * grad),
                         scalar<1> = sum_squares(update));
@@ -651,16 +652,27 @@ namespace xoptim
             const auto& decay = sym::scalar<2>;
             const auto& lr = sym::scalar<3>;
             const auto g2 = u = g * g + eps1;
-            // The last pass: p - wd * lr * p - u, through the first moment with beta1.
+            // The last pass: p - wd * lr * p - u, through the first moment with beta1; the
+            // decay only where weight_decay is not 0, as transformers (-0 * inf is NaN).
             const auto last = [&](const auto& jobs, const auto& direction) {
                 const auto scaled = (direction / clip) * lr;
-                if (o.beta1)
+                const auto move = [&](const auto& decayed) {
+                    if (o.beta1)
+                    {
+                        step.run_on(jobs, m = *o.beta1 * m + (1 - *o.beta1) * scaled, p = decayed - m);
+                    }
+                    else
+                    {
+                        step.run_on(jobs, p = decayed - scaled);
+                    }
+                };
+                if (o.weight_decay != 0)
                 {
-                    step.run_on(jobs, m = *o.beta1 * m + (1 - *o.beta1) * scaled, p = (p + decay * p) - m);
+                    move(p + decay * p);
                 }
                 else
                 {
-                    step.run_on(jobs, p = (p + decay * p) - scaled);
+                    move(p);
                 }
             };
 

@@ -1,5 +1,5 @@
 // Adam and AdamW (Kingma & Ba 2015; Loshchilov & Hutter 2019), as torch.optim.Adam/AdamW:
-//   AdamW: p = p * (1 - lr * wd)            Adam: g' = ±g + wd * p
+//   AdamW: p = p * (1 - lr * wd)            Adam: g' = ±g + wd * p (where wd is not 0)
 //   m = b1 * m + (1 - b1) * g'
 //   v = b2 * v + (1 - b2) * g'^2             amsgrad: vmax = max(vmax, v), used for v below
 //   p = p + (-lr / (1 - b1^t) * m) / (sqrt(v) / sqrt(1 - b2^t) + eps)
@@ -74,49 +74,53 @@ namespace xoptim
             const double step_size = o.lr / bc1;
             const double sign = o.maximize ? -1 : 1;
             const double decay = Decoupled ? 1 - arch::product(o.lr, o.weight_decay) : 1;
-            const double coupled = Decoupled ? 0 : o.weight_decay;
 
             const auto decayed = p = decay * p;
-            const auto grad = [&] {
-                if constexpr (Decoupled)
+            // The step from the gradient term d = g' (+ weight_decay * p, Adam's coupled decay).
+            const auto run_with = [&](const auto& grad) {
+                const auto first_moment = m = fma(1 - b1, d, b1 * m);
+                const auto second_moment = v = fma((1 - b2) * d, d, b2 * v);
+                // One fused pass: the moments, then p moved by -step_size * numerator / denominator,
+                // handed to run(pass).
+                const auto adam_step = [&](const auto& numerator, const auto& run) {
+                    if (o.amsgrad)
+                    {
+                        run(fuse(decayed, grad, first_moment, second_moment, vmax = max(vmax, v),
+                                 p = p + (-step_size * numerator) / (sqrt(vmax) / bc2_sqrt + o.eps)));
+                    }
+                    else
+                    {
+                        run(fuse(decayed, grad, first_moment, second_moment,
+                                 p = p + (-step_size * numerator) / (sqrt(v) / bc2_sqrt + o.eps)));
+                    }
+                };
+                if (o.caution)
                 {
-                    return d = sign * g;
+                    // Pass 1 counts where the new m agrees with g' (it writes nothing); the
+                    // step then moves p by m masked and scaled by its tensor's factor.
+                    const auto& new_m = sym::local<1>;
+                    const auto count = fuse(grad, new_m = fma(1 - b1, d, b1 * m),
+                                            sym::scalar<0> = detail::agreeing(new_m, d));
+                    adam_step(m * detail::cautious_mask(m, d), [&](const auto& pass) {
+                        step.run_in_turn(count, detail::caution_factors{o.caution_normalize}, pass);
+                    });
                 }
                 else
                 {
-                    return d = fma(coupled, p, sign * g);
-                }
-            }();
-            const auto first_moment = m = fma(1 - b1, d, b1 * m);
-            const auto second_moment = v = fma((1 - b2) * d, d, b2 * v);
-            // One fused pass: the moments, then p moved by -step_size * numerator / denominator,
-            // handed to run(pass).
-            const auto adam_step = [&](const auto& numerator, const auto& run) {
-                if (o.amsgrad)
-                {
-                    run(fuse(decayed, grad, first_moment, second_moment, vmax = max(vmax, v),
-                             p = p + (-step_size * numerator) / (sqrt(vmax) / bc2_sqrt + o.eps)));
-                }
-                else
-                {
-                    run(fuse(decayed, grad, first_moment, second_moment,
-                             p = p + (-step_size * numerator) / (sqrt(v) / bc2_sqrt + o.eps)));
+                    adam_step(m, [&](const auto& pass) { step.run_fused(pass); });
                 }
             };
-            if (o.caution)
+            // torch's Adam adds weight_decay * p only where weight_decay is not 0 (0 * inf is
+            // NaN): without it the step is AdamW's with no decay, the same program.
+            if constexpr (!Decoupled)
             {
-                // Pass 1 counts where the new m agrees with g' (it writes nothing); the
-                // step then moves p by m masked and scaled by its tensor's factor.
-                const auto& new_m = sym::local<1>;
-                const auto count = fuse(grad, new_m = fma(1 - b1, d, b1 * m), sym::scalar<0> = detail::agreeing(new_m, d));
-                adam_step(m * detail::cautious_mask(m, d), [&](const auto& pass) {
-                    step.run_in_turn(count, detail::caution_factors{o.caution_normalize}, pass);
-                });
+                if (o.weight_decay != 0)
+                {
+                    run_with(d = fma(o.weight_decay, p, sign * g));
+                    return;
+                }
             }
-            else
-            {
-                adam_step(m, [&](const auto& pass) { step.run_fused(pass); });
-            }
+            run_with(d = sign * g);
         }
     };
 }

@@ -16,6 +16,7 @@
 #include <array>
 #include <cmath>
 
+#include "../engine/arch/product.hpp"
 #include "optimizer.hpp"
 #include "validate.hpp"
 
@@ -65,7 +66,9 @@ namespace xoptim
             }
             const auto half_life = [](double beta) { return std::log(0.5) / std::log(beta + 1e-8) - 1; };
             const double a = t / static_cast<double>(o.beta3_warmup);
-            return std::pow(0.5, 1 / ((1 - a) * half_life(o.betas[0]) + a * half_life(o.betas[2]) + 1));
+            return std::pow(0.5, 1
+                                     / (arch::product(1 - a, half_life(o.betas[0]))
+                                        + arch::product(a, half_life(o.betas[2])) + 1));
         }
     }
 

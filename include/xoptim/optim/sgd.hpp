@@ -1,5 +1,5 @@
 // SGD with momentum, dampening, Nesterov and coupled weight decay, as torch.optim.SGD:
-//   g' = ±g + wd * p
+//   g' = ±g + wd * p                             (where wd is not 0)
 //   b  = momentum * b + (1 - dampening) * g'      (b = g' on the first step)
 //   p  = p - lr * (nesterov ? g' + momentum * b : b)
 // each sum with a product an fma, as torch's add_(x, alpha) kernels compute it on CPUs
@@ -65,18 +65,28 @@ namespace xoptim
             const bool first = step.count() == 1;
             const double keep = first ? -0.0 : mu;
             const double take = first ? 1 : 1 - o.dampening;
-            const auto grad = fma(o.weight_decay, p, sign * g);
-            if (mu == 0)
+            const auto run_with = [&](const auto& grad) {
+                if (mu == 0)
+                {
+                    step.run(p = fma(-lr, grad, p));
+                }
+                else if (o.nesterov)
+                {
+                    step.run(d = grad, buf = fma(take, d, keep * buf), p = fma(-lr, fma(mu, buf, d), p));
+                }
+                else
+                {
+                    step.run(buf = fma(take, grad, keep * buf), p = fma(-lr, buf, p));
+                }
+            };
+            // torch adds weight_decay * p only where weight_decay is not 0 (0 * inf is NaN).
+            if (o.weight_decay != 0)
             {
-                step.run(p = fma(-lr, grad, p));
-            }
-            else if (o.nesterov)
-            {
-                step.run(d = grad, buf = fma(take, d, keep * buf), p = fma(-lr, fma(mu, buf, d), p));
+                run_with(fma(o.weight_decay, p, sign * g));
             }
             else
             {
-                step.run(buf = fma(take, grad, keep * buf), p = fma(-lr, buf, p));
+                run_with(sign * g);
             }
         }
 
