@@ -265,6 +265,16 @@ TEST(compiled, a_state_made_through_the_optimizer_is_stepped)
     }
     EXPECT_TRUE(same_bits(initialised, direct));
 
+    net restarted = compiled_test::make_net(3);
+    fresh.step(restarted, grads);  // this compiled<O> has stepped before
+    restarted = compiled_test::make_net(1);
+    compiled_test::restart_through_optimizer(fresh, restarted);
+    for (int s = 0; s < 4; ++s)
+    {
+        fresh.step(restarted, grads);
+    }
+    EXPECT_TRUE(same_bits(restarted, direct));
+
     net params = compiled_test::make_net(1);
     xoptim::compiled<xoptim::adamw> first;
     first.step(params, grads);

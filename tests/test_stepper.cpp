@@ -13,6 +13,7 @@
 
 #include <xoptim/engine/reduce.hpp>
 #include <xoptim/optim/router.hpp>
+#include <xoptim/optim/schedulefree.hpp>
 #include <xoptim/step/stepper.hpp>
 #include <xoptim/xoptim.hpp>
 
@@ -717,5 +718,67 @@ namespace
         EXPECT_EQ(p, std::vector<float>(6, 1.0f));
         EXPECT_EQ(acc.pending_micro_batches(), 1u);
         EXPECT_TRUE(acc(xoptim::view(p.data(), {2, 3}), g23));
+    }
+}
+
+namespace
+{
+    // A refusal of the optimizer's on a cycle's last call (a scheduled value out of range,
+    // a Schedule-Free step in eval mode) changes nothing: the cycle's micro-batches stay
+    // pending, and once the cause is mended the same call steps with the bits of a run
+    // that was never refused. The micro-batches were dropped before.
+    template <class Make, class Refuse, class Mend>
+    void expect_last_call_refused_and_kept(Make make, Refuse refuse, Mend mend)
+    {
+        const auto run = [&](bool refused) {
+            std::vector<float> w{0.5f, -1.0f, 2.0f}, b{0.25f, 0.75f};
+            xoptim::stepper_options o;
+            o.accumulate = 3;
+            o.clip_global_norm = 1.0;
+            auto step = make(o);
+            const auto params = [&] { return std::make_tuple(xoptim::named("w", w), xoptim::named("b", b)); };
+            for (int cycle = 0; cycle < 2; ++cycle)
+            {
+                for (int k = 0; k < 3; ++k)
+                {
+                    std::vector<float> gw{0.1f * float(k + 1), -0.3f, 0.2f * float(cycle + 1)};
+                    std::vector<float> gb{-0.05f * float(k), 0.4f};
+                    if (cycle == 1 && k == 2)  // both runs refuse and mend; one tries to step between
+                    {
+                        refuse(step, params());
+                        if (refused)
+                        {
+                            const auto w0 = w;
+                            EXPECT_ANY_THROW(step(params(), std::tie(gw, gb)));
+                            EXPECT_EQ(step.pending_micro_batches(), 2u);
+                            EXPECT_EQ(w, w0);
+                        }
+                        mend(step, params());
+                    }
+                    step(params(), std::tie(gw, gb));
+                }
+            }
+            EXPECT_EQ(step.pending_micro_batches(), 0u);
+            return std::make_pair(w, b);
+        };
+        EXPECT_EQ(run(true), run(false));
+    }
+
+    TEST(stepper, a_refused_last_call_keeps_the_cycle)
+    {
+        // lr scheduled negative, then right again (both runs end with the same schedule).
+        expect_last_call_refused_and_kept(
+            [](const xoptim::stepper_options& o) { return xoptim::stepper(xoptim::adamw(), o); },
+            [](auto& step, auto&&) { step.optimizer().schedule("lr", xoptim::constant(-1.0)); },
+            [](auto& step, auto&&) { step.optimizer().schedule("lr", xoptim::constant(1e-3)); });
+        // Schedule-Free in eval mode, under a router: train() mends it.
+        expect_last_call_refused_and_kept(
+            [](const xoptim::stepper_options& o) {
+                xoptim::routing r;
+                r.add("sf", xoptim::name_matches({"w"})).fallback("adamw");
+                return xoptim::stepper(xoptim::router(r, xoptim::adamw_schedulefree(), xoptim::adamw()), o);
+            },
+            [](auto& step, auto&& params) { step.optimizer().template optimizer<0>().eval(std::get<0>(params)); },
+            [](auto& step, auto&& params) { step.optimizer().template optimizer<0>().train(std::get<0>(params)); });
     }
 }

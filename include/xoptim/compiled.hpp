@@ -143,7 +143,6 @@ namespace xoptim
 
         std::unique_ptr<O> m_opt;
         flat_params m_flat;
-        bool m_stepped = false;  // whether a step through this compiled<O> was taken
     };
 }
 

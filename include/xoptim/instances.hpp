@@ -55,10 +55,10 @@
 
 // A stepper's work over its float or double parameters beside the step (the parameter
 // walk and the step stay in each unit).
-#define XOPTIM_STEPPER_INSTANCE(O, T)                                                                  \
-    XOPTIM_EXTERN template void stepper<O>::check_accumulators<T>(const flat_share<T>&) const;         \
-    XOPTIM_EXTERN template void stepper<O>::accumulate<T>(flat_share<T>&);                             \
-    XOPTIM_EXTERN template void stepper<O>::use_accumulators<T>(flat_share<T>&);                       \
+#define XOPTIM_STEPPER_INSTANCE(O, T)                                                                                  \
+    XOPTIM_EXTERN template void stepper<O>::check_accumulators<T>(const flat_share<T>&) const;                         \
+    XOPTIM_EXTERN template void stepper<O>::accumulate<T>(const std::vector<tensor_view<const T>>&);                   \
+    XOPTIM_EXTERN template void stepper<O>::use_accumulators<T>(flat_share<T>&);                                       \
     XOPTIM_EXTERN template grad_stats stepper<O>::reduce<T>(const flat_share<T>&);
 
 // The steps over float, double, both (stepper, router), and both with coded states
@@ -151,29 +151,43 @@ namespace xoptim
     }
 
     // A refused first step leaves no names behind: the next call is a first walk again.
-    // O's state made before (optimizer().init, or load_checkpoint through optimizer())
-    // follows the caller's set, where double parameters may come between float ones: it
-    // is put in the order of the lists O steps, float parameters first.
+    // O's state made through optimizer() (init, or load_checkpoint into a new or a fresh
+    // O) follows the caller's set, where double parameters may come between float ones:
+    // it is put in the order of the lists O steps, float parameters first (a pass over
+    // the names where it already is).
     template <class O>
     void compiled<O>::step_over(const checked_walk& walk)
     {
-        if (!m_stepped && !m_opt->m_state.empty())
+        const state_store& state = m_opt->m_state;
+        const auto in_list_order = [&] {
+            std::size_t k = 0;
+            const auto same = [&](const auto& share) {
+                for (const std::size_t leaf : share.leaves)
+                {
+                    if (k >= state.size() || state[k++].name != m_flat.name(leaf))
+                    {
+                        return false;
+                    }
+                }
+                return true;
+            };
+            return same(m_flat.template share<float>()) && same(m_flat.template share<double>());
+        };
+        if (!state.empty() && !in_list_order())
         {
             std::vector<std::string> names;
-            const auto add = [&](const auto& share) {
-                for (const std::size_t leaf : share.leaves)
+            for (const auto* share : {&m_flat.template share<float>().leaves, &m_flat.template share<double>().leaves})
+            {
+                for (const std::size_t leaf : *share)
                 {
                     names.push_back(m_flat.name(leaf));
                 }
-            };
-            add(m_flat.template share<float>());
-            add(m_flat.template share<double>());
+            }
             m_opt->m_state.reorder(names);
         }
         try
         {
             m_opt->step(m_flat.params(), m_flat.grads(), grad_transform{}, walk);
-            m_stepped = true;
         }
         catch (...)
         {

@@ -100,6 +100,12 @@ namespace compiled_test
         opt.optimizer().init(params);
     }
 
+    void restart_through_optimizer(xoptim::compiled<xoptim::adamw>& opt, net& params)
+    {
+        opt.optimizer() = xoptim::adamw();
+        opt.optimizer().init(params);
+    }
+
     void checkpoint_through_optimizer(const std::string& file, net& from_params, xoptim::compiled<xoptim::adamw>& from,
                                       net& to_params, xoptim::compiled<xoptim::adamw>& to)
     {

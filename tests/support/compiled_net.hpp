@@ -60,6 +60,10 @@ namespace compiled_test
     // (double b between float leaves), as a unit that includes O's header makes it.
     void init_through_optimizer(xoptim::compiled<xoptim::adamw>& opt, net& params);
 
+    // opt.optimizer() = a new adamw, then init_through_optimizer: a compiled<O> that has
+    // stepped, starting again.
+    void restart_through_optimizer(xoptim::compiled<xoptim::adamw>& opt, net& params);
+
     // save_checkpoint(file, from_params, from.optimizer()), then
     // load_checkpoint(file, to_params, to.optimizer()): the guide's way for compiled<O>.
     void checkpoint_through_optimizer(const std::string& file, net& from_params, xoptim::compiled<xoptim::adamw>& from,

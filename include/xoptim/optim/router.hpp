@@ -60,6 +60,16 @@ namespace xoptim
             template <class P, class G>
             void step(P&& params, G&& grads, const grad_transform& transform, checked_walk checked);
 
+            // The step in two phases, as optimizer::prepare, commit and abandon: prepare
+            // routes (on the first walk) and has every optimizer check its share, changing
+            // nothing but a first step's routes and state; commit steps them all; abandon
+            // takes back what prepare made (a stepper checks everything before it adds a
+            // cycle's last micro-batch).
+            template <class P, class G>
+            void prepare(P&& params, G&& grads, checked_walk checked);
+            void commit(const grad_transform& transform = {});
+            void abandon() noexcept;
+
             // Routes the parameters and creates every optimizer's state now instead of on
             // the first step.
             template <class P>
@@ -160,6 +170,9 @@ namespace xoptim
             template <class P, class G, class... Checked>
             void step_walk(P&& params, G&& grads, const grad_transform& transform, Checked... checked);
 
+            template <class P, class G, class... Checked>
+            void prepare_walk(P&& params, G&& grads, Checked... checked);
+
             // phase(k, optimizer) on every optimizer, or on none: if one throws, take_back
             // on those it ran on, and a first call (`first`) routes nothing (groups can
             // still be added; the next step, init or checkpoint load routes afresh).
@@ -182,6 +195,7 @@ namespace xoptim
             }
 
             flat_params m_flat;
+            bool m_prepared_first = false;  // the prepared step routed the parameters
             std::vector<std::size_t> m_routes;
             std::vector<share<float>> m_floats;
             std::vector<share<double>> m_doubles;
@@ -361,6 +375,21 @@ namespace xoptim
     void detail::router_base<Storage>::step_walk(P&& params, G&& grads, const grad_transform& transform,
                                                  Checked... checked)
     {
+        prepare_walk(std::forward<P>(params), std::forward<G>(grads), checked...);
+        commit(transform);
+    }
+
+    template <class Storage>
+    template <class P, class G>
+    void detail::router_base<Storage>::prepare(P&& params, G&& grads, checked_walk checked)
+    {
+        prepare_walk(std::forward<P>(params), std::forward<G>(grads), checked);
+    }
+
+    template <class Storage>
+    template <class P, class G, class... Checked>
+    void detail::router_base<Storage>::prepare_walk(P&& params, G&& grads, Checked... checked)
+    {
         detail::require_stepped_in_place<P>();
         const bool first = m_routes.empty();
         const checked_walk walked = split(std::forward<P>(params), std::forward<G>(grads), checked...);
@@ -369,7 +398,26 @@ namespace xoptim
         all_or_none(
             first, [&](std::size_t k, auto& o) { o.prepare(share_params(k), share_grads(k), walked); },
             [](auto& o) { o.abandon(); });
+        m_prepared_first = first;
+    }
+
+    template <class Storage>
+    void detail::router_base<Storage>::commit(const grad_transform& transform)
+    {
         each([&](std::size_t, auto& o) { o.commit(transform); });
+        m_prepared_first = false;
+    }
+
+    template <class Storage>
+    void detail::router_base<Storage>::abandon() noexcept
+    {
+        each([](std::size_t, auto& o) { o.abandon(); });
+        if (m_prepared_first)
+        {
+            m_routes.clear();
+            m_flat.reset();
+        }
+        m_prepared_first = false;
     }
 
     template <class Storage>

@@ -85,12 +85,14 @@ namespace xoptim
         // One micro-batch. Returns true when the optimizer stepped, false when the
         // call only accumulated or the step was skipped for a non-finite gradient. With
         // on_non_finite = raise and the stepper's own accumulators, a micro-batch holding
-        // NaN or Inf is refused before it is added (nothing changes). If the step itself
-        // throws on the k-th call (a sum that overflowed under raise, a scheduled value
-        // out of range, a refused shape), the micro-batches of that cycle are dropped and
-        // the next call starts a new cycle. A call refused before the stepper's first
-        // step, with nothing pending, leaves it as new: the next call may pass another
-        // set of parameters.
+        // NaN or Inf is refused before it is added (nothing changes). On a cycle's k-th
+        // call the optimizer checks everything (its schedules' values, a step it refuses,
+        // its state against the parameters) before the micro-batch is added: a refusal
+        // changes nothing, and the call may be made again. Only a sum that overflowed
+        // under raise (or a failure inside the update: threads that cannot start) drops
+        // the cycle's micro-batches; the next call then starts a new cycle. A call refused
+        // before the stepper's first step, with nothing pending, leaves it as new: the
+        // next call may pass another set of parameters.
         template <class P, class G>
         bool operator()(P&& params, G&& grads);
 
@@ -149,8 +151,9 @@ namespace xoptim
         template <class T>
         void check_accumulators(const flat_share<T>& s) const;
 
+        // The sums += `grads` (= on a cycle's first micro-batch).
         template <class T>
-        void accumulate(flat_share<T>& s);
+        void accumulate(const std::vector<tensor_view<const T>>& grads);
 
         template <class T>
         void use_accumulators(flat_share<T>& s);
@@ -159,6 +162,13 @@ namespace xoptim
         job_list<T>& jobs() noexcept
         {
             return detail::by_type<T>(m_float_jobs, m_double_jobs);
+        }
+
+        // A cycle's last micro-batch, held while the step reads the sums.
+        template <class T>
+        std::vector<tensor_view<const T>>& last_micro_batch() noexcept
+        {
+            return detail::by_type<T>(m_last_floats, m_last_doubles);
         }
 
         template <class T>
@@ -172,6 +182,8 @@ namespace xoptim
         state_store m_acc;
         job_list<float> m_float_jobs;
         job_list<double> m_double_jobs;
+        std::vector<tensor_view<const float>> m_last_floats;
+        std::vector<tensor_view<const double>> m_last_doubles;
         std::vector<double> m_partials;
         std::size_t m_micro = 0;
         std::size_t m_skipped = 0;
@@ -213,67 +225,92 @@ namespace xoptim
     bool stepper<Opt>::step_collected(const checked_walk& checked)
     {
         const bool own_buffers = m_o.accumulate > 1 && !m_o.caller_accumulates;
+        auto& floats = m_flat.share<float>();
+        auto& doubles = m_flat.share<double>();
         if (own_buffers)
         {
             make_accumulators();
-            check_accumulators(m_flat.share<float>());  // both before either sum moves
-            check_accumulators(m_flat.share<double>());
+            check_accumulators(floats);  // both before either sum moves
+            check_accumulators(doubles);
             // raise: a micro-batch with NaN or Inf is refused before it enters the sums,
             // so the call changes nothing and the cycle goes on with the next one.
-            if (m_o.on_non_finite == non_finite::raise
-                && !(reduce(m_flat.share<float>()) + reduce(m_flat.share<double>())).finite)
+            if (m_o.on_non_finite == non_finite::raise && !(reduce(floats) + reduce(doubles)).finite)
             {
                 throw non_finite_error("xoptim::stepper: parameter '" + first_non_finite()
                                        + "': gradient holds NaN or Inf; micro-batch not added ("
                                        + std::to_string(m_micro) + " of " + std::to_string(m_o.accumulate)
                                        + " pending)");
             }
-            accumulate(m_flat.share<float>());
-            accumulate(m_flat.share<double>());
         }
-        if (++m_micro < m_o.accumulate)
+        if (m_micro + 1 < m_o.accumulate)
         {
+            if (own_buffers)
+            {
+                accumulate(floats.grads);
+                accumulate(doubles.grads);
+            }
+            ++m_micro;
             return false;
         }
-        m_micro = 0;
+
+        // The cycle's last call. The optimizer checks everything before anything here
+        // changes (it reads the sums, where the stepper keeps them); then the last
+        // micro-batch is added, and the cycle is used.
         if (own_buffers)
         {
-            use_accumulators(m_flat.share<float>());
-            use_accumulators(m_flat.share<double>());
+            last_micro_batch<float>() = floats.grads;
+            last_micro_batch<double>() = doubles.grads;
+            use_accumulators(floats);
+            use_accumulators(doubles);
         }
-
-        const double mean = 1.0 / double(m_o.accumulate);
-        grad_transform t;
-        t.clip = m_o.clip_value > 0 ? m_o.clip_value : std::numeric_limits<double>::infinity();
-        double norm = m_last_norm;  // last_norm() changes with a step taken or skipped only
-        if (m_o.clip_global_norm > 0 || m_o.on_non_finite != non_finite::ignore)
+        m_opt.prepare(m_flat.params(), m_flat.grads(), checked);  // checks no leaf again
+        try
         {
-            const grad_stats s = reduce(m_flat.share<float>()) + reduce(m_flat.share<double>());
-            norm = s.norm() * mean;
-            if (!s.finite)
+            if (own_buffers)
             {
-                if (m_o.on_non_finite == non_finite::raise)
+                accumulate(last_micro_batch<float>());
+                accumulate(last_micro_batch<double>());
+            }
+            m_micro = 0;
+            const double mean = 1.0 / double(m_o.accumulate);
+            grad_transform t;
+            t.clip = m_o.clip_value > 0 ? m_o.clip_value : std::numeric_limits<double>::infinity();
+            double norm = m_last_norm;  // last_norm() changes with a step taken or skipped only
+            if (m_o.clip_global_norm > 0 || m_o.on_non_finite != non_finite::ignore)
+            {
+                const grad_stats s = reduce(floats) + reduce(doubles);
+                norm = s.norm() * mean;
+                if (!s.finite)
                 {
-                    throw non_finite_error("xoptim::stepper: parameter '" + first_non_finite()
-                                           + "': gradient holds NaN or Inf; step not taken");
+                    if (m_o.on_non_finite == non_finite::raise)
+                    {
+                        throw non_finite_error("xoptim::stepper: parameter '" + first_non_finite()
+                                               + "': gradient holds NaN or Inf; step not taken");
+                    }
+                    if (m_o.on_non_finite == non_finite::skip)
+                    {
+                        m_opt.abandon();
+                        m_last_norm = norm;
+                        ++m_skipped;
+                        return false;
+                    }
                 }
-                if (m_o.on_non_finite == non_finite::skip)
+                if (m_o.clip_global_norm > 0)
                 {
-                    m_last_norm = norm;
-                    ++m_skipped;
-                    return false;
+                    t.scale = detail::clip_factor(m_o.clip_global_norm, norm);
                 }
             }
-            if (m_o.clip_global_norm > 0)
-            {
-                t.scale = detail::clip_factor(m_o.clip_global_norm, norm);
-            }
+            t.scale *= mean;
+            m_opt.commit(t);
+            m_last_norm = norm;
+            m_stepped = true;
+            return true;
         }
-        t.scale *= mean;
-        m_opt.step(m_flat.params(), m_flat.grads(), t, checked);  // checks no leaf again
-        m_last_norm = norm;
-        m_stepped = true;
-        return true;
+        catch (...)
+        {
+            m_opt.abandon();
+            throw;
+        }
     }
 
     template <class Opt>
@@ -316,17 +353,17 @@ namespace xoptim
     // acc = g on a cycle's first micro-batch, acc = acc + g after: one pass each.
     template <class Opt>
     template <class T>
-    void stepper<Opt>::accumulate(flat_share<T>& s)
+    void stepper<Opt>::accumulate(const std::vector<tensor_view<const T>>& grads)
     {
         const std::size_t base = std::is_same_v<T, float> ? 0 : m_flat.share<float>().params.size();
         job_list<T>& list = jobs<T>();
         list.clear();
-        for (std::size_t i = 0; i < s.params.size(); ++i)
+        for (std::size_t i = 0; i < grads.size(); ++i)
         {
             const state_store::entry& e = m_acc[base + i];
             tensor_slots<T> slots;
             slots.param = e.template state<T>(0);
-            slots.grad = s.grads[i].data();
+            slots.grad = grads[i].data();
             slots.size = e.size;
             list.push_back(slots);
         }
