@@ -404,8 +404,8 @@ namespace xoptim
     template <class Storage>
     void detail::router_base<Storage>::commit(const grad_transform& transform)
     {
+        m_prepared_first = false;  // the routes stay, whatever an update does
         each([&](std::size_t, auto& o) { o.commit(transform); });
-        m_prepared_first = false;
     }
 
     template <class Storage>
