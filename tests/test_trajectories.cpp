@@ -267,8 +267,10 @@ namespace
                 expect_same_values<T, U>(p, c.at("after")[t], exact, name + " step " + std::to_string(t + 1));
             }
             const auto& names = std::decay_t<decltype(opt)>::state_names;
-            for (const auto& [state, want] : c.at("states").items())
+            for (const auto& item : c.at("states").items())
             {
+                const std::string state = item.key();
+                const nlohmann::json& want = item.value();
                 const auto at = std::find_if(names.begin(), names.end(), [&](const char* n) { return state == n; });
                 ASSERT_NE(at, names.end()) << name << " " << state;
                 std::vector<T> got;
