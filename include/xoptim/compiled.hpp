@@ -105,7 +105,7 @@ namespace xoptim
         template <class P, class G>
         void step(P&& params, G&& grads)
         {
-            static_assert(!std::is_same_v<detail::bare<G>, no_grads>, "xoptim: step needs gradients");
+            detail::require_gradients<G>();
             detail::require_stepped_in_place<P>();
             begin_walk();
             step_over(detail::erasing_visitor<compiled>::walk(*this, false, std::forward<P>(params),

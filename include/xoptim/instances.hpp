@@ -158,33 +158,11 @@ namespace xoptim
     template <class O>
     void compiled<O>::step_over(const checked_walk& walk)
     {
-        const state_store& state = m_opt->m_state;
-        const auto in_list_order = [&] {
-            std::size_t k = 0;
-            const auto same = [&](const auto& share) {
-                for (const std::size_t leaf : share.leaves)
-                {
-                    if (k >= state.size() || state[k++].name != m_flat.name(leaf))
-                    {
-                        return false;
-                    }
-                }
-                return true;
-            };
-            return same(m_flat.template share<float>()) && same(m_flat.template share<double>());
-        };
-        if (!state.empty() && !in_list_order())
-        {
-            std::vector<std::string> names;
-            for (const auto* share : {&m_flat.template share<float>().leaves, &m_flat.template share<double>().leaves})
-            {
-                for (const std::size_t leaf : *share)
-                {
-                    names.push_back(m_flat.name(leaf));
-                }
-            }
-            m_opt->m_state.reorder(names);
-        }
+        const std::vector<std::size_t>& floats = m_flat.template share<float>().leaves;
+        const std::vector<std::size_t>& doubles = m_flat.template share<double>().leaves;
+        m_opt->m_state.reorder(floats.size() + doubles.size(), [&](std::size_t k) -> const std::string& {
+            return m_flat.name(k < floats.size() ? floats[k] : doubles[k - floats.size()]);
+        });
         try
         {
             m_opt->step(m_flat.params(), m_flat.grads(), grad_transform{}, walk);

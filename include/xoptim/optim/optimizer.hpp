@@ -349,7 +349,7 @@ namespace xoptim
         {
             using T = tensor::value_type<P>;
             constexpr bool number = std::is_same_v<T, float> || std::is_same_v<T, double> || std::is_same_v<T, bfloat16>;
-            constexpr bool mutable_param = !std::is_const_v<std::remove_pointer_t<decltype(tensor::data(std::declval<P&>()))>>;
+            constexpr bool mutable_param = detail::mutable_tensor_v<P>;
             static_assert(number, "xoptim: parameters must be float, double or xoptim::bfloat16 tensors");
             static_assert(mutable_param, "xoptim: parameters must be mutable (got a const tensor)");
             if constexpr (std::is_same_v<detail::bare<G>, no_grads>)
@@ -609,7 +609,7 @@ namespace xoptim
     template <class P, class G>
     void optimizer<Derived, Options>::step_walk(P&& params, G&& grads, const grad_transform& transform, bool checked)
     {
-        static_assert(!std::is_same_v<detail::bare<G>, no_grads>, "xoptim: step needs gradients");
+        detail::require_gradients<G>();
         detail::require_stepped_in_place<P>();
         prepare_walk(std::forward<P>(params), std::forward<G>(grads), checked);
         commit<detail::element_types_v<P>>(transform);

@@ -415,32 +415,39 @@ namespace xoptim
                             m_entries.end());
         }
 
-        // Puts the entries in the order of `names` where those are the entries' own names
-        // in another order (a state made by a walk of the same parameters in another
-        // order); anything else leaves them as they are.
-        void reorder(const std::vector<std::string>& names)
+        // Puts the entries in the order name(0), name(1), ... name(n - 1) where those are
+        // the entries' own names in another order (a state made by a walk of the same
+        // parameters in another order); anything else leaves them as they are. One pass
+        // over the names where they already are in that order.
+        template <class Name>
+        void reorder(std::size_t n, Name&& name)
         {
-            std::vector<std::size_t> order;
-            for (const std::string& name : names)
+            std::size_t k = 0;
+            while (k < n && k < m_entries.size() && m_entries[k].name == name(k))
             {
-                const auto at = std::find_if(m_entries.begin(), m_entries.end(),
-                                             [&](const entry& e) { return e.name == name; });
-                const std::size_t k = std::size_t(at - m_entries.begin());
-                if (at == m_entries.end() || std::find(order.begin(), order.end(), k) != order.end())
-                {
-                    return;
-                }
-                order.push_back(k);
+                ++k;
             }
-            if (order.size() != m_entries.size())
+            if (n != m_entries.size() || k == n)
             {
                 return;
             }
-            std::vector<entry> ordered;
-            ordered.reserve(order.size());
-            for (const std::size_t k : order)
+            std::vector<std::size_t> order;
+            for (std::size_t i = 0; i < n; ++i)
             {
-                ordered.push_back(std::move(m_entries[k]));
+                const auto at = std::find_if(m_entries.begin(), m_entries.end(),
+                                             [&](const entry& e) { return e.name == name(i); });
+                const std::size_t found = std::size_t(at - m_entries.begin());
+                if (at == m_entries.end() || std::find(order.begin(), order.end(), found) != order.end())
+                {
+                    return;
+                }
+                order.push_back(found);
+            }
+            std::vector<entry> ordered;
+            ordered.reserve(n);
+            for (const std::size_t from : order)
+            {
+                ordered.push_back(std::move(m_entries[from]));
             }
             m_entries = std::move(ordered);
         }

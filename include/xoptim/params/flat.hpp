@@ -73,7 +73,7 @@ namespace xoptim
             {
                 using T = tensor::value_type<P>;
                 constexpr bool number = std::is_same_v<T, float> || std::is_same_v<T, double>;
-                constexpr bool mutable_param = !std::is_const_v<std::remove_pointer_t<decltype(tensor::data(param))>>;
+                constexpr bool mutable_param = mutable_tensor_v<P>;
                 static_assert(number, "xoptim: parameters must be float or double tensors here (bf16 parameters are "
                                       "stepped by an optimizer itself; the stepper, routers and checkpoints take float "
                                       "and double)");

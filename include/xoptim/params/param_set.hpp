@@ -433,6 +433,18 @@ namespace xoptim
                           "tensors themselves");
         }
 
+        // A step's gradients: no_grads is for walks that step nothing.
+        template <class G>
+        constexpr void require_gradients()
+        {
+            static_assert(!std::is_same_v<bare<G>, no_grads>, "xoptim: step needs gradients");
+        }
+
+        // Whether a tensor's elements can be written through it.
+        template <class P>
+        inline constexpr bool mutable_tensor_v =
+            !std::is_const_v<std::remove_pointer_t<decltype(tensor::data(std::declval<P&>()))>>;
+
         template <class V, class P, class G, std::size_t... K>
         void walk_tuple(V& visitor, P& params, G& grads, const name_path& path, std::index_sequence<K...>)
         {

@@ -203,7 +203,7 @@ namespace xoptim
     template <class P, class G>
     bool stepper<Opt>::operator()(P&& params, G&& grads)
     {
-        static_assert(!std::is_same_v<detail::bare<G>, no_grads>, "xoptim: step needs gradients");
+        detail::require_gradients<G>();
         detail::require_stepped_in_place<P>();
         const checked_walk checked = m_flat.collect(std::forward<P>(params), std::forward<G>(grads), "xoptim::stepper");
         try
