@@ -16,7 +16,8 @@ seconds=${FUZZ_SECONDS:-30}
 build=build-fuzz
 targets=(safetensors checkpoint npy token_cache)
 
-CXX=clang++ cmake -S . -B "$build" -DCMAKE_CXX_COMPILER=clang++ -DCMAKE_BUILD_TYPE=RelWithDebInfo \
+source tools/configure.sh
+CXX=clang++ configure "$build" -DCMAKE_CXX_COMPILER=clang++ -DCMAKE_BUILD_TYPE=RelWithDebInfo \
   -DXOPTIM_BUILD_FUZZERS=ON -DXOPTIM_BUILD_TESTS=OFF -DXOPTIM_BUILD_EXAMPLES=OFF -DXOPTIM_BUILD_BENCHMARKS=OFF
 cmake --build "$build" -j "$(nproc)" --target "${targets[@]/#/fuzz_}"
 

@@ -18,18 +18,7 @@ asan_tests=(test_engine test_codecs test_lowmem test_reach test_integrity test_d
 # ARM64 under qemu adds the checkpoint and Muon tests.
 arm64_tests=("${isa_tests[@]}" test_checkpoint test_muon)
 
-# Configures build folder $1 (cmake options follow) with Ninja where there is one and the
-# folder is new: Make builds the targets a stage names one after another (CMake's top-level
-# Makefile is .NOTPARALLEL), Ninja builds them side by side.
-configure() {
-  local dir=$1
-  shift
-  if [ ! -f "$dir/CMakeCache.txt" ] && command -v ninja >/dev/null; then
-    cmake -G Ninja -S . -B "$dir" "$@"
-  else
-    cmake -S . -B "$dir" "$@"
-  fi
-}
+source tools/configure.sh
 
 # Builds the given targets (all when none) in $1 and runs their tests.
 build_and_test() {

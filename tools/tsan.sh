@@ -7,7 +7,8 @@ cd "$(dirname "$0")/.."
 build=build-tsan
 targets=(test_concurrency test_threads)
 
-cmake -S . -B "$build" -DCMAKE_BUILD_TYPE=RelWithDebInfo \
+source tools/configure.sh
+configure "$build" -DCMAKE_BUILD_TYPE=RelWithDebInfo \
   -DCMAKE_CXX_FLAGS="-fsanitize=thread -fno-omit-frame-pointer" \
   -DXOPTIM_BUILD_BENCHMARKS=OFF -DXOPTIM_BUILD_EXAMPLES=OFF > /dev/null
 cmake --build "$build" -j "$(nproc)" --target "${targets[@]}"
