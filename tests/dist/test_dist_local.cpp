@@ -177,6 +177,36 @@ TEST(dist_local, a_bad_gradient_is_an_error_that_changes_nothing)
     EXPECT_TRUE(dp.step(m.params(), g.grads()));
 }
 
+// A communicator that moves at most 500 elements in one call (mpi_comm: MPI's int count).
+struct narrow_comm : dist::local_comm
+{
+    static constexpr std::size_t max_count = 500;
+};
+
+// Under ZeRO-1 a tensor that one rank steps whole (the hybrid's Muon matrices) goes in one
+// collective: one longer than the communicator's count is refused by name, with nothing
+// changed; data-parallel mode cuts it into buckets.
+TEST(dist_local, a_whole_tensor_past_the_communicators_count_is_refused)
+{
+    net m = small_model(), g = small_model();
+    m.fill(2, 0);
+    g.fill(3, 0);
+    const net before = m;
+    dist::options o;
+    o.mode = dist::mode::zero1;
+    dist::data_parallel refused(narrow_comm{}, xoptim::stepper(xoptim::make_hybrid()), o);
+    const std::string message = xoptim_test::message_of([&] { refused.step(m.params(), g.grads()); });
+    EXPECT_NE(message.find("parameter 'layers.0.weight' has 960 elements: under ZeRO-1 a tensor one rank steps whole "
+                           "goes in one collective, and the communicator moves at most 500 elements in one call"),
+              std::string::npos)
+        << message;
+    EXPECT_TRUE(m.same_bits(before));
+    o.mode = dist::mode::data_parallel;
+    dist::data_parallel whole(narrow_comm{}, xoptim::stepper(xoptim::make_hybrid()), o);
+    EXPECT_TRUE(whole.step(m.params(), g.grads()));
+    EXPECT_FALSE(m.same_bits(before));
+}
+
 // The plan is the first step's: a parameter of another shape later is refused, naming it,
 // with nothing changed (it was packed past its end).
 TEST(dist_local, a_parameter_of_another_shape_after_the_first_step_is_refused)

@@ -21,6 +21,7 @@
 #include <fstream>
 #include <iterator>
 #include <limits>
+#include <numeric>
 #include <string>
 #include <vector>
 
@@ -182,6 +183,51 @@ TEST(dist_mpi, reduce_scatter_sums_each_block_to_its_rank)
             }
             EXPECT_EQ(recv.back(), -1.0);
         }
+    }
+}
+
+// Rank 0 receives every rank's block in rank order, in one MPI_Gatherv or, past `most`
+// elements altogether, in messages of at most `most` (a checkpoint's state of more than
+// 2 GiB gathers that way); empty blocks and blocks longer than a message included.
+TEST(dist_mpi, gather_in_messages_equals_one_gatherv)
+{
+    const dist::mpi_comm comm = world();
+    const auto n = std::size_t(comm.size());
+    const auto rank = std::size_t(comm.rank());
+    std::vector<std::size_t> counts(n);
+    for (std::size_t k = 0; k < n; ++k)
+    {
+        counts[k] = (k * 7 + 3) % 5 * 3;  // 9, 0, 6, 12, 3, ...: one rank's block is empty
+    }
+    std::vector<char> send(counts[rank]);
+    for (std::size_t i = 0; i < send.size(); ++i)
+    {
+        send[i] = char('a' + (rank * 5 + i) % 26);
+    }
+    const std::size_t total = std::accumulate(counts.begin(), counts.end(), std::size_t(0));
+    std::vector<char> whole(total + 1, '#');  // one past the blocks: untouched
+    comm.gather(send.data(), send.size(), whole.data(), counts.data(), 0);
+    for (const std::size_t most : {std::size_t(1), std::size_t(4), total - 1})
+    {
+        std::vector<char> pieces(total + 1, '#');
+        comm.gather(send.data(), send.size(), pieces.data(), counts.data(), 0, std::max<std::size_t>(1, most));
+        if (comm.rank() == 0)
+        {
+            EXPECT_EQ(std::string(pieces.begin(), pieces.end()), std::string(whole.begin(), whole.end()))
+                << "messages of " << most;
+        }
+    }
+    if (comm.rank() == 0)
+    {
+        std::string expected;
+        for (std::size_t k = 0; k < n; ++k)
+        {
+            for (std::size_t i = 0; i < counts[k]; ++i)
+            {
+                expected += char('a' + (k * 5 + i) % 26);
+            }
+        }
+        EXPECT_EQ(std::string(whole.begin(), whole.end()), expected + '#');
     }
 }
 

@@ -116,6 +116,19 @@ namespace xoptim::dist
             }
         }
 
+        // The most elements one call of the communicator moves: its `max_count` where it
+        // has one (mpi_comm: MPI's int count), no limit otherwise.
+        template <class Comm, class = void>
+        struct max_count : std::integral_constant<std::size_t, std::size_t(-1)>
+        {
+        };
+
+        template <class Comm>
+        struct max_count<Comm, std::void_t<decltype(Comm::max_count)>>
+            : std::integral_constant<std::size_t, Comm::max_count>
+        {
+        };
+
         // Runs jobs (blocking collectives) one after another, in the order pushed, on a
         // thread of its own.
         class collective_worker
@@ -766,6 +779,15 @@ namespace xoptim::dist
                 t.type = m_type[i];
                 t.owned = zero1() && m_whole[m_route[i]];
                 t.cost = t.owned ? owned_cost(i) : 0;
+                if (t.owned && t.size > detail::max_count<Comm>::value)
+                {
+                    throw std::invalid_argument("xoptim::dist::data_parallel: parameter '" + m_flat.name(i) + "' has "
+                                                + std::to_string(t.size)
+                                                + " elements: under ZeRO-1 a tensor one rank steps whole goes in one "
+                                                  "collective, and the communicator moves at most "
+                                                + std::to_string(detail::max_count<Comm>::value)
+                                                + " elements in one call (mode::data_parallel cuts it into buckets)");
+                }
                 const std::size_t min_piece = m_min_piece[m_route[i]];
                 t.min_piece = t.type == dtype::float32 && min_piece > 0 && t.size >= min_piece ? min_piece : 0;
             }

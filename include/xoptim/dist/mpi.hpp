@@ -18,8 +18,11 @@
 #ifndef XOPTIM_DIST_MPI_HPP
 #define XOPTIM_DIST_MPI_HPP
 
+#include <algorithm>
 #include <climits>
+#include <cstddef>
 #include <memory>
+#include <numeric>
 #include <stdexcept>
 #include <string>
 #include <vector>
@@ -60,7 +63,8 @@ namespace xoptim::dist
             if (n > std::size_t(INT_MAX))
             {
                 throw std::length_error("xoptim::dist::mpi_comm: " + std::to_string(n)
-                                        + " elements in one call exceed MPI's int count (lower bucket_bytes)");
+                                        + " elements in one call exceed MPI's int count (" + std::to_string(INT_MAX)
+                                        + ")");
             }
             return static_cast<int>(n);
         }
@@ -101,6 +105,9 @@ namespace xoptim::dist
             std::vector<int> m_counts;
             std::vector<int> m_displs;
         };
+
+        // The most elements one call moves (MPI's counts are int).
+        static constexpr std::size_t max_count = std::size_t(INT_MAX);
 
         // Duplicates `comm` (collective over it). Throws std::logic_error if MPI is not
         // initialized.
@@ -237,18 +244,48 @@ namespace xoptim::dist
             }
         }
 
-        // Rank `root` receives every rank's n elements at recv, in rank order (counts and
-        // recv are read at the root only).
+        // Rank `root` receives every rank's counts[r] elements (n on this rank) at recv, in
+        // rank order; counts is read on every rank. One MPI_Gatherv where they add up to
+        // at most `most` (max_count: MPI_Gatherv's displacements are int too), otherwise
+        // messages of at most `most` elements, rank after rank.
         template <class T>
-        void gather(const T* send, std::size_t n, T* recv, const std::size_t* counts, int root) const
+        void gather(const T* send, std::size_t n, T* recv, const std::size_t* counts, int root,
+                    std::size_t most = max_count) const
         {
-            request& r = scratch();
-            if (m_rank == root)
+            const std::size_t total = std::accumulate(counts, counts + m_size, std::size_t(0));
+            most = std::max<std::size_t>(1, std::min(most, max_count));
+            if (total <= most)
             {
+                request& r = scratch();
                 set_counts(r, counts, true);
+                MPI_Gatherv(send, detail::mpi_count(n), detail::mpi_type<T>(), recv, r.m_counts.data(),
+                            r.m_displs.data(), detail::mpi_type<T>(), root, native());
+                return;
             }
-            MPI_Gatherv(send, detail::mpi_count(n), detail::mpi_type<T>(), recv, r.m_counts.data(), r.m_displs.data(),
-                        detail::mpi_type<T>(), root, native());
+            const auto part = [&](std::size_t length, std::size_t at) { return int(std::min(most, length - at)); };
+            if (m_rank != root)
+            {
+                for (std::size_t at = 0; at < n; at += most)
+                {
+                    MPI_Send(send + at, part(n, at), detail::mpi_type<T>(), root, gather_tag, native());
+                }
+                return;
+            }
+            std::size_t offset = 0;
+            for (int k = 0; k < m_size; ++k)
+            {
+                const std::size_t length = counts[k];
+                if (k == m_rank)
+                {
+                    std::copy(send, send + n, recv + offset);
+                }
+                for (std::size_t at = 0; k != m_rank && at < length; at += most)
+                {
+                    MPI_Recv(recv + offset + at, part(length, at), detail::mpi_type<T>(), k, gather_tag, native(),
+                             MPI_STATUS_IGNORE);
+                }
+                offset += length;
+            }
         }
 
         template <class T>
@@ -271,6 +308,9 @@ namespace xoptim::dist
         }
 
     private:
+
+        // The tag of gather's messages (the only point-to-point messages on the duplicate).
+        static constexpr int gather_tag = 1;
 
         struct handle
         {
