@@ -1,11 +1,12 @@
 #!/usr/bin/env bash
 # The thread tests under ThreadSanitizer (GCC, -fsanitize=thread) in build-tsan/: steps
 # from two threads on the shared pool, set_num_threads during steps, a step from another
-# pool's worker, steps nested in pool tasks, forked children. Any report fails the run.
+# pool's worker, steps nested in pool tasks, forked children, a thread stepping at exit. Any
+# report fails the run.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 build=build-tsan
-targets=(test_concurrency test_threads)
+targets=(test_concurrency test_threads exit_while_stepping)
 
 source tools/configure.sh
 configure "$build" -DCMAKE_BUILD_TYPE=RelWithDebInfo \

@@ -108,10 +108,14 @@ namespace xoptim
         {
         public:
 
+            // Never destroyed: a thread may still step while the program's statics are
+            // destroyed at exit (an object made before the pool, which joins its own
+            // stepping thread in its destructor), and the pool's workers then still run
+            // its tasks. Their threads end with the process.
             static thread_pool& instance()
             {
-                static thread_pool pool;
-                return pool;
+                static thread_pool* const pool = new thread_pool;
+                return *pool;
             }
 
             thread_pool()
@@ -123,11 +127,6 @@ namespace xoptim
 
             thread_pool(const thread_pool&) = delete;
             thread_pool& operator=(const thread_pool&) = delete;
-
-            ~thread_pool()
-            {
-                delete m_crew.exchange(nullptr);
-            }
 
             // Runs the tasks on the workers and the calling thread; false, having run
             // nothing, where another thread is using the pool.
@@ -148,19 +147,6 @@ namespace xoptim
                 crew() = default;
                 crew(const crew&) = delete;
                 crew& operator=(const crew&) = delete;
-
-                ~crew()
-                {
-                    {
-                        std::lock_guard<std::mutex> lock(m_mutex);
-                        m_stop = true;
-                    }
-                    m_wake.notify_all();
-                    for (auto& t : m_workers)
-                    {
-                        t.join();
-                    }
-                }
 
                 crew* abandoned_before = nullptr;  // see forked_child
 
@@ -225,11 +211,7 @@ namespace xoptim
                     std::unique_lock<std::mutex> lock(m_mutex);
                     for (;;)
                     {
-                        m_wake.wait(lock, [&] { return m_stop || m_generation != seen; });
-                        if (m_stop)
-                        {
-                            return;
-                        }
+                        m_wake.wait(lock, [&] { return m_generation != seen; });
                         seen = m_generation;
                         if (index >= m_tasks)
                         {
@@ -271,7 +253,6 @@ namespace xoptim
                 std::size_t m_pending = 0;
                 std::size_t m_generation = 0;
                 std::exception_ptr m_error;  // a worker's, for the caller to rethrow
-                bool m_stop = false;
             };
 
             crew& current()
