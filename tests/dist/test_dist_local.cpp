@@ -9,8 +9,11 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <limits>
+#include <stdexcept>
 #include <string>
+#include <type_traits>
 #include <vector>
 
 #include "../support/counted_checks.hpp"
@@ -205,6 +208,109 @@ TEST(dist_local, a_whole_tensor_past_the_communicators_count_is_refused)
     dist::data_parallel whole(narrow_comm{}, xoptim::stepper(xoptim::make_hybrid()), o);
     EXPECT_TRUE(whole.step(m.params(), g.grads()));
     EXPECT_FALSE(m.same_bits(before));
+}
+
+// Two ranks in one process, the second a mirror of the first (its data is the first's),
+// whose float allreduce throws while `fail` is set: a transport's error. It takes calls
+// from several threads, so data_parallel runs its collectives on the progress thread.
+struct mirror_comm
+{
+    struct request
+    {
+    };
+
+    bool* fail;
+
+    int rank() const noexcept
+    {
+        return 0;
+    }
+    int size() const noexcept
+    {
+        return 2;
+    }
+    bool concurrent() const noexcept
+    {
+        return true;
+    }
+    template <class T>
+    void allreduce_sum(T* data, std::size_t n) const
+    {
+        if (*fail && std::is_same_v<T, float>)
+        {
+            throw std::runtime_error("transport: connection reset");
+        }
+        std::transform(data, data + n, data, [](T x) { return T(x + x); });
+    }
+    template <class T>
+    void iallreduce_sum(T* data, std::size_t n, request&) const
+    {
+        allreduce_sum(data, n);
+    }
+    template <class T>
+    void reduce_scatter_sum(const T* send, T* recv, const std::size_t* counts) const
+    {
+        std::transform(send, send + counts[0], recv, [](T x) { return T(x + x); });
+    }
+    template <class T>
+    void ireduce_scatter_sum(const T* send, T* recv, const std::size_t* counts, request&) const
+    {
+        reduce_scatter_sum(send, recv, counts);
+    }
+    template <class T>
+    void allgather(T* data, const std::size_t* counts) const
+    {
+        std::copy(data, data + counts[1], data + counts[0]);
+    }
+    template <class T>
+    void iallgather(T* data, const std::size_t* counts, request&) const
+    {
+        allgather(data, counts);
+    }
+    template <class T>
+    void gather(const T* send, std::size_t n, T* recv, const std::size_t*, int) const
+    {
+        std::copy(send, send + n, recv);
+        std::copy(send, send + n, recv + n);
+    }
+    template <class T>
+    void broadcast(T*, std::size_t, int) const noexcept
+    {
+    }
+    void wait(request&) const noexcept
+    {
+    }
+    bool test(request&) const noexcept
+    {
+        return true;
+    }
+};
+
+// A collective that throws is the step's error, on the progress thread as without it: the
+// same message, the parameters unchanged, and the next step works.
+TEST(dist_local, a_communicators_error_on_the_progress_thread_is_the_steps_error)
+{
+    for (const bool progress_thread : {true, false})
+    {
+        bool fail = false;
+        dist::options o;
+        o.progress_thread = progress_thread;
+        dist::data_parallel dp(mirror_comm{&fail}, xoptim::adamw(), o);
+        net m = small_model(), g = small_model();
+        m.fill(2, 0);
+        g.fill(3, 0);
+        EXPECT_TRUE(dp.step(m.params(), g.grads()));
+        const net before = m;
+        fail = true;
+        const std::string message = xoptim_test::message_of<std::runtime_error>(
+            [&] { dp.step(m.params(), g.grads()); });
+        EXPECT_EQ(message, "xoptim::dist: rank 0 of 2: transport: connection reset (and 1 other rank failed)")
+            << (progress_thread ? "progress thread" : "no progress thread");
+        EXPECT_TRUE(m.same_bits(before));
+        fail = false;
+        EXPECT_TRUE(dp.step(m.params(), g.grads()));
+        EXPECT_FALSE(m.same_bits(before));
+    }
 }
 
 // The plan is the first step's: a parameter of another shape later is refused, naming it,

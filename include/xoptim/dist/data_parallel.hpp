@@ -24,17 +24,20 @@
 #include <chrono>
 #include <cmath>
 #include <condition_variable>
-#include <functional>
-#include <mutex>
-#include <thread>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <exception>
+#include <functional>
 #include <limits>
 #include <memory>
+#include <mutex>
 #include <optional>
 #include <string>
 #include <string_view>
+#include <thread>
+#include <type_traits>
+#include <utility>
 #include <vector>
 
 #include "../engine/reduce.hpp"
@@ -162,13 +165,15 @@ namespace xoptim::dist
                 m_wake.notify_one();
             }
 
-            // Until every job pushed so far has run.
-            void wait_all()
+            // Until every job pushed so far has run; the first exception one of them threw
+            // (null if none), for the caller to report as its own.
+            std::exception_ptr wait_all()
             {
                 std::unique_lock<std::mutex> lock(m_mutex);
                 m_idle.wait(lock, [this] { return m_done == m_jobs.size(); });
                 m_jobs.clear();
                 m_done = 0;
+                return std::exchange(m_error, nullptr);
             }
 
         private:
@@ -185,8 +190,22 @@ namespace xoptim::dist
                     }
                     const std::size_t job = m_jobs[m_done];
                     lock.unlock();
-                    m_run(job);
+                    // A job that throws (a communicator's error) is the caller's: the
+                    // jobs after it still run, as every rank runs what it started.
+                    std::exception_ptr error;
+                    try
+                    {
+                        m_run(job);
+                    }
+                    catch (...)
+                    {
+                        error = std::current_exception();
+                    }
                     lock.lock();
+                    if (error && !m_error)
+                    {
+                        m_error = error;
+                    }
                     ++m_done;
                     m_idle.notify_all();
                 }
@@ -197,6 +216,7 @@ namespace xoptim::dist
             std::condition_variable m_wake, m_idle;
             std::vector<std::size_t> m_jobs;  // keeps its capacity
             std::size_t m_done = 0;
+            std::exception_ptr m_error;  // the first a job threw since wait_all
             bool m_stop = false;
             std::thread m_thread;  // last: starts once the rest is in place
         };
@@ -1021,10 +1041,7 @@ namespace xoptim::dist
     template <class Trainer, class Comm>
     void data_parallel<Trainer, Comm>::wait_started()
     {
-        if (m_worker)
-        {
-            m_worker->wait_all();
-        }
+        const std::exception_ptr error = m_worker ? m_worker->wait_all() : nullptr;
         for (std::size_t b = 0; b < m_plan.buckets.size(); ++b)
         {
             if (m_started[b] && !m_worker)
@@ -1032,6 +1049,10 @@ namespace xoptim::dist
                 m_comm.wait(m_requests[b]);
             }
             m_started[b] = 0;
+        }
+        if (error)
+        {
+            std::rethrow_exception(error);
         }
     }
 
@@ -1247,7 +1268,10 @@ namespace xoptim::dist
         const auto wait_start = clock::now();
         if (m_worker)
         {
-            wait_started();  // no other collective while the worker's run on this communicator
+            // No other collective while the worker's run on this communicator; an error of
+            // one of them is this rank's, agreed on as a walk's would be.
+            const status waited = capture([&] { wait_started(); });
+            local = local.ok() ? waited : local;
         }
         const status all = capture([&] { agree(m_comm, local); });
         if (!all.ok())
