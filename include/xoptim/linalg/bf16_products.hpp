@@ -51,16 +51,21 @@ namespace xoptim::linalg
             return x;  // a denormal reads as a zero of its sign (DAZ)
         }
 
+        // (A new float, not x written back: with x written back, GCC 12 -O2 warned that
+        // x "may be used uninitialized" where this is inlined into a vectorized loop, on
+        // targets without AVX-512 BF16, and -Wall -Werror builds of Muon failed.)
         inline float flush_denormal(float x) noexcept
         {
             std::uint32_t u;
             std::memcpy(&u, &x, sizeof u);
-            if ((u & 0x7f800000u) == 0)
+            if ((u & 0x7f800000u) != 0)
             {
-                u &= 0x80000000u;
-                std::memcpy(&x, &u, sizeof x);
+                return x;
             }
-            return x;
+            u &= 0x80000000u;
+            float zero;
+            std::memcpy(&zero, &u, sizeof zero);
+            return zero;
         }
 
         // sum + a b with one rounding, as VDPBF16PS adds a product: in double the product of
