@@ -30,6 +30,21 @@ namespace user
         std::size_t m_rows, m_cols;
         std::vector<float> m_data;
     };
+
+    // A model with one unconstrained template for both overloads. Lookup finds it for
+    // anything holding a user::tensor (a tuple of them, a named one): xoptim asks for
+    // xoptim_params only of types that are none of its other kinds, where asking would
+    // instantiate this body (m.w of a tuple) and fail to compile.
+    struct pair_model
+    {
+        tensor w, b;
+    };
+
+    template <class M>
+    auto xoptim_params(M& m)
+    {
+        return std::tie(m.w, m.b);
+    }
 }
 
 template <>
@@ -65,6 +80,20 @@ namespace
             }
         }
         return true;
+    }
+
+    TEST(params, an_unconstrained_xoptim_params_template)
+    {
+        user::pair_model m{user::tensor(2, 3, 1.0f), user::tensor(1, 3, 1.0f)}, g = m;
+        auto sgd = plain_sgd();
+        sgd.step(m, g);
+        EXPECT_TRUE(all_half(m.w));
+        EXPECT_TRUE(all_half(m.b));
+        // The same tensors in a tuple and named, whose xoptim_params lookup finds the template.
+        user::tensor w(2, 2, 1.0f), gw(2, 2, 1.0f);
+        auto named = plain_sgd();
+        named.step(std::make_tuple(xoptim::named("w", w)), std::make_tuple(xoptim::named("w", gw)));
+        EXPECT_TRUE(all_half(w));
     }
 
     TEST(params, every_container_kind_in_one_tuple)

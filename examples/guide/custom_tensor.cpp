@@ -57,6 +57,8 @@ struct xoptim::tensor_traits<my::tensor>
     // Optional: the shape (shape checks, Muon's matrix view, routing by ndim).
     static std::size_t rank(const my::tensor& t) { return t.dims(); }
     static std::size_t extent(const my::tensor& t, std::size_t d) { return t.dim(d); }
+    // Optional: a copy is another tensor, so a step through a copy or a temporary is refused.
+    static constexpr bool owns_elements = true;
 };
 //! [traits]
 

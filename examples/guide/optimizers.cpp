@@ -100,7 +100,11 @@ int main()
     //! [adamw]
 
     //! [lion]
-    xoptim::lion lion({/*lr*/ 3e-5, /*betas*/ {0.95, 0.98}, /*weight_decay*/ 1.0});
+    xoptim::lion_options lo;  // fields by name: each optimizer's options list them in its own order
+    lo.lr = 3e-5;
+    lo.betas = {0.95, 0.98};
+    lo.weight_decay = 1.0;
+    xoptim::lion lion(lo);
     lion.step(std::tie(w, b), std::tie(gw, gb));
     //! [lion]
 
@@ -174,7 +178,10 @@ int main()
     guide::require(average.state().size() == 2, "ema");
 
     //! [signsgd]
-    xoptim::signsgd sign({/*lr*/ 1e-2, /*weight_decay*/ 0.1});  // stateless
+    xoptim::signsgd_options sgn;
+    sgn.lr = 1e-2;
+    sgn.weight_decay = 0.1;
+    xoptim::signsgd sign(sgn);  // stateless
     sign.step(w, gw);
     //! [signsgd]
     guide::require(sign.state().size() == 1 && sign.report().state_bytes == 0, "signsgd keeps no state");

@@ -24,6 +24,7 @@
 #include <string>
 #include <string_view>
 #include <tuple>
+#include <type_traits>
 #include <utility>
 #include <vector>
 
@@ -47,6 +48,17 @@ namespace xoptim
     template <class C>
     named_ref<C> named(std::string_view name, C& c) noexcept
     {
+        return {name, c};
+    }
+
+    // A temporary std::string ("layer_" + std::to_string(k)) would die before the step
+    // reads the name.
+    template <class S, class C, std::enable_if_t<std::is_same_v<S, std::string>, int> = 0>
+    named_ref<C> named(S&& name, C& c) noexcept
+    {
+        static_assert(!std::is_same_v<S, std::string>,
+                      "xoptim::named: the name is a temporary std::string, which dies before the step reads "
+                      "it; use a string literal or a string the model owns");
         return {name, c};
     }
 
@@ -216,12 +228,22 @@ namespace xoptim
         };
 
         template <class T, class = void>
-        struct is_model : std::false_type
+        struct has_xoptim_params : std::false_type
         {
         };
 
         template <class T>
-        struct is_model<T, std::void_t<decltype(xoptim_params(std::declval<T&>()))>> : std::true_type
+        struct has_xoptim_params<T, std::void_t<decltype(xoptim_params(std::declval<T&>()))>> : std::true_type
+        {
+        };
+
+        // A model: none of the other kinds, with an xoptim_params. xoptim_params is asked
+        // last, only of such types: a user's unconstrained template <class M> auto
+        // xoptim_params(M&) would otherwise be instantiated for a tuple or a tensor, and
+        // its body fail there.
+        template <class T>
+        struct is_model : std::conjunction<std::negation<is_tensor<T>>, std::negation<is_tuple<T>>,
+                                           std::negation<is_list<T>>, std::negation<is_named<T>>, has_xoptim_params<T>>
         {
         };
 
@@ -433,6 +455,18 @@ namespace xoptim
                           "tensors themselves");
         }
 
+        // A model's xoptim_params must list references to its tensors: tensors it returns
+        // by value (one tensor, or a tuple built with std::make_tuple) are copies, and a
+        // step would update them.
+        template <class M>
+        constexpr bool check_model_lists_references() noexcept
+        {
+            constexpr bool references = !holds_copy_v<decltype(xoptim_params(std::declval<M&>()))>;
+            static_assert(references, "xoptim: xoptim_params returns tensors by value, so a step would update a "
+                                      "copy; return references: std::tie(m.w, m.b), or xoptim::named for each");
+            return references;
+        }
+
         // A step's gradients: no_grads is for walks that step nothing.
         template <class G>
         constexpr void require_gradients()
@@ -520,7 +554,11 @@ namespace xoptim
             }
             else if constexpr (is_model<p_type>::value)
             {
-                if constexpr (has_grads)
+                if constexpr (!check_model_lists_references<p_type>())
+                {
+                    return;
+                }
+                else if constexpr (has_grads)
                 {
                     static_assert(is_model<g_type>::value, "xoptim: a model needs gradients of a model type "
                                                            "(a struct with xoptim_params)");

@@ -399,11 +399,39 @@ namespace xoptim
     template <class C>
     inline constexpr bool is_tensor_v = is_tensor<std::remove_reference_t<C>>::value;
 
+    namespace detail
+    {
+        // tensor_traits<C>::owns_elements, where the traits say (false where they do not).
+        template <class C, class = void>
+        struct declared_owning : std::false_type
+        {
+        };
+
+        template <class C>
+        struct declared_owning<C, std::void_t<decltype(tensor_traits<C>::owns_elements)>>
+            : std::bool_constant<tensor_traits<C>::owns_elements>
+        {
+        };
+
+        // An xtensor container's temporary type is the type itself (an adaptor's or a
+        // view's is not).
+        template <class C, class = void>
+        struct own_temporary : std::false_type
+        {
+        };
+
+        template <class C>
+        struct own_temporary<C, std::void_t<typename C::temporary_type>> : std::is_same<typename C::temporary_type, C>
+        {
+        };
+    }
+
     // Whether a tensor type owns its elements, so that a copy of it is a different
-    // tensor: std::vector, std::array, and xtensor containers (whose temporary type is
-    // the type itself, unlike adaptors and views). Unknown types count as views.
+    // tensor: std::vector, std::array, xtensor containers, and a type whose
+    // tensor_traits say `static constexpr bool owns_elements = true`. Other types count
+    // as views.
     template <class C, class = void>
-    struct owns_elements : std::false_type
+    struct owns_elements : std::disjunction<detail::declared_owning<C>, detail::own_temporary<C>>
     {
     };
 
@@ -414,11 +442,6 @@ namespace xoptim
 
     template <class T, std::size_t N>
     struct owns_elements<std::array<T, N>> : std::true_type
-    {
-    };
-
-    template <class C>
-    struct owns_elements<C, std::enable_if_t<std::is_same_v<typename C::temporary_type, C>>> : std::true_type
     {
     };
 

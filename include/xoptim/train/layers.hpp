@@ -84,6 +84,9 @@ namespace xoptim::train
     template <class T>
     struct host_tensor
     {
+        // It owns its elements: a copy passed as a parameter is refused (xoptim::owns_elements).
+        using temporary_type = host_tensor;
+
         std::vector<T> values;
         std::vector<std::size_t> dims;
 
