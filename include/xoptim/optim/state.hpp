@@ -173,6 +173,14 @@ namespace xoptim
     {
     public:
 
+        // A state belongs to one optimizer (or stepper): copying it, or what holds it, is
+        // refused at the caller's line ("use of deleted function"); moves are cheap.
+        state_store() = default;
+        state_store(const state_store&) = delete;
+        state_store& operator=(const state_store&) = delete;
+        state_store(state_store&&) noexcept = default;
+        state_store& operator=(state_store&&) noexcept = default;
+
         struct state_tensor
         {
             slot_format format = slot_format::native;
