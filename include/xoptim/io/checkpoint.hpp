@@ -45,6 +45,7 @@
 #include <string>
 #include <vector>
 
+#include "../optim/kinds.hpp"
 #include "../optim/optimizer.hpp"
 #include "../optim/router.hpp"
 #include "../step/stepper.hpp"
@@ -73,31 +74,8 @@ namespace xoptim
     // written back as it is. std::runtime_error naming the file on any problem.
     void upgrade_checkpoint(const std::string& from, const std::string& to);
 
-    template <class Opt>
-    class stepper;
-
     namespace detail
     {
-        template <class X>
-        struct is_stepper : std::false_type
-        {
-        };
-
-        template <class O>
-        struct is_stepper<stepper<O>> : std::true_type
-        {
-        };
-
-        template <class S>
-        std::true_type router_storage(const router_base<S>*);
-        std::false_type router_storage(const void*);
-
-        // A router or param_groups.
-        template <class X>
-        struct is_router : decltype(router_storage(static_cast<const X*>(nullptr)))
-        {
-        };
-
         // The private parts a checkpoint reads and restores.
         struct checkpoint_access
         {

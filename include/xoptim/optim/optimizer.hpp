@@ -17,6 +17,7 @@
 #include "../params/param_set.hpp"
 #include "contract.hpp"
 #include "hyperparameters.hpp"
+#include "kinds.hpp"
 #include "state.hpp"
 #include "step_context.hpp"
 #include "storage.hpp"
@@ -840,21 +841,6 @@ namespace xoptim
             restore_unscheduled();
             throw;
         }
-    }
-
-    namespace detail
-    {
-        // Whether T derives from optimizer<T, T::options_type>.
-        template <class T, class = void>
-        struct is_optimizer : std::false_type
-        {
-        };
-
-        template <class T>
-        struct is_optimizer<T, std::void_t<typename T::options_type>>
-            : std::is_base_of<optimizer<T, typename T::options_type>, T>
-        {
-        };
     }
 }
 

@@ -24,6 +24,7 @@
 #include <vector>
 
 #include "../engine/reduce.hpp"
+#include "../optim/kinds.hpp"
 #include "../optim/state.hpp"
 #include "../optim/validate.hpp"
 #include "../params/flat.hpp"
@@ -71,6 +72,10 @@ namespace xoptim
     template <class Opt>
     class stepper
     {
+        static_assert(detail::is_steppable<std::remove_cv_t<std::remove_reference_t<Opt>>>::value,
+                      "xoptim::stepper wraps an optimizer, a router or param_groups (not its options, a stepper, "
+                      "an ema or compiled<O>)");
+
     public:
 
         // Opt may be a reference type: stepper<adamw&> steps an optimizer owned elsewhere.

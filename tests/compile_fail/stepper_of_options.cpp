@@ -1,0 +1,11 @@
+// expect: xoptim::stepper wraps an optimizer, a router or param_groups \(not its options, a stepper, an ema or compiled<O>\)
+#include <vector>
+
+#include <xoptim/optim/adam.hpp>
+#include <xoptim/step/stepper.hpp>
+int main()
+{
+    std::vector<float> w(4), g(4);
+    xoptim::stepper step(xoptim::adamw_options{}, xoptim::stepper_options{});  // xoptim::adamw(options)
+    step(w, g);
+}
