@@ -43,12 +43,35 @@ namespace xoptim
         {
         };
 
+        // Whether every optimizer in a storage is one (not its options).
+        template <class Storage>
+        struct holds_optimizers : std::false_type
+        {
+        };
+
+        template <class... Opts>
+        struct holds_optimizers<std::tuple<Opts...>> : std::bool_constant<(is_optimizer<Opts>::value && ...)>
+        {
+        };
+
+        template <class Opt>
+        struct holds_optimizers<std::vector<Opt>> : is_optimizer<Opt>
+        {
+        };
+
         // What router and param_groups share: the routes, the split of the flattened
         // parameter set into one share per optimizer, and the atomic step over all.
         // `Storage` holds the optimizers: a std::tuple or a std::vector.
         template <class Storage>
         class router_base
         {
+            // Checked here rather than in router and param_groups: a failed check then
+            // stops the compiler before it reads the step's members (one error, not seven).
+            static_assert(is_vector_storage<Storage>::value || holds_optimizers<Storage>::value,
+                          "xoptim::router takes optimizers (xoptim::adamw()), not their options");
+            static_assert(!is_vector_storage<Storage>::value || holds_optimizers<Storage>::value,
+                          "xoptim::param_groups takes optimizers (xoptim::adamw()), not their options");
+
         public:
 
             // One step for all (see optimizer::step), every gradient seen through `transform`.
@@ -203,6 +226,15 @@ namespace xoptim
 
     }
 
+    namespace detail
+    {
+        // Whether an argument is an optimizer the caller keeps (a router would step a copy).
+        template <class... A>
+        inline constexpr bool copies_optimizer
+            = ((std::is_lvalue_reference_v<A> && is_optimizer<std::remove_cv_t<std::remove_reference_t<A>>>::value)
+               || ...);
+    }
+
     template <class... Opts>
     class router : public detail::router_base<std::tuple<Opts...>>
     {
@@ -210,7 +242,7 @@ namespace xoptim
 
         static constexpr std::size_t size = sizeof...(Opts);
 
-        explicit router(routing rules, Opts... optimizers)
+        explicit router(routing rules, Opts&&... optimizers)
             : detail::router_base<std::tuple<Opts...>>(std::move(rules), std::tuple<Opts...>(std::move(optimizers)...))
         {
             if (this->m_rules.size() != size)
@@ -220,16 +252,27 @@ namespace xoptim
             }
         }
 
+        // An optimizer the caller keeps: refused (a router owns its optimizers, and an
+        // optimizer is never copied).
+        template <class... A, std::enable_if_t<detail::copies_optimizer<A...>, int> = 0>
+        explicit router(routing, A&&...)
+        {
+            static_assert(!detail::copies_optimizer<A...>,
+                          "xoptim::router owns its optimizers: pass a temporary (xoptim::adamw()) or std::move(opt)");
+        }
+
         template <std::size_t K>
         auto& optimizer() noexcept
         {
-            return std::get<K>(this->m_optimizers);
+            static_assert(K < size, "xoptim::router::optimizer<K>: K counts the optimizers given, from 0");
+            return std::get<(K < size ? K : 0)>(this->m_optimizers);
         }
 
         template <std::size_t K>
         const auto& optimizer() const noexcept
         {
-            return std::get<K>(this->m_optimizers);
+            static_assert(K < size, "xoptim::router::optimizer<K>: K counts the optimizers given, from 0");
+            return std::get<(K < size ? K : 0)>(this->m_optimizers);
         }
     };
 
@@ -245,7 +288,7 @@ namespace xoptim
         param_groups() = default;
 
         // A group: parameters that `match` (and no earlier group took) are stepped by `opt`.
-        param_groups& add(std::string name, param_predicate match, Opt opt)
+        param_groups& add(std::string name, param_predicate match, Opt&& opt)
         {
             require_unrouted(name);
             this->m_rules.add(std::move(name), std::move(match));
@@ -254,11 +297,28 @@ namespace xoptim
         }
 
         // The last group: every parameter no earlier group took.
-        param_groups& fallback(std::string name, Opt opt)
+        param_groups& fallback(std::string name, Opt&& opt)
         {
             require_unrouted(name);
             this->m_rules.fallback(std::move(name));
             this->m_optimizers.push_back(std::move(opt));
+            return *this;
+        }
+
+        // An optimizer the caller keeps: refused, as by router.
+        template <class O, std::enable_if_t<std::is_same_v<std::remove_const_t<O>, Opt>, int> = 0>
+        param_groups& add(std::string, param_predicate, O&)
+        {
+            static_assert(!std::is_same_v<O, O>, "xoptim::param_groups owns its optimizers: pass a temporary "
+                                                 "(xoptim::adamw()) or std::move(opt)");
+            return *this;
+        }
+
+        template <class O, std::enable_if_t<std::is_same_v<std::remove_const_t<O>, Opt>, int> = 0>
+        param_groups& fallback(std::string, O&)
+        {
+            static_assert(!std::is_same_v<O, O>, "xoptim::param_groups owns its optimizers: pass a temporary "
+                                                 "(xoptim::adamw()) or std::move(opt)");
             return *this;
         }
 
