@@ -157,6 +157,15 @@ namespace xoptim
             return *this;
         }
 
+        // An average is not stepped with gradients: it follows the optimizer's steps.
+        template <class... A>
+        void step(A&&...)
+        {
+            static_assert(!std::is_same_v<void(A...), void(A...)>,
+                          "xoptim::ema is not an optimizer: call avg.update(params, opt.step_count()) after "
+                          "the optimizer's step");
+        }
+
         // Parameters and shadows change places: call before evaluating and again after.
         // Refused where a shadow is not kept exactly as its parameter is (a bf16 or 8-bit
         // shadow, a bf16 parameter): one of them would be rounded (copy_to a copy instead).
@@ -203,8 +212,8 @@ namespace xoptim
             }
         }
 
-        // An average is not stepped with gradients.
-        using optimizer::step;
+        // An average is not stepped with gradients: prepare and commit stay private (step,
+        // above, says so in words).
         using optimizer::prepare;
         using optimizer::commit;
     };
