@@ -67,6 +67,16 @@ namespace xoptim
     template <class P, class Trainer>
     void load_checkpoint(const std::string& path, P&& params, Trainer& trainer);
 
+    namespace detail
+    {
+        // The two above once their trainer is known to be one.
+        template <class P, class Trainer>
+        void save_trainer(const std::string& path, P&& params, const Trainer& trainer);
+
+        template <class P, class Trainer>
+        void load_trainer(const std::string& path, P&& params, Trainer& trainer);
+    }
+
     // Rewrites a checkpoint of format version 1 at `from` as version 2 at `to` (which may
     // be `from`), adding the checksum of its metadata, after checking its tensors against
     // their checksums. A version-1 file's metadata (step counts, counters) has nothing to
@@ -408,8 +418,43 @@ namespace xoptim
         std::size_t check_metadata(const std::string& path, const checkpoint_metadata& meta);
     }
 
+    // What was passed as the trainer is checked first, in one sentence, and nothing else
+    // is compiled if it is not one (the arguments swapped, options, a compiled<O>).
     template <class P, class Trainer>
     void save_checkpoint(const std::string& path, P&& params, const Trainer& trainer)
+    {
+        static_assert(!detail::is_compiled<Trainer>::value,
+                      "xoptim::save_checkpoint(path, params, trainer) saves the optimizer of a compiled<O> "
+                      "(pass opt.optimizer())");
+        static_assert(detail::is_compiled<Trainer>::value || detail::is_trainer<Trainer>::value,
+                      "xoptim::save_checkpoint(path, params, trainer) saves an optimizer, a router, param_groups "
+                      "or a stepper");
+        if constexpr (detail::is_trainer<Trainer>::value)
+        {
+            detail::save_trainer(path, std::forward<P>(params), trainer);
+        }
+    }
+
+    template <class P, class Trainer>
+    void load_checkpoint(const std::string& path, P&& params, Trainer& trainer)
+    {
+        using T = std::remove_const_t<Trainer>;
+        static_assert(!detail::is_compiled<T>::value,
+                      "xoptim::load_checkpoint(path, params, trainer) loads the optimizer of a compiled<O> "
+                      "(pass opt.optimizer())");
+        static_assert(detail::is_compiled<T>::value || detail::is_trainer<T>::value,
+                      "xoptim::load_checkpoint(path, params, trainer) loads an optimizer, a router, param_groups "
+                      "or a stepper");
+        static_assert(!detail::is_trainer<T>::value || !std::is_const_v<Trainer>,
+                      "xoptim::load_checkpoint writes the trainer: pass it non-const");
+        if constexpr (detail::is_trainer<T>::value && !std::is_const_v<Trainer>)
+        {
+            detail::load_trainer(path, std::forward<P>(params), trainer);
+        }
+    }
+
+    template <class P, class Trainer>
+    void detail::save_trainer(const std::string& path, P&& params, const Trainer& trainer)
     {
         flat_params flat;
         flat.collect(std::forward<P>(params), no_grads{}, "xoptim::save_checkpoint");
@@ -455,7 +500,7 @@ namespace xoptim
     }
 
     template <class P, class Trainer>
-    void load_checkpoint(const std::string& path, P&& params, Trainer& trainer)
+    void detail::load_trainer(const std::string& path, P&& params, Trainer& trainer)
     {
         detail::require_stepped_in_place<P>();
         using detail::checkpoint_error;
