@@ -1,4 +1,4 @@
-// expect: this tuple holds a parameter by value
+// expect: xoptim_params returns tensors \(or a model\) by value
 #include <xoptim/optim/adam.hpp>
 struct layer { std::vector<float> w; };
 auto xoptim_params(layer& l) { return std::make_tuple(xoptim::named("w", l.w)); }

@@ -1,4 +1,4 @@
-// expect: xoptim_params returns tensors by value
+// expect: xoptim_params returns tensors \(or a model\) by value
 #include <xoptim/optim/adam.hpp>
 struct linear { std::vector<float> w; };
 std::vector<float> xoptim_params(linear& l) { return l.w; }  // a copy: should return a reference

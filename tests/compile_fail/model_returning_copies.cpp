@@ -1,4 +1,4 @@
-// expect: xoptim_params returns tensors by value
+// expect: xoptim_params returns tensors \(or a model\) by value
 #include <xoptim/optim/adam.hpp>
 struct mlp { std::vector<float> w, b; };
 auto xoptim_params(mlp& m) { return std::make_tuple(m.w, m.b); }  // copies: should be std::tie

@@ -462,8 +462,9 @@ namespace xoptim
         constexpr bool check_model_lists_references() noexcept
         {
             constexpr bool references = !holds_copy_v<decltype(xoptim_params(std::declval<M&>()))>;
-            static_assert(references, "xoptim: xoptim_params returns tensors by value, so a step would update a "
-                                      "copy; return references: std::tie(m.w, m.b), or xoptim::named for each");
+            static_assert(references, "xoptim: xoptim_params returns tensors (or a model) by value, so a step "
+                                      "would update a copy; return references: std::tie(m.w, m.b), or xoptim::named "
+                                      "for each");
             return references;
         }
 
