@@ -515,42 +515,55 @@ namespace xoptim
             {
                 walk(visitor, params, grads.ref, path);
             }
+            // After a failed check of the gradient's kind nothing more is compiled: one
+            // sentence, not that one and the errors of reading the wrong kind.
             else if constexpr (is_tensor_v<p_type>)
             {
-                static_assert(!has_grads || is_tensor_v<g_type>,
-                              "xoptim: a tensor parameter needs a tensor gradient at the same position");
-                if constexpr (check_leaf_data<P, G>())
+                constexpr bool matched = !has_grads || is_tensor_v<g_type>;
+                static_assert(matched, "xoptim: a tensor parameter needs a tensor gradient at the same position "
+                                       "(an xtensor expression such as a + b is lazy: evaluate it into a container)");
+                if constexpr (matched)
                 {
-                    visitor.leaf(path, params, grads);
+                    if constexpr (check_leaf_data<P, G>())
+                    {
+                        visitor.leaf(path, params, grads);
+                    }
                 }
             }
             else if constexpr (is_tuple<p_type>::value)
             {
-                static_assert(!has_grads || is_tuple<g_type>::value,
-                              "xoptim: a tuple of parameters needs a tuple of gradients");
-                constexpr std::size_t n = std::tuple_size<p_type>::value;
-                if constexpr (has_grads)
+                constexpr bool matched = !has_grads || is_tuple<g_type>::value;
+                static_assert(matched, "xoptim: a tuple of parameters needs a tuple of gradients");
+                if constexpr (matched)
                 {
-                    static_assert(n == std::tuple_size<g_type>::value,
-                                  "xoptim: parameter and gradient tuples differ in length");
+                    constexpr std::size_t n = std::tuple_size<p_type>::value;
+                    constexpr bool same_length = !has_grads || n == std::tuple_size<g_type>::value;
+                    static_assert(same_length, "xoptim: parameter and gradient tuples differ in length");
+                    if constexpr (same_length)
+                    {
+                        walk_tuple(visitor, params, grads, path, std::make_index_sequence<n>{});
+                    }
                 }
-                walk_tuple(visitor, params, grads, path, std::make_index_sequence<n>{});
             }
             else if constexpr (is_list<p_type>::value)
             {
-                if constexpr (has_grads)
+                constexpr bool matched = !has_grads || is_list<g_type>::value;
+                static_assert(matched, "xoptim: a list of parameters needs a list of gradients");
+                if constexpr (matched)
                 {
-                    static_assert(is_list<g_type>::value, "xoptim: a list of parameters needs a list of gradients");
-                    if (grads.size() != params.size())
+                    if constexpr (has_grads)
                     {
-                        visitor.mismatch(path, "parameter list has " + std::to_string(params.size())
-                                                   + " entries, gradient list " + std::to_string(grads.size()));
-                        return;
+                        if (grads.size() != params.size())
+                        {
+                            visitor.mismatch(path, "parameter list has " + std::to_string(params.size())
+                                                       + " entries, gradient list " + std::to_string(grads.size()));
+                            return;
+                        }
                     }
-                }
-                for (std::size_t k = 0; k < params.size(); ++k)
-                {
-                    walk(visitor, params[k], grad_item(grads, k), name_path{&path, {}, k, true});
+                    for (std::size_t k = 0; k < params.size(); ++k)
+                    {
+                        walk(visitor, params[k], grad_item(grads, k), name_path{&path, {}, k, true});
+                    }
                 }
             }
             else if constexpr (is_model<p_type>::value)
@@ -563,7 +576,11 @@ namespace xoptim
                 {
                     static_assert(is_model<g_type>::value, "xoptim: a model needs gradients of a model type "
                                                            "(a struct with xoptim_params)");
-                    if constexpr (check_model_const<P>() && check_model_const<G>())
+                    if constexpr (!is_model<g_type>::value)
+                    {
+                        return;
+                    }
+                    else if constexpr (check_model_const<P>() && check_model_const<G>())
                     {
                         walk(visitor, xoptim_params(params), xoptim_params(grads), path);
                     }
