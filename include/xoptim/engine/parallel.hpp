@@ -104,19 +104,17 @@ namespace xoptim
             }
         }
 
+        // The pool's life, in atomics that are constant-initialized and never destroyed.
+        // A thread may still step while the statics are destroyed at exit (one that the
+        // destructor of an object made before the pool joins): pool_users counts the
+        // calls inside the pool, which ~thread_pool lets finish before it stops the
+        // workers, and a call that finds pool_gone runs its tasks itself.
+        inline std::atomic<bool> pool_gone{false};
+        inline std::atomic<std::size_t> pool_users{0};
+
         class thread_pool
         {
         public:
-
-            // Never destroyed: a thread may still step while the program's statics are
-            // destroyed at exit (an object made before the pool, which joins its own
-            // stepping thread in its destructor), and the pool's workers then still run
-            // its tasks. Their threads end with the process.
-            static thread_pool& instance()
-            {
-                static thread_pool* const pool = new thread_pool;
-                return *pool;
-            }
 
             thread_pool()
             {
@@ -128,11 +126,31 @@ namespace xoptim
             thread_pool(const thread_pool&) = delete;
             thread_pool& operator=(const thread_pool&) = delete;
 
-            // Runs the tasks on the workers and the calling thread; false, having run
-            // nothing, where another thread is using the pool.
-            bool try_run(task_function fn, void* ctx, std::size_t n)
+            ~thread_pool()
             {
-                return current().try_run(fn, ctx, n);
+                pool_gone.store(true);
+                while (pool_users.load() != 0)
+                {
+                    std::this_thread::yield();
+                }
+                delete m_crew.exchange(nullptr);
+            }
+
+            // Runs the tasks on the workers and the calling thread; false, having run
+            // nothing, where another thread is using the pool or the pool is gone.
+            static bool try_run(task_function fn, void* ctx, std::size_t n)
+            {
+                // Sequentially consistent: either ~thread_pool sees this call, or this
+                // call sees pool_gone.
+                pool_users.fetch_add(1);
+                struct leave
+                {
+                    ~leave()
+                    {
+                        pool_users.fetch_sub(1);
+                    }
+                } const left;
+                return !pool_gone.load() && instance().current().try_run(fn, ctx, n);
             }
 
         private:
@@ -147,6 +165,19 @@ namespace xoptim
                 crew() = default;
                 crew(const crew&) = delete;
                 crew& operator=(const crew&) = delete;
+
+                ~crew()
+                {
+                    {
+                        std::lock_guard<std::mutex> lock(m_mutex);
+                        m_stop = true;
+                    }
+                    m_wake.notify_all();
+                    for (auto& t : m_workers)
+                    {
+                        t.join();
+                    }
+                }
 
                 crew* abandoned_before = nullptr;  // see forked_child
 
@@ -211,7 +242,11 @@ namespace xoptim
                     std::unique_lock<std::mutex> lock(m_mutex);
                     for (;;)
                     {
-                        m_wake.wait(lock, [&] { return m_generation != seen; });
+                        m_wake.wait(lock, [&] { return m_stop || m_generation != seen; });
+                        if (m_stop)
+                        {
+                            return;
+                        }
                         seen = m_generation;
                         if (index >= m_tasks)
                         {
@@ -253,7 +288,14 @@ namespace xoptim
                 std::size_t m_pending = 0;
                 std::size_t m_generation = 0;
                 std::exception_ptr m_error;  // a worker's, for the caller to rethrow
+                bool m_stop = false;
             };
+
+            static thread_pool& instance()
+            {
+                static thread_pool pool;
+                return pool;
+            }
 
             crew& current()
             {
@@ -274,6 +316,10 @@ namespace xoptim
             // can step and exit.
             static void forked_child() noexcept
             {
+                if (pool_gone.load())
+                {
+                    return;
+                }
                 thread_pool& pool = instance();
                 crew* parents = pool.m_crew.exchange(nullptr, std::memory_order_relaxed);
                 if (parents != nullptr)
@@ -327,7 +373,7 @@ namespace xoptim
             fn(ctx, 0, 1);
             return;
         }
-        if (detail::in_parallel_task() || !detail::thread_pool::instance().try_run(fn, ctx, n))
+        if (detail::in_parallel_task() || !detail::thread_pool::try_run(fn, ctx, n))
         {
             detail::run_inline(fn, ctx, n);
         }
