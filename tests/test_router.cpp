@@ -160,6 +160,37 @@ namespace
 
 namespace
 {
+    // A user's optimizer class derived from one of xoptim's.
+    struct derived_adamw : xoptim::adamw
+    {
+        using xoptim::adamw::adam_base;
+    };
+
+    // A router may hold param_groups, and a user's class derived from an optimizer, as may
+    // a stepper: each steps its share as it would alone.
+    TEST(router, holds_param_groups_and_derived_optimizers)
+    {
+        std::vector<float> w(6, 1.0f), b(3, 1.0f), e(4, 1.0f), gw(6, 0.5f), gb(3, -0.5f), ge(4, 0.25f);
+        auto [vw, vb, ve] = std::make_tuple(w, b, e);
+        xoptim::routing rules;
+        rules.add("embedding", xoptim::name_matches({"e"})).fallback("rest");
+        xoptim::adamw_options no_decay;
+        no_decay.weight_decay = 0;
+        xoptim::param_groups<xoptim::adamw> groups;
+        groups.add("no_decay", xoptim::name_matches({"b"}), xoptim::adamw(no_decay)).fallback("decay", xoptim::adamw());
+        xoptim::stepper<xoptim::router<derived_adamw, xoptim::param_groups<xoptim::adamw>>> nested(
+            xoptim::router(rules, derived_adamw(), std::move(groups)));
+        nested(std::make_tuple(xoptim::named("w", w), xoptim::named("b", b), xoptim::named("e", e)),
+               std::tie(gw, gb, ge));
+        xoptim::adamw alone_decay, alone_no_decay(no_decay), alone_embedding;
+        alone_decay.step(std::make_tuple(xoptim::named("w", vw)), std::tie(gw));
+        alone_no_decay.step(std::make_tuple(xoptim::named("b", vb)), std::tie(gb));
+        alone_embedding.step(std::make_tuple(xoptim::named("e", ve)), std::tie(ge));
+        EXPECT_EQ(w, vw);
+        EXPECT_EQ(b, vb);
+        EXPECT_EQ(e, ve);
+    }
+
     // Parameter groups: one optimizer type, per-group hyperparameters and schedules.
     TEST(param_groups, each_group_steps_as_its_own_optimizer_would)
     {

@@ -36,6 +36,17 @@ namespace xoptim
         {
         };
 
+        template <class D, class O>
+        std::true_type optimizer_base(const optimizer<D, O>*);
+        std::false_type optimizer_base(const void*);
+
+        // An optimizer, or a class of the user's derived from one (is_optimizer is the
+        // optimizer type itself).
+        template <class X>
+        struct derives_from_optimizer : decltype(optimizer_base(static_cast<const X*>(nullptr)))
+        {
+        };
+
         template <class X>
         struct is_stepper : std::false_type
         {
@@ -66,10 +77,11 @@ namespace xoptim
         {
         };
 
-        // What a stepper steps: an optimizer (an average is not stepped) or a router.
+        // What a stepper steps, and a router routes to: an optimizer (an average is not
+        // stepped) or a router.
         template <class X>
-        struct is_steppable
-            : std::bool_constant<(is_optimizer<X>::value && !std::is_same_v<X, ema>) || is_router<X>::value>
+        struct is_steppable : std::bool_constant<(derives_from_optimizer<X>::value && !std::is_base_of_v<ema, X>)
+                                                 || is_router<X>::value>
         {
         };
 

@@ -43,19 +43,19 @@ namespace xoptim
         {
         };
 
-        // Whether every optimizer in a storage is one (not its options).
+        // Whether every optimizer in a storage is one, or a router (not options).
         template <class Storage>
         struct holds_optimizers : std::false_type
         {
         };
 
         template <class... Opts>
-        struct holds_optimizers<std::tuple<Opts...>> : std::bool_constant<(is_optimizer<Opts>::value && ...)>
+        struct holds_optimizers<std::tuple<Opts...>> : std::bool_constant<(is_steppable<Opts>::value && ...)>
         {
         };
 
         template <class Opt>
-        struct holds_optimizers<std::vector<Opt>> : is_optimizer<Opt>
+        struct holds_optimizers<std::vector<Opt>> : is_steppable<Opt>
         {
         };
 
@@ -231,7 +231,7 @@ namespace xoptim
         // Whether an argument is an optimizer the caller keeps (a router would step a copy).
         template <class... A>
         inline constexpr bool copies_optimizer
-            = ((std::is_lvalue_reference_v<A> && is_optimizer<std::remove_cv_t<std::remove_reference_t<A>>>::value)
+            = ((std::is_lvalue_reference_v<A> && is_steppable<std::remove_cv_t<std::remove_reference_t<A>>>::value)
                || ...);
     }
 
