@@ -51,17 +51,6 @@ namespace xoptim
         return {name, c};
     }
 
-    // A temporary std::string ("layer_" + std::to_string(k)) would die before the step
-    // reads the name.
-    template <class S, class C, std::enable_if_t<std::is_same_v<S, std::string>, int> = 0>
-    named_ref<C> named(S&& name, C& c) noexcept
-    {
-        static_assert(!std::is_same_v<S, std::string>,
-                      "xoptim::named: the name is a temporary std::string, which dies before the step reads "
-                      "it; use a string literal or a string the model owns");
-        return {name, c};
-    }
-
     /*************
      * Name path *
      *************/
@@ -468,6 +457,22 @@ namespace xoptim
             return references;
         }
 
+        // A tuple of n parameters and its gradients (none: no_grads).
+        template <std::size_t N, class G>
+        constexpr bool check_tuple_length() noexcept
+        {
+            if constexpr (std::is_same_v<G, no_grads>)
+            {
+                return true;
+            }
+            else
+            {
+                constexpr bool same = N == std::tuple_size<G>::value;
+                static_assert(same, "xoptim: parameter and gradient tuples differ in length");
+                return same;
+            }
+        }
+
         // A step's gradients: no_grads is for walks that step nothing.
         template <class G>
         constexpr void require_gradients()
@@ -537,9 +542,7 @@ namespace xoptim
                 if constexpr (matched)
                 {
                     constexpr std::size_t n = std::tuple_size<p_type>::value;
-                    constexpr bool same_length = !has_grads || n == std::tuple_size<g_type>::value;
-                    static_assert(same_length, "xoptim: parameter and gradient tuples differ in length");
-                    if constexpr (same_length)
+                    if constexpr (check_tuple_length<n, g_type>())
                     {
                         walk_tuple(visitor, params, grads, path, std::make_index_sequence<n>{});
                     }

@@ -401,15 +401,19 @@ namespace xoptim
 
     namespace detail
     {
-        // tensor_traits<C>::owns_elements, where the traits say (false where they do not).
+        // Whether tensor_traits<C> say if C owns its elements, and what they say.
         template <class C, class = void>
-        struct declared_owning : std::false_type
+        struct declares_owning : std::false_type
         {
         };
 
         template <class C>
-        struct declared_owning<C, std::void_t<decltype(tensor_traits<C>::owns_elements)>>
-            : std::bool_constant<tensor_traits<C>::owns_elements>
+        struct declares_owning<C, std::void_t<decltype(tensor_traits<C>::owns_elements)>> : std::true_type
+        {
+        };
+
+        template <class C>
+        struct declared_owning : std::bool_constant<tensor_traits<C>::owns_elements>
         {
         };
 
@@ -427,11 +431,12 @@ namespace xoptim
     }
 
     // Whether a tensor type owns its elements, so that a copy of it is a different
-    // tensor: std::vector, std::array, xtensor containers, and a type whose
-    // tensor_traits say `static constexpr bool owns_elements = true`. Other types count
-    // as views.
+    // tensor: what its tensor_traits say (`static constexpr bool owns_elements`) where
+    // they say it; otherwise std::vector, std::array and xtensor containers do, and other
+    // types count as views.
     template <class C, class = void>
-    struct owns_elements : std::disjunction<detail::declared_owning<C>, detail::own_temporary<C>>
+    struct owns_elements
+        : std::conditional_t<detail::declares_owning<C>::value, detail::declared_owning<C>, detail::own_temporary<C>>
     {
     };
 
