@@ -12,7 +12,6 @@
 //                                                        offset in data) goes to every rank
 //   c.iallgather(data, counts, r)                        the same, non-blocking
 //   c.gather(const T* send, n, T* recv, counts, root)    blocks of every rank to `root`
-//                                                        (counts read on every rank)
 //   c.broadcast(T* data, n, root)
 //   c.wait(C::request&), bool c.test(C::request&)
 //

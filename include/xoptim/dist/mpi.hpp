@@ -21,8 +21,8 @@
 #include <algorithm>
 #include <climits>
 #include <cstddef>
+#include <cstdint>
 #include <memory>
-#include <numeric>
 #include <stdexcept>
 #include <string>
 #include <vector>
@@ -244,20 +244,24 @@ namespace xoptim::dist
             }
         }
 
-        // Rank `root` receives every rank's counts[r] elements (n on this rank) at recv, in
-        // rank order; counts is read on every rank. One MPI_Gatherv where they add up to
-        // at most `most` (max_count: MPI_Gatherv's displacements are int too), otherwise
-        // messages of at most `most` elements, rank after rank.
+        // Rank `root` receives every rank's n elements at recv, in rank order (counts and
+        // recv are read at the root only). One MPI_Gatherv where they add up to at most
+        // `most` (max_count: MPI_Gatherv's displacements are int too), otherwise messages
+        // of at most `most` elements, rank after rank. The total comes from an allreduce.
         template <class T>
         void gather(const T* send, std::size_t n, T* recv, const std::size_t* counts, int root,
                     std::size_t most = max_count) const
         {
-            const std::size_t total = std::accumulate(counts, counts + m_size, std::size_t(0));
+            std::uint64_t total = n;
+            allreduce_sum(&total, 1);
             most = std::max<std::size_t>(1, std::min(most, max_count));
             if (total <= most)
             {
                 request& r = scratch();
-                set_counts(r, counts, true);
+                if (m_rank == root)
+                {
+                    set_counts(r, counts, true);
+                }
                 MPI_Gatherv(send, detail::mpi_count(n), detail::mpi_type<T>(), recv, r.m_counts.data(),
                             r.m_displs.data(), detail::mpi_type<T>(), root, native());
                 return;
