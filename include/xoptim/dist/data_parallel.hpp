@@ -1258,7 +1258,13 @@ namespace xoptim::dist
         {
             local = capture([&] { pack_and_start_remaining(); });
         }
-        start_remaining();  // what is left after an error: every rank starts every collective
+        // What is left after an error: every rank starts every collective. One that
+        // throws (a communicator's error) is this rank's error, and the rest still start.
+        for (status started = capture([&] { start_remaining(); }); !started.ok();
+             started = capture([&] { start_remaining(); }))
+        {
+            local = local.ok() ? started : local;
+        }
         const auto update_start = clock::now();
         if (local.ok())
         {
