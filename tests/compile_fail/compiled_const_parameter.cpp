@@ -1,4 +1,4 @@
-// expect: xoptim: parameters must be mutable \(got a const tensor\)
+// expect: xoptim: parameters must be mutable \(got a const tensor. a model lists its parameters through a non-const
 #include <vector>
 
 #include <xoptim/compiled.hpp>

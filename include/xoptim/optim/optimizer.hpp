@@ -94,11 +94,16 @@ namespace xoptim
         // The same with the field named by a member pointer: schedule(&adamw_options::lr, s).
         Derived& schedule(double Options::*field, xoptim::schedule s);
 
-        // A field of another options struct: refused with a sentence.
-        template <class Other>
-        Derived& schedule(double Other::*, xoptim::schedule)
+        // A field of another options struct, or one that is not a number: refused with a
+        // sentence.
+        template <class Other, class Field>
+        Derived& schedule(Field Other::*, xoptim::schedule)
         {
-            static_assert(std::is_same_v<Other, Options>, "xoptim: schedule a field of this optimizer's own options struct");
+            constexpr bool own = std::is_same_v<Other, Options>;
+            static_assert(own, "xoptim: schedule a field of this optimizer's own options struct");
+            static_assert(!own || std::is_same_v<Field, double>,
+                          "xoptim: only a number (double) field follows a schedule; an element of an array field "
+                          "by its name: schedule(\"betas[1]\", s)");
             return derived();
         }
 
@@ -352,7 +357,8 @@ namespace xoptim
             constexpr bool number = std::is_same_v<T, float> || std::is_same_v<T, double> || std::is_same_v<T, bfloat16>;
             constexpr bool mutable_param = detail::mutable_tensor_v<P>;
             static_assert(number, "xoptim: parameters must be float, double or xoptim::bfloat16 tensors");
-            static_assert(mutable_param, "xoptim: parameters must be mutable (got a const tensor)");
+            static_assert(mutable_param, "xoptim: parameters must be mutable (got a const tensor; a model lists its "
+                                         "parameters through a non-const xoptim_params(M&))");
             if constexpr (std::is_same_v<detail::bare<G>, no_grads>)
             {
                 return number && mutable_param;

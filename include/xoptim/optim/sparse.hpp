@@ -27,6 +27,23 @@
 
 namespace xoptim
 {
+    namespace detail
+    {
+        // The table's and row gradients' types, each mistake in a sentence of its own.
+        template <class Table, class Grads>
+        constexpr bool check_sparse_table() noexcept
+        {
+            using T = tensor::value_type<Table>;
+            constexpr bool number = std::is_same_v<T, float> || std::is_same_v<T, double>;
+            constexpr bool writable = mutable_tensor_v<Table>;
+            constexpr bool same = std::is_same_v<T, tensor::value_type<Grads>>;
+            static_assert(number, "xoptim: sparse_signsgd's table must be a float or double tensor");
+            static_assert(writable, "xoptim: sparse_signsgd's table must be mutable (got a const tensor)");
+            static_assert(!number || same, "xoptim: row gradients must have the table's element type");
+            return number && writable && same;
+        }
+    }
+
     class sparse_signsgd
     {
     public:
@@ -52,15 +69,24 @@ namespace xoptim
         template <class Table, class Grads>
         void step(Table& table, const std::vector<std::int64_t>& ids, const Grads& row_grads)
         {
-            prepare(table, ids, row_grads);
-            commit<tensor::value_type<Table>>();
+            if constexpr (detail::check_sparse_table<Table, Grads>())
+            {
+                prepare(table, ids, row_grads);
+                commit<tensor::value_type<Table>>();
+            }
         }
 
         // The step in two phases, as the dense optimizers: prepare checks everything
         // and sums duplicate rows, changing nothing; commit updates the rows. The
         // table, ids and gradients must stay alive in between.
         template <class Table, class Grads>
-        void prepare(Table& table, const std::vector<std::int64_t>& ids, const Grads& row_grads);
+        void prepare(Table& table, const std::vector<std::int64_t>& ids, const Grads& row_grads)
+        {
+            if constexpr (detail::check_sparse_table<Table, Grads>())
+            {
+                prepare_rows(table, ids, row_grads);
+            }
+        }
 
         template <class T>
         void commit()
@@ -70,6 +96,9 @@ namespace xoptim
         }
 
     private:
+
+        template <class Table, class Grads>
+        void prepare_rows(Table& table, const std::vector<std::int64_t>& ids, const Grads& row_grads);
 
         template <class T>
         job_list<T>& jobs() noexcept
@@ -85,13 +114,11 @@ namespace xoptim
     };
 
     template <class Table, class Grads>
-    void sparse_signsgd::prepare(Table& table, const std::vector<std::int64_t>& ids, const Grads& row_grads)
+    void sparse_signsgd::prepare_rows(Table& table, const std::vector<std::int64_t>& ids, const Grads& row_grads)
     {
         using T = tensor::value_type<Table>;
         m_float_jobs.clear();
         m_double_jobs.clear();
-        static_assert(std::is_same_v<T, tensor::value_type<Grads>>,
-                      "xoptim: row gradients must have the table's element type");
         const auto fail = [](const std::string& what) {
             throw std::invalid_argument("xoptim::sparse_signsgd: " + what);
         };
@@ -231,6 +258,28 @@ namespace xoptim
         void step(Table& table, const std::vector<std::int64_t>& ids, const Grads& row_grads, P&& params,
                   G&& grads)
         {
+            if constexpr (detail::check_sparse_table<Table, Grads>())
+            {
+                step_checked(table, ids, row_grads, std::forward<P>(params), std::forward<G>(grads));
+            }
+        }
+
+        adamw& dense() noexcept
+        {
+            return m_adamw;
+        }
+
+        sparse_signsgd& embedding() noexcept
+        {
+            return m_embedding;
+        }
+
+    private:
+
+        template <class Table, class Grads, class P, class G>
+        void step_checked(Table& table, const std::vector<std::int64_t>& ids, const Grads& row_grads, P&& params,
+                          G&& grads)
+        {
             detail::require_stepped_in_place<P>();
             m_adamw.prepare(std::forward<P>(params), std::forward<G>(grads));
             try
@@ -251,18 +300,6 @@ namespace xoptim
             m_adamw.commit();
             m_embedding.commit<tensor::value_type<Table>>();
         }
-
-        adamw& dense() noexcept
-        {
-            return m_adamw;
-        }
-
-        sparse_signsgd& embedding() noexcept
-        {
-            return m_embedding;
-        }
-
-    private:
 
         // The table is not among the dense parameters or their gradients, and the row
         // gradients are not among the dense parameters: each half would write what the
