@@ -325,6 +325,17 @@ namespace
         }
     }
 
+    // Whether a case with "ranks" steps over Comm: with MPI, such a case runs over
+    // MPI_COMM_WORLD, and the one-process communicator never steps one (its
+    // data_parallel is not compiled); without, it steps "ranks": 1.
+    template <class Comm>
+    constexpr bool steps_distributed =
+#ifdef XOPTIM_REPLAY_MPI
+        !std::is_same_v<Comm, xoptim::dist::local_comm>;
+#else
+        true;
+#endif
+
     template <class T, class Optimizer, class Comm>
     void replay(Optimizer& optimizer, const replay_case& c, const fs::path& out, const Comm& comm)
     {
@@ -375,7 +386,7 @@ namespace
                 table = optimizer.routing_table();
             }
         }
-        else
+        else if constexpr (steps_distributed<Comm>)
         {
             dist::options o;
             o.mode = c.mode;
@@ -389,6 +400,10 @@ namespace
             {
                 table = dp.routing_table();
             }
+        }
+        else
+        {
+            throw std::logic_error("xoptim-replay: a case with \"ranks\" runs over MPI");
         }
         if (comm.rank() != 0)
         {
