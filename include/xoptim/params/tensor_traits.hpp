@@ -465,6 +465,16 @@ namespace xoptim
             };
 
             template <class Tr, class = void>
+            struct has_extent : std::false_type
+            {
+            };
+
+            template <class Tr>
+            struct has_extent<Tr, std::void_t<decltype(&Tr::extent)>> : std::true_type
+            {
+            };
+
+            template <class Tr, class = void>
             struct has_contiguous : std::false_type
             {
             };
@@ -534,13 +544,28 @@ namespace xoptim
         template <class C>
         auto data(C& c) noexcept
         {
+            // After a message below: a pointer of the right kind, so that no second error follows.
+            using fallback = std::conditional_t<std::is_const_v<C>, const value_type<C>*, value_type<C>*>;
             if constexpr (check_data<C>())
             {
-                return traits<C>::data(c);
+                using pointer = decltype(traits<C>::data(c));
+                constexpr bool typed
+                    = std::is_pointer_v<
+                          pointer> && std::is_same_v<std::remove_cv_t<std::remove_pointer_t<pointer>>, value_type<C>>;
+                static_assert(typed, "xoptim: tensor_traits<C>::data must return a pointer to its value_type "
+                                     "(value_type* from C&, const value_type* from const C&)");
+                if constexpr (typed)
+                {
+                    return traits<C>::data(c);
+                }
+                else
+                {
+                    return fallback(nullptr);
+                }
             }
             else
             {
-                return static_cast<const value_type<C>*>(nullptr);  // after the message: no second error
+                return fallback(nullptr);
             }
         }
 
@@ -579,7 +604,17 @@ namespace xoptim
         {
             if constexpr (detail::has_rank<traits<C>>::value)
             {
-                return traits<C>::extent(c, d);
+                constexpr bool extents = detail::has_extent<traits<C>>::value;
+                static_assert(extents, "xoptim: tensor_traits<C> has `rank`, so it needs `static std::size_t "
+                                       "extent(const C& c, std::size_t d)` too, the length of dimension d");
+                if constexpr (extents)
+                {
+                    return traits<C>::extent(c, d);
+                }
+                else
+                {
+                    return 0;  // after the message: no second error
+                }
             }
             else
             {
