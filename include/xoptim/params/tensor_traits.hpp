@@ -549,9 +549,8 @@ namespace xoptim
             if constexpr (check_data<C>())
             {
                 using pointer = decltype(traits<C>::data(c));
-                constexpr bool typed
-                    = std::is_pointer_v<
-                          pointer> && std::is_same_v<std::remove_cv_t<std::remove_pointer_t<pointer>>, value_type<C>>;
+                using element = std::remove_cv_t<std::remove_pointer_t<pointer>>;
+                constexpr bool typed = std::is_pointer<pointer>::value && std::is_same<element, value_type<C>>::value;
                 static_assert(typed, "xoptim: tensor_traits<C>::data must return a pointer to its value_type "
                                      "(value_type* from C&, const value_type* from const C&)");
                 if constexpr (typed)
