@@ -354,11 +354,10 @@ namespace xoptim
         static constexpr bool leaf_types_ok()
         {
             using T = tensor::value_type<P>;
-            constexpr bool number = std::is_same_v<T, float> || std::is_same_v<T, double> || std::is_same_v<T, bfloat16>;
-            constexpr bool mutable_param = detail::mutable_tensor_v<P>;
+            constexpr bool number
+                = std::is_same_v<T, float> || std::is_same_v<T, double> || std::is_same_v<T, bfloat16>;
             static_assert(number, "xoptim: parameters must be float, double or xoptim::bfloat16 tensors");
-            static_assert(mutable_param, "xoptim: parameters must be mutable (got a const tensor; a model lists its "
-                                         "parameters through a non-const xoptim_params(M&))");
+            constexpr bool mutable_param = detail::check_mutable_param<P>();
             if constexpr (std::is_same_v<detail::bare<G>, no_grads>)
             {
                 return number && mutable_param;

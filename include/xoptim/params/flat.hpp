@@ -73,13 +73,10 @@ namespace xoptim
             {
                 using T = tensor::value_type<P>;
                 constexpr bool number = std::is_same_v<T, float> || std::is_same_v<T, double>;
-                constexpr bool mutable_param = mutable_tensor_v<P>;
                 static_assert(number, "xoptim: parameters must be float or double tensors here (bf16 parameters are "
                                       "stepped by an optimizer itself; the stepper, routers and checkpoints take float "
                                       "and double)");
-                static_assert(mutable_param,
-                              "xoptim: parameters must be mutable (got a const tensor; a model lists its "
-                              "parameters through a non-const xoptim_params(M&))");
+                constexpr bool mutable_param = check_mutable_param<P>();
                 if constexpr (number && mutable_param)  // else the message above comes alone
                 {
                     erased_leaf e{std::is_same_v<T, double>,

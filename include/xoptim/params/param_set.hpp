@@ -485,6 +485,17 @@ namespace xoptim
         inline constexpr bool mutable_tensor_v =
             !std::is_const_v<std::remove_pointer_t<decltype(tensor::data(std::declval<P&>()))>>;
 
+        // A parameter is written by the step: a const one is refused in words (the
+        // optimizers' walk and the stepper's, routers' and checkpoints' flat one).
+        template <class P>
+        constexpr bool check_mutable_param() noexcept
+        {
+            constexpr bool writable = mutable_tensor_v<P>;
+            static_assert(writable, "xoptim: parameters must be mutable (got a const tensor; a model lists its "
+                                    "parameters through a non-const xoptim_params(M&))");
+            return writable;
+        }
+
         template <class V, class P, class G, std::size_t... K>
         void walk_tuple(V& visitor, P& params, G& grads, const name_path& path, std::index_sequence<K...>)
         {
