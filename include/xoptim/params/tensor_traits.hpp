@@ -517,6 +517,82 @@ namespace xoptim
                 : std::true_type
             {
             };
+
+            // The same functions called on a trait object: what a trait whose functions
+            // are not `static` has (and static ones too: read with the forms above).
+            template <class C>
+            using trait_object = tensor_traits<std::remove_cv_t<C>>&;
+
+            template <class C, class = void>
+            struct has_object_data : std::false_type
+            {
+            };
+
+            template <class C>
+            struct has_object_data<C, std::void_t<decltype(std::declval<trait_object<C>>().data(std::declval<C&>()))>>
+                : std::true_type
+            {
+            };
+
+            template <class C, class = void>
+            struct has_object_size : std::false_type
+            {
+            };
+
+            template <class C>
+            struct has_object_size<
+                C, std::void_t<decltype(std::declval<trait_object<C>>().size(std::declval<const C&>()))>>
+                : std::true_type
+            {
+            };
+
+            // A rank, extent or contiguous declared without `static` (not overloaded, unlike data).
+            template <class Tr, class = void>
+            struct object_rank : std::false_type
+            {
+            };
+
+            template <class Tr>
+            struct object_rank<Tr, std::void_t<decltype(&Tr::rank)>>
+                : std::is_member_function_pointer<decltype(&Tr::rank)>
+            {
+            };
+
+            template <class Tr, class = void>
+            struct object_extent : std::false_type
+            {
+            };
+
+            template <class Tr>
+            struct object_extent<Tr, std::void_t<decltype(&Tr::extent)>>
+                : std::is_member_function_pointer<decltype(&Tr::extent)>
+            {
+            };
+
+            template <class Tr, class = void>
+            struct object_contiguous : std::false_type
+            {
+            };
+
+            template <class Tr>
+            struct object_contiguous<Tr, std::void_t<decltype(&Tr::contiguous)>>
+                : std::is_member_function_pointer<decltype(&Tr::contiguous)>
+            {
+            };
+
+            // Whether every function the trait has can be called as tensor_traits<C>::f(...),
+            // as the library calls them (once per type, const or not).
+            template <class C>
+            constexpr bool check_static() noexcept
+            {
+                using tr = tensor_traits<C>;
+                constexpr bool ok = (has_data<C>::value || !has_object_data<C>::value)
+                                    && (has_size<C>::value || !has_object_size<C>::value) && !object_rank<tr>::value
+                                    && !object_extent<tr>::value && !object_contiguous<tr>::value;
+                static_assert(ok, "xoptim: tensor_traits<C>'s functions are called without an object: declare "
+                                  "data, size, rank, extent and contiguous `static`");
+                return ok;
+            }
         }
 
         template <class C>
@@ -534,11 +610,18 @@ namespace xoptim
         template <class C>
         constexpr bool check_data() noexcept
         {
-            constexpr bool readable = detail::has_data<C>::value;
-            static_assert(readable, "xoptim: a const tensor (gradients are usually passed const) needs "
-                                    "tensor_traits<C>::data(const C&) too; add `static const T* data(const C& c)` "
-                                    "beside `T* data(C& c)`");
-            return readable;
+            if constexpr (!detail::check_static<std::remove_cv_t<C>>())
+            {
+                return false;  // after that message: no second one
+            }
+            else
+            {
+                constexpr bool readable = detail::has_data<C>::value;
+                static_assert(readable, "xoptim: a const tensor (gradients are usually passed const) needs "
+                                        "tensor_traits<C>::data(const C&) too; add `static const T* data(const C& "
+                                        "c)` beside `T* data(C& c)`");
+                return readable;
+            }
         }
 
         template <class C>
@@ -572,8 +655,10 @@ namespace xoptim
         std::size_t size(const C& c) noexcept
         {
             constexpr bool sized = detail::has_size<C>::value;
-            static_assert(sized, "xoptim: tensor_traits<C> needs `static std::size_t size(const C& c)`, the number "
-                                 "of elements");
+            // A size that is not static has its message from check_static.
+            static_assert(sized || detail::has_object_size<C>::value,
+                          "xoptim: tensor_traits<C> needs `static std::size_t size(const C& c)`, the number "
+                          "of elements");
             if constexpr (sized)
             {
                 return traits<C>::size(c);
@@ -588,7 +673,7 @@ namespace xoptim
         template <class C>
         std::size_t rank(const C& c) noexcept
         {
-            if constexpr (detail::has_rank<traits<C>>::value)
+            if constexpr (detail::has_rank<traits<C>>::value && !detail::object_rank<traits<C>>::value)
             {
                 return traits<C>::rank(c);
             }
@@ -601,18 +686,18 @@ namespace xoptim
         template <class C>
         std::size_t extent(const C& c, std::size_t d) noexcept
         {
-            if constexpr (detail::has_rank<traits<C>>::value)
+            if constexpr (detail::has_rank<traits<C>>::value && !detail::object_rank<traits<C>>::value)
             {
                 constexpr bool extents = detail::has_extent<traits<C>>::value;
                 static_assert(extents, "xoptim: tensor_traits<C> has `rank`, so it needs `static std::size_t "
                                        "extent(const C& c, std::size_t d)` too, the length of dimension d");
-                if constexpr (extents)
+                if constexpr (extents && !detail::object_extent<traits<C>>::value)
                 {
                     return traits<C>::extent(c, d);
                 }
                 else
                 {
-                    return 0;  // after the message: no second error
+                    return 0;  // after a message: no second error
                 }
             }
             else
@@ -624,7 +709,7 @@ namespace xoptim
         template <class C>
         bool contiguous(const C& c) noexcept
         {
-            if constexpr (detail::has_contiguous<traits<C>>::value)
+            if constexpr (detail::has_contiguous<traits<C>>::value && !detail::object_contiguous<traits<C>>::value)
             {
                 return traits<C>::contiguous(c);
             }
