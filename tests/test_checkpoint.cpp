@@ -100,7 +100,8 @@ namespace
     }
 
     // Calls [from, to) of a run whose call 5 has a NaN gradient (skipped).
-    void run(model& m, xoptim::stepper<xoptim::adamw>& s, int from, int to)
+    template <class Stepper>
+    void run(model& m, Stepper& s, int from, int to)
     {
         std::vector<float> gw;
         std::vector<double> gb;
@@ -318,6 +319,48 @@ namespace
         EXPECT_EQ(c.m1, a.m1);
         EXPECT_EQ(c.m2, a.m2);
         EXPECT_EQ(c.b, a.b);
+    }
+
+    // A class of the user's derived from an optimizer (here to count its steps): a
+    // checkpoint keeps its optimizer, which loads into the optimizer or the derived class,
+    // alone or inside a stepper.
+    struct counting_adamw : xoptim::adamw
+    {
+        using xoptim::adamw::adamw;
+        int calls = 0;
+    };
+
+    TEST_F(checkpoint, a_class_derived_from_an_optimizer_saves_and_loads_its_optimizer)
+    {
+        model a, b;
+        xoptim::adamw plain;
+        counting_adamw derived;
+        step_and_save(a, plain);
+        const std::string of_plain = file("plain.safetensors");
+        std::rename(file().c_str(), of_plain.c_str());
+        step_and_save(b, derived);
+        EXPECT_EQ(read_file(file()), read_file(of_plain));  // the same file, byte for byte
+
+        model c, d;
+        xoptim::adamw plain_back;
+        counting_adamw derived_back;
+        xoptim::load_checkpoint(file(), c.params(), plain_back);
+        xoptim::load_checkpoint(of_plain, d.params(), derived_back);
+        EXPECT_EQ(state_bytes(plain_back), state_bytes(plain));
+        EXPECT_EQ(state_bytes(derived_back), state_bytes(plain));
+        EXPECT_EQ(derived_back.step_count(), 1u);
+        EXPECT_EQ(d.w, a.w);
+
+        // Inside a stepper, through its optimizer.
+        model e, f;
+        xoptim::stepper<counting_adamw> se(counting_adamw{}, xoptim::stepper_options{});
+        run(e, se, 0, 3);
+        xoptim::save_checkpoint(file("stepper.safetensors"), e.params(), se);
+        xoptim::stepper<counting_adamw> sf(counting_adamw{}, xoptim::stepper_options{});
+        xoptim::load_checkpoint(file("stepper.safetensors"), f.params(), sf);
+        EXPECT_EQ(f.w, e.w);
+        EXPECT_EQ(state_bytes(sf.optimizer()), state_bytes(se.optimizer()));
+        EXPECT_EQ(sf.optimizer().step_count(), se.optimizer().step_count());
     }
 
     TEST_F(checkpoint, one_saved_before_the_first_step_loads)

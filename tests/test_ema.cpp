@@ -6,6 +6,7 @@
 #include <xoptim/optim/ema.hpp>
 
 #include "../tools/optimizer_json.hpp"
+#include "support/message_of.hpp"
 #include "support/optimizer_checks.hpp"
 
 namespace
@@ -160,6 +161,63 @@ namespace
         {
             EXPECT_EQ(out[i], p[i] + float(1 - 0.999) * (q[i] - p[i])) << i;  // lerp with weight < 0.5
         }
+    }
+
+    // init makes the shadows as update's first call does: copies of the parameters
+    // (timm's copy of the model when the average is made), not zeros.
+    TEST(ema, init_makes_the_shadows_copies_of_the_parameters)
+    {
+        xoptim::ema_options o;
+        o.decay = 0.9;
+        std::vector<float> p = {3.0f, -1.5f, 0.25f}, out(3);
+        xoptim::ema made(o);
+        made.init(p);
+        made.copy_to(out);
+        EXPECT_EQ(out, p);
+        made.update(p, 10);
+        made.copy_to(out);
+        EXPECT_EQ(out, p);  // the average of equal values
+    }
+
+    // A checkpoint of an average saved before its first update holds no shadows: it loads
+    // as no average (whatever the loading one had), and the next update copies the
+    // parameters, as it would have without the checkpoint.
+    TEST(ema, one_saved_before_the_first_update_loads_as_no_average)
+    {
+        const std::string file = "ema_unstarted.safetensors";
+        xoptim::ema_options o;
+        o.decay = 0.9;
+        std::vector<float> p = {3.0f, -1.5f, 0.25f}, ones(3, 1.0f), out(3);
+        xoptim::save_checkpoint(file, p, xoptim::ema(o));
+        xoptim::ema fresh(o), started(o);
+        started.update(ones, 1);
+        xoptim::load_checkpoint(file, p, fresh);
+        xoptim::load_checkpoint(file, p, started);
+        std::remove(file.c_str());
+        for (xoptim::ema* loaded : {&fresh, &started})
+        {
+            EXPECT_THROW(loaded->copy_to(out), std::logic_error);
+            loaded->update(p, 10);
+            loaded->copy_to(out);
+            EXPECT_EQ(out, p);
+        }
+    }
+
+    // A file of bf16 shadows into an average of the parameters' type: the message names
+    // what sets it.
+    TEST(ema, a_checkpoint_of_other_shadows_is_refused_naming_shadow_dtype)
+    {
+        const std::string file = "ema_bf16.safetensors";
+        std::vector<float> p = {3.0f, -1.5f, 0.25f};
+        xoptim::ema bf16(warm(xoptim::ema_shadow::bfloat16));
+        bf16.update(p, 1);
+        xoptim::save_checkpoint(file, p, bf16);
+        xoptim::ema same(warm());
+        const std::string message = xoptim_test::message_of<std::runtime_error>(
+            [&] { xoptim::load_checkpoint(file, p, same); });
+        std::remove(file.c_str());
+        EXPECT_NE(message.find("shadow_dtype"), std::string::npos) << message;
+        EXPECT_TRUE(same.state().empty());
     }
 
     TEST(ema, swap_and_copy_to_refuse_before_the_first_update)

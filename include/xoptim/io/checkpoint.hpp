@@ -215,9 +215,9 @@ namespace xoptim
             }
             else
             {
-                static_assert(is_optimizer<B>::value,
+                static_assert(derives_from_optimizer<B>::value,
                               "xoptim: a checkpoint holds an optimizer, a router or a stepper");
-                f(key, x);
+                f(key, static_cast<optimizer_of<X>&>(x));  // a user's class derived from one: its optimizer
             }
         }
 
@@ -525,6 +525,7 @@ namespace xoptim
         std::vector<std::size_t> steps;
         std::vector<double> host;  // every optimizer's host fields, in order
         std::vector<std::string> unstepped;  // "state/KEY/" of optimizers saved before a step
+        std::set<std::string> absent;        // those of them whose state the file lacks
         detail::for_each_optimizer(trainer, "optimizer", [&](const std::string& key, auto& o) {
             using O = std::remove_reference_t<decltype(o)>;
             const std::string saved = text(key + ".optimizer");
@@ -543,7 +544,9 @@ namespace xoptim
             {
                 checkpoint_error(path, "'" + key + "' stored its states as " + io::quote(recorded)
                                            + " in the checkpoint, here as " + storage
-                                           + " (call set_storage before loading)");
+                                           + (std::is_same_v<O, ema> ? " (an average's shadow_dtype is its "
+                                                                       "constructor's: make it with the file's)"
+                                                                     : " (call set_storage before loading)"));
             }
             steps.push_back(detail::parse_count(path, meta, key + ".step"));
             if constexpr (detail::has_host_fields<O>::value)
@@ -592,12 +595,13 @@ namespace xoptim
                 // An optimizer saved before its first step may have had no state yet:
                 // its state is the zeros a first step starts from (whatever state a
                 // trainer that stepped before had).
-                const bool may_lack = std::any_of(unstepped.begin(), unstepped.end(), [&](const std::string& prefix) {
+                const auto lacking = std::find_if(unstepped.begin(), unstepped.end(), [&](const std::string& prefix) {
                     return t.name.compare(0, prefix.size(), prefix) == 0;
                 });
-                if (info == nullptr && may_lack)
+                if (info == nullptr && lacking != unstepped.end())
                 {
                     zeros.push_back(&t);
+                    absent.insert(*lacking);
                     continue;
                 }
                 if (info == nullptr)
@@ -655,9 +659,17 @@ namespace xoptim
         }
         std::size_t k = 0;
         std::size_t h = 0;
-        detail::for_each_optimizer(trainer, "optimizer", [&](const std::string&, auto& o) {
+        detail::for_each_optimizer(trainer, "optimizer", [&](const std::string& key, auto& o) {
             detail::checkpoint_access::steps(o) = steps[k++];
             using O = std::remove_reference_t<decltype(o)>;
+            if constexpr (std::is_same_v<O, ema>)
+            {
+                // Saved before its first update: no average, not one of zeros.
+                if (absent.count("state/" + key + "/") > 0)
+                {
+                    o.forget_init();
+                }
+            }
             if constexpr (detail::has_host_fields<O>::value)
             {
                 O::host_fields(o, [&](const char*, double& x) { x = host[h++]; });

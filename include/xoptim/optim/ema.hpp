@@ -12,7 +12,8 @@
 // parameters' type or, with shadow_dtype bfloat16, in bf16 (computed in float, rounded to
 // nearest even). swap(params) exchanges parameters and shadows for evaluation (twice
 // restores them, bit for bit); copy_to(params) overwrites the parameters with the shadow.
-// The shadows are this object's state: save_checkpoint(path, params, ema) keeps them.
+// The shadows are this object's state: save_checkpoint(path, params, ema) keeps them, and
+// a checkpoint saved before the first update loads as no shadows (the next update copies).
 #ifndef XOPTIM_OPTIM_EMA_HPP
 #define XOPTIM_OPTIM_EMA_HPP
 
@@ -119,8 +120,17 @@ namespace xoptim
             optimizer::set_options(o);
         }
 
-        // shadow = lerp(shadow, p, 1 - decay_at(step)); the first call makes the shadows
-        // copies of the parameters, at any step (timm's copy of the model).
+        // The shadows, made now as copies of the parameters (timm's copy of the model);
+        // without init, update's first call makes them.
+        template <class P>
+        void init(P&& params)
+        {
+            optimizer::init(params);
+            run_without_grads(std::forward<P>(params), sym::state<0> = sym::p);
+        }
+
+        // shadow = lerp(shadow, p, 1 - decay_at(step)); the first call, with no shadows
+        // yet, makes them copies of the parameters, at any step.
         template <class P>
         void update(P&& params, std::size_t step)
         {
@@ -128,8 +138,7 @@ namespace xoptim
             const auto& shadow = sym::state<0>;
             if (state().empty())
             {
-                init(params);
-                run_without_grads(std::forward<P>(params), shadow = p);
+                init(std::forward<P>(params));
                 return;
             }
             const double w = 1 - decay_at(step);

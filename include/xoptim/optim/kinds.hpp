@@ -47,6 +47,16 @@ namespace xoptim
         {
         };
 
+        template <class D, class O>
+        D* optimizer_type(const optimizer<D, O>*);
+
+        // The optimizer X is or derives from (adamw for a user's class derived from adamw),
+        // const as X is.
+        template <class X>
+        using optimizer_of = std::conditional_t<
+            std::is_const_v<X>, const std::remove_pointer_t<decltype(optimizer_type(static_cast<const X*>(nullptr)))>,
+            std::remove_pointer_t<decltype(optimizer_type(static_cast<const X*>(nullptr)))>>;
+
         template <class X>
         struct is_stepper : std::false_type
         {
@@ -85,9 +95,11 @@ namespace xoptim
         {
         };
 
-        // What a checkpoint keeps: an optimizer (an average too), a router or a stepper.
+        // What a checkpoint keeps: an optimizer (an average too) or a class derived from one
+        // (its optimizer part is kept), a router or a stepper.
         template <class X>
-        struct is_trainer : std::bool_constant<is_optimizer<X>::value || is_router<X>::value || is_stepper<X>::value>
+        struct is_trainer
+            : std::bool_constant<derives_from_optimizer<X>::value || is_router<X>::value || is_stepper<X>::value>
         {
         };
     }
