@@ -1,5 +1,6 @@
 // docs/guide.md, "Optimizers": options, the common interface, bad options.
 #include <cstdio>
+#include <optional>
 #include <stdexcept>
 #include <tuple>
 #include <vector>
@@ -47,6 +48,21 @@ namespace
         guide::require(sgd_sf.lr == 1 && sgd_sf.momentum == 0.9 && sgd_sf.weight_decay == 0 && sgd_sf.warmup_steps == 0
                            && sgd_sf.r == 0 && sgd_sf.weight_lr_power == 2,
                        "sgd_schedulefree defaults");
+        const xoptim::lamb_options lamb;
+        guide::require(lamb.lr == 1e-3 && lamb.bias_correction && lamb.betas[0] == 0.9 && lamb.betas[1] == 0.999
+                           && lamb.eps == 1e-6 && lamb.weight_decay == 0.01 && lamb.adam_w_mode && lamb.grad_averaging
+                           && lamb.max_grad_norm == 1.0 && !lamb.use_nvlamb,
+                       "lamb defaults");
+        const xoptim::adafactor_options adafactor;
+        guide::require(adafactor.lr == 1e-2 && adafactor.beta2_decay == -0.8 && !adafactor.eps[0]
+                           && adafactor.eps[1] == 1e-3 && adafactor.d == 1 && adafactor.weight_decay == 0
+                           && !adafactor.maximize,
+                       "adafactor defaults");
+        const xoptim::adafactor_transformers_options hf;
+        guide::require(!hf.lr && hf.eps[0] == 1e-30 && hf.eps[1] == 1e-3 && hf.clip_threshold == 1
+                           && hf.decay_rate == -0.8 && !hf.beta1 && hf.weight_decay == 0 && hf.scale_parameter
+                           && hf.relative_step && !hf.warmup_init,
+                       "adafactor_transformers defaults");
         const xoptim::ema_options ema;
         guide::require(ema.decay == 0.9999 && ema.min_decay == 0 && ema.update_after_step == 0 && !ema.use_warmup
                            && ema.warmup_gamma == 1 && ema.warmup_power == 2.0 / 3.0
@@ -152,6 +168,30 @@ int main()
     xoptim::ademamix ademamix(ao);
     ademamix.step(std::tie(w, b), std::tie(gw, gb));
     //! [ademamix]
+
+    //! [lamb]
+    xoptim::lamb_options la;
+    la.lr = 2e-3;
+    la.weight_decay = 0.01;
+    la.max_grad_norm = std::nullopt;  // no clipping inside (optax.lamb); default 1.0 (apex)
+    la.use_nvlamb = true;             // trust ratios on every tensor, decayed or not
+    xoptim::lamb lamb(la);
+    lamb.step(std::tie(w, b), std::tie(gw, gb));
+    //! [lamb]
+
+    //! [adafactor]
+    std::vector<float> matrix(64 * 32, 0.5f), gmatrix(64 * 32, 0.1f);
+    auto weight = xoptim::view(matrix.data(), {64, 32});  // the shape makes it factored
+    auto gweight = xoptim::view(gmatrix.data(), {64, 32});
+    xoptim::adafactor adafactor;  // torch.optim.Adafactor's defaults: lr 1e-2
+    adafactor.step(std::tie(weight, b), std::tie(gweight, gb));
+
+    xoptim::adafactor_transformers_options ho;  // transformers' defaults: relative step
+    ho.beta1 = 0.9;                             // with a first moment
+    xoptim::adafactor_transformers relative(ho);
+    relative.step(std::tie(weight, b), std::tie(gweight, gb));
+    //! [adafactor]
+    guide::require(adafactor.state()[0].size == 64 * 32, "adafactor");
 
     //! [schedulefree]
     xoptim::adamw_schedulefree_options fo;
