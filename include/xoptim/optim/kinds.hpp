@@ -52,10 +52,8 @@ namespace xoptim
 
         // The optimizer X is or derives from (adamw for a user's class derived from adamw),
         // const as X is.
-        template <class X>
-        using optimizer_of = std::conditional_t<
-            std::is_const_v<X>, const std::remove_pointer_t<decltype(optimizer_type(static_cast<const X*>(nullptr)))>,
-            std::remove_pointer_t<decltype(optimizer_type(static_cast<const X*>(nullptr)))>>;
+        template <class X, class D = std::remove_pointer_t<decltype(optimizer_type(static_cast<const X*>(nullptr)))>>
+        using optimizer_of = std::conditional_t<std::is_const_v<X>, const D, D>;
 
         template <class X>
         struct is_stepper : std::false_type
