@@ -363,6 +363,58 @@ namespace
         EXPECT_EQ(sf.optimizer().step_count(), se.optimizer().step_count());
     }
 
+    // With caller_accumulates the pending micro-batches' sums are in the caller's buffers,
+    // which no file holds: a save mid-cycle is refused (no load could resume it), the
+    // previous file is kept, and a save after the cycle's step loads.
+    TEST_F(checkpoint, a_cycle_summed_in_the_callers_buffers_is_not_saved_half_way)
+    {
+        xoptim::stepper_options o;
+        o.accumulate = 2;
+        o.caller_accumulates = true;
+        xoptim::stepper s(xoptim::adamw(), o);
+        std::vector<float> w(5, 0.5f), sum(5, 0.25f);
+        xoptim::save_checkpoint(file(), w, s);
+        const bytes before = read_file(file());
+        ASSERT_FALSE(s(w, sum));
+        const std::string message = xoptim_test::message_of<std::runtime_error>(
+            [&] { xoptim::save_checkpoint(file(), w, s); });
+        EXPECT_NE(message.find("1 micro-batches are pending, summed in the caller's gradient buffers"),
+                  std::string::npos)
+            << message;
+        EXPECT_EQ(read_file(file()), before);
+        ASSERT_TRUE(s(w, sum));
+        xoptim::save_checkpoint(file(), w, s);
+        std::vector<float> v(5);
+        xoptim::stepper resumed(xoptim::adamw(), o);
+        xoptim::load_checkpoint(file(), v, resumed);
+        EXPECT_EQ(v, w);
+        EXPECT_EQ(resumed.optimizer().step_count(), 1u);
+    }
+
+    // A load that creates the state does so at the step the run resumes: the schedules'
+    // values are those of that step (here lr is -1, refused, before step 3), and options()
+    // shows them.
+    TEST_F(checkpoint, a_load_makes_the_state_with_the_schedules_at_the_resumed_step)
+    {
+        model a;
+        xoptim::adamw opt;
+        std::vector<float> gw;
+        std::vector<double> gb;
+        for (int t = 0; t < 5; ++t)
+        {
+            a.grads(t, gw, gb);
+            opt.step(a.params(), std::tie(gw, gb));
+        }
+        xoptim::save_checkpoint(file(), a.params(), opt);
+        model b;
+        xoptim::adamw resumed;
+        resumed.schedule("lr", xoptim::join({xoptim::constant(-1), xoptim::constant(1e-3)}, {3}));
+        xoptim::load_checkpoint(file(), b.params(), resumed);
+        EXPECT_EQ(resumed.step_count(), 5u);
+        EXPECT_EQ(resumed.options().lr, 1e-3);
+        EXPECT_EQ(b.w, a.w);
+    }
+
     TEST_F(checkpoint, one_saved_before_the_first_step_loads)
     {
         model m;
@@ -484,6 +536,7 @@ namespace
             xoptim::adamw fresh;
             EXPECT_EQ(load_error(file("bad.safetensors"), m, fresh), error);
             EXPECT_TRUE(fresh.state().empty());
+            EXPECT_EQ(fresh.step_count(), 0u);
             EXPECT_EQ(error.rfind(file("bad.safetensors") + ": ", 0), 0u) << error;
             return error;
         }

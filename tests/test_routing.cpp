@@ -22,6 +22,20 @@ namespace
     }
 
     // SPEC section 3's example, exactly.
+    // Names with a '*' or '?' of their own: a pattern's '*' still matches a run there.
+    // Expected values: Python's fnmatch.fnmatchcase(name, pattern), as replay's routing
+    // documents (docs/replay.md).
+    TEST(routing, glob_stars_match_names_holding_stars)
+    {
+        EXPECT_TRUE(xoptim::glob_match("*", "*x"));
+        EXPECT_TRUE(xoptim::glob_match("a*", "a*b"));
+        EXPECT_TRUE(xoptim::glob_match("*b", "**b"));
+        EXPECT_TRUE(xoptim::glob_match("a*c", "a*bc"));
+        EXPECT_TRUE(xoptim::glob_match("a?c", "a*c"));
+        EXPECT_FALSE(xoptim::glob_match("a*c", "a*b"));
+        EXPECT_FALSE(xoptim::glob_match("?", "**"));
+    }
+
     TEST(routing, the_hybrid_example_routes_as_listed)
     {
         xoptim::routing r;

@@ -481,6 +481,14 @@ namespace xoptim
         if constexpr (detail::is_stepper<Trainer>::value)
         {
             pending = trainer.pending_micro_batches() > 0;
+            if (pending && trainer.options().caller_accumulates)
+            {
+                // No load could resume it: the sums are in the caller's buffers.
+                checkpoint_error(path, std::to_string(trainer.pending_micro_batches())
+                                           + " micro-batches are pending, summed in the caller's gradient buffers "
+                                             "(caller_accumulates), which a checkpoint does not hold: save after "
+                                             "the cycle's step (nothing was written)");
+            }
             meta["stepper.skipped_steps"] = std::to_string(trainer.skipped_steps());
             meta["stepper.pending_micro_batches"] = std::to_string(trainer.pending_micro_batches());
             meta["stepper.options"] = detail::stepper_json(trainer.options());
@@ -581,6 +589,15 @@ namespace xoptim
         // replaces that state, and cannot replace state kept for other ones.
         detail::check_parameters(path, flat, detail::state_stores(trainer));
         detail::checkpoint_access::created created;
+        // The file's step counts first: state a load creates is made with the schedules'
+        // values at the step the run resumes, not at step 0 (their own counts come back if
+        // the load is refused).
+        std::vector<std::size_t> own_steps;
+        std::size_t next = 0;
+        detail::for_each_optimizer(trainer, "optimizer", [&](const std::string&, auto& o) {
+            own_steps.push_back(detail::checkpoint_access::steps(o));
+            detail::checkpoint_access::steps(o) = steps[next++];
+        });
         try
         {
             detail::checkpoint_access::init(trainer, params, created);
@@ -655,6 +672,10 @@ namespace xoptim
         catch (...)
         {
             detail::checkpoint_access::forget(trainer, created);
+            next = 0;
+            detail::for_each_optimizer(trainer, "optimizer", [&](const std::string&, auto& o) {
+                detail::checkpoint_access::steps(o) = own_steps[next++];
+            });
             throw;
         }
         std::size_t k = 0;

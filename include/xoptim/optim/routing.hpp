@@ -32,15 +32,16 @@ namespace xoptim
         std::size_t p = 0, t = 0, star = std::string_view::npos, resume = 0;
         while (t < text.size())
         {
-            if (p < pattern.size() && (pattern[p] == '?' || pattern[p] == text[t]))
-            {
-                ++p;
-                ++t;
-            }
-            else if (p < pattern.size() && pattern[p] == '*')
+            // A '*' first: it matches a run even where the name has a '*' of its own.
+            if (p < pattern.size() && pattern[p] == '*')
             {
                 star = p++;
                 resume = t;
+            }
+            else if (p < pattern.size() && (pattern[p] == '?' || pattern[p] == text[t]))
+            {
+                ++p;
+                ++t;
             }
             else if (star != std::string_view::npos)
             {
