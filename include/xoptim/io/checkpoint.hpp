@@ -43,6 +43,7 @@
 #include <set>
 #include <stdexcept>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "../optim/kinds.hpp"
@@ -590,14 +591,15 @@ namespace xoptim
         detail::check_parameters(path, flat, detail::state_stores(trainer));
         detail::checkpoint_access::created created;
         // The file's step counts first: state a load creates is made with the schedules'
-        // values at the step the run resumes, not at step 0 (their own counts come back if
-        // the load is refused).
-        std::vector<std::size_t> own_steps;
-        std::size_t next = 0;
-        detail::for_each_optimizer(trainer, "optimizer", [&](const std::string&, auto& o) {
-            own_steps.push_back(detail::checkpoint_access::steps(o));
-            detail::checkpoint_access::steps(o) = steps[next++];
-        });
+        // values at the step the run resumes, not at step 0. Swapped, so that `steps` keeps
+        // the trainer's own counts for a refused load to put back.
+        const auto swap_steps = [&] {
+            std::size_t k = 0;
+            detail::for_each_optimizer(trainer, "optimizer", [&](const std::string&, auto& o) {
+                std::swap(detail::checkpoint_access::steps(o), steps[k++]);
+            });
+        };
+        swap_steps();
         try
         {
             detail::checkpoint_access::init(trainer, params, created);
@@ -672,16 +674,11 @@ namespace xoptim
         catch (...)
         {
             detail::checkpoint_access::forget(trainer, created);
-            next = 0;
-            detail::for_each_optimizer(trainer, "optimizer", [&](const std::string&, auto& o) {
-                detail::checkpoint_access::steps(o) = own_steps[next++];
-            });
+            swap_steps();
             throw;
         }
-        std::size_t k = 0;
         std::size_t h = 0;
         detail::for_each_optimizer(trainer, "optimizer", [&](const std::string& key, auto& o) {
-            detail::checkpoint_access::steps(o) = steps[k++];
             using O = std::remove_reference_t<decltype(o)>;
             if constexpr (std::is_same_v<O, ema>)
             {

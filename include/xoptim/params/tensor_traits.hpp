@@ -454,33 +454,50 @@ namespace xoptim
     {
         namespace detail
         {
+            // How a trait declares rank, extent or contiguous (each one function, not
+            // overloaded as data is): not at all, `static`, or without `static` (callable
+            // only on an object, which the library never has: check_static says so).
+            enum class declared
+            {
+                no,
+                as_static,
+                on_object
+            };
+
+            template <class F>
+            inline constexpr declared declared_as = std::is_member_function_pointer_v<F> ? declared::on_object
+                                                                                         : declared::as_static;
+
             template <class Tr, class = void>
-            struct has_rank : std::false_type
+            struct declares_rank : std::integral_constant<declared, declared::no>
             {
             };
 
             template <class Tr>
-            struct has_rank<Tr, std::void_t<decltype(&Tr::rank)>> : std::true_type
+            struct declares_rank<Tr, std::void_t<decltype(&Tr::rank)>>
+                : std::integral_constant<declared, declared_as<decltype(&Tr::rank)>>
             {
             };
 
             template <class Tr, class = void>
-            struct has_extent : std::false_type
+            struct declares_extent : std::integral_constant<declared, declared::no>
             {
             };
 
             template <class Tr>
-            struct has_extent<Tr, std::void_t<decltype(&Tr::extent)>> : std::true_type
+            struct declares_extent<Tr, std::void_t<decltype(&Tr::extent)>>
+                : std::integral_constant<declared, declared_as<decltype(&Tr::extent)>>
             {
             };
 
             template <class Tr, class = void>
-            struct has_contiguous : std::false_type
+            struct declares_contiguous : std::integral_constant<declared, declared::no>
             {
             };
 
             template <class Tr>
-            struct has_contiguous<Tr, std::void_t<decltype(&Tr::contiguous)>> : std::true_type
+            struct declares_contiguous<Tr, std::void_t<decltype(&Tr::contiguous)>>
+                : std::integral_constant<declared, declared_as<decltype(&Tr::contiguous)>>
             {
             };
 
@@ -546,40 +563,6 @@ namespace xoptim
             {
             };
 
-            // A rank, extent or contiguous declared without `static` (not overloaded, unlike data).
-            template <class Tr, class = void>
-            struct object_rank : std::false_type
-            {
-            };
-
-            template <class Tr>
-            struct object_rank<Tr, std::void_t<decltype(&Tr::rank)>>
-                : std::is_member_function_pointer<decltype(&Tr::rank)>
-            {
-            };
-
-            template <class Tr, class = void>
-            struct object_extent : std::false_type
-            {
-            };
-
-            template <class Tr>
-            struct object_extent<Tr, std::void_t<decltype(&Tr::extent)>>
-                : std::is_member_function_pointer<decltype(&Tr::extent)>
-            {
-            };
-
-            template <class Tr, class = void>
-            struct object_contiguous : std::false_type
-            {
-            };
-
-            template <class Tr>
-            struct object_contiguous<Tr, std::void_t<decltype(&Tr::contiguous)>>
-                : std::is_member_function_pointer<decltype(&Tr::contiguous)>
-            {
-            };
-
             // Whether every function the trait has can be called as tensor_traits<C>::f(...),
             // as the library calls them (once per type, const or not).
             template <class C>
@@ -587,8 +570,10 @@ namespace xoptim
             {
                 using tr = tensor_traits<C>;
                 constexpr bool ok = (has_data<C>::value || !has_object_data<C>::value)
-                                    && (has_size<C>::value || !has_object_size<C>::value) && !object_rank<tr>::value
-                                    && !object_extent<tr>::value && !object_contiguous<tr>::value;
+                                    && (has_size<C>::value || !has_object_size<C>::value)
+                                    && declares_rank<tr>::value != declared::on_object
+                                    && declares_extent<tr>::value != declared::on_object
+                                    && declares_contiguous<tr>::value != declared::on_object;
                 static_assert(ok, "xoptim: tensor_traits<C>'s functions are called without an object: declare "
                                   "data, size, rank, extent and contiguous `static`");
                 return ok;
@@ -673,7 +658,7 @@ namespace xoptim
         template <class C>
         std::size_t rank(const C& c) noexcept
         {
-            if constexpr (detail::has_rank<traits<C>>::value && !detail::object_rank<traits<C>>::value)
+            if constexpr (detail::declares_rank<traits<C>>::value == detail::declared::as_static)
             {
                 return traits<C>::rank(c);
             }
@@ -686,12 +671,13 @@ namespace xoptim
         template <class C>
         std::size_t extent(const C& c, std::size_t d) noexcept
         {
-            if constexpr (detail::has_rank<traits<C>>::value && !detail::object_rank<traits<C>>::value)
+            if constexpr (detail::declares_rank<traits<C>>::value == detail::declared::as_static)
             {
-                constexpr bool extents = detail::has_extent<traits<C>>::value;
+                constexpr detail::declared how = detail::declares_extent<traits<C>>::value;
+                constexpr bool extents = how != detail::declared::no;
                 static_assert(extents, "xoptim: tensor_traits<C> has `rank`, so it needs `static std::size_t "
                                        "extent(const C& c, std::size_t d)` too, the length of dimension d");
-                if constexpr (extents && !detail::object_extent<traits<C>>::value)
+                if constexpr (how == detail::declared::as_static)
                 {
                     return traits<C>::extent(c, d);
                 }
@@ -709,7 +695,7 @@ namespace xoptim
         template <class C>
         bool contiguous(const C& c) noexcept
         {
-            if constexpr (detail::has_contiguous<traits<C>>::value && !detail::object_contiguous<traits<C>>::value)
+            if constexpr (detail::declares_contiguous<traits<C>>::value == detail::declared::as_static)
             {
                 return traits<C>::contiguous(c);
             }
