@@ -29,8 +29,29 @@ namespace
     {
         const reference_case_2026& c = GetParam();
         ASSERT_GE(c.steps, 50);
-        const auto with = [](const auto& hyper, auto&& f) {
-            xoptim::tools::with_optimizer_of<xoptim::lamb>("lamb", hyper, f);
+        // A case with groups: a param_groups<lamb>, a group per entry taking the parameters
+        // it lists (named by their index), its options the case's with the group's over them.
+        const auto with = [&c](const auto& hyper, auto&& f) {
+            if (c.groups.is_null())
+            {
+                xoptim::tools::with_optimizer_of<xoptim::lamb>("lamb", hyper, f);
+                return;
+            }
+            xoptim::param_groups<xoptim::lamb> groups;
+            for (std::size_t k = 0; k < c.groups.size(); ++k)
+            {
+                std::vector<std::string> names;
+                for (const auto& index : c.groups[k].at("params"))
+                {
+                    names.push_back(std::to_string(index.get<std::size_t>()));
+                }
+                nlohmann::json options = hyper;
+                options.update(c.groups[k].at("hyper"));
+                xoptim::tools::with_optimizer_of<xoptim::lamb>("lamb", options, [&](xoptim::lamb& opt) {
+                    groups.add("group " + std::to_string(k), xoptim::name_matches(names), std::move(opt));
+                });
+            }
+            f(groups);
         };
         const auto nothing_more = [](const auto&) {};
         if (c.dtype == "float32")
@@ -204,33 +225,65 @@ namespace
         EXPECT_EQ(m1.d, m2.d);
     }
 
-    // Parameter groups: each group's trust ratios are per tensor, so a group alone
-    // steps its tensors as a LAMB over them alone would.
-    TEST(lamb, in_parameter_groups)
+    // Parameter groups are one LAMB in groups, as apex's: the gradient norm that
+    // max_grad_norm clips by is over every group's tensors, so two groups with the same
+    // options step as one LAMB over all the tensors, bit for bit (the groups' sums added
+    // in the order the single optimizer adds them: w and b, then d). Groups of other
+    // options: the reference case lamb_groups.
+    TEST(lamb, in_parameter_groups_one_gradient_norm_over_all_groups)
     {
+        const auto run = [](auto& trainer) {
+            model m;
+            m.steps(trainer, 0, 3);
+            return m;
+        };
         xoptim::param_groups<xoptim::lamb> groups;
-        auto slow = nvlamb();
-        slow.lr = 1e-3;
-        groups.add("small", xoptim::name_matches({"b"}), xoptim::lamb(slow));
-        groups.fallback("rest", xoptim::lamb(nvlamb()));
-        model m;
-        m.steps(groups, 0, 2);
+        groups.add("floats", xoptim::name_matches({"w", "b"}), xoptim::lamb(nvlamb()));
+        groups.fallback("doubles", xoptim::lamb(nvlamb()));
+        xoptim::lamb one(nvlamb());
+        const model grouped = run(groups), single = run(one);
+        EXPECT_EQ(grouped.w, single.w);
+        EXPECT_EQ(grouped.b, single.b);
+        EXPECT_EQ(grouped.d, single.d);
 
-        model alone;
-        xoptim::lamb small(slow), rest(nvlamb());
-        std::vector<float> gw(alone.w.size()), gb(alone.b.size());
-        std::vector<double> gd(alone.d.size());
-        for (int t = 0; t < 2; ++t)
+        // Each group alone, its own norm, steps otherwise (what the groups do not do).
+        xoptim::lamb floats(nvlamb()), doubles(nvlamb());
+        model apart;
+        std::vector<float> gw(apart.w.size()), gb(apart.b.size());
+        std::vector<double> gd(apart.d.size());
+        for (int t = 0; t < 3; ++t)
         {
             model::fill(gw, 0.7, t);
             model::fill(gb, 0.3, t);
             model::fill(gd, 0.9, t);
-            small.step(std::make_tuple(xoptim::named("b", alone.b)), std::tie(gb));
-            rest.step(std::make_tuple(xoptim::named("w", alone.w), xoptim::named("d", alone.d)), std::tie(gw, gd));
+            floats.step(std::make_tuple(xoptim::named("w", apart.w), xoptim::named("b", apart.b)), std::tie(gw, gb));
+            doubles.step(std::make_tuple(xoptim::named("d", apart.d)), std::tie(gd));
         }
-        EXPECT_EQ(m.b, alone.b);
-        EXPECT_EQ(m.w, alone.w);
-        EXPECT_EQ(m.d, alone.d);
+        EXPECT_NE(grouped.w, apart.w);
+        EXPECT_NE(grouped.d, apart.d);
+    }
+
+    // The same with 8-bit states (their step compiled apart, set_storage): each group's
+    // share of the norm is summed by that step too, before any group updates.
+    TEST(lamb, in_parameter_groups_with_8bit_states_one_gradient_norm)
+    {
+        const auto coded = [] {
+            xoptim::lamb opt(nvlamb());
+            xoptim::storage_options s;
+            s.states = xoptim::state_storage::blockwise_8bit;
+            opt.set_storage(s);
+            return opt;
+        };
+        xoptim::param_groups<xoptim::lamb> groups;
+        groups.add("floats", xoptim::name_matches({"w", "b"}), coded());
+        groups.fallback("doubles", coded());
+        xoptim::lamb one = coded();
+        model grouped, single;
+        grouped.steps(groups, 0, 3);
+        single.steps(one, 0, 3);
+        EXPECT_EQ(grouped.w, single.w);
+        EXPECT_EQ(grouped.b, single.b);
+        EXPECT_EQ(grouped.d, single.d);
     }
 
     // 8-bit moments: the reductions see the pass's values; the run stays finite and

@@ -44,8 +44,9 @@
 #define XOPTIM_EXTERN extern
 #endif
 
-#define XOPTIM_INSTANCE(O, TYPES) \
-    XOPTIM_EXTERN template void optimizer<O, O::options_type>::commit<TYPES>(const grad_transform&);
+#define XOPTIM_INSTANCE(O, TYPES)                                                                                      \
+    XOPTIM_EXTERN template void optimizer<O, O::options_type>::commit<TYPES>(const grad_transform&,                    \
+                                                                             detail::whole_set_round*);
 
 // A leaf's state, memory and job, by element type (the walk over the caller's types stays
 // in each unit), and the end of the walk.

@@ -161,6 +161,23 @@ TEST(dist_local, param_groups_schedules_and_bf16_states_are_the_one_process_ones
     }
 }
 
+// LAMB in parameter groups clips by one gradient norm over every group (apex's): a
+// data-parallel step, where each rank steps every tensor, commits the groups as the one
+// process does, summing their norms before any group updates. (ZeRO-1 refuses LAMB's
+// clipping: the norm would be over a rank's share.)
+TEST(dist_local, lamb_groups_clip_by_one_norm_over_all_groups_as_one_process)
+{
+    const auto make = [] {
+        xoptim::lamb_options no_decay;
+        no_decay.weight_decay = 0;
+        xoptim::param_groups<xoptim::lamb> g;
+        g.add("no_decay", xoptim::name_matches({"*.bias", "scale"}), xoptim::lamb(no_decay));
+        g.fallback("decay", xoptim::lamb());
+        return xoptim::stepper(std::move(g));
+    };
+    expect_one_process_bits(make, dist::mode::data_parallel, 4);
+}
+
 TEST(dist_local, a_bad_gradient_is_an_error_that_changes_nothing)
 {
     net m = small_model();

@@ -136,6 +136,12 @@ def specs():
         ("muon_bf16_match_rms", "muon", mu(lr_adjust="match_rms_adamw", nesterov=False, **bf), SHAPES_MUON_BF16,
          0.25, 0, {}, F32),
         ("muon_bf16_polar_express", "muon", mu(ns_precision="bf16", **pe), SHAPES_MUON_BF16, 1.0, 0, {}, F32),
+
+        # LAMB in two parameter groups: one gradient norm over both (apex's), a group without
+        # weight decay. Last, so that the seeds of the cases above stay as they were.
+        ("lamb_groups", "lamb", lamb.hyper(lr=1e-2), SHAPES_E, 1.0, 0,
+         {"groups": [{"params": [1, 3, 5], "hyper": {"lr": 2e-2, "weight_decay": 0.0}},
+                     {"params": [0, 2, 4], "hyper": {}}]}, BOTH),
     ]
 
 
@@ -173,11 +179,11 @@ def source_of(name, optimizer, h):
     return s
 
 
-def make(optimizer, h, params, dt, accumulate="f64"):
+def make(optimizer, h, params, dt, accumulate="f64", groups=None):
     if optimizer == "adafactor":
         return adafactor.Adafactor(h, params, dt)
     if optimizer == "lamb":
-        return lamb.Lamb(h, params, dt)
+        return lamb.LambGroups(h, groups, params, dt) if groups else lamb.Lamb(h, params, dt)
     if optimizer == "adamw_schedulefree":
         return schedulefree.AdamWScheduleFree(h, params, dt)
     if optimizer == "sgd_schedulefree":
@@ -221,7 +227,7 @@ def run_case(optimizer, h, extra, dtype, seed, shapes, gscale, zero_every, accum
         shadow = ema.Ema(h, params, dt)
         opt = base
     else:
-        opt = make(optimizer, h, params, dt, accumulate)
+        opt = make(optimizer, h, params, dt, accumulate, extra.get("groups"))
     out = {"checkpoints": {}}
     sf = optimizer.endswith("_schedulefree")
     if sf:

@@ -33,6 +33,9 @@ namespace xoptim_test
         // moves the parameters ({"optimizer": "adamw", "hyper": {...}}).
         std::map<int, std::vector<std::vector<double>>> ema_checkpoints;
         nlohmann::json base;
+        // LAMB's parameter groups: [{"params": [indices], "hyper": {overrides of `hyper`}}],
+        // stepped as one optimizer (one gradient norm over all groups).
+        nlohmann::json groups;
         // The reference's state tensors after the last step, per parameter, by the reference's
         // names (torch Adafactor: row_var (..., R, 1), col_var (..., 1, C), variance; ...).
         struct state_values
@@ -74,6 +77,8 @@ namespace xoptim_test
                 c.ema_checkpoints = read_checkpoints(j.at("ema_checkpoints"));
             if (j.contains("base"))
                 c.base = j.at("base");
+            if (j.contains("groups"))
+                c.groups = j.at("groups");
             if (j.contains("final_states"))
             {
                 for (const auto& param : j.at("final_states"))

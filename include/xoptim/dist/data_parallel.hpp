@@ -1204,7 +1204,8 @@ namespace xoptim::dist
     template <class Trainer, class Comm>
     void data_parallel<Trainer, Comm>::commit(const grad_transform& t)
     {
-        detail::for_each_inner(detail::inner(m_trainer), [&](std::size_t, const std::string&, auto& o) { o.commit(t); });
+        // The trainer's own commit: a param_groups sums its groups' whole-set totals first.
+        detail::inner(m_trainer).commit(t);
     }
 
     template <class Trainer, class Comm>

@@ -22,6 +22,11 @@
 //   std::array<state_extent, N> state_extents(const options_type&, const std::vector<std::size_t>&) const;
 //   static void host_fields(self, f): host numbers a checkpoint keeps (Schedule-Free).
 //   shard_rule shards(const options_type&) const;  how a step may be split between processes
+//   template <class Step> double whole_set_total(const Step&, const options_type&) const;
+//       where shards() is whole_set: a number over all its tensors (LAMB: the gradients'
+//       squared norm), computed before anything changes; the update reads it as
+//       step.whole_set_total(). Over a param_groups it is every group's added, in group
+//       order (apex's one norm over all groups), whatever each group's options.
 #ifndef XOPTIM_OPTIM_CONTRACT_HPP
 #define XOPTIM_OPTIM_CONTRACT_HPP
 
@@ -239,6 +244,35 @@ namespace xoptim::detail
     struct declares_shards<D, std::void_t<decltype(std::declval<const D&>().shards(
                                   std::declval<const typename D::options_type&>()))>> : std::true_type
     {
+    };
+
+    template <class D, class Step, class = void>
+    struct declares_whole_set_total : std::false_type
+    {
+    };
+
+    template <class D, class Step>
+    struct declares_whole_set_total<D, Step,
+                                    std::void_t<decltype(std::declval<const D&>().whole_set_total(
+                                        std::declval<const Step&>(), std::declval<const typename D::options_type&>()))>>
+        : std::true_type
+    {
+    };
+
+    // How a commit has the whole-set total (whole_set_total above): from the optimizer's
+    // own tensors (alone), only added to `value` with nothing changed (summing: a
+    // param_groups' first round over its groups), or taken from `value` (given: the
+    // second round).
+    struct whole_set_round
+    {
+        enum class phase
+        {
+            alone,
+            summing,
+            given
+        };
+        phase how = phase::alone;
+        double value = 0;
     };
 
     template <class D>

@@ -1,6 +1,7 @@
 // LAMB (You et al. 2019, "Large Batch Optimization for Deep Learning"), as NVIDIA apex's
 // FusedLAMB computes it (apex/optimizers/fused_lamb.py, csrc/multi_tensor_lamb.cu):
-//   clipped = ||g||_global > max_grad_norm ? ||g||_global / max_grad_norm : 1   (all tensors)
+//   clipped = ||g||_global > max_grad_norm ? ||g||_global / max_grad_norm : 1
+//             (||g||_global over all the tensors: a param_groups<lamb>'s over all its groups)
 //   sg = g / clipped                        (L2 mode: sg = sg + wd * p)
 //   m = b1 * m + beta3 * sg                 beta3 = grad_averaging ? 1 - b1 : 1
 //   v = b2 * v + (1 - b2) * sg * sg
@@ -97,6 +98,14 @@ namespace xoptim
             return o.use_nvlamb || o.weight_decay != 0 ? shard_rule::whole_tensors : shard_rule::elements;
         }
 
+        // The squared norm of the gradients over all the tensors (of every group of a
+        // param_groups<lamb>, as apex's one norm over its groups), before any update.
+        template <class Step>
+        static double whole_set_total(const Step& step, const lamb_options&)
+        {
+            return step.total(sum_squares(sym::g));
+        }
+
         template <class Step>
         void update(const Step& step, const lamb_options& o) const
         {
@@ -120,7 +129,7 @@ namespace xoptim
             double clipped = 1;
             if (o.max_grad_norm)
             {
-                const double norm = std::sqrt(step.total(sum_squares(g)));
+                const double norm = std::sqrt(step.whole_set_total());
                 clipped = norm > *o.max_grad_norm ? norm / *o.max_grad_norm : 1;
             }
             const auto first_moment = b1 * m + beta3 * sg;

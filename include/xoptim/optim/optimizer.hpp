@@ -57,13 +57,14 @@ namespace xoptim
         // prepare checks everything and changes nothing but a first step's new state;
         // then either commit (the update, over float and double parameters) or
         // abandon (drops what prepare created). With a walk's checked_walk, prepare
-        // checks the lists against the state only (as step does).
+        // checks the lists against the state only (as step does). A param_groups passes
+        // `round` to sum its groups' whole-set totals (contract.hpp) before any updates.
         template <class P, class G>
         void prepare(P&& params, G&& grads);
         template <class P, class G>
         void prepare(P&& params, G&& grads, checked_walk);
         template <unsigned Types = detail::float_bit | detail::double_bit>
-        void commit(const grad_transform& transform = {});
+        void commit(const grad_transform& transform = {}, detail::whole_set_round* round = nullptr);
         void abandon() noexcept;
 
         // Creates the state for `params` now instead of on the first step.
@@ -255,7 +256,7 @@ namespace xoptim
 
         Options m_o;
         // The step with the coded kernels, for states set_storage made coded.
-        void (optimizer::*m_coded_commit)(const grad_transform&) = nullptr;
+        void (optimizer::*m_coded_commit)(const grad_transform&, detail::whole_set_round*) = nullptr;
         state_store m_state;
         storage_options m_storage;
         job_list<float> m_floats;
@@ -731,7 +732,7 @@ namespace xoptim
 
     template <class Derived, class Options>
     template <unsigned Types>
-    void optimizer<Derived, Options>::commit(const grad_transform& transform)
+    void optimizer<Derived, Options>::commit(const grad_transform& transform, detail::whole_set_round* round)
     {
         if (!m_prepared)
         {
@@ -747,16 +748,38 @@ namespace xoptim
                     throw std::logic_error(std::string("xoptim::") + Derived::name
                                            + ": coded states without the step that runs them");
                 }
-                (this->*m_coded_commit)(transform);
+                (this->*m_coded_commit)(transform, round);
                 return;
             }
         }
         if constexpr (detail::check_update<Derived, step_context<Types>>())  // else its sentence, alone
         {
-            const step_context<Types> ctx(m_steps + 1, derived().num_states(m_o), m_state, m_floats, m_doubles, m_coded,
-                                          transform);
+            using phase = detail::whole_set_round::phase;
+            const phase how = round != nullptr ? round->how : phase::alone;
+            step_context<Types> ctx(m_steps + 1, derived().num_states(m_o), m_state, m_floats, m_doubles, m_coded,
+                                    transform);
             try
             {
+                if constexpr (detail::declares_whole_set_total<Derived, step_context<Types>>::value)
+                {
+                    if (how == phase::summing)
+                    {
+                        round->value += derived().whole_set_total(ctx, m_o);
+                        return;  // still prepared: the given round updates
+                    }
+                    if (how == phase::given)
+                    {
+                        ctx.set_whole_set_total(round->value);
+                    }
+                    else if (detail::shard_rule_of(derived()) == shard_rule::whole_set)
+                    {
+                        ctx.set_whole_set_total(derived().whole_set_total(ctx, m_o));
+                    }
+                }
+                else if (how == phase::summing)
+                {
+                    return;
+                }
                 derived().update(ctx, m_o);
             }
             catch (...)

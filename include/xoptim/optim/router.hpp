@@ -465,6 +465,28 @@ namespace xoptim
     void detail::router_base<Storage>::commit(const grad_transform& transform)
     {
         m_prepared_first = false;  // the routes stay, whatever an update does
+        if constexpr (is_vector_storage<Storage>::value)
+        {
+            using Opt = typename Storage::value_type;
+            if constexpr (derives_from_optimizer<Opt>::value)
+            {
+                // param_groups: one optimizer in groups, as torch's. Where a group's step
+                // reads a number over all the tensors (LAMB's gradient norm), it is the
+                // sum over every group, taken before any group updates.
+                bool whole_set = false;
+                each([&](std::size_t, const Opt& o) {
+                    whole_set = whole_set || shard_rule_of(o) == shard_rule::whole_set;
+                });
+                if (whole_set)
+                {
+                    whole_set_round round{whole_set_round::phase::summing, 0};
+                    each([&](std::size_t, Opt& o) { o.commit(transform, &round); });
+                    round.how = whole_set_round::phase::given;
+                    each([&](std::size_t, Opt& o) { o.commit(transform, &round); });
+                    return;
+                }
+            }
+        }
         each([&](std::size_t, auto& o) { o.commit(transform); });
     }
 

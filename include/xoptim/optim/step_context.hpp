@@ -60,6 +60,19 @@ namespace xoptim
             return m_transform;
         }
 
+        // The optimizer's number over all its tensors (contract.hpp: whole_set_total),
+        // computed before any tensor changed; over a param_groups, every group's added.
+        // 0 where its shards() is not whole_set.
+        double whole_set_total() const noexcept
+        {
+            return m_whole_set_total;
+        }
+
+        void set_whole_set_total(double total) noexcept
+        {
+            m_whole_set_total = total;
+        }
+
         // Fuses the assignments into one pass and runs it over every parameter, the
         // gradient seen through the step's transform (clipping, accumulation mean).
         template <class... A>
@@ -232,6 +245,7 @@ namespace xoptim
         job_list<double>& m_doubles;
         coded_job_list& m_coded;
         grad_transform m_transform;
+        double m_whole_set_total = 0;
     };
 }
 

@@ -27,7 +27,11 @@ and use_nvlamb on, this is optax.lamb: google-deepmind/optax optax/_src/alias.py
 scale_by_trust_ratio (ratio 1 where either norm is 0), scale_by_learning_rate; checked in
 checks.py).
 
-The step count is the optimizer's (FusedLAMB keeps one per group). apex computes in float
+Parameter groups (LambGroups; fused_lamb.py `step`): global_grad_norm is over every group's
+gradients, max_grad_norm is the optimizer's (self.defaults["max_grad_norm"], not the group's),
+and each group's kernel then runs with that group's other hyperparameters.
+
+The step count is the optimizer's (FusedLAMB keeps one per group, all stepped together). apex computes in float
 (MATH_T = float) and takes fp16/fp32 only; the float64 cases run the same kernel in double.
 The kernel's scalars come from the host as float: beta1, beta2, eps, lr, decay, and
 bias corrections 1 - pow(beta, step) computed in double and rounded to float; modelled so.
@@ -47,6 +51,47 @@ def hyper(**kw):
     return h
 
 
+def clip_ratio(h, grads, dt):
+    """fused_lamb.py: global_grad_norm over `grads` (every group's), clipped against h's max_grad_norm."""
+    if h["max_grad_norm"] is None:
+        return dt(1)
+    gnorm = dt(math.sqrt(sum(sum_squares(g) for g in grads)))
+    max_norm = dt(h["max_grad_norm"])
+    return dt(gnorm / max_norm) if gnorm > max_norm else dt(1)
+
+
+def lamb_kernel(h, t, params, states, grads, clipped, dt):
+    """multi_tensor_lamb over one group's tensors at step t, the gradients divided by `clipped`."""
+    beta1, beta2 = dt(h["betas"][0]), dt(h["betas"][1])
+    beta3 = dt(dt(1) - beta1) if h["grad_averaging"] else dt(1)
+    one_minus_beta2 = dt(dt(1) - beta2)
+    if h["bias_correction"]:
+        bc1 = dt(1 - math.pow(float(beta1), t))
+        bc2 = dt(1 - math.pow(float(beta2), t))
+    else:
+        bc1 = bc2 = dt(1)
+    eps, decay, lr = dt(h["eps"]), dt(h["weight_decay"]), dt(h["lr"])
+    for k, g in enumerate(grads):
+        p, st = params[k], states[k]
+        param_norm = norm(p, dt)
+        sg = (g / clipped).astype(dt)
+        if not h["adam_w_mode"]:
+            sg = add_scaled(sg, decay, p, dt)
+        m = scale_add(st["exp_avg"], beta1, beta3, sg, dt)
+        v = fma((one_minus_beta2 * sg).astype(dt), sg, (st["exp_avg_sq"] * beta2).astype(dt), dt)
+        st["exp_avg"], st["exp_avg_sq"] = m, v
+        denom = (np.sqrt((v / bc2).astype(dt)) + eps).astype(dt)
+        u = ((m / bc1).astype(dt) / denom).astype(dt)
+        if h["adam_w_mode"]:
+            u = add_scaled(u, decay, p, dt)
+        ratio = lr
+        if h["use_nvlamb"] or h["weight_decay"] != 0:
+            update_norm = norm(u, dt)
+            if update_norm != 0 and param_norm != 0:
+                ratio = dt(lr * dt(param_norm / update_norm))
+        params[k] = add_scaled(p, -ratio, u, dt)
+
+
 class Lamb:
     def __init__(self, h, params, dt):
         self.h, self.p, self.dt, self.t = h, params, dt, 0
@@ -56,38 +101,25 @@ class Lamb:
         return self.st
 
     def step(self, grads):
-        h, dt = self.h, self.dt
         self.t += 1
-        beta1, beta2 = dt(h["betas"][0]), dt(h["betas"][1])
-        beta3 = dt(dt(1) - beta1) if h["grad_averaging"] else dt(1)
-        one_minus_beta2 = dt(dt(1) - beta2)
-        if h["bias_correction"]:
-            bc1 = dt(1 - math.pow(float(beta1), self.t))
-            bc2 = dt(1 - math.pow(float(beta2), self.t))
-        else:
-            bc1 = bc2 = dt(1)
-        eps, decay, lr = dt(h["eps"]), dt(h["weight_decay"]), dt(h["lr"])
-        clipped = dt(1)
-        if h["max_grad_norm"] is not None:
-            gnorm = dt(math.sqrt(sum(sum_squares(g) for g in grads)))
-            max_norm = dt(h["max_grad_norm"])
-            clipped = dt(gnorm / max_norm) if gnorm > max_norm else dt(1)
-        for k, g in enumerate(grads):
-            p, st = self.p[k], self.st[k]
-            param_norm = norm(p, dt)
-            sg = (g / clipped).astype(dt)
-            if not h["adam_w_mode"]:
-                sg = add_scaled(sg, decay, p, dt)
-            m = scale_add(st["exp_avg"], beta1, beta3, sg, dt)
-            v = fma((one_minus_beta2 * sg).astype(dt), sg, (st["exp_avg_sq"] * beta2).astype(dt), dt)
-            st["exp_avg"], st["exp_avg_sq"] = m, v
-            denom = (np.sqrt((v / bc2).astype(dt)) + eps).astype(dt)
-            u = ((m / bc1).astype(dt) / denom).astype(dt)
-            if h["adam_w_mode"]:
-                u = add_scaled(u, decay, p, dt)
-            ratio = lr
-            if h["use_nvlamb"] or h["weight_decay"] != 0:
-                update_norm = norm(u, dt)
-                if update_norm != 0 and param_norm != 0:
-                    ratio = dt(lr * dt(param_norm / update_norm))
-            self.p[k] = add_scaled(p, -ratio, u, dt)
+        lamb_kernel(self.h, self.t, self.p, self.st, grads, clip_ratio(self.h, grads, self.dt), self.dt)
+
+
+class LambGroups(Lamb):
+    """FusedLAMB over parameter groups: `groups` is [{"params": [indices], "hyper": {overrides}}],
+    h the optimizer's defaults (its max_grad_norm clips every group)."""
+
+    def __init__(self, h, groups, params, dt):
+        super().__init__(h, params, dt)
+        self.groups = groups
+
+    def step(self, grads):
+        self.t += 1
+        clipped = clip_ratio(self.h, grads, self.dt)
+        for group in self.groups:
+            ks = group["params"]
+            ps = [self.p[k] for k in ks]
+            lamb_kernel(dict(self.h, **group["hyper"]), self.t, ps, [self.st[k] for k in ks], [grads[k] for k in ks],
+                        clipped, self.dt)
+            for k, p in zip(ks, ps):
+                self.p[k] = p
